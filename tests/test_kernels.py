@@ -1,0 +1,183 @@
+"""Triton 2-simplicial attention kernels against the float64 naive reference (CPU: TRITON_INTERPRET=1).
+
+Outputs and all five gradients are compared with ||x - ref|| / ||ref|| (1e-4 in fp32, 2e-3 in fp16) on fresh random
+inputs, with every kernel output poisoned (NaN) before the run so an element a kernel fails to write fails the test.
+bf16 is checked on the GPU only (tests/test_kernels_gpu.py): tl.dot on bf16 is wrong in the interpreter (REFERENCE.md 3).
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+# The interpreter must be chosen before the kernels are decorated (at import of triton_kernels.simplicial_attention).
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+from triton_kernels import two_simplicial_attention  # noqa: E402
+from triton_kernels import simplicial_attention as sa  # noqa: E402
+from triton_kernels.reference import two_simplicial_attention_naive  # noqa: E402
+
+# (id, B, N, Hq, Hkv, D, w1, w2, non_contiguous). N is never a multiple of the 16-row interpreter block unless noted.
+CASES = [
+    ("basic", 2, 21, 2, 2, 16, 6, 3, False),
+    ("w1_lt_w2", 1, 19, 2, 2, 16, 3, 11, False),
+    ("w1_is_1", 1, 18, 2, 1, 16, 1, 5, False),
+    ("w2_is_1", 1, 18, 2, 2, 16, 7, 1, False),
+    ("windows_longer_than_N", 1, 11, 2, 1, 32, 40, 25, False),
+    ("gqa2", 1, 23, 4, 2, 32, 9, 4, False),
+    ("gqa4", 1, 20, 4, 1, 16, 5, 6, False),
+    ("N_is_1", 1, 1, 2, 1, 16, 4, 4, False),
+    ("N_multiple_of_block", 1, 32, 1, 1, 16, 17, 5, False),
+    ("D64", 1, 17, 1, 1, 64, 8, 4, False),
+    ("D128", 1, 13, 1, 1, 128, 6, 3, False),
+    ("D256", 1, 9, 1, 1, 256, 5, 3, False),
+    ("non_contiguous", 2, 19, 4, 2, 32, 7, 4, True),
+]
+TOL = {torch.float32: 1e-4, torch.float16: 2e-3, torch.bfloat16: 1e-2}
+
+
+def rel_err(x: torch.Tensor, ref: torch.Tensor) -> float:
+    x, ref = x.double(), ref.double()
+    return ((x - ref).norm() / ref.norm().clamp_min(1e-30)).item()
+
+
+def make_inputs(B, N, Hq, Hkv, D, dtype, device, non_contiguous=False, seed=0):
+    """Fresh random inputs; non_contiguous ones are slices of one fused projection [B, N, Hq*D + 4*Hkv*D]."""
+    g = torch.Generator(device="cpu").manual_seed(seed)
+    if non_contiguous:
+        fused = torch.randn(B, N, (Hq + 4 * Hkv) * D, generator=g).to(device=device, dtype=dtype)
+        parts = torch.split(fused, [Hq * D] + [Hkv * D] * 4, dim=-1)
+        q = parts[0].unflatten(-1, (Hq, D))
+        ks = [p.unflatten(-1, (Hkv, D)) for p in parts[1:]]
+        assert not q.is_contiguous()
+        return [q, *ks]
+    q = torch.randn(B, N, Hq, D, generator=g).to(device=device, dtype=dtype)
+    return [q] + [torch.randn(B, N, Hkv, D, generator=g).to(device=device, dtype=dtype) for _ in range(4)]
+
+
+def check_case(case, dtype, device, backend="triton", tol=None):
+    """Run the case; return {name: rel error} for out and the five gradients (asserting nothing)."""
+    _, B, N, Hq, Hkv, D, w1, w2, nc = case
+    inputs = make_inputs(B, N, Hq, Hkv, D, dtype, device, nc)
+    xs = [x.detach().requires_grad_() if not nc else x for x in inputs]
+    if nc:  # keep the slices non-contiguous views of a leaf
+        leaf = inputs[0]._base.detach().requires_grad_()
+        parts = torch.split(leaf, [Hq * D] + [Hkv * D] * 4, dim=-1)
+        xs = [parts[0].unflatten(-1, (Hq, D))] + [p.unflatten(-1, (Hkv, D)) for p in parts[1:]]
+        grads_of = [leaf]
+    else:
+        grads_of = xs
+    out = two_simplicial_attention(*xs, w1, w2, backend=backend)
+    g = torch.Generator(device="cpu").manual_seed(1)
+    dout = torch.randn(out.shape, generator=g).to(device=device, dtype=dtype)
+    grads = torch.autograd.grad(out, grads_of, dout)
+    if nc:
+        grads = list(torch.split(grads[0], [Hq * D] + [Hkv * D] * 4, dim=-1))
+        grads = [grads[0].unflatten(-1, (Hq, D))] + [gg.unflatten(-1, (Hkv, D)) for gg in grads[1:]]
+
+    xd = [x.detach().double().requires_grad_() for x in inputs]
+    ref = two_simplicial_attention_naive(*xd, w1, w2)
+    ref_grads = torch.autograd.grad(ref, xd, dout.double())
+    errs = {"out": rel_err(out, ref)}
+    for name, a, r in zip(("dq", "dk1", "dk2", "dv1", "dv2"), grads, ref_grads):
+        assert torch.isfinite(a).all(), f"{name} has non-finite elements (unwritten?)"
+        # A gradient that is exactly zero in exact arithmetic (one valid (j, k) pair: S = 1, dS = 0) has no relative
+        # error; measure it against the upstream gradient's size instead.
+        zero = r.norm().item() <= 1e-9 * dout.double().norm().item()
+        errs[name] = (a.double().norm() / dout.double().norm()).item() if zero else rel_err(a, r)
+    assert torch.isfinite(out).all(), "out has non-finite elements (unwritten?)"
+    return errs
+
+
+@pytest.fixture(autouse=True)
+def _poison(monkeypatch):
+    monkeypatch.setattr(sa, "POISON_OUTPUTS", True)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=["fp32", "fp16"])
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_matches_naive_reference(case, dtype):
+    errs = check_case(case, dtype, "cpu")
+    bad = {k: v for k, v in errs.items() if not v < TOL[dtype]}
+    assert not bad, f"{case[0]} {dtype}: rel errors over {TOL[dtype]}: {bad} (all: {errs})"
+
+
+def test_single_pair_windows_give_zero_logit_gradients():
+    """w1 = w2 = 1: S = 1 for every row, so dq, dk1, dk2 are exactly zero and out = v1 * v2 (a relative error to a
+    zero gradient is meaningless, hence its own test)."""
+    q, k1, k2, v1, v2 = (x.requires_grad_() for x in make_inputs(1, 19, 2, 1, 16, torch.float32, "cpu"))
+    out = two_simplicial_attention(q, k1, k2, v1, v2, 1, 1, backend="triton")
+    torch.testing.assert_close(out, (v1 * v2).repeat_interleave(2, dim=2), rtol=1e-5, atol=1e-5)
+    dq, dk1, dk2, dv1, dv2 = torch.autograd.grad(out, [q, k1, k2, v1, v2], torch.randn_like(out))
+    for g in (dq, dk1, dk2):
+        assert g.abs().max().item() < 1e-5
+    assert dv1.abs().max().item() > 0 and dv2.abs().max().item() > 0
+
+
+def test_triton_matches_torch_backend():
+    xs = make_inputs(1, 25, 4, 2, 16, torch.float32, "cpu", seed=3)
+    a = two_simplicial_attention(*xs, 8, 4, backend="triton")
+    b = two_simplicial_attention(*xs, 8, 4, backend="torch")
+    assert rel_err(a, b) < 1e-5
+
+
+def test_auto_uses_reference_on_cpu(monkeypatch):
+    def boom(*a, **k):
+        raise AssertionError("auto must not call the Triton path for CPU tensors")
+
+    monkeypatch.setattr(sa, "two_simplicial_attention_triton", boom)
+    xs = make_inputs(1, 9, 2, 2, 16, torch.float32, "cpu")
+    out = two_simplicial_attention(*xs, 4, 2)
+    assert out.shape == (1, 9, 2, 16)
+
+
+# ----------------------------------------------------------------------------------------------------- bad inputs
+
+
+def _good(B=1, N=8, Hq=2, Hkv=1, D=16, dtype=torch.float32):
+    return make_inputs(B, N, Hq, Hkv, D, dtype, "cpu")
+
+
+@pytest.mark.parametrize(
+    "mutate, match",
+    [
+        (lambda x: (x[0][0], *x[1:], 4, 2), r"q must have rank 4"),
+        (lambda x: (x[0], x[1][:, :5], *x[2:], 4, 2), r"k1 must be \[B=1, N=8"),
+        (lambda x: (x[0], x[1], x[2][..., :8], *x[3:], 4, 2), r"k2 must be"),
+        (lambda x: (x[0], *[t.expand(1, 8, 3, 16) for t in x[1:]], 4, 2), r"divisible"),
+        (lambda x: (x[0], x[1], x[2], torch.cat([x[3], x[3]], 2), x[4], 4, 2), r"v1 must have k1's shape"),
+        (lambda x: (*x, 0, 2), r"w1 must be an int >= 1"),
+        (lambda x: (*x, 4, -1), r"w2 must be an int >= 1"),
+        (lambda x: (*x, 4.0, 2), r"w1 must be an int"),
+        (lambda x: (x[0].double(), *x[1:], 4, 2), r"q has unsupported dtype|q has dtype"),
+        (lambda x: (x[0], x[1].half(), *x[2:], 4, 2), r"k1 has dtype torch.float16 but q has torch.float32"),
+        (lambda x: (x[0].to(torch.int32), *x[1:], 4, 2), r"q has unsupported dtype"),
+    ],
+    ids=["rank", "seq_len", "head_dim", "gqa", "v1_heads", "w1_zero", "w2_neg", "w1_float", "float64", "mixed",
+         "int"],
+)
+def test_bad_inputs_raise_value_error(mutate, match):
+    args = mutate(_good())
+    with pytest.raises(ValueError, match=match) as info:
+        two_simplicial_attention(*args, backend="triton")
+    assert "q(" in str(info.value) or "w1" in str(info.value) or "w2" in str(info.value)
+
+
+def test_unsupported_head_dim_and_backend():
+    xs = _good(D=24)
+    with pytest.raises(ValueError, match=r"head dim D=24 is not supported"):
+        two_simplicial_attention(*xs, 4, 2, backend="triton")
+    out = two_simplicial_attention(*xs, 4, 2, backend="torch")  # the reference takes any D
+    assert out.shape == xs[0].shape
+    with pytest.raises(ValueError, match=r"backend must be one of"):
+        two_simplicial_attention(*xs, 4, 2, backend="cuda")
+
+
+def test_different_devices_raise():
+    xs = _good()
+    xs[2] = xs[2].to("meta")
+    with pytest.raises(ValueError, match=r"k2 is on meta but q is on cpu"):
+        two_simplicial_attention(*xs, 4, 2, backend="triton")

@@ -1,0 +1,462 @@
+"""Triton kernels for causal sliding-window 2-simplicial attention, forward and backward.
+
+Math (../shared/REFERENCE.md section 1): for query i, j in (i - w1, i] of (k1, v1), k in (i - w2, i] of (k2, v2),
+
+    A_ijk = sm_scale * <q_i, k1_j, k2_k>,   S_i = softmax over (j, k) of A_i,   o_i = sum_jk S_ijk v1_j * v2_k.
+
+Structure: the diagonal-offset form (REFERENCE.md section 2). A program owns BLOCK_M consecutive queries of one head
+and loops over the offset t = 0 .. w2-1 of the small window (k = i - t). For a fixed t, row r of the tile uses k2 row
+i_r - t, so Q * K2_shift(t) is a dense [BLOCK_M, D] tile and the logits against a K1 tile are one GEMM:
+
+    S(t, j) = (Q * K2_t) @ K1_j^T,     out += (P(t, j) @ V1_j) * V2_t
+
+with one online softmax over all (t, j). No work is spent on k2 positions outside a query's window (tiling queries
+along k2 would waste (BLOCK_M - 1) / (w2 + BLOCK_M - 1) of it); along k1 the waste is (BLOCK_M - 1) / (w1 + BLOCK_M - 1).
+
+Backward (dS = S * (dP - delta), delta_i = <o_i, do_i>, dP_ijk = <do_i, v1_j * v2_k>), split so that no output
+needs atomics inside an inner loop:
+  * `_simplicial_bwd_preprocess`: delta = rowsum(O * dO).
+  * `_simplicial_bwd_dq_dk2dv2` (query frame, like the forward): per t, U_t = sum_j dS @ K1_j, W_t = sum_j P @ V1_j;
+    dQ += U_t * K2_t (registers), and the shifted rows i - t receive dK2 += U_t * Q, dV2 += W_t * dO through one
+    fp32 atomic add per (tile, t) (rows of dK2/dV2 get contributions from w2 offsets and from every query head of
+    the group).
+  * `_simplicial_bwd_dk1dv1` (k1 frame): a program owns BLOCK_N rows of K1/V1 of one kv head and loops over the
+    query heads of its group, the query tiles that see it and t: dK1 += dS^T @ (Q * K2_t), dV1 += P^T @ (dO * V2_t),
+    all in registers, one store.
+Softmax runs in base 2 with sm_scale * log2(e) folded into Q; the saved log-sum-exp is in base 2 too.
+Saved for backward: the inputs, the output and the per-row log-sum-exp [B, Hq, N] (fp32): O(B * N * H * D).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import torch
+import triton
+import triton.language as tl
+
+__all__ = ["two_simplicial_attention_triton"]
+
+_LOG2E = 1.4426950408889634
+_LN2 = 0.6931471805599453
+
+
+def _interpreting() -> bool:
+    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+def _patch_interpreter_index() -> None:
+    """Let the triton 3.6 interpreter use runtime scalars as loop bounds under NumPy >= 2.3.
+
+    The interpreter holds a scalar as a 1-element array and converts it with int(array), which NumPy 2.3 made an
+    error ("only 0-dimensional arrays can be converted to Python scalars"), so `range(lo, hi)` with a runtime bound
+    fails on CPU. We re-set tensor.__index__ after the interpreter's own patch, in the same undoable scope.
+    """
+    try:
+        from triton.runtime import interpreter
+    except ImportError:  # pragma: no cover
+        return
+    original = getattr(interpreter, "_patch_lang_tensor", None)
+    if original is None or getattr(original, "_simplicial_patched", False):
+        return
+
+    def patched(tensor, scope):
+        original(tensor, scope)
+        scope.set_attr(tensor, "__index__", lambda self: int(self.handle.data.reshape(-1)[0]))
+
+    patched._simplicial_patched = True
+    interpreter._patch_lang_tensor = patched
+
+
+if _interpreting():
+    _patch_interpreter_index()
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# forward
+# --------------------------------------------------------------------------------------------------------------------
+
+
+@triton.jit
+def _simplicial_fwd(
+    Q, K1, K2, V1, V2, Out, Lse,
+    stride_qb, stride_qn, stride_qh,
+    stride_k1b, stride_k1n, stride_k1h,
+    stride_k2b, stride_k2n, stride_k2h,
+    stride_v1b, stride_v1n, stride_v1h,
+    stride_v2b, stride_v2n, stride_v2h,
+    stride_ob, stride_on, stride_oh,
+    N, W1, W2, qk_scale,
+    H: tl.constexpr, GROUP: tl.constexpr, HEAD_DIM: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, DOT_PREC: tl.constexpr,
+):
+    tl.static_assert(BLOCK_M >= 16 and BLOCK_N >= 16, "tl.dot needs tiles of at least 16")
+    num_m = tl.cdiv(N, BLOCK_M)
+    pid = tl.program_id(0)
+    pid_m = pid % num_m
+    pid_bh = pid // num_m
+    b = (pid_bh // H).to(tl.int64)
+    h = pid_bh % H
+    hk = h // GROUP
+    start_m = pid_m * BLOCK_M
+    offs_m = start_m + tl.arange(0, BLOCK_M)
+    offs_n = tl.arange(0, BLOCK_N)
+    offs_d = tl.arange(0, HEAD_DIM)
+    m_ok = offs_m < N
+
+    Qb = Q + b * stride_qb + h * stride_qh
+    K1b = K1 + b * stride_k1b + hk * stride_k1h
+    K2b = K2 + b * stride_k2b + hk * stride_k2h
+    V1b = V1 + b * stride_v1b + hk * stride_v1h
+    V2b = V2 + b * stride_v2b + hk * stride_v2h
+
+    q = tl.load(Qb + offs_m[:, None] * stride_qn + offs_d[None, :], mask=m_ok[:, None], other=0.0)
+    q = q.to(tl.float32) * qk_scale  # logits in base 2
+    m_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
+    l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
+    acc = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
+    # k1 positions any row of the tile can see: (start_m - W1, start_m + BLOCK_M - 1]
+    lo = tl.maximum(start_m - W1 + 1, 0)
+    hi = tl.minimum(start_m + BLOCK_M, N)
+    for t in range(0, W2):
+        k_rows = offs_m - t
+        k_ok = (k_rows >= 0) & m_ok
+        k2 = tl.load(K2b + k_rows[:, None] * stride_k2n + offs_d[None, :], mask=k_ok[:, None], other=0.0)
+        v2 = tl.load(V2b + k_rows[:, None] * stride_v2n + offs_d[None, :], mask=k_ok[:, None], other=0.0)
+        qk2 = (q * k2.to(tl.float32)).to(K1.dtype.element_ty)
+        acc_t = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
+        scale_t = tl.full([BLOCK_M], 1.0, dtype=tl.float32)  # rescaling owed to acc for this t's updates of m_i
+        for start_n in range(lo, hi, BLOCK_N):
+            cols = start_n + offs_n
+            c_ok = cols < N
+            k1t = tl.load(K1b + cols[None, :] * stride_k1n + offs_d[:, None], mask=c_ok[None, :], other=0.0)
+            s = tl.dot(qk2, k1t, input_precision=DOT_PREC)
+            valid = k_ok[:, None] & (cols[None, :] <= offs_m[:, None]) & (cols[None, :] > offs_m[:, None] - W1)
+            s = tl.where(valid, s, float("-inf"))
+            m_new = tl.maximum(m_i, tl.max(s, 1))
+            m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
+            alpha = tl.exp2(m_i - m_safe)
+            p = tl.exp2(s - m_safe[:, None])
+            l_i = l_i * alpha + tl.sum(p, 1)
+            v1 = tl.load(V1b + cols[:, None] * stride_v1n + offs_d[None, :], mask=c_ok[:, None], other=0.0)
+            acc_t = acc_t * alpha[:, None] + tl.dot(p.to(v1.dtype), v1, input_precision=DOT_PREC)
+            scale_t = scale_t * alpha
+            m_i = m_new
+        acc = acc * scale_t[:, None] + acc_t * v2.to(tl.float32)
+    l_safe = tl.where(l_i > 0.0, l_i, 1.0)
+    out = acc / l_safe[:, None]
+    tl.store(Lse + pid_bh.to(tl.int64) * N + offs_m, m_i + tl.log2(l_safe), mask=m_ok)
+    Ob = Out + b * stride_ob + h * stride_oh
+    tl.store(Ob + offs_m[:, None] * stride_on + offs_d[None, :], out.to(Out.dtype.element_ty), mask=m_ok[:, None])
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# backward
+# --------------------------------------------------------------------------------------------------------------------
+
+
+@triton.jit
+def _simplicial_bwd_preprocess(
+    Out, DO, Delta,
+    stride_ob, stride_on, stride_oh,
+    stride_db, stride_dn, stride_dh,
+    N, H: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr,
+):
+    num_m = tl.cdiv(N, BLOCK_M)
+    pid = tl.program_id(0)
+    pid_m = pid % num_m
+    pid_bh = pid // num_m
+    b = (pid_bh // H).to(tl.int64)
+    h = pid_bh % H
+    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_d = tl.arange(0, HEAD_DIM)
+    m_ok = offs_m < N
+    o = tl.load(Out + b * stride_ob + h * stride_oh + offs_m[:, None] * stride_on + offs_d[None, :],
+                mask=m_ok[:, None], other=0.0)
+    do = tl.load(DO + b * stride_db + h * stride_dh + offs_m[:, None] * stride_dn + offs_d[None, :],
+                 mask=m_ok[:, None], other=0.0)
+    delta = tl.sum(o.to(tl.float32) * do.to(tl.float32), axis=1)
+    tl.store(Delta + pid_bh.to(tl.int64) * N + offs_m, delta, mask=m_ok)
+
+
+@triton.jit
+def _simplicial_bwd_dq_dk2dv2(
+    Q, K1, K2, V1, V2, DO, Lse, Delta, DQ, DK2, DV2,
+    stride_qb, stride_qn, stride_qh,
+    stride_k1b, stride_k1n, stride_k1h,
+    stride_k2b, stride_k2n, stride_k2h,
+    stride_v1b, stride_v1n, stride_v1h,
+    stride_v2b, stride_v2n, stride_v2h,
+    stride_dob, stride_don, stride_doh,
+    stride_dqb, stride_dqn, stride_dqh,
+    stride_gb, stride_gn, stride_gh,  # DK2 and DV2 (fp32, same layout)
+    N, W1, W2, qk_scale, sm_scale,
+    H: tl.constexpr, GROUP: tl.constexpr, HEAD_DIM: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, DOT_PREC: tl.constexpr,
+):
+    num_m = tl.cdiv(N, BLOCK_M)
+    pid = tl.program_id(0)
+    pid_m = pid % num_m
+    pid_bh = pid // num_m
+    b = (pid_bh // H).to(tl.int64)
+    h = pid_bh % H
+    hk = h // GROUP
+    start_m = pid_m * BLOCK_M
+    offs_m = start_m + tl.arange(0, BLOCK_M)
+    offs_n = tl.arange(0, BLOCK_N)
+    offs_d = tl.arange(0, HEAD_DIM)
+    m_ok = offs_m < N
+
+    K1b = K1 + b * stride_k1b + hk * stride_k1h
+    K2b = K2 + b * stride_k2b + hk * stride_k2h
+    V1b = V1 + b * stride_v1b + hk * stride_v1h
+    V2b = V2 + b * stride_v2b + hk * stride_v2h
+    DK2b = DK2 + b * stride_gb + hk * stride_gh
+    DV2b = DV2 + b * stride_gb + hk * stride_gh
+
+    q = tl.load(Q + b * stride_qb + h * stride_qh + offs_m[:, None] * stride_qn + offs_d[None, :],
+                mask=m_ok[:, None], other=0.0).to(tl.float32)
+    do = tl.load(DO + b * stride_dob + h * stride_doh + offs_m[:, None] * stride_don + offs_d[None, :],
+                 mask=m_ok[:, None], other=0.0).to(tl.float32)
+    lse = tl.load(Lse + pid_bh.to(tl.int64) * N + offs_m, mask=m_ok, other=0.0)
+    delta = tl.load(Delta + pid_bh.to(tl.int64) * N + offs_m, mask=m_ok, other=0.0)
+    dq = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
+    lo = tl.maximum(start_m - W1 + 1, 0)
+    hi = tl.minimum(start_m + BLOCK_M, N)
+    for t in range(0, W2):
+        k_rows = offs_m - t
+        k_ok = (k_rows >= 0) & m_ok
+        k2 = tl.load(K2b + k_rows[:, None] * stride_k2n + offs_d[None, :], mask=k_ok[:, None], other=0.0)
+        v2 = tl.load(V2b + k_rows[:, None] * stride_v2n + offs_d[None, :], mask=k_ok[:, None], other=0.0)
+        k2 = k2.to(tl.float32)
+        qk2 = (q * (k2 * qk_scale)).to(K1.dtype.element_ty)
+        dov2 = (do * v2.to(tl.float32)).to(K1.dtype.element_ty)
+        u = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
+        w = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
+        for start_n in range(lo, hi, BLOCK_N):
+            cols = start_n + offs_n
+            c_ok = cols < N
+            k1 = tl.load(K1b + cols[:, None] * stride_k1n + offs_d[None, :], mask=c_ok[:, None], other=0.0)
+            v1 = tl.load(V1b + cols[:, None] * stride_v1n + offs_d[None, :], mask=c_ok[:, None], other=0.0)
+            s = tl.dot(qk2, tl.trans(k1), input_precision=DOT_PREC)
+            valid = k_ok[:, None] & (cols[None, :] <= offs_m[:, None]) & (cols[None, :] > offs_m[:, None] - W1)
+            p = tl.where(valid, tl.exp2(s - lse[:, None]), 0.0)
+            dp = tl.dot(dov2, tl.trans(v1), input_precision=DOT_PREC)
+            ds = p * (dp - delta[:, None])
+            u = tl.dot(ds.to(k1.dtype), k1, u, input_precision=DOT_PREC)
+            w = tl.dot(p.to(v1.dtype), v1, w, input_precision=DOT_PREC)
+        dq += u * k2
+        g_ptr = k_rows[:, None] * stride_gn + offs_d[None, :]
+        tl.atomic_add(DK2b + g_ptr, u * q * sm_scale, mask=k_ok[:, None])
+        tl.atomic_add(DV2b + g_ptr, w * do, mask=k_ok[:, None])
+    dq = dq * sm_scale
+    tl.store(DQ + b * stride_dqb + h * stride_dqh + offs_m[:, None] * stride_dqn + offs_d[None, :],
+             dq.to(DQ.dtype.element_ty), mask=m_ok[:, None])
+
+
+@triton.jit
+def _simplicial_bwd_dk1dv1(
+    Q, K1, K2, V1, V2, DO, Lse, Delta, DK1, DV1,
+    stride_qb, stride_qn, stride_qh,
+    stride_k1b, stride_k1n, stride_k1h,
+    stride_k2b, stride_k2n, stride_k2h,
+    stride_v1b, stride_v1n, stride_v1h,
+    stride_v2b, stride_v2n, stride_v2h,
+    stride_dob, stride_don, stride_doh,
+    stride_gb, stride_gn, stride_gh,  # DK1 and DV1 (same layout)
+    N, W1, W2, qk_scale,
+    HKV: tl.constexpr, GROUP: tl.constexpr, HEAD_DIM: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, DOT_PREC: tl.constexpr,
+):
+    num_n = tl.cdiv(N, BLOCK_N)
+    pid = tl.program_id(0)
+    pid_n = pid % num_n
+    pid_bh = pid // num_n
+    b = (pid_bh // HKV).to(tl.int64)
+    hk = pid_bh % HKV
+    start_n = pid_n * BLOCK_N
+    offs_n = start_n + tl.arange(0, BLOCK_N)
+    offs_m0 = tl.arange(0, BLOCK_M)
+    offs_d = tl.arange(0, HEAD_DIM)
+    n_ok = offs_n < N
+
+    K2b = K2 + b * stride_k2b + hk * stride_k2h
+    V2b = V2 + b * stride_v2b + hk * stride_v2h
+    k1 = tl.load(K1 + b * stride_k1b + hk * stride_k1h + offs_n[:, None] * stride_k1n + offs_d[None, :],
+                 mask=n_ok[:, None], other=0.0)
+    v1 = tl.load(V1 + b * stride_v1b + hk * stride_v1h + offs_n[:, None] * stride_v1n + offs_d[None, :],
+                 mask=n_ok[:, None], other=0.0)
+    dk1 = tl.zeros([BLOCK_N, HEAD_DIM], dtype=tl.float32)
+    dv1 = tl.zeros([BLOCK_N, HEAD_DIM], dtype=tl.float32)
+    # queries that see any row of this tile: [start_n, start_n + BLOCK_N - 1 + W1 - 1]
+    lo = start_n
+    hi = tl.minimum(start_n + BLOCK_N + W1 - 1, N)
+    for g in range(0, GROUP):
+        h = hk * GROUP + g
+        bh = (b * (HKV * GROUP) + h)
+        Qb = Q + b * stride_qb + h * stride_qh
+        DOb = DO + b * stride_dob + h * stride_doh
+        for start_m in range(lo, hi, BLOCK_M):
+            offs_m = start_m + offs_m0
+            m_ok = offs_m < N
+            q = tl.load(Qb + offs_m[:, None] * stride_qn + offs_d[None, :], mask=m_ok[:, None], other=0.0)
+            do = tl.load(DOb + offs_m[:, None] * stride_don + offs_d[None, :], mask=m_ok[:, None], other=0.0)
+            q = q.to(tl.float32) * qk_scale
+            do = do.to(tl.float32)
+            lse = tl.load(Lse + bh * N + offs_m, mask=m_ok, other=0.0)
+            delta = tl.load(Delta + bh * N + offs_m, mask=m_ok, other=0.0)
+            in_w1 = (offs_m[None, :] >= offs_n[:, None]) & (offs_m[None, :] < offs_n[:, None] + W1)
+            for t in range(0, W2):
+                k_rows = offs_m - t
+                k_ok = (k_rows >= 0) & m_ok
+                k2 = tl.load(K2b + k_rows[:, None] * stride_k2n + offs_d[None, :], mask=k_ok[:, None], other=0.0)
+                v2 = tl.load(V2b + k_rows[:, None] * stride_v2n + offs_d[None, :], mask=k_ok[:, None], other=0.0)
+                qk2 = (q * k2.to(tl.float32)).to(K1.dtype.element_ty)
+                dov2 = (do * v2.to(tl.float32)).to(K1.dtype.element_ty)
+                st = tl.dot(k1, tl.trans(qk2), input_precision=DOT_PREC)  # [BLOCK_N, BLOCK_M]
+                valid = in_w1 & k_ok[None, :]
+                pt = tl.where(valid, tl.exp2(st - lse[None, :]), 0.0)
+                dpt = tl.dot(v1, tl.trans(dov2), input_precision=DOT_PREC)
+                dst = pt * (dpt - delta[None, :])
+                dv1 = tl.dot(pt.to(dov2.dtype), dov2, dv1, input_precision=DOT_PREC)
+                dk1 = tl.dot(dst.to(qk2.dtype), qk2, dk1, input_precision=DOT_PREC)
+    dk1 = dk1 * _LN2  # qk2 carries sm_scale * log2(e); dK1 wants sm_scale alone
+    g_ptr = b * stride_gb + hk * stride_gh + offs_n[:, None] * stride_gn + offs_d[None, :]
+    tl.store(DK1 + g_ptr, dk1.to(DK1.dtype.element_ty), mask=n_ok[:, None])
+    tl.store(DV1 + g_ptr, dv1.to(DV1.dtype.element_ty), mask=n_ok[:, None])
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# launch configuration
+# --------------------------------------------------------------------------------------------------------------------
+
+# Tests set this to fill every output with NaN before the kernels run, so an element a kernel fails to write shows.
+POISON_OUTPUTS = False
+
+
+def _new(shape, like: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    if POISON_OUTPUTS:
+        return torch.full(shape, float("nan"), device=like.device, dtype=dtype)
+    return torch.empty(shape, device=like.device, dtype=dtype)
+
+
+# Overrides for benchmarks/bench_attention.py's variant sweep: {"fwd": {...}, "bwd_dq": {...}, "bwd_dk1": {...}}.
+CONFIG_OVERRIDE: dict[str, dict] = {}
+
+
+def _config(kind: str, d: int, dtype: torch.dtype) -> dict:
+    if _interpreting():
+        cfg = dict(BLOCK_M=16, BLOCK_N=16, num_warps=1, num_stages=1)
+    elif kind == "fwd":
+        if d <= 64:
+            cfg = dict(BLOCK_M=64, BLOCK_N=64, num_warps=4, num_stages=3)
+        elif d <= 128:
+            cfg = dict(BLOCK_M=64, BLOCK_N=64, num_warps=4, num_stages=3)
+        else:
+            cfg = dict(BLOCK_M=32, BLOCK_N=32, num_warps=4, num_stages=2)
+    else:
+        if d <= 64:
+            cfg = dict(BLOCK_M=64, BLOCK_N=64, num_warps=4, num_stages=2)
+        elif d <= 128:
+            cfg = dict(BLOCK_M=32, BLOCK_N=64, num_warps=4, num_stages=2)
+        else:
+            cfg = dict(BLOCK_M=16, BLOCK_N=32, num_warps=4, num_stages=1)
+    if dtype == torch.float32 and not _interpreting():
+        # fp32 tiles are twice the bytes: halve the larger block to stay in shared memory / registers
+        cfg = dict(cfg, BLOCK_M=max(16, cfg["BLOCK_M"] // 2) if d >= 128 else cfg["BLOCK_M"])
+        cfg["num_stages"] = min(cfg["num_stages"], 2)
+    cfg.update(CONFIG_OVERRIDE.get(kind, {}))
+    return cfg
+
+
+def _dot_prec(dtype: torch.dtype) -> str:
+    # fp32 inputs: full-precision products (TF32 would miss the 1e-4 tolerance); ignored for fp16/bf16
+    return "ieee" if dtype == torch.float32 else "tf32"
+
+
+def _s3(t: torch.Tensor):
+    return t.stride(0), t.stride(1), t.stride(2)
+
+
+def _last_dim_contiguous(t: torch.Tensor) -> torch.Tensor:
+    return t if t.stride(-1) == 1 else t.contiguous()
+
+
+def _forward(q, k1, k2, v1, v2, w1, w2, sm_scale):
+    b, n, hq, d = q.shape
+    hkv = k1.shape[2]
+    out = _new((b, n, hq, d), q, q.dtype)
+    lse = _new((b, hq, n), q, torch.float32)
+    cfg = _config("fwd", d, q.dtype)
+    grid = (triton.cdiv(n, cfg["BLOCK_M"]) * b * hq,)
+    _simplicial_fwd[grid](
+        q, k1, k2, v1, v2, out, lse,
+        *_s3(q), *_s3(k1), *_s3(k2), *_s3(v1), *_s3(v2), *_s3(out),
+        n, w1, w2, sm_scale * _LOG2E,
+        H=hq, GROUP=hq // hkv, HEAD_DIM=d,
+        BLOCK_M=cfg["BLOCK_M"], BLOCK_N=cfg["BLOCK_N"], DOT_PREC=_dot_prec(q.dtype),
+        num_warps=cfg["num_warps"], num_stages=cfg["num_stages"],
+    )
+    return out, lse
+
+
+def _backward(do, q, k1, k2, v1, v2, out, lse, w1, w2, sm_scale):
+    b, n, hq, d = q.shape
+    hkv = k1.shape[2]
+    group = hq // hkv
+    do = _last_dim_contiguous(do)
+    delta = _new(lse.shape, q, torch.float32)
+    pre_m = 16 if _interpreting() else 64
+    _simplicial_bwd_preprocess[(triton.cdiv(n, pre_m) * b * hq,)](
+        out, do, delta, *_s3(out), *_s3(do), n, H=hq, HEAD_DIM=d, BLOCK_M=pre_m,
+    )
+    dq = _new((b, n, hq, d), q, q.dtype)
+    dk2 = torch.zeros((b, n, hkv, d), device=q.device, dtype=torch.float32)
+    dv2 = torch.zeros((b, n, hkv, d), device=q.device, dtype=torch.float32)
+    cfg = _config("bwd_dq", d, q.dtype)
+    _simplicial_bwd_dq_dk2dv2[(triton.cdiv(n, cfg["BLOCK_M"]) * b * hq,)](
+        q, k1, k2, v1, v2, do, lse, delta, dq, dk2, dv2,
+        *_s3(q), *_s3(k1), *_s3(k2), *_s3(v1), *_s3(v2), *_s3(do), *_s3(dq), *_s3(dk2),
+        n, w1, w2, sm_scale * _LOG2E, sm_scale,
+        H=hq, GROUP=group, HEAD_DIM=d,
+        BLOCK_M=cfg["BLOCK_M"], BLOCK_N=cfg["BLOCK_N"], DOT_PREC=_dot_prec(q.dtype),
+        num_warps=cfg["num_warps"], num_stages=cfg["num_stages"],
+    )
+    dk1 = _new((b, n, hkv, d), q, q.dtype)
+    dv1 = _new((b, n, hkv, d), q, q.dtype)
+    cfg = _config("bwd_dk1", d, q.dtype)
+    _simplicial_bwd_dk1dv1[(triton.cdiv(n, cfg["BLOCK_N"]) * b * hkv,)](
+        q, k1, k2, v1, v2, do, lse, delta, dk1, dv1,
+        *_s3(q), *_s3(k1), *_s3(k2), *_s3(v1), *_s3(v2), *_s3(do), *_s3(dk1),
+        n, w1, w2, sm_scale * _LOG2E,
+        HKV=hkv, GROUP=group, HEAD_DIM=d,
+        BLOCK_M=cfg["BLOCK_M"], BLOCK_N=cfg["BLOCK_N"], DOT_PREC=_dot_prec(q.dtype),
+        num_warps=cfg["num_warps"], num_stages=cfg["num_stages"],
+    )
+    return dq, dk1, dk2.to(q.dtype), dv1, dv2.to(q.dtype)
+
+
+class _TwoSimplicialAttention(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, q, k1, k2, v1, v2, w1, w2, sm_scale):
+        q, k1, k2, v1, v2 = (_last_dim_contiguous(t) for t in (q, k1, k2, v1, v2))
+        out, lse = _forward(q, k1, k2, v1, v2, w1, w2, sm_scale)
+        ctx.save_for_backward(q, k1, k2, v1, v2, out, lse)
+        ctx.w1, ctx.w2, ctx.sm_scale = w1, w2, sm_scale
+        return out
+
+    @staticmethod
+    def backward(ctx, do):
+        q, k1, k2, v1, v2, out, lse = ctx.saved_tensors
+        dq, dk1, dk2, dv1, dv2 = _backward(do, q, k1, k2, v1, v2, out, lse, ctx.w1, ctx.w2, ctx.sm_scale)
+        return dq, dk1, dk2, dv1, dv2, None, None, None
+
+
+def two_simplicial_attention_triton(q, k1, k2, v1, v2, w1, w2, sm_scale=None):
+    """Triton path of `triton_kernels.two_simplicial_attention` (inputs already validated there)."""
+    n, d = q.shape[1], q.shape[3]
+    scale = 1.0 / math.sqrt(d) if sm_scale is None else float(sm_scale)
+    # windows longer than the sequence act as the sequence
+    w1e, w2e = min(int(w1), n), min(int(w2), n)
+    return _TwoSimplicialAttention.apply(q, k1, k2, v1, v2, w1e, w2e, scale)
