@@ -20,6 +20,7 @@ import warnings
 import numpy as np
 from scipy.optimize import minimize
 
+from ._threads import single_blas_thread
 from .result import STATUS_MESSAGES, FitResult
 
 PARAM_NAMES = ("E", "A", "B", "alpha", "beta")
@@ -108,7 +109,7 @@ class Problem:
         r = self._lse(X)[0] - self.logL
         a = np.abs(r)
         h = np.where(a <= self.delta, 0.5 * r * r, self.delta * (a - 0.5 * self.delta))
-        return h @ self.w
+        return np.einsum("sn,n->s", h, self.w)  # einsum: no BLAS threads (see bootstrap.py)
 
     def values_grads(self, X: np.ndarray, gn: bool = False):
         """Objective (S,), analytic gradient (S, 5) and, with ``gn``, the IRLS Gauss-Newton matrix (S, 5, 5)."""
@@ -117,7 +118,7 @@ class Problem:
         a = np.abs(r)
         inside = a <= self.delta
         h = np.where(inside, 0.5 * r * r, self.delta * (a - 0.5 * self.delta))
-        f = h @ self.w
+        f = np.einsum("sn,n->s", h, self.w)
         psi = np.clip(r, -self.delta, self.delta) * self.w  # w * Huber'(r)
         J = np.stack([p1, p2, np.broadcast_to(p3, p1.shape), -p1 * self.logN, -p2 * self.logD], axis=-1)
         g = np.einsum("sn,snk->sk", psi, J)
@@ -125,7 +126,7 @@ class Problem:
             return f, g
         # IRLS weight psi(r)/r = min(1, delta/|r|) gives a quadratic that majorises the Huber loss.
         omega = self.w * np.where(inside, 1.0, self.delta / np.maximum(a, 1e-300))
-        M = np.matmul(np.swapaxes(J * omega[..., None], 1, 2), J)
+        M = np.einsum("sni,sn,snj->sij", J, omega, J)
         return f, g, M
 
     def fun_grad(self, x: np.ndarray):
@@ -269,7 +270,8 @@ def fit_approach3(N, D, L, *, weights=None, delta: float = DEFAULT_DELTA, starts
     objective wins. An unconverged best fit gives a ``ConvergenceWarning`` (and ``success=False``).
     """
     prob = Problem(N, D, L, weights, delta=delta, reduction=reduction, bound_e=bound_e)
-    res = fit_problem(prob, make_starts(starts), n_polish=n_polish, ftol=ftol, gtol=gtol, **kw)
+    with single_blas_thread():
+        res = fit_problem(prob, make_starts(starts), n_polish=n_polish, ftol=ftol, gtol=gtol, **kw)
     if warn and not res.success:
         warnings.warn(f"Approach 3 best fit did not converge: {res.message}", ConvergenceWarning, stacklevel=2)
     return res

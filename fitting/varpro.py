@@ -15,6 +15,7 @@ import numpy as np
 from scipy.optimize import minimize
 
 from .chinchilla import DEFAULT_DELTA, to_params
+from ._threads import single_blas_thread
 from .result import STATUS_MESSAGES, FitResult
 
 EXPONENT_GRID = np.linspace(0.02, 2.0, 100)  # fine grid for alpha and beta (same range as the published starts)
@@ -138,4 +139,5 @@ def fit_problem(prob: VarproProblem, *, grid: np.ndarray = EXPONENT_GRID, extra_
 def fit_varpro(N, D, L, *, weights=None, delta: float = DEFAULT_DELTA, grid: np.ndarray = EXPONENT_GRID,
                extra_starts=()) -> FitResult:
     """Fit L = E + A N^-alpha + B D^-beta by variable projection over an (alpha, beta) grid, then refine."""
-    return fit_problem(VarproProblem(N, D, L, weights, delta=delta), grid=grid, extra_starts=extra_starts)
+    with single_blas_thread():
+        return fit_problem(VarproProblem(N, D, L, weights, delta=delta), grid=grid, extra_starts=extra_starts)

@@ -1,0 +1,113 @@
+"""Reading and validating the results table before any fit (docs/DESIGN.md "Results table").
+
+Every problem is a ``FittingInputError`` that names the file, column, group and offending value, so a bad
+results.csv fails at the boundary with a message that says what to fix; the CLI maps it to exit status 2.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+N_PARAMS = 5  # E, A, B, alpha, beta
+
+
+class FittingInputError(ValueError):
+    """The input table cannot be fitted as asked; the message names column/group/value."""
+
+
+@dataclass
+class RunTable:
+    """Validated runs: columns N, D, L, group (str), plus the original columns; ``notes`` for the user."""
+
+    df: pd.DataFrame
+    source: str
+    params_col: str
+    tokens_col: str | None
+    flops_col: str | None
+    loss_col: str
+    group_col: str | None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def groups(self) -> list[str]:
+        return sorted(self.df["group"].unique())
+
+    def group(self, name: str) -> pd.DataFrame:
+        return self.df[self.df["group"] == name]
+
+
+def read_table(csv, *, params_col: str = "params", tokens_col: str | None = None, flops_col: str | None = None,
+               loss_col: str = "loss", group_col: str | None = "arch", group_col_explicit: bool = False) -> RunTable:
+    """Read CSV (a path or a DataFrame), keep runs with status ``done``, derive D, and check values.
+
+    ``flops_col`` derives tokens as flops / (6 * params) (C = 6 N D, Hoffmann et al. 2022). A missing group
+    column means one group ("all") unless the caller named it explicitly.
+    """
+    if tokens_col is not None and flops_col is not None:
+        raise FittingInputError("give --tokens-col or --flops-col, not both")
+    if tokens_col is None and flops_col is None:
+        tokens_col = "tokens"
+    if isinstance(csv, pd.DataFrame):
+        raw, source = csv.copy(), "<DataFrame>"
+    else:
+        source = str(csv)
+        if not Path(source).is_file():
+            raise FittingInputError(f"{source}: no such file")
+        try:
+            raw = pd.read_csv(source)
+        except Exception as exc:  # pandas raises several types for unreadable files
+            raise FittingInputError(f"{source}: cannot read as CSV ({exc})") from exc
+    notes: list[str] = []
+    cols = [params_col, tokens_col or flops_col, loss_col]
+    for col in cols:
+        if col not in raw.columns:
+            raise FittingInputError(f"{source}: column {col!r} missing; columns are {list(raw.columns)}")
+    if group_col is not None and group_col not in raw.columns:
+        if group_col_explicit:
+            raise FittingInputError(f"{source}: group column {group_col!r} missing; columns are {list(raw.columns)}")
+        notes.append(f"no {group_col!r} column: all rows are one group 'all'")
+        group_col = None
+    if "status" in raw.columns:
+        bad = raw["status"].astype(str) != "done"
+        if bad.any():
+            counts = raw.loc[bad, "status"].astype(str).value_counts().to_dict()
+            notes.append(f"excluded {int(bad.sum())} run(s) whose status is not 'done': {counts}")
+        raw = raw[~bad]
+    if raw.empty:
+        raise FittingInputError(f"{source}: no runs to fit (after excluding runs whose status is not 'done')")
+    group = raw[group_col].astype(str) if group_col else pd.Series("all", index=raw.index)
+    ident = raw["run_id"].astype(str) if "run_id" in raw.columns else pd.Series(
+        [f"row {i + 2}" for i in range(len(raw))], index=raw.index)  # +2: header line, 1-based
+
+    def numeric(col: str) -> pd.Series:
+        vals = pd.to_numeric(raw[col], errors="coerce")
+        for what, mask in (("NaN or not a number", vals.isna()), ("non-positive", vals <= 0),
+                           ("infinite", np.isinf(vals))):
+            if mask.any():
+                i = mask.idxmax()
+                raise FittingInputError(
+                    f"{source}: column {col!r} has {int(mask.sum())} {what} value(s); first: {ident[i]} "
+                    f"(group {group[i]!r}) = {raw.loc[i, col]!r}")
+        return vals.astype(float)
+
+    N = numeric(params_col)
+    D = numeric(tokens_col) if tokens_col else numeric(flops_col) / (6.0 * N)
+    L = numeric(loss_col)
+    df = raw.copy()
+    df["N"], df["D"], df["L"], df["group"] = N.values, D.values, L.values, group.values
+    return RunTable(df=df, source=source, params_col=params_col, tokens_col=tokens_col, flops_col=flops_col,
+                    loss_col=loss_col, group_col=group_col, notes=notes)
+
+
+def insufficiency(sub: pd.DataFrame, n_params: int = N_PARAMS) -> str | None:
+    """Why a group cannot carry an L(N, D) fit, or None: fewer runs than parameters, or one N / one D only."""
+    if len(sub) < n_params:
+        return f"{len(sub)} run(s), fewer than the {n_params} parameters (E, A, B, alpha, beta)"
+    if sub["N"].nunique() < 2:
+        return f"one model size only (N = {sub['N'].iloc[0]:.4g}): alpha is not identifiable"
+    if sub["D"].nunique() < 2:
+        return f"one token budget only (D = {sub['D'].iloc[0]:.4g}): beta is not identifiable"
+    return None

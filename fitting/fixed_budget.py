@@ -1,0 +1,103 @@
+"""Fixed-budget forms: L(N) at each token budget D, and L(D) at each model size N.
+
+Two fits per slice (x = N at fixed D, or x = D at fixed N):
+- nonlinear L(x) = E' + A' x^-alpha': for each alpha' on a grid the pair (E', A') >= 0 is solved in closed form by
+  least squares on relative residuals, then alpha' is refined by a bounded scalar search (variable projection in
+  one dimension; exactly determined with 3 points, so ``converged`` only says the search ended inside its range);
+- log-linear -log L = alpha log x + beta, the form of the 2-simplicial paper, with R^2.
+Token budgets of different runs that differ by less than ``rel_tol`` (default 2%) are one budget: token counts are
+whole numbers of batches, so "the same D" can differ slightly between model sizes.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy.optimize import minimize_scalar
+
+from .result import STATUS_MESSAGES
+
+ALPHA_GRID = np.linspace(0.005, 3.0, 600)  # decaying power laws only; a fit at an end of the range is flagged
+
+
+def cluster(values, rel_tol: float = 0.02) -> np.ndarray:
+    """Label values so that sorted neighbours within rel_tol (in log) share a label."""
+    v = np.log(np.asarray(values, dtype=float))
+    order = np.argsort(v)
+    labels = np.empty(len(v), dtype=int)
+    lab, prev = 0, None
+    for i in order:
+        if prev is not None and v[i] - prev > np.log1p(rel_tol):
+            lab += 1
+        labels[i] = lab
+        prev = v[i]
+    return labels
+
+
+def _profile(alpha: float, x: np.ndarray, L: np.ndarray):
+    """Non-negative (E', A') minimising sum ((E' + A' x^-alpha)/L - 1)^2, and that sum."""
+    f = x ** -alpha
+    Xw = np.column_stack([1.0 / L, f / L])
+    best = (np.inf, 0.0, 0.0)
+    sol, *_ = np.linalg.lstsq(Xw, np.ones_like(L), rcond=None)
+    cands = [sol] if (sol >= 0).all() else []
+    # Otherwise the optimum lies on a face: A' = 0 or E' = 0, each a one-variable least-squares problem.
+    cands += [np.array([(1 / L).sum() / (1 / L**2).sum(), 0.0]), np.array([0.0, (f / L).sum() / ((f / L) ** 2).sum()])]
+    for E, A in cands:
+        r = (E + A * f) / L - 1.0
+        s = float(r @ r)
+        if s < best[0]:
+            best = (s, float(E), float(A))
+    return best
+
+
+def fit_power_law(x, L) -> dict:
+    """L(x) = E' + A' x^-alpha' and the log-linear form for one slice; JSON-ready dict (None where undefined)."""
+    x, L = np.asarray(x, dtype=float), np.asarray(L, dtype=float)
+    out: dict = {"n_points": int(len(x))}
+    if len(np.unique(x)) >= 2:
+        lx, y = np.log(x), -np.log(L)
+        slope, intercept = np.polyfit(lx, y, 1)
+        ss_res = float(((y - (slope * lx + intercept)) ** 2).sum())
+        ss_tot = float(((y - y.mean()) ** 2).sum())
+        out["loglinear"] = {"alpha": float(slope), "beta": float(intercept),
+                            "r2": (1.0 - ss_res / ss_tot) if ss_tot > 0 else None}
+    else:
+        out["loglinear"] = None
+    if len(np.unique(x)) < 3:
+        out.update(E=None, A=None, alpha=None, converged=False, objective=None,
+                   message=f"{STATUS_MESSAGES[5]}: {len(np.unique(x))} distinct value(s), the nonlinear form has 3 parameters")
+        return out
+    vals = np.array([_profile(a, x, L)[0] for a in ALPHA_GRID])
+    i = int(np.argmin(vals))
+    lo, hi = ALPHA_GRID[max(i - 1, 0)], ALPHA_GRID[min(i + 1, len(ALPHA_GRID) - 1)]
+    res = minimize_scalar(lambda a: _profile(a, x, L)[0], bounds=(lo, hi), method="bounded",
+                          options={"xatol": 1e-10})
+    alpha = float(res.x)
+    s, E, A = _profile(alpha, x, L)
+    at_edge = i in (0, len(ALPHA_GRID) - 1)
+    ok = bool(res.success and not at_edge and np.isfinite(s))
+    msg = STATUS_MESSAGES[0] if ok else (f"{STATUS_MESSAGES[4]} (alpha' at an end of [{ALPHA_GRID[0]}, {ALPHA_GRID[-1]}])"
+                                         if at_edge else str(res.message))
+    out.update(E=E, A=A, alpha=alpha, converged=ok, objective=s, message=msg)
+    return out
+
+
+def fixed_budget(df: pd.DataFrame, rel_tol: float = 0.02) -> dict:
+    """fixed_budget.json (docs/DESIGN.md) from a table with columns N, D, L, group."""
+    out: dict = {"fixed_tokens": {}, "fixed_params": {}}
+    for g, sub in sorted(df.groupby("group"), key=lambda kv: str(kv[0])):
+        rows_t, rows_p = [], []
+        lab = cluster(sub["D"].values, rel_tol)
+        for k in np.unique(lab):
+            s = sub[lab == k]
+            r = fit_power_law(s["N"].values, s["L"].values)
+            rows_t.append({"tokens": float(np.exp(np.log(s["D"].values).mean())), **r})
+        lab = cluster(sub["N"].values, rel_tol)
+        for k in np.unique(lab):
+            s = sub[lab == k]
+            r = fit_power_law(s["D"].values, s["L"].values)
+            r["B"], r["beta"] = r.pop("A"), r.pop("alpha")  # L(D) = E' + B' D^-beta'
+            rows_p.append({"params": float(np.exp(np.log(s["N"].values).mean())), **r})
+        out["fixed_tokens"][str(g)] = rows_t
+        out["fixed_params"][str(g)] = rows_p
+    return out
