@@ -1,0 +1,735 @@
+"""One function per report page, each returning a matplotlib Figure (no pyplot: no global figure state).
+
+Conventions stated in the captions: N = non-embedding parameters (the `params` column), D = training tokens,
+C = 6ND for the frontier and IsoFLOP pages (the results' `flops` column is the model's own count, attention
+included, and is only listed). Fitted curves come from the fits file's joint fit L(N, D) = E + A/N^alpha + B/D^beta;
+bands are pointwise quantiles of the curve over the bootstrap samples. A fit that did not converge is drawn dashed
+and labelled "(not converged)".
+"""
+
+from __future__ import annotations
+
+import math
+
+import matplotlib as mpl
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+from reports import tables
+from reports.inputs import ReportInputs
+
+PAGE_SIZE = (11.69, 8.27)  # A4 landscape, inches
+# Okabe-Ito colours (colour-blind safe), assigned to architectures in sorted-name order on every page.
+ARCH_PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000")
+MAX_PANELS = 6
+LOSS_LABEL = "final validation loss (nats/token)"
+N_LABEL = "N: non-embedding parameters"
+D_LABEL = "D: training tokens"
+C_LABEL = "C = 6ND (FLOPs)"
+RC = {
+    "pdf.fonttype": 42,  # TrueType with a unicode map: the PDF's text can be searched and extracted
+    "font.size": 9, "axes.titlesize": 9.5, "axes.labelsize": 9, "legend.fontsize": 8,
+    "axes.grid": True, "grid.alpha": 0.25, "grid.linewidth": 0.6, "axes.spines.top": False,
+    "axes.spines.right": False, "lines.linewidth": 1.6, "figure.dpi": 100, "savefig.dpi": 150,
+    "svg.hashsalt": "simplex-scaling",
+}
+
+
+def no_fits_text(inputs: ReportInputs) -> str:
+    src = inputs.results_path.name
+    return f"no fits: run `python -m fitting chinchilla {src} --json fits.json`"
+
+
+# ----------------------------------------------------------------------------------------------------------- helpers
+
+def arch_colors(archs) -> dict[str, str]:
+    return {a: ARCH_PALETTE[i % len(ARCH_PALETTE)] for i, a in enumerate(sorted(archs))}
+
+
+def size_order(results: pd.DataFrame) -> list[str]:
+    """Size labels from smallest to largest by median N across architectures."""
+    med = results.groupby("size")["params"].median()
+    return sorted(med.index, key=lambda s: (med[s] if np.isfinite(med[s]) else np.inf, s))
+
+
+def size_colors(results: pd.DataFrame) -> dict[str, tuple]:
+    sizes = size_order(results)
+    cmap = mpl.colormaps["viridis"]
+    return {s: cmap(0.9 * i / max(len(sizes) - 1, 1)) for i, s in enumerate(sizes)}
+
+
+def law(p, n, d):
+    """L(N, D) for a fit dict, or for a (S, 5) array of samples (rows E, A, B, alpha, beta) -> (S, len(n))."""
+    n, d = np.asarray(n, float), np.asarray(d, float)
+    if isinstance(p, dict):
+        return p["E"] + p["A"] / n ** p["alpha"] + p["B"] / d ** p["beta"]
+    E, A, B, al, be = (p[:, i:i + 1] for i in range(5))
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        return E + A / n[None, :] ** al + B / d[None, :] ** be
+
+
+def frontier(p, c):
+    """Compute-optimal N_opt(C), D_opt(C) for C = 6ND (REFERENCE.md section 4); p a fit dict or (S, 5) samples."""
+    c = np.asarray(c, float)
+    if isinstance(p, dict):
+        E, A, B, al, be = (np.asarray([p[k]], float)[:, None] for k in ("E", "A", "B", "alpha", "beta"))
+    else:
+        E, A, B, al, be = (p[:, i:i + 1] for i in range(5))
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        G = (al * A / (be * B)) ** (1.0 / (al + be))
+        a, b = be / (al + be), al / (al + be)
+        n_opt = G * (c[None, :] / 6.0) ** a
+        d_opt = (c[None, :] / 6.0) ** b / G
+    if isinstance(p, dict):
+        return n_opt[0], d_opt[0]
+    return n_opt, d_opt
+
+
+def band(values: np.ndarray, level: float):
+    """Pointwise (lo, hi) quantiles over rows, ignoring non-finite samples; None when too few samples."""
+    if values is None or values.shape[0] < 5:
+        return None
+    v = np.where(np.isfinite(values), values, np.nan)
+    ok = np.sum(np.isfinite(v), axis=0) >= 5
+    if not ok.any():
+        return None
+    q = (1 - level) / 2
+    with np.errstate(invalid="ignore"):
+        lo, hi = np.nanquantile(v, [q, 1 - q], axis=0)
+    return np.where(ok, lo, np.nan), np.where(ok, hi, np.nan)
+
+
+def samples_of(g: dict | None):
+    if g is None:
+        return None
+    s = g.get("_samples")
+    if s is None or len(s) == 0:
+        return None
+    return s[np.all(np.isfinite(s), axis=1)]
+
+
+def fit_style(g: dict) -> tuple[str, str]:
+    """(linestyle, label suffix): a fit that did not converge is drawn dashed and says so."""
+    return ("-", "") if g.get("converged", True) else ("--", " (not converged)")
+
+
+def log_groups(values: np.ndarray, rtol: float = 0.05, max_groups: int = MAX_PANELS):
+    """Group nearly equal positive values (relative gap < rtol), e.g. token budgets that differ by rounding.
+
+    Returns (labels per value, representative value per group = geometric mean). When there are more than
+    max_groups, values are binned into max_groups equal-width bins in log space instead.
+    """
+    v = np.asarray(values, float)
+    uniq = np.unique(v)
+    groups, start = [], None
+    for x in uniq:
+        if start is None or x > start * (1 + rtol):
+            groups.append([x])
+            start = x
+        else:
+            groups[-1].append(x)
+    if len(groups) <= max_groups:
+        edges = [g[0] for g in groups]
+        lab = np.searchsorted(edges, v, side="right") - 1
+    else:
+        lo, hi = np.log10(uniq[0]), np.log10(uniq[-1])
+        edges = np.linspace(lo, hi, max_groups + 1)
+        lab = np.clip(np.searchsorted(edges, np.log10(v), side="right") - 1, 0, max_groups - 1)
+    reps = {}
+    for k in np.unique(lab):
+        reps[int(k)] = float(np.exp(np.mean(np.log(v[lab == k]))))
+    return lab, reps
+
+
+def new_page(title: str, caption: str | None = None) -> Figure:
+    fig = Figure(figsize=PAGE_SIZE)
+    fig.text(0.04, 0.955, title, fontsize=15, weight="bold", va="top")
+    if caption:
+        fig.text(0.04, 0.035, caption, fontsize=8, va="bottom", color="0.25", wrap=True)
+    return fig
+
+
+def _ncols(n: int) -> int:
+    return 2 if n == 4 else max(min(n, 3), 1)
+
+
+def panel_grid(fig: Figure, n: int, right: float = 0.78, sharey: bool = True):
+    ncols = _ncols(n)
+    nrows = max(1, math.ceil(n / ncols))
+    axes = fig.subplots(nrows, ncols, squeeze=False, sharey=sharey)
+    fig.subplots_adjust(left=0.07, right=right, top=0.86, bottom=0.17 if nrows == 1 else 0.13, wspace=0.12,
+                        hspace=0.38)
+    flat = list(axes.ravel())
+    for ax in flat[n:]:
+        ax.set_visible(False)
+    for ax in flat[:n]:
+        ax.yaxis.set_tick_params(labelleft=True)
+    return flat[:n], axes
+
+
+def _tick_label(x, _pos=None) -> str:
+    """Log-axis tick as 2e6, 1e7, ...; losses (below 100) as plain numbers."""
+    if x <= 0:
+        return ""
+    if x < 100:
+        return f"{x:g}"
+    m, e = f"{x:.0e}".split("e")
+    return f"{m}e{int(e)}"
+
+
+def set_log_ticks(axis, lo: float, hi: float):
+    """Label 1-2-5 steps when an axis spans under ~2.5 decades, else whole decades; no minor labels."""
+    span = np.log10(hi / lo) if lo > 0 and hi > lo else 10
+    subs = (1.0, 2.0, 5.0) if span < 2.5 else (1.0,)
+    if span < 0.4:  # e.g. losses between 4 and 8
+        subs = tuple(np.arange(1.0, 10.0, 0.5))
+    axis.set_major_locator(LogLocator(base=10, subs=subs, numticks=30))
+    axis.set_major_formatter(FuncFormatter(_tick_label))
+    axis.set_minor_formatter(NullFormatter())
+
+
+def loglog(ax, ylog: bool = True):
+    """Log x (and y) with readable tick labels; call after plotting so the limits are known."""
+    ax.set_xscale("log")
+    set_log_ticks(ax.xaxis, *ax.get_xlim())
+    if ylog:
+        ax.set_yscale("log")
+        set_log_ticks(ax.yaxis, *ax.get_ylim())
+
+
+def note(fig: Figure, text: str, y: float = 0.905, color: str = "#A00000"):
+    fig.text(0.04, y, text, fontsize=9.5, color=color, va="top", family="monospace")
+
+
+def arch_legend(fig: Figure, inputs: ReportInputs, colors, extra: list | None = None, with_fits: bool = True,
+                loc=(0.795, 0.5)):
+    """One legend outside the panels (right margin), so it never covers data."""
+    handles = []
+    for arch in inputs.archs:
+        c = colors[arch]
+        handles.append(Line2D([], [], color=c, marker="o", ls="none", ms=5, label=f"{arch}: runs"))
+        if with_fits and inputs.fits:
+            g = inputs.group_fit(arch)
+            if g is None:
+                handles.append(Line2D([], [], color=c, ls=":", label=f"{arch}: {tables.group_status(inputs, arch)}"))
+            else:
+                ls, suffix = fit_style(g)
+                handles.append(Line2D([], [], color=c, ls=ls, label=f"{arch}: joint fit{suffix}"))
+                if samples_of(g) is not None:
+                    handles.append(Patch(color=c, alpha=0.2, label=f"{arch}: {tables.level(inputs):.0%} band"))
+    handles += extra or []
+    fig.legend(handles=handles, loc="center left", bbox_to_anchor=loc, frameon=False)
+
+
+def draw_fit(ax, inputs: ReportInputs, arch: str, color, n, d, x):
+    """Draw one architecture's fitted L(n, d) against x (n or d), with its bootstrap band."""
+    g = inputs.group_fit(arch)
+    if g is None:
+        return
+    ls, _ = fit_style(g)
+    ax.plot(x, law(g, n, d), color=color, ls=ls, zorder=3)
+    s = samples_of(g)
+    if s is not None:
+        b = band(law(s, n, d), tables.level(inputs))
+        if b is not None:
+            ax.fill_between(x, b[0], b[1], color=color, alpha=0.18, lw=0, zorder=1)
+
+
+def _grid(lo, hi, pad=1.4, k=60):
+    return np.geomspace(lo / pad, hi * pad, k)
+
+
+def _no_done_page(fig: Figure, text: str = "no done runs yet: nothing to plot") -> Figure:
+    ax = fig.add_axes([0.1, 0.3, 0.8, 0.4])
+    ax.axis("off")
+    ax.text(0.5, 0.5, text, ha="center", va="center", fontsize=13, color="#A00000")
+    return fig
+
+
+# ------------------------------------------------------------------------------------------------------------ pages
+
+def title_page(inputs: ReportInputs, report_version: str = "") -> Figure:
+    """Page 1: what was run, on what, how much of it finished, and the headline exponents with CIs."""
+    res = inputs.results
+    fig = new_page(f"Scaling report: {inputs.sweep_name}")
+    lines = []
+
+    def first(col):
+        vals = sorted(set(res[col]) - {"", "nan"})
+        return ", ".join(vals) if vals else "unknown"
+
+    finished = sorted(set(res["finished_at"]) - {"", "nan"})
+    lines.append(("Date", (finished[-1][:10] + f" (last run finished {finished[-1]})") if finished else "unknown"))
+    lines.append(("Git commit", first("git_commit")))
+    lines.append(("Versions", f"torch {first('torch_version')}, triton {first('triton_version')}; report drawn with "
+                              f"matplotlib {mpl.__version__}, numpy {np.__version__}"))
+    lines.append(("Hardware", first("device")))
+    vocab = sorted({str(int(v)) for v in res["vocab_size"] if np.isfinite(v)})
+    lines.append(("Data", f"{first('dataset')}; tokenizer {first('tokenizer')}"
+                          + (f" (vocabulary {', '.join(vocab)})" if vocab else "")))
+    counts = tables.status_counts(res)
+    lines.append(("Runs", f"{len(res)} in the table: " + ", ".join(f"{v} {k}" for k, v in counts.items())))
+    per_arch = []
+    for arch in inputs.archs:
+        sub = res[res["arch"] == arch]
+        per_arch.append(f"{arch} {int((sub['status'] == 'done').sum())}/{len(sub)} done")
+    lines.append(("Per architecture", "; ".join(per_arch)))
+    files = [inputs.results_path.name]
+    for p in (inputs.curves_path, inputs.fits_path, inputs.fixed_budget_path):
+        if p is not None:
+            files.append(p.name)
+    lines.append(("Inputs", ", ".join(files)))
+
+    y = 0.875
+    for k, v in lines:
+        fig.text(0.04, y, k, fontsize=10, weight="bold", va="top")
+        fig.text(0.20, y, v, fontsize=10, va="top")
+        y -= 0.032
+
+    missing = _missing_lines(inputs)
+    if missing:
+        fig.text(0.04, y - 0.005, "Missing", fontsize=10, weight="bold", va="top", color="#A00000")
+        for m in missing:
+            fig.text(0.20, y - 0.005, m, fontsize=9.5, va="top", color="#A00000")
+            y -= 0.028
+        y -= 0.01
+    y -= 0.02
+
+    fig.text(0.04, y, "Headline: fitted exponents", fontsize=12.5, weight="bold", va="top")
+    y -= 0.035
+    if not inputs.fits:
+        note(fig, no_fits_text(inputs), y=y)
+        return fig
+    header, rows = tables.headline_rows(inputs)
+    h = 0.036 * (len(rows) + 1)
+    widths = [0.6] + [1.0] * (len(header) - 1)
+    _draw_table(fig, [0.04, y - h, 0.92, h], header, rows, fontsize=10, col_widths=widths)
+    y -= h + 0.03
+    for line in tables.verdict_lines(inputs):
+        fig.text(0.04, y, line, fontsize=9.5, va="top")
+        y -= 0.028
+    lv = tables.level(inputs)
+    meta = inputs.fits.get("meta", {})
+    caption = (f"Exponents of the joint fit L(N, D) = E + A/N^alpha + B/D^beta (Chinchilla Approach 3), N = "
+               f"non-embedding parameters, D = training tokens; a = beta/(alpha+beta) is the exponent of the "
+               f"compute-optimal N_opt ~ C^a for C = 6ND. Brackets: {lv:.0%} bootstrap intervals "
+               f"({meta.get('bootstrap', '?')} resamples of runs); P(diff > 0) is the fraction of paired bootstrap "
+               f"resamples in which the difference is positive. Larger alpha means loss falls faster with model size.")
+    for ln in inputs.notes:
+        fig.text(0.04, y, "Note: " + ln, fontsize=9, va="top", color="#A00000")
+        y -= 0.026
+    fig.text(0.04, 0.035, caption, fontsize=8, color="0.25", va="bottom", wrap=True)
+    return fig
+
+
+def _missing_lines(inputs: ReportInputs) -> list[str]:
+    res = inputs.results
+    out = []
+    not_done = res[res["status"] != "done"]
+    if len(not_done):
+        by = not_done.groupby(["status", "arch"]).size()
+        parts = [f"{n} {st} ({arch})" for (st, arch), n in by.items()]
+        out.append(f"{len(not_done)} of {len(res)} runs not done: " + ", ".join(parts) + " - listed on the runs page")
+    done = inputs.done
+    for arch in inputs.archs:
+        if arch in set(res["arch"]) and not (done["arch"] == arch).any():
+            out.append(f"{arch}: no done runs")
+    if inputs.fits:
+        for arch in inputs.archs:
+            st = tables.group_status(inputs, arch)
+            if st not in ("ok",):
+                g = inputs.fits["fits"].get(arch) or {}
+                out.append(f"{arch} fit: {st}" + (f" - {g['reason']}" if g.get("reason") else ""))
+    else:
+        out.append("fits.json absent: the fit pages show data only")
+    if inputs.curves is None:
+        out.append(f"no training curves file ({inputs.results_path.stem}_curves.csv)")
+    return out
+
+
+def loss_vs_params(inputs: ReportInputs) -> Figure:
+    """Page 2: loss vs N (log-log), one panel per token budget, runs and joint-fit curves with bands."""
+    fig = new_page("Loss vs model size, per token budget",
+                   "Points: done runs (final validation loss). Lines: the joint fit L(N, D) evaluated at each panel's "
+                   "D (geometric mean of the budgets grouped in the panel); shaded: pointwise bootstrap band. "
+                   "N = non-embedding parameters, D = training tokens.")
+    done = inputs.done
+    if done.empty:
+        return _no_done_page(fig)
+    colors = arch_colors(inputs.archs)
+    lab, reps = log_groups(done["tokens"].to_numpy())
+    keys = sorted(reps)
+    axes, _ = panel_grid(fig, len(keys))
+    n_grid = _grid(done["params"].min(), done["params"].max())
+    for ax, k in zip(axes, keys):
+        sub = done[lab == k]
+        d = reps[k]
+        for arch in inputs.archs:
+            s = sub[sub["arch"] == arch]
+            draw_fit(ax, inputs, arch, colors[arch], n_grid, np.full_like(n_grid, d), n_grid)
+            ax.plot(s["params"], s["loss"], "o", color=colors[arch], ms=5, mec="white", mew=0.6, zorder=4)
+        loglog(ax)
+        ax.set_title(f"D = {tables.fmt(d, 'sci')} tokens ({len(sub)} runs)")
+        ax.set_xlabel(N_LABEL)
+    for ax in axes[:: _ncols(len(keys))]:
+        ax.set_ylabel(LOSS_LABEL)
+    arch_legend(fig, inputs, colors)
+    if not inputs.fits:
+        note(fig, no_fits_text(inputs))
+    return fig
+
+
+def loss_vs_tokens(inputs: ReportInputs) -> Figure:
+    """Page 3: loss vs D, one panel per size, runs and joint-fit curves with bands."""
+    fig = new_page("Loss vs training tokens, per model size",
+                   "Points: done runs. Lines: the joint fit at each architecture's N for that size (the median N of its "
+                   "runs; 2-simplicial layers add parameters, so N differs between architectures); shaded: bootstrap "
+                   "band. N = non-embedding parameters, D = training tokens.")
+    done = inputs.done
+    if done.empty:
+        return _no_done_page(fig)
+    colors = arch_colors(inputs.archs)
+    sizes = [s for s in size_order(done)][: 3 * 3]
+    axes, _ = panel_grid(fig, len(sizes))
+    d_grid = _grid(done["tokens"].min(), done["tokens"].max())
+    for ax, size in zip(axes, sizes):
+        sub = done[done["size"] == size]
+        n_txt = []
+        for arch in inputs.archs:
+            s = sub[sub["arch"] == arch]
+            if s.empty:
+                continue
+            n = float(s["params"].median())
+            n_txt.append(tables.fmt(n, "sci"))
+            draw_fit(ax, inputs, arch, colors[arch], np.full_like(d_grid, n), d_grid, d_grid)
+            ax.plot(s["tokens"], s["loss"], "o", color=colors[arch], ms=5, mec="white", mew=0.6, zorder=4)
+        loglog(ax)
+        ax.set_title(f"size {size}: N = {' / '.join(n_txt)}")
+        ax.set_xlabel(D_LABEL)
+    for ax in axes[:: _ncols(len(sizes))]:
+        ax.set_ylabel(LOSS_LABEL)
+    arch_legend(fig, inputs, colors)
+    if not inputs.fits:
+        note(fig, no_fits_text(inputs))
+    return fig
+
+
+def isoflop_bands(c: np.ndarray, width_dec: float = 0.5, max_bands: int = MAX_PANELS):
+    """Assign each run to a compute band [10^(k w), 10^((k+1) w)); keep bands with >= 2 runs, at most max_bands
+    (the most populated). Returns (band index per run, {band: (lo, hi, centre)})."""
+    k = np.floor(np.log10(c) / width_dec).astype(int)
+    ks, counts = np.unique(k, return_counts=True)
+    keep = [kk for kk, n in zip(ks, counts) if n >= 2]
+    keep = sorted(sorted(keep, key=lambda kk: -counts[list(ks).index(kk)])[:max_bands])
+    bands = {int(kk): (10 ** (kk * width_dec), 10 ** ((kk + 1) * width_dec), 10 ** ((kk + 0.5) * width_dec))
+             for kk in keep}
+    return k, bands
+
+
+def isoflop(inputs: ReportInputs) -> Figure:
+    """Page 4: loss vs N inside compute bands C = 6ND, with each architecture's fitted optimum."""
+    fig = new_page("IsoFLOP view: loss vs model size at fixed compute",
+                   "C = 6ND with N = non-embedding parameters and D = training tokens (not the model's own FLOP count). "
+                   "Runs are grouped into half-decade bands of C; lines: the joint fit along the band's centre C "
+                   "(D = C/(6N)); stars: the fitted compute-optimal N_opt(C) = G (C/6)^a; shaded: bootstrap band.")
+    done = inputs.done
+    if done.empty:
+        return _no_done_page(fig)
+    colors = arch_colors(inputs.archs)
+    c = 6.0 * done["params"].to_numpy() * done["tokens"].to_numpy()
+    k, bands = isoflop_bands(c)
+    if not bands:
+        return _no_done_page(fig, "no compute band holds two runs: nothing to compare")
+    axes, _ = panel_grid(fig, len(bands))
+    n_lo, n_hi = done["params"].min(), done["params"].max()
+    n_grid = _grid(n_lo, n_hi, pad=2.0, k=80)
+    for ax, kk in zip(axes, sorted(bands)):
+        lo, hi, cc = bands[kk]
+        sub = done[k == kk]
+        for arch in inputs.archs:
+            s = sub[sub["arch"] == arch]
+            draw_fit(ax, inputs, arch, colors[arch], n_grid, cc / (6 * n_grid), n_grid)
+            g = inputs.group_fit(arch)
+            if g is not None:
+                n_opt, d_opt = frontier(g, [cc])
+                ax.plot(n_opt, law(g, n_opt, d_opt), marker="*", ms=13, color=colors[arch], mec="black", mew=0.6,
+                        ls="none", zorder=5)
+            ax.plot(s["params"], s["loss"], "o", color=colors[arch], ms=5, mec="white", mew=0.6, zorder=4)
+        loglog(ax)
+        ax.set_xlim(n_grid[0], n_grid[-1])
+        ax.set_title(f"C in [{tables.fmt(lo, 'sci')}, {tables.fmt(hi, 'sci')}) FLOPs ({len(sub)} runs)")
+        ax.set_xlabel(N_LABEL)
+    for ax in axes[:: _ncols(len(bands))]:
+        ax.set_ylabel(LOSS_LABEL)
+    extra = [Line2D([], [], marker="*", ms=11, color="0.5", mec="black", ls="none", label="fitted optimum N_opt(C)")]
+    arch_legend(fig, inputs, colors, extra=extra)
+    if not inputs.fits:
+        note(fig, no_fits_text(inputs))
+    return fig
+
+
+def frontier_page(inputs: ReportInputs) -> Figure:
+    """Page 5: compute-optimal N_opt(C) and D_opt(C) per architecture with bootstrap bands."""
+    fig = new_page("Compute-optimal frontier",
+                   "C = 6ND (N = non-embedding parameters, D = training tokens). N_opt = G (C/6)^a, "
+                   "D_opt = G^-1 (C/6)^b, G = (alpha A / (beta B))^(1/(alpha+beta)), a = beta/(alpha+beta), "
+                   "b = alpha/(alpha+beta), from each architecture's joint fit; shaded: bootstrap band. Grey: the range "
+                   "of C = 6ND covered by done runs; beyond it the curves extrapolate.")
+    colors = arch_colors(inputs.archs)
+    if not inputs.fits:
+        note(fig, no_fits_text(inputs))
+        return _no_done_page(fig, "frontier needs fits")
+    fitted = [a for a in inputs.archs if inputs.group_fit(a) is not None]
+    if not fitted:
+        note(fig, "no architecture has a usable fit: " +
+             "; ".join(f"{a}: {tables.group_status(inputs, a)}" for a in inputs.archs))
+        return _no_done_page(fig, "frontier needs at least one fitted architecture")
+    done = inputs.done
+    if len(done):
+        c_data = 6.0 * done["params"].to_numpy() * done["tokens"].to_numpy()
+        c_lo, c_hi = c_data.min(), c_data.max()
+    else:
+        c_lo, c_hi = 1e15, 1e18
+    c = np.geomspace(c_lo / 10, c_hi * 100, 80)
+    axes = fig.subplots(1, 2, squeeze=True)
+    fig.subplots_adjust(left=0.07, right=0.78, top=0.86, bottom=0.2, wspace=0.25)
+    lv = tables.level(inputs)
+    handles = []
+    for arch in inputs.archs:
+        g = inputs.group_fit(arch)
+        if g is None:
+            handles.append(Line2D([], [], color=colors[arch], ls=":",
+                                  label=f"{arch}: {tables.group_status(inputs, arch)}"))
+            continue
+        ls, suffix = fit_style(g)
+        n_opt, d_opt = frontier(g, c)
+        axes[0].plot(c, n_opt, color=colors[arch], ls=ls, zorder=3)
+        axes[1].plot(c, d_opt, color=colors[arch], ls=ls, zorder=3)
+        s = samples_of(g)
+        if s is not None:
+            sn, sd = frontier(s, c)
+            for ax, v in ((axes[0], sn), (axes[1], sd)):
+                b = band(v, lv)
+                if b is not None:
+                    ax.fill_between(c, b[0], b[1], color=colors[arch], alpha=0.18, lw=0, zorder=1)
+        a_txt = tables.fmt_ci(tables.exponent_a(g), tables.group_ci(g, "a", lv))
+        handles.append(Line2D([], [], color=colors[arch], ls=ls, label=f"{arch}{suffix}\n  a = {a_txt}"))
+    for ax, what in ((axes[0], "N_opt: non-embedding parameters"), (axes[1], "D_opt: training tokens")):
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.axvspan(c_lo, c_hi, color="0.85", alpha=0.5, lw=0, zorder=0)
+        set_log_ticks(ax.xaxis, *ax.get_xlim())
+        set_log_ticks(ax.yaxis, *ax.get_ylim())
+        ax.set_xlabel(C_LABEL)
+        ax.set_ylabel(what)
+    axes[0].set_title("compute-optimal model size N_opt(C)")
+    axes[1].set_title("compute-optimal training tokens D_opt(C)")
+    handles.append(Patch(color="0.85", alpha=0.5, label="C range of done runs"))
+    handles.append(Patch(color="0.5", alpha=0.3, label=f"{lv:.0%} bootstrap band"))
+    fig.legend(handles=handles, loc="center left", bbox_to_anchor=(0.795, 0.5), frameon=False)
+    return fig
+
+
+def _draw_table(fig: Figure, rect, header, rows, fontsize=8.5, title=None, col_widths=None, row_colors=None,
+                left_cols=()):
+    ax = fig.add_axes(rect)
+    ax.axis("off")
+    if title:
+        ax.set_title(title, loc="left", fontsize=10.5, weight="bold")
+    if not rows:
+        ax.text(0, 0.9, "(none)", fontsize=9, va="top", transform=ax.transAxes)
+        return ax
+    if col_widths is not None:  # relative widths: the table fills its axes exactly (bbox)
+        total = float(sum(col_widths))
+        col_widths = [w / total for w in col_widths]
+    tab = ax.table(cellText=rows, colLabels=header, cellLoc="center", colLoc="center", colWidths=col_widths,
+                   bbox=[0, 0, 1, 1])
+    tab.auto_set_font_size(False)
+    tab.set_fontsize(fontsize)
+    for (r, c), cell in tab.get_celld().items():
+        cell.set_edgecolor("0.8")
+        cell.set_linewidth(0.5)
+        if r == 0:
+            cell.set_text_props(weight="bold")
+            cell.set_facecolor("#EEEEEE")
+        elif row_colors is not None and row_colors[r - 1]:
+            cell.set_facecolor(row_colors[r - 1])
+        if c in left_cols and r > 0:
+            cell._loc = "left"  # Cell positions its text by _loc; there is no public per-cell setter
+            cell.set_text_props(ha="left")
+            cell.PAD = 0.03
+    return ax
+
+
+def parameter_table(inputs: ReportInputs) -> Figure:
+    """Page 6: E, A, B, alpha, beta, a per architecture and method with CIs; differences; fixed-budget fits."""
+    lv = tables.level(inputs)
+    fig = new_page("Fitted parameters",
+                   f"Joint fit L(N, D) = E + A/N^alpha + B/D^beta per architecture and method (* = primary method, "
+                   f"Chinchilla Approach 3; varpro = variable projection), {lv:.0%} bootstrap intervals in brackets. "
+                   "A and B trade off against alpha and beta (ill-conditioned); a = beta/(alpha+beta) is better "
+                   "determined. Fixed-budget table: log L = -slope log N + c at each fixed D (and vs log D at fixed N), "
+                   "the form of Roy et al. 2025, Table 3; 'change' = second architecture vs first; 'sat. fit' = the "
+                   "exponent of L = E + A/N^alpha at that budget.")
+    y, row_h, gap = 0.88, 0.026, 0.075
+    if inputs.fits:
+        header, rows = tables.parameter_rows(inputs)
+        h = row_h * (len(rows) + 1)
+        widths = [0.07, 0.08] + [0.12] * 6 + [0.04, 0.13]
+        _draw_table(fig, [0.04, y - h - 0.02, 0.92, h], header, rows, fontsize=7.5,
+                    title="Joint fit L(N, D)", col_widths=widths)
+        y -= h + gap
+        header, rows = tables.comparison_rows(inputs)
+        if rows:
+            h = row_h * (len(rows) + 1)
+            _draw_table(fig, [0.04, y - h - 0.02, 0.6, h], header, rows, fontsize=8,
+                        title="Differences between architectures (bootstrap)", col_widths=[0.2, 0.1, 0.3, 0.3, 0.12])
+            y -= h + gap
+    else:
+        note(fig, no_fits_text(inputs), y=y)
+        y -= 0.06
+    if inputs.fixed_budget:
+        for which, title in (("fixed_tokens", "Fixed token budget: exponent of N"),
+                             ("fixed_params", "Fixed model size: exponent of D")):
+            header, rows = tables.fixed_budget_rows(inputs, which)
+            room = int((y - 0.12) / row_h) - 1
+            if len(rows) > room:
+                dropped = len(rows) - max(room - 1, 0)
+                rows = rows[: max(room - 1, 0)] + [[f"... {dropped} more"] + [""] * (len(header) - 1)]
+            h = row_h * (len(rows) + 1)
+            _draw_table(fig, [0.04, y - h - 0.02, 0.92, h], header, rows, fontsize=7.5, title=title)
+            y -= h + gap
+    else:
+        fig.text(0.04, y, "no fixed-budget fits: run `python -m fitting fixed-budget "
+                 f"{inputs.results_path.name} --json fixed_budget.json`", fontsize=9.5, color="#A00000", va="top",
+                 family="monospace")
+    return fig
+
+
+def residuals(inputs: ReportInputs) -> Figure:
+    """Page 7: observed minus fitted log loss vs N and vs D, per architecture."""
+    fig = new_page("Residuals of the joint fit",
+                   "Residual = log(observed loss) - log(fitted L(N, D)) for each done run, against N (non-embedding "
+                   "parameters) and D (training tokens). A trend with N or D means the functional form misses "
+                   "something there; rms in the legend.")
+    colors = arch_colors(inputs.archs)
+    axes = fig.subplots(1, 2, sharey=True)
+    fig.subplots_adjust(left=0.08, right=0.78, top=0.86, bottom=0.2, wspace=0.1)
+    done = inputs.done
+    handles = []
+    for arch in inputs.archs:
+        s = done[done["arch"] == arch]
+        g = inputs.group_fit(arch)
+        if g is None or s.empty:
+            why = tables.group_status(inputs, arch) if inputs.fits else "no fits"
+            handles.append(Line2D([], [], color=colors[arch], marker="o", ls="none", alpha=0.3,
+                                  label=f"{arch}: {why if s.size else 'no done runs'}"))
+            continue
+        r = np.log(s["loss"].to_numpy()) - np.log(law(g, s["params"], s["tokens"]))
+        _, suffix = fit_style(g)
+        mk = "o" if not suffix else "x"
+        axes[0].plot(s["params"], r, mk, color=colors[arch], ms=5, zorder=3)
+        axes[1].plot(s["tokens"], r, mk, color=colors[arch], ms=5, zorder=3)
+        rms = float(np.sqrt(np.mean(r ** 2)))
+        handles.append(Line2D([], [], color=colors[arch], marker=mk, ls="none",
+                              label=f"{arch}{suffix}: rms {rms:.4f}"))
+    for ax, xl in ((axes[0], N_LABEL), (axes[1], D_LABEL)):
+        ax.set_xscale("log")
+        set_log_ticks(ax.xaxis, *ax.get_xlim())
+        ax.axhline(0, color="0.3", lw=0.8)
+        ax.set_xlabel(xl)
+    axes[0].set_ylabel("log(observed) - log(fitted) loss")
+    fig.legend(handles=handles, loc="center left", bbox_to_anchor=(0.795, 0.5), frameon=False)
+    if not inputs.fits:
+        note(fig, no_fits_text(inputs))
+    return fig
+
+
+def training_curves(inputs: ReportInputs) -> Figure:
+    """Page 8: loss vs tokens for every run, coloured by size, one panel per architecture."""
+    fig = new_page("Training curves",
+                   "Lines: training loss vs tokens processed for every run in the curves file, coloured by model size "
+                   "(N = non-embedding parameters); points: validation loss. Failed runs are drawn thin and grey.")
+    cur = inputs.curves
+    if cur is None or cur.empty:
+        note(fig, f"no training curves: {inputs.results_path.stem}_curves.csv is absent or empty")
+        return _no_done_page(fig, "no curves to plot")
+    colors = size_colors(inputs.results)
+    archs = inputs.archs
+    axes = fig.subplots(1, len(archs), squeeze=False, sharey=True)[0]
+    fig.subplots_adjust(left=0.07, right=0.84, top=0.86, bottom=0.2, wspace=0.08)
+    info = inputs.results.set_index("run_id")
+    y_hi = []
+    for ax, arch in zip(axes, archs):
+        sub = cur[cur["arch"] == arch]
+        for run_id, c in sub.groupby("run_id", sort=True):
+            size = info["size"].get(run_id, None) if run_id in info.index else None
+            status = info["status"].get(run_id, "") if run_id in info.index else ""
+            col = colors.get(size, "0.5") if status == "done" else "0.6"
+            lw = 1.1 if status == "done" else 0.7
+            ax.plot(c["tokens"], c["train_loss"], color=col, lw=lw, alpha=0.9)
+            v = c[np.isfinite(c["val_loss"])]
+            ax.plot(v["tokens"], v["val_loss"], "o", color=col, ms=3)
+            tl = c["train_loss"].to_numpy()
+            if len(tl):
+                y_hi.append(np.nanquantile(tl, 0.9))
+        ax.set_xscale("log")
+        set_log_ticks(ax.xaxis, *ax.get_xlim())
+        ax.set_title(f"{arch} ({sub['run_id'].nunique()} runs)")
+        ax.set_xlabel("tokens processed")
+        ax.yaxis.set_tick_params(labelleft=True)
+    axes[0].set_ylabel("loss (nats/token)")
+    lo = np.nanmin(cur["train_loss"]) if len(cur) else 0
+    if y_hi:
+        axes[0].set_ylim(lo - 0.05 * abs(lo), max(y_hi) * 1.02)
+    handles = []
+    for s in size_order(inputs.results):
+        n = inputs.results.loc[inputs.results["size"] == s, "params"].median()
+        handles.append(Line2D([], [], color=colors[s], label=f"{s} (N ~ {tables.fmt(n, 'sci')})"))
+    handles.append(Line2D([], [], color="0.6", lw=0.7, label="not done"))
+    handles.append(Line2D([], [], color="0.3", marker="o", ls="none", ms=3, label="validation loss"))
+    fig.legend(handles=handles, loc="center left", bbox_to_anchor=(0.855, 0.5), frameon=False, title="size")
+    return fig
+
+
+RUNS_PER_PAGE = 34
+
+
+def runs_table(inputs: ReportInputs) -> list[Figure]:
+    """Page 9 (and more when needed): every run with shape, N, D, FLOPs, losses, throughput, status and reason."""
+    header, rows, statuses = tables.runs_rows(inputs)
+    pages = []
+    chunks = [rows[i:i + RUNS_PER_PAGE] for i in range(0, len(rows), RUNS_PER_PAGE)] or [[]]
+    for p, chunk in enumerate(chunks):
+        st = statuses[p * RUNS_PER_PAGE:(p + 1) * RUNS_PER_PAGE]
+        title = "Runs" + (f" ({p + 1}/{len(chunks)})" if len(chunks) > 1 else "")
+        fig = new_page(title,
+                       "N = non-embedding parameters, D = training tokens; FLOPs = the model's own count "
+                       "(tokens x FLOPs per token, forward + backward, attention included), not 6ND. Shape: layers x "
+                       "width x heads, and for 2-simplicial models the period of 2-simplicial layers and windows "
+                       "w1/w2. Reason: last line of the run's error.")
+        colors = ["#FBE3E3" if s in ("failed", "diverged", "timeout") else
+                  ("#FFF6D8" if s != "done" else None) for s in st]
+        widths = [0.15, 0.06, 0.035, 0.14, 0.05, 0.05, 0.055, 0.05, 0.05, 0.05, 0.05, 0.24]
+        h = min(0.022 * (len(chunk) + 1), 0.8)
+        _draw_table(fig, [0.02, 0.9 - h, 0.96, h], header, chunk, fontsize=6.5, col_widths=widths, row_colors=colors,
+                    left_cols=(0, 3, 11))
+        pages.append(fig)
+    return pages
+
+
+PAGES = (
+    ("01_title", title_page),
+    ("02_loss_vs_params", loss_vs_params),
+    ("03_loss_vs_tokens", loss_vs_tokens),
+    ("04_isoflop", isoflop),
+    ("05_frontier", frontier_page),
+    ("06_parameters", parameter_table),
+    ("07_residuals", residuals),
+    ("08_training_curves", training_curves),
+    ("09_runs", runs_table),
+)

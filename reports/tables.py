@@ -1,0 +1,309 @@
+"""The report's tables as rows of strings: number formats, the headline, parameters, fixed-budget fits, runs.
+
+Kept apart from drawing so the numbers a page shows can be checked without rendering it.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from reports.inputs import NOT_ENOUGH_RUNS, ReportInputs
+
+EXPONENTS = ("alpha", "beta", "a")
+EXPONENT_MEANING = {
+    "alpha": "loss vs N: L = E + A/N^alpha + B/D^beta",
+    "beta": "loss vs D",
+    "a": "N_opt ~ C^a, a = beta/(alpha+beta)",
+}
+
+
+def fmt(x, kind: str = "exp") -> str:
+    """One number: exponents and losses with 3 decimals, scale constants (A, B) with 4 significant digits."""
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "-"
+    x = float(x)
+    if kind == "exp":
+        return f"{x:.3f}"
+    if kind == "signed":
+        return f"{x:+.3f}"
+    if kind == "sci":
+        return f"{x:.2e}".replace("e+0", "e").replace("e+", "e").replace("e-0", "e-")
+    if kind == "const":
+        return f"{x:#.4g}".rstrip(".") if 1e-3 <= abs(x) < 1e5 else fmt(x, "sci")
+    if kind == "r2":
+        return f"{x:.4f}"
+    if kind == "prob":
+        return f"{x:.3f}"
+    raise ValueError(f"unknown number format {kind!r}")
+
+
+def fmt_ci(value, ci, kind: str = "exp") -> str:
+    """`0.340 [0.310, 0.372]`: the form the headline and the parameter table use (and tests look for)."""
+    if ci is None or len(ci) != 2:
+        return fmt(value, kind)
+    return f"{fmt(value, kind)} [{fmt(ci[0], kind)}, {fmt(ci[1], kind)}]"
+
+
+def param_kind(name: str) -> str:
+    return "const" if name in ("A", "B") else "exp"
+
+
+def compute_ci_from_samples(g: dict, name: str, level: float) -> list[float] | None:
+    """CI of one parameter from bootstrap samples when the fit has none stored (E, A, B, alpha, beta, a)."""
+    s = g.get("_samples")
+    if s is None or len(s) == 0:
+        return None
+    idx = {"E": 0, "A": 1, "B": 2, "alpha": 3, "beta": 4}
+    x = s[:, 4] / (s[:, 3] + s[:, 4]) if name == "a" else s[:, idx[name]]
+    x = x[np.isfinite(x)]
+    if len(x) == 0:
+        return None
+    q = (1 - level) / 2
+    return [float(np.quantile(x, q)), float(np.quantile(x, 1 - q))]
+
+
+def level(inputs: ReportInputs) -> float:
+    lv = (inputs.fits or {}).get("meta", {}).get("level", 0.95)
+    return float(lv) if isinstance(lv, (int, float)) and 0 < lv < 1 else 0.95
+
+
+def exponent_a(g: dict) -> float:
+    return float(g["a"]) if "a" in g else g["beta"] / (g["alpha"] + g["beta"])
+
+
+def group_ci(g: dict, name: str, lv: float) -> list[float] | None:
+    ci = (g.get("ci") or {}).get(name)
+    return list(ci) if ci is not None else compute_ci_from_samples(g, name, lv)
+
+
+def group_status(inputs: ReportInputs, arch: str) -> str:
+    """'ok', 'not converged', 'not enough runs (k done)', 'no fit' or another status from the fits file."""
+    if not inputs.fits:
+        return "no fits"
+    g = inputs.fits["fits"].get(arch)
+    if g is None:
+        return "no fit"
+    st = g.get("status", "ok")
+    if st == NOT_ENOUGH_RUNS:
+        n = g.get("n_runs")
+        return f"{NOT_ENOUGH_RUNS} ({n} done)" if isinstance(n, (int, float)) else NOT_ENOUGH_RUNS
+    if st != "ok":
+        return str(st)
+    return "ok" if g.get("converged", True) else "not converged"
+
+
+def parse_comparison_key(key: str) -> tuple[str, str]:
+    """'simplicial - dot' -> ('simplicial', 'dot'): the difference is first minus second."""
+    for sep in (" - ", "-"):
+        if sep in key:
+            b, a = key.split(sep, 1)
+            return b.strip(), a.strip()
+    return key, ""
+
+
+def headline_rows(inputs: ReportInputs) -> tuple[list[str], list[list[str]]]:
+    """Title-page table: one row per exponent, a column per architecture, then each difference with P(sign)."""
+    archs = inputs.archs
+    lv = level(inputs)
+    comps = (inputs.fits or {}).get("comparison", {}) or {}
+    header = ["exponent"] + archs
+    for key in sorted(comps):
+        header += [f"{key}", "P(diff > 0)"]
+    rows = []
+    for name in EXPONENTS:
+        row = [name]
+        for arch in archs:
+            g = inputs.group_fit(arch)
+            if g is None:
+                row.append(group_status(inputs, arch))
+                continue
+            val = exponent_a(g) if name == "a" else g[name]
+            cell = fmt_ci(val, group_ci(g, name, lv))
+            if not g.get("converged", True):
+                cell += " (not converged)"
+            row.append(cell)
+        for key in sorted(comps):
+            c = comps[key].get(name)
+            if not c:
+                row += ["-", "-"]
+                continue
+            row += [fmt_ci(c.get("diff"), c.get("ci"), "signed"), fmt(c.get("p_sign"), "prob")]
+        rows.append(row)
+    return header, rows
+
+
+def verdict_lines(inputs: ReportInputs) -> list[str]:
+    """Plain sentences: for each difference, whether its interval excludes zero."""
+    comps = (inputs.fits or {}).get("comparison", {}) or {}
+    lv = level(inputs)
+    out = []
+    for key in sorted(comps):
+        b, a = parse_comparison_key(key)
+        for name in ("alpha", "beta", "a"):
+            c = comps[key].get(name)
+            if not c or c.get("ci") is None or c.get("diff") is None:
+                continue
+            lo, hi = c["ci"]
+            what = {"alpha": "N-exponent alpha", "beta": "D-exponent beta", "a": "frontier exponent a"}[name]
+            p = c.get("p_sign")
+            ptxt = f", P({b} > {a}) = {fmt(p, 'prob')}" if p is not None else ""
+            head = f"{what}: {b} - {a} = {fmt_ci(c['diff'], c['ci'], 'signed')}{ptxt}"
+            if lo > 0 or hi < 0:
+                out.append(f"{head}: {b} is {'larger' if lo > 0 else 'smaller'} ({lv:.0%} interval excludes zero).")
+            else:
+                out.append(f"{head}: not resolved ({lv:.0%} interval includes zero).")
+    return out
+
+
+def parameter_rows(inputs: ReportInputs) -> tuple[list[str], list[list[str]]]:
+    """Joint-fit parameters per architecture and method, with CIs where the file has them."""
+    names = ("E", "A", "B", "alpha", "beta", "a")
+    header = ["arch", "method", *names, "runs", "status"]
+    rows = []
+    lv = level(inputs)
+    for arch in inputs.archs:
+        g_all = (inputs.fits or {}).get("fits", {}).get(arch)
+        if inputs.group_fit(arch) is None:
+            reason = (g_all or {}).get("reason", "")
+            rows.append([arch, "-", *(["-"] * len(names)), str((g_all or {}).get("n_runs", "-")),
+                         group_status(inputs, arch) + (f": {reason}" if reason else "")])
+            continue
+        methods = g_all.get("methods") or {g_all.get("method", "approach3"): g_all}
+        primary = g_all.get("method", "approach3")
+        for m in sorted(methods, key=lambda m: (m != primary, m)):
+            gm = methods[m]
+            if not all(k in gm for k in ("E", "A", "B", "alpha", "beta")):
+                rows.append([arch, m, *(["-"] * len(names)), "-", str(gm.get("status", "incomplete"))])
+                continue
+            cells = []
+            for k in names:
+                val = exponent_a(gm) if k == "a" else gm[k]
+                ci = (gm.get("ci") or {}).get(k)
+                if ci is None and m == primary:
+                    ci = group_ci(g_all, k, lv)
+                cells.append(fmt_ci(val, ci, param_kind(k)))
+            status = "converged" if gm.get("converged", True) else "not converged"
+            rows.append([arch, m + (" *" if m == primary else ""), *cells, str(gm.get("n_runs", g_all.get("n_runs", "-"))),
+                         status])
+    return header, rows
+
+
+def comparison_rows(inputs: ReportInputs) -> tuple[list[str], list[list[str]]]:
+    header = ["difference", "exponent", "diff [CI]", "ratio [CI]", "P(diff > 0)"]
+    rows = []
+    for key, comp in sorted(((inputs.fits or {}).get("comparison") or {}).items()):
+        for name in EXPONENTS:
+            c = comp.get(name)
+            if c:
+                rows.append([key, name, fmt_ci(c.get("diff"), c.get("ci"), "signed"),
+                             fmt_ci(c.get("ratio"), c.get("ratio_ci")), fmt(c.get("p_sign"), "prob")])
+    return header, rows
+
+
+def fixed_budget_rows(inputs: ReportInputs, which: str) -> tuple[list[str], list[list[str]]]:
+    """The paper's Table 3 layout: one row per budget, each architecture's log-linear exponent and R^2, and the
+    relative change of the exponent (second architecture vs first, as in "Transformer -> 2-simplicial").
+
+    which: "fixed_tokens" (exponent of N at fixed D) or "fixed_params" (exponent of D at fixed N).
+    """
+    fb = (inputs.fixed_budget or {}).get(which) or {}
+    archs = [a for a in inputs.archs if a in fb]
+    key = "tokens" if which == "fixed_tokens" else "params"
+    sym = "D" if which == "fixed_tokens" else "N"
+    budgets: dict[float, dict] = {}
+    for arch in archs:
+        for r in fb[arch]:
+            if isinstance(r, dict) and isinstance(r.get(key), (int, float)):
+                budgets.setdefault(float(r[key]), {})[arch] = r
+    header = [sym] + [f"{a}: pts" for a in archs] + [f"{a}: slope" for a in archs]
+    if len(archs) == 2:
+        header.append("change")
+    header += [f"{a}: R^2" for a in archs] + [f"{a}: sat. fit" for a in archs]
+    rows = []
+    # Fixed params: budgets are the sizes of each arch, which differ between archs; match them by rank.
+    if which == "fixed_params" and len(archs) > 1:
+        per_arch = {a: sorted(float(r[key]) for r in fb[a] if isinstance(r, dict) and key in r) for a in archs}
+        n = max(len(v) for v in per_arch.values())
+        budgets = {}
+        for i in range(n):
+            entry = {}
+            for a in archs:
+                if i < len(per_arch[a]):
+                    val = per_arch[a][i]
+                    entry[a] = next(r for r in fb[a] if float(r[key]) == val)
+            budgets[float(i)] = entry
+    for b in sorted(budgets):
+        entry = budgets[b]
+        if which == "fixed_params" and len(archs) > 1:
+            label = " / ".join(fmt(entry[a][key], "sci") if a in entry else "-" for a in archs)
+        else:
+            label = fmt(b, "sci")
+        slopes = {}
+        row = [label]
+        row += [str(entry[a].get("n_points", "-")) if a in entry else "-" for a in archs]
+        for a in archs:
+            ll = (entry.get(a) or {}).get("loglinear") or {}
+            slopes[a] = ll.get("alpha")
+            row.append(fmt(slopes[a]) if a in entry else "-")
+        if len(archs) == 2:
+            s0, s1 = slopes[archs[0]], slopes[archs[1]]
+            row.append(f"{(s1 / s0 - 1) * 100:+.1f}%" if s0 and s1 is not None and s0 != 0 else "-")
+        for a in archs:
+            ll = (entry.get(a) or {}).get("loglinear") or {}
+            row.append(fmt(ll.get("r2"), "r2") if a in entry else "-")
+        for a in archs:
+            r = entry.get(a)
+            if r is None:
+                row.append("-")
+                continue
+            e = "alpha" if which == "fixed_tokens" else "beta"
+            txt = fmt(r.get(e))
+            if r.get("converged") is False:
+                txt += " (not converged)"
+            row.append(txt)
+        rows.append(row)
+    return header, rows
+
+
+def last_error_line(err: str, width: int = 70) -> str:
+    """The line of a traceback that says what went wrong (its last non-empty line), shortened."""
+    lines = [ln.strip() for ln in str(err or "").splitlines() if ln.strip()]
+    if not lines:
+        return ""
+    s = lines[-1]
+    return s if len(s) <= width else s[: width - 3] + "..."
+
+
+def shape_text(r: pd.Series) -> str:
+    def i(x):
+        return "?" if not (isinstance(x, (int, float)) and math.isfinite(x)) else str(int(x))
+    s = f"{i(r.get('n_layers'))}L x {i(r.get('d_model'))}d x {i(r.get('n_heads'))}h"
+    every = r.get("simplicial_every")
+    if isinstance(every, (int, float)) and math.isfinite(every) and every > 0:
+        s += f", 2s/{int(every)} w{i(r.get('w1'))}/{i(r.get('w2'))}"
+    return s
+
+
+def runs_rows(inputs: ReportInputs) -> tuple[list[str], list[list[str]], list[str]]:
+    """One row per run in table order; returns header, rows and each row's status (for colouring)."""
+    header = ["run id", "arch", "size", "shape", "N", "D", "FLOPs", "train loss", "val loss", "tok/s", "status",
+              "reason"]
+    rows, statuses = [], []
+    for _, r in inputs.results.iterrows():
+        rows.append([
+            r["run_id"], r["arch"], r["size"], shape_text(r), fmt(r["params"], "sci"), fmt(r["tokens"], "sci"),
+            fmt(r["flops"], "sci"), fmt(r["train_loss"]), fmt(r["val_loss"]),
+            fmt(r["tokens_per_s"], "sci"), r["status"], last_error_line(r["error"]) if r["status"] != "done" else "",
+        ])
+        statuses.append(r["status"])
+    return header, rows, statuses
+
+
+def status_counts(results: pd.DataFrame) -> dict[str, int]:
+    counts = results["status"].value_counts()
+    order = ["done", "diverged", "failed", "running", "pending", "preempted", "timeout"]
+    keys = [k for k in order if k in counts] + sorted(k for k in counts.index if k not in order)
+    return {k: int(counts[k]) for k in keys}
