@@ -1,0 +1,231 @@
+"""Training data, offline: corpora, tokenizers, a disk cache of token arrays, and deterministic batches.
+
+Sources (`DataSpec.source`):
+- `python-stdlib`: the Python standard library's own .py source (about 31 MB on Python 3.11), present on every machine
+  with Python and reachable without a network (REFERENCE.md section 6). Its content follows the Python version, which
+  is recorded in the cache metadata and in every result.
+- `text`: a text file, or a folder whose files (recursively, sorted) are documents.
+- `tokens`: pre-tokenized `train.bin` / `val.bin` (raw uint16/uint32 arrays, memory-mapped, as nanoGPT writes them).
+
+Split: whole documents go to validation when a hash of their relative path falls under `val_fraction` (stable across
+machines and file orders); a single text file is split at 1 - val_fraction of its bytes.
+Tokenizers: `byte` (256 symbols, no training) or `bpe` (byte-level BPE from HF `tokenizers`, trained offline on the
+train split only, saved beside the token arrays).
+Batches are a pure function of (seed, step, micro-batch index), so a resumed run sees exactly the batches an
+uninterrupted run would, and a global batch is the same whatever the number of processes.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import sys
+import sysconfig
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+CACHE_VERSION = 1
+
+
+class DataError(ValueError):
+    """The configured data cannot be read or is inconsistent with the sweep (names path and problem)."""
+
+
+@dataclass
+class TokenSplits:
+    train: np.ndarray  # 1-D token array (memory-mapped)
+    val: np.ndarray
+    vocab_size: int
+    description: str  # e.g. "python-stdlib (Python 3.11.7, 1893 files, 31.2 MB)"
+    tokenizer: str
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Documents
+
+
+def _stdlib_documents() -> list[tuple[str, Path]]:
+    root = Path(sysconfig.get_paths()["stdlib"])
+    docs = []
+    for path in sorted(root.rglob("*.py")):
+        rel = path.relative_to(root).as_posix()
+        if rel.startswith(("site-packages/", "dist-packages/")):
+            continue
+        docs.append((rel, path))
+    if not docs:
+        raise DataError(f"python-stdlib: no .py files under {root}")
+    return docs
+
+
+def _text_documents(path: str) -> list[tuple[str, Path]]:
+    p = Path(path).expanduser()
+    if p.is_file():
+        return [(p.name, p)]
+    if p.is_dir():
+        docs = [(f.relative_to(p).as_posix(), f) for f in sorted(p.rglob("*")) if f.is_file()]
+        if docs:
+            return docs
+        raise DataError(f"data.path {path!r}: the folder holds no files")
+    raise DataError(f"data.path {path!r}: no such file or folder")
+
+
+def _is_validation(name: str, val_fraction: float) -> bool:
+    h = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big")
+    return h / 2**64 < val_fraction
+
+
+def _split_texts(data: dict) -> tuple[list[bytes], list[bytes], str]:
+    """Train and validation documents as bytes, plus a description of the corpus."""
+    docs = _stdlib_documents() if data["source"] == "python-stdlib" else _text_documents(data["path"])
+    budget = data.get("max_bytes") or float("inf")
+    train, val, total = [], [], 0
+    for name, path in docs:
+        if total >= budget:
+            break
+        blob = path.read_bytes()
+        if total + len(blob) > budget:
+            blob = blob[: int(budget - total)]
+        total += len(blob)
+        if len(docs) == 1:  # one file: split by position
+            cut = int(len(blob) * (1 - data["val_fraction"]))
+            train.append(blob[:cut])
+            val.append(blob[cut:])
+        else:
+            (val if _is_validation(name, data["val_fraction"]) else train).append(blob)
+    if not train or not val:
+        raise DataError(f"data {data['source']!r}: the split left an empty {'train' if not train else 'validation'} "
+                        f"set ({len(docs)} documents, val_fraction={data['val_fraction']})")
+    where = f"Python {sys.version.split()[0]}, " if data["source"] == "python-stdlib" else f"{data['path']}, "
+    desc = f"{data['source']} ({where}{len(docs)} documents, {total / 1e6:.1f} MB)"
+    return train, val, desc
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Tokenizers
+
+
+def _encode_bytes(docs: list[bytes]) -> np.ndarray:
+    return np.frombuffer(b"\n\n".join(docs), dtype=np.uint8).astype(np.uint16)
+
+
+def _train_bpe(train_docs: list[bytes], vocab_size: int, out: Path):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+                                  show_progress=False, special_tokens=[])
+    tok.train_from_iterator((d.decode("utf-8", errors="replace") for d in train_docs), trainer=trainer)
+    tok.save(str(out))
+    return tok
+
+
+def _encode_bpe(tok, docs: list[bytes], dtype) -> np.ndarray:
+    encoded = tok.encode_batch([d.decode("utf-8", errors="replace") for d in docs])
+    return np.concatenate([np.asarray(e.ids, dtype=dtype) for e in encoded]) if encoded else np.zeros(0, dtype)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Cache
+
+
+def cache_key(data: dict) -> str:
+    keyed = {k: data.get(k) for k in ("source", "path", "tokenizer", "vocab_size", "val_fraction", "max_bytes",
+                                      "token_dtype")}
+    if data["source"] == "python-stdlib":
+        keyed["python"] = sys.version.split()[0]
+    keyed["version"] = CACHE_VERSION
+    return hashlib.sha256(json.dumps(keyed, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _build_cache(data: dict, folder: Path) -> None:
+    train_docs, val_docs, desc = _split_texts(data)
+    dtype = np.dtype(data["token_dtype"])
+    if data["tokenizer"] == "byte":
+        train, val = _encode_bytes(train_docs), _encode_bytes(val_docs)
+        vocab = 256
+    else:
+        tok = _train_bpe(train_docs, data["vocab_size"], folder / "tokenizer.json.tmp")
+        train, val = _encode_bpe(tok, train_docs, dtype), _encode_bpe(tok, val_docs, dtype)
+        vocab = tok.get_vocab_size()
+        os.replace(folder / "tokenizer.json.tmp", folder / "tokenizer.json")
+    for name, arr in (("train", train), ("val", val)):
+        arr.astype(dtype).tofile(folder / f"{name}.bin.tmp")
+        os.replace(folder / f"{name}.bin.tmp", folder / f"{name}.bin")
+    meta = {"description": desc, "tokenizer": data["tokenizer"], "vocab_size": int(vocab),
+            "train_tokens": int(len(train)), "val_tokens": int(len(val)), "token_dtype": data["token_dtype"]}
+    (folder / "meta.json.tmp").write_text(json.dumps(meta, indent=2))
+    os.replace(folder / "meta.json.tmp", folder / "meta.json")  # written last: its presence marks a complete cache
+
+
+def load_tokens(data: dict, cache_root: Path) -> TokenSplits:
+    """Token arrays for a DataSpec dict, building (once, under a file lock) and caching them when needed."""
+    if data["source"] == "tokens":
+        return _load_pretokenized(data)
+    folder = Path(data.get("cache_dir") or cache_root) / cache_key(data)
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # concurrent runs of a sweep build the cache once
+        if not (folder / "meta.json").exists():
+            _build_cache(data, folder)
+    meta = json.loads((folder / "meta.json").read_text())
+    if meta["vocab_size"] > data["vocab_size"]:
+        raise DataError(f"data.vocab_size={data['vocab_size']} is smaller than the tokenizer's {meta['vocab_size']}")
+    dtype = np.dtype(meta["token_dtype"])
+    return TokenSplits(train=np.memmap(folder / "train.bin", dtype=dtype, mode="r"),
+                       val=np.memmap(folder / "val.bin", dtype=dtype, mode="r"),
+                       vocab_size=data["vocab_size"], description=meta["description"], tokenizer=meta["tokenizer"])
+
+
+def _load_pretokenized(data: dict) -> TokenSplits:
+    folder = Path(data["path"]).expanduser()
+    dtype = np.dtype(data["token_dtype"])
+    arrays = {}
+    for name in ("train", "val"):
+        f = folder / f"{name}.bin"
+        if not f.is_file():
+            raise DataError(f"data.path {data['path']!r}: missing {f.name} (source 'tokens' expects train.bin, val.bin)")
+        if f.stat().st_size % dtype.itemsize:
+            raise DataError(f"{f}: size {f.stat().st_size} is not a multiple of {data['token_dtype']}")
+        arrays[name] = np.memmap(f, dtype=dtype, mode="r")
+        head = np.asarray(arrays[name][: 1 << 20])
+        if head.size and int(head.max()) >= data["vocab_size"]:
+            raise DataError(f"{f}: token id {int(head.max())} >= data.vocab_size={data['vocab_size']}")
+    return TokenSplits(train=arrays["train"], val=arrays["val"], vocab_size=data["vocab_size"],
+                       description=f"tokens ({folder}, {len(arrays['train'])} train tokens)", tokenizer="pretokenized")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Batches
+
+
+def check_length(tokens: np.ndarray, seq_len: int, split: str) -> None:
+    if len(tokens) < seq_len + 2:
+        raise DataError(f"the {split} split has {len(tokens)} tokens, fewer than seq_len+2={seq_len + 2}")
+
+
+def step_starts(n_tokens: int, seq_len: int, n_seq: int, seed: int, step: int) -> np.ndarray:
+    """Window starts of global step `step`: drawn from a generator seeded by (seed, step) alone, so the global batch
+    is the same whatever the micro-batch size or the number of processes that split it."""
+    rng = np.random.default_rng([seed, step])
+    return rng.integers(0, n_tokens - seq_len - 1, size=n_seq)
+
+
+def windows(tokens: np.ndarray, starts: np.ndarray, seq_len: int):
+    """Inputs and next-token targets for the windows starting at `starts`: two (len(starts), seq_len) int64 tensors."""
+    window = torch.from_numpy(np.stack([np.asarray(tokens[s : s + seq_len + 1], dtype=np.int64) for s in starts]))
+    return window[:, :-1], window[:, 1:]
+
+
+def val_batches(tokens: np.ndarray, seq_len: int, batch_size: int, eval_tokens: int):
+    """A fixed set of evenly spaced validation windows (the same for every run of a sweep), in micro-batches."""
+    n_seq = max(1, eval_tokens // seq_len)
+    starts = np.linspace(0, len(tokens) - seq_len - 1, num=n_seq).astype(np.int64)
+    for i in range(0, n_seq, batch_size):
+        yield windows(tokens, starts[i : i + batch_size], seq_len)

@@ -1,0 +1,380 @@
+"""Training one run of a sweep: RunSpec in, run folder out.
+
+    python -m simplicial.train outputs/demo/runs/<run_id>/config.json     # run or resume one run in this process
+
+The run folder (`RunSpec.run_dir`) holds `config.json` (the resolved RunSpec), `metrics.jsonl` (loss curve),
+`checkpoint.pt` (model, optimizer, scheduler, step, RNG; atomic) and, written atomically last, `result.json`.
+A run that finds a checkpoint resumes from it; batches are a pure function of (seed, step), so a resumed run
+computes what an uninterrupted one would (bit-exact on CPU).
+
+`TrainJob` is the submitit callable: a `Checkpointable`, so on SLURM's preemption / time-limit signal submitit calls
+`checkpoint()`, which saves the current state and returns the job to requeue.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+import subprocess
+import sys
+import time
+import traceback
+from datetime import datetime, timezone
+from pathlib import Path
+
+import submitit
+import torch
+
+from simplicial.checkpoint import load_checkpoint, save_checkpoint, write_json_atomic
+from simplicial.counting import flops_per_token, param_counts
+from simplicial.data import TokenSplits, check_length, load_tokens, step_starts, val_batches, windows
+from simplicial.distributed import DistInfo, init_distributed, shutdown
+from simplicial.model import LM
+from sweeps.grid import RunSpec
+
+CHECKPOINT = "checkpoint.pt"
+METRICS = "metrics.jsonl"
+RESULT = "result.json"
+CONFIG = "config.json"
+
+
+class Diverged(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+
+def lr_lambda(total_steps: int, warmup_steps: int, min_ratio: float):
+    """Linear warm-up to the peak, then cosine decay to min_ratio x peak at the last step of the run's budget."""
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+    return factor
+
+
+def resolve_device(preference: str) -> torch.device:
+    if preference == "cuda" or (preference == "auto" and torch.cuda.is_available()):
+        if not torch.cuda.is_available():
+            raise RuntimeError("training.device is 'cuda' but no CUDA device is visible")
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def versions() -> dict:
+    out = {"python": platform.python_version(), "torch": torch.__version__}
+    try:
+        import triton
+
+        out["triton"] = triton.__version__
+    except ImportError:
+        out["triton"] = None
+    try:
+        from importlib.metadata import version
+
+        out["simplex_scaling"] = version("simplex-scaling")
+    except Exception:
+        out["simplex_scaling"] = None
+    try:
+        out["git_commit"] = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=Path(__file__).parent,
+                                           capture_output=True, text=True, timeout=10).stdout.strip() or None
+    except Exception:
+        out["git_commit"] = None
+    return out
+
+
+class Trainer:
+    """The training loop of one run, resumable. `phase` tells a signal handler whether the state is consistent."""
+
+    def __init__(self, run: RunSpec, dist: DistInfo, device: torch.device):
+        self.run, self.dist, self.device = run, dist, device
+        self.run_dir = run.run_dir
+        tr = run.training
+        self.tr = tr
+        self.cfg = run.model_config
+        torch.manual_seed(run.seed)
+        self.model = LM(self.cfg).to(device)
+        self.ddp = (torch.nn.parallel.DistributedDataParallel(self.model, device_ids=[device.index] if device.type == "cuda" else None)
+                    if dist.enabled else None)
+        fused = device.type == "cuda"
+        self.optimizer = torch.optim.AdamW(self.model.optimizer_groups(tr["weight_decay"]), lr=tr["lr"],
+                                           betas=(tr["beta1"], tr["beta2"]), fused=fused)
+        self.total_steps = run.steps
+        warmup = max(1, int(tr["warmup_fraction"] * self.total_steps))
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lr_lambda(self.total_steps, warmup, tr["min_lr_ratio"]))
+        self.step = 0
+        self.train_time_s = 0.0  # time spent in training steps, summed over all attempts
+        self.phase = "idle"  # idle | accumulating | updating
+        self.n_seq = tr["batch_tokens"] // tr["seq_len"]
+        micro = min(tr["micro_batch_size"], self.n_seq)
+        n_micro = math.ceil(self.n_seq / micro)
+        n_micro = math.ceil(n_micro / dist.world_size) * dist.world_size  # every rank gets the same count
+        if n_micro > self.n_seq:
+            raise ValueError(f"global batch of {self.n_seq} sequences cannot be split over {dist.world_size} processes")
+        self.micro_slices = [s for s in _split(self.n_seq, n_micro)][dist.rank :: dist.world_size]
+        self.autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda"
+                         else torch.autocast("cpu", enabled=False))
+
+    # -- state -------------------------------------------------------------------------------------------------
+
+    def state(self) -> dict:
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(), "step": self.step, "train_time_s": self.train_time_s,
+                "torch_rng": torch.get_rng_state(),
+                "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+                "run_id": self.run.run_id}
+
+    def restore(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.step, self.train_time_s = state["step"], state["train_time_s"]
+        torch.set_rng_state(state["torch_rng"])
+        if state.get("cuda_rng") is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+
+    def save(self) -> None:
+        if self.dist.is_main:
+            save_checkpoint(self.run_dir / CHECKPOINT, self.state())
+
+    def save_if_consistent(self) -> bool:
+        """Called from the preemption signal handler. Between steps, or while gradients accumulate (parameters not
+        yet updated), the state equals the start of step `self.step` and is saved; during the optimizer update it is
+        not, and the last periodic checkpoint stands (the resumed run redoes the steps since: same batches)."""
+        if self.phase == "updating":
+            return False
+        self.save()
+        return True
+
+    # -- loop --------------------------------------------------------------------------------------------------
+
+    def evaluate(self, data: TokenSplits) -> float:
+        self.model.eval()
+        total, count = 0.0, 0
+        with torch.no_grad(), self.autocast:
+            for x, y in val_batches(data.val, self.tr["seq_len"], self.tr["micro_batch_size"], self.tr["eval_tokens"]):
+                _, loss = self.model(x.to(self.device), y.to(self.device))
+                total += loss.item() * len(x)
+                count += len(x)
+        self.model.train()
+        return total / count
+
+    def train_step(self, data: TokenSplits) -> float:
+        """One optimizer step over the global batch; returns its mean training loss."""
+        starts = step_starts(len(data.train), self.tr["seq_len"], self.n_seq, self.run.seed, self.step)
+        module = self.ddp or self.model
+        self.phase = "accumulating"
+        loss_sum = torch.zeros((), device=self.device)
+        for i, sl in enumerate(self.micro_slices):
+            x, y = windows(data.train, starts[sl], self.tr["seq_len"])
+            x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+            weight = len(x) / self.n_seq * self.dist.world_size  # DDP averages over ranks; undo it
+            sync = self.ddp is None or i == len(self.micro_slices) - 1
+            ctx = self.ddp.no_sync() if not sync else _nullcontext()
+            with ctx, self.autocast:
+                _, loss = module(x, y)
+                (loss * weight).backward()
+            loss_sum += loss.detach() * len(x)
+        if self.dist.enabled:
+            torch.distributed.all_reduce(loss_sum)
+        mean_loss = (loss_sum / self.n_seq).item()
+        if not math.isfinite(mean_loss):
+            raise Diverged(f"training loss is {mean_loss} at step {self.step}")
+        self.phase = "updating"
+        if self.tr["grad_clip"] > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.tr["grad_clip"])
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step += 1
+        self.phase = "idle"
+        return mean_loss
+
+    def fit(self, data: TokenSplits, log) -> dict:
+        """Train from `self.step` to the end of the budget; returns the final losses."""
+        tr, last_train = self.tr, float("nan")
+        check_length(data.train, tr["seq_len"], "train")
+        check_length(data.val, tr["seq_len"], "validation")
+        t_window, tok_window = time.perf_counter(), 0
+        while self.step < self.total_steps:
+            t0 = time.perf_counter()
+            last_train = self.train_step(data)
+            if self.device.type == "cuda":
+                torch.cuda.synchronize()
+            dt = time.perf_counter() - t0
+            self.train_time_s += dt
+            tok_window += tr["batch_tokens"]
+            step = self.step
+            row = None
+            if step % tr["log_every"] == 0 and step < self.total_steps:
+                now = time.perf_counter()
+                row = {"step": step, "tokens": step * tr["batch_tokens"], "train_loss": last_train,
+                       "lr": self.scheduler.get_last_lr()[0], "time_s": round(self.train_time_s, 4),
+                       "tokens_per_s": tok_window / max(now - t_window, 1e-9)}
+                t_window, tok_window = now, 0
+            if tr["eval_every"] and step % tr["eval_every"] == 0 and step < self.total_steps:
+                row = row or {"step": step, "tokens": step * tr["batch_tokens"], "train_loss": last_train}
+                row["val_loss"] = self.evaluate(data)
+            if row is not None:
+                log(row)
+            if step % tr["checkpoint_every"] == 0 and step < self.total_steps:
+                self.save()
+        val = self.evaluate(data)
+        log({"step": self.step, "tokens": self.step * tr["batch_tokens"], "train_loss": last_train, "val_loss": val,
+             "lr": self.scheduler.get_last_lr()[0], "time_s": round(self.train_time_s, 4)})
+        return {"train_loss": last_train, "val_loss": val}
+
+
+def _split(n: int, parts: int) -> list[slice]:
+    """`parts` contiguous slices of range(n), sizes differing by at most one."""
+    bounds = [round(i * n / parts) for i in range(parts + 1)]
+    return [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+class _nullcontext:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+class MetricsLog:
+    """Appends rows to metrics.jsonl; on resume, drops rows past the checkpoint's step (they will be redone)."""
+
+    def __init__(self, path: Path, resume_step: int, enabled: bool):
+        self.path, self.enabled = path, enabled
+        if not enabled:
+            return
+        import json
+
+        kept = []
+        if path.exists() and resume_step > 0:
+            for line in path.read_text().splitlines():
+                try:
+                    row = json.loads(line)
+                except ValueError:
+                    continue  # a torn last line from a killed process
+                if row.get("step", 0) <= resume_step:
+                    kept.append(line)
+        path.write_text("".join(k + "\n" for k in kept))
+
+    def __call__(self, row: dict) -> None:
+        if self.enabled:
+            import json
+
+            with open(self.path, "a") as f:
+                f.write(json.dumps(row) + "\n")
+
+
+def train_run(run: RunSpec, job: "TrainJob | None" = None) -> dict:
+    """Train or resume one run; write result.json (status done, diverged or failed) and return it."""
+    run_dir = run.run_dir
+    run_dir.mkdir(parents=True, exist_ok=True)
+    device = resolve_device(run.training["device"])
+    dist = init_distributed(device.type)
+    if device.type == "cuda" and dist.enabled:
+        device = torch.device("cuda", torch.cuda.current_device())
+    if device.type == "cpu" and run.training.get("threads"):
+        torch.set_num_threads(int(run.training["threads"]))
+    started = time.time()
+    result = {"run_id": run.run_id, "sweep": run.sweep, "arch": run.arch, "size": run.size, "seed": run.seed,
+              "status": "failed", "error": None, "train_loss": None, "val_loss": None}
+    trainer = None
+    try:
+        if dist.is_main:
+            write_json_atomic(run_dir / CONFIG, run.to_dict())
+        data = load_tokens(run.data, Path(run.sweep_dir).parent / ".cache" / "data")
+        trainer = Trainer(run, dist, device)
+        if job is not None:
+            job._trainer = trainer
+        state = load_checkpoint(run_dir / CHECKPOINT)
+        if state is not None and state.get("run_id") == run.run_id:
+            trainer.restore(state)
+            print(f"[{run.run_id}] resuming from step {trainer.step}/{trainer.total_steps}", flush=True)
+        log = MetricsLog(run_dir / METRICS, trainer.step, dist.is_main)
+        try:
+            result.update(trainer.fit(data, log))
+            result["status"] = "done"
+        except Diverged as e:
+            result.update(status="diverged", error=str(e))
+        result["data"] = data.description
+        result["tokenizer"] = data.tokenizer
+    except Exception:
+        result["error"] = traceback.format_exc()
+        if dist.is_main:
+            _write_result(run, result, trainer, started, device, dist)
+        shutdown(dist)
+        raise
+    if dist.is_main:
+        result = _write_result(run, result, trainer, started, device, dist)
+    shutdown(dist)
+    return result
+
+
+def _write_result(run: RunSpec, result: dict, trainer: Trainer | None, started: float, device, dist: DistInfo) -> dict:
+    counts = param_counts(run.model_config)
+    per_token = flops_per_token(run.model_config)
+    steps = trainer.step if trainer else 0
+    tokens = steps * run.training["batch_tokens"]
+    train_time = trainer.train_time_s if trainer else 0.0
+    cfg = run.model_config
+    result.update(
+        params=counts["params_non_embedding"], params_non_embedding=counts["params_non_embedding"],
+        params_with_embeddings=counts["params_with_embeddings"], tokens=tokens, flops=tokens * per_token["train"],
+        flops_per_token=per_token["train"], steps=steps, wall_time_s=round(time.time() - started, 3),
+        train_time_s=round(train_time, 3), tokens_per_s=tokens / train_time if train_time > 0 else None,
+        n_layers=cfg.n_layers, d_model=cfg.d_model, n_heads=cfg.n_heads, simplicial_every=cfg.simplicial_every,
+        w1=cfg.w1, w2=cfg.w2, seq_len=cfg.seq_len, batch_tokens=run.training["batch_tokens"],
+        world_size=dist.world_size,
+        device=torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({os.cpu_count()} cores)",
+        versions=versions(), finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    for key in ("train_loss", "val_loss"):  # JSON has no NaN
+        if result.get(key) is not None and not math.isfinite(result[key]):
+            result[key] = None
+    write_json_atomic(run.run_dir / RESULT, result)
+    return result
+
+
+class TrainJob(submitit.helpers.Checkpointable):
+    """The submitit callable for one run. Pickled with only the RunSpec; the live trainer is never pickled."""
+
+    def __init__(self, run: RunSpec | dict):
+        self.run = run if isinstance(run, RunSpec) else RunSpec.from_dict(run)
+        self._trainer: Trainer | None = None
+
+    def __call__(self) -> dict:
+        return train_run(self.run, self)
+
+    def checkpoint(self, *args, **kwargs) -> submitit.helpers.DelayedSubmission:
+        if self._trainer is not None:
+            saved = self._trainer.save_if_consistent()
+            print(f"[{self.run.run_id}] preempted at step {self._trainer.step}: "
+                  f"{'checkpoint saved' if saved else 'keeping the last periodic checkpoint'}", flush=True)
+        return submitit.helpers.DelayedSubmission(TrainJob(self.run))
+
+    def __getstate__(self):
+        return {"run": self.run.to_dict()}
+
+    def __setstate__(self, state):
+        self.run, self._trainer = RunSpec.from_dict(state["run"]), None
+
+
+def main(argv: list[str] | None = None) -> int:
+    import json
+
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1:
+        print("usage: python -m simplicial.train RUN_DIR/config.json", file=sys.stderr)
+        return 2
+    run = RunSpec.from_dict(json.loads(Path(argv[0]).read_text()))
+    result = train_run(run)
+    print(json.dumps({k: result[k] for k in ("run_id", "status", "train_loss", "val_loss")}))
+    return 0 if result["status"] == "done" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

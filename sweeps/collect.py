@@ -1,0 +1,91 @@
+"""The results table: one row per run of a sweep (columns in docs/DESIGN.md), plus the loss curves beside it.
+
+Reads run folders and the journal only; runs without a result appear with their status and empty losses, so a
+partial sweep is visible as such. Fitting and reports read these CSV files, never the run folders.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from sweeps.grid import RunSpec
+from sweeps.state import RunState, run_states
+
+COLUMNS = [
+    "run_id", "sweep", "arch", "size", "seed", "status", "params", "params_with_embeddings", "tokens", "flops",
+    "loss", "train_loss", "val_loss", "n_layers", "d_model", "n_heads", "simplicial_every", "w1", "w2", "seq_len",
+    "batch_tokens", "steps", "wall_time_s", "tokens_per_s", "device", "error", "finished_at", "dataset", "tokenizer",
+    "vocab_size", "torch_version", "triton_version", "git_commit", "budget_tokens", "budget_flops",
+]
+CURVE_COLUMNS = ["run_id", "arch", "size", "params", "step", "tokens", "train_loss", "val_loss"]
+
+
+def _row(run: RunSpec, state: RunState) -> dict:
+    cfg = run.model_config
+    r = state.result or {}
+    v = r.get("versions") or {}
+    counts = run.params
+    error = state.error
+    if state.log_tail and state.status in ("failed", "timeout"):
+        error = f"{error or ''}\n{state.log_tail}".strip()
+    return {
+        "run_id": run.run_id, "sweep": run.sweep, "arch": run.arch, "size": run.size, "seed": run.seed,
+        "status": state.status, "params": counts["params_non_embedding"],
+        "params_with_embeddings": counts["params_with_embeddings"], "tokens": r.get("tokens", run.tokens),
+        "flops": r.get("flops", run.flops), "loss": r.get("val_loss") if state.status == "done" else None,
+        "train_loss": r.get("train_loss"), "val_loss": r.get("val_loss"), "n_layers": cfg.n_layers,
+        "d_model": cfg.d_model, "n_heads": cfg.n_heads,
+        "simplicial_every": cfg.simplicial_every if cfg.arch == "simplicial" else None,
+        "w1": cfg.w1 if cfg.arch == "simplicial" else None, "w2": cfg.w2 if cfg.arch == "simplicial" else None,
+        "seq_len": cfg.seq_len, "batch_tokens": run.training["batch_tokens"], "steps": r.get("steps", run.steps),
+        "wall_time_s": r.get("wall_time_s", state.elapsed_s), "tokens_per_s": r.get("tokens_per_s"),
+        "device": r.get("device"), "error": error, "finished_at": r.get("finished_at"), "dataset": r.get("data"),
+        "tokenizer": r.get("tokenizer", run.data["tokenizer"]), "vocab_size": cfg.vocab_size,
+        "torch_version": v.get("torch"), "triton_version": v.get("triton"), "git_commit": v.get("git_commit"),
+        "budget_tokens": run.budget.get("tokens"), "budget_flops": run.budget.get("flops"),
+    }
+
+
+def results_table(runs: list[RunSpec], sweep_dir: Path, states: list[RunState] | None = None) -> pd.DataFrame:
+    states = states if states is not None else run_states(runs, sweep_dir)
+    return pd.DataFrame([_row(run, st) for run, st in zip(runs, states)], columns=COLUMNS)
+
+
+def curves_table(runs: list[RunSpec]) -> pd.DataFrame:
+    rows = []
+    for run in runs:
+        path = run.run_dir / "metrics.jsonl"
+        if not path.exists():
+            continue
+        n = run.params["params_non_embedding"]
+        for line in path.read_text().splitlines():
+            try:
+                m = json.loads(line)
+            except ValueError:
+                continue
+            rows.append({"run_id": run.run_id, "arch": run.arch, "size": run.size, "params": n, "step": m.get("step"),
+                         "tokens": m.get("tokens"), "train_loss": m.get("train_loss"), "val_loss": m.get("val_loss")})
+    return pd.DataFrame(rows, columns=CURVE_COLUMNS)
+
+
+def curves_path(results_csv: Path) -> Path:
+    results_csv = Path(results_csv)
+    return results_csv.with_name(f"{results_csv.stem}_curves{results_csv.suffix or '.csv'}")
+
+
+def write_results(runs: list[RunSpec], sweep_dir: Path, out: Path) -> tuple[pd.DataFrame, Path]:
+    """Write results.csv and results_curves.csv (each atomically); returns the table and the curves path."""
+    from simplicial.checkpoint import atomic_path
+
+    table = results_table(runs, sweep_dir)
+    curves = curves_table(runs)
+    out = Path(out)
+    with atomic_path(out) as tmp:
+        table.to_csv(tmp, index=False)
+    cpath = curves_path(out)
+    with atomic_path(cpath) as tmp:
+        curves.to_csv(tmp, index=False)
+    return table, cpath

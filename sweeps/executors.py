@@ -1,0 +1,189 @@
+"""Submitting runs through submitit: SLURM job arrays, local subprocesses, or in-process debugging.
+
+One function per backend, one shared journal. `submit_slurm` returns as soon as the arrays are queued (the journal
+lets `launch.py status` follow them later); `run_local` keeps at most `max_parallel` runs going on this machine and
+prints a line per finished run with an ETA; `run_debug` runs each job in this process (pdb-friendly).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import submitit
+
+from simplicial.train import TrainJob
+from sweeps.grid import RunSpec
+from sweeps.journal import JournalEntry, now, record
+from sweeps.state import last_step
+
+DEFAULT_MAX_ARRAY_SIZE = 1001  # SLURM's default MaxArraySize (REFERENCE.md section 5)
+DEFAULT_TIMEOUT_MIN = 24 * 60
+
+
+def submitit_folder(sweep_dir: Path) -> Path:
+    # %j is expanded by submitit to the job id: one folder of logs and pickles per job, on the shared file system
+    return Path(sweep_dir) / "submitit" / "%j"
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# SLURM
+
+
+def cluster_max_array_size() -> int:
+    """MaxArraySize from `scontrol show config` (the cluster's own limit), else SLURM's default 1001."""
+    try:
+        out = subprocess.run(["scontrol", "show", "config"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return DEFAULT_MAX_ARRAY_SIZE
+    m = re.search(r"^MaxArraySize\s*=\s*(\d+)", out, re.MULTILINE)
+    return int(m.group(1)) if m else DEFAULT_MAX_ARRAY_SIZE
+
+
+def slurm_parameters(resources: dict, max_parallel: int) -> dict:
+    """Our ResourceSpec fields -> submitit SlurmExecutor parameters (None means: the cluster's default)."""
+    r = resources
+    params = {
+        "slurm_partition": r.get("partition"), "gpus_per_node": r.get("gpus_per_node"),
+        "tasks_per_node": r.get("tasks_per_node") or 1, "cpus_per_task": r.get("cpus_per_task"),
+        "mem_gb": r.get("mem_gb"), "timeout_min": r.get("timeout_min") or DEFAULT_TIMEOUT_MIN,
+        "slurm_qos": r.get("qos"), "slurm_account": r.get("account"), "slurm_constraint": r.get("constraint"),
+        "slurm_additional_parameters": dict(r.get("additional_parameters") or {}),
+        "slurm_setup": list(r.get("setup") or []), "slurm_array_parallelism": max_parallel,
+    }
+    return {k: v for k, v in params.items() if v is not None}
+
+
+def _resource_key(run: RunSpec) -> str:
+    import json
+
+    return json.dumps(run.resources, sort_keys=True)
+
+
+def submit_slurm(runs: list[RunSpec], sweep_dir: Path, max_parallel: int, max_array_size: int | None = None,
+                 log=print) -> list[JournalEntry]:
+    """Queue runs as job arrays: one array per resource shape, chunked to the cluster's MaxArraySize."""
+    chunk = max_array_size or cluster_max_array_size()
+    folder = submitit_folder(sweep_dir)
+    groups: dict[str, list[RunSpec]] = {}
+    for run in runs:
+        groups.setdefault(_resource_key(run), []).append(run)
+    entries = []
+    for group in groups.values():
+        executor = submitit.AutoExecutor(folder=folder, cluster="slurm")
+        executor.update_parameters(name=f"{group[0].sweep}", **slurm_parameters(group[0].resources, max_parallel))
+        for start in range(0, len(group), chunk):
+            part = group[start : start + chunk]
+            with executor.batch():
+                jobs = [executor.submit(TrainJob(run)) for run in part]
+            batch = [JournalEntry(run.run_id, job.job_id, "slurm", str(job.paths.folder), now())
+                     for run, job in zip(part, jobs)]
+            record(sweep_dir, batch)
+            entries += batch
+            log(f"submitted array {jobs[0].job_id.split('_')[0]} ({len(part)} runs, resources {group[0].resources})")
+    return entries
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Local
+
+
+def _fmt_s(seconds: float) -> str:
+    seconds = int(max(0, seconds))
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
+
+
+def run_local(runs: list[RunSpec], sweep_dir: Path, max_parallel: int, log=print, poll_s: float = 1.0,
+              heartbeat_s: float = 30.0) -> dict[str, str]:
+    """Run on this machine as submitit local jobs, `max_parallel` at a time; returns run id -> final status.
+
+    CPU threads per run default to cores / max_parallel so parallel runs do not oversubscribe the machine."""
+    cores = len(os.sched_getaffinity(0))
+    threads = max(1, cores // max_parallel)
+    queue = [dataclasses.replace(r, training={**r.training, "threads": r.training.get("threads") or threads})
+             for r in runs]
+    total_flops = sum(r.flops for r in queue) or 1.0
+    done_flops, outcome, active = 0.0, {}, {}
+    t_start = last_beat = time.time()
+    executor = submitit.AutoExecutor(folder=submitit_folder(sweep_dir), cluster="local")
+    n = len(queue)
+    try:
+        while queue or active:
+            while queue and len(active) < max_parallel:
+                run = queue.pop(0)
+                res = run.resources
+                executor.update_parameters(timeout_min=res.get("timeout_min") or DEFAULT_TIMEOUT_MIN,
+                                           tasks_per_node=res.get("tasks_per_node") or 1,
+                                           gpus_per_node=res.get("gpus_per_node") or 0)
+                job = executor.submit(TrainJob(run))
+                record(sweep_dir, [JournalEntry(run.run_id, job.job_id, "local", str(job.paths.folder), now())])
+                active[job.job_id] = (run, job, time.time())
+                log(f"  start   {run.run_id}  ({run.steps} steps, {run.flops:.2e} FLOPs)")
+            time.sleep(poll_s)
+            for job_id in [j for j, (_, job, _) in active.items() if job.done()]:
+                run, job, t0 = active.pop(job_id)
+                try:
+                    result = job.result()
+                    status = result.get("status", "failed")
+                    detail = f"val_loss {result['val_loss']:.4f}" if result.get("val_loss") is not None else result.get("error", "")
+                except Exception as e:  # the run raised; result.json (if any) holds the traceback
+                    status, detail = "failed", str(e).strip().splitlines()[-1] if str(e).strip() else repr(e)
+                outcome[run.run_id] = status
+                done_flops += run.flops
+                elapsed = time.time() - t_start
+                eta = elapsed * (total_flops - done_flops) / max(done_flops, 1e-9)
+                log(f"[{len(outcome)}/{n}] {status:8s} {run.run_id}  {detail}  ({_fmt_s(time.time() - t0)}; "
+                    f"elapsed {_fmt_s(elapsed)}, ETA {_fmt_s(eta)})")
+            if active and time.time() - last_beat >= heartbeat_s:
+                last_beat = time.time()
+                parts = [f"{run.run_id}: step {last_step(run.run_dir) or 0}/{run.steps}" for run, _, _ in active.values()]
+                progress = done_flops + sum(run.flops * (last_step(run.run_dir) or 0) / max(run.steps, 1)
+                                            for run, _, _ in active.values())
+                elapsed = time.time() - t_start
+                eta = elapsed * (total_flops - progress) / max(progress, 1e-9) if progress > 0 else float("nan")
+                log(f"  ... {'; '.join(parts)}  (elapsed {_fmt_s(elapsed)}"
+                    f"{', ETA ' + _fmt_s(eta) if eta == eta else ''})")
+    except KeyboardInterrupt:
+        for _, job, _ in active.values():
+            job.cancel(check=False)
+        log("interrupted: running jobs cancelled; re-launch to resume them from their checkpoints")
+        raise
+    return outcome
+
+
+def run_debug(runs: list[RunSpec], sweep_dir: Path, log=print) -> dict[str, str]:
+    """Each run in this process, one after another (submitit's DebugExecutor: exceptions open pdb when asked)."""
+    executor = submitit.AutoExecutor(folder=submitit_folder(sweep_dir), cluster="debug")
+    outcome = {}
+    for i, run in enumerate(runs, 1):
+        job = executor.submit(TrainJob(run))
+        result = job.result()
+        outcome[run.run_id] = result.get("status", "failed")
+        log(f"[{i}/{len(runs)}] {outcome[run.run_id]:8s} {run.run_id}")
+    return outcome
+
+
+def cancel_jobs(entries: list[JournalEntry]) -> list[str]:
+    """Cancel the given journaled jobs (scancel for SLURM, a signal for local processes); returns the job ids."""
+    cancelled = []
+    slurm_ids = [e.job_id for e in entries if e.executor == "slurm"]
+    if slurm_ids:
+        subprocess.run(["scancel", *slurm_ids], check=False, capture_output=True, text=True)
+        cancelled += slurm_ids
+    for e in entries:
+        if e.executor == "local":
+            try:
+                os.kill(int(e.job_id), 15)
+                cancelled.append(e.job_id)
+            except (ValueError, ProcessLookupError, PermissionError):
+                pass
+    return cancelled
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit("use launch.py")

@@ -1,0 +1,144 @@
+"""Grid expansion: a SweepSpec becomes a list of frozen RunSpecs, each with a stable id.
+
+A run id is a readable prefix (architecture, size, tokens, seed) plus a hash of the canonical resolved config
+(model shape, budget, training recipe, data): the same config gives the same id on any machine, and a changed
+recipe gives a new id, so finished runs are never mistaken for runs of another experiment. Settings that do not
+change what is computed (executor, resources, thread count, logging and checkpoint cadence) are not hashed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from simplicial.counting import flops_per_token, param_counts
+from simplicial.model import ModelConfig
+from simplicial.sizes import shape_for_params
+from sweeps.spec import ResourceSpec, SweepSpec
+
+# TrainingSpec / DataSpec fields that do not change the trained model (excluded from the run id)
+_NOT_IDENTITY = {"threads", "device", "log_every", "checkpoint_every", "cache_dir"}
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """Everything one training run needs, resolved. `to_dict()` is what `config.json` holds."""
+
+    run_id: str
+    sweep: str
+    arch: str
+    size: str
+    seed: int
+    model: dict  # ModelConfig fields
+    tokens: int  # training tokens (a whole number of global batches)
+    budget: dict  # {"tokens": D} or {"flops": C}: the grid point this run came from
+    training: dict  # TrainingSpec fields
+    data: dict  # DataSpec fields
+    sweep_dir: str
+    resources: dict  # ResourceSpec fields (not part of the id)
+    executor: str = "local"
+
+    @property
+    def model_config(self) -> ModelConfig:
+        return ModelConfig(**self.model)
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.sweep_dir) / "runs" / self.run_id
+
+    @property
+    def steps(self) -> int:
+        return self.tokens // self.training["batch_tokens"]
+
+    @property
+    def params(self) -> dict[str, int]:
+        return param_counts(self.model_config)
+
+    @property
+    def flops(self) -> float:
+        return self.tokens * flops_per_token(self.model_config)["train"]
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "RunSpec":
+        return cls(**d)
+
+
+def _canonical(obj) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def _short_number(x: float) -> str:
+    """1500000 -> '1.5M': a readable budget in run ids."""
+    for unit, scale in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if x >= scale:
+            return f"{x / scale:.3g}{unit}"
+    return f"{x:.3g}"
+
+
+def run_id_for(identity: dict, arch: str, size: str, tokens: int, seed: int) -> str:
+    digest = hashlib.sha256(_canonical(identity).encode()).hexdigest()[:10]
+    return f"{arch}-{size}-{_short_number(tokens)}tok-s{seed}-{digest}"
+
+
+def model_config_for(spec: SweepSpec, arch_name: str, size_name: str) -> ModelConfig:
+    arch, size, tr = spec.architectures[arch_name], spec.sizes[size_name], spec.training
+    base = ModelConfig(vocab_size=spec.data.vocab_size, seq_len=tr.seq_len, tie_embeddings=tr.tie_embeddings)
+    if size.params is not None:
+        n_layers, d_model, n_heads = shape_for_params(size.params, base)
+        n_kv = None
+    else:
+        n_layers, d_model, n_heads, n_kv = size.n_layers, size.d_model, size.n_heads, size.n_kv_heads
+    return dataclasses.replace(
+        base, n_layers=n_layers, d_model=d_model, n_heads=n_heads, n_kv_heads=n_kv, arch=arch.type,
+        simplicial_every=arch.every, w1=arch.w1, w2=arch.w2, attn_backend=arch.attn_backend)
+
+
+def resources_for(spec: SweepSpec, arch: str, size: str) -> ResourceSpec:
+    """executor.resources, then per_arch[arch], then per_size[size]: the most specific setting wins."""
+    res = spec.executor.resources
+    if arch in spec.executor.per_arch:
+        res = res.merged(spec.executor.per_arch[arch])
+    if size in spec.executor.per_size:
+        res = res.merged(spec.executor.per_size[size])
+    return res
+
+
+def expand(spec: SweepSpec) -> list[RunSpec]:
+    """All runs of the grid, in a stable order (architecture, size, budget, seed as written in the YAML)."""
+    training = dataclasses.asdict(spec.training)
+    data = dataclasses.asdict(spec.data)
+    batch = spec.training.batch_tokens
+    runs = []
+    for arch in spec.architectures:
+        for size in spec.sizes:
+            cfg = model_config_for(spec, arch, size)
+            per_token = flops_per_token(cfg)["train"]
+            budgets = [{"tokens": float(t)} for t in spec.budgets.tokens] or [
+                {"flops": float(c)} for c in spec.budgets.flops]
+            for budget in budgets:
+                target = budget.get("tokens") or budget["flops"] / per_token
+                tokens = max(1, math.ceil(target / batch)) * batch  # whole global batches
+                for seed in spec.seeds:
+                    tr = {**training, "seed": seed}
+                    identity = {
+                        "model": cfg.to_dict(), "tokens": tokens, "budget": budget,
+                        "training": {k: v for k, v in tr.items() if k not in _NOT_IDENTITY},
+                        "data": {k: v for k, v in data.items() if k not in _NOT_IDENTITY},
+                    }
+                    runs.append(RunSpec(
+                        run_id=run_id_for(identity, arch, size, tokens, seed), sweep=spec.name, arch=arch,
+                        size=size, seed=seed, model=cfg.to_dict(), tokens=tokens, budget=budget, training=tr,
+                        data=data, sweep_dir=str(spec.sweep_dir),
+                        resources=dataclasses.asdict(resources_for(spec, arch, size)), executor=spec.executor.name))
+    ids = [r.run_id for r in runs]
+    if len(set(ids)) != len(ids):
+        dup = sorted({i for i in ids if ids.count(i) > 1})
+        raise ValueError(f"sweep {spec.name!r} expands to duplicate runs (same config twice): {dup[:3]}")
+    return runs

@@ -1,0 +1,415 @@
+"""The sweep specification: a typed, validated view of a sweep YAML.
+
+A sweep names a grid (architectures x model sizes x token or FLOP budgets) plus the data, training recipe and
+executor every run shares. Everything is checked on load, before anything is submitted: an unknown key, a wrong type
+or an impossible value raises `SweepError` with the file, the key path and the reason.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class SweepError(ValueError):
+    """A sweep file that cannot be run as written; the message names file, key path and value."""
+
+    def __init__(self, path: str, key: str, reason: str):
+        self.path, self.key, self.reason = path, key, reason
+        where = f"{path}: " if path else ""
+        super().__init__(f"{where}{key}: {reason}")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Sections. Field types are simple (str, int, float, bool, list, dict, Optional) so the loader can check them.
+
+
+@dataclass(frozen=True)
+class ArchSpec:
+    """One architecture of the comparison. `type: dot` is dot-product attention everywhere; `type: simplicial`
+    makes every `every`-th block (blocks every-1, 2*every-1, ...) sliding-window 2-simplicial attention."""
+
+    type: str = "dot"
+    every: int = 4  # the paper's choice (REFERENCE.md section 1)
+    w1: int = 512  # (w1, w2) = (512, 32) in the paper
+    w2: int = 32
+    attn_backend: str = "auto"  # "auto": Triton on CUDA, exact chunked PyTorch otherwise
+
+    def check(self, key: str) -> None:
+        if self.type not in ("dot", "simplicial"):
+            raise SweepError("", f"{key}.type", f"must be 'dot' or 'simplicial', got {self.type!r}")
+        for name in ("every", "w1", "w2"):
+            if getattr(self, name) <= 0:
+                raise SweepError("", f"{key}.{name}", f"must be >= 1, got {getattr(self, name)}")
+        if self.attn_backend not in ("auto", "triton", "torch"):
+            raise SweepError("", f"{key}.attn_backend", f"must be auto, triton or torch, got {self.attn_backend!r}")
+
+
+@dataclass(frozen=True)
+class SizeSpec:
+    """A model size: an explicit shape (n_layers, d_model, n_heads) or a target non-embedding parameter count
+    (`params`) from which `simplicial.sizes.shape_for_params` picks a shape of the documented family."""
+
+    n_layers: int | None = None
+    d_model: int | None = None
+    n_heads: int | None = None
+    n_kv_heads: int | None = None  # grouped-query attention; default: n_heads
+    params: float | None = None
+
+    def check(self, key: str) -> None:
+        explicit = (self.n_layers, self.d_model, self.n_heads)
+        if self.params is not None:
+            if any(v is not None for v in explicit):
+                raise SweepError("", key, "give either params or (n_layers, d_model, n_heads), not both")
+            if not self.params > 0:
+                raise SweepError("", f"{key}.params", f"must be > 0, got {self.params}")
+            return
+        if any(v is None for v in explicit):
+            missing = [n for n, v in zip(("n_layers", "d_model", "n_heads"), explicit) if v is None]
+            raise SweepError("", key, f"missing {', '.join(missing)} (or give params)")
+        for name in ("n_layers", "d_model", "n_heads"):
+            if getattr(self, name) <= 0:
+                raise SweepError("", f"{key}.{name}", f"must be >= 1, got {getattr(self, name)}")
+        if self.d_model % self.n_heads:
+            raise SweepError("", f"{key}.d_model", f"d_model={self.d_model} is not divisible by n_heads={self.n_heads}")
+        if (self.d_model // self.n_heads) % 2:
+            raise SweepError("", f"{key}.d_model", f"head dim d_model/n_heads={self.d_model // self.n_heads} must be even (rotary)")
+        if self.n_kv_heads is not None and (self.n_kv_heads <= 0 or self.n_heads % self.n_kv_heads):
+            raise SweepError("", f"{key}.n_kv_heads", f"must divide n_heads={self.n_heads}, got {self.n_kv_heads}")
+
+
+@dataclass(frozen=True)
+class BudgetSpec:
+    """Training budgets: a list of token counts, or a list of FLOP budgets (tokens = C / FLOPs-per-token of each
+    model, so every size of a FLOP budget spends the same compute)."""
+
+    tokens: list = field(default_factory=list)
+    flops: list = field(default_factory=list)
+
+    def check(self, key: str) -> None:
+        if bool(self.tokens) == bool(self.flops):
+            raise SweepError("", key, "give exactly one non-empty list: tokens or flops")
+        for name in ("tokens", "flops"):
+            for i, v in enumerate(getattr(self, name)):
+                if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
+                    raise SweepError("", f"{key}.{name}[{i}]", f"must be a positive number, got {v!r}")
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """Where tokens come from. `python-stdlib`: this Python's standard-library source, always offline
+    (REFERENCE.md section 6). `text`: a text file or a folder of text files. `tokens`: pre-tokenized memory-mapped
+    arrays `train.bin` / `val.bin` in `path` (dtype `token_dtype`, vocabulary `vocab_size`)."""
+
+    source: str = "python-stdlib"
+    path: str | None = None
+    tokenizer: str = "byte"  # byte | bpe (HF tokenizers, trained offline on the train split, cached)
+    vocab_size: int = 256
+    val_fraction: float = 0.05
+    max_bytes: int | None = None  # cap the corpus (None: all of it)
+    token_dtype: str = "uint16"
+    cache_dir: str | None = None  # default: <output>/.cache/data
+
+    def check(self, key: str) -> None:
+        if self.source not in ("python-stdlib", "text", "tokens"):
+            raise SweepError("", f"{key}.source", f"must be python-stdlib, text or tokens, got {self.source!r}")
+        if self.source in ("text", "tokens") and not self.path:
+            raise SweepError("", f"{key}.path", f"source {self.source!r} needs a path")
+        if self.tokenizer not in ("byte", "bpe"):
+            raise SweepError("", f"{key}.tokenizer", f"must be byte or bpe, got {self.tokenizer!r}")
+        if self.tokenizer == "byte" and self.source != "tokens" and self.vocab_size != 256:
+            raise SweepError("", f"{key}.vocab_size", f"the byte tokenizer has 256 tokens, got {self.vocab_size}")
+        if self.vocab_size < 2:
+            raise SweepError("", f"{key}.vocab_size", f"must be >= 2, got {self.vocab_size}")
+        if self.token_dtype not in ("uint16", "uint32"):
+            raise SweepError("", f"{key}.token_dtype", f"must be uint16 or uint32, got {self.token_dtype!r}")
+        if self.token_dtype == "uint16" and self.vocab_size > 65536:
+            raise SweepError("", f"{key}.token_dtype", f"uint16 cannot hold vocab_size={self.vocab_size}")
+        if not 0 < self.val_fraction < 1:
+            raise SweepError("", f"{key}.val_fraction", f"must be in (0, 1), got {self.val_fraction}")
+        if self.max_bytes is not None and self.max_bytes <= 0:
+            raise SweepError("", f"{key}.max_bytes", f"must be > 0, got {self.max_bytes}")
+
+
+@dataclass(frozen=True)
+class TrainingSpec:
+    """The recipe every run shares. Defaults follow the paper's AdamW recipe scaled down (REFERENCE.md section 1):
+    warm-up then cosine decay to `min_lr_ratio` x peak over exactly the run's token budget."""
+
+    seq_len: int = 256
+    batch_tokens: int = 16384  # global batch in tokens; reached by gradient accumulation
+    micro_batch_size: int = 16  # sequences per forward pass per process
+    lr: float = 3e-3
+    min_lr_ratio: float = 0.1
+    warmup_fraction: float = 0.05  # of the run's steps
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.95
+    grad_clip: float = 1.0
+    eval_every: int = 100  # steps; 0: only at the end
+    eval_tokens: int = 65536
+    log_every: int = 10
+    checkpoint_every: int = 200  # steps
+    tie_embeddings: bool = True
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda
+    threads: int | None = None  # torch CPU threads per run (default: cores / parallel runs)
+
+    def check(self, key: str) -> None:
+        positive = ("seq_len", "batch_tokens", "micro_batch_size", "eval_tokens", "log_every", "checkpoint_every")
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise SweepError("", f"{key}.{name}", f"must be >= 1, got {getattr(self, name)}")
+        if self.batch_tokens % self.seq_len:
+            raise SweepError("", f"{key}.batch_tokens", f"{self.batch_tokens} is not a multiple of seq_len={self.seq_len}")
+        if not self.lr > 0:
+            raise SweepError("", f"{key}.lr", f"must be > 0, got {self.lr}")
+        if not 0 <= self.min_lr_ratio <= 1:
+            raise SweepError("", f"{key}.min_lr_ratio", f"must be in [0, 1], got {self.min_lr_ratio}")
+        if not 0 <= self.warmup_fraction < 1:
+            raise SweepError("", f"{key}.warmup_fraction", f"must be in [0, 1), got {self.warmup_fraction}")
+        if self.weight_decay < 0 or self.grad_clip < 0 or self.eval_every < 0:
+            raise SweepError("", key, "weight_decay, grad_clip and eval_every must be >= 0")
+        if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
+            raise SweepError("", f"{key}.beta1/beta2", "must be in [0, 1)")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise SweepError("", f"{key}.device", f"must be auto, cpu or cuda, got {self.device!r}")
+        if self.threads is not None and self.threads <= 0:
+            raise SweepError("", f"{key}.threads", f"must be >= 1, got {self.threads}")
+
+
+@dataclass(frozen=True)
+class ResourceSpec:
+    """Scheduler resources for one run. Any field left None inherits from the level above
+    (executor.resources -> per_arch -> per_size; the most specific wins)."""
+
+    partition: str | None = None
+    gpus_per_node: int | None = None
+    tasks_per_node: int | None = None  # > 1: DistributedDataParallel, one process per task
+    cpus_per_task: int | None = None
+    mem_gb: float | None = None
+    timeout_min: int | None = None
+    qos: str | None = None
+    account: str | None = None
+    constraint: str | None = None
+    additional_parameters: dict = field(default_factory=dict)  # extra sbatch flags, e.g. {"exclusive": true}
+    setup: list = field(default_factory=list)  # shell lines run before the job, e.g. module load
+
+    def check(self, key: str) -> None:
+        for name in ("gpus_per_node", "cpus_per_task", "timeout_min"):
+            v = getattr(self, name)
+            if v is not None and v < (0 if name == "gpus_per_node" else 1):
+                raise SweepError("", f"{key}.{name}", f"must be {'>= 0' if name == 'gpus_per_node' else '>= 1'}, got {v}")
+        if self.tasks_per_node is not None and self.tasks_per_node < 1:
+            raise SweepError("", f"{key}.tasks_per_node", f"must be >= 1, got {self.tasks_per_node}")
+        if self.mem_gb is not None and not self.mem_gb > 0:
+            raise SweepError("", f"{key}.mem_gb", f"must be > 0, got {self.mem_gb}")
+        for i, line in enumerate(self.setup):
+            if not isinstance(line, str):
+                raise SweepError("", f"{key}.setup[{i}]", f"must be a string, got {line!r}")
+
+    def merged(self, over: "ResourceSpec") -> "ResourceSpec":
+        """This spec with every field that `over` sets replaced (dicts merge, lists replace)."""
+        values = {}
+        for f in dataclasses.fields(self):
+            mine, theirs = getattr(self, f.name), getattr(over, f.name)
+            if f.name == "additional_parameters":
+                values[f.name] = {**mine, **theirs}
+            elif f.name == "setup":
+                values[f.name] = list(theirs) if theirs else list(mine)
+            else:
+                values[f.name] = theirs if theirs is not None else mine
+        return ResourceSpec(**values)
+
+
+@dataclass(frozen=True)
+class ExecutorSpec:
+    """How runs are executed: `local` (subprocesses on this machine through submitit), `slurm` (job arrays through
+    submitit), `debug` (in-process, for pdb)."""
+
+    name: str = "local"
+    max_parallel: int = 1  # local: runs at once; slurm: array parallelism cap (slurm_array_parallelism)
+    resources: ResourceSpec = field(default_factory=ResourceSpec)
+    per_arch: dict = field(default_factory=dict)  # arch name -> ResourceSpec
+    per_size: dict = field(default_factory=dict)  # size name -> ResourceSpec
+    max_array_size: int | None = None  # default: the cluster's MaxArraySize (scontrol show config)
+
+    def check(self, key: str) -> None:
+        if self.name not in ("local", "slurm", "debug"):
+            raise SweepError("", f"{key}.name", f"must be local, slurm or debug, got {self.name!r}")
+        if self.max_parallel < 1:
+            raise SweepError("", f"{key}.max_parallel", f"must be >= 1, got {self.max_parallel}")
+        if self.max_array_size is not None and self.max_array_size < 1:
+            raise SweepError("", f"{key}.max_array_size", f"must be >= 1, got {self.max_array_size}")
+        self.resources.check(f"{key}.resources")
+        for group in ("per_arch", "per_size"):
+            for name, res in getattr(self, group).items():
+                res.check(f"{key}.{group}.{name}")
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    """A whole sweep: the grid and everything its runs share. Load with `load_sweep(path)`."""
+
+    name: str
+    architectures: dict  # name -> ArchSpec
+    sizes: dict  # name -> SizeSpec
+    budgets: BudgetSpec
+    output: str = "outputs"  # output root; a relative path resolves against the sweep file's folder
+    data: DataSpec = field(default_factory=DataSpec)
+    training: TrainingSpec = field(default_factory=TrainingSpec)
+    executor: ExecutorSpec = field(default_factory=ExecutorSpec)
+    seeds: list = field(default_factory=lambda: [0])
+    description: str = ""
+    source_path: str = ""  # filled by load_sweep; not part of any run's identity
+
+    @property
+    def output_root(self) -> Path:
+        root = Path(self.output).expanduser()
+        if not root.is_absolute() and self.source_path:
+            root = Path(self.source_path).resolve().parent / root
+        return root.resolve()
+
+    @property
+    def sweep_dir(self) -> Path:
+        return self.output_root / self.name
+
+    def check(self) -> None:
+        if not self.name or not all(c.isalnum() or c in "-_." for c in self.name):
+            raise SweepError("", "name", f"must be a non-empty name of letters, digits, '-', '_', '.', got {self.name!r}")
+        for group in ("architectures", "sizes"):
+            if not getattr(self, group):
+                raise SweepError("", group, "must name at least one entry")
+            for name in getattr(self, group):
+                if not isinstance(name, str) or not name or not all(c.isalnum() or c in "-_." for c in name):
+                    raise SweepError("", f"{group}.{name}", "names must be letters, digits, '-', '_', '.'")
+        for name, arch in self.architectures.items():
+            arch.check(f"architectures.{name}")
+        for name, size in self.sizes.items():
+            size.check(f"sizes.{name}")
+        self.budgets.check("budgets")
+        self.data.check("data")
+        self.training.check("training")
+        self.executor.check("executor")
+        for group, known in (("per_arch", self.architectures), ("per_size", self.sizes)):
+            for name in getattr(self.executor, group):
+                if name not in known:
+                    raise SweepError("", f"executor.{group}.{name}", f"no such entry; known: {sorted(known)}")
+        if not self.seeds or any(isinstance(s, bool) or not isinstance(s, int) for s in self.seeds):
+            raise SweepError("", "seeds", f"must be a non-empty list of integers, got {self.seeds!r}")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise SweepError("", "seeds", f"has duplicates: {self.seeds}")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Loading: a small typed converter in the spirit of nanoGPT's configurator (unknown keys and type changes rejected).
+
+_NESTED = {"resources": ResourceSpec, "data": DataSpec, "training": TrainingSpec, "executor": ExecutorSpec,
+           "budgets": BudgetSpec}
+_MAPS = {"architectures": ArchSpec, "sizes": SizeSpec, "per_arch": ResourceSpec, "per_size": ResourceSpec}
+
+
+def _type_ok(value: Any, annotation: Any) -> bool:
+    """Does a YAML value fit a simple field annotation? ints are accepted where floats are expected; YAML's
+    '1e6' (a string under yaml.safe_load) is accepted for numbers."""
+    if isinstance(annotation, str):
+        annotation = eval(annotation, {"dict": dict, "list": list})  # noqa: S307 - only our own field annotations
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return any(_type_ok(value, a) for a in typing.get_args(annotation))
+    if annotation is type(None):
+        return value is None
+    if annotation is bool:
+        return isinstance(value, bool)
+    if annotation is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if annotation is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, annotation)
+
+
+def _number(value: Any) -> Any:
+    """yaml.safe_load reads '1e6' as a string (YAML 1.1); treat numeric-looking strings as numbers."""
+    if isinstance(value, str):
+        try:
+            f = float(value)
+        except ValueError:
+            return value
+        return int(f) if f.is_integer() and "." not in value and "e" not in value.lower() else f
+    return value
+
+
+def _build(cls: type, raw: Any, key: str) -> Any:
+    if not isinstance(raw, dict):
+        raise SweepError("", key or "(top level)", f"must be a mapping, got {type(raw).__name__} {raw!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.name != "source_path"}
+    unknown = sorted(set(raw) - set(fields))
+    if unknown:
+        raise SweepError("", f"{key + '.' if key else ''}{unknown[0]}", f"unknown key; allowed: {sorted(fields)}")
+    values = {}
+    for name, value in raw.items():
+        path = f"{key}.{name}" if key else name
+        if name in _NESTED:
+            values[name] = _build(_NESTED[name], value if value is not None else {}, path)
+        elif name in _MAPS:
+            if not isinstance(value, dict):
+                raise SweepError("", path, f"must be a mapping of name -> settings, got {value!r}")
+            values[name] = {str(k): _build(_MAPS[name], v if v is not None else {}, f"{path}.{k}")
+                            for k, v in value.items()}
+        else:
+            if isinstance(value, list):
+                value = [_number(v) for v in value]
+            else:
+                value = _number(value)
+            if hints[name] is float and isinstance(value, int):
+                value = float(value)
+            if not _type_ok(value, hints[name]):
+                raise SweepError("", path, f"expected {_type_name(hints[name])}, got {type(value).__name__} {value!r}")
+            values[name] = value
+    missing = [n for n, f in fields.items() if n not in values and f.default is dataclasses.MISSING
+               and f.default_factory is dataclasses.MISSING]
+    if missing:
+        raise SweepError("", f"{key + '.' if key else ''}{missing[0]}", "required key is missing")
+    return cls(**values)
+
+
+def _type_name(annotation: Any) -> str:
+    args = typing.get_args(annotation)
+    if args:
+        return " or ".join(_type_name(a) for a in args)
+    return "null" if annotation is type(None) else getattr(annotation, "__name__", str(annotation))
+
+
+def parse_sweep(raw: Any, source_path: str = "") -> SweepSpec:
+    """Validate a parsed YAML document and return the SweepSpec; errors name `source_path`."""
+    try:
+        spec = _build(SweepSpec, raw, "")
+        spec = dataclasses.replace(spec, source_path=str(source_path))
+        spec.check()
+    except SweepError as e:
+        if e.path:
+            raise
+        raise SweepError(str(source_path), e.key, e.reason) from None
+    return spec
+
+
+def load_sweep(path: str | Path) -> SweepSpec:
+    """Read and validate a sweep YAML (yaml.safe_load). Raises SweepError naming the file, key path and reason."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise SweepError(str(path), "(file)", f"cannot read: {e.strerror}") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise SweepError(str(path), "(yaml)", f"not valid YAML: {e}") from None
+    return parse_sweep(raw, str(path))
