@@ -1,0 +1,202 @@
+"""``python -m fitting``: fit a results table and write fits.json / fixed_budget.json (docs/DESIGN.md).
+
+    python -m fitting chinchilla results.csv --bootstrap 200 --json fits.json
+    python -m fitting chinchilla chinchilla.csv --params-col "Model Size" --flops-col "Training FLOP" --group-col none
+    python -m fitting fixed-budget results.csv --json fixed_budget.json
+
+Exit status: 0 fitted (an unconverged fit is a printed WARNING, and ``converged: false`` in the file), 2 bad input
+(message names the column/group and what is wrong; nothing is written).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import warnings
+from pathlib import Path
+
+from .chinchilla import DEFAULT_DELTA
+from .data import FittingInputError, insufficiency, read_table
+from .fixed_budget import fixed_budget
+from .pipeline import clean_json, fit_groups
+
+
+def _floats(text: str) -> list[float]:
+    try:
+        return [float(t) for t in text.split(",") if t.strip()]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from exc
+
+
+def _pairs(text: str) -> list[tuple[float, float]]:
+    try:
+        return [tuple(float(v) for v in t.split(":")) for t in text.split(",") if t.strip()]  # type: ignore
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected N:D,N:D,..., got {text!r}") from exc
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("csv", help="results table (launch.py collect) or any CSV with N, D (or C) and loss columns")
+    p.add_argument("--params-col", default="params", help="N column (default: params)")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--tokens-col", default=None, help="D column (default: tokens)")
+    src.add_argument("--flops-col", default=None, help="training-FLOP column; D = C / (6 N)")
+    p.add_argument("--loss-col", default="loss", help="loss column (default: loss)")
+    p.add_argument("--group-col", default=None,
+                   help="architecture column (default: arch; if absent all rows are one group); 'none': one group")
+    p.add_argument("--json", default=None, metavar="PATH", help="write the result file here")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m fitting", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    c = sub.add_parser("chinchilla", help="L(N, D) = E + A/N^alpha + B/D^beta per group, bootstrap CIs, comparison")
+    _common(c)
+    c.add_argument("--bootstrap", type=int, default=200, help="resamples over runs (default 200; 0: none)")
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--method", choices=["approach3", "varpro", "both"], default="both")
+    c.add_argument("--level", type=float, default=0.95, help="confidence level of the percentile CIs")
+    c.add_argument("--delta", type=float, default=DEFAULT_DELTA, help="Huber delta (Hoffmann et al.: 1e-3)")
+    c.add_argument("--bound-e", action="store_true", help="constrain E <= min(loss)")
+    c.add_argument("--starts", choices=["published", "small"], default="published",
+                   help="start grid: the published 4,500 starts, or a 243-start grid for quick looks")
+    c.add_argument("--compute-budgets", type=_floats, default=[], metavar="C1,C2",
+                   help="compute budgets for N_opt/D_opt (C = 6ND)")
+    c.add_argument("--predict", type=_pairs, default=[], metavar="N:D,...", help="predict the loss at these (N, D)")
+    c.add_argument("--jobs", type=int, default=None, help="worker processes for the bootstrap (default: all cores)")
+    c.add_argument("--compare", default=None, metavar="A,B",
+                   help="compare group B against A (default: every group against the first, sorted)")
+    c.add_argument("--pair-tol", type=float, default=0.01, help="relative N and D tolerance for paired runs")
+    f = sub.add_parser("fixed-budget", help="L(N) at each token budget and L(D) at each model size")
+    _common(f)
+    f.add_argument("--rel-tol", type=float, default=0.02, help="token budgets within this relative gap are one")
+    return parser
+
+
+def _read(args):
+    explicit = args.group_col is not None
+    group_col = None if (args.group_col or "").lower() == "none" else (args.group_col or "arch")
+    return read_table(args.csv, params_col=args.params_col, tokens_col=args.tokens_col, flops_col=args.flops_col,
+                      loss_col=args.loss_col, group_col=group_col, group_col_explicit=explicit)
+
+
+def _write_json(path: str, doc: dict) -> None:
+    """Atomic write (tmp + rename); allow_nan=False so a NaN can never produce invalid JSON."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=target.name, suffix=".tmp")
+    with os.fdopen(fd, "w") as fh:
+        json.dump(clean_json(doc), fh, indent=1, allow_nan=False)
+    os.replace(tmp, target)
+
+
+def _fmt(v) -> str:
+    return "-" if v is None else f"{v:.4g}"
+
+
+def _print_fits(doc: dict) -> None:
+    level = doc["meta"]["level"]
+    for g, fit in doc["fits"].items():
+        print(f"\n== group {g} ({fit.get('n_runs')} runs) ==")
+        if fit["status"] != "ok":
+            print(f"   not fitted: {fit['reason']}")
+            continue
+        for m, e in fit["methods"].items():
+            b = e["bootstrap"]
+            print(f"-- {m}: {'converged' if e['converged'] else 'NOT CONVERGED'}; objective {e['objective']:.6g}, "
+                  f"|grad| {_fmt(e['grad_norm'])}; bootstrap {b['n_converged']}/{b['n']} converged"
+                  + (f", {b['n_skipped_unidentifiable']} unidentifiable" if b.get("n_skipped_unidentifiable") else ""))
+            print(f"   {'':24s} {'value':>12s}   {int(round(level * 100))}% CI")
+            for k in list(e["ci"]) or ["E", "A", "B", "alpha", "beta", "a"]:
+                v = e.get(k, e.get("derived", {}).get(k))
+                ci = e["ci"].get(k)
+                cis = f"[{_fmt(ci[0])}, {_fmt(ci[1])}]" if ci else ""
+                print(f"   {k:24s} {_fmt(v):>12s}   {cis}")
+    for key, comp in doc["comparison"].items():
+        print(f"\n== comparison {key} ({doc['meta']['primary_method']}) ==")
+        if "status" in comp:
+            print(f"   {comp['status']}: {comp['reason']}")
+            continue
+        for k, c in comp.items():
+            ci = c["ci"]
+            print(f"   {k:6s} diff {_fmt(c['diff'])} " + (f"[{_fmt(ci[0])}, {_fmt(ci[1])}]" if ci else "")
+                  + f"  ratio {_fmt(c['ratio'])}  p_sign {_fmt(c['p_sign'])}")
+        pc = doc["comparison_paired"].get(key)
+        if pc is not None:
+            if pc.get("status") != "ok":
+                print(f"   paired: {pc.get('status')} ({pc.get('reason')}; {pc['n_pairs']} matched runs)")
+            else:
+                print(f"   paired on {pc['n_pairs']} matched (N, D): " + "; ".join(
+                    f"{k} diff {_fmt(pc[k]['diff'])} CI {pc[k]['ci'] and [round(x, 4) for x in pc[k]['ci']]}"
+                    for k in ("alpha", "beta", "a")))
+
+
+def _chinchilla(args) -> int:
+    table = _read(args)
+    for note in table.notes:
+        print(f"note: {note}")
+    compare = None
+    if args.compare:
+        parts = [s.strip() for s in args.compare.split(",")]
+        if len(parts) != 2:
+            raise FittingInputError(f"--compare expects two groups A,B; got {args.compare!r}")
+        compare = [tuple(parts)]
+    if not 0 < args.level < 1:
+        raise FittingInputError(f"--level must be in (0, 1), got {args.level}")
+    meta = {"csv": str(args.csv), "params_col": args.params_col, "tokens_col": table.tokens_col,
+            "flops_col": table.flops_col, "loss_col": args.loss_col, "group_col": table.group_col}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # convergence problems are printed from doc["notes"] below
+        doc = fit_groups(table, method=args.method, n_boot=args.bootstrap, seed=args.seed, level=args.level,
+                         delta=args.delta, starts=args.starts, bound_e=args.bound_e,
+                         compute_budgets=args.compute_budgets, predict=args.predict, jobs=args.jobs,
+                         on_insufficient="error", compare=compare, pair_tol=args.pair_tol, meta=meta)
+    _print_fits(doc)
+    for note in doc["notes"]:
+        print(note, file=sys.stderr)
+    if args.json:
+        _write_json(args.json, doc)
+        print(f"\nwrote {args.json}")
+    return 0
+
+
+def _fixed_budget(args) -> int:
+    table = _read(args)
+    for note in table.notes:
+        print(f"note: {note}")
+    for g in table.groups:
+        reason = insufficiency(table.group(g), n_params=3)
+        if reason and "one token budget" not in reason:  # one D still gives L(N) at that D
+            raise FittingInputError(f"group {g!r}: {reason}")
+    doc = fixed_budget(table.df, rel_tol=args.rel_tol)
+    for form, key, exp in (("fixed_tokens", "tokens", "alpha"), ("fixed_params", "params", "beta")):
+        print(f"\n== {form} ==")
+        for g, rows in doc[form].items():
+            for r in rows:
+                ll = r["loglinear"]
+                print(f"   {g:12s} {key}={r[key]:.4g} n={r['n_points']} E'={_fmt(r['E'])} {exp}'={_fmt(r[exp])} "
+                      f"{'converged' if r['converged'] else 'not converged: ' + r['message']}"
+                      + (f" | loglinear slope {ll['alpha']:.4g} R^2 {_fmt(ll['r2'])}" if ll else ""))
+    doc["meta"] = {"csv": str(args.csv), "params_col": args.params_col, "tokens_col": table.tokens_col,
+                   "flops_col": table.flops_col, "loss_col": args.loss_col, "group_col": table.group_col,
+                   "rel_tol": args.rel_tol}
+    if args.json:
+        _write_json(args.json, doc)
+        print(f"\nwrote {args.json}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point (docs/DESIGN.md): returns the exit status; 2 for bad input or usage, nothing written."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse exits 2 on usage errors, 0 on --help
+        return int(exc.code or 0)
+    try:
+        return _chinchilla(args) if args.command == "chinchilla" else _fixed_budget(args)
+    except FittingInputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
