@@ -78,7 +78,7 @@ if _interpreting():
 # --------------------------------------------------------------------------------------------------------------------
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["N", "W1", "W2", "H", "GROUP"])
 def _simplicial_fwd(
     Q, K1, K2, V1, V2, Out, Lse,
     stride_qb, stride_qn, stride_qh,
@@ -88,7 +88,7 @@ def _simplicial_fwd(
     stride_v2b, stride_v2n, stride_v2h,
     stride_ob, stride_on, stride_oh,
     N, W1, W2, qk_scale,
-    H: tl.constexpr, GROUP: tl.constexpr, HEAD_DIM: tl.constexpr,
+    H, GROUP, HEAD_DIM: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, DOT_PREC: tl.constexpr,
 ):
     tl.static_assert(BLOCK_M >= 16 and BLOCK_N >= 16, "tl.dot needs tiles of at least 16")
@@ -156,12 +156,12 @@ def _simplicial_fwd(
 # --------------------------------------------------------------------------------------------------------------------
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["N", "H"])
 def _simplicial_bwd_preprocess(
     Out, DO, Delta,
     stride_ob, stride_on, stride_oh,
     stride_db, stride_dn, stride_dh,
-    N, H: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr,
+    N, H, HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr,
 ):
     num_m = tl.cdiv(N, BLOCK_M)
     pid = tl.program_id(0)
@@ -180,7 +180,7 @@ def _simplicial_bwd_preprocess(
     tl.store(Delta + pid_bh.to(tl.int64) * N + offs_m, delta, mask=m_ok)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["N", "W1", "W2", "H", "GROUP"])
 def _simplicial_bwd_dq_dk2dv2(
     Q, K1, K2, V1, V2, DO, Lse, Delta, DQ, DK2, DV2,
     stride_qb, stride_qn, stride_qh,
@@ -192,7 +192,7 @@ def _simplicial_bwd_dq_dk2dv2(
     stride_dqb, stride_dqn, stride_dqh,
     stride_gb, stride_gn, stride_gh,  # DK2 and DV2 (fp32, same layout)
     N, W1, W2, qk_scale, sm_scale,
-    H: tl.constexpr, GROUP: tl.constexpr, HEAD_DIM: tl.constexpr,
+    H, GROUP, HEAD_DIM: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, DOT_PREC: tl.constexpr,
 ):
     num_m = tl.cdiv(N, BLOCK_M)
@@ -255,7 +255,7 @@ def _simplicial_bwd_dq_dk2dv2(
              dq.to(DQ.dtype.element_ty), mask=m_ok[:, None])
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["N", "W1", "W2", "HKV", "GROUP"])
 def _simplicial_bwd_dk1dv1(
     Q, K1, K2, V1, V2, DO, Lse, Delta, DK1, DV1,
     stride_qb, stride_qn, stride_qh,
@@ -266,7 +266,7 @@ def _simplicial_bwd_dk1dv1(
     stride_dob, stride_don, stride_doh,
     stride_gb, stride_gn, stride_gh,  # DK1 and DV1 (same layout)
     N, W1, W2, qk_scale,
-    HKV: tl.constexpr, GROUP: tl.constexpr, HEAD_DIM: tl.constexpr,
+    HKV, GROUP, HEAD_DIM: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, DOT_PREC: tl.constexpr,
 ):
     num_n = tl.cdiv(N, BLOCK_N)

@@ -1,0 +1,245 @@
+"""Benchmark: our Triton 2-simplicial attention vs torch SDPA flash (FLOP-equal causal) vs `simplicial-attention` 0.1.6.
+
+    python benchmarks/bench_attention.py                 # the full grid, one table (markdown) on stdout
+    python benchmarks/bench_attention.py --target        # only B=4, H=8, N=8192, w1=512, w2=32, D in {64, 128}
+    python benchmarks/bench_attention.py --sweep         # launch-config variants of each kernel at the target shape
+
+FLOPs (tensor-core convention, REFERENCE.md section 2): forward = 4 * B * Hq * D * P with P the exact number of valid
+(i, j, k) triples, sum_i min(i+1, w1) * min(i+1, w2); forward+backward = 3.5 x forward. SDPA runs causal attention at
+N_eq = sqrt(2 * N * w1 * w2) (rounded to 128), which does the same tensor-core work, and is counted the same way:
+forward = 4 * B * H * D * N_eq (N_eq + 1) / 2. Every time is a median of triton.testing.do_bench in this run.
+The `simplicial-attention` package is a comparison only: carried as a wheel to the device (see gpu_check.sh), loaded
+without its package __init__ (which needs unrelated dependencies); it applies at D=64 (its kernels' only head dim).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import math
+import os
+import sys
+import time
+import types
+
+import torch
+import triton
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from triton_kernels import simplicial_attention as sa  # noqa: E402
+from triton_kernels import two_simplicial_attention  # noqa: E402
+
+GRID_N = (2048, 8192, 16384)
+GRID_D = (64, 128)
+GRID_W = ((512, 32), (256, 64), (1024, 16), (128, 128))
+GRID_GQA = (1, 8)
+B, H = 4, 8
+
+
+def valid_triples(n: int, w1: int, w2: int) -> int:
+    i = torch.arange(1, n + 1, dtype=torch.float64)
+    return int((torch.clamp(i, max=w1) * torch.clamp(i, max=w2)).sum().item())
+
+
+def bench(fn, rep=100) -> float:
+    return triton.testing.do_bench(fn, warmup=10, rep=rep, return_mode="median")
+
+
+def inputs(n, hq, hkv, d, dtype=torch.bfloat16, requires_grad=True, seed=0):
+    g = torch.Generator(device="cuda").manual_seed(seed)
+    q = torch.randn(B, n, hq, d, device="cuda", dtype=dtype, generator=g)
+    ks = [torch.randn(B, n, hkv, d, device="cuda", dtype=dtype, generator=g) for _ in range(4)]
+    return [x.requires_grad_(requires_grad) for x in [q, *ks]]
+
+
+def time_fwd_bwd(f, xs, rep):
+    """(fwd ms, fwd+bwd ms, peak MiB of fwd+bwd above the inputs)."""
+    with torch.no_grad():
+        t_f = bench(lambda: f(*xs), rep)
+    out = f(*xs)
+    dout = torch.randn_like(out)
+    del out
+
+    def fb():
+        o = f(*xs)
+        torch.autograd.grad(o, xs, dout)
+
+    t_fb = bench(fb, rep)
+    torch.cuda.synchronize()
+    base = torch.cuda.memory_allocated()
+    torch.cuda.reset_peak_memory_stats()
+    fb()
+    torch.cuda.synchronize()
+    peak = (torch.cuda.max_memory_allocated() - base) / 2**20
+    return t_f, t_fb, peak
+
+
+_SDPA_CACHE: dict = {}
+
+
+def sdpa(n_eq, d, rep):
+    key = (n_eq, d)
+    if key not in _SDPA_CACHE:
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+
+        xs = [torch.randn(B, H, n_eq, d, device="cuda", dtype=torch.bfloat16, requires_grad=True) for _ in range(3)]
+
+        def f(q, k, v):
+            with sdpa_kernel(SDPBackend.FLASH_ATTENTION):
+                return torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
+
+        _SDPA_CACHE[key] = time_fwd_bwd(f, xs, rep)
+    return _SDPA_CACHE[key]
+
+
+def load_package():
+    """The simplicial-attention 0.1.6 Triton kernel module, or None (with the reason printed)."""
+    try:
+        spec = importlib.util.find_spec("simplicial_attention")
+        if spec is None:
+            print("# simplicial-attention: not installed (carry .whl, see benchmarks/gpu_check.sh)")
+            return None
+        pkg = types.ModuleType("simplicial_attention")
+        pkg.__path__ = list(spec.submodule_search_locations)
+        sys.modules["simplicial_attention"] = pkg
+        mha = types.ModuleType("simplicial_attention.simplicial_mha")
+        mha.HigherOrderAttention = object  # only its class definition at the end of the module needs the name
+        sys.modules["simplicial_attention.simplicial_mha"] = mha
+        return importlib.import_module("simplicial_attention.triton_two_simplicial_attention")
+    except Exception as exc:  # noqa: BLE001 - a comparison only
+        print(f"# simplicial-attention: failed to load: {exc!r}")
+        return None
+
+
+def row(n, d, w1, w2, ratio, pkg, rep):
+    hkv = H // ratio
+    p = valid_triples(n, w1, w2)
+    fl = 4 * B * H * d * p
+    xs = inputs(n, H, hkv, d)
+    f = lambda *a: two_simplicial_attention(*a, w1, w2, backend="triton")  # noqa: E731
+    t_f, t_fb, mem = time_fwd_bwd(f, xs, rep)
+    n_eq = max(128, int(round(math.sqrt(2 * n * w1 * w2) / 128)) * 128)
+    s_f, s_fb, s_mem = sdpa(n_eq, d, rep)
+    fl_s = 4 * B * H * d * n_eq * (n_eq + 1) / 2
+    r = dict(N=n, D=d, w1=w1, w2=w2, gqa=ratio, fwd_ms=t_f, fb_ms=t_fb,
+             fwd_tf=fl / t_f / 1e9, fb_tf=3.5 * fl / t_fb / 1e9, mem=mem, n_eq=n_eq,
+             s_fwd_tf=fl_s / s_f / 1e9, s_fb_tf=3.5 * fl_s / s_fb / 1e9, s_mem=s_mem)
+    r["vs_s_fwd"] = r["fwd_tf"] / r["s_fwd_tf"]
+    r["vs_s_fb"] = r["fb_tf"] / r["s_fb_tf"]
+    r["pk_fwd_tf"] = r["pk_fb_tf"] = None
+    if pkg is not None and d == 64 and w2 <= 32:
+        def g(q, k1, k2, v1, v2):
+            return pkg.sliding_two_simplicial_attn(q, (k1, k2), (v1, v2), w1=w1, w2=w2)
+
+        try:
+            with torch.no_grad():
+                pk_f = bench(lambda: g(*xs), max(20, rep // 4))
+            r["pk_fwd_tf"] = fl / pk_f / 1e9
+        except Exception as exc:  # noqa: BLE001
+            print(f"# package fwd failed at N={n} w=({w1},{w2}) gqa={ratio}: {type(exc).__name__}: {str(exc)[:200]}")
+        try:
+            out = g(*xs)
+            dout = torch.randn_like(out)
+            pk_fb = bench(lambda: torch.autograd.grad(g(*xs), xs, dout), max(20, rep // 4))
+            r["pk_fb_tf"] = 3.5 * fl / pk_fb / 1e9
+        except Exception as exc:  # noqa: BLE001
+            print(f"# package fwd+bwd failed at N={n} w=({w1},{w2}) gqa={ratio}: {type(exc).__name__}: {str(exc)[:200]}")
+    del xs
+    torch.cuda.empty_cache()
+    return r
+
+
+def fmt(x, spec=".0f"):
+    return "-" if x is None else format(x, spec)
+
+
+HEADER = ("| N | D | w1 | w2 | GQA | ours fwd ms | ours fwd TF/s | ours f+b ms | ours f+b TF/s | SDPA N_eq | SDPA fwd TF/s "
+          "| SDPA f+b TF/s | fwd ours/SDPA | f+b ours/SDPA | pkg fwd TF/s | pkg f+b TF/s | fwd ours/pkg | f+b ours/pkg "
+          "| ours peak MiB | SDPA peak MiB |")
+
+
+def print_row(r):
+    pf = None if r["pk_fwd_tf"] is None else r["fwd_tf"] / r["pk_fwd_tf"]
+    pb = None if r["pk_fb_tf"] is None else r["fb_tf"] / r["pk_fb_tf"]
+    print(f"| {r['N']} | {r['D']} | {r['w1']} | {r['w2']} | {r['gqa']} | {r['fwd_ms']:.3f} | {r['fwd_tf']:.0f} "
+          f"| {r['fb_ms']:.3f} | {r['fb_tf']:.0f} | {r['n_eq']} | {r['s_fwd_tf']:.0f} | {r['s_fb_tf']:.0f} "
+          f"| {r['vs_s_fwd']:.2f} | {r['vs_s_fb']:.2f} | {fmt(r['pk_fwd_tf'], '.1f')} | {fmt(r['pk_fb_tf'], '.1f')} "
+          f"| {fmt(pf, '.1f')} | {fmt(pb, '.1f')} | {r['mem']:.0f} | {r['s_mem']:.0f} |", flush=True)
+
+
+def sweep(rep):
+    """Launch-config variants of each kernel at the target shape (bf16, B=4, H=8, N=8192, w1=512, w2=32)."""
+    n, w1, w2 = 8192, 512, 32
+    fwd_variants = [(64, 64, 4, 3), (64, 64, 4, 2), (64, 32, 4, 3), (64, 128, 4, 3), (64, 64, 8, 3),
+                    (128, 64, 8, 3), (128, 32, 8, 3), (128, 64, 4, 3), (128, 128, 8, 2)]
+    dq_variants = [(64, 64, 4, 2), (64, 32, 4, 2), (32, 64, 4, 2), (64, 64, 8, 2), (32, 32, 4, 2), (64, 32, 8, 3),
+                   (128, 32, 8, 2), (64, 64, 8, 3)]
+    dk_variants = [(64, 64, 4, 2), (32, 64, 4, 2), (64, 32, 4, 2), (64, 64, 8, 2), (32, 128, 8, 2), (64, 128, 8, 2),
+                   (64, 64, 8, 3), (32, 64, 4, 3)]
+    fl = 4 * B * H * valid_triples(n, w1, w2)
+    for d in (64, 128):
+        xs = inputs(n, H, H, d, requires_grad=False)
+        scale = 1 / math.sqrt(d)
+        sa.CONFIG_OVERRIDE.clear()
+        out_ref, lse = sa._forward(*xs, w1, w2, scale)
+        dout = torch.randn_like(out_ref)
+        g_ref = sa._backward(dout, *xs, out_ref, lse, w1, w2, scale)
+        print(f"\n### sweep D={d}: kernel, (BLOCK_M, BLOCK_N, warps, stages), ms, TF/s of that pass, rel err vs default")
+        for kind, variants in (("fwd", fwd_variants), ("bwd_dq", dq_variants), ("bwd_dk1", dk_variants)):
+            for bm, bn, nw, ns in variants:
+                sa.CONFIG_OVERRIDE.clear()
+                sa.CONFIG_OVERRIDE[kind] = dict(BLOCK_M=bm, BLOCK_N=bn, num_warps=nw, num_stages=ns)
+                try:
+                    if kind == "fwd":
+                        o, _ = sa._forward(*xs, w1, w2, scale)
+                        err = ((o.float() - out_ref.float()).norm() / out_ref.float().norm()).item()
+                        ms = bench(lambda: sa._forward(*xs, w1, w2, scale), rep)
+                        tf = fl * d / ms / 1e9
+                    else:
+                        gs = sa._backward(dout, *xs, out_ref, lse, w1, w2, scale)
+                        err = max(((a.float() - b.float()).norm() / b.float().norm()).item() for a, b in zip(gs, g_ref))
+                        ms = bench(lambda: sa._backward(dout, *xs, out_ref, lse, w1, w2, scale), rep)
+                        tf = 2.5 * fl * d / ms / 1e9
+                    print(f"| {kind} | {(bm, bn, nw, ns)} | {ms:.3f} | {tf:.0f} | {err:.1e} |", flush=True)
+                except Exception as exc:  # noqa: BLE001
+                    print(f"| {kind} | {(bm, bn, nw, ns)} | failed: {type(exc).__name__}: {str(exc)[:120]} |", flush=True)
+        sa.CONFIG_OVERRIDE.clear()
+        del xs
+        torch.cuda.empty_cache()
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--target", action="store_true", help="only the target shape N=8192, (512, 32), GQA 1")
+    ap.add_argument("--sweep", action="store_true", help="launch-config variants at the target shape")
+    ap.add_argument("--rep", type=int, default=100, help="do_bench rep (ms)")
+    ap.add_argument("--no-package", action="store_true")
+    args = ap.parse_args(argv)
+    if not torch.cuda.is_available():
+        print("bench_attention.py needs a CUDA GPU")
+        return 1
+    print(f"# {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())} | {torch.cuda.get_device_name()} | "
+          f"torch {torch.__version__} | triton {triton.__version__} | command: python benchmarks/bench_attention.py "
+          f"{' '.join(argv if argv is not None else sys.argv[1:])}")
+    print(f"# bf16, B={B}, H={H}; FLOPs fwd = 4*B*Hq*D*P (P exact valid triples), f+b = 3.5x fwd; SDPA = flash causal "
+          f"at N_eq = sqrt(2 N w1 w2); peak memory = max allocated during fwd+bwd above the inputs")
+    if args.sweep:
+        sweep(args.rep)
+        return 0
+    pkg = None if args.no_package else load_package()
+    print(HEADER)
+    print("|" + "---|" * (HEADER.count("|") - 1))
+    if args.target:
+        shapes = [(8192, d, 512, 32, 1) for d in GRID_D]
+    else:
+        shapes = [(n, d, w1, w2, g) for n in GRID_N for d in GRID_D for (w1, w2) in GRID_W for g in GRID_GQA]
+    for n, d, w1, w2, g in shapes:
+        try:
+            print_row(row(n, d, w1, w2, g, pkg, args.rep))
+        except Exception as exc:  # noqa: BLE001
+            print(f"| {n} | {d} | {w1} | {w2} | {g} | failed: {type(exc).__name__}: {str(exc)[:200]} |", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
