@@ -15,7 +15,7 @@
 # SLURM_DBD_PORT (6819), SLURM_MYSQL_PORT (3307), SLURM_UP_TIMEOUT (seconds per wait, 90), SLURM_SKIP_APT=1.
 set -euo pipefail
 
-SCRATCH="${SLURM_SCRATCH:-/tmp/simplex-slurm}"
+SCRATCH="$(realpath -m "${SLURM_SCRATCH:-/tmp/simplex-slurm}")"
 CLUSTER="${SLURM_CLUSTER_NAME:-simplex}"
 MAX_ARRAY="${SLURM_MAX_ARRAY_SIZE:-1001}"
 CTLD_PORT="${SLURM_CTLD_PORT:-6817}"
@@ -60,7 +60,7 @@ alive_pid() {
   pid=$(<"$f")
   [[ "$pid" =~ ^[0-9]+$ ]] || return 1
   kill -0 "$pid" 2>/dev/null || return 1
-  exe=$(readlink -f "/proc/$pid/exe" 2>/dev/null) || return 1
+  exe=$(readlink "/proc/$pid/exe" 2>/dev/null) || return 1
   [[ "$exe" == "$(daemon_exe "$1")" ]] || return 1
   echo "$pid"
 }
@@ -333,6 +333,16 @@ do_up() {
   wait_until slurmctld "$WAIT_S" scontrol ping ||
     fail_up "slurmctld did not answer on port $CTLD_PORT" slurmctld
   log "slurmctld up (pid $(alive_pid slurmctld), port $CTLD_PORT)"
+  # Jobs recovered from saved state (an earlier cluster was killed rather than brought down) would keep the node
+  # allocated and confuse tests: `up` means an empty queue. Job ids keep counting up, so accounting never sees a
+  # job id twice (which `slurmctld -c` would cause).
+  local stale
+  stale=$(squeue -h -o %A 2>/dev/null || true)
+  if [[ -n "$stale" ]]; then
+    log "cancelling jobs left from an earlier run: $(echo $stale)"
+    # shellcheck disable=SC2086
+    scancel $stale 2>/dev/null || true
+  fi
 
   start_daemon slurmd /usr/sbin/slurmd -D -f "$CONF"
   node_idle() { [[ "$(sinfo -h -n "$HOST" -o %T 2>/dev/null)" == idle* ]]; }
@@ -340,7 +350,7 @@ do_up() {
     # A node left DOWN/DRAIN in saved state from an earlier run: resume it once.
     scontrol update nodename="$HOST" state=resume >/dev/null 2>&1 || true
     wait_until node "$WAIT_S" node_idle ||
-      fail_up "node $HOST not idle: $(sinfo -h -n "$HOST" -o '%T %E' 2>&1)" slurmd
+      fail_up "node $HOST not idle: $(sinfo -h -n "$HOST" -o '%T %E' 2>&1); jobs: $(squeue -h -t all 2>&1)" slurmd
   fi
   log "slurmd up (pid $(alive_pid slurmd)), node $HOST idle"
   wait_until sacct "$WAIT_S" sacct -n -X -S now-1hours || fail_up "sacct does not answer" slurmdbd
@@ -348,14 +358,22 @@ do_up() {
   log "use it with: source $SCRATCH/env.sh   (sets SLURM_CONF=$CONF)"
 }
 
-# Processes spawned by our slurmd that outlive it (slurmstepd): found by their SLURM_CONF, never by name alone.
-our_stepds() {
-  local d pid exe
+# Processes of this cluster's jobs that outlive slurmd (it was killed, or scancel failed). Never found by name alone:
+# slurmstepd by its cwd (inherited from our slurmd: $SCRATCH/run); job processes by SLURM_CONF=$CONF + SLURM_JOB_ID
+# in their environment (slurmstepd rewrites its own environ area with its process title, so that cannot be used).
+our_job_pids() {  # our_job_pids stepd|job
+  local d pid exe env self_chain=" $$ $PPID "
   for d in /proc/[0-9]*; do
     pid=${d#/proc/}
-    exe=$(readlink -f "$d/exe" 2>/dev/null) || continue
-    [[ "$exe" == */slurmstepd ]] || continue
-    tr '\0' '\n' <"$d/environ" 2>/dev/null | grep -qxF "SLURM_CONF=$CONF" && echo "$pid"
+    [[ "$self_chain" == *" $pid "* ]] && continue
+    exe=$(readlink "$d/exe" 2>/dev/null) || continue
+    if [[ "$1" == stepd ]]; then
+      [[ "$exe" == */slurmstepd* && "$(readlink -f "$d/cwd" 2>/dev/null)" == "$SCRATCH/run" ]] && echo "$pid"
+    else
+      [[ "$exe" == */slurmstepd* ]] && continue
+      env=$(tr '\0' '\n' 2>/dev/null <"$d/environ") || continue
+      grep -qxF "SLURM_CONF=$CONF" <<<"$env" && grep -q '^SLURM_JOB_ID=' <<<"$env" && echo "$pid"
+    fi
   done
   return 0
 }
@@ -363,19 +381,31 @@ our_stepds() {
 stop_pid() {  # stop_pid <label> <pid>: TERM, wait up to 30 s, then KILL
   local label="$1" pid="$2" i
   kill -TERM "$pid" 2>/dev/null || return 0
-  for (( i = 0; i < 60; i++ )); do
+  for (( i = 0; i < 120; i++ )); do
     kill -0 "$pid" 2>/dev/null || { log "stopped $label (pid $pid)"; return 0; }
-    sleep 0.5
+    sleep 0.25
   done
   log "$label (pid $pid) ignored TERM for 30 s: KILL"
   kill -KILL "$pid" 2>/dev/null || true
   for (( i = 0; i < 20; i++ )); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.25; done
 }
 
+stop_group() {  # stop_group <daemon...>: TERM all, then wait for each
+  local name pid pids=()
+  for name in "$@"; do
+    if pid=$(alive_pid "$name"); then
+      stop_pid "$name" "$pid" &
+      pids+=($!)
+    fi
+  done
+  (( ${#pids[@]} == 0 )) || wait "${pids[@]}"
+  for name in "$@"; do rm -f "$PIDS/$name.pid"; done
+}
+
 do_down() {
   export SLURM_CONF="$CONF"
-  local name pid i
-  if alive_pid slurmctld >/dev/null && alive_pid slurmd >/dev/null; then
+  local pid i
+  if alive_pid slurmctld >/dev/null; then
     # Jobs outlive slurmd; cancel them first so that their slurmstepd and processes end cleanly.
     local jobs
     jobs=$(squeue -h -o %A 2>/dev/null || true)
@@ -384,22 +414,24 @@ do_down() {
       # shellcheck disable=SC2086
       scancel $jobs 2>/dev/null || true
       for (( i = 0; i < 40; i++ )); do
+        alive_pid slurmd >/dev/null || break  # nobody to carry out the cancel: leftovers are handled below
         [[ -z "$(squeue -h -o %A 2>/dev/null)" ]] && break
         sleep 0.5
       done
     fi
   fi
-  for (( i = ${#DAEMONS[@]} - 1; i >= 0; i-- )); do
-    name=${DAEMONS[$i]}
-    if pid=$(alive_pid "$name"); then
-      stop_pid "$name" "$pid"
-    fi
-    rm -f "$PIDS/$name.pid"
-  done
-  for pid in $(our_stepds); do
-    log "leftover slurmstepd pid $pid of this cluster"
-    stop_pid slurmstepd "$pid"
-  done
+  # Reverse start order, in groups stopped in parallel: slurmctld still reports to slurmdbd as it exits, and
+  # slurmdbd still needs MariaDB and munge.
+  stop_group slurmd slurmctld
+  stop_group slurmdbd
+  stop_group mariadbd munged
+  local leftovers
+  leftovers=$(our_job_pids job; our_job_pids stepd)
+  if [[ -n "$leftovers" ]]; then
+    log "leftover job processes of this cluster: $(echo $leftovers)"
+    for pid in $leftovers; do kill -KILL "$pid" 2>/dev/null || true; done
+    sleep 0.5
+  fi
   rm -f "$MUNGE_SOCKET" "$DB_SOCKET"
   log "down (scratch $SCRATCH kept; remove it for a fresh database and state)"
 }
