@@ -10,6 +10,7 @@ and labelled "(not converged)".
 from __future__ import annotations
 
 import math
+import textwrap
 
 import matplotlib as mpl
 import numpy as np
@@ -161,7 +162,7 @@ def panel_grid(fig: Figure, n: int, right: float = 0.78, sharey: bool = True):
     ncols = _ncols(n)
     nrows = max(1, math.ceil(n / ncols))
     axes = fig.subplots(nrows, ncols, squeeze=False, sharey=sharey)
-    fig.subplots_adjust(left=0.07, right=right, top=0.86, bottom=0.17 if nrows == 1 else 0.13, wspace=0.12,
+    fig.subplots_adjust(left=0.07, right=right, top=0.85, bottom=0.17 if nrows == 1 else 0.13, wspace=0.12,
                         hspace=0.38)
     flat = list(axes.ravel())
     for ax in flat[n:]:
@@ -169,6 +170,12 @@ def panel_grid(fig: Figure, n: int, right: float = 0.78, sharey: bool = True):
     for ax in flat[:n]:
         ax.yaxis.set_tick_params(labelleft=True)
     return flat[:n], axes
+
+
+def short_sci(x: float) -> str:
+    """3.2e15 style, for panel titles."""
+    m, e = f"{x:.2g}".split("e") if "e" in f"{x:.2g}" else (f"{x:.2g}", "0")
+    return m if int(e) == 0 else f"{m}e{int(e)}"
 
 
 def _tick_label(x, _pos=None) -> str:
@@ -185,6 +192,8 @@ def set_log_ticks(axis, lo: float, hi: float):
     """Label 1-2-5 steps when an axis spans under ~2.5 decades, else whole decades; no minor labels."""
     span = np.log10(hi / lo) if lo > 0 and hi > lo else 10
     subs = (1.0, 2.0, 5.0) if span < 2.5 else (1.0,)
+    if span < 1.5:
+        subs = (1.0, 2.0, 3.0, 4.0, 6.0)
     if span < 0.4:  # e.g. losses between 4 and 8
         subs = tuple(np.arange(1.0, 10.0, 0.5))
     axis.set_major_locator(LogLocator(base=10, subs=subs, numticks=30))
@@ -222,7 +231,14 @@ def arch_legend(fig: Figure, inputs: ReportInputs, colors, extra: list | None = 
                 if samples_of(g) is not None:
                     handles.append(Patch(color=c, alpha=0.2, label=f"{arch}: {tables.level(inputs):.0%} band"))
     handles += extra or []
-    fig.legend(handles=handles, loc="center left", bbox_to_anchor=loc, frameon=False)
+    legend(fig, handles, loc)
+
+
+def legend(fig: Figure, handles, loc=(0.795, 0.5), title=None):
+    """The page's legend in the right margin (never over data), long labels wrapped to fit the margin."""
+    for h in handles:
+        h.set_label(textwrap.fill(h.get_label(), width=30, subsequent_indent="  "))
+    fig.legend(handles=handles, loc="center left", bbox_to_anchor=loc, frameon=False, title=title)
 
 
 def draw_fit(ax, inputs: ReportInputs, arch: str, color, n, d, x):
@@ -317,7 +333,7 @@ def title_page(inputs: ReportInputs, report_version: str = "") -> Figure:
     caption = (f"Exponents of the joint fit L(N, D) = E + A/N^alpha + B/D^beta (Chinchilla Approach 3), N = "
                f"non-embedding parameters, D = training tokens; a = beta/(alpha+beta) is the exponent of the "
                f"compute-optimal N_opt ~ C^a for C = 6ND. Brackets: {lv:.0%} bootstrap intervals "
-               f"({meta.get('bootstrap', '?')} resamples of runs); P(diff > 0) is the fraction of paired bootstrap "
+               f"({meta.get('bootstrap', '?')} resamples of runs); P(diff > 0) is the fraction of bootstrap "
                f"resamples in which the difference is positive. Larger alpha means loss falls faster with model size.")
     for ln in inputs.notes:
         fig.text(0.04, y, "Note: " + ln, fontsize=9, va="top", color="#A00000")
@@ -373,7 +389,7 @@ def loss_vs_params(inputs: ReportInputs) -> Figure:
             draw_fit(ax, inputs, arch, colors[arch], n_grid, np.full_like(n_grid, d), n_grid)
             ax.plot(s["params"], s["loss"], "o", color=colors[arch], ms=5, mec="white", mew=0.6, zorder=4)
         loglog(ax)
-        ax.set_title(f"D = {tables.fmt(d, 'sci')} tokens ({len(sub)} runs)")
+        ax.set_title(f"D = {short_sci(d)} tokens, {len(sub)} runs")
         ax.set_xlabel(N_LABEL)
     for ax in axes[:: _ncols(len(keys))]:
         ax.set_ylabel(LOSS_LABEL)
@@ -404,11 +420,11 @@ def loss_vs_tokens(inputs: ReportInputs) -> Figure:
             if s.empty:
                 continue
             n = float(s["params"].median())
-            n_txt.append(tables.fmt(n, "sci"))
+            n_txt.append(f"{arch} {short_sci(n)}")
             draw_fit(ax, inputs, arch, colors[arch], np.full_like(d_grid, n), d_grid, d_grid)
             ax.plot(s["tokens"], s["loss"], "o", color=colors[arch], ms=5, mec="white", mew=0.6, zorder=4)
         loglog(ax)
-        ax.set_title(f"size {size}: N = {' / '.join(n_txt)}")
+        ax.set_title(f"size {size}: N = {', '.join(n_txt)}")
         ax.set_xlabel(D_LABEL)
     for ax in axes[:: _ncols(len(sizes))]:
         ax.set_ylabel(LOSS_LABEL)
@@ -461,7 +477,7 @@ def isoflop(inputs: ReportInputs) -> Figure:
             ax.plot(s["params"], s["loss"], "o", color=colors[arch], ms=5, mec="white", mew=0.6, zorder=4)
         loglog(ax)
         ax.set_xlim(n_grid[0], n_grid[-1])
-        ax.set_title(f"C in [{tables.fmt(lo, 'sci')}, {tables.fmt(hi, 'sci')}) FLOPs ({len(sub)} runs)")
+        ax.set_title(f"C = {short_sci(lo)} to {short_sci(hi)} FLOPs, {len(sub)} runs")
         ax.set_xlabel(N_LABEL)
     for ax in axes[:: _ncols(len(bands))]:
         ax.set_ylabel(LOSS_LABEL)
@@ -517,7 +533,7 @@ def frontier_page(inputs: ReportInputs) -> Figure:
                 if b is not None:
                     ax.fill_between(c, b[0], b[1], color=colors[arch], alpha=0.18, lw=0, zorder=1)
         a_txt = tables.fmt_ci(tables.exponent_a(g), tables.group_ci(g, "a", lv))
-        handles.append(Line2D([], [], color=colors[arch], ls=ls, label=f"{arch}{suffix}\n  a = {a_txt}"))
+        handles.append(Line2D([], [], color=colors[arch], ls=ls, label=f"{arch}{suffix}: a = {a_txt}"))
     for ax, what in ((axes[0], "N_opt: non-embedding parameters"), (axes[1], "D_opt: training tokens")):
         ax.set_xscale("log")
         ax.set_yscale("log")
@@ -530,7 +546,7 @@ def frontier_page(inputs: ReportInputs) -> Figure:
     axes[1].set_title("compute-optimal training tokens D_opt(C)")
     handles.append(Patch(color="0.85", alpha=0.5, label="C range of done runs"))
     handles.append(Patch(color="0.5", alpha=0.3, label=f"{lv:.0%} bootstrap band"))
-    fig.legend(handles=handles, loc="center left", bbox_to_anchor=(0.795, 0.5), frameon=False)
+    legend(fig, handles)
     return fig
 
 
@@ -574,7 +590,7 @@ def parameter_table(inputs: ReportInputs) -> Figure:
                    "A and B trade off against alpha and beta (ill-conditioned); a = beta/(alpha+beta) is better "
                    "determined. Fixed-budget table: log L = -slope log N + c at each fixed D (and vs log D at fixed N), "
                    "the form of Roy et al. 2025, Table 3; 'change' = second architecture vs first; 'sat. fit' = the "
-                   "exponent of L = E + A/N^alpha at that budget.")
+                   "exponent of the saturating form L = E + A/N^alpha (or E + B/D^beta) at that budget.")
     y, row_h, gap = 0.88, 0.026, 0.075
     if inputs.fits:
         header, rows = tables.parameter_rows(inputs)
@@ -643,7 +659,7 @@ def residuals(inputs: ReportInputs) -> Figure:
         ax.axhline(0, color="0.3", lw=0.8)
         ax.set_xlabel(xl)
     axes[0].set_ylabel("log(observed) - log(fitted) loss")
-    fig.legend(handles=handles, loc="center left", bbox_to_anchor=(0.795, 0.5), frameon=False)
+    legend(fig, handles)
     if not inputs.fits:
         note(fig, no_fits_text(inputs))
     return fig
@@ -692,7 +708,7 @@ def training_curves(inputs: ReportInputs) -> Figure:
         handles.append(Line2D([], [], color=colors[s], label=f"{s} (N ~ {tables.fmt(n, 'sci')})"))
     handles.append(Line2D([], [], color="0.6", lw=0.7, label="not done"))
     handles.append(Line2D([], [], color="0.3", marker="o", ls="none", ms=3, label="validation loss"))
-    fig.legend(handles=handles, loc="center left", bbox_to_anchor=(0.855, 0.5), frameon=False, title="size")
+    legend(fig, handles, (0.855, 0.5), title="size")
     return fig
 
 

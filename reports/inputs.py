@@ -262,6 +262,8 @@ def _cross_check(inputs: ReportInputs) -> None:
     """Mismatches between fits and table are stated on the title page, not fatal."""
     if not inputs.fits:
         return
+    for n in inputs.fits.get("notes") or []:  # the fitting CLI's own warnings
+        inputs.notes.append(f"fitting: {n}")
     meta = inputs.fits.get("meta", {})
     n_fit = meta.get("n_runs")
     n_done = len(inputs.done)

@@ -211,3 +211,17 @@ def test_frontier_formula_is_the_isoflop_minimum():
         n = np.geomspace(n_opt[0] / 30, n_opt[0] * 30, 20001)
         best = n[np.argmin(law(p, n, c / (6 * n)))]
         assert abs(np.log(best / n_opt[0])) < 2e-3
+
+
+def test_runs_table_spans_pages_for_big_sweeps(sweep):
+    """Page 9 continues on more pages rather than shrinking rows; every run appears once."""
+    from reports.figures import RUNS_PER_PAGE, runs_table
+
+    inputs = resolve_inputs(sweep["paths"]["results"])
+    big = pd.concat([inputs.results.assign(run_id=inputs.results["run_id"] + f"-r{k}") for k in range(3)])
+    inputs.results = big.reset_index(drop=True)
+    figs = runs_table(inputs)
+    assert len(figs) == -(-len(big) // RUNS_PER_PAGE) > 1
+    shown = [c.get_text().get_text() for f in figs for ax in f.axes for c in ax.tables[0].get_celld().values()
+             if c.get_text().get_text() in set(big["run_id"])]
+    assert len(shown) == len(big)
