@@ -82,21 +82,26 @@ def _is_validation(name: str, val_fraction: float) -> bool:
 def _split_texts(data: dict) -> tuple[list[bytes], list[bytes], str]:
     """Train and validation documents as bytes, plus a description of the corpus."""
     docs = _stdlib_documents() if data["source"] == "python-stdlib" else _text_documents(data["path"])
-    budget = data.get("max_bytes") or float("inf")
-    train, val, total = [], [], 0
+    cap = data.get("max_bytes") or float("inf")
+    vf = data["val_fraction"]
+    caps = {"train": cap * (1 - vf), "val": cap * vf}  # max_bytes is shared between the splits in proportion
+    split: dict[str, list[bytes]] = {"train": [], "val": []}
+    used = {"train": 0, "val": 0}
     for name, path in docs:
-        if total >= budget:
-            break
-        blob = path.read_bytes()
-        if total + len(blob) > budget:
-            blob = blob[: int(budget - total)]
-        total += len(blob)
         if len(docs) == 1:  # one file: split by position
-            cut = int(len(blob) * (1 - data["val_fraction"]))
-            train.append(blob[:cut])
-            val.append(blob[cut:])
-        else:
-            (val if _is_validation(name, data["val_fraction"]) else train).append(blob)
+            blob = path.read_bytes()[: int(min(cap, path.stat().st_size))]
+            cut = int(len(blob) * (1 - vf))
+            split["train"].append(blob[:cut])
+            split["val"].append(blob[cut:])
+            used = {"train": cut, "val": len(blob) - cut}
+            break
+        which = "val" if _is_validation(name, vf) else "train"
+        if used[which] >= caps[which]:
+            continue
+        blob = path.read_bytes()[: int(min(caps[which] - used[which], path.stat().st_size))]
+        split[which].append(blob)
+        used[which] += len(blob)
+    train, val, total = split["train"], split["val"], used["train"] + used["val"]
     if not train or not val:
         raise DataError(f"data {data['source']!r}: the split left an empty {'train' if not train else 'validation'} "
                         f"set ({len(docs)} documents, val_fraction={data['val_fraction']})")

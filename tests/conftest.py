@@ -1,0 +1,61 @@
+"""Shared pytest set-up: GPU tests skip without CUDA; tiny sweep files for the orchestration tests."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def pytest_collection_modifyitems(config, items):
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU: run `make gpu-test` on the device machine")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+TINY_SWEEP = """\
+name: tiny
+output: {output}
+architectures:
+  dot: {{type: dot}}
+  simplicial: {{type: simplicial, every: 2, w1: 8, w2: 4}}
+sizes:
+  a: {{n_layers: 2, d_model: 32, n_heads: 2}}
+  b: {{n_layers: 2, d_model: 48, n_heads: 2}}
+budgets:
+  tokens: [{budgets}]
+data:
+  source: python-stdlib
+  max_bytes: 400000
+training:
+  seq_len: 32
+  batch_tokens: 256
+  micro_batch_size: 4
+  lr: 3.0e-3
+  eval_every: 0
+  eval_tokens: 1024
+  log_every: 2
+  checkpoint_every: 5
+executor:
+  name: {executor}
+  max_parallel: 2
+"""
+
+
+def write_sweep(folder: Path, *, executor: str = "local", budgets: str = "2560, 5120", extra: str = "") -> Path:
+    path = Path(folder) / "sweep.yaml"
+    path.write_text(TINY_SWEEP.format(output=str(Path(folder) / "out"), executor=executor, budgets=budgets)
+                    + textwrap.dedent(extra))
+    return path
+
+
+@pytest.fixture
+def tiny_sweep(tmp_path) -> Path:
+    return write_sweep(tmp_path)

@@ -1,0 +1,103 @@
+"""The trainer: the loss goes down, results are complete, a killed run resumes exactly, divergence is recorded."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from simplicial.data import load_tokens, step_starts
+from simplicial.train import train_run
+from sweeps import expand, load_sweep
+from tests.conftest import REPO_ROOT, write_sweep
+
+
+def _run(tmp_path, index=0, budgets="5120", **training):
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    spec = load_sweep(write_sweep(tmp_path, budgets=budgets))
+    run = expand(spec)[index]
+    return dataclasses.replace(run, training={**run.training, "threads": 1, **training})
+
+
+def test_training_lowers_loss_and_writes_result(tmp_path):
+    run = _run(tmp_path, budgets="12800", lr=1e-2)  # 50 steps
+    result = train_run(run)
+    assert result["status"] == "done"
+    assert result["val_loss"] < 0.7 * math.log(256), result["val_loss"]  # uniform guess: ln 256
+    on_disk = json.loads((run.run_dir / "result.json").read_text())
+    for key in ("train_loss", "val_loss", "params", "params_with_embeddings", "params_non_embedding", "tokens",
+                "flops", "wall_time_s", "tokens_per_s", "versions", "status", "finished_at"):
+        assert on_disk[key] is not None, key
+    assert on_disk["tokens"] == 12800 and on_disk["steps"] == 50
+    assert on_disk["params_with_embeddings"] - on_disk["params_non_embedding"] == 256 * 32
+    rows = [json.loads(l) for l in (run.run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert rows[-1]["step"] == 50 and "val_loss" in rows[-1]
+    assert rows[0]["train_loss"] > rows[-1]["train_loss"]
+    assert json.loads((run.run_dir / "config.json").read_text())["run_id"] == run.run_id
+
+
+def test_simplicial_model_trains(tmp_path):
+    run = _run(tmp_path, index=2, budgets="2560")  # simplicial, size a (grid order: arch, size, budget)
+    assert run.arch == "simplicial"
+    result = train_run(run)
+    assert result["status"] == "done" and result["val_loss"] < math.log(256)
+
+
+def test_batches_do_not_depend_on_split():
+    a = step_starts(10_000, 32, 8, seed=3, step=7)
+    assert np.array_equal(a, step_starts(10_000, 32, 8, seed=3, step=7))
+    assert not np.array_equal(a, step_starts(10_000, 32, 8, seed=3, step=8))
+
+
+def test_divergence_is_recorded_not_raised(tmp_path):
+    run = _run(tmp_path, budgets="2560", lr=1e6, grad_clip=0.0)
+    result = train_run(run)
+    assert result["status"] == "diverged", result
+    assert "loss is" in result["error"]
+    assert json.loads((run.run_dir / "result.json").read_text())["status"] == "diverged"
+
+
+def test_failure_writes_result_with_traceback(tmp_path):
+    run = _run(tmp_path, budgets="2560")
+    run = dataclasses.replace(run, data={**run.data, "source": "text", "path": str(tmp_path / "nope.txt")})
+    with pytest.raises(Exception, match="no such file"):
+        train_run(run)
+    result = json.loads((run.run_dir / "result.json").read_text())
+    assert result["status"] == "failed" and "Traceback" in result["error"] and "nope.txt" in result["error"]
+
+
+def test_killed_run_resumes_from_checkpoint_bit_exact(tmp_path):
+    """SIGKILL a run after its first checkpoint; the re-run resumes there and ends with the uninterrupted loss."""
+    reference = train_run(_run(tmp_path / "ref", budgets="25600"))  # 100 steps, checkpoint every 5
+
+    run = _run(tmp_path / "killed", budgets="25600")
+    run.run_dir.mkdir(parents=True)
+    (run.run_dir / "config.json").write_text(json.dumps(run.to_dict()))
+    cmd = [sys.executable, "-m", "simplicial.train", str(run.run_dir / "config.json")]
+    proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 120
+    while not (run.run_dir / "checkpoint.pt").exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (run.run_dir / "result.json").exists(), "killed too late: the run had finished"
+    assert (run.run_dir / "checkpoint.pt").exists()
+
+    out = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    step = int(out.stdout.split("resuming from step ")[1].split("/")[0])
+    assert 0 < step < 100
+    result = json.loads((run.run_dir / "result.json").read_text())
+    assert result["status"] == "done" and result["steps"] == 100
+    assert result["val_loss"] == reference["val_loss"] and result["train_loss"] == reference["train_loss"]
+    steps = [json.loads(l)["step"] for l in (run.run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert steps == sorted(steps) and len(steps) == len(set(steps)), steps  # no duplicated rows after resume
