@@ -237,7 +237,8 @@ def arch_legend(fig: Figure, inputs: ReportInputs, colors, extra: list | None = 
 def legend(fig: Figure, handles, loc=(0.795, 0.5), title=None):
     """The page's legend in the right margin (never over data), long labels wrapped to fit the margin."""
     for h in handles:
-        h.set_label(textwrap.fill(h.get_label(), width=30, subsequent_indent="  "))
+        lines = h.get_label().split("\n")
+        h.set_label("\n".join(textwrap.fill(ln, width=34, subsequent_indent="  ") for ln in lines))
     fig.legend(handles=handles, loc="center left", bbox_to_anchor=loc, frameon=False, title=title)
 
 
@@ -533,7 +534,7 @@ def frontier_page(inputs: ReportInputs) -> Figure:
                 if b is not None:
                     ax.fill_between(c, b[0], b[1], color=colors[arch], alpha=0.18, lw=0, zorder=1)
         a_txt = tables.fmt_ci(tables.exponent_a(g), tables.group_ci(g, "a", lv))
-        handles.append(Line2D([], [], color=colors[arch], ls=ls, label=f"{arch}{suffix}: a = {a_txt}"))
+        handles.append(Line2D([], [], color=colors[arch], ls=ls, label=f"{arch}{suffix}\n  a = {a_txt}"))
     for ax, what in ((axes[0], "N_opt: non-embedding parameters"), (axes[1], "D_opt: training tokens")):
         ax.set_xscale("log")
         ax.set_yscale("log")

@@ -225,3 +225,19 @@ def test_runs_table_spans_pages_for_big_sweeps(sweep):
     shown = [c.get_text().get_text() for f in figs for ax in f.axes for c in ax.tables[0].get_celld().values()
              if c.get_text().get_text() in set(big["run_id"])]
     assert len(shown) == len(big)
+
+
+def test_sweep_with_nothing_done_yet(sweep, tmp_path):
+    """Every run pending, no curves, no fits: still all pages, each saying what is missing."""
+    res = pd.read_csv(sweep["paths"]["results"]).iloc[::4].copy()
+    res["status"] = "pending"
+    res[["loss", "train_loss", "val_loss"]] = np.nan
+    folder = tmp_path / "pending"
+    folder.mkdir()
+    res.to_csv(folder / "results.csv", index=False)
+    out = folder / "report.pdf"
+    assert main([str(folder / "results.csv")]) == 0  # default output: report.pdf beside the table
+    pages = pdf_text(out)
+    assert len(pages) == N_PAGES
+    assert "8 pending" in pages[0] and "no done runs" in pages[0] and "no training curves" in pages[0]
+    assert "no done runs yet" in pages[1] and "no training curves" in pages[7]
