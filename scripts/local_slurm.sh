@@ -281,6 +281,14 @@ do_up() {
   fi
   rm -f "$PIDS"/*.pid
 
+  # Another cluster (another scratch dir) or service on our ports would make a daemon die with a bind error.
+  local port
+  for port in "$DB_PORT" "$DBD_PORT" "$CTLD_PORT" "$SLURMD_PORT"; do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+      die "127.0.0.1:$port is already in use (another local cluster with a different SLURM_SCRATCH?); stop it or set SLURM_MYSQL_PORT/SLURM_DBD_PORT/SLURM_CTLD_PORT/SLURM_SLURMD_PORT"
+    fi
+  done
+
   install_packages
 
   [[ -s "$SCRATCH/etc/db.pass" ]] || { head -c 18 /dev/urandom | base64 | tr -d '/+=' >"$SCRATCH/etc/db.pass"; }
