@@ -11,13 +11,24 @@ import torch
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
+def pytest_configure(config):
+    from tests.slurm_utils import load_slurm_env
+
+    load_slurm_env()  # SLURM_CONF of the local test cluster, for launcher code that shells out to sbatch/sacct
+
+
 def pytest_collection_modifyitems(config, items):
-    if torch.cuda.is_available():
-        return
-    skip = pytest.mark.skip(reason="needs a CUDA GPU: run `make gpu-test` on the device machine")
-    for item in items:
-        if "gpu" in item.keywords:
-            item.add_marker(skip)
+    from tests.slurm_utils import SKIP_MESSAGE, slurm_available
+
+    if not torch.cuda.is_available():
+        skip = pytest.mark.skip(reason="needs a CUDA GPU: run `make gpu-test` on the device machine")
+        for item in items:
+            if "gpu" in item.keywords:
+                item.add_marker(skip)
+    if any(item.get_closest_marker("slurm") for item in items) and not slurm_available():
+        for item in items:
+            if item.get_closest_marker("slurm"):
+                item.add_marker(pytest.mark.skip(reason=SKIP_MESSAGE))
 
 
 TINY_SWEEP = """\
