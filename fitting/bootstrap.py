@@ -4,8 +4,9 @@ A resample is a vector of counts over runs (``counts[i]`` copies of run i), so t
 same per-run losses; nothing is copied. Each Approach-3 resample starts from the full-data optimum plus the best
 few published-grid starts *for that resample* (their objective values are one matrix-vector product with the
 per-run Huber losses at every grid start, computed once), refines them together with the batched LM and polishes
-the best two with L-BFGS-B. Resamples whose runs cover one N, one D or fewer than 5 distinct (N, D) points are
-not identifiable: they are skipped and counted, never silently fitted. Resamples run in a process pool.
+the best end point with L-BFGS-B (tight tolerances, as the full fit). Resamples whose runs cover one N, one D or
+fewer than 5 distinct (N, D) points are not identifiable: they are skipped and counted, never silently fitted.
+Resamples run in a fork-based process pool; the counts are drawn up front, so results do not depend on ``jobs``.
 """
 from __future__ import annotations
 
@@ -39,7 +40,7 @@ class Approach3Refitter:
     """Refits one resample by Approach 3; picklable state shared with worker processes."""
 
     def __init__(self, N, D, L, x_full, *, delta=chinchilla.DEFAULT_DELTA, starts="published", bound_e=False,
-                 n_grid_starts: int = 4, lm_iters: int = 30, n_polish: int = 2):
+                 n_grid_starts: int = 4, lm_iters: int = 30, n_polish: int = 1):
         self.N, self.D, self.L = (np.asarray(v, dtype=float) for v in (N, D, L))
         self.x_full = np.asarray(x_full, dtype=float)
         self.delta, self.bound_e = delta, bound_e
