@@ -150,12 +150,17 @@ def new_page(title: str, caption: str | None = None) -> Figure:
     fig = Figure(figsize=PAGE_SIZE)
     fig.text(0.04, 0.955, title, fontsize=15, weight="bold", va="top")
     if caption:
-        fig.text(0.04, 0.035, caption, fontsize=8, va="bottom", color="0.25", wrap=True)
+        caption_text(fig, caption)
     return fig
 
 
 def _ncols(n: int) -> int:
     return 2 if n == 4 else max(min(n, 3), 1)
+
+
+def caption_text(fig: Figure, caption: str):
+    """Caption at the page foot, wrapped by character count (matplotlib's own wrap can run past the edge)."""
+    fig.text(0.04, 0.03, textwrap.fill(caption, width=185), fontsize=8, va="bottom", color="0.25")
 
 
 def panel_grid(fig: Figure, n: int, right: float = 0.78, sharey: bool = True):
@@ -269,7 +274,7 @@ def _no_done_page(fig: Figure, text: str = "no done runs yet: nothing to plot") 
 
 # ------------------------------------------------------------------------------------------------------------ pages
 
-def title_page(inputs: ReportInputs, report_version: str = "") -> Figure:
+def title_page(inputs: ReportInputs) -> Figure:
     """Page 1: what was run, on what, how much of it finished, and the headline exponents with CIs."""
     res = inputs.results
     fig = new_page(f"Scaling report: {inputs.sweep_name}")
@@ -281,7 +286,8 @@ def title_page(inputs: ReportInputs, report_version: str = "") -> Figure:
 
     finished = sorted(set(res["finished_at"]) - {"", "nan"})
     lines.append(("Date", (finished[-1][:10] + f" (last run finished {finished[-1]})") if finished else "unknown"))
-    lines.append(("Git commit", first("git_commit")))
+    commits = sorted(set(res["git_commit"]) - {"", "nan"})
+    lines.append(("Git commit", first("git_commit") + (" (runs made at several commits)" if len(commits) > 1 else "")))
     lines.append(("Versions", f"torch {first('torch_version')}, triton {first('triton_version')}; report drawn with "
                               f"matplotlib {mpl.__version__}, numpy {np.__version__}"))
     lines.append(("Hardware", first("device")))
@@ -339,7 +345,7 @@ def title_page(inputs: ReportInputs, report_version: str = "") -> Figure:
     for ln in inputs.notes:
         fig.text(0.04, y, "Note: " + ln, fontsize=9, va="top", color="#A00000")
         y -= 0.026
-    fig.text(0.04, 0.035, caption, fontsize=8, color="0.25", va="bottom", wrap=True)
+    caption_text(fig, caption)
     return fig
 
 
@@ -670,19 +676,21 @@ def training_curves(inputs: ReportInputs) -> Figure:
     """Page 8: loss vs tokens for every run, coloured by size, one panel per architecture."""
     fig = new_page("Training curves",
                    "Lines: training loss vs tokens processed for every run in the curves file, coloured by model size "
-                   "(N = non-embedding parameters); points: validation loss. Failed runs are drawn thin and grey.")
+                   "(N = non-embedding parameters); points: validation loss. Runs not done (failed, running, ...) are drawn thin and grey.")
     cur = inputs.curves
     if cur is None or cur.empty:
         note(fig, f"no training curves: {inputs.results_path.stem}_curves.csv is absent or empty")
         return _no_done_page(fig, "no curves to plot")
     colors = size_colors(inputs.results)
     archs = inputs.archs
-    axes = fig.subplots(1, len(archs), squeeze=False, sharey=True)[0]
+    axes = fig.subplots(1, len(archs), squeeze=False, sharex=True, sharey=True)[0]
     fig.subplots_adjust(left=0.07, right=0.84, top=0.86, bottom=0.2, wspace=0.08)
     info = inputs.results.set_index("run_id")
     y_hi = []
     for ax, arch in zip(axes, archs):
         sub = cur[cur["arch"] == arch]
+        if sub.empty:
+            ax.text(0.5, 0.5, "no curves yet", transform=ax.transAxes, ha="center", va="center", color="#A00000")
         for run_id, c in sub.groupby("run_id", sort=True):
             size = info["size"].get(run_id, None) if run_id in info.index else None
             status = info["status"].get(run_id, "") if run_id in info.index else ""
@@ -695,11 +703,11 @@ def training_curves(inputs: ReportInputs) -> Figure:
             if len(tl):
                 y_hi.append(np.nanquantile(tl, 0.9))
         ax.set_xscale("log")
-        set_log_ticks(ax.xaxis, *ax.get_xlim())
         ax.set_title(f"{arch} ({sub['run_id'].nunique()} runs)")
         ax.set_xlabel("tokens processed")
         ax.yaxis.set_tick_params(labelleft=True)
     axes[0].set_ylabel("loss (nats/token)")
+    set_log_ticks(axes[0].xaxis, *axes[0].get_xlim())
     lo = np.nanmin(cur["train_loss"]) if len(cur) else 0
     if y_hi:
         axes[0].set_ylim(lo - 0.05 * abs(lo), max(y_hi) * 1.02)
