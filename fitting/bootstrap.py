@@ -114,7 +114,7 @@ def run_refits(refitter, counts: np.ndarray, jobs: int | None = None):
             with single_blas_thread():
                 parts = [_run_chunk(counts)]
         else:
-            chunks = np.array_split(counts, jobs * 4)
+            chunks = np.array_split(counts, min(jobs * 4, len(counts)))  # no empty chunks
             with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("fork"),
                                      initializer=_init_worker) as pool:
                 parts = list(pool.map(_run_chunk, chunks))

@@ -236,7 +236,7 @@ def from_params(p: dict) -> np.ndarray:
 
 def fit_problem(prob: Problem, starts: np.ndarray, *, scan_iters: int = 8, keep: int = 64, refine_iters: int = 60,
                 n_polish: int = 3, ftol: float = FTOL, gtol: float = GTOL, scipy_defaults: bool = False,
-                lm: bool = True) -> FitResult:
+                lm: bool = True, maxiter: int = MAXITER) -> FitResult:
     """Multi-start fit of one prepared problem; see ``fit_approach3`` for the public entry point."""
     starts = make_starts(starts)
     if lm:
@@ -248,7 +248,7 @@ def fit_problem(prob: Problem, starts: np.ndarray, *, scan_iters: int = 8, keep:
     cand = _distinct_best(X, f, n_polish)
     best, nfev, nit = None, int(len(starts)), 0
     for i in cand:
-        res = polish(prob, X[i], ftol=ftol, gtol=gtol, scipy_defaults=scipy_defaults)
+        res = polish(prob, X[i], ftol=ftol, gtol=gtol, maxiter=maxiter, scipy_defaults=scipy_defaults)
         nfev += int(res.nfev)
         nit += int(res.nit)
         if best is None or (np.isfinite(res.fun) and res.fun < best.fun):

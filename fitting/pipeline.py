@@ -10,7 +10,7 @@ import pandas as pd
 from . import bootstrap as bs
 from .chinchilla import DEFAULT_DELTA, ConvergenceWarning, fit_approach3
 from .compare import compare_samples, paired_comparison
-from .data import FittingInputError, RunTable, insufficiency
+from .data import FittingInputError, RunTable, insufficiency, read_table
 from .varpro import fit_varpro
 
 METHODS = ("approach3", "varpro")
@@ -60,12 +60,18 @@ def fit_groups(table: RunTable | pd.DataFrame, *, method: str = "both", n_boot: 
                compare: list[tuple[str, str]] | None = None, pair_tol: float = 0.01, meta: dict | None = None) -> dict:
     """Fit each group; returns the fits.json document (plain Python, NaN already replaced by None).
 
-    ``table``: a ``RunTable`` or a DataFrame with columns N, D, L, group. ``on_insufficient="error"`` raises
+    ``table``: a ``RunTable``, a DataFrame with columns N, D, L, group, or a raw results table (columns params,
+    tokens, loss, arch, status; read with ``read_table`` defaults). ``on_insufficient="error"`` raises
     ``FittingInputError`` for a group with fewer runs than parameters or one N / one D only; ``"mark"`` records it
     with ``status: "not enough runs"`` and a ``reason`` (what the report uses). ``compare``: (A, B) pairs,
     reported as "B - A"; by default every other group against the first (sorted).
     """
-    df = table.df if isinstance(table, RunTable) else table
+    if isinstance(table, RunTable):
+        df = table.df
+    elif {"N", "D", "L", "group"} <= set(table.columns):
+        df = table
+    else:  # a raw results table (docs/DESIGN.md columns): validate it as the CLI does
+        df = read_table(table).df
     if on_insufficient not in ("error", "mark"):
         raise ValueError(f"on_insufficient must be 'error' or 'mark', got {on_insufficient!r}")
     methods = _methods(method)

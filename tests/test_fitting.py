@@ -109,6 +109,21 @@ def test_chinchilla_data_converges_and_methods_agree():
         assert civ[0] <= a3.params[k] <= civ[1], (k, a3.params[k], civ)
 
 
+def test_unconverged_fit_warns_and_says_so():
+    N, D, L = chinchilla_data()
+    with pytest.warns(chinchilla.ConvergenceWarning, match="did not converge"):
+        res = fit_approach3(N, D, L, starts="small", lm=False, maxiter=3)
+    assert not res.success and res.status == 1 and "iteration limit" in res.message
+
+
+def test_fit_groups_accepts_raw_results_table():
+    df = pd.concat([synth(3, 3, 0.01, 1, arch="dot"), synth(3, 3, 0.01, 2, arch="simplicial")])
+    df["status"] = "done"
+    doc = fit_groups(df, method="approach3", n_boot=0, starts="small")
+    assert set(doc["fits"]) == {"dot", "simplicial"} and doc["fits"]["dot"]["converged"]
+    assert set(doc["fits"]["dot"]["methods"]) == {"approach3"}
+
+
 def test_bound_e_respected():
     N, D, L = chinchilla_data()
     res = fit_approach3(N, D, L[:], starts="small", bound_e=True)
