@@ -152,7 +152,7 @@ def lm_batch(prob: Problem, X: np.ndarray, iters: int, lam0: float = 1e-2):
     for _ in range(iters):
         d = np.diagonal(M, axis1=1, axis2=2)
         scale = np.maximum(d, 1e-9 * (d.max(axis=1, keepdims=True) + 1e-300))
-        A = M + lam[:, None, None] * (scale[:, :, None] * eye) + 1e-300 * eye
+        A = M + lam[:, None, None] * (scale[:, :, None] * eye)  # Marquardt damping, floored scale: never singular
         try:
             step = -np.linalg.solve(A, g[..., None])[..., 0]
         except np.linalg.LinAlgError:

@@ -231,6 +231,17 @@ def test_cli_flops_col_and_fixed_budget(tmp_path):
     assert {"params", "B", "beta"} <= set(doc["fixed_params"]["dot"][0])
 
 
+def test_cli_on_chinchilla_csv_with_flops(tmp_path, capsys):
+    chinchilla_data()  # skips with a message when shared/ is missing
+    out = tmp_path / "fits.json"
+    rc = main(["chinchilla", str(DATA), "--params-col", "Model Size", "--flops-col", "Training FLOP",
+               "--bootstrap", "0", "--starts", "small", "--method", "approach3", "--json", str(out)])
+    assert rc == 0
+    assert "one group 'all'" in capsys.readouterr().out
+    f = json.loads(out.read_text())["fits"]["all"]
+    assert f["converged"] and f["n_runs"] == 245 and 0.3 < f["alpha"] < 0.4
+
+
 @pytest.mark.parametrize("mutate, args, expect", [
     (lambda d: d.drop(columns="loss"), [], "'loss'"),
     (lambda d: d.assign(params=d.params.where(d.index != 3, -1.0)), [], "non-positive"),
@@ -247,3 +258,10 @@ def test_cli_bad_input_exits_2_and_writes_nothing(tmp_path, capsys, mutate, args
     err = capsys.readouterr().err
     assert expect in err, err
     assert not out.exists()
+
+
+def test_cli_fixed_budget_bad_input_exits_2(tmp_path, capsys):
+    df = synth(3, 3, 0.01, 1, arch="dot").drop(columns="tokens")
+    out = tmp_path / "fixed.json"
+    assert main(["fixed-budget", _write(tmp_path, df), "--json", str(out)]) == 2
+    assert "'tokens'" in capsys.readouterr().err and not out.exists()
