@@ -8,6 +8,7 @@ prints a line per finished run with an ETA; `run_debug` runs each job in this pr
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import re
 import subprocess
@@ -22,6 +23,7 @@ from sweeps.grid import RunSpec
 from sweeps.journal import JournalEntry, now, record
 from sweeps.state import last_step
 
+REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MAX_ARRAY_SIZE = 1001  # SLURM's default MaxArraySize (REFERENCE.md section 5)
 DEFAULT_TIMEOUT_MIN = 24 * 60
 
@@ -60,32 +62,50 @@ def slurm_parameters(resources: dict, max_parallel: int) -> dict:
 
 
 def _resource_key(run: RunSpec) -> str:
-    import json
-
     return json.dumps(run.resources, sort_keys=True)
+
+
+def _with_threads(run: RunSpec, threads: int) -> RunSpec:
+    """The run with `training.threads` set unless the sweep set it (threads are not part of the run's identity)."""
+    if run.training.get("threads"):
+        return run
+    return dataclasses.replace(run, training={**run.training, "threads": threads})
+
+
+def _compact(resources: dict) -> str:
+    return ", ".join(f"{k}={v}" for k, v in resources.items() if v not in (None, {}, [])) or "cluster defaults"
 
 
 def submit_slurm(runs: list[RunSpec], sweep_dir: Path, max_parallel: int, max_array_size: int | None = None,
                  log=print) -> list[JournalEntry]:
-    """Queue runs as job arrays: one array per resource shape, chunked to the cluster's MaxArraySize."""
-    chunk = max_array_size or cluster_max_array_size()
+    """Queue runs as job arrays and return: one array per resource shape, each chunked below the cluster's
+    MaxArraySize (array indices must be < it) and below `max_array_size` when the sweep sets one; at most
+    `max_parallel` tasks of an array run at once. Every chunk is journaled as soon as sbatch accepted it."""
+    cluster_limit = cluster_max_array_size()
+    chunk = min(cluster_limit, max_array_size) if max_array_size else cluster_limit
     folder = submitit_folder(sweep_dir)
     groups: dict[str, list[RunSpec]] = {}
     for run in runs:
         groups.setdefault(_resource_key(run), []).append(run)
     entries = []
     for group in groups.values():
+        res = group[0].resources
+        params = slurm_parameters(res, max_parallel)
+        # the job runs this interpreter (sys.executable); the repository on PYTHONPATH makes `simplicial` importable
+        # even where the package is not installed in that interpreter's environment
+        params["slurm_setup"] = [f"export PYTHONPATH={REPO_ROOT}${{PYTHONPATH:+:$PYTHONPATH}}", *params["slurm_setup"]]
         executor = submitit.AutoExecutor(folder=folder, cluster="slurm")
-        executor.update_parameters(name=f"{group[0].sweep}", **slurm_parameters(group[0].resources, max_parallel))
+        executor.update_parameters(name=f"{group[0].sweep}", **params)
+        threads = int(res.get("cpus_per_task") or 1)  # one intra-op thread per allocated CPU: no oversubscription
         for start in range(0, len(group), chunk):
             part = group[start : start + chunk]
             with executor.batch():
-                jobs = [executor.submit(TrainJob(run)) for run in part]
+                jobs = [executor.submit(TrainJob(_with_threads(run, threads))) for run in part]
             batch = [JournalEntry(run.run_id, job.job_id, "slurm", str(job.paths.folder), now())
                      for run, job in zip(part, jobs)]
             record(sweep_dir, batch)
             entries += batch
-            log(f"submitted array {jobs[0].job_id.split('_')[0]} ({len(part)} runs, resources {group[0].resources})")
+            log(f"submitted array {jobs[0].job_id.split('_')[0]} ({len(part)} runs; {_compact(res)})")
     return entries
 
 
@@ -104,8 +124,7 @@ def run_local(runs: list[RunSpec], sweep_dir: Path, max_parallel: int, log=print
 
     CPU threads per run default to cores / max_parallel so parallel runs do not oversubscribe the machine."""
     cores = len(os.sched_getaffinity(0))
-    threads = max(1, cores // max_parallel)
-    queue = [dataclasses.replace(r, training={**r.training, "threads": r.training.get("threads") or threads})
+    queue = [_with_threads(r, max(1, cores // (max_parallel * (r.resources.get("tasks_per_node") or 1))))
              for r in runs]
     total_flops = sum(r.flops for r in queue) or 1.0
     done_flops, outcome, active = 0.0, {}, {}

@@ -1,15 +1,22 @@
 """Where each run of a sweep stands, read from its run folder, the journal and (for live jobs) the scheduler.
 
-Order of evidence: a `result.json` newer than the run's latest submission is final; otherwise the job's scheduler
-state (submitit re-attached from the journal: `sacct`/`squeue` on SLURM, the process on the local executor) says
-pending / running / preempted; a job that ended without a result is `failed` with the scheduler's reason and the tail
-of its log. Nothing here waits on a job: `status` and `collect` never hang.
+Order of evidence: a `result.json` that says done/diverged, or that is newer than the run's latest submission, is
+final; otherwise the job's scheduler state says queued / running / preempted (requeued) / timeout / failed. A job
+that ended without a result (scancel, node failure, OOM, a hard kill) is `failed` with the scheduler's state, its
+exit code and the tail of its log.
+
+SLURM jobs are re-attached from the journal with one `squeue` (the controller's fresh view) and one `sacct` (for jobs
+the controller has forgotten) per status call, by array id, each under a timeout: nothing here waits on a job, so
+`status`, `collect` and a re-launch never hang. A job the scheduler cannot tell us about is `unknown`, and the
+launcher treats that as possibly alive (never resubmits it: no duplicate jobs).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import subprocess
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -21,11 +28,13 @@ from sweeps.journal import JournalEntry, latest
 _SLURM_STATES = {
     "PENDING": "queued", "CONFIGURING": "queued", "REQUEUED": "preempted", "REQUEUE_HOLD": "preempted",
     "REQUEUE_FED": "preempted", "RESIZING": "running", "RUNNING": "running", "COMPLETING": "running",
-    "SUSPENDED": "running", "STAGE_OUT": "running", "SIGNALING": "running", "PREEMPTED": "preempted",
-    "TIMEOUT": "timeout", "DEADLINE": "timeout", "CANCELLED": "failed", "FAILED": "failed", "NODE_FAIL": "failed",
-    "OUT_OF_MEMORY": "failed", "BOOT_FAIL": "failed", "REVOKED": "failed", "COMPLETED": "completed",
+    "SUSPENDED": "running", "STAGE_OUT": "running", "SIGNALING": "running", "STOPPED": "running",
+    "PREEMPTED": "preempted", "TIMEOUT": "timeout", "DEADLINE": "timeout", "CANCELLED": "failed",
+    "FAILED": "failed", "NODE_FAIL": "failed", "OUT_OF_MEMORY": "failed", "BOOT_FAIL": "failed",
+    "REVOKED": "failed", "SPECIAL_EXIT": "failed", "COMPLETED": "completed",
 }
-ACTIVE = ("queued", "running", "preempted")  # a job exists and will still run
+ACTIVE = ("queued", "running", "preempted", "unknown")  # a job exists (or may exist) and will still run
+SCHEDULER_TIMEOUT_S = 20.0
 
 
 @dataclass
@@ -33,7 +42,8 @@ class RunState:
     run_id: str
     arch: str
     size: str
-    status: str  # done | diverged | failed | timeout | running | queued | preempted | pending (no live job)
+    # done | diverged | failed | timeout | running | queued | preempted | pending (no live job) | unknown
+    status: str
     error: str | None = None
     job_id: str | None = None
     scheduler_state: str | None = None
@@ -52,6 +62,14 @@ class RunState:
         return self.status in ACTIVE
 
 
+@dataclass(frozen=True)
+class SchedulerInfo:
+    state: str  # the scheduler's word, e.g. RUNNING, "CANCELLED by 0"
+    reason: str | None = None
+    exit_code: str | None = None
+    elapsed_s: float | None = None
+
+
 def read_result(run_dir: Path) -> dict | None:
     path = Path(run_dir) / "result.json"
     try:
@@ -63,11 +81,13 @@ def read_result(run_dir: Path) -> dict | None:
 def last_step(run_dir: Path) -> int | None:
     """The last logged step in metrics.jsonl (cheap: reads the file's tail)."""
     path = Path(run_dir) / "metrics.jsonl"
-    if not path.exists():
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            f.seek(max(0, size - 4096))
+            lines = f.read().decode(errors="replace").splitlines()
+    except OSError:
         return None
-    with open(path, "rb") as f:
-        f.seek(max(0, path.stat().st_size - 4096))
-        lines = f.read().decode(errors="replace").splitlines()
     for line in reversed(lines):
         try:
             return int(json.loads(line)["step"])
@@ -76,11 +96,15 @@ def last_step(run_dir: Path) -> int | None:
     return None
 
 
-def log_tail(entry: JournalEntry, lines: int = 15) -> str | None:
-    """The last lines of the job's stderr (then stdout): where a traceback or the scheduler's kill message lands."""
+def _job_paths(entry: JournalEntry):
     from submitit.core.utils import JobPaths
 
-    paths = JobPaths(entry.folder, job_id=entry.job_id, task_id=0)
+    return JobPaths(entry.folder, job_id=entry.job_id, task_id=0)
+
+
+def log_tail(entry: JournalEntry, lines: int = 15) -> str | None:
+    """The last lines of the job's stderr (then stdout): where a traceback or the scheduler's kill message lands."""
+    paths = _job_paths(entry)
     for p in (paths.stderr, paths.stdout):
         try:
             text = Path(p).read_text(errors="replace").splitlines()
@@ -91,28 +115,88 @@ def log_tail(entry: JournalEntry, lines: int = 15) -> str | None:
     return None
 
 
-def _job_state(entry: JournalEntry) -> tuple[str, str | None]:
-    """(our status, the scheduler's own state word) of a journaled job, without waiting."""
-    if entry.executor == "slurm":
-        import submitit
-
-        try:
-            raw = submitit.SlurmJob(folder=entry.folder, job_id=entry.job_id).state
-        except Exception as e:  # sacct unreachable: say so rather than guess
-            return "unknown", f"scheduler unreachable: {e}"
-        word = raw.split()[0].upper() if raw else "UNKNOWN"
-        return _SLURM_STATES.get(word, "unknown" if word == "UNKNOWN" else "failed"), raw
-    if entry.executor == "local":
-        try:
-            pid = int(entry.job_id)
-            os.kill(pid, 0)
-        except (ValueError, ProcessLookupError, PermissionError):
-            return "ended", "process gone"
-        return _zombie_or_running(pid)
-    return "pending", None
+def _has_started(entry: JournalEntry) -> bool:
+    """The job wrote a log: it ran at least once (a PENDING job that did was requeued)."""
+    paths = _job_paths(entry)
+    return Path(paths.stdout).exists() or Path(paths.stderr).exists()
 
 
-def _zombie_or_running(pid: int) -> tuple[str, str]:
+# ----------------------------------------------------------------------------------------------------------------
+# the scheduler, queried in bulk and never waited on
+
+
+def _duration_s(text: str) -> float | None:
+    """SLURM's [D-]HH:MM:SS / MM:SS / MM:SS.mmm -> seconds."""
+    text = (text or "").strip()
+    m = re.fullmatch(r"(?:(\d+)-)?(?:(\d+):)?(\d+):(\d+(?:\.\d+)?)", text)
+    if not m:
+        return None
+    d, h, mi, s = m.groups()
+    return int(d or 0) * 86400 + int(h or 0) * 3600 + int(mi) * 60 + float(s)
+
+
+def _expand_ids(job_id: str) -> list[str]:
+    """'12_[3-5,7%2]' -> ['12_3', '12_4', '12_5', '12_7'] (pending array tasks are grouped so); '12_4' -> ['12_4']."""
+    m = re.fullmatch(r"(\d+)_\[([^\]]+)\]", job_id)
+    if not m:
+        return [job_id]
+    base, spec = m.group(1), m.group(2).split("%")[0]
+    out = []
+    for part in spec.split(","):
+        lo, _, hi = part.partition("-")
+        out += [f"{base}_{i}" for i in range(int(lo), int(hi or lo) + 1)]
+    return out
+
+
+def _run_tool(args: list[str], timeout: float) -> str | None:
+    try:
+        out = subprocess.run(args, capture_output=True, text=True, timeout=timeout, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout if out.returncode == 0 else None
+
+
+def slurm_job_states(job_ids: list[str], timeout: float = SCHEDULER_TIMEOUT_S) -> dict[str, SchedulerInfo]:
+    """job id (array task ids like '12_3' too) -> SchedulerInfo, from one squeue and one sacct call per 200 arrays.
+
+    squeue first (fresh: a requeued job is PENDING there at once); sacct for jobs the controller no longer lists.
+    Jobs neither knows are missing from the answer."""
+    bases = sorted({j.split("_")[0] for j in job_ids})
+    found: dict[str, SchedulerInfo] = {}
+    for i in range(0, len(bases), 200):
+        ids = ",".join(bases[i : i + 200])
+        out = _run_tool(["squeue", "-h", "-r", "-t", "all", "-j", ids, "-o", "%i|%T|%r|%M"], timeout) or ""
+        for line in out.splitlines():
+            parts = line.strip().split("|")
+            if len(parts) == 4:
+                for jid in _expand_ids(parts[0]):
+                    found[jid] = SchedulerInfo(parts[1], parts[2] or None, None, _duration_s(parts[3]))
+        missing = [j for j in job_ids if j not in found and j.split("_")[0] in bases[i : i + 200]]
+        if not missing:
+            continue
+        out = _run_tool(["sacct", "-n", "-X", "-P", "-j", ids, "-o", "JobID,State,Reason,ExitCode,Elapsed"],
+                        timeout) or ""
+        for line in out.splitlines():
+            parts = line.strip().split("|")
+            if len(parts) == 5:
+                for jid in _expand_ids(parts[0]):
+                    if jid not in found:
+                        found[jid] = SchedulerInfo(parts[1], parts[2] or None, parts[3] or None,
+                                                   _duration_s(parts[4]))
+    return found
+
+
+def _word(state: str) -> str:
+    return state.split()[0].upper() if state else "UNKNOWN"
+
+
+def _local_state(entry: JournalEntry) -> tuple[str, str]:
+    """A local-executor job is a process on this machine (its id is the pid)."""
+    try:
+        pid = int(entry.job_id)
+        os.kill(pid, 0)
+    except (ValueError, ProcessLookupError, PermissionError):
+        return "ended", "process gone"
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
         if stat.rsplit(")", 1)[1].split()[0] == "Z":
@@ -133,34 +217,66 @@ def _newer(result: dict, entry: JournalEntry | None) -> bool:
 
 def run_states(runs: list[RunSpec], sweep_dir: Path, query_scheduler: bool = True) -> list[RunState]:
     journal = latest(sweep_dir)
-    states = []
+    states: list[RunState] = []
+    pending_slurm: list[tuple[RunState, JournalEntry]] = []
     for run in runs:
         entry = journal.get(run.run_id)
         st = RunState(run.run_id, run.arch, run.size, "pending", job_id=entry.job_id if entry else None,
                       total_steps=run.steps, step=last_step(run.run_dir))
+        states.append(st)
         result = read_result(run.run_dir)
         if result is not None and (result.get("status") in ("done", "diverged") or _newer(result, entry)):
             st.status, st.error, st.result = result.get("status", "failed"), result.get("error"), result
             st.elapsed_s = result.get("wall_time_s")
             if st.status == "failed" and entry is not None:
                 st.log_tail = log_tail(entry)
-        elif entry is not None and query_scheduler:
-            status, word = _job_state(entry)
+            continue
+        if entry is None or not query_scheduler:
+            continue
+        if entry.executor == "slurm":
+            pending_slurm.append((st, entry))
+        elif entry.executor == "local":
+            status, word = _local_state(entry)
             st.scheduler_state = word
-            if status in ("completed", "ended"):
-                st.status = "failed"
-                st.error = f"job {entry.job_id} ended without writing result.json ({word})"
-                st.log_tail = log_tail(entry)
-            elif status == "unknown":
-                st.status, st.error = "pending", word
+            if status == "ended":
+                _ended_without_result(st, entry, word)
             else:
                 st.status = status
-                if status in ("failed", "timeout"):
-                    st.error = f"job {entry.job_id}: {word}"
-                    st.log_tail = log_tail(entry)
-            try:
-                st.elapsed_s = (datetime.now().astimezone() - datetime.fromisoformat(entry.submitted_at)).total_seconds()
-            except ValueError:
-                pass
-        states.append(st)
+                st.elapsed_s = _since(entry.submitted_at)
+    if pending_slurm:
+        infos = slurm_job_states([e.job_id for _, e in pending_slurm])
+        for st, entry in pending_slurm:
+            info = infos.get(entry.job_id)
+            if info is None:
+                st.status, st.scheduler_state = "unknown", None
+                st.error = f"job {entry.job_id}: neither squeue nor sacct knows it (scheduler unreachable?)"
+                continue
+            st.scheduler_state, st.elapsed_s = info.state, info.elapsed_s
+            status = _SLURM_STATES.get(_word(info.state), "failed")
+            if status == "queued" and _has_started(entry):
+                status = "preempted"  # it ran, and is queued again: requeued after preemption or a time limit
+            if status == "completed":
+                _ended_without_result(st, entry, info.state)
+            elif status in ("failed", "timeout"):
+                st.status = status
+                detail = ", ".join(x for x in (f"exit code {info.exit_code}" if info.exit_code else None,
+                                               f"reason {info.reason}" if info.reason not in (None, "None") else None)
+                                   if x)
+                st.error = f"job {entry.job_id} {info.state} without writing result.json" + (f" ({detail})" if detail else "")
+                st.log_tail = log_tail(entry)
+            else:
+                st.status = status
     return states
+
+
+def _ended_without_result(st: RunState, entry: JournalEntry, word: str) -> None:
+    st.status = "failed"
+    st.error = f"job {entry.job_id} ended without writing result.json ({word})"
+    st.log_tail = log_tail(entry)
+
+
+def _since(iso: str) -> float | None:
+    try:
+        return (datetime.now().astimezone() - datetime.fromisoformat(iso)).total_seconds()
+    except ValueError:
+        return None

@@ -214,3 +214,34 @@ class CheckpointableCounter(_Checkpointable):
             self.step += 1
             Path(progress_file).write_text(f"{self.step} {self.starts}\n")
         return {"step": self.step, "starts": self.starts, "job_id": os.environ.get("SLURM_JOB_ID")}
+
+
+# ----- tiny sweeps for the launcher tests (tests/test_slurm_launch.py, tests/test_ddp.py) -----
+
+def launch(*args, timeout: float = 300) -> subprocess.CompletedProcess:
+    """`python launch.py ARGS` in a fresh process (the launcher exits; later calls re-attach from the journal)."""
+    import sys
+
+    load_slurm_env()
+    return subprocess.run([sys.executable, "launch.py", *map(str, args)], cwd=REPO_ROOT, capture_output=True,
+                          text=True, timeout=timeout, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+
+def single_run_sweep(folder: Path, *, executor: str = "slurm", budgets: str = "2560", seeds: str = "[0]",
+                     extra: str = "", data: str | None = None) -> Path:
+    """tests/conftest.py's tiny sweep cut to one architecture (dot) and one size (a): one run per budget and seed.
+
+    ``extra`` is YAML appended under ``executor:`` (indented two spaces), e.g. "resources: {cpus_per_task: 1}";
+    ``data`` replaces the data block's source line."""
+    from tests.conftest import write_sweep
+
+    path = write_sweep(Path(folder), executor=executor, budgets=budgets)
+    text = path.read_text()
+    text = text.replace("  simplicial: {type: simplicial, every: 2, w1: 8, w2: 4}\n", "")
+    text = text.replace("  b: {n_layers: 2, d_model: 48, n_heads: 2}\n", "")
+    if data is not None:
+        text = text.replace("  source: python-stdlib\n", data.rstrip("\n") + "\n")
+    text += f"seeds: {seeds}\n"
+    text = text.replace("executor:\n", "executor:\n" + "".join(f"  {line}\n" for line in extra.splitlines()))
+    path.write_text(text)
+    return path
