@@ -31,6 +31,7 @@ CASES = [
     ("gqa4", 1, 20, 4, 1, 16, 5, 6, False),
     ("N_is_1", 1, 1, 2, 1, 16, 4, 4, False),
     ("N_multiple_of_block", 1, 32, 1, 1, 16, 17, 5, False),
+    ("interior_tiles", 1, 53, 2, 1, 16, 33, 3, False),  # whole unmasked k1 tiles and query tiles exist
     ("D64", 1, 17, 1, 1, 64, 8, 4, False),
     ("D128", 1, 13, 1, 1, 128, 6, 3, False),
     ("D256", 1, 9, 1, 1, 256, 5, 3, False),

@@ -18,6 +18,7 @@ so the saved activations stay O(B * N * H * D).
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import torch
@@ -35,6 +36,14 @@ def _compute_dtype(*tensors: torch.Tensor) -> torch.dtype:
     return torch.float64 if any(t.dtype == torch.float64 for t in tensors) else torch.float32
 
 
+def _no_autocast(device: torch.device):
+    """The reference computes in fp32/fp64 as written, also inside a caller's autocast region (which would otherwise
+    run its einsums in bf16 and make it less exact than the kernels it checks)."""
+    if device.type in ("cuda", "cpu"):
+        return torch.autocast(device.type, enabled=False)
+    return contextlib.nullcontext()
+
+
 def _group(q: torch.Tensor, hkv: int) -> torch.Tensor:
     """[B, N, Hq, D] -> [B, N, Hkv, G, D] (query heads grouped by the kv head they use)."""
     b, n, hq, d = q.shape
@@ -43,6 +52,11 @@ def _group(q: torch.Tensor, hkv: int) -> torch.Tensor:
 
 def two_simplicial_attention_naive(q, k1, k2, v1, v2, w1, w2, sm_scale=None):
     """Direct definition with the full [N, N, N] logits per head: only for tiny tests (float64 ground truth)."""
+    with _no_autocast(q.device):
+        return _naive(q, k1, k2, v1, v2, w1, w2, sm_scale)
+
+
+def _naive(q, k1, k2, v1, v2, w1, w2, sm_scale):
     b, n, hq, d = q.shape
     hkv = k1.shape[2]
     scale = 1.0 / math.sqrt(d) if sm_scale is None else float(sm_scale)
@@ -84,6 +98,11 @@ def two_simplicial_attention_chunked(q, k1, k2, v1, v2, w1, w2, sm_scale=None, c
 
     Windows longer than N act as N. chunk_size=None picks the chunk so the logits of one chunk hold about 16M elements.
     """
+    with _no_autocast(q.device):
+        return _chunked(q, k1, k2, v1, v2, w1, w2, sm_scale, chunk_size)
+
+
+def _chunked(q, k1, k2, v1, v2, w1, w2, sm_scale, chunk_size):
     b, n, hq, d = q.shape
     hkv = k1.shape[2]
     scale = 1.0 / math.sqrt(d) if sm_scale is None else float(sm_scale)

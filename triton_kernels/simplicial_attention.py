@@ -78,6 +78,54 @@ if _interpreting():
 # --------------------------------------------------------------------------------------------------------------------
 
 
+@triton.jit
+def _fwd_tiles(acc_t, scale_t, m_i, l_i, qk2, K1b, V1b, stride_k1n, stride_v1n, offs_m, offs_n, offs_d, k_ok,
+               seg_lo, seg_hi, W1, BLOCK_N: tl.constexpr, MASKED: tl.constexpr, DOT_PREC: tl.constexpr):
+    """K1/V1 tiles starting in [seg_lo, seg_hi) for one offset t. MASKED=False only where every (row, column) pair is
+    inside the windows (interior tiles pay no mask); masked tiles also drop columns >= seg_hi, so segments never
+    overlap."""
+    for start_n in range(seg_lo, seg_hi, BLOCK_N):
+        cols = start_n + offs_n
+        if MASKED:
+            c_ok = cols < seg_hi
+            k1t = tl.load(K1b + cols[None, :] * stride_k1n + offs_d[:, None], mask=c_ok[None, :], other=0.0)
+        else:
+            k1t = tl.load(K1b + cols[None, :] * stride_k1n + offs_d[:, None])
+        s = tl.dot(qk2, k1t, input_precision=DOT_PREC)
+        if MASKED:
+            valid = (k_ok[:, None] & c_ok[None, :] & (cols[None, :] <= offs_m[:, None])
+                     & (cols[None, :] > offs_m[:, None] - W1))
+            s = tl.where(valid, s, float("-inf"))
+            m_new = tl.maximum(m_i, tl.max(s, 1))
+            m_use = tl.where(m_new == float("-inf"), 0.0, m_new)  # rows with nothing valid yet stay at zero
+            v1 = tl.load(V1b + cols[:, None] * stride_v1n + offs_d[None, :], mask=c_ok[:, None], other=0.0)
+        else:
+            m_new = tl.maximum(m_i, tl.max(s, 1))
+            m_use = m_new
+            v1 = tl.load(V1b + cols[:, None] * stride_v1n + offs_d[None, :])
+        alpha = tl.exp2(m_i - m_use)
+        p = tl.exp2(s - m_use[:, None])
+        l_i = l_i * alpha + tl.sum(p, 1)
+        acc_t = acc_t * alpha[:, None] + tl.dot(p.to(v1.dtype), v1, input_precision=DOT_PREC)
+        scale_t = scale_t * alpha
+        m_i = m_new
+    return acc_t, scale_t, m_i, l_i
+
+
+@triton.jit
+def _k1_segments(start_m, t, N, W1, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
+    """Split the k1 positions a query tile sees, (start_m - W1, start_m + BLOCK_M - 1], into a masked head
+    [lo, full_lo), whole unmasked tiles [full_lo, mid_end) where every row's window holds every column and every row
+    has its k2 row i - t >= 0, and a masked tail [mid_end, hi)."""
+    lo = tl.maximum(start_m - W1 + 1, 0)
+    hi = tl.minimum(start_m + BLOCK_M, N)
+    full_lo = tl.minimum(tl.maximum(start_m + BLOCK_M - W1, lo), hi)  # j > i - W1 for the last row
+    full_hi = tl.minimum(start_m + 1, hi)  # j <= i for the first row
+    n_full = tl.maximum(full_hi - full_lo, 0) // BLOCK_N
+    n_full = tl.where(t <= start_m, n_full, 0)
+    return lo, full_lo, full_lo + n_full * BLOCK_N, hi
+
+
 @triton.jit(do_not_specialize=["N", "W1", "W2", "H", "GROUP"])
 def _simplicial_fwd(
     Q, K1, K2, V1, V2, Out, Lse,
@@ -116,9 +164,6 @@ def _simplicial_fwd(
     m_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
     l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
     acc = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
-    # k1 positions any row of the tile can see: (start_m - W1, start_m + BLOCK_M - 1]
-    lo = tl.maximum(start_m - W1 + 1, 0)
-    hi = tl.minimum(start_m + BLOCK_M, N)
     for t in range(0, W2):
         k_rows = offs_m - t
         k_ok = (k_rows >= 0) & m_ok
@@ -127,22 +172,16 @@ def _simplicial_fwd(
         qk2 = (q * k2.to(tl.float32)).to(K1.dtype.element_ty)
         acc_t = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
         scale_t = tl.full([BLOCK_M], 1.0, dtype=tl.float32)  # rescaling owed to acc for this t's updates of m_i
-        for start_n in range(lo, hi, BLOCK_N):
-            cols = start_n + offs_n
-            c_ok = cols < N
-            k1t = tl.load(K1b + cols[None, :] * stride_k1n + offs_d[:, None], mask=c_ok[None, :], other=0.0)
-            s = tl.dot(qk2, k1t, input_precision=DOT_PREC)
-            valid = k_ok[:, None] & (cols[None, :] <= offs_m[:, None]) & (cols[None, :] > offs_m[:, None] - W1)
-            s = tl.where(valid, s, float("-inf"))
-            m_new = tl.maximum(m_i, tl.max(s, 1))
-            m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
-            alpha = tl.exp2(m_i - m_safe)
-            p = tl.exp2(s - m_safe[:, None])
-            l_i = l_i * alpha + tl.sum(p, 1)
-            v1 = tl.load(V1b + cols[:, None] * stride_v1n + offs_d[None, :], mask=c_ok[:, None], other=0.0)
-            acc_t = acc_t * alpha[:, None] + tl.dot(p.to(v1.dtype), v1, input_precision=DOT_PREC)
-            scale_t = scale_t * alpha
-            m_i = m_new
+        lo, full_lo, mid_end, hi = _k1_segments(start_m, t, N, W1, BLOCK_M, BLOCK_N)
+        acc_t, scale_t, m_i, l_i = _fwd_tiles(acc_t, scale_t, m_i, l_i, qk2, K1b, V1b, stride_k1n, stride_v1n,
+                                              offs_m, offs_n, offs_d, k_ok, lo, full_lo, W1,
+                                              BLOCK_N=BLOCK_N, MASKED=True, DOT_PREC=DOT_PREC)
+        acc_t, scale_t, m_i, l_i = _fwd_tiles(acc_t, scale_t, m_i, l_i, qk2, K1b, V1b, stride_k1n, stride_v1n,
+                                              offs_m, offs_n, offs_d, k_ok, full_lo, mid_end, W1,
+                                              BLOCK_N=BLOCK_N, MASKED=False, DOT_PREC=DOT_PREC)
+        acc_t, scale_t, m_i, l_i = _fwd_tiles(acc_t, scale_t, m_i, l_i, qk2, K1b, V1b, stride_k1n, stride_v1n,
+                                              offs_m, offs_n, offs_d, k_ok, mid_end, hi, W1,
+                                              BLOCK_N=BLOCK_N, MASKED=True, DOT_PREC=DOT_PREC)
         acc = acc * scale_t[:, None] + acc_t * v2.to(tl.float32)
     l_safe = tl.where(l_i > 0.0, l_i, 1.0)
     out = acc / l_safe[:, None]
@@ -178,6 +217,32 @@ def _simplicial_bwd_preprocess(
                  mask=m_ok[:, None], other=0.0)
     delta = tl.sum(o.to(tl.float32) * do.to(tl.float32), axis=1)
     tl.store(Delta + pid_bh.to(tl.int64) * N + offs_m, delta, mask=m_ok)
+
+
+@triton.jit
+def _dq_tiles(u, w, qk2, dov2, lse, delta, K1b, V1b, stride_k1n, stride_v1n, offs_m, offs_n, offs_d, k_ok,
+              seg_lo, seg_hi, W1, BLOCK_N: tl.constexpr, MASKED: tl.constexpr, DOT_PREC: tl.constexpr):
+    """U += dS @ K1_j and W += P @ V1_j over the K1/V1 tiles starting in [seg_lo, seg_hi) for one offset t."""
+    for start_n in range(seg_lo, seg_hi, BLOCK_N):
+        cols = start_n + offs_n
+        if MASKED:
+            c_ok = cols < seg_hi
+            k1 = tl.load(K1b + cols[:, None] * stride_k1n + offs_d[None, :], mask=c_ok[:, None], other=0.0)
+            v1 = tl.load(V1b + cols[:, None] * stride_v1n + offs_d[None, :], mask=c_ok[:, None], other=0.0)
+        else:
+            k1 = tl.load(K1b + cols[:, None] * stride_k1n + offs_d[None, :])
+            v1 = tl.load(V1b + cols[:, None] * stride_v1n + offs_d[None, :])
+        s = tl.dot(qk2, tl.trans(k1), input_precision=DOT_PREC)
+        p = tl.exp2(s - lse[:, None])
+        if MASKED:
+            valid = (k_ok[:, None] & c_ok[None, :] & (cols[None, :] <= offs_m[:, None])
+                     & (cols[None, :] > offs_m[:, None] - W1))
+            p = tl.where(valid, p, 0.0)
+        dp = tl.dot(dov2, tl.trans(v1), input_precision=DOT_PREC)
+        ds = p * (dp - delta[:, None])
+        u = tl.dot(ds.to(k1.dtype), k1, u, input_precision=DOT_PREC)
+        w = tl.dot(p.to(v1.dtype), v1, w, input_precision=DOT_PREC)
+    return u, w
 
 
 @triton.jit(do_not_specialize=["N", "W1", "W2", "H", "GROUP"])
@@ -222,8 +287,6 @@ def _simplicial_bwd_dq_dk2dv2(
     lse = tl.load(Lse + pid_bh.to(tl.int64) * N + offs_m, mask=m_ok, other=0.0)
     delta = tl.load(Delta + pid_bh.to(tl.int64) * N + offs_m, mask=m_ok, other=0.0)
     dq = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
-    lo = tl.maximum(start_m - W1 + 1, 0)
-    hi = tl.minimum(start_m + BLOCK_M, N)
     for t in range(0, W2):
         k_rows = offs_m - t
         k_ok = (k_rows >= 0) & m_ok
@@ -234,18 +297,13 @@ def _simplicial_bwd_dq_dk2dv2(
         dov2 = (do * v2.to(tl.float32)).to(K1.dtype.element_ty)
         u = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
         w = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
-        for start_n in range(lo, hi, BLOCK_N):
-            cols = start_n + offs_n
-            c_ok = cols < N
-            k1 = tl.load(K1b + cols[:, None] * stride_k1n + offs_d[None, :], mask=c_ok[:, None], other=0.0)
-            v1 = tl.load(V1b + cols[:, None] * stride_v1n + offs_d[None, :], mask=c_ok[:, None], other=0.0)
-            s = tl.dot(qk2, tl.trans(k1), input_precision=DOT_PREC)
-            valid = k_ok[:, None] & (cols[None, :] <= offs_m[:, None]) & (cols[None, :] > offs_m[:, None] - W1)
-            p = tl.where(valid, tl.exp2(s - lse[:, None]), 0.0)
-            dp = tl.dot(dov2, tl.trans(v1), input_precision=DOT_PREC)
-            ds = p * (dp - delta[:, None])
-            u = tl.dot(ds.to(k1.dtype), k1, u, input_precision=DOT_PREC)
-            w = tl.dot(p.to(v1.dtype), v1, w, input_precision=DOT_PREC)
+        lo, full_lo, mid_end, hi = _k1_segments(start_m, t, N, W1, BLOCK_M, BLOCK_N)
+        u, w = _dq_tiles(u, w, qk2, dov2, lse, delta, K1b, V1b, stride_k1n, stride_v1n, offs_m, offs_n, offs_d,
+                         k_ok, lo, full_lo, W1, BLOCK_N=BLOCK_N, MASKED=True, DOT_PREC=DOT_PREC)
+        u, w = _dq_tiles(u, w, qk2, dov2, lse, delta, K1b, V1b, stride_k1n, stride_v1n, offs_m, offs_n, offs_d,
+                         k_ok, full_lo, mid_end, W1, BLOCK_N=BLOCK_N, MASKED=False, DOT_PREC=DOT_PREC)
+        u, w = _dq_tiles(u, w, qk2, dov2, lse, delta, K1b, V1b, stride_k1n, stride_v1n, offs_m, offs_n, offs_d,
+                         k_ok, mid_end, hi, W1, BLOCK_N=BLOCK_N, MASKED=True, DOT_PREC=DOT_PREC)
         dq += u * k2
         g_ptr = k_rows[:, None] * stride_gn + offs_d[None, :]
         tl.atomic_add(DK2b + g_ptr, u * q * sm_scale, mask=k_ok[:, None])
@@ -253,6 +311,43 @@ def _simplicial_bwd_dq_dk2dv2(
     dq = dq * sm_scale
     tl.store(DQ + b * stride_dqb + h * stride_dqh + offs_m[:, None] * stride_dqn + offs_d[None, :],
              dq.to(DQ.dtype.element_ty), mask=m_ok[:, None])
+
+
+@triton.jit
+def _dk1_query_tile(dk1, dv1, k1, v1, Qb, DOb, Lse_bh, Delta_bh, K2b, V2b, stride_qn, stride_don, stride_k2n,
+                    stride_v2n, offs_n, offs_d, start_m, seg_hi, W1, W2, qk_scale, dtype: tl.constexpr,
+                    BLOCK_M: tl.constexpr, MASKED: tl.constexpr, DOT_PREC: tl.constexpr):
+    """dK1 += dS^T @ (Q * K2_t) and dV1 += P^T @ (dO * V2_t) for one query tile (rows < seg_hi), every offset t.
+    MASKED=False only where every (k1 row, query row, t) triple is valid."""
+    offs_m = start_m + tl.arange(0, BLOCK_M)
+    m_ok = offs_m < seg_hi
+    q = tl.load(Qb + offs_m[:, None] * stride_qn + offs_d[None, :], mask=m_ok[:, None], other=0.0)
+    do = tl.load(DOb + offs_m[:, None] * stride_don + offs_d[None, :], mask=m_ok[:, None], other=0.0)
+    q = q.to(tl.float32) * qk_scale
+    do = do.to(tl.float32)
+    lse = tl.load(Lse_bh + offs_m, mask=m_ok, other=0.0)
+    delta = tl.load(Delta_bh + offs_m, mask=m_ok, other=0.0)
+    in_w1 = (offs_m[None, :] >= offs_n[:, None]) & (offs_m[None, :] < offs_n[:, None] + W1) & m_ok[None, :]
+    for t in range(0, W2):
+        k_rows = offs_m - t
+        if MASKED:
+            k_ok = (k_rows >= 0) & m_ok
+            k2 = tl.load(K2b + k_rows[:, None] * stride_k2n + offs_d[None, :], mask=k_ok[:, None], other=0.0)
+            v2 = tl.load(V2b + k_rows[:, None] * stride_v2n + offs_d[None, :], mask=k_ok[:, None], other=0.0)
+        else:
+            k2 = tl.load(K2b + k_rows[:, None] * stride_k2n + offs_d[None, :])
+            v2 = tl.load(V2b + k_rows[:, None] * stride_v2n + offs_d[None, :])
+        qk2 = (q * k2.to(tl.float32)).to(dtype)
+        dov2 = (do * v2.to(tl.float32)).to(dtype)
+        st = tl.dot(k1, tl.trans(qk2), input_precision=DOT_PREC)  # [BLOCK_N, BLOCK_M]
+        pt = tl.exp2(st - lse[None, :])
+        if MASKED:
+            pt = tl.where(in_w1 & k_ok[None, :], pt, 0.0)
+        dpt = tl.dot(v1, tl.trans(dov2), input_precision=DOT_PREC)
+        dst = pt * (dpt - delta[None, :])
+        dv1 = tl.dot(pt.to(dtype), dov2, dv1, input_precision=DOT_PREC)
+        dk1 = tl.dot(dst.to(dtype), qk2, dk1, input_precision=DOT_PREC)
+    return dk1, dv1
 
 
 @triton.jit(do_not_specialize=["N", "W1", "W2", "HKV", "GROUP"])
@@ -277,9 +372,9 @@ def _simplicial_bwd_dk1dv1(
     hk = pid_bh % HKV
     start_n = pid_n * BLOCK_N
     offs_n = start_n + tl.arange(0, BLOCK_N)
-    offs_m0 = tl.arange(0, BLOCK_M)
     offs_d = tl.arange(0, HEAD_DIM)
     n_ok = offs_n < N
+    dtype = K1.dtype.element_ty
 
     K2b = K2 + b * stride_k2b + hk * stride_k2h
     V2b = V2 + b * stride_v2b + hk * stride_v2h
@@ -289,39 +384,39 @@ def _simplicial_bwd_dk1dv1(
                  mask=n_ok[:, None], other=0.0)
     dk1 = tl.zeros([BLOCK_N, HEAD_DIM], dtype=tl.float32)
     dv1 = tl.zeros([BLOCK_N, HEAD_DIM], dtype=tl.float32)
-    # queries that see any row of this tile: [start_n, start_n + BLOCK_N - 1 + W1 - 1]
+    # query rows that see any row of this tile: [start_n, start_n + BLOCK_N - 1 + W1 - 1]; of those, rows in
+    # [full_lo, full_hi) see every row of it (i >= last row, i < first row + W1), and whole tiles of them with
+    # start_m >= W2 - 1 (every k2 row i - t >= 0) need no mask
     lo = start_n
     hi = tl.minimum(start_n + BLOCK_N + W1 - 1, N)
+    full_lo = tl.minimum(start_n + BLOCK_N - 1, hi)
+    full_hi = tl.minimum(start_n + W1, N)
+    mid_end = full_lo + tl.maximum(full_hi - full_lo, 0) // BLOCK_M * BLOCK_M
     for g in range(0, GROUP):
         h = hk * GROUP + g
-        bh = (b * (HKV * GROUP) + h)
+        bh = b * (HKV * GROUP) + h
         Qb = Q + b * stride_qb + h * stride_qh
         DOb = DO + b * stride_dob + h * stride_doh
-        for start_m in range(lo, hi, BLOCK_M):
-            offs_m = start_m + offs_m0
-            m_ok = offs_m < N
-            q = tl.load(Qb + offs_m[:, None] * stride_qn + offs_d[None, :], mask=m_ok[:, None], other=0.0)
-            do = tl.load(DOb + offs_m[:, None] * stride_don + offs_d[None, :], mask=m_ok[:, None], other=0.0)
-            q = q.to(tl.float32) * qk_scale
-            do = do.to(tl.float32)
-            lse = tl.load(Lse + bh * N + offs_m, mask=m_ok, other=0.0)
-            delta = tl.load(Delta + bh * N + offs_m, mask=m_ok, other=0.0)
-            in_w1 = (offs_m[None, :] >= offs_n[:, None]) & (offs_m[None, :] < offs_n[:, None] + W1)
-            for t in range(0, W2):
-                k_rows = offs_m - t
-                k_ok = (k_rows >= 0) & m_ok
-                k2 = tl.load(K2b + k_rows[:, None] * stride_k2n + offs_d[None, :], mask=k_ok[:, None], other=0.0)
-                v2 = tl.load(V2b + k_rows[:, None] * stride_v2n + offs_d[None, :], mask=k_ok[:, None], other=0.0)
-                qk2 = (q * k2.to(tl.float32)).to(K1.dtype.element_ty)
-                dov2 = (do * v2.to(tl.float32)).to(K1.dtype.element_ty)
-                st = tl.dot(k1, tl.trans(qk2), input_precision=DOT_PREC)  # [BLOCK_N, BLOCK_M]
-                valid = in_w1 & k_ok[None, :]
-                pt = tl.where(valid, tl.exp2(st - lse[None, :]), 0.0)
-                dpt = tl.dot(v1, tl.trans(dov2), input_precision=DOT_PREC)
-                dst = pt * (dpt - delta[None, :])
-                dv1 = tl.dot(pt.to(dov2.dtype), dov2, dv1, input_precision=DOT_PREC)
-                dk1 = tl.dot(dst.to(qk2.dtype), qk2, dk1, input_precision=DOT_PREC)
-    dk1 = dk1 * _LN2  # qk2 carries sm_scale * log2(e); dK1 wants sm_scale alone
+        Lse_bh = Lse + bh * N
+        Delta_bh = Delta + bh * N
+        for start_m in range(lo, full_lo, BLOCK_M):
+            dk1, dv1 = _dk1_query_tile(dk1, dv1, k1, v1, Qb, DOb, Lse_bh, Delta_bh, K2b, V2b, stride_qn, stride_don,
+                                       stride_k2n, stride_v2n, offs_n, offs_d, start_m, full_lo, W1, W2, qk_scale,
+                                       dtype, BLOCK_M=BLOCK_M, MASKED=True, DOT_PREC=DOT_PREC)
+        for start_m in range(full_lo, mid_end, BLOCK_M):
+            if start_m >= W2 - 1:
+                dk1, dv1 = _dk1_query_tile(dk1, dv1, k1, v1, Qb, DOb, Lse_bh, Delta_bh, K2b, V2b, stride_qn,
+                                           stride_don, stride_k2n, stride_v2n, offs_n, offs_d, start_m, mid_end, W1,
+                                           W2, qk_scale, dtype, BLOCK_M=BLOCK_M, MASKED=False, DOT_PREC=DOT_PREC)
+            else:
+                dk1, dv1 = _dk1_query_tile(dk1, dv1, k1, v1, Qb, DOb, Lse_bh, Delta_bh, K2b, V2b, stride_qn,
+                                           stride_don, stride_k2n, stride_v2n, offs_n, offs_d, start_m, mid_end, W1,
+                                           W2, qk_scale, dtype, BLOCK_M=BLOCK_M, MASKED=True, DOT_PREC=DOT_PREC)
+        for start_m in range(mid_end, hi, BLOCK_M):
+            dk1, dv1 = _dk1_query_tile(dk1, dv1, k1, v1, Qb, DOb, Lse_bh, Delta_bh, K2b, V2b, stride_qn, stride_don,
+                                       stride_k2n, stride_v2n, offs_n, offs_d, start_m, hi, W1, W2, qk_scale,
+                                       dtype, BLOCK_M=BLOCK_M, MASKED=True, DOT_PREC=DOT_PREC)
+    dk1 = dk1 * 0.6931471805599453  # ln(2): qk2 carries sm_scale * log2(e); dK1 wants sm_scale alone
     g_ptr = b * stride_gb + hk * stride_gh + offs_n[:, None] * stride_gn + offs_d[None, :]
     tl.store(DK1 + g_ptr, dk1.to(DK1.dtype.element_ty), mask=n_ok[:, None])
     tl.store(DV1 + g_ptr, dv1.to(DV1.dtype.element_ty), mask=n_ok[:, None])
@@ -346,20 +441,30 @@ CONFIG_OVERRIDE: dict[str, dict] = {}
 
 
 def _config(kind: str, d: int, dtype: torch.dtype) -> dict:
+    """Launch config per (kernel, head dim). Chosen from the variant sweep of benchmarks/bench_attention.py --sweep at
+    N=8192, (w1, w2)=(512, 32), bf16 on the H100 (benchmarks/kernel_notes.md); BLOCK_N of the forward / dq kernels
+    and BLOCK_M of the dk1 kernel stay at 64 or below because a query tile's k1 window is w1 + BLOCK_M - 1 long."""
     if _interpreting():
         cfg = dict(BLOCK_M=16, BLOCK_N=16, num_warps=1, num_stages=1)
     elif kind == "fwd":
         if d <= 64:
             cfg = dict(BLOCK_M=64, BLOCK_N=64, num_warps=4, num_stages=3)
         elif d <= 128:
-            cfg = dict(BLOCK_M=64, BLOCK_N=64, num_warps=4, num_stages=3)
+            cfg = dict(BLOCK_M=64, BLOCK_N=32, num_warps=4, num_stages=3)
         else:
             cfg = dict(BLOCK_M=32, BLOCK_N=32, num_warps=4, num_stages=2)
-    else:
+    elif kind == "bwd_dq":
+        if d <= 64:
+            cfg = dict(BLOCK_M=64, BLOCK_N=32, num_warps=4, num_stages=2)
+        elif d <= 128:
+            cfg = dict(BLOCK_M=32, BLOCK_N=64, num_warps=4, num_stages=2)
+        else:
+            cfg = dict(BLOCK_M=16, BLOCK_N=32, num_warps=4, num_stages=1)
+    else:  # bwd_dk1: BLOCK_N k1 rows per program, BLOCK_M query rows per inner tile
         if d <= 64:
             cfg = dict(BLOCK_M=64, BLOCK_N=64, num_warps=4, num_stages=2)
         elif d <= 128:
-            cfg = dict(BLOCK_M=32, BLOCK_N=64, num_warps=4, num_stages=2)
+            cfg = dict(BLOCK_M=32, BLOCK_N=64, num_warps=4, num_stages=3)
         else:
             cfg = dict(BLOCK_M=16, BLOCK_N=32, num_warps=4, num_stages=1)
     if dtype == torch.float32 and not _interpreting():
