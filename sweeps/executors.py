@@ -147,7 +147,7 @@ def run_local(runs: list[RunSpec], sweep_dir: Path, max_parallel: int, log=print
             for job_id in [j for j, (_, job, _) in active.items() if job.done()]:
                 run, job, t0 = active.pop(job_id)
                 try:
-                    result = job.result()
+                    result = job.results()[0]  # rank 0's (a multi-task job returns one per task)
                     status = result.get("status", "failed")
                     detail = f"val_loss {result['val_loss']:.4f}" if result.get("val_loss") is not None else result.get("error", "")
                 except Exception as e:  # the run raised; result.json (if any) holds the traceback

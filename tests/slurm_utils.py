@@ -245,3 +245,22 @@ def single_run_sweep(folder: Path, *, executor: str = "slurm", budgets: str = "2
     text = text.replace("executor:\n", "executor:\n" + "".join(f"  {line}\n" for line in extra.splitlines()))
     path.write_text(text)
     return path
+
+
+def wait_sweep(path: Path, timeout: float, poll: float = 0.5) -> list:
+    """Poll the sweep's run states (journal + squeue/sacct, as `launch.py status` does) until no run is queued,
+    running or preempted; returns the states. Raises TimeoutError naming the runs still active."""
+    from sweeps import expand, load_sweep
+    from sweeps.state import run_states
+
+    spec = load_sweep(path)
+    runs = expand(spec)
+    deadline = time.monotonic() + timeout
+    while True:
+        states = run_states(runs, spec.sweep_dir)
+        if not any(s.active for s in states):
+            return states
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{path}: still active after {timeout:.0f} s: "
+                               f"{[(s.run_id, s.status, s.job_id) for s in states if s.active]}")
+        time.sleep(poll)
