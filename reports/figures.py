@@ -18,7 +18,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
-from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
 from reports import tables
 from reports.inputs import ReportInputs
@@ -199,9 +199,10 @@ def set_log_ticks(axis, lo: float, hi: float):
     subs = (1.0, 2.0, 5.0) if span < 2.5 else (1.0,)
     if span < 1.5:
         subs = (1.0, 2.0, 3.0, 4.0, 6.0)
-    if span < 0.4:  # e.g. losses between 4 and 8
-        subs = tuple(np.arange(1.0, 10.0, 0.5))
-    axis.set_major_locator(LogLocator(base=10, subs=subs, numticks=30))
+    if span < 0.6:  # e.g. losses between 1.8 and 2.9: a few round linear values read better than decades
+        axis.set_major_locator(MaxNLocator(nbins=7, steps=[1, 2, 2.5, 5, 10]))
+    else:
+        axis.set_major_locator(LogLocator(base=10, subs=subs, numticks=30))
     axis.set_major_formatter(FuncFormatter(_tick_label))
     axis.set_minor_formatter(NullFormatter())
 
