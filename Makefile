@@ -8,6 +8,8 @@ PIP := $(PY) -m pip
 TORCH_PIN ?= torch==2.13.0
 TRITON_PIN ?= triton==3.6.0
 PYTEST_ARGS ?=
+# The test cluster's MaxArraySize: small, so the launcher's 8-run test sweep really goes out as 2 arrays (5 + 3).
+SLURM_MAX_ARRAY_SIZE ?= 5
 
 .PHONY: demo test setup test-setup gpu-test slurm-up slurm-down clean
 
@@ -40,7 +42,7 @@ demo: setup
 # The whole suite, SLURM tests included: bring up the loopback SLURM cluster, run everything, take it down.
 test: test-setup
 	@set -o pipefail; status=0; \
-	if [ -x scripts/local_slurm.sh ]; then scripts/local_slurm.sh up || { echo "[test] local SLURM failed to start"; exit 1; }; fi; \
+	if [ -x scripts/local_slurm.sh ]; then SLURM_MAX_ARRAY_SIZE=$(SLURM_MAX_ARRAY_SIZE) scripts/local_slurm.sh up || { echo "[test] local SLURM failed to start"; exit 1; }; fi; \
 	$(PY) -m pytest -q -rs $(PYTEST_ARGS) || status=$$?; \
 	if [ -x scripts/local_slurm.sh ]; then scripts/local_slurm.sh down || true; fi; \
 	exit $$status
@@ -50,7 +52,7 @@ gpu-test:
 	python3 -m pytest -q -rs -m gpu tests
 
 slurm-up:
-	scripts/local_slurm.sh up
+	SLURM_MAX_ARRAY_SIZE=$(SLURM_MAX_ARRAY_SIZE) scripts/local_slurm.sh up
 slurm-down:
 	scripts/local_slurm.sh down
 

@@ -132,9 +132,13 @@ def cmd_run(spec, runs, args, out=print) -> int:
     max_parallel = args.max_parallel or spec.executor.max_parallel
     t0 = time.time()
     if todo and executor == "slurm":
-        from sweeps.executors import submit_slurm
+        from sweeps.executors import SubmissionError, submit_slurm
 
-        submit_slurm(todo, spec.sweep_dir, max_parallel, spec.executor.max_array_size, log=out)
+        try:
+            submit_slurm(todo, spec.sweep_dir, max_parallel, spec.executor.max_array_size, log=out)
+        except SubmissionError as e:
+            print(f"launch.py: {e}", file=sys.stderr)
+            return 1
         out(f"queued; follow with: python launch.py status {args.sweep}")
         if not args.wait:
             return 0

@@ -65,6 +65,10 @@ def _resource_key(run: RunSpec) -> str:
     return json.dumps(run.resources, sort_keys=True)
 
 
+class SubmissionError(RuntimeError):
+    """The scheduler refused a submission; the message carries sbatch's own error."""
+
+
 def _with_threads(run: RunSpec, threads: int) -> RunSpec:
     """The run with `training.threads` set unless the sweep set it (threads are not part of the run's identity)."""
     if run.training.get("threads"):
@@ -99,8 +103,13 @@ def submit_slurm(runs: list[RunSpec], sweep_dir: Path, max_parallel: int, max_ar
         threads = int(res.get("cpus_per_task") or 1)  # one intra-op thread per allocated CPU: no oversubscription
         for start in range(0, len(group), chunk):
             part = group[start : start + chunk]
-            with executor.batch():
-                jobs = [executor.submit(TrainJob(_with_threads(run, threads))) for run in part]
+            try:
+                with executor.batch():
+                    jobs = [executor.submit(TrainJob(_with_threads(run, threads))) for run in part]
+            except Exception as e:  # sbatch refused it: bad partition, account, qos, limits ...
+                done = f"; {len(entries)} runs were queued before (journaled)" if entries else ""
+                raise SubmissionError(f"sbatch refused an array of {len(part)} runs ({_compact(res)}): "
+                                      f"{str(e).strip()}{done}") from e
             batch = [JournalEntry(run.run_id, job.job_id, "slurm", str(job.paths.folder), now())
                      for run, job in zip(part, jobs)]
             record(sweep_dir, batch)

@@ -21,7 +21,8 @@ from sweeps import expand, load_sweep
 from sweeps.executors import cluster_max_array_size
 from sweeps.journal import latest
 from tests.conftest import write_sweep
-from tests.slurm_utils import launch, max_array_size, require_slurm, sacct_state, single_run_sweep, wait_sweep
+from tests.slurm_utils import (launch, max_array_size, require_slurm, sacct_state, single_run_sweep,
+                               wait_for_job_state, wait_sweep)
 
 pytestmark = [pytest.mark.slurm, pytest.mark.timeout(240)]
 
@@ -259,3 +260,24 @@ def test_gpu_request_schedules_on_fake_gpus(tmp_path):
                            check=True).stdout
     assert "JOB_GRES=gpu:1" in shown, shown
     assert "--gpus-per-node=1" in Path(entry.folder, f"{entry.job_id.split('_')[0]}_submission.sh").read_text()
+
+
+def test_cancel_cancels_queued_and_running_jobs(tmp_path):
+    path = single_run_sweep(tmp_path, budgets=str(256 * 2000), seeds="[0, 1, 2]", extra=RES)  # 3 long runs, 2 CPUs
+    _ok(launch(path))
+    spec = load_sweep(path)
+    runs = expand(spec)
+    wait_for_job_state(latest(spec.sweep_dir)[runs[0].run_id].job_id, {"RUNNING"}, timeout=60)  # third waits
+    out = _ok(launch("cancel", path, timeout=60))
+    assert "cancelled 3 job(s)" in out, out
+    states = wait_sweep(path, timeout=60)
+    assert [s.status for s in states] == ["failed"] * 3, [(s.status, s.scheduler_state) for s in states]
+    assert all(s.scheduler_state.startswith("CANCELLED") for s in states)
+
+
+def test_sbatch_refusal_is_a_clear_error(tmp_path):
+    path = single_run_sweep(tmp_path, extra="resources: {partition: no-such-partition, timeout_min: 20}")
+    out = launch(path)
+    assert out.returncode == 1
+    assert "launch.py: sbatch refused an array of 1 runs" in out.stderr and "partition" in out.stderr, out.stderr
+    assert "Traceback" not in out.stderr
