@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 
 _SUFFIXES = ("", "64_", "_64")
 _PREFIXES = ("openblas", "scipy_openblas")
 
 
+@functools.lru_cache(maxsize=1)  # numpy and scipy load their OpenBLAS at import; scanning once is enough
 def _openblas_libs():
     paths = set()
     try:
@@ -24,7 +26,7 @@ def _openblas_libs():
                 if len(part) >= 6 and "openblas" in part[-1].lower() and ".so" in part[-1]:
                     paths.add(part[-1])
     except OSError:  # not Linux: leave threading alone
-        return []
+        return ()
     libs = []
     for p in sorted(paths):
         try:
@@ -42,7 +44,7 @@ def _openblas_libs():
             else:
                 continue
             break
-    return libs
+    return tuple(libs)
 
 
 def set_blas_threads(n: int) -> list[int]:

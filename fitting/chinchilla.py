@@ -199,7 +199,8 @@ def polish(prob: Problem, x0: np.ndarray, *, ftol: float = FTOL, gtol: float = G
                                       "maxls": 50}
     x0 = np.array(x0, dtype=float)
     x0[2] = min(x0[2], prob.e_max)
-    return minimize(prob.fun_grad, x0, jac=True, method="L-BFGS-B", bounds=bounds, options=opts)
+    with single_blas_thread():
+        return minimize(prob.fun_grad, x0, jac=True, method="L-BFGS-B", bounds=bounds, options=opts)
 
 
 def _status_from(prob: Problem, res, gtol: float) -> tuple[int, str, float]:

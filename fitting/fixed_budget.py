@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import minimize_scalar
 
+from ._threads import single_blas_thread
 from .result import STATUS_MESSAGES
 
 ALPHA_GRID = np.linspace(0.005, 3.0, 600)  # decaying power laws only; a fit at an end of the range is flagged
@@ -84,6 +85,11 @@ def fit_power_law(x, L) -> dict:
 
 def fixed_budget(df: pd.DataFrame, rel_tol: float = 0.02) -> dict:
     """fixed_budget.json (docs/DESIGN.md) from a table with columns N, D, L, group."""
+    with single_blas_thread():
+        return _fixed_budget(df, rel_tol)
+
+
+def _fixed_budget(df: pd.DataFrame, rel_tol: float) -> dict:
     out: dict = {"fixed_tokens": {}, "fixed_params": {}}
     for g, sub in sorted(df.groupby("group"), key=lambda kv: str(kv[0])):
         rows_t, rows_p = [], []

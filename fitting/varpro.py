@@ -92,8 +92,9 @@ class VarproProblem:
 def polish(prob: VarproProblem, x0: np.ndarray, *, ftol: float = FTOL, gtol: float = GTOL):
     # Exponents stay in [0, 5]: the model is only identified for decaying terms.
     bounds = [(None, None), (None, None), (None, None), (0.0, 5.0), (0.0, 5.0)]
-    return minimize(prob.fun_grad, np.asarray(x0, dtype=float), jac=True, method="L-BFGS-B", bounds=bounds,
-                    options={"ftol": ftol, "gtol": gtol, "maxiter": 20_000, "maxfun": 100_000, "maxls": 50})
+    with single_blas_thread():
+        return minimize(prob.fun_grad, np.asarray(x0, dtype=float), jac=True, method="L-BFGS-B", bounds=bounds,
+                        options={"ftol": ftol, "gtol": gtol, "maxiter": 20_000, "maxfun": 100_000, "maxls": 50})
 
 
 def fit_problem(prob: VarproProblem, *, grid: np.ndarray = EXPONENT_GRID, extra_starts=(),
