@@ -58,7 +58,7 @@ class Approach3Refitter:
         X, f = chinchilla.lm_batch(prob, np.vstack([self.x_full[None, :], self.grid[top]]), self.lm_iters)
         best = None
         for i in chinchilla._distinct_best(X, f, self.n_polish):
-            res = chinchilla.polish(prob, X[i])
+            res = chinchilla.polish_restarted(prob, X[i])
             if best is None or (np.isfinite(res.fun) and res.fun < best.fun):
                 best = res
         status, _, _ = chinchilla._status_from(prob, best, chinchilla.GTOL)

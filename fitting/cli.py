@@ -114,6 +114,13 @@ def _print_fits(doc: dict) -> None:
                 ci = e["ci"].get(k)
                 cis = f"[{_fmt(ci[0])}, {_fmt(ci[1])}]" if ci else ""
                 print(f"   {k:24s} {_fmt(v):>12s}   {cis}")
+        agree = fit.get("methods_agree")
+        if agree:
+            flags = {k: v["within_cis"] for k, v in agree.items() if v["within_cis"] is not None}
+            if flags:
+                bad = [k for k, v in flags.items() if not v]
+                print("   methods agree within each other's CIs" if not bad else
+                      f"   WARNING methods disagree beyond their CIs on: {', '.join(bad)}")
     for key, comp in doc["comparison"].items():
         print(f"\n== comparison {key} ({doc['meta']['primary_method']}) ==")
         if "status" in comp:

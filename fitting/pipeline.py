@@ -106,6 +106,8 @@ def fit_groups(table: RunTable | pd.DataFrame, *, method: str = "both", n_boot: 
                 bound_e=bound_e, jobs=jobs, compute_budgets=compute_budgets, predict=predict)
         top = dict(entries[primary])
         top.update(methods=entries, status="ok", reason=None)
+        if len(entries) == 2:
+            top["methods_agree"] = _agreement(entries["approach3"], entries["varpro"])
         fits[g] = top
     ok_groups = [g for g in groups if fits[g]["status"] == "ok"]
     if compare is None:
@@ -131,6 +133,19 @@ def fit_groups(table: RunTable | pd.DataFrame, *, method: str = "both", n_boot: 
                         compute_budgets=list(compute_budgets), predict=[list(p) for p in predict]),
            "fits": fits, "comparison": comparison, "comparison_paired": paired, "notes": notes}
     return clean_json(doc)
+
+
+def _agreement(a3: dict, vp: dict) -> dict:
+    """Per parameter: the difference varpro - approach3 and whether each point lies in the other's CI."""
+    out = {}
+    for k in bs.SAMPLE_NAMES + ("a",):
+        x, y = a3.get(k), vp.get(k)
+        ca, cv = a3["ci"].get(k), vp["ci"].get(k)
+        ok = None
+        if None not in (x, y) and ca and cv:
+            ok = bool(ca[0] <= y <= ca[1] and cv[0] <= x <= cv[1])
+        out[k] = {"diff": None if None in (x, y) else y - x, "within_cis": ok}
+    return out
 
 
 def clean_json(obj):

@@ -211,6 +211,7 @@ def test_cli_chinchilla_json_contract(tmp_path, capsys):
     for k in ("E", "A", "B", "alpha", "beta", "a", "converged", "objective", "ci", "methods", "bootstrap", "status"):
         assert k in f, k
     assert set(f["methods"]) == {"approach3", "varpro"} and f["method"] == "approach3"
+    assert f["methods_agree"]["alpha"]["within_cis"] is True
     assert all(len(f["ci"][k]) == 2 for k in ("E", "A", "B", "alpha", "beta", "a", "N_opt(C=1e+20)"))
     assert len(f["bootstrap"]["samples"][0]) == 5
     assert set(doc["comparison"]["simplicial - dot"]) >= {"alpha", "beta", "a"}

@@ -29,7 +29,7 @@ __all__ = ["two_simplicial_attention_naive", "two_simplicial_attention_chunked"]
 
 # Elements of the per-chunk logits tensor the chunked version aims for when chunk_size is not given (64 MiB in fp32;
 # the einsum temporaries are a few times that).
-_CHUNK_ELEMENTS = 1 << 24
+_CHUNK_ELEMENTS = 1 << 21
 
 
 def _compute_dtype(*tensors: torch.Tensor) -> torch.dtype:
@@ -81,20 +81,27 @@ def _windows(x: torch.Tensor, w: int) -> torch.Tensor:
     return xp.unfold(1, w, 1)
 
 
-def _chunk(qc, k1w, k2w, v1w, v2w, valid, scale):
-    """One chunk of queries. qc [B, C, Hkv, G, D]; k*w, v*w [B, C, Hkv, D, w]; valid [C, w1, w2] bool."""
-    # (q_i * k2_k) for every k of row i's window: [B, C, Hkv, G, w2, D]
-    qk2 = qc.unsqueeze(-2) * k2w.transpose(-1, -2).unsqueeze(3)
-    logits = torch.einsum("bchgtd,bchda->bchgta", qk2, k1w) * scale  # [B, C, Hkv, G, w2, w1]
-    logits = logits.masked_fill(~valid[None, :, None, None], float("-inf"))
-    shp = logits.shape
-    s = torch.softmax(logits.reshape(*shp[:-2], -1), dim=-1).reshape(shp)
-    sv1 = torch.einsum("bchgta,bchda->bchgtd", s, v1w)  # [B, C, Hkv, G, w2, D]
-    return torch.einsum("bchgtd,bchdt->bchgd", sv1, v2w)  # [B, C, Hkv, G, D]
+def _chunk(qc, k1b, k2w, v1b, v2w, valid, scale):
+    """One chunk of C queries, in the diagonal-offset form (REFERENCE.md section 2) so the work is dense matmuls.
+
+    qc [B, C, Hkv, G, D]; k1b, v1b [B, L, Hkv, D]: the L = C + w1 - 1 positions of the chunk's union k1 window;
+    k2w, v2w [B, C, Hkv, D, w2]: row i's own k2 window; valid [C, w2, L] bool (slot t of row i pairs with k2 row
+    i - w2 + 1 + t, key l of the block with position start - w1 + 1 + l)."""
+    qk2 = qc.unsqueeze(-2) * k2w.transpose(-1, -2).unsqueeze(3)  # [B, C, Hkv, G, w2, D]
+    b, c, h, g, w2, d = qk2.shape
+    L = k1b.shape[1]
+    a = qk2.permute(0, 2, 3, 1, 4, 5).reshape(b, h, g, c * w2, d)
+    logits = torch.matmul(a, k1b.permute(0, 2, 3, 1).unsqueeze(2)) * scale  # [B, Hkv, G, C*w2, L]
+    logits = logits.view(b, h, g, c, w2, L).masked_fill(~valid, float("-inf"))
+    s = torch.softmax(logits.view(b, h, g, c, w2 * L), dim=-1).view(b, h, g, c * w2, L)
+    sv1 = torch.matmul(s, v1b.permute(0, 2, 1, 3).unsqueeze(2)).view(b, h, g, c, w2, d)  # [B, Hkv, G, C, w2, D]
+    out = (sv1 * v2w.permute(0, 2, 1, 4, 3).unsqueeze(2)).sum(-2)  # [B, Hkv, G, C, D]
+    return out.permute(0, 3, 1, 2, 4)  # [B, C, Hkv, G, D]
 
 
 def two_simplicial_attention_chunked(q, k1, k2, v1, v2, w1, w2, sm_scale=None, chunk_size=None):
-    """Exact 2-simplicial attention in query chunks; autograd through PyTorch, memory ~ B*Hq*chunk*w1*w2 per chunk.
+    """Exact 2-simplicial attention in query chunks; autograd through PyTorch, memory ~ B*Hq*chunk*w2*(chunk+w1) per
+    chunk, never N^3. Each chunk is two dense matmuls per k2 offset (the diagonal-offset form), fast on CPU.
 
     Windows longer than N act as N. chunk_size=None picks the chunk so the logits of one chunk hold about 16M elements.
     """
@@ -108,24 +115,27 @@ def _chunked(q, k1, k2, v1, v2, w1, w2, sm_scale, chunk_size):
     scale = 1.0 / math.sqrt(d) if sm_scale is None else float(sm_scale)
     w1e, w2e = max(1, min(int(w1), n)), max(1, min(int(w2), n))
     ct = _compute_dtype(q, k1, k2, v1, v2)
-    if chunk_size is None:
-        chunk_size = max(1, _CHUNK_ELEMENTS // max(1, b * hq * w1e * w2e))
+    if chunk_size is None:  # logits of a chunk: B * Hq * C * w2 * (C + w1 - 1) elements
+        per_row = b * hq * w2e
+        chunk_size = max(1, int((-(w1e - 1) + math.sqrt((w1e - 1) ** 2 + 4 * _CHUNK_ELEMENTS / per_row)) / 2))
     chunk_size = int(min(max(1, chunk_size), n))
 
     qg = _group(q.to(ct), hkv)
-    k1w, k2w = _windows(k1.to(ct), w1e), _windows(k2.to(ct), w2e)
-    v1w, v2w = _windows(v1.to(ct), w1e), _windows(v2.to(ct), w2e)
+    k1p = F.pad(k1.to(ct), (0, 0, 0, 0, w1e - 1, 0))  # position p at index p + w1 - 1
+    v1p = F.pad(v1.to(ct), (0, 0, 0, 0, w1e - 1, 0))
+    k2w, v2w = _windows(k2.to(ct), w2e), _windows(v2.to(ct), w2e)
     pos = torch.arange(n, device=q.device)
-    # window slot a of row i holds position i - w + 1 + a: valid when >= 0
-    ok1 = (pos[:, None] - w1e + 1 + torch.arange(w1e, device=q.device)[None, :]) >= 0  # [N, w1]
-    ok2 = (pos[:, None] - w2e + 1 + torch.arange(w2e, device=q.device)[None, :]) >= 0  # [N, w2]
+    ok2 = (pos[:, None] - w2e + 1 + torch.arange(w2e, device=q.device)[None, :]) >= 0  # [N, w2]: k2 row >= 0
     need_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (q, k1, k2, v1, v2))
 
     outs = []
     for s in range(0, n, chunk_size):
         e = min(n, s + chunk_size)
-        valid = ok2[s:e, :, None] & ok1[s:e, None, :]  # [C, w2, w1]
-        args = (qg[:, s:e], k1w[:, s:e], k2w[:, s:e], v1w[:, s:e], v2w[:, s:e], valid, scale)
+        j = s - w1e + 1 + torch.arange(e - s + w1e - 1, device=q.device)  # absolute k1 positions of the block
+        lag = pos[s:e, None] - j[None, :]  # i - j
+        ok1 = (lag >= 0) & (lag < w1e) & (j[None, :] >= 0)  # [C, L]
+        valid = ok2[s:e, :, None] & ok1[:, None, :]  # [C, w2, L]
+        args = (qg[:, s:e], k1p[:, s : e + w1e - 1], k2w[:, s:e], v1p[:, s : e + w1e - 1], v2w[:, s:e], valid, scale)
         if need_grad and e - s < n:
             outs.append(checkpoint(_chunk, *args, use_reentrant=False))
         else:
