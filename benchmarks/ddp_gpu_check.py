@@ -70,6 +70,8 @@ def launch(out: Path, name: str, gpus: int, micro: int, steps: int) -> dict:
             print(f"--- {log}\n{log.read_text(errors='replace')[-3000:]}")
         raise SystemExit(f"[{name}] failed")
     result = json.loads(runs[0].read_text())
+    for name_ in ("result.json", "metrics.jsonl"):  # kept beside the sweep file, shallow enough to bring back
+        (folder / name_).write_bytes((runs[0].parent / name_).read_bytes())
     rows = [json.loads(line) for line in (runs[0].parent / "metrics.jsonl").read_text().splitlines()]
     rows = [r for r in rows if "train_loss" in r and "tokens_per_s" in r]
     steady = [r["tokens_per_s"] for r in rows if r["step"] > steps // 5]
@@ -79,7 +81,7 @@ def launch(out: Path, name: str, gpus: int, micro: int, steps: int) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=os.environ.get("OUT", "ddp_out"))
-    ap.add_argument("--steps", type=int, default=120)
+    ap.add_argument("--steps", type=int, default=140)
     args = ap.parse_args()
     out = Path(args.out).resolve() / "ddp_work"
     import torch
