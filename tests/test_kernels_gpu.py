@@ -58,10 +58,18 @@ def test_gpu_mid_shapes(case, dtype):
     assert not bad, f"{case[0]} {dtype}: rel errors over {TOL[dtype]}: {bad}"
 
 
-@pytest.mark.parametrize("d", [64, 128])
-def test_gpu_large_shape_bf16(d):
-    """N = 8192, w1 = 512, w2 = 32 (the paper's windows), bf16, against the fp32 chunked reference."""
-    B, N, Hq, Hkv, w1, w2 = 1, 8192, 2, 1, 512, 32
+LARGE_SHAPES = [  # (B, N, Hq, Hkv, D, w1, w2)
+    (1, 8192, 2, 1, 64, 512, 32),
+    (1, 8192, 2, 1, 128, 512, 32),
+    (16, 1024, 12, 12, 64, 512, 32),  # the micro-batches of benchmarks/ddp_gpu_check.py's model (B*Hq = 192)
+    (8, 1024, 12, 12, 64, 512, 32),
+]
+
+
+@pytest.mark.parametrize("shape", LARGE_SHAPES, ids=["x".join(map(str, s)) for s in LARGE_SHAPES])
+def test_gpu_large_shape_bf16(shape):
+    """Long sequences with the paper's windows and model-sized batches, bf16, against the fp32 chunked reference."""
+    B, N, Hq, Hkv, d, w1, w2 = shape
     xs = [x.requires_grad_() for x in make_inputs(B, N, Hq, Hkv, d, torch.bfloat16, "cuda", seed=5)]
     out = two_simplicial_attention(*xs, w1, w2, backend="triton")
     dout = torch.randn_like(out)
@@ -71,7 +79,7 @@ def test_gpu_large_shape_bf16(d):
     ref_grads = torch.autograd.grad(ref, x32, dout.float())
     errs = {"out": rel_err(out, ref)}
     errs.update({n: rel_err(a, r) for n, a, r in zip(("dq", "dk1", "dk2", "dv1", "dv2"), grads, ref_grads)})
-    print(f"[gpu-large] N={N} w=({w1},{w2}) D={d} bf16 max rel err {max(errs.values()):.2e} {errs}")
+    print(f"[gpu-large] B={B} N={N} H={Hq}/{Hkv} w=({w1},{w2}) D={d} bf16 max rel err {max(errs.values()):.2e} {errs}")
     assert all(torch.isfinite(g).all() for g in (out, *grads))
     bad = {k: v for k, v in errs.items() if not v < 1e-2}
     assert not bad, f"rel errors over 1e-2: {bad}"
@@ -121,3 +129,31 @@ def test_gpu_training_loss_curve_matches_reference():
     assert tri[-1] < tri[0] - 0.5, "the model did not learn through the Triton path"
     assert max(diffs) < max(0.1, 2 * max(noise_d)), f"loss curves differ: max {max(diffs):.4f}"
     assert diffs[-1] < max(0.05, 2 * noise_d[-1]), f"final losses differ: {diffs[-1]:.4f}"
+
+
+def test_gpu_gradient_independent_of_micro_batch_split():
+    """The gradient of one global batch is the same (within bf16 noise) whether it goes through the model as one
+    micro-batch of 16 or as two of 8, the split gradient accumulation and DDP make. Noise floor: each bf16 gradient's
+    distance from the fp32 gradient of the same batch."""
+    from simplicial.model import LM, ModelConfig
+
+    torch.manual_seed(0)
+    cfg = ModelConfig(vocab_size=256, seq_len=1024, n_layers=4, d_model=768, n_heads=12, arch="simplicial",
+                      simplicial_every=2, w1=512, w2=32, attn_backend="triton")
+    model = LM(cfg).cuda()
+    g = torch.Generator(device="cpu").manual_seed(3)
+    idx = torch.randint(0, 256, (16, cfg.seq_len + 1), generator=g).cuda()
+
+    def grad(parts, bf16=True):
+        model.zero_grad(set_to_none=True)
+        for x in idx.chunk(parts):
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16):
+                _, loss = model(x[:, :-1], x[:, 1:])
+            (loss / parts).backward()
+        return torch.cat([p.grad.flatten().float() for p in model.parameters() if p.grad is not None])
+
+    g16, g8, g32 = grad(1), grad(2), grad(1, bf16=False)
+    d_split, d16, d8 = rel_err(g8, g16), rel_err(g16, g32), rel_err(g8, g32)
+    print(f"[gpu-microbatch] rel |g(2x8) - g(16)| {d_split:.2e}; vs fp32: g(16) {d16:.2e}, g(2x8) {d8:.2e}")
+    assert d16 < 5e-2 and d8 < 5e-2, (d16, d8)
+    assert d_split < 2 * max(d16, d8), (d_split, d16, d8)

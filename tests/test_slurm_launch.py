@@ -181,15 +181,8 @@ def test_scancel_fails_relaunch_resubmits_only_it_and_preempted_run_resumes(tmp_
 
     submitit.SlurmJob(folder=pre_entry.folder, job_id=pre_entry.job_id)._interrupt()
 
-    # the killed run is reported failed with the scheduler's reason and its log tail, well within a minute
-    row, _ = _wait_status(path, killed.run_id, {"failed"}, timeout=60)
-    assert time.monotonic() - t_kill < 60
-    assert row["scheduler"] == "CANCELLED", row
-    status = _ok(launch("status", path, timeout=60))
-    assert f"--- {killed.run_id} (failed) ---" in status and "CANCELLED" in status and "log tail" in status, status
-    assert not (killed.run_dir / "result.json").exists()
-
-    # the preempted run shows as preempted while it waits to restart (requeued jobs wait cred_expire, 10 s, here)
+    # the preempted run shows as preempted while it waits to restart (requeued jobs wait cred_expire, 10 s, here);
+    # polled first, since the requeued job restarts (and may finish) while the killed run's status is checked
     from sweeps.state import run_states
 
     seen, deadline = set(), time.monotonic() + 60
@@ -197,6 +190,14 @@ def test_scancel_fails_relaunch_resubmits_only_it_and_preempted_run_resumes(tmp_
         seen.add(run_states([preempted], spec.sweep_dir)[0].status)
         time.sleep(0.2)
     assert "preempted" in seen, seen
+
+    # the killed run is reported failed with the scheduler's reason and its log tail, well within a minute
+    row, _ = _wait_status(path, killed.run_id, {"failed"}, timeout=60)
+    assert time.monotonic() - t_kill < 60
+    assert row["scheduler"] == "CANCELLED", row
+    status = _ok(launch("status", path, timeout=60))
+    assert f"--- {killed.run_id} (failed) ---" in status and "CANCELLED" in status and "log tail" in status, status
+    assert not (killed.run_dir / "result.json").exists()
 
     # re-launch: only the killed run is submitted (the preempted one is queued or running again)
     again = _ok(launch(path))
@@ -216,6 +217,10 @@ def test_scancel_fails_relaunch_resubmits_only_it_and_preempted_run_resumes(tmp_
     result = json.loads((preempted.run_dir / "result.json").read_text())
     assert result["status"] == "done" and result["steps"] == steps
     assert result["val_loss"] == reference["val_loss"] and result["train_loss"] == reference["train_loss"]
+    # result.json is the job's last write; the job itself ends, and accounting records it, a moment later
+    deadline = time.monotonic() + 60
+    while sacct_state(pre_entry.job_id) != "COMPLETED" and time.monotonic() < deadline:
+        time.sleep(0.5)
     assert sacct_state(pre_entry.job_id) == "COMPLETED"
     metric_steps = [json.loads(l)["step"] for l in (preempted.run_dir / "metrics.jsonl").read_text().splitlines()]
     assert metric_steps == sorted(set(metric_steps)) and metric_steps[-1] == steps
