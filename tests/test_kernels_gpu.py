@@ -34,8 +34,12 @@ def _poison(monkeypatch):
 @pytest.mark.parametrize("dtype", DTYPES, ids=["fp32", "fp16", "bf16"])
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
 def test_gpu_matches_naive_reference(case, dtype):
+    _check_against_naive(case, dtype, "gpu-table")
+
+
+def _check_against_naive(case, dtype, tag):
     errs = check_case(case, dtype, "cuda")
-    print(f"[gpu-table] {case[0]} {str(dtype)[6:]} max rel err {max(errs.values()):.2e} {errs}")
+    print(f"[{tag}] {case[0]} {str(dtype)[6:]} max rel err {max(errs.values()):.2e} {errs}")
     bad = {k: v for k, v in errs.items() if not v < TOL[dtype]}
     assert not bad, f"{case[0]} {dtype}: rel errors over {TOL[dtype]}: {bad}"
 
@@ -52,10 +56,7 @@ MID_CASES = [
 @pytest.mark.parametrize("dtype", DTYPES, ids=["fp32", "fp16", "bf16"])
 @pytest.mark.parametrize("case", MID_CASES, ids=[c[0] for c in MID_CASES])
 def test_gpu_mid_shapes(case, dtype):
-    errs = check_case(case, dtype, "cuda")
-    print(f"[gpu-mid] {case[0]} {str(dtype)[6:]} max rel err {max(errs.values()):.2e} {errs}")
-    bad = {k: v for k, v in errs.items() if not v < TOL[dtype]}
-    assert not bad, f"{case[0]} {dtype}: rel errors over {TOL[dtype]}: {bad}"
+    _check_against_naive(case, dtype, "gpu-mid")
 
 
 LARGE_SHAPES = [  # (B, N, Hq, Hkv, D, w1, w2)
