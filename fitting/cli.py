@@ -129,7 +129,7 @@ def _print_fits(doc: dict) -> None:
         for k, c in comp.items():
             ci = c["ci"]
             print(f"   {k:6s} diff {_fmt(c['diff'])} " + (f"[{_fmt(ci[0])}, {_fmt(ci[1])}]" if ci else "")
-                  + f"  ratio {_fmt(c['ratio'])}  p_sign {_fmt(c['p_sign'])}")
+                  + f"  ratio {_fmt(c['ratio'])}  p_sign {_fmt(c['p_sign'])}  P(diff > 0) {_fmt(c.get('p_positive'))}")
         pc = doc["comparison_paired"].get(key)
         if pc is not None:
             if pc.get("status") != "ok":

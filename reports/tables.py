@@ -104,6 +104,17 @@ def parse_comparison_key(key: str) -> tuple[str, str]:
     return key, ""
 
 
+def prob_positive(c: dict) -> float | None:
+    """P(B - A > 0) over the bootstrap: `p_positive` where the fits file has it; else from `p_sign`, the fraction
+    of resamples agreeing with the point estimate's sign (older fits files)."""
+    if c.get("p_positive") is not None:
+        return c["p_positive"]
+    p, diff = c.get("p_sign"), c.get("diff")
+    if p is None or diff is None:
+        return None
+    return p if diff > 0 else 1.0 - p if diff < 0 else None
+
+
 def headline_rows(inputs: ReportInputs) -> tuple[list[str], list[list[str]]]:
     """Title-page table: one row per exponent, a column per architecture, then each difference with P(sign)."""
     archs = inputs.archs
@@ -130,7 +141,7 @@ def headline_rows(inputs: ReportInputs) -> tuple[list[str], list[list[str]]]:
             if not c:
                 row += ["-", "-"]
                 continue
-            row += [fmt_ci(c.get("diff"), c.get("ci"), "signed"), fmt(c.get("p_sign"), "prob")]
+            row += [fmt_ci(c.get("diff"), c.get("ci"), "signed"), fmt(prob_positive(c), "prob")]
         rows.append(row)
     return header, rows
 
@@ -148,7 +159,7 @@ def verdict_lines(inputs: ReportInputs) -> list[str]:
                 continue
             lo, hi = c["ci"]
             what = {"alpha": "N-exponent alpha", "beta": "D-exponent beta", "a": "frontier exponent a"}[name]
-            p = c.get("p_sign")
+            p = prob_positive(c)
             ptxt = f", P({b} > {a}) = {fmt(p, 'prob')}" if p is not None else ""
             head = f"{what}: {b} - {a} = {fmt_ci(c['diff'], c['ci'], 'signed')}{ptxt}"
             if lo > 0 or hi < 0:
@@ -199,7 +210,7 @@ def comparison_rows(inputs: ReportInputs) -> tuple[list[str], list[list[str]]]:
             c = comp.get(name)
             if c:
                 rows.append([key, name, fmt_ci(c.get("diff"), c.get("ci"), "signed"),
-                             fmt_ci(c.get("ratio"), c.get("ratio_ci")), fmt(c.get("p_sign"), "prob")])
+                             fmt_ci(c.get("ratio"), c.get("ratio_ci")), fmt(prob_positive(c), "prob")])
     return header, rows
 
 

@@ -83,7 +83,7 @@ def test_headline_numbers_are_text(full):
     comp = full["fits"]["comparison"]["simplicial - dot"]
     for name in ("alpha", "beta", "a"):
         assert ci_text(comp[name]["diff"], comp[name]["ci"], signed=True) in title
-        assert f"{comp[name]['p_sign']:.3f}" in title
+        assert f"{comp[name]['p_positive']:.3f}" in title
     assert "30 done, 2 failed" in title and "abc1234" in title and "stdlib-py" in title
     # The parameter page carries A with its CI, and the fixed-budget table its R^2 values.
     assert "approach3" in pages[5] and "varpro" in pages[5] and "R^2" in pages[5]
@@ -241,3 +241,22 @@ def test_sweep_with_nothing_done_yet(sweep, tmp_path):
     assert len(pages) == N_PAGES
     assert "8 pending" in pages[0] and "no done runs" in pages[0] and "no training curves" in pages[0]
     assert "no done runs yet" in pages[1] and "no training curves" in pages[7]
+
+
+def test_negative_difference_reports_probability_of_positive(tmp_path):
+    """P(B > A) on the title page is the bootstrap fraction with B - A > 0, also for a negative difference and for a
+    fits file that carries only p_sign (the fraction agreeing with the point estimate's sign)."""
+    from reports.tables import prob_positive
+
+    assert prob_positive({"diff": -0.06, "p_sign": 0.9}) == pytest.approx(0.1)
+    assert prob_positive({"diff": 0.06, "p_sign": 0.9}) == pytest.approx(0.9)
+    assert prob_positive({"diff": -0.06, "p_sign": 0.9, "p_positive": 0.12}) == 0.12
+    s = make_sweep(tmp_path)
+    fits = json.loads(s["paths"]["fits"].read_text())
+    comp = fits["comparison"]["simplicial - dot"]["alpha"]
+    comp.update(diff=-abs(comp["diff"]), ci=[-abs(comp["ci"][1]), -abs(comp["ci"][0])], p_sign=0.987)
+    comp.pop("p_positive")
+    s["paths"]["fits"].write_text(json.dumps(fits))
+    title = pdf_text(build_report(s["paths"]["results"], tmp_path / "neg.pdf"))[0]
+    assert "P(simplicial > dot) = 0.013" in title, title
+    assert "simplicial is smaller" in title

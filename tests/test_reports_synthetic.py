@@ -181,18 +181,23 @@ def make_sweep(folder: Path, *, partial: bool = False, fits: bool = True, seed: 
             d = samples["simplicial"][:, 3 + i] - samples["dot"][:, 3 + i]
             r = samples["simplicial"][:, 3 + i] / samples["dot"][:, 3 + i]
             comp[k] = {"diff": TRUE["simplicial"][k] - TRUE["dot"][k], "ci": _ci(d),
-                       "ratio": TRUE["simplicial"][k] / TRUE["dot"][k], "ratio_ci": _ci(r),
-                       "p_sign": float(np.mean(d > 0))}
+                       "ratio": TRUE["simplicial"][k] / TRUE["dot"][k], "ratio_ci": _ci(r), **_p_fields(d, k)}
         a = {g: s[:, 4] / (s[:, 3] + s[:, 4]) for g, s in samples.items()}
         pa = {g: TRUE[g]["beta"] / (TRUE[g]["alpha"] + TRUE[g]["beta"]) for g in samples}
         comp["a"] = {"diff": pa["simplicial"] - pa["dot"], "ci": _ci(a["simplicial"] - a["dot"]),
                      "ratio": pa["simplicial"] / pa["dot"], "ratio_ci": _ci(a["simplicial"] / a["dot"]),
-                     "p_sign": float(np.mean(a["simplicial"] - a["dot"] > 0))}
+                     **_p_fields(a["simplicial"] - a["dot"], pa["simplicial"] - pa["dot"])}
         fits_obj["comparison"]["simplicial - dot"] = comp
     if fits:
         paths["fits"].write_text(json.dumps(fits_obj, indent=1))
         paths["fixed_budget"].write_text(json.dumps(_fixed_budget(results), indent=1))
     return {"paths": paths, "fits": fits_obj, "results": results}
+
+
+def _p_fields(d: np.ndarray, point) -> dict:
+    """p_sign and p_positive as fitting.compare defines them (point: the point difference, or an exponent name)."""
+    diff = TRUE["simplicial"][point] - TRUE["dot"][point] if isinstance(point, str) else point
+    return {"p_sign": float(np.mean(np.sign(d) == np.sign(diff))), "p_positive": float(np.mean(d > 0))}
 
 
 def test_synthetic_sweep_follows_the_schema(tmp_path):
