@@ -81,10 +81,12 @@ def cmd_fit(spec, results: Path, bootstrap: int, seed: int, out=print) -> int:
     from fitting.cli import main as fitting_main
 
     fits = spec.sweep_dir / "fits.json"
+    # a partial sweep fits the groups it can and marks the others "not enough runs" (the report says so)
     rc = fitting_main(["chinchilla", str(results), "--bootstrap", str(bootstrap), "--seed", str(seed),
-                       "--method", "both", "--json", str(fits)])
+                       "--method", "both", "--insufficient", "mark", "--json", str(fits)])
     if rc == 0:
-        rc = fitting_main(["fixed-budget", str(results), "--json", str(spec.sweep_dir / "fixed_budget.json")])
+        rc = fitting_main(["fixed-budget", str(results), "--insufficient", "mark",
+                           "--json", str(spec.sweep_dir / "fixed_budget.json")])
     return rc
 
 

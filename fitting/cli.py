@@ -47,6 +47,9 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--group-col", default=None,
                    help="architecture column (default: arch; if absent all rows are one group); 'none': one group")
     p.add_argument("--json", default=None, metavar="PATH", help="write the result file here")
+    p.add_argument("--insufficient", choices=["error", "mark"], default="error",
+                   help="a group too small to fit: stop with exit 2 (default), or mark it and fit the others "
+                        "(what launch.py --fit does for partial sweeps)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -152,6 +155,10 @@ def _chinchilla(args) -> int:
         compare = [tuple(parts)]
     if not 0 < args.level < 1:
         raise FittingInputError(f"--level must be in (0, 1), got {args.level}")
+    if args.bootstrap < 0:
+        raise FittingInputError(f"--bootstrap must be >= 0 (0: no bootstrap), got {args.bootstrap}")
+    if args.seed < 0:
+        raise FittingInputError(f"--seed must be >= 0, got {args.seed}")
     meta = {"csv": str(args.csv), "params_col": args.params_col, "tokens_col": table.tokens_col,
             "flops_col": table.flops_col, "loss_col": args.loss_col, "group_col": table.group_col}
     with warnings.catch_warnings():
@@ -159,7 +166,7 @@ def _chinchilla(args) -> int:
         doc = fit_groups(table, method=args.method, n_boot=args.bootstrap, seed=args.seed, level=args.level,
                          delta=args.delta, starts=args.starts, bound_e=args.bound_e,
                          compute_budgets=args.compute_budgets, predict=args.predict, jobs=args.jobs,
-                         on_insufficient="error", compare=compare, pair_tol=args.pair_tol, meta=meta)
+                         on_insufficient=args.insufficient, compare=compare, pair_tol=args.pair_tol, meta=meta)
     _print_fits(doc)
     for note in doc["notes"]:
         print(note, file=sys.stderr)
@@ -173,11 +180,18 @@ def _fixed_budget(args) -> int:
     table = _read(args)
     for note in table.notes:
         print(f"note: {note}")
+    df, skipped = table.df, {}
     for g in table.groups:
         reason = insufficiency(table.group(g), n_params=3)
         if reason and "one token budget" not in reason:  # one D still gives L(N) at that D
-            raise FittingInputError(f"group {g!r}: {reason}")
-    doc = fixed_budget(table.df, rel_tol=args.rel_tol)
+            if args.insufficient == "error":
+                raise FittingInputError(f"group {g!r}: {reason}")
+            skipped[g] = reason
+            print(f"note: group {g!r} not fitted: {reason}")
+    if skipped:
+        df = df[~df["group"].astype(str).isin(skipped)]
+    doc = fixed_budget(df, rel_tol=args.rel_tol)
+    doc["skipped"] = skipped
     for form, key, exp in (("fixed_tokens", "tokens", "alpha"), ("fixed_params", "params", "beta")):
         print(f"\n== {form} ==")
         for g, rows in doc[form].items():

@@ -250,6 +250,8 @@ def test_cli_on_chinchilla_csv_with_flops(tmp_path, capsys):
     (lambda d: d.iloc[:4], [], "fewer than the 5"),
     (lambda d: d.assign(params=1e8), [], "one model size"),
     (lambda d: d.drop(columns="arch"), ["--group-col", "arch"], "group column 'arch'"),
+    (lambda d: d, ["--seed", "-1"], "--seed must be >= 0"),
+    (lambda d: d, ["--bootstrap", "-1"], "--bootstrap must be >= 0"),
 ])
 def test_cli_bad_input_exits_2_and_writes_nothing(tmp_path, capsys, mutate, args, expect):
     df = mutate(synth(3, 3, 0.01, 1, arch="dot"))
@@ -259,6 +261,22 @@ def test_cli_bad_input_exits_2_and_writes_nothing(tmp_path, capsys, mutate, args
     err = capsys.readouterr().err
     assert expect in err, err
     assert not out.exists()
+
+
+def test_cli_insufficient_mark_fits_the_other_groups(tmp_path, capsys):
+    """--insufficient mark (what launch.py --fit uses for partial sweeps): the small group is marked, the other is
+    fitted, exit 0; the default stops with exit 2 naming the group."""
+    df = pd.concat([synth(3, 3, 0.01, 1, arch="dot"), synth(3, 3, 0.01, 2, arch="simplicial").iloc[:3]])
+    csv, out = _write(tmp_path, df), tmp_path / "fits.json"
+    common = ["chinchilla", csv, "--bootstrap", "0", "--starts", "small", "--json", str(out)]
+    assert main(common) == 2 and "group 'simplicial'" in capsys.readouterr().err and not out.exists()
+    assert main(common + ["--insufficient", "mark"]) == 0
+    fits = json.loads(out.read_text())["fits"]
+    assert fits["dot"]["status"] == "ok" and fits["simplicial"]["status"] == "not enough runs"
+    fb = tmp_path / "fixed.json"
+    assert main(["fixed-budget", csv, "--insufficient", "mark", "--json", str(fb)]) == 0
+    doc = json.loads(fb.read_text())
+    assert "simplicial" in doc["skipped"] and "dot" in doc["fixed_tokens"]
 
 
 def test_cli_fixed_budget_bad_input_exits_2(tmp_path, capsys):
