@@ -237,6 +237,9 @@ def resolve_inputs(source: str | Path, *, fits: str | Path | None = None, fixed_
     if source.suffix.lower() in (".yaml", ".yml"):
         folder, sweep_name = _sweep_folder(source)
         results_path = folder / RESULTS_NAME
+        if not results_path.is_file():
+            raise ReportInputError(f"results table {results_path}: no such file (run `python launch.py collect "
+                                   f"{source}` first, or `python launch.py report {source}`, which collects)")
     else:
         results_path, folder, sweep_name = source, source.parent, ""
     results = load_results(results_path)
