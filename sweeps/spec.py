@@ -235,7 +235,7 @@ class ExecutorSpec:
     submitit), `debug` (in-process, for pdb)."""
 
     name: str = "local"
-    max_parallel: int = 1  # local: runs at once; slurm: array parallelism cap (slurm_array_parallelism)
+    max_parallel: int = 1  # local: runs at once; slurm: cap per array (%N), so k arrays may run k x N at once
     resources: ResourceSpec = field(default_factory=ResourceSpec)
     per_arch: dict = field(default_factory=dict)  # arch name -> ResourceSpec
     per_size: dict = field(default_factory=dict)  # size name -> ResourceSpec
