@@ -64,6 +64,11 @@ def cmd_status(spec, runs, out=print) -> int:
                 out(st.error.rstrip())
             if st.log_tail and st.log_tail not in (st.error or ""):
                 out("log tail:\n" + st.log_tail)
+    unknown = [st.run_id for st in states if st.status == "unknown"]
+    if unknown:
+        out(f"\n{len(unknown)} run(s) unknown: neither squeue nor sacct knows their job (scheduler unreachable, or "
+            f"accounting off and the job aged out). A re-launch leaves them alone so no job runs twice; once you "
+            f"know they are gone, `launch.py {spec.source_path or 'SWEEP.yaml'} --resubmit-unknown` submits them.")
     return 0
 
 
@@ -126,7 +131,8 @@ def cmd_run(spec, runs, args, out=print) -> int:
         out(f"\n{len(runs)} runs, {todo} to submit, {sum(r.flops for r in runs):.3e} training FLOPs in all "
             f"(executor: {executor}; FLOPs = tokens x 3 x forward FLOPs/token, attention included)")
         return 0
-    todo = [r for r, st in zip(runs, states) if not (st.finished or st.active)]
+    todo = [r for r, st in zip(runs, states)
+            if not (st.finished or st.active) or (args.resubmit_unknown and st.status == "unknown")]
     skipped = len(runs) - len(todo)
     out(f"sweep {spec.name}: {len(runs)} runs, {skipped} done or in flight, {len(todo)} to run ({executor}) "
         f"-> {spec.sweep_dir}")
@@ -192,6 +198,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--fit", action="store_true", help="after training: collect and fit L(N, D) per architecture")
     p.add_argument("--report", action="store_true", help="after training: collect and write the PDF report")
     p.add_argument("--wait", action="store_true", help="slurm: wait until the queued runs end")
+    p.add_argument("--resubmit-unknown", action="store_true",
+                   help="also submit runs whose job neither squeue nor sacct knows (state 'unknown')")
     p.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples for the fit (default 200)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     p.add_argument("-o", "--output", help="collect: the results CSV (default <sweep_dir>/results.csv)")

@@ -286,3 +286,25 @@ def test_sbatch_refusal_is_a_clear_error(tmp_path):
     assert out.returncode == 1
     assert "launch.py: sbatch refused an array of 1 runs" in out.stderr and "partition" in out.stderr, out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_unknown_job_is_left_alone_until_resubmit_unknown(tmp_path):
+    """A journaled job that neither squeue nor sacct knows is 'unknown': status explains it, a plain re-launch does not
+    resubmit it (it may still exist where the scheduler cannot be asked), --resubmit-unknown does."""
+    from sweeps.journal import JournalEntry, record
+
+    path = single_run_sweep(tmp_path, extra=RES)
+    spec = load_sweep(path)
+    run = expand(spec)[0]
+    spec.sweep_dir.mkdir(parents=True, exist_ok=True)
+    record(spec.sweep_dir, [JournalEntry(run.run_id, "987654_0", "slurm", str(tmp_path / "nowhere"), "2026-01-01")])
+    assert _status_rows(path)[run.run_id]["status"] == "unknown"
+    status = _ok(launch("status", path, timeout=60))
+    assert "--resubmit-unknown" in status and "1 run(s) unknown" in status, status
+    again = _ok(launch(path))
+    assert "0 to run" in again and "submitted array" not in again, again
+    forced = _ok(launch(path, "--resubmit-unknown"))
+    assert "1 to run" in forced and forced.count("submitted array") == 1, forced
+    assert latest(spec.sweep_dir)[run.run_id].job_id != "987654_0"
+    _wait_all_finished(path, timeout=120)
+    assert _status_rows(path)[run.run_id]["status"] == "done"
