@@ -3,7 +3,6 @@
     python benchmarks/bench_attention.py                 # the full grid, one table (markdown) on stdout
     python benchmarks/bench_attention.py --target        # only B=4, H=8, N=8192, w1=512, w2=32, D in {64, 128}
     python benchmarks/bench_attention.py --sweep         # launch-config variants of each kernel at the target shape
-    python benchmarks/bench_attention.py --loop-compare  # forward: default vs tile-outer loop order (kernel_notes.md)
 
 FLOPs (tensor-core convention, REFERENCE.md section 2): forward = 4 * B * Hq * D * P with P the exact number of valid
 (i, j, k) triples, sum_i min(i+1, w1) * min(i+1, w2); forward+backward = 3.5 x forward. SDPA runs causal attention at
@@ -220,52 +219,10 @@ def sweep(rep):
         torch.cuda.empty_cache()
 
 
-def loop_compare(rep):
-    """Forward only, target shape: the default (offset-outer) kernel vs the tile-outer loop order (config LOOP="tile",
-    benchmarks/kernel_notes.md) over a few launch configs, with SDPA's forward at N_eq measured in the same run."""
-    n, w1, w2 = 8192, 512, 32
-    tile_variants = [(64, 64, 4, 3), (64, 64, 4, 2), (64, 32, 4, 3), (64, 64, 8, 3), (128, 64, 8, 3), (128, 32, 8, 2)]
-    fl = 4 * B * H * valid_triples(n, w1, w2)
-    n_eq = int(round(math.sqrt(2 * n * w1 * w2) / 128) * 128)
-    print("\n| D | kernel | (BLOCK_M, BLOCK_N, warps, stages) | fwd ms | fwd TF/s | vs default | vs SDPA fwd | rel err vs default |")
-    print("|---|---|---|---|---|---|---|---|")
-    for d in (64, 128):
-        xs = inputs(n, H, H, d, requires_grad=False)
-        scale = 1 / math.sqrt(d)
-        q, k, v = (torch.randn(B, H, n_eq, d, device="cuda", dtype=torch.bfloat16) for _ in range(3))
-        s_ms = bench(lambda: torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True), rep)
-        s_tf = 4 * B * H * d * n_eq * (n_eq + 1) / 2 / s_ms / 1e9
-        del q, k, v
-        sa.CONFIG_OVERRIDE.clear()
-        out_ref, _ = sa._forward(*xs, w1, w2, scale)
-        base_ms = bench(lambda: sa._forward(*xs, w1, w2, scale), rep)
-        base_tf = fl * d / base_ms / 1e9
-        cfg = sa._config("fwd", d, torch.bfloat16)
-        print(f"| {d} | SDPA causal, default dispatch, N_eq={n_eq} | - | {s_ms:.3f} | {s_tf:.0f} | - | 1.00 | - |")
-        print(f"| {d} | default (offset outer) | {(cfg['BLOCK_M'], cfg['BLOCK_N'], cfg['num_warps'], cfg['num_stages'])} "
-              f"| {base_ms:.3f} | {base_tf:.0f} | 1.00 | {base_tf / s_tf:.2f} | 0 |", flush=True)
-        for bm, bn, nw, ns in tile_variants:
-            sa.CONFIG_OVERRIDE["fwd"] = dict(BLOCK_M=bm, BLOCK_N=bn, num_warps=nw, num_stages=ns, LOOP="tile")
-            try:
-                o, _ = sa._forward(*xs, w1, w2, scale)
-                err = ((o.float() - out_ref.float()).norm() / out_ref.float().norm()).item()
-                ms = bench(lambda: sa._forward(*xs, w1, w2, scale), rep)
-                tf = fl * d / ms / 1e9
-                print(f"| {d} | tile outer | {(bm, bn, nw, ns)} | {ms:.3f} | {tf:.0f} | {base_ms / ms:.2f} "
-                      f"| {tf / s_tf:.2f} | {err:.1e} |", flush=True)
-            except Exception as exc:  # noqa: BLE001
-                print(f"| {d} | tile outer | {(bm, bn, nw, ns)} | failed: {type(exc).__name__}: {str(exc)[:120]} |",
-                      flush=True)
-        sa.CONFIG_OVERRIDE.clear()
-        del xs
-        torch.cuda.empty_cache()
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--target", action="store_true", help="only the target shape N=8192, (512, 32), GQA 1")
     ap.add_argument("--sweep", action="store_true", help="launch-config variants at the target shape")
-    ap.add_argument("--loop-compare", action="store_true", help="forward: default vs tile-outer loop order")
     ap.add_argument("--rep", type=int, default=100, help="do_bench rep (ms)")
     ap.add_argument("--no-package", action="store_true")
     args = ap.parse_args(argv)
@@ -279,9 +236,6 @@ def main(argv=None) -> int:
           f"at N_eq = sqrt(2 N w1 w2), torch's default dispatch and the flash backend, ratios vs the faster; peak memory = max allocated during fwd+bwd above the inputs")
     if args.sweep:
         sweep(args.rep)
-        return 0
-    if args.loop_compare:
-        loop_compare(args.rep)
         return 0
     pkg = None if args.no_package else load_package()
     print(HEADER)

@@ -106,19 +106,6 @@ def test_matches_naive_reference(case, dtype):
     assert not bad, f"{case[0]} {dtype}: rel errors over {TOL[dtype]}: {bad} (all: {errs})"
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
-def test_tile_outer_forward_matches_naive_reference(case, monkeypatch):
-    """The forward with the loops swapped (config LOOP="tile", a speed experiment of benchmarks/kernel_notes.md)
-    computes the same outputs; fp32, poisoned outputs."""
-    _, B, N, Hq, Hkv, D, w1, w2, nc = case
-    monkeypatch.setattr(sa, "POISON_OUTPUTS", True)
-    monkeypatch.setitem(sa.CONFIG_OVERRIDE, "fwd", {"LOOP": "tile"})
-    xs = make_inputs(B, N, Hq, Hkv, D, torch.float32, "cpu", nc)
-    out = two_simplicial_attention(*xs, w1, w2, backend="triton")
-    ref = two_simplicial_attention_naive(*[x.double() for x in xs], w1, w2)
-    assert torch.isfinite(out).all() and rel_err(out, ref) < TOL[torch.float32], rel_err(out, ref)
-
-
 def test_single_pair_windows_give_zero_logit_gradients():
     """w1 = w2 = 1: S = 1 for every row, so dq, dk1, dk2 are exactly zero and out = v1 * v2 (a relative error to a
     zero gradient is meaningless, hence its own test)."""

@@ -190,113 +190,6 @@ def _simplicial_fwd(
     tl.store(Ob + offs_m[:, None] * stride_on + offs_d[None, :], out.to(Out.dtype.element_ty), mask=m_ok[:, None])
 
 
-@triton.jit
-def _fwd_offsets(acc, m_i, l_i, q, k1t, v1, K2b, V2b, stride_k2n, stride_v2n, offs_m, offs_d, m_ok, cols, c_ok, W1, W2,
-                 MASKED: tl.constexpr, DOT_PREC: tl.constexpr):
-    """Every offset t against one resident K1/V1 tile (the tile-outer loop order): S = (Q * K2_t) @ K1^T,
-    acc += (P @ V1) * V2_t. The shifted K2/V2 rows a query tile touches (BLOCK_M + w2 - 1 of them) stay in L1."""
-    if MASKED:
-        win = c_ok[None, :] & (cols[None, :] <= offs_m[:, None]) & (cols[None, :] > offs_m[:, None] - W1)
-    for t in range(0, W2):
-        k_rows = offs_m - t
-        k_ok = (k_rows >= 0) & m_ok
-        k2 = tl.load(K2b + k_rows[:, None] * stride_k2n + offs_d[None, :], mask=k_ok[:, None], other=0.0)
-        v2 = tl.load(V2b + k_rows[:, None] * stride_v2n + offs_d[None, :], mask=k_ok[:, None], other=0.0)
-        qk2 = (q * k2.to(tl.float32)).to(k1t.dtype)
-        s = tl.dot(qk2, k1t, input_precision=DOT_PREC)
-        if MASKED:
-            s = tl.where(win & k_ok[:, None], s, float("-inf"))
-            m_new = tl.maximum(m_i, tl.max(s, 1))
-            m_use = tl.where(m_new == float("-inf"), 0.0, m_new)  # rows with nothing valid yet stay at zero
-        else:
-            m_new = tl.maximum(m_i, tl.max(s, 1))
-            m_use = m_new
-        alpha = tl.exp2(m_i - m_use)
-        p = tl.exp2(s - m_use[:, None])
-        l_i = l_i * alpha + tl.sum(p, 1)
-        pv = tl.dot(p.to(v1.dtype), v1, input_precision=DOT_PREC)
-        acc = acc * alpha[:, None] + pv * v2.to(tl.float32)
-        m_i = m_new
-    return acc, m_i, l_i
-
-
-@triton.jit
-def _fwd_tile_segment(acc, m_i, l_i, q, K1b, V1b, K2b, V2b, stride_k1n, stride_v1n, stride_k2n, stride_v2n,
-                      offs_m, offs_n, offs_d, m_ok, seg_lo, seg_hi, W1, W2,
-                      BLOCK_N: tl.constexpr, MASKED: tl.constexpr, DOT_PREC: tl.constexpr):
-    """K1/V1 tiles starting in [seg_lo, seg_hi), each loaded once and used for every offset t."""
-    for start_n in range(seg_lo, seg_hi, BLOCK_N):
-        cols = start_n + offs_n
-        c_ok = cols < seg_hi
-        if MASKED:
-            k1t = tl.load(K1b + cols[None, :] * stride_k1n + offs_d[:, None], mask=c_ok[None, :], other=0.0)
-            v1 = tl.load(V1b + cols[:, None] * stride_v1n + offs_d[None, :], mask=c_ok[:, None], other=0.0)
-        else:
-            k1t = tl.load(K1b + cols[None, :] * stride_k1n + offs_d[:, None])
-            v1 = tl.load(V1b + cols[:, None] * stride_v1n + offs_d[None, :])
-        acc, m_i, l_i = _fwd_offsets(acc, m_i, l_i, q, k1t, v1, K2b, V2b, stride_k2n, stride_v2n, offs_m, offs_d,
-                                     m_ok, cols, c_ok, W1, W2, MASKED=MASKED, DOT_PREC=DOT_PREC)
-    return acc, m_i, l_i
-
-
-@triton.jit(do_not_specialize=["N", "W1", "W2", "H", "GROUP"])
-def _simplicial_fwd_tile_outer(
-    Q, K1, K2, V1, V2, Out, Lse,
-    stride_qb, stride_qn, stride_qh,
-    stride_k1b, stride_k1n, stride_k1h,
-    stride_k2b, stride_k2n, stride_k2h,
-    stride_v1b, stride_v1n, stride_v1h,
-    stride_v2b, stride_v2n, stride_v2h,
-    stride_ob, stride_on, stride_oh,
-    N, W1, W2, qk_scale,
-    H, GROUP, HEAD_DIM: tl.constexpr,
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, DOT_PREC: tl.constexpr,
-):
-    """The forward with the loops swapped (config LOOP="tile"): K1/V1 tiles outside, offsets t inside. Same math,
-    same outputs as `_simplicial_fwd` up to summation order; an experiment of benchmarks/kernel_notes.md."""
-    tl.static_assert(BLOCK_M >= 16 and BLOCK_N >= 16, "tl.dot needs tiles of at least 16")
-    num_m = tl.cdiv(N, BLOCK_M)
-    pid = tl.program_id(0)
-    pid_m = pid % num_m
-    pid_bh = pid // num_m
-    b = (pid_bh // H).to(tl.int64)
-    h = pid_bh % H
-    hk = h // GROUP
-    start_m = pid_m * BLOCK_M
-    offs_m = start_m + tl.arange(0, BLOCK_M)
-    offs_n = tl.arange(0, BLOCK_N)
-    offs_d = tl.arange(0, HEAD_DIM)
-    m_ok = offs_m < N
-
-    Qb = Q + b * stride_qb + h * stride_qh
-    K1b = K1 + b * stride_k1b + hk * stride_k1h
-    K2b = K2 + b * stride_k2b + hk * stride_k2h
-    V1b = V1 + b * stride_v1b + hk * stride_v1h
-    V2b = V2 + b * stride_v2b + hk * stride_v2h
-
-    q = tl.load(Qb + offs_m[:, None] * stride_qn + offs_d[None, :], mask=m_ok[:, None], other=0.0)
-    q = q.to(tl.float32) * qk_scale  # logits in base 2
-    m_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
-    l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
-    acc = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
-    # interior tiles need every k2 row i - t >= 0 for every t, i.e. start_m >= W2 - 1 (the t argument below)
-    lo, full_lo, mid_end, hi = _k1_segments(start_m, W2 - 1, N, W1, BLOCK_M, BLOCK_N)
-    acc, m_i, l_i = _fwd_tile_segment(acc, m_i, l_i, q, K1b, V1b, K2b, V2b, stride_k1n, stride_v1n, stride_k2n,
-                                      stride_v2n, offs_m, offs_n, offs_d, m_ok, lo, full_lo, W1, W2,
-                                      BLOCK_N=BLOCK_N, MASKED=True, DOT_PREC=DOT_PREC)
-    acc, m_i, l_i = _fwd_tile_segment(acc, m_i, l_i, q, K1b, V1b, K2b, V2b, stride_k1n, stride_v1n, stride_k2n,
-                                      stride_v2n, offs_m, offs_n, offs_d, m_ok, full_lo, mid_end, W1, W2,
-                                      BLOCK_N=BLOCK_N, MASKED=False, DOT_PREC=DOT_PREC)
-    acc, m_i, l_i = _fwd_tile_segment(acc, m_i, l_i, q, K1b, V1b, K2b, V2b, stride_k1n, stride_v1n, stride_k2n,
-                                      stride_v2n, offs_m, offs_n, offs_d, m_ok, mid_end, hi, W1, W2,
-                                      BLOCK_N=BLOCK_N, MASKED=True, DOT_PREC=DOT_PREC)
-    l_safe = tl.where(l_i > 0.0, l_i, 1.0)
-    out = acc / l_safe[:, None]
-    tl.store(Lse + pid_bh.to(tl.int64) * N + offs_m, m_i + tl.log2(l_safe), mask=m_ok)
-    Ob = Out + b * stride_ob + h * stride_oh
-    tl.store(Ob + offs_m[:, None] * stride_on + offs_d[None, :], out.to(Out.dtype.element_ty), mask=m_ok[:, None])
-
-
 # --------------------------------------------------------------------------------------------------------------------
 # backward
 # --------------------------------------------------------------------------------------------------------------------
@@ -602,8 +495,7 @@ def _forward(q, k1, k2, v1, v2, w1, w2, sm_scale):
     lse = _new((b, hq, n), q, torch.float32)
     cfg = _config("fwd", d, q.dtype)
     grid = (triton.cdiv(n, cfg["BLOCK_M"]) * b * hq,)
-    kernel = _simplicial_fwd_tile_outer if cfg.get("LOOP") == "tile" else _simplicial_fwd
-    kernel[grid](
+    _simplicial_fwd[grid](
         q, k1, k2, v1, v2, out, lse,
         *_s3(q), *_s3(k1), *_s3(k2), *_s3(v1), *_s3(v2), *_s3(out),
         n, w1, w2, sm_scale * _LOG2E,
