@@ -83,9 +83,9 @@ class ReportInputs:
         return g
 
 
-def _read_csv(path: Path, what: str) -> pd.DataFrame:
+def _read_csv(path: Path, what: str, missing_hint: str = "") -> pd.DataFrame:
     if not path.is_file():
-        raise ReportInputError(f"{what} {path}: no such file")
+        raise ReportInputError(f"{what} {path}: no such file{missing_hint}")
     try:
         df = pd.read_csv(path, keep_default_na=True)
     except pd.errors.EmptyDataError:
@@ -106,10 +106,11 @@ def _numeric(df: pd.DataFrame, col: str, path: Path, what: str) -> None:
     df[col] = num.astype(float)
 
 
-def load_results(path: str | Path) -> pd.DataFrame:
-    """Read results.csv; raise `ReportInputError` on a missing file, missing columns or an empty table."""
+def load_results(path: str | Path, missing_hint: str = "") -> pd.DataFrame:
+    """Read results.csv; raise `ReportInputError` on a missing file (its message ending in `missing_hint`), missing
+    columns or an empty table."""
     path = Path(path)
-    df = _read_csv(path, "results table")
+    df = _read_csv(path, "results table", missing_hint)
     missing = [c for c in REQUIRED_RESULTS_COLUMNS if c not in df.columns]
     if missing:
         raise ReportInputError(f"results table {path}: missing column(s) {', '.join(missing)} "
@@ -237,12 +238,11 @@ def resolve_inputs(source: str | Path, *, fits: str | Path | None = None, fixed_
     if source.suffix.lower() in (".yaml", ".yml"):
         folder, sweep_name = _sweep_folder(source)
         results_path = folder / RESULTS_NAME
-        if not results_path.is_file():
-            raise ReportInputError(f"results table {results_path}: no such file (run `python launch.py collect "
-                                   f"{source}` first, or `python launch.py report {source}`, which collects)")
+        hint = (f" (run `python launch.py collect {source}` first, or `python launch.py report {source}`, "
+                f"which collects)")
     else:
-        results_path, folder, sweep_name = source, source.parent, ""
-    results = load_results(results_path)
+        results_path, folder, sweep_name, hint = source, source.parent, "", ""
+    results = load_results(results_path, hint)
     if not sweep_name:
         names = sorted(set(results["sweep"]) - {""})
         sweep_name = ", ".join(names) if names else results_path.parent.name

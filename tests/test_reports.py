@@ -200,6 +200,9 @@ def test_yaml_source_reads_the_sweep_folder(sweep, monkeypatch, tmp_path):
     assert inputs.results_path == folder / "results.csv"
     assert inputs.fits is not None and inputs.fixed_budget is not None and inputs.curves is not None
     assert inputs.sweep_name == "fake-sweep"
+    fake.load_sweep = lambda path: types.SimpleNamespace(sweep_dir=tmp_path / "not-collected", name="fake-sweep")
+    with pytest.raises(ReportInputError, match=r"results\.csv: no such file \(run `python launch\.py collect"):
+        resolve_inputs(yaml)
 
 
 def test_frontier_formula_is_the_isoflop_minimum():
