@@ -8,7 +8,8 @@ FLOPs (tensor-core convention, REFERENCE.md section 2): forward = 4 * B * Hq * D
 (i, j, k) triples, sum_i min(i+1, w1) * min(i+1, w2); forward+backward = 3.5 x forward. SDPA runs causal attention at
 N_eq = sqrt(2 * N * w1 * w2) (rounded to 128), which does the same tensor-core work, and is counted the same way:
 forward = 4 * B * H * D * N_eq (N_eq + 1) / 2. SDPA is timed twice, with torch's default dispatch and with the
-FlashAttention-2 backend forced; the ratios ours/SDPA use the faster of the two. Every time is a median of triton.testing.do_bench in this run.
+FlashAttention-2 backend forced; the ratios ours/SDPA use the faster of the two. Every time is a median of
+triton.testing.do_bench in this run.
 The `simplicial-attention` package is a comparison only: carried as a wheel to the device (see gpu_check.sh), loaded
 without its package __init__ (which needs unrelated dependencies); it applies at D=64 (its kernels' only head dim).
 """
@@ -79,8 +80,8 @@ _SDPA_CACHE: dict = {}
 
 
 def sdpa(n_eq, d, rep, backend):
-    """(fwd ms, fwd+bwd ms, peak MiB) of causal SDPA at N_eq. backend "default": torch's own dispatch (with torch 2.11 on
-    an H200 it ran at 472 / 596 TFLOP/s forward at D = 64 / 128, about REFERENCE.md's H100 anchors; which backend it
+    """(fwd ms, fwd+bwd ms, peak MiB) of causal SDPA at N_eq. backend "default": torch's own dispatch (with torch 2.11
+    on an H200 it ran at 472 / 596 TFLOP/s forward at D = 64 / 128, about REFERENCE.md's H100 anchors; which backend it
     picked was not recorded); "flash": the FlashAttention-2 backend forced (300 / 337 there). Ratios use the faster."""
     key = (n_eq, d, backend)
     if key not in _SDPA_CACHE:
@@ -172,7 +173,8 @@ def print_row(r):
     pf = None if r["pk_fwd_tf"] is None else r["fwd_tf"] / r["pk_fwd_tf"]
     pb = None if r["pk_fb_tf"] is None else r["fb_tf"] / r["pk_fb_tf"]
     print(f"| {r['N']} | {r['D']} | {r['w1']} | {r['w2']} | {r['gqa']} | {r['fwd_ms']:.3f} | {r['fwd_tf']:.0f} "
-          f"| {r['fb_ms']:.3f} | {r['fb_tf']:.0f} | {r['n_eq']} | {r['default_fwd_tf']:.0f} / {r['default_fb_tf']:.0f} "
+          f"| {r['fb_ms']:.3f} | {r['fb_tf']:.0f} | {r['n_eq']} "
+          f"| {r['default_fwd_tf']:.0f} / {r['default_fb_tf']:.0f} "
           f"| {r['flash_fwd_tf']:.0f} / {r['flash_fb_tf']:.0f} "
           f"| {r['vs_s_fwd']:.2f} | {r['vs_s_fb']:.2f} | {fmt(r['pk_fwd_tf'], '.1f')} | {fmt(r['pk_fb_tf'], '.1f')} "
           f"| {fmt(pf, '.1f')} | {fmt(pb, '.1f')} | {r['mem']:.0f} | {r['s_mem']:.0f} |", flush=True)
@@ -233,7 +235,8 @@ def main(argv=None) -> int:
           f"torch {torch.__version__} | triton {triton.__version__} | command: python benchmarks/bench_attention.py "
           f"{' '.join(argv if argv is not None else sys.argv[1:])}")
     print(f"# bf16, B={B}, H={H}; FLOPs fwd = 4*B*Hq*D*P (P exact valid triples), f+b = 3.5x fwd; SDPA = causal "
-          f"at N_eq = sqrt(2 N w1 w2), torch's default dispatch and the flash backend, ratios vs the faster; peak memory = max allocated during fwd+bwd above the inputs")
+          f"at N_eq = sqrt(2 N w1 w2), torch's default dispatch and the flash backend, ratios vs the faster; "
+          f"peak memory = max allocated during fwd+bwd above the inputs")
     if args.sweep:
         sweep(args.rep)
         return 0

@@ -1,6 +1,6 @@
 """Multi-GPU check (issue 8): one 2-simplicial training run on 1 GPU and on 2 GPUs (DDP through NCCL).
 
-    python benchmarks/ddp_gpu_check.py [--out DIR] [--steps 120]
+    python benchmarks/ddp_gpu_check.py [--out DIR] [--steps 140]
 
 Launches the same run three times the way the product launches runs (`launch.py SWEEP.yaml`, submitit's local
 executor), each into its own output root, with the same global batch and seed:
@@ -69,10 +69,11 @@ def launch(out: Path, name: str, gpus: int, micro: int, steps: int) -> dict:
         for log in logs[-2:]:
             print(f"--- {log}\n{log.read_text(errors='replace')[-3000:]}")
         raise SystemExit(f"[{name}] failed")
-    result = json.loads(runs[0].read_text())
-    for name_ in ("result.json", "metrics.jsonl"):  # kept beside the sweep file, shallow enough to bring back
-        (folder / name_).write_bytes((runs[0].parent / name_).read_bytes())
-    rows = [json.loads(line) for line in (runs[0].parent / "metrics.jsonl").read_text().splitlines()]
+    result_text, metrics_text = runs[0].read_text(), (runs[0].parent / "metrics.jsonl").read_text()
+    (folder / "result.json").write_text(result_text)  # kept beside the sweep file, shallow enough to bring back
+    (folder / "metrics.jsonl").write_text(metrics_text)
+    result = json.loads(result_text)
+    rows = [json.loads(line) for line in metrics_text.splitlines()]
     rows = [r for r in rows if "train_loss" in r and "tokens_per_s" in r]
     steady = [r["tokens_per_s"] for r in rows if r["step"] > steps // 5]
     return {"result": result, "rows": rows, "tokens_per_s": statistics.median(steady)}

@@ -31,10 +31,35 @@ _LOG2E = 1.4426950408889634
 
 
 @triton.jit
+def _attend_tiles(acc, m_i, l_i, q, K, V, base, offs_m, offs_n, offs_d, N, lo, hi, HEAD_DIM: tl.constexpr,
+                  BLOCK_N: tl.constexpr, MASKED: tl.constexpr):
+    """Key/value tiles starting in [lo, hi) with the online softmax; MASKED applies the causal and length masks."""
+    for start_n in range(lo, hi, BLOCK_N):
+        cols = start_n + offs_n
+        if MASKED:
+            c_ok = cols < N
+            k = tl.load(K + base + cols[None, :] * HEAD_DIM + offs_d[:, None], mask=c_ok[None, :], other=0.0)
+            s = tl.dot(q, k)
+            s = tl.where((cols[None, :] <= offs_m[:, None]) & c_ok[None, :], s, float("-inf"))
+            v = tl.load(V + base + cols[:, None] * HEAD_DIM + offs_d[None, :], mask=c_ok[:, None], other=0.0)
+        else:
+            k = tl.load(K + base + cols[None, :] * HEAD_DIM + offs_d[:, None])
+            s = tl.dot(q, k)
+            v = tl.load(V + base + cols[:, None] * HEAD_DIM + offs_d[None, :])
+        m_new = tl.maximum(m_i, tl.max(s, 1))
+        alpha = tl.exp2(m_i - m_new)
+        p = tl.exp2(s - m_new[:, None])
+        l_i = l_i * alpha + tl.sum(p, 1)
+        acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v)
+        m_i = m_new
+    return acc, m_i, l_i
+
+
+@triton.jit
 def _causal_attention_fwd(Q, K, V, Out, N, qk_scale, HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr,
                           BLOCK_N: tl.constexpr):
     """One program: BLOCK_M queries of one (batch, head); inputs [B*H, N, D] contiguous. Off-diagonal key tiles are
-    unmasked, the diagonal one masked (the causal FlashAttention split)."""
+    unmasked, the diagonal ones masked (the causal FlashAttention split)."""
     pid_m = tl.program_id(0)
     bh = tl.program_id(1).to(tl.int64)
     start_m = pid_m * BLOCK_M
@@ -49,30 +74,10 @@ def _causal_attention_fwd(Q, K, V, Out, N, qk_scale, HEAD_DIM: tl.constexpr, BLO
     l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
     acc = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
     full_end = (start_m // BLOCK_N) * BLOCK_N  # key tiles entirely before the first query row: no mask
-    for start_n in range(0, full_end, BLOCK_N):
-        cols = start_n + offs_n
-        k = tl.load(K + base + cols[None, :] * HEAD_DIM + offs_d[:, None])
-        s = tl.dot(q, k)
-        m_new = tl.maximum(m_i, tl.max(s, 1))
-        alpha = tl.exp2(m_i - m_new)
-        p = tl.exp2(s - m_new[:, None])
-        l_i = l_i * alpha + tl.sum(p, 1)
-        v = tl.load(V + base + cols[:, None] * HEAD_DIM + offs_d[None, :])
-        acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v)
-        m_i = m_new
-    for start_n in range(full_end, tl.minimum(start_m + BLOCK_M, N), BLOCK_N):  # the diagonal tiles
-        cols = start_n + offs_n
-        c_ok = cols < N
-        k = tl.load(K + base + cols[None, :] * HEAD_DIM + offs_d[:, None], mask=c_ok[None, :], other=0.0)
-        s = tl.dot(q, k)
-        s = tl.where((cols[None, :] <= offs_m[:, None]) & c_ok[None, :], s, float("-inf"))
-        m_new = tl.maximum(m_i, tl.max(s, 1))
-        alpha = tl.exp2(m_i - m_new)
-        p = tl.exp2(s - m_new[:, None])
-        l_i = l_i * alpha + tl.sum(p, 1)
-        v = tl.load(V + base + cols[:, None] * HEAD_DIM + offs_d[None, :], mask=c_ok[:, None], other=0.0)
-        acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v)
-        m_i = m_new
+    acc, m_i, l_i = _attend_tiles(acc, m_i, l_i, q, K, V, base, offs_m, offs_n, offs_d, N, 0, full_end,
+                                  HEAD_DIM=HEAD_DIM, BLOCK_N=BLOCK_N, MASKED=False)
+    acc, m_i, l_i = _attend_tiles(acc, m_i, l_i, q, K, V, base, offs_m, offs_n, offs_d, N, full_end,
+                                  tl.minimum(start_m + BLOCK_M, N), HEAD_DIM=HEAD_DIM, BLOCK_N=BLOCK_N, MASKED=True)
     out = acc / tl.where(l_i > 0, l_i, 1.0)[:, None]
     tl.store(Out + base + offs_m[:, None] * HEAD_DIM + offs_d[None, :], out.to(Out.dtype.element_ty),
              mask=m_ok[:, None])
