@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import math
 import os
 import sys
@@ -180,28 +181,53 @@ def print_row(r):
           f"| {fmt(pf, '.1f')} | {fmt(pb, '.1f')} | {r['mem']:.0f} | {r['s_mem']:.0f} |", flush=True)
 
 
-def sweep(rep):
-    """Launch-config variants of each kernel at the target shape (bf16, B=4, H=8, N=8192, w1=512, w2=32)."""
+def load_module(path):
+    """A kernels module from a file (an earlier version, e.g. `git show REV:triton_kernels/simplicial_attention.py`)."""
+    spec = importlib.util.spec_from_file_location("baseline_simplicial_attention", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+# (BLOCK_M, BLOCK_N, num_warps, num_stages, K2_EVERY_STEP, TMA)
+FWD_VARIANTS = [(64, 64, 4, 3, False, False), (64, 64, 4, 3, True, False), (64, 64, 4, 3, False, True),
+                (64, 64, 4, 3, True, True), (64, 64, 4, 4, False, True), (64, 64, 4, 2, False, False),
+                (64, 32, 4, 3, False, False), (64, 32, 4, 3, False, True), (64, 128, 4, 2, False, True),
+                (64, 64, 8, 3, False, True), (128, 64, 8, 3, False, False), (128, 64, 8, 3, False, True),
+                (128, 128, 8, 2, False, True), (128, 64, 4, 3, False, True)]
+DQ_VARIANTS = [(64, 64, 4, 2, False, False), (64, 64, 4, 3, False, False), (64, 64, 4, 3, False, True),
+               (64, 64, 4, 3, True, True), (64, 32, 4, 3, False, True), (32, 64, 4, 3, False, True),
+               (64, 64, 8, 3, False, True), (128, 64, 8, 2, False, True)]
+DK_VARIANTS = [(64, 64, 4, 2), (64, 64, 4, 3), (32, 64, 4, 3), (64, 128, 8, 2), (64, 64, 8, 3), (128, 64, 8, 2)]
+
+
+def sweep(rep, baseline=None):
+    """Launch-config variants of each kernel at the target shape (bf16, B=4, H=8, N=8192, w1=512, w2=32), each
+    checked against the default config; with `baseline` (a kernels module loaded from a file) that module's default
+    configs are timed in the same run and every error is taken against its outputs instead."""
     n, w1, w2 = 8192, 512, 32
-    fwd_variants = [(64, 64, 4, 3), (64, 64, 4, 2), (64, 32, 4, 3), (64, 128, 4, 3), (64, 64, 8, 3),
-                    (128, 64, 8, 3), (128, 32, 8, 3), (128, 64, 4, 3), (128, 128, 8, 2)]
-    dq_variants = [(64, 64, 4, 2), (64, 32, 4, 2), (32, 64, 4, 2), (64, 64, 8, 2), (32, 32, 4, 2), (64, 32, 8, 3),
-                   (128, 32, 8, 2), (64, 64, 8, 3)]
-    dk_variants = [(64, 64, 4, 2), (32, 64, 4, 2), (64, 32, 4, 2), (64, 64, 8, 2), (32, 128, 8, 2), (64, 128, 8, 2),
-                   (64, 64, 8, 3), (32, 64, 4, 3)]
     fl = 4 * B * H * valid_triples(n, w1, w2)
     for d in (64, 128):
         xs = inputs(n, H, H, d, requires_grad=False)
         scale = 1 / math.sqrt(d)
         sa.CONFIG_OVERRIDE.clear()
-        out_ref, lse = sa._forward(*xs, w1, w2, scale)
+        ref = baseline if baseline is not None else sa
+        out_ref, lse = ref._forward(*xs, w1, w2, scale)
         dout = torch.randn_like(out_ref)
-        g_ref = sa._backward(dout, *xs, out_ref, lse, w1, w2, scale)
-        print(f"\n### sweep D={d}: kernel, (BLOCK_M, BLOCK_N, warps, stages), ms, TF/s of that pass, rel err vs default")
-        for kind, variants in (("fwd", fwd_variants), ("bwd_dq", dq_variants), ("bwd_dk1", dk_variants)):
-            for bm, bn, nw, ns in variants:
+        g_ref = ref._backward(dout, *xs, out_ref, lse, w1, w2, scale)
+        print(f"\n### sweep D={d}: kernel, (BLOCK_M, BLOCK_N, warps, stages[, K2_EVERY_STEP, TMA]), ms, TF/s of that "
+              f"pass (bwd counted as 2.5x fwd), rel err vs {'the baseline module' if baseline else 'the default'}")
+        print("| kernel | config | ms | TF/s | rel err |\n|---|---|---|---|---|")
+        if baseline is not None:
+            t_f = bench(lambda: baseline._forward(*xs, w1, w2, scale), rep)
+            t_b = bench(lambda: baseline._backward(dout, *xs, out_ref, lse, w1, w2, scale), rep)
+            print(f"| baseline fwd | its default | {t_f:.3f} | {fl * d / t_f / 1e9:.0f} | 0 |")
+            print(f"| baseline bwd | its default | {t_b:.3f} | {2.5 * fl * d / t_b / 1e9:.0f} | 0 |", flush=True)
+        for kind, variants in (("fwd", FWD_VARIANTS), ("bwd_dq", DQ_VARIANTS), ("bwd_dk1", DK_VARIANTS)):
+            for v in variants:
                 sa.CONFIG_OVERRIDE.clear()
-                sa.CONFIG_OVERRIDE[kind] = dict(BLOCK_M=bm, BLOCK_N=bn, num_warps=nw, num_stages=ns)
+                cfg = dict(zip(("BLOCK_M", "BLOCK_N", "num_warps", "num_stages", "K2_EVERY_STEP", "TMA"), v))
+                sa.CONFIG_OVERRIDE[kind] = cfg
                 try:
                     if kind == "fwd":
                         o, _ = sa._forward(*xs, w1, w2, scale)
@@ -213,9 +239,9 @@ def sweep(rep):
                         err = max(((a.float() - b.float()).norm() / b.float().norm()).item() for a, b in zip(gs, g_ref))
                         ms = bench(lambda: sa._backward(dout, *xs, out_ref, lse, w1, w2, scale), rep)
                         tf = 2.5 * fl * d / ms / 1e9
-                    print(f"| {kind} | {(bm, bn, nw, ns)} | {ms:.3f} | {tf:.0f} | {err:.1e} |", flush=True)
+                    print(f"| {kind} | {v} | {ms:.3f} | {tf:.0f} | {err:.1e} |", flush=True)
                 except Exception as exc:  # noqa: BLE001
-                    print(f"| {kind} | {(bm, bn, nw, ns)} | failed: {type(exc).__name__}: {str(exc)[:120]} |", flush=True)
+                    print(f"| {kind} | {v} | failed: {type(exc).__name__}: {str(exc)[:120]} | | |", flush=True)
         sa.CONFIG_OVERRIDE.clear()
         del xs
         torch.cuda.empty_cache()
@@ -227,6 +253,8 @@ def main(argv=None) -> int:
     ap.add_argument("--sweep", action="store_true", help="launch-config variants at the target shape")
     ap.add_argument("--rep", type=int, default=100, help="do_bench rep (ms)")
     ap.add_argument("--no-package", action="store_true")
+    ap.add_argument("--baseline-module", metavar="PATH",
+                    help="with --sweep: also time this kernels file's defaults and check errors against it")
     args = ap.parse_args(argv)
     if not torch.cuda.is_available():
         print("bench_attention.py needs a CUDA GPU")
@@ -238,7 +266,7 @@ def main(argv=None) -> int:
           f"at N_eq = sqrt(2 N w1 w2), torch's default dispatch and the flash backend, ratios vs the faster; "
           f"peak memory = max allocated during fwd+bwd above the inputs")
     if args.sweep:
-        sweep(args.rep)
+        sweep(args.rep, load_module(args.baseline_module) if args.baseline_module else None)
         return 0
     pkg = None if args.no_package else load_package()
     print(HEADER)

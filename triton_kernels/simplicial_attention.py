@@ -36,6 +36,11 @@ import torch
 import triton
 import triton.language as tl
 
+try:  # host-side TMA descriptors (triton >= 3.4)
+    from triton.tools.tensor_descriptor import TensorDescriptor
+except ImportError:  # pragma: no cover
+    TensorDescriptor = None
+
 __all__ = ["two_simplicial_attention_triton"]
 
 _LOG2E = 1.4426950408889634
@@ -79,56 +84,34 @@ if _interpreting():
 
 
 @triton.jit
-def _fwd_tiles(acc_t, scale_t, m_i, l_i, qk2, K1b, V1b, stride_k1n, stride_v1n, offs_m, offs_n, offs_d, k_ok,
-               seg_lo, seg_hi, W1, BLOCK_N: tl.constexpr, MASKED: tl.constexpr, DOT_PREC: tl.constexpr):
-    """K1/V1 tiles starting in [seg_lo, seg_hi) for one offset t. MASKED=False only where every (row, column) pair is
-    inside the windows (interior tiles pay no mask); masked tiles also drop columns >= seg_hi, so segments never
-    overlap."""
-    for start_n in range(seg_lo, seg_hi, BLOCK_N):
-        cols = start_n + offs_n
-        if MASKED:
-            c_ok = cols < seg_hi
-            k1t = tl.load(K1b + cols[None, :] * stride_k1n + offs_d[:, None], mask=c_ok[None, :], other=0.0)
-        else:
-            k1t = tl.load(K1b + cols[None, :] * stride_k1n + offs_d[:, None])
-        s = tl.dot(qk2, k1t, input_precision=DOT_PREC)
-        if MASKED:
-            valid = (k_ok[:, None] & c_ok[None, :] & (cols[None, :] <= offs_m[:, None])
-                     & (cols[None, :] > offs_m[:, None] - W1))
-            s = tl.where(valid, s, float("-inf"))
-            m_new = tl.maximum(m_i, tl.max(s, 1))
-            m_use = tl.where(m_new == float("-inf"), 0.0, m_new)  # rows with nothing valid yet stay at zero
-            v1 = tl.load(V1b + cols[:, None] * stride_v1n + offs_d[None, :], mask=c_ok[:, None], other=0.0)
-        else:
-            m_new = tl.maximum(m_i, tl.max(s, 1))
-            m_use = m_new
-            v1 = tl.load(V1b + cols[:, None] * stride_v1n + offs_d[None, :])
-        alpha = tl.exp2(m_i - m_use)
-        p = tl.exp2(s - m_use[:, None])
-        l_i = l_i * alpha + tl.sum(p, 1)
-        acc_t = acc_t * alpha[:, None] + tl.dot(p.to(v1.dtype), v1, input_precision=DOT_PREC)
-        scale_t = scale_t * alpha
-        m_i = m_new
-    return acc_t, scale_t, m_i, l_i
+def _window_tiles(start_m, N, W1, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
+    """The k1 positions a query tile sees, [lo, hi) = (start_m - W1, start_m + BLOCK_M - 1] clipped to [0, N), as
+    n_tiles tiles of BLOCK_N from lo, and [full_lo, full_hi): the positions inside every row's window (j > i - W1 for
+    the last row, j <= i for the first). A tile inside [full_lo, full_hi) needs no k1 mask."""
+    lo = tl.maximum(start_m - W1 + 1, 0)
+    hi = tl.minimum(start_m + BLOCK_M, N)
+    full_lo = tl.maximum(start_m + BLOCK_M - W1, lo)
+    full_hi = tl.minimum(start_m + 1, hi)
+    return lo, hi, full_lo, full_hi, tl.cdiv(hi - lo, BLOCK_N)
 
 
 @triton.jit
-def _k1_segments(start_m, t, N, W1, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
-    """Split the k1 positions a query tile sees, (start_m - W1, start_m + BLOCK_M - 1], into a masked head
-    [lo, full_lo), whole unmasked tiles [full_lo, mid_end) where every row's window holds every column and every row
-    has its k2 row i - t >= 0, and a masked tail [mid_end, hi)."""
-    lo = tl.maximum(start_m - W1 + 1, 0)
-    hi = tl.minimum(start_m + BLOCK_M, N)
-    full_lo = tl.minimum(tl.maximum(start_m + BLOCK_M - W1, lo), hi)  # j > i - W1 for the last row
-    full_hi = tl.minimum(start_m + 1, hi)  # j <= i for the first row
-    n_full = tl.maximum(full_hi - full_lo, 0) // BLOCK_N
-    n_full = tl.where(t <= start_m, n_full, 0)
-    return lo, full_lo, full_lo + n_full * BLOCK_N, hi
+def _load_rows(base, desc, stride_n, b, hk, first, limit, offs_d, BLOCK: tl.constexpr, HEAD_DIM: tl.constexpr,
+               TMA: tl.constexpr):
+    """Rows first .. first + BLOCK - 1 of one (batch, head) as [BLOCK, HEAD_DIM], zero for rows < 0 and rows >= limit.
+    TMA: through a [B, N, H, D] tensor descriptor, which reads rows outside [0, N) as zero; rows in [limit, N) are read
+    and the caller's window masks drop them."""
+    if TMA:
+        return tl.reshape(desc.load([b, first, hk, 0]), [BLOCK, HEAD_DIM])
+    else:
+        rows = first + tl.arange(0, BLOCK)
+        ok = (rows >= 0) & (rows < limit)
+        return tl.load(base + rows[:, None] * stride_n + offs_d[None, :], mask=ok[:, None], other=0.0)
 
 
 @triton.jit(do_not_specialize=["N", "W1", "W2", "H", "GROUP"])
 def _simplicial_fwd(
-    Q, K1, K2, V1, V2, Out, Lse,
+    Q, K1, K2, V1, V2, Out, Lse, DK1d, DK2d, DV1d, DV2d,
     stride_qb, stride_qn, stride_qh,
     stride_k1b, stride_k1n, stride_k1h,
     stride_k2b, stride_k2n, stride_k2h,
@@ -137,14 +120,20 @@ def _simplicial_fwd(
     stride_ob, stride_on, stride_oh,
     N, W1, W2, qk_scale,
     H, GROUP, HEAD_DIM: tl.constexpr,
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, DOT_PREC: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, DOT_PREC: tl.constexpr, K2_EVERY_STEP: tl.constexpr,
+    TMA: tl.constexpr,
 ):
+    """One program: BLOCK_M queries of one head. The (offset t, K1 tile) pairs run as ONE flat loop of
+    W2 * n_tiles steps, so the software pipeline (num_stages) keeps its K1/V1 prefetch running across offsets instead
+    of draining and refilling a short loop per offset. At the first tile of an offset the step forms Q * K2_t; at the
+    last it folds that offset's accumulator into the output. Only tiles that cross a window edge pay the mask."""
     tl.static_assert(BLOCK_M >= 16 and BLOCK_N >= 16, "tl.dot needs tiles of at least 16")
     num_m = tl.cdiv(N, BLOCK_M)
     pid = tl.program_id(0)
     pid_m = pid % num_m
     pid_bh = pid // num_m
-    b = (pid_bh // H).to(tl.int64)
+    b32 = pid_bh // H
+    b = b32.to(tl.int64)
     h = pid_bh % H
     hk = h // GROUP
     start_m = pid_m * BLOCK_M
@@ -152,37 +141,57 @@ def _simplicial_fwd(
     offs_n = tl.arange(0, BLOCK_N)
     offs_d = tl.arange(0, HEAD_DIM)
     m_ok = offs_m < N
+    dtype = K1.dtype.element_ty
 
-    Qb = Q + b * stride_qb + h * stride_qh
     K1b = K1 + b * stride_k1b + hk * stride_k1h
     K2b = K2 + b * stride_k2b + hk * stride_k2h
     V1b = V1 + b * stride_v1b + hk * stride_v1h
     V2b = V2 + b * stride_v2b + hk * stride_v2h
 
-    q = tl.load(Qb + offs_m[:, None] * stride_qn + offs_d[None, :], mask=m_ok[:, None], other=0.0)
-    q = q.to(tl.float32) * qk_scale  # logits in base 2
+    q = tl.load(Q + b * stride_qb + h * stride_qh + offs_m[:, None] * stride_qn + offs_d[None, :],
+                mask=m_ok[:, None], other=0.0)
+    lo, hi, full_lo, full_hi, n_tiles = _window_tiles(start_m, N, W1, BLOCK_M, BLOCK_N)
     m_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
     l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
     acc = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
-    for t in range(0, W2):
-        k_rows = offs_m - t
-        k_ok = (k_rows >= 0) & m_ok
-        k2 = tl.load(K2b + k_rows[:, None] * stride_k2n + offs_d[None, :], mask=k_ok[:, None], other=0.0)
-        v2 = tl.load(V2b + k_rows[:, None] * stride_v2n + offs_d[None, :], mask=k_ok[:, None], other=0.0)
-        qk2 = (q * k2.to(tl.float32)).to(K1.dtype.element_ty)
-        acc_t = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
-        scale_t = tl.full([BLOCK_M], 1.0, dtype=tl.float32)  # rescaling owed to acc for this t's updates of m_i
-        lo, full_lo, mid_end, hi = _k1_segments(start_m, t, N, W1, BLOCK_M, BLOCK_N)
-        acc_t, scale_t, m_i, l_i = _fwd_tiles(acc_t, scale_t, m_i, l_i, qk2, K1b, V1b, stride_k1n, stride_v1n,
-                                              offs_m, offs_n, offs_d, k_ok, lo, full_lo, W1,
-                                              BLOCK_N=BLOCK_N, MASKED=True, DOT_PREC=DOT_PREC)
-        acc_t, scale_t, m_i, l_i = _fwd_tiles(acc_t, scale_t, m_i, l_i, qk2, K1b, V1b, stride_k1n, stride_v1n,
-                                              offs_m, offs_n, offs_d, k_ok, full_lo, mid_end, W1,
-                                              BLOCK_N=BLOCK_N, MASKED=False, DOT_PREC=DOT_PREC)
-        acc_t, scale_t, m_i, l_i = _fwd_tiles(acc_t, scale_t, m_i, l_i, qk2, K1b, V1b, stride_k1n, stride_v1n,
-                                              offs_m, offs_n, offs_d, k_ok, mid_end, hi, W1,
-                                              BLOCK_N=BLOCK_N, MASKED=True, DOT_PREC=DOT_PREC)
-        acc = acc * scale_t[:, None] + acc_t * v2.to(tl.float32)
+    acc_t = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
+    scale_t = tl.full([BLOCK_M], 1.0, dtype=tl.float32)  # rescaling owed to acc for this offset's updates of m_i
+    qk2 = tl.zeros([BLOCK_M, HEAD_DIM], dtype=dtype)
+    v2 = tl.zeros([BLOCK_M, HEAD_DIM], dtype=dtype)
+    for step in range(0, W2 * n_tiles):
+        t = step // n_tiles
+        j = step - t * n_tiles
+        if K2_EVERY_STEP:  # unconditional, so the pipeline prefetches it with K1/V1 (used at j == 0 only)
+            k2_s = _load_rows(K2b, DK2d, stride_k2n, b32, hk, start_m - t, N, offs_d, BLOCK_M, HEAD_DIM, TMA)
+            v2_s = _load_rows(V2b, DV2d, stride_v2n, b32, hk, start_m - t, N, offs_d, BLOCK_M, HEAD_DIM, TMA)
+        if j == 0:  # a new offset: row r uses k2 / v2 row i_r - t; logits in base 2 (scale folded here)
+            if K2_EVERY_STEP:
+                k2, v2 = k2_s, v2_s
+            else:
+                k2 = _load_rows(K2b, DK2d, stride_k2n, b32, hk, start_m - t, N, offs_d, BLOCK_M, HEAD_DIM, TMA)
+                v2 = _load_rows(V2b, DV2d, stride_v2n, b32, hk, start_m - t, N, offs_d, BLOCK_M, HEAD_DIM, TMA)
+            qk2 = (q.to(tl.float32) * (k2.to(tl.float32) * qk_scale)).to(dtype)
+        start_n = lo + j * BLOCK_N
+        k1 = _load_rows(K1b, DK1d, stride_k1n, b32, hk, start_n, hi, offs_d, BLOCK_N, HEAD_DIM, TMA)
+        v1 = _load_rows(V1b, DV1d, stride_v1n, b32, hk, start_n, hi, offs_d, BLOCK_N, HEAD_DIM, TMA)
+        s = tl.dot(qk2, tl.trans(k1), input_precision=DOT_PREC)
+        if (start_n < full_lo) | (start_n + BLOCK_N > full_hi) | (t > start_m):  # tile crosses a window edge
+            cols = start_n + offs_n
+            valid = (((offs_m - t) >= 0) & m_ok)[:, None] & (cols[None, :] <= offs_m[:, None]) \
+                & (cols[None, :] > offs_m[:, None] - W1)
+            s = tl.where(valid, s, float("-inf"))
+        m_new = tl.maximum(m_i, tl.max(s, 1))
+        m_use = tl.where(m_new == float("-inf"), 0.0, m_new)  # rows with nothing valid yet stay at zero
+        alpha = tl.exp2(m_i - m_use)
+        p = tl.exp2(s - m_use[:, None])
+        l_i = l_i * alpha + tl.sum(p, 1)
+        acc_t = acc_t * alpha[:, None] + tl.dot(p.to(dtype), v1, input_precision=DOT_PREC)
+        scale_t = scale_t * alpha
+        m_i = m_new
+        if j == n_tiles - 1:  # the offset's last tile: out += (sum_j P V1_j) * V2_t
+            acc = acc * scale_t[:, None] + acc_t * v2.to(tl.float32)
+            acc_t = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
+            scale_t = tl.full([BLOCK_M], 1.0, dtype=tl.float32)
     l_safe = tl.where(l_i > 0.0, l_i, 1.0)
     out = acc / l_safe[:, None]
     tl.store(Lse + pid_bh.to(tl.int64) * N + offs_m, m_i + tl.log2(l_safe), mask=m_ok)
@@ -219,35 +228,9 @@ def _simplicial_bwd_preprocess(
     tl.store(Delta + pid_bh.to(tl.int64) * N + offs_m, delta, mask=m_ok)
 
 
-@triton.jit
-def _dq_tiles(u, w, qk2, dov2, lse, delta, K1b, V1b, stride_k1n, stride_v1n, offs_m, offs_n, offs_d, k_ok,
-              seg_lo, seg_hi, W1, BLOCK_N: tl.constexpr, MASKED: tl.constexpr, DOT_PREC: tl.constexpr):
-    """U += dS @ K1_j and W += P @ V1_j over the K1/V1 tiles starting in [seg_lo, seg_hi) for one offset t."""
-    for start_n in range(seg_lo, seg_hi, BLOCK_N):
-        cols = start_n + offs_n
-        if MASKED:
-            c_ok = cols < seg_hi
-            k1 = tl.load(K1b + cols[:, None] * stride_k1n + offs_d[None, :], mask=c_ok[:, None], other=0.0)
-            v1 = tl.load(V1b + cols[:, None] * stride_v1n + offs_d[None, :], mask=c_ok[:, None], other=0.0)
-        else:
-            k1 = tl.load(K1b + cols[:, None] * stride_k1n + offs_d[None, :])
-            v1 = tl.load(V1b + cols[:, None] * stride_v1n + offs_d[None, :])
-        s = tl.dot(qk2, tl.trans(k1), input_precision=DOT_PREC)
-        p = tl.exp2(s - lse[:, None])
-        if MASKED:
-            valid = (k_ok[:, None] & c_ok[None, :] & (cols[None, :] <= offs_m[:, None])
-                     & (cols[None, :] > offs_m[:, None] - W1))
-            p = tl.where(valid, p, 0.0)
-        dp = tl.dot(dov2, tl.trans(v1), input_precision=DOT_PREC)
-        ds = p * (dp - delta[:, None])
-        u = tl.dot(ds.to(k1.dtype), k1, u, input_precision=DOT_PREC)
-        w = tl.dot(p.to(v1.dtype), v1, w, input_precision=DOT_PREC)
-    return u, w
-
-
 @triton.jit(do_not_specialize=["N", "W1", "W2", "H", "GROUP"])
 def _simplicial_bwd_dq_dk2dv2(
-    Q, K1, K2, V1, V2, DO, Lse, Delta, DQ, DK2, DV2,
+    Q, K1, K2, V1, V2, DO, Lse, Delta, DQ, DK2, DV2, DK1d, DK2d, DV1d, DV2d,
     stride_qb, stride_qn, stride_qh,
     stride_k1b, stride_k1n, stride_k1h,
     stride_k2b, stride_k2n, stride_k2h,
@@ -258,13 +241,18 @@ def _simplicial_bwd_dq_dk2dv2(
     stride_gb, stride_gn, stride_gh,  # DK2 and DV2 (fp32, same layout)
     N, W1, W2, qk_scale, sm_scale,
     H, GROUP, HEAD_DIM: tl.constexpr,
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, DOT_PREC: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, DOT_PREC: tl.constexpr, K2_EVERY_STEP: tl.constexpr,
+    TMA: tl.constexpr,
 ):
+    """Query frame, the forward's flat (offset, K1 tile) loop: per offset U_t = sum_j dS @ K1_j, W_t = sum_j P @ V1_j
+    accumulate over its tiles; at its last tile dQ += U_t * K2_t and one atomic add each sends U_t * Q to dK2 and
+    W_t * dO to dV2 at rows i - t."""
     num_m = tl.cdiv(N, BLOCK_M)
     pid = tl.program_id(0)
     pid_m = pid % num_m
     pid_bh = pid // num_m
-    b = (pid_bh // H).to(tl.int64)
+    b32 = pid_bh // H
+    b = b32.to(tl.int64)
     h = pid_bh % H
     hk = h // GROUP
     start_m = pid_m * BLOCK_M
@@ -272,6 +260,7 @@ def _simplicial_bwd_dq_dk2dv2(
     offs_n = tl.arange(0, BLOCK_N)
     offs_d = tl.arange(0, HEAD_DIM)
     m_ok = offs_m < N
+    dtype = K1.dtype.element_ty
 
     K1b = K1 + b * stride_k1b + hk * stride_k1h
     K2b = K2 + b * stride_k2b + hk * stride_k2h
@@ -281,33 +270,55 @@ def _simplicial_bwd_dq_dk2dv2(
     DV2b = DV2 + b * stride_gb + hk * stride_gh
 
     q = tl.load(Q + b * stride_qb + h * stride_qh + offs_m[:, None] * stride_qn + offs_d[None, :],
-                mask=m_ok[:, None], other=0.0).to(tl.float32)
+                mask=m_ok[:, None], other=0.0)
     do = tl.load(DO + b * stride_dob + h * stride_doh + offs_m[:, None] * stride_don + offs_d[None, :],
-                 mask=m_ok[:, None], other=0.0).to(tl.float32)
+                 mask=m_ok[:, None], other=0.0)
     lse = tl.load(Lse + pid_bh.to(tl.int64) * N + offs_m, mask=m_ok, other=0.0)
     delta = tl.load(Delta + pid_bh.to(tl.int64) * N + offs_m, mask=m_ok, other=0.0)
+    lo, hi, full_lo, full_hi, n_tiles = _window_tiles(start_m, N, W1, BLOCK_M, BLOCK_N)
     dq = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
-    for t in range(0, W2):
-        k_rows = offs_m - t
-        k_ok = (k_rows >= 0) & m_ok
-        k2 = tl.load(K2b + k_rows[:, None] * stride_k2n + offs_d[None, :], mask=k_ok[:, None], other=0.0)
-        v2 = tl.load(V2b + k_rows[:, None] * stride_v2n + offs_d[None, :], mask=k_ok[:, None], other=0.0)
-        k2 = k2.to(tl.float32)
-        qk2 = (q * (k2 * qk_scale)).to(K1.dtype.element_ty)
-        dov2 = (do * v2.to(tl.float32)).to(K1.dtype.element_ty)
-        u = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
-        w = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
-        lo, full_lo, mid_end, hi = _k1_segments(start_m, t, N, W1, BLOCK_M, BLOCK_N)
-        u, w = _dq_tiles(u, w, qk2, dov2, lse, delta, K1b, V1b, stride_k1n, stride_v1n, offs_m, offs_n, offs_d,
-                         k_ok, lo, full_lo, W1, BLOCK_N=BLOCK_N, MASKED=True, DOT_PREC=DOT_PREC)
-        u, w = _dq_tiles(u, w, qk2, dov2, lse, delta, K1b, V1b, stride_k1n, stride_v1n, offs_m, offs_n, offs_d,
-                         k_ok, full_lo, mid_end, W1, BLOCK_N=BLOCK_N, MASKED=False, DOT_PREC=DOT_PREC)
-        u, w = _dq_tiles(u, w, qk2, dov2, lse, delta, K1b, V1b, stride_k1n, stride_v1n, offs_m, offs_n, offs_d,
-                         k_ok, mid_end, hi, W1, BLOCK_N=BLOCK_N, MASKED=True, DOT_PREC=DOT_PREC)
-        dq += u * k2
-        g_ptr = k_rows[:, None] * stride_gn + offs_d[None, :]
-        tl.atomic_add(DK2b + g_ptr, u * q * sm_scale, mask=k_ok[:, None])
-        tl.atomic_add(DV2b + g_ptr, w * do, mask=k_ok[:, None])
+    u = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
+    w = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
+    k2 = tl.zeros([BLOCK_M, HEAD_DIM], dtype=dtype)
+    qk2 = tl.zeros([BLOCK_M, HEAD_DIM], dtype=dtype)
+    dov2 = tl.zeros([BLOCK_M, HEAD_DIM], dtype=dtype)
+    for step in range(0, W2 * n_tiles):
+        t = step // n_tiles
+        j = step - t * n_tiles
+        if K2_EVERY_STEP:
+            k2_s = _load_rows(K2b, DK2d, stride_k2n, b32, hk, start_m - t, N, offs_d, BLOCK_M, HEAD_DIM, TMA)
+            v2_s = _load_rows(V2b, DV2d, stride_v2n, b32, hk, start_m - t, N, offs_d, BLOCK_M, HEAD_DIM, TMA)
+        if j == 0:
+            if K2_EVERY_STEP:
+                k2, v2 = k2_s, v2_s
+            else:
+                k2 = _load_rows(K2b, DK2d, stride_k2n, b32, hk, start_m - t, N, offs_d, BLOCK_M, HEAD_DIM, TMA)
+                v2 = _load_rows(V2b, DV2d, stride_v2n, b32, hk, start_m - t, N, offs_d, BLOCK_M, HEAD_DIM, TMA)
+            qk2 = (q.to(tl.float32) * (k2.to(tl.float32) * qk_scale)).to(dtype)
+            dov2 = (do.to(tl.float32) * v2.to(tl.float32)).to(dtype)
+        start_n = lo + j * BLOCK_N
+        k1 = _load_rows(K1b, DK1d, stride_k1n, b32, hk, start_n, hi, offs_d, BLOCK_N, HEAD_DIM, TMA)
+        v1 = _load_rows(V1b, DV1d, stride_v1n, b32, hk, start_n, hi, offs_d, BLOCK_N, HEAD_DIM, TMA)
+        s = tl.dot(qk2, tl.trans(k1), input_precision=DOT_PREC)
+        p = tl.exp2(s - lse[:, None])
+        if (start_n < full_lo) | (start_n + BLOCK_N > full_hi) | (t > start_m):  # tile crosses a window edge
+            cols = start_n + offs_n
+            valid = (((offs_m - t) >= 0) & m_ok)[:, None] & (cols[None, :] <= offs_m[:, None]) \
+                & (cols[None, :] > offs_m[:, None] - W1)
+            p = tl.where(valid, p, 0.0)
+        dp = tl.dot(dov2, tl.trans(v1), input_precision=DOT_PREC)
+        ds = p * (dp - delta[:, None])
+        u = tl.dot(ds.to(dtype), k1, u, input_precision=DOT_PREC)
+        w = tl.dot(p.to(dtype), v1, w, input_precision=DOT_PREC)
+        if j == n_tiles - 1:  # the offset's last tile
+            k_rows = offs_m - t
+            k_ok = (k_rows >= 0) & m_ok
+            dq += u * k2.to(tl.float32)
+            g_ptr = k_rows[:, None] * stride_gn + offs_d[None, :]
+            tl.atomic_add(DK2b + g_ptr, u * q.to(tl.float32) * sm_scale, mask=k_ok[:, None])
+            tl.atomic_add(DV2b + g_ptr, w * do.to(tl.float32), mask=k_ok[:, None])
+            u = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
+            w = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
     dq = dq * sm_scale
     tl.store(DQ + b * stride_dqb + h * stride_dqh + offs_m[:, None] * stride_dqn + offs_d[None, :],
              dq.to(DQ.dtype.element_ty), mask=m_ok[:, None])
@@ -488,6 +499,19 @@ def _last_dim_contiguous(t: torch.Tensor) -> torch.Tensor:
     return t if t.stride(-1) == 1 else t.contiguous()
 
 
+def _tma_descriptors(cfg: dict, k1, k2, v1, v2):
+    """(k1, k2, v1, v2) [B, N, H, D] tensor descriptors with the kernel's row blocks when cfg asks for TMA loads and
+    the tensors allow them (16-byte aligned base and strides), else four Nones (pointer loads) and TMA off."""
+    tensors = (k1, k2, v1, v2)
+    usable = all(t.data_ptr() % 16 == 0 and all(st * t.element_size() % 16 == 0 for st in t.stride()[:-1])
+                 for t in tensors)
+    if not (cfg.get("TMA", False) and usable and TensorDescriptor is not None):
+        return (None,) * 4, False
+    rows = (cfg["BLOCK_N"], cfg["BLOCK_M"], cfg["BLOCK_N"], cfg["BLOCK_M"])  # k1/v1 tiles; k2/v2 query-aligned rows
+    return tuple(TensorDescriptor(t, list(t.shape), list(t.stride()), [1, r, 1, t.shape[3]])
+                 for t, r in zip(tensors, rows)), True
+
+
 def _forward(q, k1, k2, v1, v2, w1, w2, sm_scale):
     b, n, hq, d = q.shape
     hkv = k1.shape[2]
@@ -495,13 +519,14 @@ def _forward(q, k1, k2, v1, v2, w1, w2, sm_scale):
     lse = _new((b, hq, n), q, torch.float32)
     cfg = _config("fwd", d, q.dtype)
     grid = (triton.cdiv(n, cfg["BLOCK_M"]) * b * hq,)
+    descs, tma = _tma_descriptors(cfg, k1, k2, v1, v2)
     _simplicial_fwd[grid](
-        q, k1, k2, v1, v2, out, lse,
+        q, k1, k2, v1, v2, out, lse, *descs,
         *_s3(q), *_s3(k1), *_s3(k2), *_s3(v1), *_s3(v2), *_s3(out),
         n, w1, w2, sm_scale * _LOG2E,
         H=hq, GROUP=hq // hkv, HEAD_DIM=d,
         BLOCK_M=cfg["BLOCK_M"], BLOCK_N=cfg["BLOCK_N"], DOT_PREC=_dot_prec(q.dtype),
-        num_warps=cfg["num_warps"], num_stages=cfg["num_stages"],
+        K2_EVERY_STEP=cfg.get("K2_EVERY_STEP", False), TMA=tma, num_warps=cfg["num_warps"], num_stages=cfg["num_stages"],
     )
     return out, lse
 
@@ -520,13 +545,14 @@ def _backward(do, q, k1, k2, v1, v2, out, lse, w1, w2, sm_scale):
     dk2 = torch.zeros((b, n, hkv, d), device=q.device, dtype=torch.float32)
     dv2 = torch.zeros((b, n, hkv, d), device=q.device, dtype=torch.float32)
     cfg = _config("bwd_dq", d, q.dtype)
+    descs, tma = _tma_descriptors(cfg, k1, k2, v1, v2)
     _simplicial_bwd_dq_dk2dv2[(triton.cdiv(n, cfg["BLOCK_M"]) * b * hq,)](
-        q, k1, k2, v1, v2, do, lse, delta, dq, dk2, dv2,
+        q, k1, k2, v1, v2, do, lse, delta, dq, dk2, dv2, *descs,
         *_s3(q), *_s3(k1), *_s3(k2), *_s3(v1), *_s3(v2), *_s3(do), *_s3(dq), *_s3(dk2),
         n, w1, w2, sm_scale * _LOG2E, sm_scale,
         H=hq, GROUP=group, HEAD_DIM=d,
         BLOCK_M=cfg["BLOCK_M"], BLOCK_N=cfg["BLOCK_N"], DOT_PREC=_dot_prec(q.dtype),
-        num_warps=cfg["num_warps"], num_stages=cfg["num_stages"],
+        K2_EVERY_STEP=cfg.get("K2_EVERY_STEP", False), TMA=tma, num_warps=cfg["num_warps"], num_stages=cfg["num_stages"],
     )
     dk1 = _new((b, n, hkv, d), q, q.dtype)
     dv1 = _new((b, n, hkv, d), q, q.dtype)
