@@ -189,22 +189,28 @@ def load_module(path):
     return mod
 
 
-# (BLOCK_M, BLOCK_N, num_warps, num_stages, K2_EVERY_STEP, TMA)
-FWD_VARIANTS = [(64, 64, 4, 3, False, False), (64, 64, 4, 3, True, False), (64, 64, 4, 3, False, True),
-                (64, 64, 4, 3, True, True), (64, 64, 4, 4, False, True), (64, 64, 4, 2, False, False),
-                (64, 32, 4, 3, False, False), (64, 32, 4, 3, False, True), (64, 128, 4, 2, False, True),
-                (64, 64, 8, 3, False, True), (128, 64, 8, 3, False, False), (128, 64, 8, 3, False, True),
-                (128, 128, 8, 2, False, True), (128, 64, 4, 3, False, True)]
-DQ_VARIANTS = [(64, 64, 4, 2, False, False), (64, 64, 4, 3, False, False), (64, 64, 4, 3, False, True),
-               (64, 64, 4, 3, True, True), (64, 32, 4, 3, False, True), (32, 64, 4, 3, False, True),
-               (64, 64, 8, 3, False, True), (128, 64, 8, 2, False, True)]
-DK_VARIANTS = [(64, 64, 4, 2), (64, 64, 4, 3), (32, 64, 4, 3), (64, 128, 8, 2), (64, 64, 8, 3), (128, 64, 8, 2)]
+# (BLOCK_M, BLOCK_N, num_warps, num_stages, TMA mode, RELOAD); the dk1 kernel takes the first four
+FWD_VARIANTS = [(64, 64, 4, 3, 0, False), (64, 64, 4, 3, 1, False), (64, 64, 4, 3, 2, False), (64, 64, 4, 3, 0, True),
+                (64, 64, 4, 3, 2, True), (64, 64, 4, 3, 1, True), (64, 64, 4, 2, 2, True), (64, 64, 4, 4, 2, True),
+                (64, 32, 4, 3, 2, True), (64, 128, 4, 3, 2, True), (128, 64, 8, 3, 2, True),
+                (128, 128, 8, 3, 2, True)]
+DQ_VARIANTS = [(64, 64, 4, 3, 0, False), (64, 64, 4, 3, 2, False), (64, 64, 4, 3, 2, True), (64, 64, 4, 3, 1, True),
+               (64, 32, 4, 3, 2, True), (64, 64, 8, 3, 2, True), (64, 32, 8, 3, 2, True), (128, 64, 8, 3, 2, True)]
+DK_VARIANTS = [(64, 64, 4, 2), (64, 64, 4, 3), (32, 64, 4, 3), (64, 128, 8, 2), (32, 128, 8, 2), (64, 64, 8, 2)]
+_KEYS = ("BLOCK_M", "BLOCK_N", "num_warps", "num_stages", "TMA", "RELOAD")
 
 
-def sweep(rep, baseline=None):
-    """Launch-config variants of each kernel at the target shape (bf16, B=4, H=8, N=8192, w1=512, w2=32), each
-    checked against the default config; with `baseline` (a kernels module loaded from a file) that module's default
-    configs are timed in the same run and every error is taken against its outputs instead."""
+def _compiled_info(kernel) -> str:
+    """Registers per thread and spills of a compiled kernel (blank where the launch did not return one)."""
+    regs, spills = getattr(kernel, "n_regs", None), getattr(kernel, "n_spills", None)
+    return f"{regs} | {spills}" if regs is not None else "- | -"
+
+
+def sweep(rep, baseline=None, dump_ir=None):
+    """Launch-config variants of each kernel at the target shape (bf16, B=4, H=8, N=8192, w1=512, w2=32), each kernel
+    timed alone and checked against the default config; with `baseline` (a kernels module loaded from a file) that
+    module's forward and whole backward are timed in the same run and the errors are taken against its outputs.
+    dump_ir: a folder for the TTGIR of forward variants 2 and 4 at D=64."""
     n, w1, w2 = 8192, 512, 32
     fl = 4 * B * H * valid_triples(n, w1, w2)
     for d in (64, 128):
@@ -215,33 +221,49 @@ def sweep(rep, baseline=None):
         out_ref, lse = ref._forward(*xs, w1, w2, scale)
         dout = torch.randn_like(out_ref)
         g_ref = ref._backward(dout, *xs, out_ref, lse, w1, w2, scale)
-        print(f"\n### sweep D={d}: kernel, (BLOCK_M, BLOCK_N, warps, stages[, K2_EVERY_STEP, TMA]), ms, TF/s of that "
-              f"pass (bwd counted as 2.5x fwd), rel err vs {'the baseline module' if baseline else 'the default'}")
-        print("| kernel | config | ms | TF/s | rel err |\n|---|---|---|---|---|")
+        delta = sa._backward_delta(dout, out_ref)
+        print(f"\n### sweep D={d}: TF/s of each pass counts fwd FLOPs for fwd and for each of the two backward "
+              f"kernels 1.25x fwd (their sum = the 2.5x of the convention); rel err vs "
+              f"{'the baseline module' if baseline else 'the default config'}")
+        print("| kernel | (BLOCK_M, BLOCK_N, warps, stages, TMA, RELOAD) | ms | TF/s | rel err | regs | spills |")
+        print("|---|---|---|---|---|---|---|")
         if baseline is not None:
             t_f = bench(lambda: baseline._forward(*xs, w1, w2, scale), rep)
             t_b = bench(lambda: baseline._backward(dout, *xs, out_ref, lse, w1, w2, scale), rep)
-            print(f"| baseline fwd | its default | {t_f:.3f} | {fl * d / t_f / 1e9:.0f} | 0 |")
-            print(f"| baseline bwd | its default | {t_b:.3f} | {2.5 * fl * d / t_b / 1e9:.0f} | 0 |", flush=True)
+            print(f"| baseline fwd | its default | {t_f:.3f} | {fl * d / t_f / 1e9:.0f} | 0 | - | - |")
+            print(f"| baseline whole bwd | its default | {t_b:.3f} | {2.5 * fl * d / t_b / 1e9:.0f} | 0 | - | - |",
+                  flush=True)
         for kind, variants in (("fwd", FWD_VARIANTS), ("bwd_dq", DQ_VARIANTS), ("bwd_dk1", DK_VARIANTS)):
-            for v in variants:
+            for i, v in enumerate(variants):
                 sa.CONFIG_OVERRIDE.clear()
-                cfg = dict(zip(("BLOCK_M", "BLOCK_N", "num_warps", "num_stages", "K2_EVERY_STEP", "TMA"), v))
-                sa.CONFIG_OVERRIDE[kind] = cfg
+                sa.CONFIG_OVERRIDE[kind] = dict(zip(_KEYS, v))
                 try:
                     if kind == "fwd":
-                        o, _ = sa._forward(*xs, w1, w2, scale)
-                        err = ((o.float() - out_ref.float()).norm() / out_ref.float().norm()).item()
-                        ms = bench(lambda: sa._forward(*xs, w1, w2, scale), rep)
-                        tf = fl * d / ms / 1e9
+                        def run():
+                            return sa._forward(*xs, w1, w2, scale)[0]
+                        refs, work = [out_ref], fl * d
+                    elif kind == "bwd_dq":
+                        def run():
+                            return sa._backward_dq_dk2dv2(dout, *xs, lse, delta, w1, w2, scale)
+                        refs, work = [g_ref[0], g_ref[2], g_ref[4]], 1.25 * fl * d
                     else:
-                        gs = sa._backward(dout, *xs, out_ref, lse, w1, w2, scale)
-                        err = max(((a.float() - b.float()).norm() / b.float().norm()).item() for a, b in zip(gs, g_ref))
-                        ms = bench(lambda: sa._backward(dout, *xs, out_ref, lse, w1, w2, scale), rep)
-                        tf = 2.5 * fl * d / ms / 1e9
-                    print(f"| {kind} | {v} | {ms:.3f} | {tf:.0f} | {err:.1e} |", flush=True)
+                        def run():
+                            return sa._backward_dk1dv1(dout, *xs, lse, delta, w1, w2, scale)
+                        refs, work = [g_ref[1], g_ref[3]], 1.25 * fl * d
+                    outs = run()
+                    outs = [outs] if torch.is_tensor(outs) else list(outs)
+                    err = max(((a.float() - r.float()).norm() / r.float().norm()).item() for a, r in zip(outs, refs))
+                    ms = bench(run, rep)
+                    kernel = sa.LAUNCHED.get(kind)
+                    print(f"| {kind} | {v} | {ms:.3f} | {work / ms / 1e9:.0f} | {err:.1e} | {_compiled_info(kernel)} |",
+                          flush=True)
+                    if dump_ir and kind == "fwd" and i in (2, 4) and d == 64 and hasattr(kernel, "asm"):
+                        os.makedirs(dump_ir, exist_ok=True)
+                        tag = "-".join(str(int(x)) for x in v)
+                        with open(os.path.join(dump_ir, f"simplicial-fwd-D{d}-{tag}.ttgir"), "w") as fh:
+                            fh.write(kernel.asm.get("ttgir", ""))
                 except Exception as exc:  # noqa: BLE001
-                    print(f"| {kind} | {v} | failed: {type(exc).__name__}: {str(exc)[:120]} | | |", flush=True)
+                    print(f"| {kind} | {v} | failed: {type(exc).__name__}: {str(exc)[:120]} | | | | |", flush=True)
         sa.CONFIG_OVERRIDE.clear()
         del xs
         torch.cuda.empty_cache()
@@ -255,6 +277,7 @@ def main(argv=None) -> int:
     ap.add_argument("--no-package", action="store_true")
     ap.add_argument("--baseline-module", metavar="PATH",
                     help="with --sweep: also time this kernels file's defaults and check errors against it")
+    ap.add_argument("--dump-ir", metavar="DIR", help="with --sweep: write the TTGIR of forward variants 2 and 4 at D=64 here")
     args = ap.parse_args(argv)
     if not torch.cuda.is_available():
         print("bench_attention.py needs a CUDA GPU")
@@ -266,7 +289,7 @@ def main(argv=None) -> int:
           f"at N_eq = sqrt(2 N w1 w2), torch's default dispatch and the flash backend, ratios vs the faster; "
           f"peak memory = max allocated during fwd+bwd above the inputs")
     if args.sweep:
-        sweep(args.rep, load_module(args.baseline_module) if args.baseline_module else None)
+        sweep(args.rep, load_module(args.baseline_module) if args.baseline_module else None, args.dump_ir)
         return 0
     pkg = None if args.no_package else load_package()
     print(HEADER)

@@ -25,9 +25,9 @@ for m in $MODES; do
       timeout 420 python3 -m pytest -q -rs -s -p no:cacheprovider -m gpu tests/test_kernels_gpu.py 2>&1 \
         | tee -a "$OUT/kernels-gpu.log" | grep -v '^\[gpu-table\]' | tail -40 ;;
     target) timeout 200 python3 benchmarks/bench_attention.py --target 2>&1 | tee "$OUT/attention-target.log" ;;
-    sweep) timeout 420 python3 benchmarks/bench_attention.py --sweep --rep 50 ${BASELINE:+--baseline-module "$BASELINE"} 2>&1 \
+    sweep) timeout 420 python3 benchmarks/bench_attention.py --sweep --rep 50 --dump-ir "$OUT/ir" ${BASELINE:+--baseline-module "$BASELINE"} 2>&1 \
       | tee "$OUT/sweep.log" ;;
-    ceiling) timeout 200 python3 benchmarks/triton_flash_ceiling.py --rep 50 2>&1 | tee "$OUT/ceiling.log" ;;
+    ceiling) timeout 200 python3 benchmarks/triton_flash_ceiling.py --rep 50 --dump-ir "$OUT/ir" 2>&1 | tee "$OUT/ceiling.log" ;;
     grid) timeout 540 python3 benchmarks/bench_attention.py --rep 50 2>&1 | tee "$OUT/attention.log" ;;
   esac
 done

@@ -96,6 +96,9 @@ def _causal_attention_fwd(Q, K, V, Out, desc_k, desc_v, N, qk_scale, HEAD_DIM: t
              mask=m_ok[:, None])
 
 
+LAUNCHED: dict = {}  # the last compiled kernel (registers, spills, IR)
+
+
 def causal_attention(q, k, v, block_m=64, block_n=64, num_warps=4, num_stages=3, tma=False):
     """q, k, v: [B, H, N, D] contiguous -> [B, H, N, D], causal, scale 1/sqrt(D). tma: K/V through TMA descriptors."""
     b, h, n, d = q.shape
@@ -104,7 +107,7 @@ def causal_attention(q, k, v, block_m=64, block_n=64, num_warps=4, num_stages=3,
     descs = (None, None)
     if tma:
         descs = tuple(TensorDescriptor.from_tensor(x.view(b * h * n, d), [block_n, d]) for x in (k, v))
-    _causal_attention_fwd[grid](q, k, v, out, *descs, n, _LOG2E / math.sqrt(d), HEAD_DIM=d, BLOCK_M=block_m,
+    LAUNCHED["fwd"] = _causal_attention_fwd[grid](q, k, v, out, *descs, n, _LOG2E / math.sqrt(d), HEAD_DIM=d, BLOCK_M=block_m,
                                 BLOCK_N=block_n, TMA=tma, num_warps=num_warps, num_stages=num_stages)
     return out
 
@@ -127,6 +130,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--check", action="store_true", help="correctness only (works under TRITON_INTERPRET=1)")
     ap.add_argument("--rep", type=int, default=100)
+    ap.add_argument("--dump-ir", metavar="DIR", help="write the TTGIR of the (64, 64, 4, 3) TMA kernel at D=64 here")
     args = ap.parse_args()
     if args.check:
         check()
@@ -167,7 +171,13 @@ def main() -> int:
                 err = ((out.float() - ref.float()).norm() / ref.float().norm()).item()
                 t = triton.testing.do_bench(lambda: causal_attention(q, k, v, bm, bn, nw, ns, tma), rep=args.rep,
                                             return_mode="median")
-                print(f"| {d} | Triton causal ({'TMA' if tma else 'pointer'} loads, rel err {err:.1e}) "
+                kern = LAUNCHED["fwd"]
+                if args.dump_ir and d == 64 and tma and (bm, bn, nw, ns) == (64, 64, 4, 3):
+                    os.makedirs(args.dump_ir, exist_ok=True)
+                    with open(os.path.join(args.dump_ir, f"flash-fwd-D{d}-tma{int(tma)}.ttgir"), "w") as fh:
+                        fh.write(kern.asm.get("ttgir", ""))
+                print(f"| {d} | Triton causal ({'TMA' if tma else 'pointer'} loads, rel err {err:.1e}, "
+                      f"{getattr(kern, 'n_regs', '?')} regs, {getattr(kern, 'n_spills', '?')} spills) "
                       f"| {(bm, bn, nw, ns)} | {t:.3f} "
                       f"| {flops / t / 1e9:.0f} | {t_def / t:.2f} |", flush=True)
             except Exception as exc:  # noqa: BLE001 - a config may not fit in shared memory

@@ -96,13 +96,17 @@ def _window_tiles(start_m, N, W1, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
 
 
 @triton.jit
-def _load_rows(base, desc, stride_n, b, hk, first, limit, offs_d, BLOCK: tl.constexpr, HEAD_DIM: tl.constexpr,
+def _load_rows(base, desc, stride_n, b, hk, first, limit, N, offs_d, BLOCK: tl.constexpr, HEAD_DIM: tl.constexpr,
                TMA: tl.constexpr):
     """Rows first .. first + BLOCK - 1 of one (batch, head) as [BLOCK, HEAD_DIM], zero for rows < 0 and rows >= limit.
-    TMA: through a [B, N, H, D] tensor descriptor, which reads rows outside [0, N) as zero; rows in [limit, N) are read
-    and the caller's window masks drop them."""
-    if TMA:
+    TMA=1: through a [B, N, H, D] tensor descriptor, which reads rows outside [0, N) as zero; rows in [limit, N) are
+    read and the caller's window masks drop them. TMA=2: through a 2-D [B*N, H*D] descriptor (inputs contiguous in
+    (N, H, D)): rows outside [0, N) are the neighbouring batch's, dropped by the same masks (their logits are -inf,
+    so they get probability 0)."""
+    if TMA == 1:
         return tl.reshape(desc.load([b, first, hk, 0]), [BLOCK, HEAD_DIM])
+    elif TMA == 2:
+        return desc.load([b * N + first, hk * HEAD_DIM])
     else:
         rows = first + tl.arange(0, BLOCK)
         ok = (rows >= 0) & (rows < limit)
@@ -120,8 +124,8 @@ def _simplicial_fwd(
     stride_ob, stride_on, stride_oh,
     N, W1, W2, qk_scale,
     H, GROUP, HEAD_DIM: tl.constexpr,
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, DOT_PREC: tl.constexpr, K2_EVERY_STEP: tl.constexpr,
-    TMA: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, DOT_PREC: tl.constexpr, TMA: tl.constexpr,
+    RELOAD: tl.constexpr,
 ):
     """One program: BLOCK_M queries of one head. The (offset t, K1 tile) pairs run as ONE flat loop of
     W2 * n_tiles steps, so the software pipeline (num_stages) keeps its K1/V1 prefetch running across offsets instead
@@ -148,8 +152,10 @@ def _simplicial_fwd(
     V1b = V1 + b * stride_v1b + hk * stride_v1h
     V2b = V2 + b * stride_v2b + hk * stride_v2h
 
-    q = tl.load(Q + b * stride_qb + h * stride_qh + offs_m[:, None] * stride_qn + offs_d[None, :],
-                mask=m_ok[:, None], other=0.0)
+    q_ptrs = Q + b * stride_qb + h * stride_qh + offs_m[:, None] * stride_qn + offs_d[None, :]
+    if not RELOAD:
+        q = tl.load(q_ptrs, mask=m_ok[:, None], other=0.0)
+        v2 = tl.zeros([BLOCK_M, HEAD_DIM], dtype=dtype)
     lo, hi, full_lo, full_hi, n_tiles = _window_tiles(start_m, N, W1, BLOCK_M, BLOCK_N)
     m_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
     l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
@@ -157,23 +163,20 @@ def _simplicial_fwd(
     acc_t = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
     scale_t = tl.full([BLOCK_M], 1.0, dtype=tl.float32)  # rescaling owed to acc for this offset's updates of m_i
     qk2 = tl.zeros([BLOCK_M, HEAD_DIM], dtype=dtype)
-    v2 = tl.zeros([BLOCK_M, HEAD_DIM], dtype=dtype)
     for step in range(0, W2 * n_tiles):
         t = step // n_tiles
         j = step - t * n_tiles
-        if K2_EVERY_STEP:  # unconditional, so the pipeline prefetches it with K1/V1 (used at j == 0 only)
-            k2_s = _load_rows(K2b, DK2d, stride_k2n, b32, hk, start_m - t, N, offs_d, BLOCK_M, HEAD_DIM, TMA)
-            v2_s = _load_rows(V2b, DV2d, stride_v2n, b32, hk, start_m - t, N, offs_d, BLOCK_M, HEAD_DIM, TMA)
         if j == 0:  # a new offset: row r uses k2 / v2 row i_r - t; logits in base 2 (scale folded here)
-            if K2_EVERY_STEP:
-                k2, v2 = k2_s, v2_s
+            k2 = _load_rows(K2b, DK2d, stride_k2n, b32, hk, start_m - t, N, N, offs_d, BLOCK_M, HEAD_DIM, TMA)
+            if RELOAD:
+                q_t = tl.load(q_ptrs, mask=m_ok[:, None], other=0.0)
             else:
-                k2 = _load_rows(K2b, DK2d, stride_k2n, b32, hk, start_m - t, N, offs_d, BLOCK_M, HEAD_DIM, TMA)
-                v2 = _load_rows(V2b, DV2d, stride_v2n, b32, hk, start_m - t, N, offs_d, BLOCK_M, HEAD_DIM, TMA)
-            qk2 = (q.to(tl.float32) * (k2.to(tl.float32) * qk_scale)).to(dtype)
+                q_t = q
+                v2 = _load_rows(V2b, DV2d, stride_v2n, b32, hk, start_m - t, N, N, offs_d, BLOCK_M, HEAD_DIM, TMA)
+            qk2 = (q_t.to(tl.float32) * (k2.to(tl.float32) * qk_scale)).to(dtype)
         start_n = lo + j * BLOCK_N
-        k1 = _load_rows(K1b, DK1d, stride_k1n, b32, hk, start_n, hi, offs_d, BLOCK_N, HEAD_DIM, TMA)
-        v1 = _load_rows(V1b, DV1d, stride_v1n, b32, hk, start_n, hi, offs_d, BLOCK_N, HEAD_DIM, TMA)
+        k1 = _load_rows(K1b, DK1d, stride_k1n, b32, hk, start_n, hi, N, offs_d, BLOCK_N, HEAD_DIM, TMA)
+        v1 = _load_rows(V1b, DV1d, stride_v1n, b32, hk, start_n, hi, N, offs_d, BLOCK_N, HEAD_DIM, TMA)
         s = tl.dot(qk2, tl.trans(k1), input_precision=DOT_PREC)
         if (start_n < full_lo) | (start_n + BLOCK_N > full_hi) | (t > start_m):  # tile crosses a window edge
             cols = start_n + offs_n
@@ -189,7 +192,11 @@ def _simplicial_fwd(
         scale_t = scale_t * alpha
         m_i = m_new
         if j == n_tiles - 1:  # the offset's last tile: out += (sum_j P V1_j) * V2_t
-            acc = acc * scale_t[:, None] + acc_t * v2.to(tl.float32)
+            if RELOAD:
+                v2_t = _load_rows(V2b, DV2d, stride_v2n, b32, hk, start_m - t, N, N, offs_d, BLOCK_M, HEAD_DIM, TMA)
+            else:
+                v2_t = v2
+            acc = acc * scale_t[:, None] + acc_t * v2_t.to(tl.float32)
             acc_t = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
             scale_t = tl.full([BLOCK_M], 1.0, dtype=tl.float32)
     l_safe = tl.where(l_i > 0.0, l_i, 1.0)
@@ -241,8 +248,8 @@ def _simplicial_bwd_dq_dk2dv2(
     stride_gb, stride_gn, stride_gh,  # DK2 and DV2 (fp32, same layout)
     N, W1, W2, qk_scale, sm_scale,
     H, GROUP, HEAD_DIM: tl.constexpr,
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, DOT_PREC: tl.constexpr, K2_EVERY_STEP: tl.constexpr,
-    TMA: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, DOT_PREC: tl.constexpr, TMA: tl.constexpr,
+    RELOAD: tl.constexpr,
 ):
     """Query frame, the forward's flat (offset, K1 tile) loop: per offset U_t = sum_j dS @ K1_j, W_t = sum_j P @ V1_j
     accumulate over its tiles; at its last tile dQ += U_t * K2_t and one atomic add each sends U_t * Q to dK2 and
@@ -269,36 +276,36 @@ def _simplicial_bwd_dq_dk2dv2(
     DK2b = DK2 + b * stride_gb + hk * stride_gh
     DV2b = DV2 + b * stride_gb + hk * stride_gh
 
-    q = tl.load(Q + b * stride_qb + h * stride_qh + offs_m[:, None] * stride_qn + offs_d[None, :],
-                mask=m_ok[:, None], other=0.0)
-    do = tl.load(DO + b * stride_dob + h * stride_doh + offs_m[:, None] * stride_don + offs_d[None, :],
-                 mask=m_ok[:, None], other=0.0)
+    q_ptrs = Q + b * stride_qb + h * stride_qh + offs_m[:, None] * stride_qn + offs_d[None, :]
+    do_ptrs = DO + b * stride_dob + h * stride_doh + offs_m[:, None] * stride_don + offs_d[None, :]
+    if not RELOAD:  # else re-read where needed (at an offset's first and last tile): fewer live registers
+        q = tl.load(q_ptrs, mask=m_ok[:, None], other=0.0)
+        do = tl.load(do_ptrs, mask=m_ok[:, None], other=0.0)
+        k2 = tl.zeros([BLOCK_M, HEAD_DIM], dtype=dtype)
     lse = tl.load(Lse + pid_bh.to(tl.int64) * N + offs_m, mask=m_ok, other=0.0)
     delta = tl.load(Delta + pid_bh.to(tl.int64) * N + offs_m, mask=m_ok, other=0.0)
     lo, hi, full_lo, full_hi, n_tiles = _window_tiles(start_m, N, W1, BLOCK_M, BLOCK_N)
     dq = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
     u = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
     w = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
-    k2 = tl.zeros([BLOCK_M, HEAD_DIM], dtype=dtype)
     qk2 = tl.zeros([BLOCK_M, HEAD_DIM], dtype=dtype)
     dov2 = tl.zeros([BLOCK_M, HEAD_DIM], dtype=dtype)
     for step in range(0, W2 * n_tiles):
         t = step // n_tiles
         j = step - t * n_tiles
-        if K2_EVERY_STEP:
-            k2_s = _load_rows(K2b, DK2d, stride_k2n, b32, hk, start_m - t, N, offs_d, BLOCK_M, HEAD_DIM, TMA)
-            v2_s = _load_rows(V2b, DV2d, stride_v2n, b32, hk, start_m - t, N, offs_d, BLOCK_M, HEAD_DIM, TMA)
         if j == 0:
-            if K2_EVERY_STEP:
-                k2, v2 = k2_s, v2_s
+            k2_t = _load_rows(K2b, DK2d, stride_k2n, b32, hk, start_m - t, N, N, offs_d, BLOCK_M, HEAD_DIM, TMA)
+            v2_t = _load_rows(V2b, DV2d, stride_v2n, b32, hk, start_m - t, N, N, offs_d, BLOCK_M, HEAD_DIM, TMA)
+            if RELOAD:
+                q_t = tl.load(q_ptrs, mask=m_ok[:, None], other=0.0)
+                do_t = tl.load(do_ptrs, mask=m_ok[:, None], other=0.0)
             else:
-                k2 = _load_rows(K2b, DK2d, stride_k2n, b32, hk, start_m - t, N, offs_d, BLOCK_M, HEAD_DIM, TMA)
-                v2 = _load_rows(V2b, DV2d, stride_v2n, b32, hk, start_m - t, N, offs_d, BLOCK_M, HEAD_DIM, TMA)
-            qk2 = (q.to(tl.float32) * (k2.to(tl.float32) * qk_scale)).to(dtype)
-            dov2 = (do.to(tl.float32) * v2.to(tl.float32)).to(dtype)
+                q_t, do_t, k2 = q, do, k2_t
+            qk2 = (q_t.to(tl.float32) * (k2_t.to(tl.float32) * qk_scale)).to(dtype)
+            dov2 = (do_t.to(tl.float32) * v2_t.to(tl.float32)).to(dtype)
         start_n = lo + j * BLOCK_N
-        k1 = _load_rows(K1b, DK1d, stride_k1n, b32, hk, start_n, hi, offs_d, BLOCK_N, HEAD_DIM, TMA)
-        v1 = _load_rows(V1b, DV1d, stride_v1n, b32, hk, start_n, hi, offs_d, BLOCK_N, HEAD_DIM, TMA)
+        k1 = _load_rows(K1b, DK1d, stride_k1n, b32, hk, start_n, hi, N, offs_d, BLOCK_N, HEAD_DIM, TMA)
+        v1 = _load_rows(V1b, DV1d, stride_v1n, b32, hk, start_n, hi, N, offs_d, BLOCK_N, HEAD_DIM, TMA)
         s = tl.dot(qk2, tl.trans(k1), input_precision=DOT_PREC)
         p = tl.exp2(s - lse[:, None])
         if (start_n < full_lo) | (start_n + BLOCK_N > full_hi) | (t > start_m):  # tile crosses a window edge
@@ -311,12 +318,18 @@ def _simplicial_bwd_dq_dk2dv2(
         u = tl.dot(ds.to(dtype), k1, u, input_precision=DOT_PREC)
         w = tl.dot(p.to(dtype), v1, w, input_precision=DOT_PREC)
         if j == n_tiles - 1:  # the offset's last tile
+            if RELOAD:
+                k2_t = _load_rows(K2b, DK2d, stride_k2n, b32, hk, start_m - t, N, N, offs_d, BLOCK_M, HEAD_DIM, TMA)
+                q_t = tl.load(q_ptrs, mask=m_ok[:, None], other=0.0)
+                do_t = tl.load(do_ptrs, mask=m_ok[:, None], other=0.0)
+            else:
+                q_t, do_t, k2_t = q, do, k2
             k_rows = offs_m - t
             k_ok = (k_rows >= 0) & m_ok
-            dq += u * k2.to(tl.float32)
+            dq += u * k2_t.to(tl.float32)
             g_ptr = k_rows[:, None] * stride_gn + offs_d[None, :]
-            tl.atomic_add(DK2b + g_ptr, u * q.to(tl.float32) * sm_scale, mask=k_ok[:, None])
-            tl.atomic_add(DV2b + g_ptr, w * do.to(tl.float32), mask=k_ok[:, None])
+            tl.atomic_add(DK2b + g_ptr, u * q_t.to(tl.float32) * sm_scale, mask=k_ok[:, None])
+            tl.atomic_add(DV2b + g_ptr, w * do_t.to(tl.float32), mask=k_ok[:, None])
             u = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
             w = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
     dq = dq * sm_scale
@@ -447,6 +460,9 @@ def _new(shape, like: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return torch.empty(shape, device=like.device, dtype=dtype)
 
 
+# The compiled kernel of each kind's last launch (register / spill counts and IR for benchmarks/bench_attention.py).
+LAUNCHED: dict[str, object] = {}
+
 # Overrides for benchmarks/bench_attention.py's variant sweep: {"fwd": {...}, "bwd_dq": {...}, "bwd_dk1": {...}}.
 CONFIG_OVERRIDE: dict[str, dict] = {}
 
@@ -500,16 +516,22 @@ def _last_dim_contiguous(t: torch.Tensor) -> torch.Tensor:
 
 
 def _tma_descriptors(cfg: dict, k1, k2, v1, v2):
-    """(k1, k2, v1, v2) [B, N, H, D] tensor descriptors with the kernel's row blocks when cfg asks for TMA loads and
-    the tensors allow them (16-byte aligned base and strides), else four Nones (pointer loads) and TMA off."""
+    """Tensor descriptors for (k1, k2, v1, v2) with the kernel's row blocks, and the TMA mode the kernel gets:
+    cfg TMA=1: [B, N, H, D] descriptors; TMA=2: 2-D [B*N, H*D] ones where the tensors are contiguous in (N, H, D)
+    (else mode 1). Needs 16-byte aligned bases and strides; otherwise four Nones and mode 0 (pointer loads)."""
+    mode = int(cfg.get("TMA", 0))
     tensors = (k1, k2, v1, v2)
     usable = all(t.data_ptr() % 16 == 0 and all(st * t.element_size() % 16 == 0 for st in t.stride()[:-1])
                  for t in tensors)
-    if not (cfg.get("TMA", False) and usable and TensorDescriptor is not None):
-        return (None,) * 4, False
+    if mode == 0 or not usable or TensorDescriptor is None:
+        return (None,) * 4, 0
     rows = (cfg["BLOCK_N"], cfg["BLOCK_M"], cfg["BLOCK_N"], cfg["BLOCK_M"])  # k1/v1 tiles; k2/v2 query-aligned rows
+    flat = all(t.stride(2) == t.shape[3] and t.stride(1) == t.shape[2] * t.shape[3] for t in tensors)
+    if mode == 2 and flat:
+        return tuple(TensorDescriptor(t, [t.shape[0] * t.shape[1], t.shape[2] * t.shape[3]], [t.stride(1), 1],
+                                      [r, t.shape[3]]) for t, r in zip(tensors, rows)), 2
     return tuple(TensorDescriptor(t, list(t.shape), list(t.stride()), [1, r, 1, t.shape[3]])
-                 for t, r in zip(tensors, rows)), True
+                 for t, r in zip(tensors, rows)), 1
 
 
 def _forward(q, k1, k2, v1, v2, w1, w2, sm_scale):
@@ -520,52 +542,70 @@ def _forward(q, k1, k2, v1, v2, w1, w2, sm_scale):
     cfg = _config("fwd", d, q.dtype)
     grid = (triton.cdiv(n, cfg["BLOCK_M"]) * b * hq,)
     descs, tma = _tma_descriptors(cfg, k1, k2, v1, v2)
-    _simplicial_fwd[grid](
+    LAUNCHED["fwd"] = _simplicial_fwd[grid](
         q, k1, k2, v1, v2, out, lse, *descs,
         *_s3(q), *_s3(k1), *_s3(k2), *_s3(v1), *_s3(v2), *_s3(out),
         n, w1, w2, sm_scale * _LOG2E,
         H=hq, GROUP=hq // hkv, HEAD_DIM=d,
         BLOCK_M=cfg["BLOCK_M"], BLOCK_N=cfg["BLOCK_N"], DOT_PREC=_dot_prec(q.dtype),
-        K2_EVERY_STEP=cfg.get("K2_EVERY_STEP", False), TMA=tma, num_warps=cfg["num_warps"], num_stages=cfg["num_stages"],
+        TMA=tma, RELOAD=cfg.get("RELOAD", False), num_warps=cfg["num_warps"], num_stages=cfg["num_stages"],
     )
     return out, lse
 
 
-def _backward(do, q, k1, k2, v1, v2, out, lse, w1, w2, sm_scale):
-    b, n, hq, d = q.shape
-    hkv = k1.shape[2]
-    group = hq // hkv
-    do = _last_dim_contiguous(do)
-    delta = _new(lse.shape, q, torch.float32)
+def _backward_delta(do, out):
+    """delta_i = <o_i, do_i> (fp32, [B, Hq, N])."""
+    b, n, hq, d = out.shape
+    delta = _new((b, hq, n), out, torch.float32)
     pre_m = 16 if _interpreting() else 64
     _simplicial_bwd_preprocess[(triton.cdiv(n, pre_m) * b * hq,)](
         out, do, delta, *_s3(out), *_s3(do), n, H=hq, HEAD_DIM=d, BLOCK_M=pre_m,
     )
+    return delta
+
+
+def _backward_dq_dk2dv2(do, q, k1, k2, v1, v2, lse, delta, w1, w2, sm_scale):
+    b, n, hq, d = q.shape
+    hkv = k1.shape[2]
     dq = _new((b, n, hq, d), q, q.dtype)
     dk2 = torch.zeros((b, n, hkv, d), device=q.device, dtype=torch.float32)
     dv2 = torch.zeros((b, n, hkv, d), device=q.device, dtype=torch.float32)
     cfg = _config("bwd_dq", d, q.dtype)
     descs, tma = _tma_descriptors(cfg, k1, k2, v1, v2)
-    _simplicial_bwd_dq_dk2dv2[(triton.cdiv(n, cfg["BLOCK_M"]) * b * hq,)](
+    LAUNCHED["bwd_dq"] = _simplicial_bwd_dq_dk2dv2[(triton.cdiv(n, cfg["BLOCK_M"]) * b * hq,)](
         q, k1, k2, v1, v2, do, lse, delta, dq, dk2, dv2, *descs,
         *_s3(q), *_s3(k1), *_s3(k2), *_s3(v1), *_s3(v2), *_s3(do), *_s3(dq), *_s3(dk2),
         n, w1, w2, sm_scale * _LOG2E, sm_scale,
-        H=hq, GROUP=group, HEAD_DIM=d,
+        H=hq, GROUP=hq // hkv, HEAD_DIM=d,
         BLOCK_M=cfg["BLOCK_M"], BLOCK_N=cfg["BLOCK_N"], DOT_PREC=_dot_prec(q.dtype),
-        K2_EVERY_STEP=cfg.get("K2_EVERY_STEP", False), TMA=tma, num_warps=cfg["num_warps"], num_stages=cfg["num_stages"],
+        TMA=tma, RELOAD=cfg.get("RELOAD", False), num_warps=cfg["num_warps"], num_stages=cfg["num_stages"],
     )
+    return dq, dk2.to(q.dtype), dv2.to(q.dtype)
+
+
+def _backward_dk1dv1(do, q, k1, k2, v1, v2, lse, delta, w1, w2, sm_scale):
+    b, n, hq, d = q.shape
+    hkv = k1.shape[2]
     dk1 = _new((b, n, hkv, d), q, q.dtype)
     dv1 = _new((b, n, hkv, d), q, q.dtype)
     cfg = _config("bwd_dk1", d, q.dtype)
-    _simplicial_bwd_dk1dv1[(triton.cdiv(n, cfg["BLOCK_N"]) * b * hkv,)](
+    LAUNCHED["bwd_dk1"] = _simplicial_bwd_dk1dv1[(triton.cdiv(n, cfg["BLOCK_N"]) * b * hkv,)](
         q, k1, k2, v1, v2, do, lse, delta, dk1, dv1,
         *_s3(q), *_s3(k1), *_s3(k2), *_s3(v1), *_s3(v2), *_s3(do), *_s3(dk1),
         n, w1, w2, sm_scale * _LOG2E,
-        HKV=hkv, GROUP=group, HEAD_DIM=d,
+        HKV=hkv, GROUP=hq // hkv, HEAD_DIM=d,
         BLOCK_M=cfg["BLOCK_M"], BLOCK_N=cfg["BLOCK_N"], DOT_PREC=_dot_prec(q.dtype),
         num_warps=cfg["num_warps"], num_stages=cfg["num_stages"],
     )
-    return dq, dk1, dk2.to(q.dtype), dv1, dv2.to(q.dtype)
+    return dk1, dv1
+
+
+def _backward(do, q, k1, k2, v1, v2, out, lse, w1, w2, sm_scale):
+    do = _last_dim_contiguous(do)
+    delta = _backward_delta(do, out)
+    dq, dk2, dv2 = _backward_dq_dk2dv2(do, q, k1, k2, v1, v2, lse, delta, w1, w2, sm_scale)
+    dk1, dv1 = _backward_dk1dv1(do, q, k1, k2, v1, v2, lse, delta, w1, w2, sm_scale)
+    return dq, dk1, dk2, dv1, dv2
 
 
 class _TwoSimplicialAttention(torch.autograd.Function):
