@@ -113,6 +113,15 @@ def _load_rows(base, desc, stride_n, b, hk, first, limit, N, offs_d, BLOCK: tl.c
         return tl.load(base + rows[:, None] * stride_n + offs_d[None, :], mask=ok[:, None], other=0.0)
 
 
+@triton.jit
+def _in_windows(offs_m, start_n, offs_n, t, m_ok, W1):
+    """[BLOCK_M, BLOCK_N] mask of the (query i, k1 column j) pairs inside the windows at offset t: 0 <= i - j < W1
+    and the k2 row i - t exists. One unsigned compare per element: rows without a k2 row get the bound 0."""
+    lim = tl.where(((offs_m - t) >= 0) & m_ok, W1, 0).to(tl.uint32)
+    diff = offs_m[:, None] - (start_n + offs_n)[None, :]
+    return diff.to(tl.uint32, bitcast=True) < lim[:, None]
+
+
 @triton.jit(do_not_specialize=["N", "W1", "W2", "H", "GROUP"])
 def _simplicial_fwd(
     Q, K1, K2, V1, V2, Out, Lse, DK1d, DK2d, DV1d, DV2d,
@@ -179,17 +188,15 @@ def _simplicial_fwd(
         v1 = _load_rows(V1b, DV1d, stride_v1n, b32, hk, start_n, hi, N, offs_d, BLOCK_N, HEAD_DIM, TMA)
         s = tl.dot(qk2, tl.trans(k1), input_precision=DOT_PREC)
         if (start_n < full_lo) | (start_n + BLOCK_N > full_hi) | (t > start_m):  # tile crosses a window edge
-            cols = start_n + offs_n
-            valid = (((offs_m - t) >= 0) & m_ok)[:, None] & (cols[None, :] <= offs_m[:, None]) \
-                & (cols[None, :] > offs_m[:, None] - W1)
-            s = tl.where(valid, s, float("-inf"))
+            s = tl.where(_in_windows(offs_m, start_n, offs_n, t, m_ok, W1), s, float("-inf"))
         m_new = tl.maximum(m_i, tl.max(s, 1))
         m_use = tl.where(m_new == float("-inf"), 0.0, m_new)  # rows with nothing valid yet stay at zero
         alpha = tl.exp2(m_i - m_use)
         p = tl.exp2(s - m_use[:, None])
         l_i = l_i * alpha + tl.sum(p, 1)
-        acc_t = acc_t * alpha[:, None] + tl.dot(p.to(dtype), v1, input_precision=DOT_PREC)
-        scale_t = scale_t * alpha
+        # an offset's first tile starts its accumulator from zero (the last one was folded) and its rescaling at 1
+        acc_t = acc_t * tl.where(j == 0, 0.0, alpha)[:, None] + tl.dot(p.to(dtype), v1, input_precision=DOT_PREC)
+        scale_t = tl.where(j == 0, 1.0, scale_t) * alpha
         m_i = m_new
         if j == n_tiles - 1:  # the offset's last tile: out += (sum_j P V1_j) * V2_t
             if RELOAD:
@@ -197,8 +204,6 @@ def _simplicial_fwd(
             else:
                 v2_t = v2
             acc = acc * scale_t[:, None] + acc_t * v2_t.to(tl.float32)
-            acc_t = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
-            scale_t = tl.full([BLOCK_M], 1.0, dtype=tl.float32)
     l_safe = tl.where(l_i > 0.0, l_i, 1.0)
     out = acc / l_safe[:, None]
     tl.store(Lse + pid_bh.to(tl.int64) * N + offs_m, m_i + tl.log2(l_safe), mask=m_ok)
@@ -303,16 +308,16 @@ def _simplicial_bwd_dq_dk2dv2(
                 q_t, do_t, k2 = q, do, k2_t
             qk2 = (q_t.to(tl.float32) * (k2_t.to(tl.float32) * qk_scale)).to(dtype)
             dov2 = (do_t.to(tl.float32) * v2_t.to(tl.float32)).to(dtype)
+            # a new offset's sums start at zero (a zeroed accumulator before a dot costs nothing: wgmma's use-C flag)
+            u = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
+            w = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
         start_n = lo + j * BLOCK_N
         k1 = _load_rows(K1b, DK1d, stride_k1n, b32, hk, start_n, hi, N, offs_d, BLOCK_N, HEAD_DIM, TMA)
         v1 = _load_rows(V1b, DV1d, stride_v1n, b32, hk, start_n, hi, N, offs_d, BLOCK_N, HEAD_DIM, TMA)
         s = tl.dot(qk2, tl.trans(k1), input_precision=DOT_PREC)
         p = tl.exp2(s - lse[:, None])
         if (start_n < full_lo) | (start_n + BLOCK_N > full_hi) | (t > start_m):  # tile crosses a window edge
-            cols = start_n + offs_n
-            valid = (((offs_m - t) >= 0) & m_ok)[:, None] & (cols[None, :] <= offs_m[:, None]) \
-                & (cols[None, :] > offs_m[:, None] - W1)
-            p = tl.where(valid, p, 0.0)
+            p = tl.where(_in_windows(offs_m, start_n, offs_n, t, m_ok, W1), p, 0.0)
         dp = tl.dot(dov2, tl.trans(v1), input_precision=DOT_PREC)
         ds = p * (dp - delta[:, None])
         u = tl.dot(ds.to(dtype), k1, u, input_precision=DOT_PREC)
@@ -330,8 +335,6 @@ def _simplicial_bwd_dq_dk2dv2(
             g_ptr = k_rows[:, None] * stride_gn + offs_d[None, :]
             tl.atomic_add(DK2b + g_ptr, u * q_t.to(tl.float32) * sm_scale, mask=k_ok[:, None])
             tl.atomic_add(DV2b + g_ptr, w * do_t.to(tl.float32), mask=k_ok[:, None])
-            u = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
-            w = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
     dq = dq * sm_scale
     tl.store(DQ + b * stride_dqb + h * stride_dqh + offs_m[:, None] * stride_dqn + offs_d[None, :],
              dq.to(DQ.dtype.element_ty), mask=m_ok[:, None])
@@ -347,11 +350,8 @@ def _dk1_query_tile(dk1, dv1, k1, v1, Qb, DOb, Lse_bh, Delta_bh, K2b, V2b, strid
     m_ok = offs_m < seg_hi
     q = tl.load(Qb + offs_m[:, None] * stride_qn + offs_d[None, :], mask=m_ok[:, None], other=0.0)
     do = tl.load(DOb + offs_m[:, None] * stride_don + offs_d[None, :], mask=m_ok[:, None], other=0.0)
-    q = q.to(tl.float32) * qk_scale
-    do = do.to(tl.float32)
     lse = tl.load(Lse_bh + offs_m, mask=m_ok, other=0.0)
     delta = tl.load(Delta_bh + offs_m, mask=m_ok, other=0.0)
-    in_w1 = (offs_m[None, :] >= offs_n[:, None]) & (offs_m[None, :] < offs_n[:, None] + W1) & m_ok[None, :]
     for t in range(0, W2):
         k_rows = offs_m - t
         if MASKED:
@@ -361,12 +361,15 @@ def _dk1_query_tile(dk1, dv1, k1, v1, Qb, DOb, Lse_bh, Delta_bh, K2b, V2b, strid
         else:
             k2 = tl.load(K2b + k_rows[:, None] * stride_k2n + offs_d[None, :])
             v2 = tl.load(V2b + k_rows[:, None] * stride_v2n + offs_d[None, :])
-        qk2 = (q * k2.to(tl.float32)).to(dtype)
-        dov2 = (do * v2.to(tl.float32)).to(dtype)
+        # q and do stay in their input dtype between offsets (fewer live registers)
+        qk2 = (q.to(tl.float32) * (k2.to(tl.float32) * qk_scale)).to(dtype)
+        dov2 = (do.to(tl.float32) * v2.to(tl.float32)).to(dtype)
         st = tl.dot(k1, tl.trans(qk2), input_precision=DOT_PREC)  # [BLOCK_N, BLOCK_M]
         pt = tl.exp2(st - lse[None, :])
-        if MASKED:
-            pt = tl.where(in_w1 & k_ok[None, :], pt, 0.0)
+        if MASKED:  # 0 <= i - j < W1 and i - t >= 0, as one unsigned compare (the forward's _in_windows, transposed)
+            lim = tl.where(k_ok, W1, 0).to(tl.uint32)
+            diff = offs_m[None, :] - offs_n[:, None]
+            pt = tl.where(diff.to(tl.uint32, bitcast=True) < lim[None, :], pt, 0.0)
         dpt = tl.dot(v1, tl.trans(dov2), input_precision=DOT_PREC)
         dst = pt * (dpt - delta[None, :])
         dv1 = tl.dot(pt.to(dtype), dov2, dv1, input_precision=DOT_PREC)
@@ -468,30 +471,31 @@ CONFIG_OVERRIDE: dict[str, dict] = {}
 
 
 def _config(kind: str, d: int, dtype: torch.dtype) -> dict:
-    """Launch config per (kernel, head dim). Chosen from the variant sweep of benchmarks/bench_attention.py --sweep at
-    N=8192, (w1, w2)=(512, 32), bf16 on the H100 (benchmarks/kernel_notes.md); BLOCK_N of the forward / dq kernels
-    and BLOCK_M of the dk1 kernel stay at 64 or below because a query tile's k1 window is w1 + BLOCK_M - 1 long."""
+    """Launch config per (kernel, head dim), from the variant sweeps of benchmarks/bench_attention.py --sweep at
+    N=8192, (w1, w2)=(512, 32), bf16 (benchmarks/kernel_notes.md). TMA: 1 loads K1/V1/K2/V2 tiles through tensor
+    descriptors (Hopper and later; the launcher falls back to pointer loads where it cannot); RELOAD re-reads the
+    per-query operands at an offset's edges instead of holding them in registers (D=128 spills without it)."""
     if _interpreting():
         cfg = dict(BLOCK_M=16, BLOCK_N=16, num_warps=1, num_stages=1)
     elif kind == "fwd":
         if d <= 64:
             cfg = dict(BLOCK_M=64, BLOCK_N=64, num_warps=4, num_stages=3)
         elif d <= 128:
-            cfg = dict(BLOCK_M=64, BLOCK_N=32, num_warps=4, num_stages=3)
+            cfg = dict(BLOCK_M=64, BLOCK_N=64, num_warps=4, num_stages=3, TMA=1, RELOAD=True)
         else:
-            cfg = dict(BLOCK_M=32, BLOCK_N=32, num_warps=4, num_stages=2)
+            cfg = dict(BLOCK_M=32, BLOCK_N=32, num_warps=4, num_stages=2, RELOAD=True)
     elif kind == "bwd_dq":
         if d <= 64:
-            cfg = dict(BLOCK_M=64, BLOCK_N=32, num_warps=4, num_stages=2)
+            cfg = dict(BLOCK_M=64, BLOCK_N=64, num_warps=4, num_stages=3, TMA=1, RELOAD=True)
         elif d <= 128:
-            cfg = dict(BLOCK_M=32, BLOCK_N=64, num_warps=4, num_stages=2)
+            cfg = dict(BLOCK_M=64, BLOCK_N=64, num_warps=8, num_stages=3, TMA=1, RELOAD=True)
         else:
-            cfg = dict(BLOCK_M=16, BLOCK_N=32, num_warps=4, num_stages=1)
+            cfg = dict(BLOCK_M=16, BLOCK_N=32, num_warps=4, num_stages=1, RELOAD=True)
     else:  # bwd_dk1: BLOCK_N k1 rows per program, BLOCK_M query rows per inner tile
         if d <= 64:
             cfg = dict(BLOCK_M=64, BLOCK_N=64, num_warps=4, num_stages=2)
         elif d <= 128:
-            cfg = dict(BLOCK_M=32, BLOCK_N=64, num_warps=4, num_stages=3)
+            cfg = dict(BLOCK_M=32, BLOCK_N=128, num_warps=8, num_stages=2)
         else:
             cfg = dict(BLOCK_M=16, BLOCK_N=32, num_warps=4, num_stages=1)
     if dtype == torch.float32 and not _interpreting():
