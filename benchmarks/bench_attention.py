@@ -189,12 +189,13 @@ def load_module(path):
     return mod
 
 
-# (BLOCK_M, BLOCK_N, num_warps, num_stages, TMA mode, RELOAD); the dk1 kernel takes the first four
-FWD_VARIANTS = [(64, 64, 4, 3, 0, False), (64, 64, 4, 3, 0, True), (64, 64, 4, 3, 1, False), (64, 64, 4, 3, 1, True),
-                (64, 64, 4, 3, 2, True), (64, 64, 4, 2, 1, True), (64, 128, 4, 3, 0, False), (64, 128, 4, 3, 1, True),
-                (128, 64, 8, 3, 1, True), (128, 128, 8, 3, 1, True)]
-DQ_VARIANTS = [(64, 64, 4, 3, 0, False), (64, 64, 4, 3, 1, True), (64, 64, 4, 2, 1, True), (64, 64, 8, 3, 1, True),
-               (64, 64, 8, 2, 1, True), (64, 32, 4, 3, 1, True), (64, 32, 8, 3, 1, True), (128, 64, 8, 3, 1, True)]
+# (BLOCK_M, BLOCK_N, num_warps, num_stages, TMA, RELOAD); the dk1 kernel takes the first four
+FWD_VARIANTS = [(64, 64, 4, 3, False, False), (64, 64, 4, 3, False, True), (64, 64, 4, 3, True, False),
+                (64, 64, 4, 3, True, True), (64, 64, 4, 2, True, True), (64, 128, 4, 3, False, False),
+                (64, 128, 4, 3, True, True), (128, 64, 8, 3, True, True), (128, 128, 8, 3, True, True)]
+DQ_VARIANTS = [(64, 64, 4, 3, False, False), (64, 64, 4, 3, True, True), (64, 64, 4, 2, True, True),
+               (64, 64, 8, 3, True, True), (64, 32, 4, 3, True, True), (64, 32, 8, 3, True, True),
+               (128, 64, 8, 3, True, True)]
 DK_VARIANTS = [(64, 64, 4, 2), (64, 64, 4, 3), (32, 64, 4, 3), (32, 64, 4, 2), (32, 128, 8, 2), (64, 128, 8, 2),
                (64, 64, 8, 2)]
 _KEYS = ("BLOCK_M", "BLOCK_N", "num_warps", "num_stages", "TMA", "RELOAD")

@@ -89,8 +89,12 @@ def test_gpu_large_shape_bf16(shape):
 def test_gpu_training_loss_curve_matches_reference():
     """A small 2-simplicial LM trained 60 steps (bf16 autocast, AdamW, same seed and data) with backend "triton"
     follows the loss curve of backend "torch" within bf16 noise. The noise is measured, not guessed: a third run
-    uses the reference with every initial weight perturbed by a relative 2^-8 (bf16 rounding), and the Triton
-    curve must stay within max(0.1, 2x) that run's distance from the reference (final loss: max(0.05, 2x))."""
+    uses the reference with every initial weight perturbed by a relative 2^-8 (bf16 rounding). The Triton curve must
+    stay within max(0.1, 2x) that run's largest distance from the reference over all steps, and within max(0.02, 2x)
+    its largest distance over the first 20 steps, before the small differences of bf16 grow: a wrong gradient shows
+    there at once. (An earlier final-step bound against the noise run's final-step distance was dropped: past step
+    ~45 the runs are chaotic, and on 2026-11-27 the noise run ended 0.0011 from the reference after being 0.246 away,
+    so one step's distance is no noise scale.)"""
     model_mod = pytest.importorskip("simplicial.model")
     ModelConfig, LM = model_mod.ModelConfig, model_mod.LM
 
@@ -123,13 +127,14 @@ def test_gpu_training_loss_curve_matches_reference():
     diffs = [abs(a - b) for a, b in zip(tri, ref)]
     noise_d = [abs(a - b) for a, b in zip(noise, ref)]
     print(f"[gpu-train] loss triton {tri[0]:.4f}->{tri[-1]:.4f} torch {ref[0]:.4f}->{ref[-1]:.4f} "
-          f"max|diff| {max(diffs):.4f} final|diff| {diffs[-1]:.4f} | bf16-noise run: max {max(noise_d):.4f} "
-          f"final {noise_d[-1]:.4f}")
+          f"max|diff| {max(diffs):.4f} first-20 {max(diffs[:20]):.4f} final|diff| {diffs[-1]:.4f} | bf16-noise run: "
+          f"max {max(noise_d):.4f} first-20 {max(noise_d[:20]):.4f} final {noise_d[-1]:.4f}")
     print("[gpu-train] triton " + " ".join(f"{x:.3f}" for x in tri))
     print("[gpu-train] torch  " + " ".join(f"{x:.3f}" for x in ref))
     assert tri[-1] < tri[0] - 0.5, "the model did not learn through the Triton path"
     assert max(diffs) < max(0.1, 2 * max(noise_d)), f"loss curves differ: max {max(diffs):.4f}"
-    assert diffs[-1] < max(0.05, 2 * noise_d[-1]), f"final losses differ: {diffs[-1]:.4f}"
+    early, early_noise = max(diffs[:20]), max(noise_d[:20])
+    assert early < max(0.02, 2 * early_noise), f"first 20 steps differ: max {early:.4f} (noise {early_noise:.4f})"
 
 
 def test_gpu_gradient_independent_of_micro_batch_split():

@@ -96,17 +96,13 @@ def _window_tiles(start_m, N, W1, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
 
 
 @triton.jit
-def _load_rows(base, desc, stride_n, b, hk, first, limit, N, offs_d, BLOCK: tl.constexpr, HEAD_DIM: tl.constexpr,
+def _load_rows(base, desc, stride_n, b, hk, first, limit, offs_d, BLOCK: tl.constexpr, HEAD_DIM: tl.constexpr,
                TMA: tl.constexpr):
     """Rows first .. first + BLOCK - 1 of one (batch, head) as [BLOCK, HEAD_DIM], zero for rows < 0 and rows >= limit.
-    TMA=1: through a [B, N, H, D] tensor descriptor, which reads rows outside [0, N) as zero; rows in [limit, N) are
-    read and the caller's window masks drop them. TMA=2: through a 2-D [B*N, H*D] descriptor (inputs contiguous in
-    (N, H, D)): rows outside [0, N) are the neighbouring batch's, dropped by the same masks (their logits are -inf,
-    so they get probability 0)."""
-    if TMA == 1:
+    TMA: through a [B, N, H, D] tensor descriptor, which reads rows outside [0, N) as zero; rows in [limit, N) are
+    read and the caller's window masks drop them."""
+    if TMA:
         return tl.reshape(desc.load([b, first, hk, 0]), [BLOCK, HEAD_DIM])
-    elif TMA == 2:
-        return desc.load([b * N + first, hk * HEAD_DIM])
     else:
         rows = first + tl.arange(0, BLOCK)
         ok = (rows >= 0) & (rows < limit)
@@ -176,16 +172,16 @@ def _simplicial_fwd(
         t = step // n_tiles
         j = step - t * n_tiles
         if j == 0:  # a new offset: row r uses k2 / v2 row i_r - t; logits in base 2 (scale folded here)
-            k2 = _load_rows(K2b, DK2d, stride_k2n, b32, hk, start_m - t, N, N, offs_d, BLOCK_M, HEAD_DIM, TMA)
+            k2 = _load_rows(K2b, DK2d, stride_k2n, b32, hk, start_m - t, N, offs_d, BLOCK_M, HEAD_DIM, TMA)
             if RELOAD:
                 q_t = tl.load(q_ptrs, mask=m_ok[:, None], other=0.0)
             else:
                 q_t = q
-                v2 = _load_rows(V2b, DV2d, stride_v2n, b32, hk, start_m - t, N, N, offs_d, BLOCK_M, HEAD_DIM, TMA)
+                v2 = _load_rows(V2b, DV2d, stride_v2n, b32, hk, start_m - t, N, offs_d, BLOCK_M, HEAD_DIM, TMA)
             qk2 = (q_t.to(tl.float32) * (k2.to(tl.float32) * qk_scale)).to(dtype)
         start_n = lo + j * BLOCK_N
-        k1 = _load_rows(K1b, DK1d, stride_k1n, b32, hk, start_n, hi, N, offs_d, BLOCK_N, HEAD_DIM, TMA)
-        v1 = _load_rows(V1b, DV1d, stride_v1n, b32, hk, start_n, hi, N, offs_d, BLOCK_N, HEAD_DIM, TMA)
+        k1 = _load_rows(K1b, DK1d, stride_k1n, b32, hk, start_n, hi, offs_d, BLOCK_N, HEAD_DIM, TMA)
+        v1 = _load_rows(V1b, DV1d, stride_v1n, b32, hk, start_n, hi, offs_d, BLOCK_N, HEAD_DIM, TMA)
         s = tl.dot(qk2, tl.trans(k1), input_precision=DOT_PREC)
         if (start_n < full_lo) | (start_n + BLOCK_N > full_hi) | (t > start_m):  # tile crosses a window edge
             s = tl.where(_in_windows(offs_m, start_n, offs_n, t, m_ok, W1), s, float("-inf"))
@@ -200,7 +196,7 @@ def _simplicial_fwd(
         m_i = m_new
         if j == n_tiles - 1:  # the offset's last tile: out += (sum_j P V1_j) * V2_t
             if RELOAD:
-                v2_t = _load_rows(V2b, DV2d, stride_v2n, b32, hk, start_m - t, N, N, offs_d, BLOCK_M, HEAD_DIM, TMA)
+                v2_t = _load_rows(V2b, DV2d, stride_v2n, b32, hk, start_m - t, N, offs_d, BLOCK_M, HEAD_DIM, TMA)
             else:
                 v2_t = v2
             acc = acc * scale_t[:, None] + acc_t * v2_t.to(tl.float32)
@@ -299,8 +295,8 @@ def _simplicial_bwd_dq_dk2dv2(
         t = step // n_tiles
         j = step - t * n_tiles
         if j == 0:
-            k2_t = _load_rows(K2b, DK2d, stride_k2n, b32, hk, start_m - t, N, N, offs_d, BLOCK_M, HEAD_DIM, TMA)
-            v2_t = _load_rows(V2b, DV2d, stride_v2n, b32, hk, start_m - t, N, N, offs_d, BLOCK_M, HEAD_DIM, TMA)
+            k2_t = _load_rows(K2b, DK2d, stride_k2n, b32, hk, start_m - t, N, offs_d, BLOCK_M, HEAD_DIM, TMA)
+            v2_t = _load_rows(V2b, DV2d, stride_v2n, b32, hk, start_m - t, N, offs_d, BLOCK_M, HEAD_DIM, TMA)
             if RELOAD:
                 q_t = tl.load(q_ptrs, mask=m_ok[:, None], other=0.0)
                 do_t = tl.load(do_ptrs, mask=m_ok[:, None], other=0.0)
@@ -312,8 +308,8 @@ def _simplicial_bwd_dq_dk2dv2(
             u = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
             w = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
         start_n = lo + j * BLOCK_N
-        k1 = _load_rows(K1b, DK1d, stride_k1n, b32, hk, start_n, hi, N, offs_d, BLOCK_N, HEAD_DIM, TMA)
-        v1 = _load_rows(V1b, DV1d, stride_v1n, b32, hk, start_n, hi, N, offs_d, BLOCK_N, HEAD_DIM, TMA)
+        k1 = _load_rows(K1b, DK1d, stride_k1n, b32, hk, start_n, hi, offs_d, BLOCK_N, HEAD_DIM, TMA)
+        v1 = _load_rows(V1b, DV1d, stride_v1n, b32, hk, start_n, hi, offs_d, BLOCK_N, HEAD_DIM, TMA)
         s = tl.dot(qk2, tl.trans(k1), input_precision=DOT_PREC)
         p = tl.exp2(s - lse[:, None])
         if (start_n < full_lo) | (start_n + BLOCK_N > full_hi) | (t > start_m):  # tile crosses a window edge
@@ -324,7 +320,7 @@ def _simplicial_bwd_dq_dk2dv2(
         w = tl.dot(p.to(dtype), v1, w, input_precision=DOT_PREC)
         if j == n_tiles - 1:  # the offset's last tile
             if RELOAD:
-                k2_t = _load_rows(K2b, DK2d, stride_k2n, b32, hk, start_m - t, N, N, offs_d, BLOCK_M, HEAD_DIM, TMA)
+                k2_t = _load_rows(K2b, DK2d, stride_k2n, b32, hk, start_m - t, N, offs_d, BLOCK_M, HEAD_DIM, TMA)
                 q_t = tl.load(q_ptrs, mask=m_ok[:, None], other=0.0)
                 do_t = tl.load(do_ptrs, mask=m_ok[:, None], other=0.0)
             else:
@@ -470,25 +466,29 @@ LAUNCHED: dict[str, object] = {}
 CONFIG_OVERRIDE: dict[str, dict] = {}
 
 
-def _config(kind: str, d: int, dtype: torch.dtype) -> dict:
+def _config(kind: str, d: int, dtype: torch.dtype, w1: int = 0) -> dict:
     """Launch config per (kernel, head dim), from the variant sweeps of benchmarks/bench_attention.py --sweep at
-    N=8192, (w1, w2)=(512, 32), bf16 (benchmarks/kernel_notes.md). TMA: 1 loads K1/V1/K2/V2 tiles through tensor
+    N=8192, (w1, w2)=(512, 32), bf16 (benchmarks/kernel_notes.md). TMA loads K1/V1/K2/V2 tiles through tensor
     descriptors (Hopper and later; the launcher falls back to pointer loads where it cannot); RELOAD re-reads the
-    per-query operands at an offset's edges instead of holding them in registers (D=128 spills without it)."""
+    per-query operands at an offset's edges instead of holding them in registers (D=128 spills without it). The D=64
+    forward takes K1 tiles of 128 where w1 >= 256 (fewer, larger steps win there; on short windows the wider tile
+    would mostly be masked)."""
     if _interpreting():
         cfg = dict(BLOCK_M=16, BLOCK_N=16, num_warps=1, num_stages=1)
     elif kind == "fwd":
-        if d <= 64:
+        if d <= 64 and w1 >= 256 and dtype != torch.float32:
+            cfg = dict(BLOCK_M=64, BLOCK_N=128, num_warps=4, num_stages=3, TMA=True, RELOAD=True)
+        elif d <= 64:
             cfg = dict(BLOCK_M=64, BLOCK_N=64, num_warps=4, num_stages=3)
         elif d <= 128:
-            cfg = dict(BLOCK_M=64, BLOCK_N=64, num_warps=4, num_stages=3, TMA=1, RELOAD=True)
+            cfg = dict(BLOCK_M=64, BLOCK_N=64, num_warps=4, num_stages=3, TMA=True, RELOAD=True)
         else:
             cfg = dict(BLOCK_M=32, BLOCK_N=32, num_warps=4, num_stages=2, RELOAD=True)
     elif kind == "bwd_dq":
         if d <= 64:
-            cfg = dict(BLOCK_M=64, BLOCK_N=64, num_warps=4, num_stages=3, TMA=1, RELOAD=True)
+            cfg = dict(BLOCK_M=64, BLOCK_N=64, num_warps=4, num_stages=3, TMA=True, RELOAD=True)
         elif d <= 128:
-            cfg = dict(BLOCK_M=64, BLOCK_N=64, num_warps=8, num_stages=3, TMA=1, RELOAD=True)
+            cfg = dict(BLOCK_M=64, BLOCK_N=64, num_warps=8, num_stages=3, TMA=True, RELOAD=True)
         else:
             cfg = dict(BLOCK_M=16, BLOCK_N=32, num_warps=4, num_stages=1, RELOAD=True)
     else:  # bwd_dk1: BLOCK_N k1 rows per program, BLOCK_M query rows per inner tile
@@ -520,22 +520,17 @@ def _last_dim_contiguous(t: torch.Tensor) -> torch.Tensor:
 
 
 def _tma_descriptors(cfg: dict, k1, k2, v1, v2):
-    """Tensor descriptors for (k1, k2, v1, v2) with the kernel's row blocks, and the TMA mode the kernel gets:
-    cfg TMA=1: [B, N, H, D] descriptors; TMA=2: 2-D [B*N, H*D] ones where the tensors are contiguous in (N, H, D)
-    (else mode 1). Needs 16-byte aligned bases and strides; otherwise four Nones and mode 0 (pointer loads)."""
-    mode = int(cfg.get("TMA", 0))
+    """[B, N, H, D] tensor descriptors for (k1, k2, v1, v2) with the kernel's row blocks, and whether the kernel uses
+    them: only where cfg asks for TMA and the tensors allow it (16-byte aligned bases and strides); otherwise four
+    Nones and pointer loads."""
     tensors = (k1, k2, v1, v2)
     usable = all(t.data_ptr() % 16 == 0 and all(st * t.element_size() % 16 == 0 for st in t.stride()[:-1])
                  for t in tensors)
-    if mode == 0 or not usable or TensorDescriptor is None:
-        return (None,) * 4, 0
+    if not (cfg.get("TMA", False) and usable and TensorDescriptor is not None):
+        return (None,) * 4, False
     rows = (cfg["BLOCK_N"], cfg["BLOCK_M"], cfg["BLOCK_N"], cfg["BLOCK_M"])  # k1/v1 tiles; k2/v2 query-aligned rows
-    flat = all(t.stride(2) == t.shape[3] and t.stride(1) == t.shape[2] * t.shape[3] for t in tensors)
-    if mode == 2 and flat:
-        return tuple(TensorDescriptor(t, [t.shape[0] * t.shape[1], t.shape[2] * t.shape[3]], [t.stride(1), 1],
-                                      [r, t.shape[3]]) for t, r in zip(tensors, rows)), 2
     return tuple(TensorDescriptor(t, list(t.shape), list(t.stride()), [1, r, 1, t.shape[3]])
-                 for t, r in zip(tensors, rows)), 1
+                 for t, r in zip(tensors, rows)), True
 
 
 def _forward(q, k1, k2, v1, v2, w1, w2, sm_scale):
@@ -543,7 +538,7 @@ def _forward(q, k1, k2, v1, v2, w1, w2, sm_scale):
     hkv = k1.shape[2]
     out = _new((b, n, hq, d), q, q.dtype)
     lse = _new((b, hq, n), q, torch.float32)
-    cfg = _config("fwd", d, q.dtype)
+    cfg = _config("fwd", d, q.dtype, w1)
     grid = (triton.cdiv(n, cfg["BLOCK_M"]) * b * hq,)
     descs, tma = _tma_descriptors(cfg, k1, k2, v1, v2)
     LAUNCHED["fwd"] = _simplicial_fwd[grid](
