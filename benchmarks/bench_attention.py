@@ -3,6 +3,7 @@
     python benchmarks/bench_attention.py                 # the full grid, one table (markdown) on stdout
     python benchmarks/bench_attention.py --target        # only B=4, H=8, N=8192, w1=512, w2=32, D in {64, 128}
     python benchmarks/bench_attention.py --sweep         # launch-config variants of each kernel at the target shape
+    python benchmarks/bench_attention.py --sweep --baseline-module old.py   # ... timed next to an earlier kernels file
 
 FLOPs (tensor-core convention, REFERENCE.md section 2): forward = 4 * B * Hq * D * P with P the exact number of valid
 (i, j, k) triples, sum_i min(i+1, w1) * min(i+1, w2); forward+backward = 3.5 x forward. SDPA runs causal attention at

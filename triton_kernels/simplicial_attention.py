@@ -12,6 +12,8 @@ i_r - t, so Q * K2_shift(t) is a dense [BLOCK_M, D] tile and the logits against 
 
 with one online softmax over all (t, j). No work is spent on k2 positions outside a query's window (tiling queries
 along k2 would waste (BLOCK_M - 1) / (w2 + BLOCK_M - 1) of it); along k1 the waste is (BLOCK_M - 1) / (w1 + BLOCK_M - 1).
+The (t, K1 tile) pairs run as one flat loop, so the software pipeline keeps prefetching K1/V1 tiles across offsets;
+on Hopper the tiles come through TMA tensor descriptors (benchmarks/kernel_notes.md has the measurements).
 
 Backward (dS = S * (dP - delta), delta_i = <o_i, do_i>, dP_ijk = <do_i, v1_j * v2_k>), split so that no output
 needs atomics inside an inner loop:
