@@ -190,16 +190,16 @@ def load_module(path):
     return mod
 
 
-# (BLOCK_M, BLOCK_N, num_warps, num_stages, TMA, RELOAD[, SPLIT]); the dk1 kernel takes the first four
+# (BLOCK_M, BLOCK_N, num_warps, num_stages, TMA, RELOAD); the dk1 kernel takes the first four
 FWD_VARIANTS = [(64, 64, 4, 3, False, False), (64, 64, 4, 3, False, True), (64, 64, 4, 3, True, False),
                 (64, 64, 4, 3, True, True), (64, 64, 4, 2, True, True), (64, 128, 4, 3, False, False),
                 (64, 128, 4, 3, True, True), (128, 64, 8, 3, True, True), (128, 128, 8, 3, True, True)]
-DQ_VARIANTS = [(64, 64, 4, 3, True, True), (64, 64, 8, 3, True, True), (64, 64, 4, 3, False, False),
-               (64, 64, 4, 3, True, True, True), (64, 64, 8, 3, True, True, True), (64, 32, 4, 3, True, True, True),
-               (64, 64, 4, 2, True, True, True), (128, 64, 8, 3, True, True, True)]
+DQ_VARIANTS = [(64, 64, 4, 3, False, False), (64, 64, 4, 3, True, True), (64, 64, 4, 2, True, True),
+               (64, 64, 8, 3, True, True), (64, 32, 4, 3, True, True), (64, 32, 8, 3, True, True),
+               (128, 64, 8, 3, True, True)]
 DK_VARIANTS = [(64, 64, 4, 2), (64, 64, 4, 3), (32, 64, 4, 3), (32, 64, 4, 2), (32, 128, 8, 2), (64, 128, 8, 2),
                (64, 64, 8, 2)]
-_KEYS = ("BLOCK_M", "BLOCK_N", "num_warps", "num_stages", "TMA", "RELOAD", "SPLIT")
+_KEYS = ("BLOCK_M", "BLOCK_N", "num_warps", "num_stages", "TMA", "RELOAD")
 
 
 def _compiled_info(kernel) -> str:
@@ -208,7 +208,7 @@ def _compiled_info(kernel) -> str:
     return f"{regs} | {spills}" if regs is not None else "- | -"
 
 
-def sweep(rep, baseline=None, dump_ir=None, kinds=("fwd", "bwd_dq", "bwd_dk1")):
+def sweep(rep, baseline=None, dump_ir=None):
     """Launch-config variants of each kernel at the target shape (bf16, B=4, H=8, N=8192, w1=512, w2=32), each kernel
     timed alone and checked against the default config; with `baseline` (a kernels module loaded from a file) that
     module's forward and whole backward are timed in the same run and the errors are taken against its outputs.
@@ -227,8 +227,7 @@ def sweep(rep, baseline=None, dump_ir=None, kinds=("fwd", "bwd_dq", "bwd_dk1")):
         print(f"\n### sweep D={d}: TF/s of each pass counts fwd FLOPs for fwd and for each of the two backward "
               f"kernels 1.25x fwd (their sum = the 2.5x of the convention); rel err vs "
               f"{'the baseline module' if baseline else 'the default config'}")
-        print("| kernel | (BLOCK_M, BLOCK_N, warps, stages, TMA, RELOAD[, SPLIT]) | ms | TF/s | rel err "
-              "| regs | spills |")
+        print("| kernel | (BLOCK_M, BLOCK_N, warps, stages, TMA, RELOAD) | ms | TF/s | rel err | regs | spills |")
         print("|---|---|---|---|---|---|---|")
         if baseline is not None:
             t_f = bench(lambda: baseline._forward(*xs, w1, w2, scale), rep)
@@ -237,8 +236,6 @@ def sweep(rep, baseline=None, dump_ir=None, kinds=("fwd", "bwd_dq", "bwd_dk1")):
             print(f"| baseline whole bwd | its default | {t_b:.3f} | {2.5 * fl * d / t_b / 1e9:.0f} | 0 | - | - |",
                   flush=True)
         for kind, variants in (("fwd", FWD_VARIANTS), ("bwd_dq", DQ_VARIANTS), ("bwd_dk1", DK_VARIANTS)):
-            if kind not in kinds:
-                continue
             for i, v in enumerate(variants):
                 sa.CONFIG_OVERRIDE.clear()
                 sa.CONFIG_OVERRIDE[kind] = dict(zip(_KEYS, v))
@@ -282,9 +279,7 @@ def main(argv=None) -> int:
     ap.add_argument("--no-package", action="store_true")
     ap.add_argument("--baseline-module", metavar="PATH",
                     help="with --sweep: also time this kernels file's defaults and check errors against it")
-    ap.add_argument("--kinds", default="fwd,bwd_dq,bwd_dk1", help="with --sweep: which kernels to sweep")
-    ap.add_argument("--dump-ir", metavar="DIR",
-                    help="with --sweep: write the TTGIR of forward variants 0 and 3 at D=64 here")
+    ap.add_argument("--dump-ir", metavar="DIR", help="with --sweep: write the TTGIR of forward variants 0 and 3 at D=64 here")
     args = ap.parse_args(argv)
     if not torch.cuda.is_available():
         print("bench_attention.py needs a CUDA GPU")
@@ -296,8 +291,7 @@ def main(argv=None) -> int:
           f"at N_eq = sqrt(2 N w1 w2), torch's default dispatch and the flash backend, ratios vs the faster; "
           f"peak memory = max allocated during fwd+bwd above the inputs")
     if args.sweep:
-        sweep(args.rep, load_module(args.baseline_module) if args.baseline_module else None, args.dump_ir,
-              tuple(args.kinds.split(",")))
+        sweep(args.rep, load_module(args.baseline_module) if args.baseline_module else None, args.dump_ir)
         return 0
     pkg = None if args.no_package else load_package()
     print(HEADER)

@@ -252,12 +252,11 @@ def _simplicial_bwd_dq_dk2dv2(
     N, W1, W2, qk_scale, sm_scale,
     H, GROUP, HEAD_DIM: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, DOT_PREC: tl.constexpr, TMA: tl.constexpr,
-    RELOAD: tl.constexpr, PART: tl.constexpr,
+    RELOAD: tl.constexpr,
 ):
     """Query frame, the forward's flat (offset, K1 tile) loop: per offset U_t = sum_j dS @ K1_j, W_t = sum_j P @ V1_j
     accumulate over its tiles; at its last tile dQ += U_t * K2_t and one atomic add each sends U_t * Q to dK2 and
-    W_t * dO to dV2 at rows i - t. PART=0 does both; PART=1 only U (dQ, dK2) and PART=2 only W (dV2), two launches
-    that recompute P but each hold one fp32 accumulator less (config SPLIT)."""
+    W_t * dO to dV2 at rows i - t."""
     num_m = tl.cdiv(N, BLOCK_M)
     pid = tl.program_id(0)
     pid_m = pid % num_m
@@ -289,34 +288,27 @@ def _simplicial_bwd_dq_dk2dv2(
     lse = tl.load(Lse + pid_bh.to(tl.int64) * N + offs_m, mask=m_ok, other=0.0)
     delta = tl.load(Delta + pid_bh.to(tl.int64) * N + offs_m, mask=m_ok, other=0.0)
     lo, hi, full_lo, full_hi, n_tiles = _window_tiles(start_m, N, W1, BLOCK_M, BLOCK_N)
+    dq = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
+    u = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
+    w = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
     qk2 = tl.zeros([BLOCK_M, HEAD_DIM], dtype=dtype)
-    if PART != 2:
-        dq = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
-        u = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
-        dov2 = tl.zeros([BLOCK_M, HEAD_DIM], dtype=dtype)
-    if PART != 1:
-        w = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
+    dov2 = tl.zeros([BLOCK_M, HEAD_DIM], dtype=dtype)
     for step in range(0, W2 * n_tiles):
         t = step // n_tiles
         j = step - t * n_tiles
         if j == 0:
             k2_t = _load_rows(K2b, DK2d, stride_k2n, b32, hk, start_m - t, N, offs_d, BLOCK_M, HEAD_DIM, TMA)
+            v2_t = _load_rows(V2b, DV2d, stride_v2n, b32, hk, start_m - t, N, offs_d, BLOCK_M, HEAD_DIM, TMA)
             if RELOAD:
                 q_t = tl.load(q_ptrs, mask=m_ok[:, None], other=0.0)
+                do_t = tl.load(do_ptrs, mask=m_ok[:, None], other=0.0)
             else:
-                q_t, k2 = q, k2_t
+                q_t, do_t, k2 = q, do, k2_t
             qk2 = (q_t.to(tl.float32) * (k2_t.to(tl.float32) * qk_scale)).to(dtype)
+            dov2 = (do_t.to(tl.float32) * v2_t.to(tl.float32)).to(dtype)
             # a new offset's sums start at zero (a zeroed accumulator before a dot costs nothing: wgmma's use-C flag)
-            if PART != 2:
-                v2_t = _load_rows(V2b, DV2d, stride_v2n, b32, hk, start_m - t, N, offs_d, BLOCK_M, HEAD_DIM, TMA)
-                if RELOAD:
-                    do_t = tl.load(do_ptrs, mask=m_ok[:, None], other=0.0)
-                else:
-                    do_t = do
-                dov2 = (do_t.to(tl.float32) * v2_t.to(tl.float32)).to(dtype)
-                u = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
-            if PART != 1:
-                w = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
+            u = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
+            w = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
         start_n = lo + j * BLOCK_N
         k1 = _load_rows(K1b, DK1d, stride_k1n, b32, hk, start_n, hi, offs_d, BLOCK_N, HEAD_DIM, TMA)
         v1 = _load_rows(V1b, DV1d, stride_v1n, b32, hk, start_n, hi, offs_d, BLOCK_N, HEAD_DIM, TMA)
@@ -324,34 +316,26 @@ def _simplicial_bwd_dq_dk2dv2(
         p = tl.exp2(s - lse[:, None])
         if (start_n < full_lo) | (start_n + BLOCK_N > full_hi) | (t > start_m):  # tile crosses a window edge
             p = tl.where(_in_windows(offs_m, start_n, offs_n, t, m_ok, W1), p, 0.0)
-        if PART != 2:
-            dp = tl.dot(dov2, tl.trans(v1), input_precision=DOT_PREC)
-            ds = p * (dp - delta[:, None])
-            u = tl.dot(ds.to(dtype), k1, u, input_precision=DOT_PREC)
-        if PART != 1:
-            w = tl.dot(p.to(dtype), v1, w, input_precision=DOT_PREC)
+        dp = tl.dot(dov2, tl.trans(v1), input_precision=DOT_PREC)
+        ds = p * (dp - delta[:, None])
+        u = tl.dot(ds.to(dtype), k1, u, input_precision=DOT_PREC)
+        w = tl.dot(p.to(dtype), v1, w, input_precision=DOT_PREC)
         if j == n_tiles - 1:  # the offset's last tile
+            if RELOAD:
+                k2_t = _load_rows(K2b, DK2d, stride_k2n, b32, hk, start_m - t, N, offs_d, BLOCK_M, HEAD_DIM, TMA)
+                q_t = tl.load(q_ptrs, mask=m_ok[:, None], other=0.0)
+                do_t = tl.load(do_ptrs, mask=m_ok[:, None], other=0.0)
+            else:
+                q_t, do_t, k2_t = q, do, k2
             k_rows = offs_m - t
             k_ok = (k_rows >= 0) & m_ok
+            dq += u * k2_t.to(tl.float32)
             g_ptr = k_rows[:, None] * stride_gn + offs_d[None, :]
-            if PART != 2:
-                if RELOAD:
-                    k2_t = _load_rows(K2b, DK2d, stride_k2n, b32, hk, start_m - t, N, offs_d, BLOCK_M, HEAD_DIM, TMA)
-                    q_t = tl.load(q_ptrs, mask=m_ok[:, None], other=0.0)
-                else:
-                    q_t, k2_t = q, k2
-                dq += u * k2_t.to(tl.float32)
-                tl.atomic_add(DK2b + g_ptr, u * q_t.to(tl.float32) * sm_scale, mask=k_ok[:, None])
-            if PART != 1:
-                if RELOAD:
-                    do_t = tl.load(do_ptrs, mask=m_ok[:, None], other=0.0)
-                else:
-                    do_t = do
-                tl.atomic_add(DV2b + g_ptr, w * do_t.to(tl.float32), mask=k_ok[:, None])
-    if PART != 2:
-        dq = dq * sm_scale
-        tl.store(DQ + b * stride_dqb + h * stride_dqh + offs_m[:, None] * stride_dqn + offs_d[None, :],
-                 dq.to(DQ.dtype.element_ty), mask=m_ok[:, None])
+            tl.atomic_add(DK2b + g_ptr, u * q_t.to(tl.float32) * sm_scale, mask=k_ok[:, None])
+            tl.atomic_add(DV2b + g_ptr, w * do_t.to(tl.float32), mask=k_ok[:, None])
+    dq = dq * sm_scale
+    tl.store(DQ + b * stride_dqb + h * stride_dqh + offs_m[:, None] * stride_dqn + offs_d[None, :],
+             dq.to(DQ.dtype.element_ty), mask=m_ok[:, None])
 
 
 @triton.jit
@@ -589,17 +573,14 @@ def _backward_dq_dk2dv2(do, q, k1, k2, v1, v2, lse, delta, w1, w2, sm_scale):
     dv2 = torch.zeros((b, n, hkv, d), device=q.device, dtype=torch.float32)
     cfg = _config("bwd_dq", d, q.dtype)
     descs, tma = _tma_descriptors(cfg, k1, k2, v1, v2)
-    grid = (triton.cdiv(n, cfg["BLOCK_M"]) * b * hq,)
-    for part in ((1, 2) if cfg.get("SPLIT", False) else (0,)):
-        LAUNCHED["bwd_dq_w" if part == 2 else "bwd_dq"] = _simplicial_bwd_dq_dk2dv2[grid](
-            q, k1, k2, v1, v2, do, lse, delta, dq, dk2, dv2, *descs,
-            *_s3(q), *_s3(k1), *_s3(k2), *_s3(v1), *_s3(v2), *_s3(do), *_s3(dq), *_s3(dk2),
-            n, w1, w2, sm_scale * _LOG2E, sm_scale,
-            H=hq, GROUP=hq // hkv, HEAD_DIM=d,
-            BLOCK_M=cfg["BLOCK_M"], BLOCK_N=cfg["BLOCK_N"], DOT_PREC=_dot_prec(q.dtype),
-            TMA=tma, RELOAD=cfg.get("RELOAD", False), PART=part,
-            num_warps=cfg["num_warps"], num_stages=cfg["num_stages"],
-        )
+    LAUNCHED["bwd_dq"] = _simplicial_bwd_dq_dk2dv2[(triton.cdiv(n, cfg["BLOCK_M"]) * b * hq,)](
+        q, k1, k2, v1, v2, do, lse, delta, dq, dk2, dv2, *descs,
+        *_s3(q), *_s3(k1), *_s3(k2), *_s3(v1), *_s3(v2), *_s3(do), *_s3(dq), *_s3(dk2),
+        n, w1, w2, sm_scale * _LOG2E, sm_scale,
+        H=hq, GROUP=hq // hkv, HEAD_DIM=d,
+        BLOCK_M=cfg["BLOCK_M"], BLOCK_N=cfg["BLOCK_N"], DOT_PREC=_dot_prec(q.dtype),
+        TMA=tma, RELOAD=cfg.get("RELOAD", False), num_warps=cfg["num_warps"], num_stages=cfg["num_stages"],
+    )
     return dq, dk2.to(q.dtype), dv2.to(q.dtype)
 
 
