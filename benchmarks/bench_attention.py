@@ -279,7 +279,8 @@ def main(argv=None) -> int:
     ap.add_argument("--no-package", action="store_true")
     ap.add_argument("--baseline-module", metavar="PATH",
                     help="with --sweep: also time this kernels file's defaults and check errors against it")
-    ap.add_argument("--dump-ir", metavar="DIR", help="with --sweep: write the TTGIR of forward variants 0 and 3 at D=64 here")
+    ap.add_argument("--dump-ir", metavar="DIR",
+                    help="with --sweep: write the TTGIR of forward variants 0 and 3 at D=64 here")
     args = ap.parse_args(argv)
     if not torch.cuda.is_available():
         print("bench_attention.py needs a CUDA GPU")

@@ -107,8 +107,9 @@ def causal_attention(q, k, v, block_m=64, block_n=64, num_warps=4, num_stages=3,
     descs = (None, None)
     if tma:
         descs = tuple(TensorDescriptor.from_tensor(x.view(b * h * n, d), [block_n, d]) for x in (k, v))
-    LAUNCHED["fwd"] = _causal_attention_fwd[grid](q, k, v, out, *descs, n, _LOG2E / math.sqrt(d), HEAD_DIM=d, BLOCK_M=block_m,
-                                BLOCK_N=block_n, TMA=tma, num_warps=num_warps, num_stages=num_stages)
+    LAUNCHED["fwd"] = _causal_attention_fwd[grid](q, k, v, out, *descs, n, _LOG2E / math.sqrt(d), HEAD_DIM=d,
+                                                  BLOCK_M=block_m, BLOCK_N=block_n, TMA=tma, num_warps=num_warps,
+                                                  num_stages=num_stages)
     return out
 
 
