@@ -22,6 +22,7 @@ import importlib
 import importlib.util
 import math
 import os
+import re
 import sys
 import time
 import types
@@ -190,25 +191,40 @@ def load_module(path):
     return mod
 
 
-# (BLOCK_M, BLOCK_N, num_warps, num_stages, TMA, RELOAD); the dk1 kernel takes the first four
-FWD_VARIANTS = [(64, 64, 4, 3, False, False), (64, 64, 4, 3, False, True), (64, 64, 4, 3, True, False),
-                (64, 64, 4, 3, True, True), (64, 64, 4, 2, True, True), (64, 128, 4, 3, False, False),
-                (64, 128, 4, 3, True, True), (128, 64, 8, 3, True, True), (128, 128, 8, 3, True, True)]
-DQ_VARIANTS = [(64, 64, 4, 3, False, False), (64, 64, 4, 3, True, True), (64, 64, 4, 2, True, True),
-               (64, 64, 8, 3, True, True), (64, 32, 4, 3, True, True), (64, 32, 8, 3, True, True),
-               (128, 64, 8, 3, True, True)]
-DK_VARIANTS = [(64, 64, 4, 2), (64, 64, 4, 3), (32, 64, 4, 3), (32, 64, 4, 2), (32, 128, 8, 2), (64, 128, 8, 2),
-               (64, 64, 8, 2)]
-_KEYS = ("BLOCK_M", "BLOCK_N", "num_warps", "num_stages", "TMA", "RELOAD")
+def variant(block_m, block_n, warps, stages, **flags) -> dict:
+    """One launch config for the sweep: blocks, warps, stages and flags (TMA, RELOAD, SPLIT, maxnreg)."""
+    return dict(BLOCK_M=block_m, BLOCK_N=block_n, num_warps=warps, num_stages=stages, **flags)
 
 
-def _compiled_info(kernel) -> str:
-    """Registers per thread and spills of a compiled kernel (blank where the launch did not return one)."""
-    regs, spills = getattr(kernel, "n_regs", None), getattr(kernel, "n_spills", None)
-    return f"{regs} | {spills}" if regs is not None else "- | -"
+def variant_label(cfg: dict) -> str:
+    flags = " ".join(k if v is True else f"{k}={v}" for k, v in cfg.items()
+                     if k not in ("BLOCK_M", "BLOCK_N", "num_warps", "num_stages") and v)
+    return f"{cfg['BLOCK_M']}x{cfg['BLOCK_N']} w{cfg['num_warps']} s{cfg['num_stages']} {flags}".strip()
 
 
-def sweep(rep, baseline=None, dump_ir=None):
+_TR = dict(TMA=True, RELOAD=True)
+# maxnreg caps the registers per thread: at <= 168 (4 warps) three programs fit an SM's 64K registers, at <= 128 four
+FWD_VARIANTS = [variant(64, 64, 4, 3, maxnreg=168), variant(64, 128, 4, 3, maxnreg=168)]
+DQ_VARIANTS = [variant(64, 64, 4, 3, **_TR), variant(64, 64, 4, 3, DQ_ATOMIC=True, **_TR),
+               variant(64, 64, 4, 3, SPLIT=True, **_TR), variant(64, 64, 8, 3, SPLIT=True, **_TR),
+               variant(64, 64, 8, 3, SPLIT=True, DQ_ATOMIC=True, **_TR),
+               variant(64, 64, 4, 3, SPLIT=True, DQ_ATOMIC=True, **_TR), variant(64, 64, 8, 3, DQ_ATOMIC=True, **_TR),
+               variant(64, 64, 4, 2, SPLIT=True, DQ_ATOMIC=True, **_TR)]
+DK_VARIANTS = [variant(64, 64, 4, 2), variant(32, 128, 8, 2), variant(64, 64, 4, 3), variant(32, 64, 4, 3),
+               variant(64, 128, 8, 2), variant(32, 128, 4, 2)]
+
+
+def _compiled_info(*kernels) -> str:
+    """Registers per thread, spills and the PTX atomic instructions of compiled kernels ("a / b" for a config that
+    launches two, SPLIT); blank where a launch did not return one."""
+    if any(getattr(k, "n_regs", None) is None for k in kernels):
+        return "- | - | -"
+    atomics = sorted({m for k in kernels for m in re.findall(r"\b(?:red|atom)\.[\w.]+", k.asm.get("ptx", ""))})
+    return " | ".join([" / ".join(str(k.n_regs) for k in kernels), " / ".join(str(k.n_spills) for k in kernels),
+                       ", ".join(atomics) or "-"])
+
+
+def sweep(rep, baseline=None, dump_ir=None, kinds=("fwd", "bwd_dq", "bwd_dk1")):
     """Launch-config variants of each kernel at the target shape (bf16, B=4, H=8, N=8192, w1=512, w2=32), each kernel
     timed alone and checked against the default config; with `baseline` (a kernels module loaded from a file) that
     module's forward and whole backward are timed in the same run and the errors are taken against its outputs.
@@ -227,18 +243,20 @@ def sweep(rep, baseline=None, dump_ir=None):
         print(f"\n### sweep D={d}: TF/s of each pass counts fwd FLOPs for fwd and for each of the two backward "
               f"kernels 1.25x fwd (their sum = the 2.5x of the convention); rel err vs "
               f"{'the baseline module' if baseline else 'the default config'}")
-        print("| kernel | (BLOCK_M, BLOCK_N, warps, stages, TMA, RELOAD) | ms | TF/s | rel err | regs | spills |")
-        print("|---|---|---|---|---|---|---|")
+        print("| kernel | BLOCK_MxBLOCK_N warps stages flags | ms | TF/s | rel err | regs | spills | atomics |")
+        print("|---|---|---|---|---|---|---|---|")
         if baseline is not None:
             t_f = bench(lambda: baseline._forward(*xs, w1, w2, scale), rep)
             t_b = bench(lambda: baseline._backward(dout, *xs, out_ref, lse, w1, w2, scale), rep)
-            print(f"| baseline fwd | its default | {t_f:.3f} | {fl * d / t_f / 1e9:.0f} | 0 | - | - |")
-            print(f"| baseline whole bwd | its default | {t_b:.3f} | {2.5 * fl * d / t_b / 1e9:.0f} | 0 | - | - |",
+            print(f"| baseline fwd | its default | {t_f:.3f} | {fl * d / t_f / 1e9:.0f} | 0 | - | - | - |")
+            print(f"| baseline whole bwd | its default | {t_b:.3f} | {2.5 * fl * d / t_b / 1e9:.0f} | 0 | - | - | - |",
                   flush=True)
         for kind, variants in (("fwd", FWD_VARIANTS), ("bwd_dq", DQ_VARIANTS), ("bwd_dk1", DK_VARIANTS)):
+            if kind not in kinds:
+                continue
             for i, v in enumerate(variants):
                 sa.CONFIG_OVERRIDE.clear()
-                sa.CONFIG_OVERRIDE[kind] = dict(zip(_KEYS, v))
+                sa.CONFIG_OVERRIDE[kind] = dict(v)
                 try:
                     if kind == "fwd":
                         def run():
@@ -257,15 +275,19 @@ def sweep(rep, baseline=None, dump_ir=None):
                     err = max(((a.float() - r.float()).norm() / r.float().norm()).item() for a, r in zip(outs, refs))
                     ms = bench(run, rep)
                     kernel = sa.LAUNCHED.get(kind)
-                    print(f"| {kind} | {v} | {ms:.3f} | {work / ms / 1e9:.0f} | {err:.1e} | {_compiled_info(kernel)} |",
+                    # SPLIT launches the dq kernel twice: the dQ/dK2 part, then the dV2 part
+                    split = kind == "bwd_dq" and v.get("SPLIT")
+                    info = _compiled_info(kernel, sa.LAUNCHED.get("bwd_dq_w")) if split else _compiled_info(kernel)
+                    print(f"| {kind} | {variant_label(v)} | {ms:.3f} | {work / ms / 1e9:.0f} | {err:.1e} | {info} |",
                           flush=True)
                     if dump_ir and kind == "fwd" and i in (0, 3) and d == 64 and hasattr(kernel, "asm"):
                         os.makedirs(dump_ir, exist_ok=True)
-                        tag = "-".join(str(int(x)) for x in v)
+                        tag = variant_label(v).replace(" ", "-")
                         with open(os.path.join(dump_ir, f"simplicial-fwd-D{d}-{tag}.ttgir"), "w") as fh:
                             fh.write(kernel.asm.get("ttgir", ""))
                 except Exception as exc:  # noqa: BLE001
-                    print(f"| {kind} | {v} | failed: {type(exc).__name__}: {str(exc)[:120]} | | | | |", flush=True)
+                    print(f"| {kind} | {variant_label(v)} | failed: {type(exc).__name__}: {str(exc)[:120]} | | | | | |",
+                          flush=True)
         sa.CONFIG_OVERRIDE.clear()
         del xs
         torch.cuda.empty_cache()
@@ -279,6 +301,7 @@ def main(argv=None) -> int:
     ap.add_argument("--no-package", action="store_true")
     ap.add_argument("--baseline-module", metavar="PATH",
                     help="with --sweep: also time this kernels file's defaults and check errors against it")
+    ap.add_argument("--kinds", default="fwd,bwd_dq,bwd_dk1", help="with --sweep: which kernels to sweep")
     ap.add_argument("--dump-ir", metavar="DIR",
                     help="with --sweep: write the TTGIR of forward variants 0 and 3 at D=64 here")
     args = ap.parse_args(argv)
@@ -292,7 +315,8 @@ def main(argv=None) -> int:
           f"at N_eq = sqrt(2 N w1 w2), torch's default dispatch and the flash backend, ratios vs the faster; "
           f"peak memory = max allocated during fwd+bwd above the inputs")
     if args.sweep:
-        sweep(args.rep, load_module(args.baseline_module) if args.baseline_module else None, args.dump_ir)
+        sweep(args.rep, load_module(args.baseline_module) if args.baseline_module else None, args.dump_ir,
+              tuple(args.kinds.split(",")))
         return 0
     pkg = None if args.no_package else load_package()
     print(HEADER)

@@ -106,20 +106,24 @@ def test_matches_naive_reference(case, dtype):
     assert not bad, f"{case[0]} {dtype}: rel errors over {TOL[dtype]}: {bad} (all: {errs})"
 
 
-# The GPU configs' load paths, which the interpreter's default config does not take: K1/V1/K2/V2 through TMA tensor
-# descriptors (rows outside [0, N) read as zero, so batch and sequence edges matter), and RELOAD (per-query operands
-# re-read at an offset's first and last tile). Cases: batch 2 with GQA, interior tiles, windows longer than N.
+# The GPU configs' paths, which the interpreter's default config does not take: K1/V1/K2/V2 through TMA tensor
+# descriptors (rows outside [0, N) read as zero, so batch and sequence edges matter), RELOAD (per-query operands
+# re-read at an offset's first and last tile), SPLIT (the dq kernel as two launches, dQ/dK2 and dV2) and DQ_ATOMIC
+# (dQ summed through fp32 atomic adds). Cases: batch 2 with GQA, interior tiles, windows longer than N.
 PATH_CASES = [c for c in CASES if c[0] in ("basic", "gqa2", "interior_tiles", "windows_longer_than_N")]
+PATH_FLAGS = {"tma": dict(TMA=True), "reload": dict(RELOAD=True), "both": dict(TMA=True, RELOAD=True),
+              "split": dict(TMA=True, RELOAD=True, SPLIT=True), "dq_atomic": dict(RELOAD=True, DQ_ATOMIC=True),
+              "split_dq_atomic": dict(TMA=True, RELOAD=True, SPLIT=True, DQ_ATOMIC=True)}
 
 
-@pytest.mark.parametrize("tma,reload", [(True, False), (False, True), (True, True)], ids=["tma", "reload", "both"])
+@pytest.mark.parametrize("flags", PATH_FLAGS.values(), ids=PATH_FLAGS.keys())
 @pytest.mark.parametrize("case", PATH_CASES, ids=[c[0] for c in PATH_CASES])
-def test_tma_and_reload_paths_match_reference(monkeypatch, case, tma, reload):
-    flags = {"TMA": tma, "RELOAD": reload}
-    monkeypatch.setattr(sa, "CONFIG_OVERRIDE", {"fwd": flags, "bwd_dq": flags})
+def test_gpu_config_paths_match_reference(monkeypatch, case, flags):
+    fwd_flags = {k: v for k, v in flags.items() if k not in ("SPLIT", "DQ_ATOMIC")}
+    monkeypatch.setattr(sa, "CONFIG_OVERRIDE", {"fwd": fwd_flags, "bwd_dq": flags})
     errs = check_case(case, torch.float32, "cpu")
     bad = {k: v for k, v in errs.items() if not v < TOL[torch.float32]}
-    assert not bad, f"{case[0]} TMA={tma} RELOAD={reload}: rel errors over 1e-4: {bad}"
+    assert not bad, f"{case[0]} {flags}: rel errors over 1e-4: {bad}"
 
 
 def test_single_pair_windows_give_zero_logit_gradients():

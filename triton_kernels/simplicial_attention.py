@@ -252,11 +252,15 @@ def _simplicial_bwd_dq_dk2dv2(
     N, W1, W2, qk_scale, sm_scale,
     H, GROUP, HEAD_DIM: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, DOT_PREC: tl.constexpr, TMA: tl.constexpr,
-    RELOAD: tl.constexpr,
+    RELOAD: tl.constexpr, PART: tl.constexpr, DQ_ATOMIC: tl.constexpr,
 ):
     """Query frame, the forward's flat (offset, K1 tile) loop: per offset U_t = sum_j dS @ K1_j, W_t = sum_j P @ V1_j
     accumulate over its tiles; at its last tile dQ += U_t * K2_t and one atomic add each sends U_t * Q to dK2 and
-    W_t * dO to dV2 at rows i - t."""
+    W_t * dO to dV2 at rows i - t. PART=0 does both; PART=1 only U (dQ, dK2) and PART=2 only W (dV2), two launches
+    that recompute P but each hold one fp32 accumulator less (config SPLIT). DQ_ATOMIC: DQ is an fp32 buffer that
+    receives each offset's U_t * K2_t by atomic add, instead of a third register accumulator. The atomics are relaxed:
+    only their sums are read, after the kernel, and acq_rel ones (tl.atomic_add's default) cost 1.7x the kernel time
+    at D=64 (benchmarks/results/attention-2026-11-27-v5-sweeps.md)."""
     num_m = tl.cdiv(N, BLOCK_M)
     pid = tl.program_id(0)
     pid_m = pid % num_m
@@ -288,27 +292,36 @@ def _simplicial_bwd_dq_dk2dv2(
     lse = tl.load(Lse + pid_bh.to(tl.int64) * N + offs_m, mask=m_ok, other=0.0)
     delta = tl.load(Delta + pid_bh.to(tl.int64) * N + offs_m, mask=m_ok, other=0.0)
     lo, hi, full_lo, full_hi, n_tiles = _window_tiles(start_m, N, W1, BLOCK_M, BLOCK_N)
-    dq = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
-    u = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
-    w = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
     qk2 = tl.zeros([BLOCK_M, HEAD_DIM], dtype=dtype)
-    dov2 = tl.zeros([BLOCK_M, HEAD_DIM], dtype=dtype)
+    dq_ptrs = DQ + b * stride_dqb + h * stride_dqh + offs_m[:, None] * stride_dqn + offs_d[None, :]
+    if PART != 2:
+        if not DQ_ATOMIC:
+            dq = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
+        u = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
+        dov2 = tl.zeros([BLOCK_M, HEAD_DIM], dtype=dtype)
+    if PART != 1:
+        w = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
     for step in range(0, W2 * n_tiles):
         t = step // n_tiles
         j = step - t * n_tiles
         if j == 0:
             k2_t = _load_rows(K2b, DK2d, stride_k2n, b32, hk, start_m - t, N, offs_d, BLOCK_M, HEAD_DIM, TMA)
-            v2_t = _load_rows(V2b, DV2d, stride_v2n, b32, hk, start_m - t, N, offs_d, BLOCK_M, HEAD_DIM, TMA)
             if RELOAD:
                 q_t = tl.load(q_ptrs, mask=m_ok[:, None], other=0.0)
-                do_t = tl.load(do_ptrs, mask=m_ok[:, None], other=0.0)
             else:
-                q_t, do_t, k2 = q, do, k2_t
+                q_t, k2 = q, k2_t
             qk2 = (q_t.to(tl.float32) * (k2_t.to(tl.float32) * qk_scale)).to(dtype)
-            dov2 = (do_t.to(tl.float32) * v2_t.to(tl.float32)).to(dtype)
             # a new offset's sums start at zero (a zeroed accumulator before a dot costs nothing: wgmma's use-C flag)
-            u = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
-            w = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
+            if PART != 2:
+                v2_t = _load_rows(V2b, DV2d, stride_v2n, b32, hk, start_m - t, N, offs_d, BLOCK_M, HEAD_DIM, TMA)
+                if RELOAD:
+                    do_t = tl.load(do_ptrs, mask=m_ok[:, None], other=0.0)
+                else:
+                    do_t = do
+                dov2 = (do_t.to(tl.float32) * v2_t.to(tl.float32)).to(dtype)
+                u = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
+            if PART != 1:
+                w = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
         start_n = lo + j * BLOCK_N
         k1 = _load_rows(K1b, DK1d, stride_k1n, b32, hk, start_n, hi, offs_d, BLOCK_N, HEAD_DIM, TMA)
         v1 = _load_rows(V1b, DV1d, stride_v1n, b32, hk, start_n, hi, offs_d, BLOCK_N, HEAD_DIM, TMA)
@@ -316,26 +329,35 @@ def _simplicial_bwd_dq_dk2dv2(
         p = tl.exp2(s - lse[:, None])
         if (start_n < full_lo) | (start_n + BLOCK_N > full_hi) | (t > start_m):  # tile crosses a window edge
             p = tl.where(_in_windows(offs_m, start_n, offs_n, t, m_ok, W1), p, 0.0)
-        dp = tl.dot(dov2, tl.trans(v1), input_precision=DOT_PREC)
-        ds = p * (dp - delta[:, None])
-        u = tl.dot(ds.to(dtype), k1, u, input_precision=DOT_PREC)
-        w = tl.dot(p.to(dtype), v1, w, input_precision=DOT_PREC)
+        if PART != 2:
+            dp = tl.dot(dov2, tl.trans(v1), input_precision=DOT_PREC)
+            ds = p * (dp - delta[:, None])
+            u = tl.dot(ds.to(dtype), k1, u, input_precision=DOT_PREC)
+        if PART != 1:
+            w = tl.dot(p.to(dtype), v1, w, input_precision=DOT_PREC)
         if j == n_tiles - 1:  # the offset's last tile
-            if RELOAD:
-                k2_t = _load_rows(K2b, DK2d, stride_k2n, b32, hk, start_m - t, N, offs_d, BLOCK_M, HEAD_DIM, TMA)
-                q_t = tl.load(q_ptrs, mask=m_ok[:, None], other=0.0)
-                do_t = tl.load(do_ptrs, mask=m_ok[:, None], other=0.0)
-            else:
-                q_t, do_t, k2_t = q, do, k2
             k_rows = offs_m - t
             k_ok = (k_rows >= 0) & m_ok
-            dq += u * k2_t.to(tl.float32)
             g_ptr = k_rows[:, None] * stride_gn + offs_d[None, :]
-            tl.atomic_add(DK2b + g_ptr, u * q_t.to(tl.float32) * sm_scale, mask=k_ok[:, None])
-            tl.atomic_add(DV2b + g_ptr, w * do_t.to(tl.float32), mask=k_ok[:, None])
-    dq = dq * sm_scale
-    tl.store(DQ + b * stride_dqb + h * stride_dqh + offs_m[:, None] * stride_dqn + offs_d[None, :],
-             dq.to(DQ.dtype.element_ty), mask=m_ok[:, None])
+            if PART != 2:
+                if RELOAD:
+                    k2_t = _load_rows(K2b, DK2d, stride_k2n, b32, hk, start_m - t, N, offs_d, BLOCK_M, HEAD_DIM, TMA)
+                    q_t = tl.load(q_ptrs, mask=m_ok[:, None], other=0.0)
+                else:
+                    q_t, k2_t = q, k2
+                if DQ_ATOMIC:
+                    tl.atomic_add(dq_ptrs, u * k2_t.to(tl.float32) * sm_scale, mask=m_ok[:, None], sem="relaxed")
+                else:
+                    dq += u * k2_t.to(tl.float32)
+                tl.atomic_add(DK2b + g_ptr, u * q_t.to(tl.float32) * sm_scale, mask=k_ok[:, None], sem="relaxed")
+            if PART != 1:
+                if RELOAD:
+                    do_t = tl.load(do_ptrs, mask=m_ok[:, None], other=0.0)
+                else:
+                    do_t = do
+                tl.atomic_add(DV2b + g_ptr, w * do_t.to(tl.float32), mask=k_ok[:, None], sem="relaxed")
+    if PART != 2 and not DQ_ATOMIC:
+        tl.store(dq_ptrs, (dq * sm_scale).to(DQ.dtype.element_ty), mask=m_ok[:, None])
 
 
 @triton.jit
@@ -468,18 +490,20 @@ LAUNCHED: dict[str, object] = {}
 CONFIG_OVERRIDE: dict[str, dict] = {}
 
 
-def _config(kind: str, d: int, dtype: torch.dtype, w1: int = 0) -> dict:
+def _config(kind: str, d: int, dtype: torch.dtype) -> dict:
     """Launch config per (kernel, head dim), from the variant sweeps of benchmarks/bench_attention.py --sweep at
     N=8192, (w1, w2)=(512, 32), bf16 (benchmarks/kernel_notes.md). TMA loads K1/V1/K2/V2 tiles through tensor
     descriptors (Hopper and later; the launcher falls back to pointer loads where it cannot); RELOAD re-reads the
-    per-query operands at an offset's edges instead of holding them in registers (D=128 spills without it). The D=64
-    forward takes K1 tiles of 128 where w1 >= 256 (fewer, larger steps win there; on short windows the wider tile
-    would mostly be masked)."""
+    per-query operands at an offset's edges instead of holding them in registers (D=128 spills without it). The 16-bit
+    D=64 forward caps registers at 168 per thread, so three programs share an SM instead of two (no spills; 278 vs
+    250 TF/s for the v4 default).
+    At D=128 the dq kernel runs as two launches (SPLIT) and sends dQ through atomics (DQ_ATOMIC): each holds fewer
+    fp32 accumulators and spills less."""
     if _interpreting():
         cfg = dict(BLOCK_M=16, BLOCK_N=16, num_warps=1, num_stages=1)
     elif kind == "fwd":
-        if d <= 64 and w1 >= 256 and dtype != torch.float32:
-            cfg = dict(BLOCK_M=64, BLOCK_N=128, num_warps=4, num_stages=3, TMA=True, RELOAD=True)
+        if d <= 64 and dtype != torch.float32:
+            cfg = dict(BLOCK_M=64, BLOCK_N=64, num_warps=4, num_stages=3, maxnreg=168)
         elif d <= 64:
             cfg = dict(BLOCK_M=64, BLOCK_N=64, num_warps=4, num_stages=3)
         elif d <= 128:
@@ -490,7 +514,8 @@ def _config(kind: str, d: int, dtype: torch.dtype, w1: int = 0) -> dict:
         if d <= 64:
             cfg = dict(BLOCK_M=64, BLOCK_N=64, num_warps=4, num_stages=3, TMA=True, RELOAD=True)
         elif d <= 128:
-            cfg = dict(BLOCK_M=64, BLOCK_N=64, num_warps=8, num_stages=3, TMA=True, RELOAD=True)
+            cfg = dict(BLOCK_M=64, BLOCK_N=64, num_warps=4, num_stages=2, TMA=True, RELOAD=True, SPLIT=True,
+                       DQ_ATOMIC=True)
         else:
             cfg = dict(BLOCK_M=16, BLOCK_N=32, num_warps=4, num_stages=1, RELOAD=True)
     else:  # bwd_dk1: BLOCK_N k1 rows per program, BLOCK_M query rows per inner tile
@@ -506,6 +531,15 @@ def _config(kind: str, d: int, dtype: torch.dtype, w1: int = 0) -> dict:
         cfg["num_stages"] = min(cfg["num_stages"], 2)
     cfg.update(CONFIG_OVERRIDE.get(kind, {}))
     return cfg
+
+
+def _launch_options(cfg: dict) -> dict:
+    """Compiler options of a launch: warps, pipeline stages and, where cfg sets it, a register cap per thread
+    (maxnreg: fewer registers let more programs share an SM, at the price of spills)."""
+    opts = dict(num_warps=cfg["num_warps"], num_stages=cfg["num_stages"])
+    if cfg.get("maxnreg"):
+        opts["maxnreg"] = cfg["maxnreg"]
+    return opts
 
 
 def _dot_prec(dtype: torch.dtype) -> str:
@@ -540,7 +574,7 @@ def _forward(q, k1, k2, v1, v2, w1, w2, sm_scale):
     hkv = k1.shape[2]
     out = _new((b, n, hq, d), q, q.dtype)
     lse = _new((b, hq, n), q, torch.float32)
-    cfg = _config("fwd", d, q.dtype, w1)
+    cfg = _config("fwd", d, q.dtype)
     grid = (triton.cdiv(n, cfg["BLOCK_M"]) * b * hq,)
     descs, tma = _tma_descriptors(cfg, k1, k2, v1, v2)
     LAUNCHED["fwd"] = _simplicial_fwd[grid](
@@ -549,7 +583,7 @@ def _forward(q, k1, k2, v1, v2, w1, w2, sm_scale):
         n, w1, w2, sm_scale * _LOG2E,
         H=hq, GROUP=hq // hkv, HEAD_DIM=d,
         BLOCK_M=cfg["BLOCK_M"], BLOCK_N=cfg["BLOCK_N"], DOT_PREC=_dot_prec(q.dtype),
-        TMA=tma, RELOAD=cfg.get("RELOAD", False), num_warps=cfg["num_warps"], num_stages=cfg["num_stages"],
+        TMA=tma, RELOAD=cfg.get("RELOAD", False), **_launch_options(cfg),
     )
     return out, lse
 
@@ -568,20 +602,25 @@ def _backward_delta(do, out):
 def _backward_dq_dk2dv2(do, q, k1, k2, v1, v2, lse, delta, w1, w2, sm_scale):
     b, n, hq, d = q.shape
     hkv = k1.shape[2]
-    dq = _new((b, n, hq, d), q, q.dtype)
+    cfg = _config("bwd_dq", d, q.dtype)
+    dq_atomic = cfg.get("DQ_ATOMIC", False)
+    dq_shape = (b, n, hq, d)
+    dq = torch.zeros(dq_shape, device=q.device, dtype=torch.float32) if dq_atomic else _new(dq_shape, q, q.dtype)
     dk2 = torch.zeros((b, n, hkv, d), device=q.device, dtype=torch.float32)
     dv2 = torch.zeros((b, n, hkv, d), device=q.device, dtype=torch.float32)
-    cfg = _config("bwd_dq", d, q.dtype)
     descs, tma = _tma_descriptors(cfg, k1, k2, v1, v2)
-    LAUNCHED["bwd_dq"] = _simplicial_bwd_dq_dk2dv2[(triton.cdiv(n, cfg["BLOCK_M"]) * b * hq,)](
-        q, k1, k2, v1, v2, do, lse, delta, dq, dk2, dv2, *descs,
-        *_s3(q), *_s3(k1), *_s3(k2), *_s3(v1), *_s3(v2), *_s3(do), *_s3(dq), *_s3(dk2),
-        n, w1, w2, sm_scale * _LOG2E, sm_scale,
-        H=hq, GROUP=hq // hkv, HEAD_DIM=d,
-        BLOCK_M=cfg["BLOCK_M"], BLOCK_N=cfg["BLOCK_N"], DOT_PREC=_dot_prec(q.dtype),
-        TMA=tma, RELOAD=cfg.get("RELOAD", False), num_warps=cfg["num_warps"], num_stages=cfg["num_stages"],
-    )
-    return dq, dk2.to(q.dtype), dv2.to(q.dtype)
+    grid = (triton.cdiv(n, cfg["BLOCK_M"]) * b * hq,)
+    for part in ((1, 2) if cfg.get("SPLIT", False) else (0,)):
+        LAUNCHED["bwd_dq_w" if part == 2 else "bwd_dq"] = _simplicial_bwd_dq_dk2dv2[grid](
+            q, k1, k2, v1, v2, do, lse, delta, dq, dk2, dv2, *descs,
+            *_s3(q), *_s3(k1), *_s3(k2), *_s3(v1), *_s3(v2), *_s3(do), *_s3(dq), *_s3(dk2),
+            n, w1, w2, sm_scale * _LOG2E, sm_scale,
+            H=hq, GROUP=hq // hkv, HEAD_DIM=d,
+            BLOCK_M=cfg["BLOCK_M"], BLOCK_N=cfg["BLOCK_N"], DOT_PREC=_dot_prec(q.dtype),
+            TMA=tma, RELOAD=cfg.get("RELOAD", False), PART=part, DQ_ATOMIC=dq_atomic,
+            **_launch_options(cfg),
+        )
+    return dq.to(q.dtype), dk2.to(q.dtype), dv2.to(q.dtype)
 
 
 def _backward_dk1dv1(do, q, k1, k2, v1, v2, lse, delta, w1, w2, sm_scale):
@@ -595,8 +634,7 @@ def _backward_dk1dv1(do, q, k1, k2, v1, v2, lse, delta, w1, w2, sm_scale):
         *_s3(q), *_s3(k1), *_s3(k2), *_s3(v1), *_s3(v2), *_s3(do), *_s3(dk1),
         n, w1, w2, sm_scale * _LOG2E,
         HKV=hkv, GROUP=hq // hkv, HEAD_DIM=d,
-        BLOCK_M=cfg["BLOCK_M"], BLOCK_N=cfg["BLOCK_N"], DOT_PREC=_dot_prec(q.dtype),
-        num_warps=cfg["num_warps"], num_stages=cfg["num_stages"],
+        BLOCK_M=cfg["BLOCK_M"], BLOCK_N=cfg["BLOCK_N"], DOT_PREC=_dot_prec(q.dtype), **_launch_options(cfg),
     )
     return dk1, dv1
 
