@@ -490,19 +490,22 @@ LAUNCHED: dict[str, object] = {}
 CONFIG_OVERRIDE: dict[str, dict] = {}
 
 
-def _config(kind: str, d: int, dtype: torch.dtype) -> dict:
+def _config(kind: str, d: int, dtype: torch.dtype, w1: int = 0) -> dict:
     """Launch config per (kernel, head dim), from the variant sweeps of benchmarks/bench_attention.py --sweep at
     N=8192, (w1, w2)=(512, 32), bf16 (benchmarks/kernel_notes.md). TMA loads K1/V1/K2/V2 tiles through tensor
     descriptors (Hopper and later; the launcher falls back to pointer loads where it cannot); RELOAD re-reads the
     per-query operands at an offset's edges instead of holding them in registers (D=128 spills without it). The 16-bit
     D=64 forward caps registers at 168 per thread, so three programs share an SM instead of two (no spills; 278 vs
-    250 TF/s for the v4 default).
+    250 TF/s for the v4 default at w1=512); at w1 >= 1024 K1 tiles of 128 with TMA win instead (more tiles per offset
+    amortise the per-offset work over larger steps).
     At D=128 the dq kernel runs as two launches (SPLIT) and sends dQ through atomics (DQ_ATOMIC): each holds fewer
     fp32 accumulators and spills less."""
     if _interpreting():
         cfg = dict(BLOCK_M=16, BLOCK_N=16, num_warps=1, num_stages=1)
     elif kind == "fwd":
-        if d <= 64 and dtype != torch.float32:
+        if d <= 64 and dtype != torch.float32 and w1 >= 1024:
+            cfg = dict(BLOCK_M=64, BLOCK_N=128, num_warps=4, num_stages=3, TMA=True, RELOAD=True)
+        elif d <= 64 and dtype != torch.float32:
             cfg = dict(BLOCK_M=64, BLOCK_N=64, num_warps=4, num_stages=3, maxnreg=168)
         elif d <= 64:
             cfg = dict(BLOCK_M=64, BLOCK_N=64, num_warps=4, num_stages=3)
@@ -574,7 +577,7 @@ def _forward(q, k1, k2, v1, v2, w1, w2, sm_scale):
     hkv = k1.shape[2]
     out = _new((b, n, hq, d), q, q.dtype)
     lse = _new((b, hq, n), q, torch.float32)
-    cfg = _config("fwd", d, q.dtype)
+    cfg = _config("fwd", d, q.dtype, w1)
     grid = (triton.cdiv(n, cfg["BLOCK_M"]) * b * hq,)
     descs, tma = _tma_descriptors(cfg, k1, k2, v1, v2)
     LAUNCHED["fwd"] = _simplicial_fwd[grid](
