@@ -191,9 +191,18 @@ def load_module(path):
     return mod
 
 
+# Every flag a launch config can set, at its off value: a variant replaces the whole default config, so a flag it
+# leaves out is off rather than inherited from the default (which would time a config other than its label).
+_FLAGS_OFF = dict(TMA=False, RELOAD=False, SPLIT=False, DQ_ATOMIC=False, maxnreg=None)
+
+
 def variant(block_m, block_n, warps, stages, **flags) -> dict:
-    """One launch config for the sweep: blocks, warps, stages and flags (TMA, RELOAD, SPLIT, maxnreg)."""
-    return dict(BLOCK_M=block_m, BLOCK_N=block_n, num_warps=warps, num_stages=stages, **flags)
+    """One complete launch config for the sweep: blocks, warps, stages and flags (TMA, RELOAD, SPLIT, DQ_ATOMIC,
+    maxnreg)."""
+    unknown = set(flags) - set(_FLAGS_OFF)
+    if unknown:
+        raise ValueError(f"variant: unknown flags {sorted(unknown)}; known: {sorted(_FLAGS_OFF)}")
+    return dict(BLOCK_M=block_m, BLOCK_N=block_n, num_warps=warps, num_stages=stages, **{**_FLAGS_OFF, **flags})
 
 
 def variant_label(cfg: dict) -> str:
@@ -204,14 +213,11 @@ def variant_label(cfg: dict) -> str:
 
 _TR = dict(TMA=True, RELOAD=True)
 # maxnreg caps the registers per thread: at <= 168 (4 warps) three programs fit an SM's 64K registers, at <= 128 four
-FWD_VARIANTS = [variant(64, 64, 4, 3, maxnreg=168), variant(64, 128, 4, 3, maxnreg=168)]
-DQ_VARIANTS = [variant(64, 64, 4, 3, **_TR), variant(64, 64, 4, 3, DQ_ATOMIC=True, **_TR),
-               variant(64, 64, 4, 3, SPLIT=True, **_TR), variant(64, 64, 8, 3, SPLIT=True, **_TR),
-               variant(64, 64, 8, 3, SPLIT=True, DQ_ATOMIC=True, **_TR),
-               variant(64, 64, 4, 3, SPLIT=True, DQ_ATOMIC=True, **_TR), variant(64, 64, 8, 3, DQ_ATOMIC=True, **_TR),
-               variant(64, 64, 4, 2, SPLIT=True, DQ_ATOMIC=True, **_TR)]
-DK_VARIANTS = [variant(64, 64, 4, 2), variant(32, 128, 8, 2), variant(64, 64, 4, 3), variant(32, 64, 4, 3),
-               variant(64, 128, 8, 2), variant(32, 128, 4, 2)]
+FWD_VARIANTS = [variant(64, 64, 4, 3, maxnreg=168, **_TR), variant(64, 64, 4, 3, maxnreg=168),
+                variant(64, 128, 4, 3, **_TR), variant(64, 64, 4, 3, **_TR)]
+DQ_VARIANTS = [variant(64, 64, 4, 3, **_TR), variant(64, 64, 4, 2, SPLIT=True, DQ_ATOMIC=True, **_TR),
+               variant(64, 64, 8, 3, SPLIT=True, **_TR)]
+DK_VARIANTS = [variant(64, 64, 4, 2), variant(32, 128, 8, 2)]
 
 
 def _compiled_info(*kernels) -> str:

@@ -256,8 +256,10 @@ ABLATION_ROWS = [("off", {}), ("EXTRA_ACC=9", dict(extra_acc=9)), ("MASK_PERIOD=
                  ("all three", dict(extra_acc=9, mask_period=9, qk2=True))]
 
 
-def ablation(b: int, h: int, n: int, rep: int) -> None:
-    """Our forward's burdens added one at a time to the TMA kernel, each timed next to flags-off in the same run."""
+def ablation(b: int, h: int, n: int, rep: int, rows=None) -> None:
+    """Our forward's burdens added one at a time to the TMA kernel, each timed next to flags-off in the same run.
+    rows: indices into ABLATION_ROWS (default all; flags-off always runs first)."""
+    chosen = [ABLATION_ROWS[0]] + [r for i, r in enumerate(ABLATION_ROWS) if i and (rows is None or i in rows)]
     print()
     print("## Ablation: our forward's burdens added to the TMA kernel (period 9: our K1 tiles per offset at w1=512, "
           "BLOCK_N=64, 2 of which cross a window edge)")
@@ -271,7 +273,7 @@ def ablation(b: int, h: int, n: int, rep: int) -> None:
         ref = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True).float()
         for bm, bn, nw, ns in configs:
             t_off = None
-            for name, flags in ABLATION_ROWS:
+            for name, flags in chosen:
                 try:
                     out = causal_attention(q, k, v, bm, bn, nw, ns, True, **flags)
                     if not torch.isfinite(out).all():
@@ -301,6 +303,8 @@ def main() -> int:
     ap.add_argument("--rep", type=int, default=100)
     ap.add_argument("--dump-ir", metavar="DIR", help="write the TTGIR of the (64, 64, 4, 3) TMA kernel at D=64 here")
     ap.add_argument("--ablation", action="store_true", help="also time our forward's burdens one at a time (docstring)")
+    ap.add_argument("--ablation-only", action="store_true", help="the ablation table without the ceiling table")
+    ap.add_argument("--ablation-rows", help="comma-separated indices into ABLATION_ROWS (default: all)")
     args = ap.parse_args()
     if args.check:
         check()
@@ -310,11 +314,15 @@ def main() -> int:
         print("timing needs a CUDA GPU (use --check on CPU)")
         return 1
     check()
-    if args.ablation:
+    if args.ablation or args.ablation_only:
         check_ablation()
+    b, h, n = 4, 8, 16384  # N_eq of the issue-4 target shape (N=8192, w1=512, w2=32)
+    rows = [int(i) for i in args.ablation_rows.split(",")] if args.ablation_rows else None
+    if args.ablation_only:
+        ablation(b, h, n, args.rep, rows)
+        return 0
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
-    b, h, n = 4, 8, 16384  # N_eq of the issue-4 target shape (N=8192, w1=512, w2=32)
     configs = [(64, 64, 4, 3, False), (64, 64, 4, 3, True), (128, 64, 8, 3, False), (128, 64, 8, 3, True),
                (128, 128, 8, 2, False), (128, 128, 8, 3, True), (128, 64, 4, 3, True), (64, 64, 4, 4, True)]
     print(f"# {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())} | {torch.cuda.get_device_name()} | torch "
@@ -359,7 +367,7 @@ def main() -> int:
         del q, k, v
         torch.cuda.empty_cache()
     if args.ablation:
-        ablation(b, h, n, args.rep)
+        ablation(b, h, n, args.rep, rows)
     return 0
 
 

@@ -495,8 +495,8 @@ def _config(kind: str, d: int, dtype: torch.dtype, w1: int = 0) -> dict:
     N=8192, (w1, w2)=(512, 32), bf16 (benchmarks/kernel_notes.md). TMA loads K1/V1/K2/V2 tiles through tensor
     descriptors (Hopper and later; the launcher falls back to pointer loads where it cannot); RELOAD re-reads the
     per-query operands at an offset's edges instead of holding them in registers (D=128 spills without it). The 16-bit
-    D=64 forward caps registers at 168 per thread, so three programs share an SM instead of two (no spills; 278 vs
-    250 TF/s for the v4 default at w1=512); at w1 >= 1024 K1 tiles of 128 with TMA win instead (more tiles per offset
+    D=64 forward caps registers at 168 per thread with TMA and RELOAD, so three programs share an SM instead of two
+    (no spills; 278 vs 250 TF/s for the v4 default at w1=512; with pointer loads the cap spills); at w1 >= 1024 K1 tiles of 128 with TMA win instead (more tiles per offset
     amortise the per-offset work over larger steps).
     At D=128 the dq kernel runs as two launches (SPLIT) and sends dQ through atomics (DQ_ATOMIC): each holds fewer
     fp32 accumulators and spills less."""
@@ -506,7 +506,7 @@ def _config(kind: str, d: int, dtype: torch.dtype, w1: int = 0) -> dict:
         if d <= 64 and dtype != torch.float32 and w1 >= 1024:
             cfg = dict(BLOCK_M=64, BLOCK_N=128, num_warps=4, num_stages=3, TMA=True, RELOAD=True)
         elif d <= 64 and dtype != torch.float32:
-            cfg = dict(BLOCK_M=64, BLOCK_N=64, num_warps=4, num_stages=3, maxnreg=168)
+            cfg = dict(BLOCK_M=64, BLOCK_N=64, num_warps=4, num_stages=3, TMA=True, RELOAD=True, maxnreg=168)
         elif d <= 64:
             cfg = dict(BLOCK_M=64, BLOCK_N=64, num_warps=4, num_stages=3)
         elif d <= 128:
