@@ -206,6 +206,7 @@ def variant(block_m, block_n, warps, stages, **flags) -> dict:
 
 
 def variant_label(cfg: dict) -> str:
+    """'64x64 w4 s3 TMA RELOAD maxnreg=168': blocks, warps, stages and the flags that are on."""
     flags = " ".join(k if v is True else f"{k}={v}" for k, v in cfg.items()
                      if k not in ("BLOCK_M", "BLOCK_N", "num_warps", "num_stages") and v)
     return f"{cfg['BLOCK_M']}x{cfg['BLOCK_N']} w{cfg['num_warps']} s{cfg['num_stages']} {flags}".strip()
@@ -288,7 +289,7 @@ def sweep(rep, baseline=None, dump_ir=None, kinds=("fwd", "bwd_dq", "bwd_dk1")):
                           flush=True)
                     if dump_ir and kind == "fwd" and i in (0, 3) and d == 64 and hasattr(kernel, "asm"):
                         os.makedirs(dump_ir, exist_ok=True)
-                        tag = variant_label(v).replace(" ", "-")
+                        tag = variant_label(v).replace(" ", "-").replace("=", "")  # no "=" in file names
                         with open(os.path.join(dump_ir, f"simplicial-fwd-D{d}-{tag}.ttgir"), "w") as fh:
                             fh.write(kernel.asm.get("ttgir", ""))
                 except Exception as exc:  # noqa: BLE001
@@ -311,6 +312,9 @@ def main(argv=None) -> int:
     ap.add_argument("--dump-ir", metavar="DIR",
                     help="with --sweep: write the TTGIR of forward variants 0 and 3 at D=64 here")
     args = ap.parse_args(argv)
+    kinds = tuple(args.kinds.split(","))
+    if set(kinds) - {"fwd", "bwd_dq", "bwd_dk1"}:
+        ap.error(f"--kinds {args.kinds!r}: each must be one of fwd, bwd_dq, bwd_dk1")
     if not torch.cuda.is_available():
         print("bench_attention.py needs a CUDA GPU")
         return 1
@@ -322,7 +326,7 @@ def main(argv=None) -> int:
           f"peak memory = max allocated during fwd+bwd above the inputs")
     if args.sweep:
         sweep(args.rep, load_module(args.baseline_module) if args.baseline_module else None, args.dump_ir,
-              tuple(args.kinds.split(",")))
+              kinds)
         return 0
     pkg = None if args.no_package else load_package()
     print(HEADER)

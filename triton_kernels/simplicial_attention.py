@@ -496,10 +496,10 @@ def _config(kind: str, d: int, dtype: torch.dtype, w1: int = 0) -> dict:
     descriptors (Hopper and later; the launcher falls back to pointer loads where it cannot); RELOAD re-reads the
     per-query operands at an offset's edges instead of holding them in registers (D=128 spills without it). The 16-bit
     D=64 forward caps registers at 168 per thread with TMA and RELOAD, so three programs share an SM instead of two
-    (no spills; 278 vs 250 TF/s for the v4 default at w1=512; with pointer loads the cap spills); at w1 >= 1024 K1 tiles of 128 with TMA win instead (more tiles per offset
-    amortise the per-offset work over larger steps).
-    At D=128 the dq kernel runs as two launches (SPLIT) and sends dQ through atomics (DQ_ATOMIC): each holds fewer
-    fp32 accumulators and spills less."""
+    (no spills; 278 vs 250 TF/s for the v4 default at w1=512; with pointer loads the cap spills); at w1 >= 1024 K1
+    tiles of 128 with TMA win instead (more tiles per offset amortise the per-offset work over larger steps). At
+    D=128 the dq kernel runs as two launches (SPLIT) and sends dQ through atomics (DQ_ATOMIC): each holds fewer fp32
+    accumulators and spills less."""
     if _interpreting():
         cfg = dict(BLOCK_M=16, BLOCK_N=16, num_warps=1, num_stages=1)
     elif kind == "fwd":
