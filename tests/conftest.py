@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import textwrap
 from pathlib import Path
 
@@ -9,6 +10,12 @@ import pytest
 import torch
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+
+# Triton picks its CPU interpreter when a kernel is decorated, i.e. when a module defining kernels is first imported.
+# Test modules are all imported at collection, in file order, so choose it here, before any of them (a module that
+# imports the kernels before tests/test_kernels.py sets it would otherwise get GPU-only kernels on a CPU machine).
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 
 def pytest_configure(config):
