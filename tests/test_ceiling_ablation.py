@@ -4,15 +4,11 @@ combination against the float64 model of the ablated math, flags-off and MASK_PE
 from __future__ import annotations
 
 import importlib.util
-import os
 from pathlib import Path
 
 import torch
 
-# The interpreter must be chosen before the kernels are decorated (at import of the benchmark module).
-if not torch.cuda.is_available():
-    os.environ.setdefault("TRITON_INTERPRET", "1")
-
+# On CPU the benchmark's kernels run in Triton's interpreter, which tests/conftest.py selects before this import.
 _PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "triton_flash_ceiling.py"
 _spec = importlib.util.spec_from_file_location("triton_flash_ceiling", _PATH)
 ceiling = importlib.util.module_from_spec(_spec)

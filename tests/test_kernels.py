@@ -7,18 +7,13 @@ bf16 is checked on the GPU only (tests/test_kernels_gpu.py): tl.dot on bf16 is w
 
 from __future__ import annotations
 
-import os
-
 import pytest
 import torch
 
-# The interpreter must be chosen before the kernels are decorated (at import of triton_kernels.simplicial_attention).
-if not torch.cuda.is_available():
-    os.environ.setdefault("TRITON_INTERPRET", "1")
-
-from triton_kernels import two_simplicial_attention  # noqa: E402
-from triton_kernels import simplicial_attention as sa  # noqa: E402
-from triton_kernels.reference import two_simplicial_attention_naive  # noqa: E402
+# On CPU the kernels run in Triton's interpreter, which tests/conftest.py selects before any test module imports them.
+from triton_kernels import two_simplicial_attention
+from triton_kernels import simplicial_attention as sa
+from triton_kernels.reference import two_simplicial_attention_naive
 
 # (id, B, N, Hq, Hkv, D, w1, w2, non_contiguous). N is never a multiple of the 16-row interpreter block unless noted.
 CASES = [
