@@ -120,10 +120,11 @@ def _attend_tiles(acc, acc_t, scale_t, m_i, l_i, q, Q, K, V, G, GQ, desc_k, desc
 @triton.jit
 def _causal_attention_fwd(Q, K, V, Out, G, GQ, desc_k, desc_v, desc_g, desc_gq, N, qk_scale, mask_lim,
                           HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, TMA: tl.constexpr,
-                          EXTRA_ACC: tl.constexpr = 0, MASK_PERIOD: tl.constexpr = 0, QK2: tl.constexpr = False):
+                          EXTRA_ACC: tl.constexpr = 0, MASK_PERIOD: tl.constexpr = 0, QK2: tl.constexpr = False,
+                          QK2_PERIOD: tl.constexpr = 8):
     """One program: BLOCK_M queries of one (batch, head); inputs [B*H, N, D] contiguous. Off-diagonal key tiles are
     unmasked, the diagonal ones masked (the causal FlashAttention split). G, GQ, desc_g, desc_gq, mask_lim: only for
-    the ablation flags."""
+    the ablation flags; QK2_PERIOD: steps between QK2's re-formed query operands."""
     pid_m = tl.program_id(0)
     row0 = tl.program_id(1) * N
     bh = tl.program_id(1).to(tl.int64)
@@ -146,12 +147,12 @@ def _causal_attention_fwd(Q, K, V, Out, G, GQ, desc_k, desc_v, desc_g, desc_gq, 
         acc, acc_t, scale_t, m_i, l_i, q, Q, K, V, G, GQ, desc_k, desc_v, desc_g, desc_gq, base, tl.program_id(1),
         row0, start_m, offs_m, offs_n, offs_d, m_ok, N, 0, full_end, qk_scale, lim,
         HEAD_DIM=HEAD_DIM, BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, MASKED=False, TMA=TMA, EXTRA_ACC=EXTRA_ACC,
-        MASK_PERIOD=MASK_PERIOD, QK2=QK2, QK2_PERIOD=EXTRA_ACC if EXTRA_ACC > 0 else 8)
+        MASK_PERIOD=MASK_PERIOD, QK2=QK2, QK2_PERIOD=QK2_PERIOD)
     acc, acc_t, scale_t, m_i, l_i, q = _attend_tiles(
         acc, acc_t, scale_t, m_i, l_i, q, Q, K, V, G, GQ, desc_k, desc_v, desc_g, desc_gq, base, tl.program_id(1),
         row0, start_m, offs_m, offs_n, offs_d, m_ok, N, full_end, tl.minimum(start_m + BLOCK_M, N), qk_scale, lim,
         HEAD_DIM=HEAD_DIM, BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, MASKED=True, TMA=TMA, EXTRA_ACC=EXTRA_ACC,
-        MASK_PERIOD=MASK_PERIOD, QK2=QK2, QK2_PERIOD=EXTRA_ACC if EXTRA_ACC > 0 else 8)
+        MASK_PERIOD=MASK_PERIOD, QK2=QK2, QK2_PERIOD=QK2_PERIOD)
     out = acc / tl.where(l_i > 0, l_i, 1.0)[:, None]
     tl.store(Out + base + offs_m[:, None] * HEAD_DIM + offs_d[None, :], out.to(Out.dtype.element_ty),
              mask=m_ok[:, None])
@@ -176,6 +177,7 @@ def causal_attention(q, k, v, block_m=64, block_n=64, num_warps=4, num_stages=3,
     LAUNCHED["fwd"] = _causal_attention_fwd[grid](q, k, v, out, v, k, *descs, *gdescs, n, _LOG2E / math.sqrt(d),
                                                   n + 1, HEAD_DIM=d, BLOCK_M=block_m, BLOCK_N=block_n, TMA=tma,
                                                   EXTRA_ACC=extra_acc, MASK_PERIOD=mask_period, QK2=qk2,
+                                                  QK2_PERIOD=extra_acc or 8,
                                                   num_warps=num_warps, num_stages=num_stages)
     return out
 
