@@ -1,0 +1,154 @@
+"""Registers, spills and shared memory of the 2-simplicial kernels' launch configs, compiled for Hopper without a GPU.
+
+    python benchmarks/compile_report.py                  # the default config of each kernel, D in {64, 128}, bf16
+    python benchmarks/compile_report.py --variants       # bench_attention.py's sweep variants too
+    python benchmarks/compile_report.py --json           # one JSON object per kernel launch, for tests and scripts
+
+Why: register pressure decides these kernels' speed (benchmarks/kernel_notes.md), and a device hour is scarce. The
+Triton wheel ships ptxas and cuobjdump, so every config can be compiled for sm_90 on any machine and its resource
+usage read from the cubin: the same registers and spill bytes the GPU reports (checked against the device's
+`n_regs` / `n_spills` for the v5 defaults: 165 regs, no spills, for the D=64 forward; 110 spills for the D=64 dk1).
+Nothing runs: each launch compiles only (JITFunction.warmup) against a compile target that stands in for the CUDA
+driver's device query. Timings still need the GPU (bench_attention.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+
+if os.environ.get("TRITON_INTERPRET", "0") == "1":  # kernels decorated for the interpreter cannot be compiled
+    raise SystemExit("compile_report.py compiles real kernels: run it without TRITON_INTERPRET=1")
+
+import torch  # noqa: E402
+import triton  # noqa: E402
+from triton.backends.compiler import GPUTarget  # noqa: E402
+from triton.runtime import driver  # noqa: E402
+from triton.runtime.jit import JITFunction  # noqa: E402
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from triton_kernels import simplicial_attention as sa  # noqa: E402
+
+KINDS = ("fwd", "bwd_dq", "bwd_dk1")
+CUOBJDUMP = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "cuobjdump")
+
+
+class CompileOnlyTarget:
+    """What Triton's launcher asks the active driver before compiling: the device, its stream and its target. Set
+    as the active driver, a launch compiles for `arch` and stops there (see `compile_only`)."""
+
+    def __init__(self, arch: int = 90):
+        self.target = GPUTarget("cuda", arch, 32)
+
+    def get_current_device(self):
+        return 0
+
+    def get_current_stream(self, device=None):
+        return 0
+
+    def get_current_target(self):
+        return self.target
+
+    def get_active_torch_device(self):
+        return torch.device("cpu")
+
+
+def compile_only(arch: int = 90) -> None:
+    """From here on in this process, `kernel[grid](...)` compiles for sm_`arch` and returns the compiled kernel
+    without launching it (JITFunction.run's warmup mode). For this script's process only: nothing can run after."""
+    driver.set_active(CompileOnlyTarget(arch))
+    JITFunction.__getitem__ = lambda self, grid: (lambda *a, **kw: self.run(*a, grid=grid, warmup=True, **kw))
+
+
+def resource_usage(kernel) -> dict:
+    """Registers per thread, spill bytes (the local-memory stack frame) and shared memory of a compiled kernel, read
+    from its cubin by cuobjdump (what the driver reports as n_regs and n_spills * 4 on the device)."""
+    with tempfile.NamedTemporaryFile(suffix=".cubin") as fh:
+        fh.write(kernel.asm["cubin"])
+        fh.flush()
+        text = subprocess.run([CUOBJDUMP, "--dump-resource-usage", fh.name], capture_output=True, text=True,
+                              check=True).stdout
+    m = re.search(r"REG:(\d+) STACK:(\d+)", text)
+    if m is None:
+        raise RuntimeError(f"cuobjdump printed no resource usage for {kernel.name}: {text[:200]!r}")
+    return dict(regs=int(m[1]), spills=int(m[2]) // 4, smem=int(kernel.metadata.shared))
+
+
+def compile_kind(kind: str, d: int, override: dict | None = None, dtype=torch.bfloat16, w1: int = 512,
+                 w2: int = 32) -> dict:
+    """{launch name: resource usage} for one kernel kind at head dim d, with `override` replacing the default config
+    (as bench_attention.py's sweep does). Shapes only set strides and alignment: B=2, N=1024, H=8."""
+    b, n, h = 2, 1024, 8
+    xs = [torch.zeros(b, n, h, d, dtype=dtype) for _ in range(5)]
+    stats = torch.zeros(b, h, n, dtype=torch.float32)
+    sa.CONFIG_OVERRIDE.clear()
+    if override:
+        sa.CONFIG_OVERRIDE[kind] = dict(override)
+    sa.LAUNCHED.clear()
+    try:
+        if kind == "fwd":
+            sa._forward(*xs, w1, w2, 0.125)
+        elif kind == "bwd_dq":
+            sa._backward_dq_dk2dv2(xs[0], *xs, stats, stats, w1, w2, 0.125)
+        elif kind == "bwd_dk1":
+            sa._backward_dk1dv1(xs[0], *xs, stats, stats, w1, w2, 0.125)
+        else:
+            raise ValueError(f"kind {kind!r}: expected one of {KINDS}")
+        return {name: resource_usage(k) for name, k in sa.LAUNCHED.items()}
+    finally:
+        sa.CONFIG_OVERRIDE.clear()
+
+
+def report(variants: bool, dims=(64, 128)) -> list[dict]:
+    """One record per compiled launch: kind, head dim, config label, registers, spills, shared memory."""
+    configs = {kind: [None] for kind in KINDS}
+    if variants:
+        from benchmarks.bench_attention import DK_VARIANTS, DQ_VARIANTS, FWD_VARIANTS, variant_label
+
+        configs = {"fwd": [None, *FWD_VARIANTS], "bwd_dq": [None, *DQ_VARIANTS], "bwd_dk1": [None, *DK_VARIANTS]}
+    records = []
+    for d in dims:
+        for kind in KINDS:
+            for cfg in configs[kind]:
+                label = "default" if cfg is None else variant_label(cfg)
+                try:
+                    usage = compile_kind(kind, d, cfg)
+                except Exception as exc:  # noqa: BLE001 - a config that does not compile is a row, not a crash
+                    records.append(dict(kind=kind, D=d, config=label, error=f"{type(exc).__name__}: {exc}"[:200]))
+                    continue
+                for launch, u in usage.items():
+                    records.append(dict(kind=launch, D=d, config=label, **u))
+    return records
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--variants", action="store_true", help="also bench_attention.py's sweep variants")
+    ap.add_argument("--json", action="store_true", help="JSON lines instead of a markdown table")
+    ap.add_argument("--arch", type=int, default=90, help="compute capability to compile for (default 90: H100/H200)")
+    args = ap.parse_args(argv)
+    compile_only(args.arch)
+    records = report(args.variants)
+    if args.json:
+        for r in records:
+            print(json.dumps(r))
+        return 0
+    print(f"# sm_{args.arch}, triton {triton.__version__}, bf16; command: python benchmarks/compile_report.py "
+          f"{' '.join(argv if argv is not None else sys.argv[1:])}")
+    print("| kernel | D | config | regs | spills | shared KiB |")
+    print("|---|---|---|---|---|---|")
+    for r in records:
+        if "error" in r:
+            print(f"| {r['kind']} | {r['D']} | {r['config']} | failed: {r['error']} | | |")
+        else:
+            print(f"| {r['kind']} | {r['D']} | {r['config']} | {r['regs']} | {r['spills']} | {r['smem'] / 1024:.0f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
