@@ -213,12 +213,26 @@ def variant_label(cfg: dict) -> str:
 
 
 _TR = dict(TMA=True, RELOAD=True)
-# maxnreg caps the registers per thread: at <= 168 (4 warps) three programs fit an SM's 64K registers, at <= 128 four
-FWD_VARIANTS = [variant(64, 64, 4, 3, maxnreg=168, **_TR), variant(64, 64, 4, 3, maxnreg=168),
-                variant(64, 128, 4, 3, **_TR), variant(64, 64, 4, 3, **_TR)]
-DQ_VARIANTS = [variant(64, 64, 4, 3, **_TR), variant(64, 64, 4, 2, SPLIT=True, DQ_ATOMIC=True, **_TR),
-               variant(64, 64, 8, 3, SPLIT=True, **_TR)]
-DK_VARIANTS = [variant(64, 64, 4, 2), variant(32, 128, 8, 2)]
+# Variants per kernel and head dim. maxnreg caps the registers per thread: at <= 168 (4 warps) three programs fit an
+# SM's 64K registers, at <= 128 four (8 warps: two). benchmarks/compile_report.py lists each one's registers and
+# spills without a GPU, so only configs that fit go to the device.
+SWEEP_VARIANTS = {
+    "fwd": {
+        64: [variant(64, 64, 4, 3, maxnreg=168, **_TR), variant(64, 32, 4, 3, maxnreg=128, **_TR),
+             variant(64, 32, 4, 2, maxnreg=128, **_TR), variant(64, 32, 4, 3, maxnreg=168, **_TR),
+             variant(64, 128, 4, 3, **_TR), variant(128, 32, 8, 3, maxnreg=128, **_TR),
+             variant(64, 64, 4, 4, maxnreg=168, **_TR), variant(64, 32, 4, 4, maxnreg=128, **_TR)],
+        128: [variant(64, 64, 4, 3, **_TR), variant(64, 32, 4, 3, **_TR), variant(128, 64, 8, 3, **_TR),
+              variant(128, 32, 8, 3, **_TR), variant(64, 64, 4, 2, **_TR), variant(64, 32, 4, 2, **_TR)],
+    },
+    "bwd_dq": {
+        64: [variant(64, 64, 4, 3, **_TR), variant(64, 64, 4, 2, SPLIT=True, DQ_ATOMIC=True, **_TR)],
+        128: [variant(64, 64, 4, 2, SPLIT=True, DQ_ATOMIC=True, **_TR), variant(64, 64, 8, 3, SPLIT=True, **_TR)],
+    },
+    "bwd_dk1": {64: [variant(64, 64, 4, 2), variant(32, 128, 8, 2)],
+                128: [variant(32, 128, 8, 2), variant(64, 64, 4, 2)]},
+}
+TARGET_SHAPE = (8192, 512, 32)  # (N, w1, w2) of issue 4's targets
 
 
 def _compiled_info(*kernels) -> str:
@@ -231,12 +245,12 @@ def _compiled_info(*kernels) -> str:
                        ", ".join(atomics) or "-"])
 
 
-def sweep(rep, baseline=None, dump_ir=None, kinds=("fwd", "bwd_dq", "bwd_dk1")):
-    """Launch-config variants of each kernel at the target shape (bf16, B=4, H=8, N=8192, w1=512, w2=32), each kernel
-    timed alone and checked against the default config; with `baseline` (a kernels module loaded from a file) that
-    module's forward and whole backward are timed in the same run and the errors are taken against its outputs.
+def sweep(rep, baseline=None, dump_ir=None, kinds=("fwd", "bwd_dq", "bwd_dk1"), shape=TARGET_SHAPE):
+    """Launch-config variants of each kernel at one shape (bf16, B=4, H=8, (N, w1, w2), the target by default), each
+    kernel timed alone and checked against the default config; with `baseline` (a kernels module loaded from a file)
+    that module's forward and whole backward are timed in the same run and the errors are taken against its outputs.
     dump_ir: a folder for the TTGIR of forward variants 0 and 3 at D=64."""
-    n, w1, w2 = 8192, 512, 32
+    n, w1, w2 = shape
     fl = 4 * B * H * valid_triples(n, w1, w2)
     for d in (64, 128):
         xs = inputs(n, H, H, d, requires_grad=False)
@@ -247,7 +261,7 @@ def sweep(rep, baseline=None, dump_ir=None, kinds=("fwd", "bwd_dq", "bwd_dk1")):
         dout = torch.randn_like(out_ref)
         g_ref = ref._backward(dout, *xs, out_ref, lse, w1, w2, scale)
         delta = sa._backward_delta(dout, out_ref)
-        print(f"\n### sweep D={d}: TF/s of each pass counts fwd FLOPs for fwd and for each of the two backward "
+        print(f"\n### sweep N={n} (w1, w2)=({w1}, {w2}) D={d}: TF/s of each pass counts fwd FLOPs for fwd and for each of the two backward "
               f"kernels 1.25x fwd (their sum = the 2.5x of the convention); rel err vs "
               f"{'the baseline module' if baseline else 'the default config'}")
         print("| kernel | BLOCK_MxBLOCK_N warps stages flags | ms | TF/s | rel err | regs | spills | atomics |")
@@ -258,10 +272,8 @@ def sweep(rep, baseline=None, dump_ir=None, kinds=("fwd", "bwd_dq", "bwd_dk1")):
             print(f"| baseline fwd | its default | {t_f:.3f} | {fl * d / t_f / 1e9:.0f} | 0 | - | - | - |")
             print(f"| baseline whole bwd | its default | {t_b:.3f} | {2.5 * fl * d / t_b / 1e9:.0f} | 0 | - | - | - |",
                   flush=True)
-        for kind, variants in (("fwd", FWD_VARIANTS), ("bwd_dq", DQ_VARIANTS), ("bwd_dk1", DK_VARIANTS)):
-            if kind not in kinds:
-                continue
-            for i, v in enumerate(variants):
+        for kind in kinds:
+            for i, v in enumerate(SWEEP_VARIANTS[kind][d]):
                 sa.CONFIG_OVERRIDE.clear()
                 sa.CONFIG_OVERRIDE[kind] = dict(v)
                 try:
@@ -300,6 +312,17 @@ def sweep(rep, baseline=None, dump_ir=None, kinds=("fwd", "bwd_dq", "bwd_dk1")):
         torch.cuda.empty_cache()
 
 
+def parse_shape(ap, text: str) -> tuple[int, int, int]:
+    """'8192,256,64' -> (8192, 256, 64); anything else is a usage error that names the value."""
+    try:
+        n, w1, w2 = (int(x) for x in text.split(","))
+    except ValueError:
+        ap.error(f"--shape {text!r}: expected N,W1,W2 (three integers, e.g. 8192,512,32)")
+    if min(n, w1, w2) < 1:
+        ap.error(f"--shape {text!r}: N, w1 and w2 must be positive")
+    return n, w1, w2
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--target", action="store_true", help="only the target shape N=8192, (512, 32), GQA 1")
@@ -309,12 +332,15 @@ def main(argv=None) -> int:
     ap.add_argument("--baseline-module", metavar="PATH",
                     help="with --sweep: also time this kernels file's defaults and check errors against it")
     ap.add_argument("--kinds", default="fwd,bwd_dq,bwd_dk1", help="with --sweep: which kernels to sweep")
+    ap.add_argument("--shape", action="append", metavar="N,W1,W2",
+                    help="with --sweep: sweep at this (N, w1, w2) instead of the target (repeatable)")
     ap.add_argument("--dump-ir", metavar="DIR",
                     help="with --sweep: write the TTGIR of forward variants 0 and 3 at D=64 here")
     args = ap.parse_args(argv)
     kinds = tuple(args.kinds.split(","))
-    if set(kinds) - {"fwd", "bwd_dq", "bwd_dk1"}:
-        ap.error(f"--kinds {args.kinds!r}: each must be one of fwd, bwd_dq, bwd_dk1")
+    if set(kinds) - set(SWEEP_VARIANTS):
+        ap.error(f"--kinds {args.kinds!r}: each must be one of {', '.join(SWEEP_VARIANTS)}")
+    shapes = [parse_shape(ap, text) for text in args.shape] if args.shape else [TARGET_SHAPE]
     if not torch.cuda.is_available():
         print("bench_attention.py needs a CUDA GPU")
         return 1
@@ -325,8 +351,9 @@ def main(argv=None) -> int:
           f"at N_eq = sqrt(2 N w1 w2), torch's default dispatch and the flash backend, ratios vs the faster; "
           f"peak memory = max allocated during fwd+bwd above the inputs")
     if args.sweep:
-        sweep(args.rep, load_module(args.baseline_module) if args.baseline_module else None, args.dump_ir,
-              kinds)
+        baseline = load_module(args.baseline_module) if args.baseline_module else None
+        for shape in shapes:
+            sweep(args.rep, baseline, args.dump_ir, kinds, shape)
         return 0
     pkg = None if args.no_package else load_package()
     print(HEADER)

@@ -106,15 +106,12 @@ def compile_kind(kind: str, d: int, override: dict | None = None, dtype=torch.bf
 
 def report(variants: bool, dims=(64, 128)) -> list[dict]:
     """One record per compiled launch: kind, head dim, config label, registers, spills, shared memory."""
-    configs = {kind: [None] for kind in KINDS}
-    if variants:
-        from benchmarks.bench_attention import DK_VARIANTS, DQ_VARIANTS, FWD_VARIANTS, variant_label
+    from benchmarks.bench_attention import SWEEP_VARIANTS, variant_label
 
-        configs = {"fwd": [None, *FWD_VARIANTS], "bwd_dq": [None, *DQ_VARIANTS], "bwd_dk1": [None, *DK_VARIANTS]}
     records = []
     for d in dims:
         for kind in KINDS:
-            for cfg in configs[kind]:
+            for cfg in [None, *(SWEEP_VARIANTS[kind][d] if variants else [])]:
                 label = "default" if cfg is None else variant_label(cfg)
                 try:
                     usage = compile_kind(kind, d, cfg)
