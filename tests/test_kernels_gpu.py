@@ -74,7 +74,9 @@ def test_gpu_large_shape_bf16(shape):
     B, N, Hq, Hkv, d, w1, w2 = shape
     xs = [x.requires_grad_() for x in make_inputs(B, N, Hq, Hkv, d, torch.bfloat16, "cuda", seed=5)]
     out = two_simplicial_attention(*xs, w1, w2, backend="triton")
-    dout = torch.randn_like(out)
+    # seeded, so the reported errors are the same from run to run (unseeded, they moved: 4.2e-3 vs 5.3e-3)
+    dout = torch.randn(out.shape, generator=torch.Generator(device="cuda").manual_seed(6), device="cuda",
+                       dtype=out.dtype)
     grads = torch.autograd.grad(out, xs, dout)
     x32 = [x.detach().float().requires_grad_() for x in xs]
     ref = two_simplicial_attention_chunked(*x32, w1, w2, chunk_size=256)
