@@ -35,6 +35,7 @@ import triton
 from triton.experimental import gluon
 from triton.experimental.gluon import language as gl
 from triton.experimental.gluon.language.nvidia.hopper import mbarrier, tma, warpgroup_mma, warpgroup_mma_wait
+from triton.experimental.gluon.language.nvidia.hopper import warpgroup_mma_init
 from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
@@ -53,22 +54,22 @@ def _producer(q_desc, k1_desc, v1_desc, k2_desc, v2_desc, q_s, k1_s, v1_s, k2_s,
     for step in range(0, W2 * n_tiles):
         t = step // n_tiles
         j = step - t * n_tiles
-        if j == 0:
-            # K2_t: one buffer, free once the consumers formed Q * K2_{t-1}
+        if j == 0:  # K2_t: one buffer, free once the consumers formed Q * K2_{t-1}
             mbarrier.wait(k2_empty, (t & 1) ^ 1)
             mbarrier.expect(k2_ready, k2_desc.block_type.nbytes)
             tma.async_copy_global_to_shared(k2_desc, [row0 + start_m - t, col_k], k2_ready, k2_s)
-            # V2_t: two buffers, one free once offset t-2 was folded
-            e = t % 2
-            mbarrier.wait(v2_empty.index(e), ((t // 2) & 1) ^ 1)
-            mbarrier.expect(v2_ready.index(e), v2_desc.block_type.nbytes)
-            tma.async_copy_global_to_shared(v2_desc, [row0 + start_m - t, col_k], v2_ready.index(e), v2_s.index(e))
         s = step % NUM_BUF
         mbarrier.wait(kv_empty.index(s), ((step // NUM_BUF) & 1) ^ 1)
         mbarrier.expect(kv_ready.index(s), k1_desc.block_type.nbytes + v1_desc.block_type.nbytes)
         row = row0 + lo + j * BLOCK_N
         tma.async_copy_global_to_shared(k1_desc, [row, col_k], kv_ready.index(s), k1_s.index(s))
         tma.async_copy_global_to_shared(v1_desc, [row, col_k], kv_ready.index(s), v1_s.index(s))
+        if j == 0:  # V2_t: two buffers, one free once offset t-2 was folded; after K1 so that waiting for the
+            # fold never holds back the tile the consumers need first
+            e = t % 2
+            mbarrier.wait(v2_empty.index(e), ((t // 2) & 1) ^ 1)
+            mbarrier.expect(v2_ready.index(e), v2_desc.block_type.nbytes)
+            tma.async_copy_global_to_shared(v2_desc, [row0 + start_m - t, col_k], v2_ready.index(e), v2_s.index(e))
 
 
 @gluon.jit
@@ -148,11 +149,148 @@ def _consumer(q_s, k1_s, v1_s, k2_s, v2_s, q_ready, kv_ready, kv_empty, k2_ready
     gl.store(ptrs, out.to(Out.dtype.element_ty), mask=gl.expand_dims(offs_mo < N, 1))
 
 
+@gluon.jit
+def _form_qk2(q_s, k2_s, k2_ready, k2_empty, t, qk_scale, a_layout: gl.constexpr):
+    """Q * K2_t * scale (base-2 logits) as the S GEMM's A operand in registers; frees the K2 buffer."""
+    mbarrier.wait(k2_ready, t & 1)
+    k2 = k2_s.load(a_layout)
+    q = q_s.load(a_layout)
+    gl.thread_barrier()  # every warp has read K2_t before the producer may overwrite it
+    mbarrier.arrive(k2_empty, count=1)
+    return (q.to(gl.float32) * (k2.to(gl.float32) * qk_scale)).to(k2.dtype)
+
+
+@gluon.jit
+def _softmax_tile(sc, m_i, l_i, offs_m, offs_n, m_ok, start_m, start_n, full_lo, full_hi, t, W1,
+                  BLOCK_N: gl.constexpr):
+    """Window mask (edge tiles only) and one online-softmax step: (p, alpha, m_new, l_new)."""
+    if (start_n < full_lo) | (start_n + BLOCK_N > full_hi) | (t > start_m):  # tile crosses a window edge
+        lim = gl.where(((offs_m - t) >= 0) & m_ok, W1, 0).to(gl.uint32)
+        diff = gl.expand_dims(offs_m, 1) - gl.expand_dims(start_n + offs_n, 0)
+        keep = diff.to(gl.uint32, bitcast=True) < gl.expand_dims(lim, 1)
+        sc = gl.where(keep, sc, float("-inf"))
+    m_new = gl.maximum(m_i, gl.max(sc, 1))
+    m_use = gl.where(m_new == float("-inf"), 0.0, m_new)
+    alpha = gl.exp2(m_i - m_use)
+    p = gl.exp2(sc - gl.expand_dims(m_use, 1))
+    return p, alpha, m_new, l_i * alpha + gl.sum(p, 1)
+
+
+@gluon.jit
+def _release(bar):
+    gl.thread_barrier()  # every warpgroup is done with the buffer (its wgmma waited, its loads returned)
+    mbarrier.arrive(bar, count=1)
+
+
+@gluon.jit
+def _fold(acc, acc_t, scale_t, v2_s, v2_ready, v2_empty, t, o_layout: gl.constexpr, row_o: gl.constexpr):
+    """acc = acc * scale_t + acc_t * V2_t at the end of offset t; frees V2_t's buffer."""
+    e = t % 2
+    mbarrier.wait(v2_ready.index(e), (t // 2) & 1)
+    v2 = v2_s.index(e).load(o_layout)
+    _release(v2_empty.index(e))
+    return acc * gl.expand_dims(gl.convert_layout(scale_t, row_o), 1) + acc_t * v2.to(gl.float32)
+
+
+@gluon.jit
+def _consumer_pipelined(q_s, k1_s, v1_s, k2_s, v2_s, q_ready, kv_ready, kv_empty, k2_ready, k2_empty, v2_ready,
+                        v2_empty, Out, Lse, stride_on, out_base, lse_base, N, W1, W2, qk_scale, start_m, lo, full_lo,
+                        full_hi, n_tiles, HEAD_DIM: gl.constexpr, BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr,
+                        NUM_BUF: gl.constexpr, num_warps: gl.constexpr):
+    """The consumer with its GEMMs overlapped (FlashAttention-3's intra-warpgroup pipelining): step k issues
+    S_{k+1} = (Q * K2) @ K1_{k+1}^T, then runs step k's softmax while S_{k+1} and P_{k-1} @ V1_{k-1} are in flight,
+    then issues P_k @ V1_k. A K1/V1 buffer is freed one step later, when its P @ V1 is known done, so the ring
+    needs NUM_BUF >= 3. The last step runs after the loop, with nothing left to prefetch."""
+    gl.static_assert(NUM_BUF >= 3, "the pipelined consumer holds three K1/V1 buffers at once")
+    s_layout: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[num_warps, 1],
+                                                       instr_shape=[16, BLOCK_N, 16])
+    o_layout: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[num_warps, 1],
+                                                       instr_shape=[16, HEAD_DIM, 16])
+    a_layout: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=s_layout, k_width=2)
+    p_layout: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=o_layout, k_width=2)
+    row_s: gl.constexpr = gl.SliceLayout(1, s_layout)
+    row_o: gl.constexpr = gl.SliceLayout(1, o_layout)
+    col_s: gl.constexpr = gl.SliceLayout(0, s_layout)
+    dtype: gl.constexpr = k1_s.dtype
+
+    offs_m = start_m + gl.arange(0, BLOCK_M, layout=row_s)
+    offs_n = gl.arange(0, BLOCK_N, layout=col_s)
+    m_ok = offs_m < N
+    m_i = gl.full([BLOCK_M], float("-inf"), gl.float32, layout=row_s)
+    l_i = gl.zeros([BLOCK_M], gl.float32, layout=row_s)
+    scale_t = gl.full([BLOCK_M], 1.0, gl.float32, layout=row_s)
+    acc = gl.zeros([BLOCK_M, HEAD_DIM], gl.float32, layout=o_layout)
+    s_zero = gl.zeros([BLOCK_M, BLOCK_N], gl.float32, layout=s_layout)
+    total = W2 * n_tiles
+
+    mbarrier.wait(q_ready, 0)
+    qk2 = _form_qk2(q_s, k2_s, k2_ready, k2_empty, 0, qk_scale, a_layout)
+    mbarrier.wait(kv_ready.index(0), 0)
+    s_cur = warpgroup_mma(qk2, k1_s.index(0).permute((1, 0)), s_zero, use_acc=False, is_async=True)
+    s_cur = warpgroup_mma_wait(num_outstanding=0, deps=(s_cur, ))
+    pv = warpgroup_mma_init(gl.zeros([BLOCK_M, HEAD_DIM], gl.float32, layout=o_layout))
+    for step in range(0, total - 1):
+        t = step // n_tiles
+        j = step - t * n_tiles
+        nxt = step + 1
+        if j == n_tiles - 1:  # the next step opens offset t + 1: its operand first
+            qk2 = _form_qk2(q_s, k2_s, k2_ready, k2_empty, t + 1, qk_scale, a_layout)
+        sn = nxt % NUM_BUF
+        mbarrier.wait(kv_ready.index(sn), (nxt // NUM_BUF) & 1)
+        s_next = warpgroup_mma(qk2, k1_s.index(sn).permute((1, 0)), s_zero, use_acc=False, is_async=True)
+        p, alpha, m_new, l_i = _softmax_tile(s_cur, m_i, l_i, offs_m, offs_n, m_ok, start_m, lo + j * BLOCK_N,
+                                            full_lo, full_hi, t, W1, BLOCK_N)
+        acc_t = warpgroup_mma_wait(num_outstanding=1, deps=(pv, ))  # P_{k-1} @ V1_{k-1} is done (S_{k+1} may not)
+        if step > 0:
+            _release(kv_empty.index((step - 1) % NUM_BUF))
+            if j == 0:  # step k-1 closed offset t-1
+                acc = _fold(acc, acc_t, scale_t, v2_s, v2_ready, v2_empty, t - 1, o_layout, row_o)
+        acc_t = acc_t * gl.expand_dims(gl.convert_layout(gl.where(j == 0, 0.0, alpha), row_o), 1)
+        scale_t = gl.where(j == 0, 1.0, scale_t) * alpha
+        m_i = m_new
+        pv = warpgroup_mma(gl.convert_layout(p.to(dtype), p_layout), v1_s.index(step % NUM_BUF), acc_t,
+                           is_async=True)
+        s_cur = warpgroup_mma_wait(num_outstanding=1, deps=(s_next, ))  # S_{k+1} is done (P_k @ V1_k may not)
+    # the last step
+    step = total - 1
+    t = step // n_tiles
+    j = step - t * n_tiles
+    p, alpha, m_new, l_i = _softmax_tile(s_cur, m_i, l_i, offs_m, offs_n, m_ok, start_m, lo + j * BLOCK_N,
+                                        full_lo, full_hi, t, W1, BLOCK_N)
+    acc_t = warpgroup_mma_wait(num_outstanding=0, deps=(pv, ))
+    if step > 0:
+        _release(kv_empty.index((step - 1) % NUM_BUF))
+        if j == 0:
+            acc = _fold(acc, acc_t, scale_t, v2_s, v2_ready, v2_empty, t - 1, o_layout, row_o)
+    acc_t = acc_t * gl.expand_dims(gl.convert_layout(gl.where(j == 0, 0.0, alpha), row_o), 1)
+    scale_t = gl.where(j == 0, 1.0, scale_t) * alpha
+    m_i = m_new
+    pv = warpgroup_mma(gl.convert_layout(p.to(dtype), p_layout), v1_s.index(step % NUM_BUF), acc_t, is_async=True)
+    acc_t = warpgroup_mma_wait(num_outstanding=0, deps=(pv, ))
+    _release(kv_empty.index(step % NUM_BUF))
+    acc = _fold(acc, acc_t, scale_t, v2_s, v2_ready, v2_empty, t, o_layout, row_o)
+    _epilogue(acc, m_i, l_i, Out, Lse, stride_on, out_base, lse_base, N, start_m, m_ok, offs_m, HEAD_DIM, BLOCK_M,
+              o_layout, row_o)
+
+
+@gluon.jit
+def _epilogue(acc, m_i, l_i, Out, Lse, stride_on, out_base, lse_base, N, start_m, m_ok, offs_m,
+              HEAD_DIM: gl.constexpr, BLOCK_M: gl.constexpr, o_layout: gl.constexpr, row_o: gl.constexpr):
+    """out = acc / l (masked rows < N) and the base-2 log-sum-exp, as the Triton kernel stores them."""
+    l_safe = gl.where(l_i > 0.0, l_i, 1.0)
+    gl.store(Lse + lse_base + offs_m, m_i + gl.log2(l_safe), mask=m_ok)
+    out = acc / gl.expand_dims(gl.convert_layout(l_safe, row_o), 1)
+    offs_mo = start_m + gl.arange(0, BLOCK_M, layout=row_o)
+    offs_d = gl.arange(0, HEAD_DIM, layout=gl.SliceLayout(0, o_layout))
+    ptrs = Out + out_base + gl.expand_dims(offs_mo, 1) * stride_on + gl.expand_dims(offs_d, 0)
+    gl.store(ptrs, out.to(Out.dtype.element_ty), mask=gl.expand_dims(offs_mo < N, 1))
+
+
 @gluon.jit(do_not_specialize=["N", "W1", "W2", "H", "GROUP"])
 def gluon_simplicial_fwd(q_desc, k1_desc, v1_desc, k2_desc, v2_desc, Out, Lse, stride_on, stride_ob,
                          N, W1, W2, qk_scale, H, GROUP,
                          HEAD_DIM: gl.constexpr, BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr,
-                         NUM_BUF: gl.constexpr, num_warps: gl.constexpr):
+                         NUM_BUF: gl.constexpr, PIPELINE: gl.constexpr, num_warps: gl.constexpr):
     num_m = gl.cdiv(N, BLOCK_M)
     pid = gl.program_id(0)
     pid_m = pid % num_m
@@ -195,7 +333,7 @@ def gluon_simplicial_fwd(q_desc, k1_desc, v1_desc, k2_desc, v2_desc, Out, Lse, s
     out_base = b.to(gl.int64) * stride_ob + h * HEAD_DIM
     lse_base = pid_bh.to(gl.int64) * N
     gl.warp_specialize([
-        (_consumer, (q_s, k1_s, v1_s, k2_s, v2_s, q_ready, kv_ready, kv_empty, k2_ready, k2_empty, v2_ready, v2_empty,
+        (_consumer_pipelined if PIPELINE else _consumer, (q_s, k1_s, v1_s, k2_s, v2_s, q_ready, kv_ready, kv_empty, k2_ready, k2_empty, v2_ready, v2_empty,
                      Out, Lse, stride_on, out_base, lse_base, N, W1, W2, qk_scale, start_m, lo, full_lo, full_hi,
                      n_tiles, HEAD_DIM, BLOCK_M, BLOCK_N, NUM_BUF, num_warps)),
         (_producer, (q_desc, k1_desc, v1_desc, k2_desc, v2_desc, q_s, k1_s, v1_s, k2_s, v2_s,
@@ -212,7 +350,8 @@ def _desc(x: torch.Tensor, rows: int) -> TensorDescriptor:
     return TensorDescriptor(flat, list(flat.shape), list(flat.stride()), [rows, d], layout)
 
 
-def gluon_forward(q, k1, k2, v1, v2, w1, w2, sm_scale, block_m=128, block_n=64, num_buf=3, num_warps=8):
+def gluon_forward(q, k1, k2, v1, v2, w1, w2, sm_scale, block_m=128, block_n=64, num_buf=3, num_warps=8,
+                  pipeline=False):
     """(out, lse) like triton_kernels.simplicial_attention._forward, for contiguous bf16/fp16 [B, N, H, D] inputs."""
     b, n, hq, d = q.shape
     hkv = k1.shape[2]
@@ -223,7 +362,8 @@ def gluon_forward(q, k1, k2, v1, v2, w1, w2, sm_scale, block_m=128, block_n=64, 
     kernel = gluon_simplicial_fwd[grid](
         _desc(q, block_m), _desc(k1, block_n), _desc(v1, block_n), _desc(k2, block_m), _desc(v2, block_m),
         out, lse, out.stride(1), out.stride(0), n, min(w1, n), min(w2, n), sm_scale * _LOG2E, hq, hq // hkv,
-        HEAD_DIM=d, BLOCK_M=block_m, BLOCK_N=block_n, NUM_BUF=num_buf, num_warps=num_warps)
+        HEAD_DIM=d, BLOCK_M=block_m, BLOCK_N=block_n, NUM_BUF=num_buf, PIPELINE=pipeline,
+        num_warps=num_warps)
     return out, lse, kernel
 
 
@@ -248,7 +388,11 @@ def check(configs) -> bool:
         scale = 1 / math.sqrt(d)
         ref, ref_lse = sa._forward(q, *ks, w1, w2, scale)
         for cfg in configs:
-            out, lse, _ = gluon_forward(q, ks[0], ks[1], ks[2], ks[3], w1, w2, scale, **cfg)
+            try:
+                out, lse, _ = gluon_forward(q, ks[0], ks[1], ks[2], ks[3], w1, w2, scale, **cfg)
+            except triton.runtime.errors.OutOfResources as exc:
+                print(f"check {shape} {cfg}: does not fit ({exc})", flush=True)
+                continue
             err = ((out.float() - ref.float()).norm() / ref.float().norm()).item()
             lerr = (lse - ref_lse).abs().max().item()
             good = err < 1e-2 and lerr < 1e-2 and torch.isfinite(out).all().item()
@@ -293,8 +437,10 @@ def bench(configs, rep=50) -> None:
                 print(f"| Gluon WS | {cfg} | failed: {type(exc).__name__}: {str(exc)[:200]} | | | | | |", flush=True)
 
 
-CONFIGS = [dict(block_m=128, block_n=64, num_buf=3, num_warps=8), dict(block_m=128, block_n=64, num_buf=2, num_warps=8),
-           dict(block_m=64, block_n=64, num_buf=3, num_warps=4), dict(block_m=128, block_n=128, num_buf=2, num_warps=8)]
+CONFIGS = [dict(block_m=128, block_n=64, num_buf=3, num_warps=8), dict(block_m=128, block_n=128, num_buf=2, num_warps=8),
+           dict(block_m=128, block_n=64, num_buf=3, num_warps=8, pipeline=True),
+           dict(block_m=128, block_n=128, num_buf=3, num_warps=8, pipeline=True),
+           dict(block_m=128, block_n=64, num_buf=4, num_warps=8, pipeline=True)]
 
 
 def main(argv=None) -> int:
