@@ -351,7 +351,7 @@ def _desc(x: torch.Tensor, rows: int) -> TensorDescriptor:
 
 
 def gluon_forward(q, k1, k2, v1, v2, w1, w2, sm_scale, block_m=128, block_n=64, num_buf=3, num_warps=8,
-                  pipeline=False):
+                  pipeline=False, maxnreg=None):
     """(out, lse) like triton_kernels.simplicial_attention._forward, for contiguous bf16/fp16 [B, N, H, D] inputs."""
     b, n, hq, d = q.shape
     hkv = k1.shape[2]
@@ -363,7 +363,7 @@ def gluon_forward(q, k1, k2, v1, v2, w1, w2, sm_scale, block_m=128, block_n=64, 
         _desc(q, block_m), _desc(k1, block_n), _desc(v1, block_n), _desc(k2, block_m), _desc(v2, block_m),
         out, lse, out.stride(1), out.stride(0), n, min(w1, n), min(w2, n), sm_scale * _LOG2E, hq, hq // hkv,
         HEAD_DIM=d, BLOCK_M=block_m, BLOCK_N=block_n, NUM_BUF=num_buf, PIPELINE=pipeline,
-        num_warps=num_warps)
+        num_warps=num_warps, **({"maxnreg": maxnreg} if maxnreg else {}))
     return out, lse, kernel
 
 
@@ -437,10 +437,12 @@ def bench(configs, rep=50) -> None:
                 print(f"| Gluon WS | {cfg} | failed: {type(exc).__name__}: {str(exc)[:200]} | | | | | |", flush=True)
 
 
-CONFIGS = [dict(block_m=128, block_n=64, num_buf=3, num_warps=8), dict(block_m=128, block_n=128, num_buf=2, num_warps=8),
-           dict(block_m=128, block_n=64, num_buf=3, num_warps=8, pipeline=True),
-           dict(block_m=128, block_n=128, num_buf=3, num_warps=8, pipeline=True),
-           dict(block_m=128, block_n=64, num_buf=4, num_warps=8, pipeline=True)]
+CONFIGS = [dict(block_m=128, block_n=128, num_buf=2, num_warps=8),
+           dict(block_m=64, block_n=64, num_buf=3, num_warps=4, maxnreg=128),
+           dict(block_m=64, block_n=128, num_buf=2, num_warps=4, maxnreg=128),
+           dict(block_m=64, block_n=64, num_buf=2, num_warps=4, maxnreg=128),
+           dict(block_m=64, block_n=64, num_buf=3, num_warps=4, maxnreg=128, pipeline=True),
+           dict(block_m=64, block_n=64, num_buf=3, num_warps=4, maxnreg=112)]
 
 
 def main(argv=None) -> int:
