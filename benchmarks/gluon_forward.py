@@ -29,6 +29,7 @@ import argparse
 import math
 import os
 import sys
+import time
 
 import torch
 import triton
@@ -47,7 +48,7 @@ _LOG2E = 1.4426950408889634
 def _producer(q_desc, k1_desc, v1_desc, k2_desc, v2_desc, q_s, k1_s, v1_s, k2_s, v2_s,
               q_ready, kv_ready, kv_empty, k2_ready, k2_empty, v2_ready, v2_empty,
               row0, col_q, col_k, start_m, lo, n_tiles, W2,
-              BLOCK_N: gl.constexpr, NUM_BUF: gl.constexpr):
+              BLOCK_N: gl.constexpr, NUM_BUF: gl.constexpr, V2_BUF: gl.constexpr):
     """One warp: every TMA load of the program, in the order the consumers use them."""
     mbarrier.expect(q_ready, q_desc.block_type.nbytes)
     tma.async_copy_global_to_shared(q_desc, [row0 + start_m, col_q], q_ready, q_s)
@@ -64,10 +65,11 @@ def _producer(q_desc, k1_desc, v1_desc, k2_desc, v2_desc, q_s, k1_s, v1_s, k2_s,
         row = row0 + lo + j * BLOCK_N
         tma.async_copy_global_to_shared(k1_desc, [row, col_k], kv_ready.index(s), k1_s.index(s))
         tma.async_copy_global_to_shared(v1_desc, [row, col_k], kv_ready.index(s), v1_s.index(s))
-        if j == 0:  # V2_t: two buffers, one free once offset t-2 was folded; after K1 so that waiting for the
-            # fold never holds back the tile the consumers need first
-            e = t % 2
-            mbarrier.wait(v2_empty.index(e), ((t // 2) & 1) ^ 1)
+        # V2_t: V2_BUF buffers. Two: loaded with the offset's first tile, into the buffer offset t-2 freed. One:
+        # loaded with its last tile (the consumers fold at the end of the offset), after offset t-1 was folded.
+        if j == (0 if V2_BUF == 2 else n_tiles - 1):  # after K1, so a wait for a fold never holds back that tile
+            e = t % V2_BUF
+            mbarrier.wait(v2_empty.index(e), ((t // V2_BUF) & 1) ^ 1)
             mbarrier.expect(v2_ready.index(e), v2_desc.block_type.nbytes)
             tma.async_copy_global_to_shared(v2_desc, [row0 + start_m - t, col_k], v2_ready.index(e), v2_s.index(e))
 
@@ -76,7 +78,7 @@ def _producer(q_desc, k1_desc, v1_desc, k2_desc, v2_desc, q_s, k1_s, v1_s, k2_s,
 def _consumer(q_s, k1_s, v1_s, k2_s, v2_s, q_ready, kv_ready, kv_empty, k2_ready, k2_empty, v2_ready, v2_empty,
               Out, Lse, stride_on, out_base, lse_base, N, W1, W2, qk_scale, start_m, lo, full_lo, full_hi, n_tiles,
               HEAD_DIM: gl.constexpr, BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr, NUM_BUF: gl.constexpr,
-              num_warps: gl.constexpr):
+              V2_BUF: gl.constexpr, num_warps: gl.constexpr):
     """The default partition (num_warps warps, BLOCK_M rows split over their warpgroups): softmax and both GEMMs."""
     s_layout: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[num_warps, 1],
                                                        instr_shape=[16, BLOCK_N, 16])
@@ -134,12 +136,7 @@ def _consumer(q_s, k1_s, v1_s, k2_s, v2_s, q_ready, kv_ready, kv_empty, k2_ready
         scale_t = gl.where(j == 0, 1.0, scale_t) * alpha
         m_i = m_new
         if j == n_tiles - 1:  # the offset's last tile: out += (sum_j P V1_j) * V2_t
-            e = t % 2
-            mbarrier.wait(v2_ready.index(e), (t // 2) & 1)
-            v2 = v2_s.index(e).load(o_layout)
-            gl.thread_barrier()
-            mbarrier.arrive(v2_empty.index(e), count=1)
-            acc = acc * gl.expand_dims(gl.convert_layout(scale_t, row_o), 1) + acc_t * v2.to(gl.float32)
+            acc = _fold(acc, acc_t, scale_t, v2_s, v2_ready, v2_empty, t, o_layout, row_o, V2_BUF)
     l_safe = gl.where(l_i > 0.0, l_i, 1.0)
     gl.store(Lse + lse_base + offs_m, m_i + gl.log2(l_safe), mask=m_ok)
     out = acc / gl.expand_dims(gl.convert_layout(l_safe, row_o), 1)
@@ -183,10 +180,11 @@ def _release(bar):
 
 
 @gluon.jit
-def _fold(acc, acc_t, scale_t, v2_s, v2_ready, v2_empty, t, o_layout: gl.constexpr, row_o: gl.constexpr):
+def _fold(acc, acc_t, scale_t, v2_s, v2_ready, v2_empty, t, o_layout: gl.constexpr, row_o: gl.constexpr,
+          V2_BUF: gl.constexpr):
     """acc = acc * scale_t + acc_t * V2_t at the end of offset t; frees V2_t's buffer."""
-    e = t % 2
-    mbarrier.wait(v2_ready.index(e), (t // 2) & 1)
+    e = t % V2_BUF
+    mbarrier.wait(v2_ready.index(e), (t // V2_BUF) & 1)
     v2 = v2_s.index(e).load(o_layout)
     _release(v2_empty.index(e))
     return acc * gl.expand_dims(gl.convert_layout(scale_t, row_o), 1) + acc_t * v2.to(gl.float32)
@@ -196,7 +194,7 @@ def _fold(acc, acc_t, scale_t, v2_s, v2_ready, v2_empty, t, o_layout: gl.constex
 def _consumer_pipelined(q_s, k1_s, v1_s, k2_s, v2_s, q_ready, kv_ready, kv_empty, k2_ready, k2_empty, v2_ready,
                         v2_empty, Out, Lse, stride_on, out_base, lse_base, N, W1, W2, qk_scale, start_m, lo, full_lo,
                         full_hi, n_tiles, HEAD_DIM: gl.constexpr, BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr,
-                        NUM_BUF: gl.constexpr, num_warps: gl.constexpr):
+                        NUM_BUF: gl.constexpr, V2_BUF: gl.constexpr, num_warps: gl.constexpr):
     """The consumer with its GEMMs overlapped (FlashAttention-3's intra-warpgroup pipelining): step k issues
     S_{k+1} = (Q * K2) @ K1_{k+1}^T, then runs step k's softmax while S_{k+1} and P_{k-1} @ V1_{k-1} are in flight,
     then issues P_k @ V1_k. A K1/V1 buffer is freed one step later, when its P @ V1 is known done, so the ring
@@ -244,7 +242,7 @@ def _consumer_pipelined(q_s, k1_s, v1_s, k2_s, v2_s, q_ready, kv_ready, kv_empty
         if step > 0:
             _release(kv_empty.index((step - 1) % NUM_BUF))
             if j == 0:  # step k-1 closed offset t-1
-                acc = _fold(acc, acc_t, scale_t, v2_s, v2_ready, v2_empty, t - 1, o_layout, row_o)
+                acc = _fold(acc, acc_t, scale_t, v2_s, v2_ready, v2_empty, t - 1, o_layout, row_o, V2_BUF)
         acc_t = acc_t * gl.expand_dims(gl.convert_layout(gl.where(j == 0, 0.0, alpha), row_o), 1)
         scale_t = gl.where(j == 0, 1.0, scale_t) * alpha
         m_i = m_new
@@ -261,14 +259,14 @@ def _consumer_pipelined(q_s, k1_s, v1_s, k2_s, v2_s, q_ready, kv_ready, kv_empty
     if step > 0:
         _release(kv_empty.index((step - 1) % NUM_BUF))
         if j == 0:
-            acc = _fold(acc, acc_t, scale_t, v2_s, v2_ready, v2_empty, t - 1, o_layout, row_o)
+            acc = _fold(acc, acc_t, scale_t, v2_s, v2_ready, v2_empty, t - 1, o_layout, row_o, V2_BUF)
     acc_t = acc_t * gl.expand_dims(gl.convert_layout(gl.where(j == 0, 0.0, alpha), row_o), 1)
     scale_t = gl.where(j == 0, 1.0, scale_t) * alpha
     m_i = m_new
     pv = warpgroup_mma(gl.convert_layout(p.to(dtype), p_layout), v1_s.index(step % NUM_BUF), acc_t, is_async=True)
     acc_t = warpgroup_mma_wait(num_outstanding=0, deps=(pv, ))
     _release(kv_empty.index(step % NUM_BUF))
-    acc = _fold(acc, acc_t, scale_t, v2_s, v2_ready, v2_empty, t, o_layout, row_o)
+    acc = _fold(acc, acc_t, scale_t, v2_s, v2_ready, v2_empty, t, o_layout, row_o, V2_BUF)
     _epilogue(acc, m_i, l_i, Out, Lse, stride_on, out_base, lse_base, N, start_m, m_ok, offs_m, HEAD_DIM, BLOCK_M,
               o_layout, row_o)
 
@@ -290,7 +288,8 @@ def _epilogue(acc, m_i, l_i, Out, Lse, stride_on, out_base, lse_base, N, start_m
 def gluon_simplicial_fwd(q_desc, k1_desc, v1_desc, k2_desc, v2_desc, Out, Lse, stride_on, stride_ob,
                          N, W1, W2, qk_scale, H, GROUP,
                          HEAD_DIM: gl.constexpr, BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr,
-                         NUM_BUF: gl.constexpr, PIPELINE: gl.constexpr, num_warps: gl.constexpr):
+                         NUM_BUF: gl.constexpr, V2_BUF: gl.constexpr, PIPELINE: gl.constexpr,
+                         PRODUCER_WARPS: gl.constexpr, num_warps: gl.constexpr):
     num_m = gl.cdiv(N, BLOCK_M)
     pid = gl.program_id(0)
     pid_m = pid % num_m
@@ -310,20 +309,20 @@ def gluon_simplicial_fwd(q_desc, k1_desc, v1_desc, k2_desc, v2_desc, Out, Lse, s
     dtype: gl.constexpr = k1_desc.dtype
     q_s = gl.allocate_shared_memory(dtype, q_desc.block_type.shape, q_desc.layout)
     k2_s = gl.allocate_shared_memory(dtype, k2_desc.block_type.shape, k2_desc.layout)
-    v2_s = gl.allocate_shared_memory(dtype, [2] + v2_desc.block_type.shape, v2_desc.layout)
+    v2_s = gl.allocate_shared_memory(dtype, [V2_BUF] + v2_desc.block_type.shape, v2_desc.layout)
     k1_s = gl.allocate_shared_memory(dtype, [NUM_BUF] + k1_desc.block_type.shape, k1_desc.layout)
     v1_s = gl.allocate_shared_memory(dtype, [NUM_BUF] + v1_desc.block_type.shape, v1_desc.layout)
     q_ready = gl.allocate_shared_memory(gl.int64, [1], mbarrier.MBarrierLayout())
     k2_ready = gl.allocate_shared_memory(gl.int64, [1], mbarrier.MBarrierLayout())
     k2_empty = gl.allocate_shared_memory(gl.int64, [1], mbarrier.MBarrierLayout())
-    v2_ready = gl.allocate_shared_memory(gl.int64, [2, 1], mbarrier.MBarrierLayout())
-    v2_empty = gl.allocate_shared_memory(gl.int64, [2, 1], mbarrier.MBarrierLayout())
+    v2_ready = gl.allocate_shared_memory(gl.int64, [V2_BUF, 1], mbarrier.MBarrierLayout())
+    v2_empty = gl.allocate_shared_memory(gl.int64, [V2_BUF, 1], mbarrier.MBarrierLayout())
     kv_ready = gl.allocate_shared_memory(gl.int64, [NUM_BUF, 1], mbarrier.MBarrierLayout())
     kv_empty = gl.allocate_shared_memory(gl.int64, [NUM_BUF, 1], mbarrier.MBarrierLayout())
     mbarrier.init(q_ready, count=1)
     mbarrier.init(k2_ready, count=1)
     mbarrier.init(k2_empty, count=1)
-    for i in gl.static_range(2):
+    for i in gl.static_range(V2_BUF):
         mbarrier.init(v2_ready.index(i), count=1)
         mbarrier.init(v2_empty.index(i), count=1)
     for i in gl.static_range(NUM_BUF):
@@ -335,11 +334,11 @@ def gluon_simplicial_fwd(q_desc, k1_desc, v1_desc, k2_desc, v2_desc, Out, Lse, s
     gl.warp_specialize([
         (_consumer_pipelined if PIPELINE else _consumer, (q_s, k1_s, v1_s, k2_s, v2_s, q_ready, kv_ready, kv_empty, k2_ready, k2_empty, v2_ready, v2_empty,
                      Out, Lse, stride_on, out_base, lse_base, N, W1, W2, qk_scale, start_m, lo, full_lo, full_hi,
-                     n_tiles, HEAD_DIM, BLOCK_M, BLOCK_N, NUM_BUF, num_warps)),
+                     n_tiles, HEAD_DIM, BLOCK_M, BLOCK_N, NUM_BUF, V2_BUF, num_warps)),
         (_producer, (q_desc, k1_desc, v1_desc, k2_desc, v2_desc, q_s, k1_s, v1_s, k2_s, v2_s,
                      q_ready, kv_ready, kv_empty, k2_ready, k2_empty, v2_ready, v2_empty,
-                     row0, h * HEAD_DIM, hk * HEAD_DIM, start_m, lo, n_tiles, W2, BLOCK_N, NUM_BUF)),
-    ], [1], [24])
+                     row0, h * HEAD_DIM, hk * HEAD_DIM, start_m, lo, n_tiles, W2, BLOCK_N, NUM_BUF, V2_BUF)),
+    ], [PRODUCER_WARPS], [24])
 
 
 def _desc(x: torch.Tensor, rows: int) -> TensorDescriptor:
@@ -351,7 +350,7 @@ def _desc(x: torch.Tensor, rows: int) -> TensorDescriptor:
 
 
 def gluon_forward(q, k1, k2, v1, v2, w1, w2, sm_scale, block_m=128, block_n=64, num_buf=3, num_warps=8,
-                  pipeline=False, maxnreg=None):
+                  pipeline=False, maxnreg=None, v2_buf=2, producer_warps=1):
     """(out, lse) like triton_kernels.simplicial_attention._forward, for contiguous bf16/fp16 [B, N, H, D] inputs."""
     b, n, hq, d = q.shape
     hkv = k1.shape[2]
@@ -362,7 +361,8 @@ def gluon_forward(q, k1, k2, v1, v2, w1, w2, sm_scale, block_m=128, block_n=64, 
     kernel = gluon_simplicial_fwd[grid](
         _desc(q, block_m), _desc(k1, block_n), _desc(v1, block_n), _desc(k2, block_m), _desc(v2, block_m),
         out, lse, out.stride(1), out.stride(0), n, min(w1, n), min(w2, n), sm_scale * _LOG2E, hq, hq // hkv,
-        HEAD_DIM=d, BLOCK_M=block_m, BLOCK_N=block_n, NUM_BUF=num_buf, PIPELINE=pipeline,
+        HEAD_DIM=d, BLOCK_M=block_m, BLOCK_N=block_n, NUM_BUF=num_buf, V2_BUF=v2_buf, PIPELINE=pipeline,
+        PRODUCER_WARPS=producer_warps,
         num_warps=num_warps, **({"maxnreg": maxnreg} if maxnreg else {}))
     return out, lse, kernel
 
@@ -437,12 +437,11 @@ def bench(configs, rep=50) -> None:
                 print(f"| Gluon WS | {cfg} | failed: {type(exc).__name__}: {str(exc)[:200]} | | | | | |", flush=True)
 
 
-CONFIGS = [dict(block_m=128, block_n=128, num_buf=2, num_warps=8),
-           dict(block_m=64, block_n=64, num_buf=3, num_warps=4, maxnreg=128),
-           dict(block_m=64, block_n=128, num_buf=2, num_warps=4, maxnreg=128),
-           dict(block_m=64, block_n=64, num_buf=2, num_warps=4, maxnreg=128),
-           dict(block_m=64, block_n=64, num_buf=3, num_warps=4, maxnreg=128, pipeline=True),
-           dict(block_m=64, block_n=64, num_buf=3, num_warps=4, maxnreg=112)]
+CONFIGS = [dict(block_m=64, block_n=128, num_buf=2, num_warps=4, maxnreg=128),
+           dict(block_m=64, block_n=128, num_buf=2, num_warps=4, maxnreg=128, v2_buf=1),
+           dict(block_m=64, block_n=64, num_buf=2, num_warps=4, maxnreg=128, v2_buf=1),
+           dict(block_m=64, block_n=64, num_buf=2, num_warps=4, maxnreg=128, v2_buf=1, producer_warps=4),
+           dict(block_m=64, block_n=64, num_buf=3, num_warps=4, maxnreg=128, v2_buf=1)]
 
 
 def main(argv=None) -> int:
@@ -453,6 +452,9 @@ def main(argv=None) -> int:
     if not torch.cuda.is_available():
         print("gluon_forward.py needs a CUDA GPU (compile-only: benchmarks/compile_report.py --gluon)")
         return 1
+    print(f"# {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())} | {torch.cuda.get_device_name()} | "
+          f"torch {torch.__version__} | triton {triton.__version__} | command: python benchmarks/gluon_forward.py "
+          f"{' '.join(argv if argv is not None else sys.argv[1:])}", flush=True)
     ok = check(CONFIGS)
     print(f"# check: {'all outputs match' if ok else 'MISMATCH (timings below are of a wrong kernel)'}")
     if not args.check:
