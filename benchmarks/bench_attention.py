@@ -193,12 +193,12 @@ def load_module(path):
 
 # Every flag a launch config can set, at its off value: a variant replaces the whole default config, so a flag it
 # leaves out is off rather than inherited from the default (which would time a config other than its label).
-_FLAGS_OFF = dict(TMA=False, RELOAD=False, SPLIT=False, DQ_ATOMIC=False, maxnreg=None)
+_FLAGS_OFF = dict(TMA=False, RELOAD=False, SPLIT=False, DQ_ATOMIC=False, GLUON=False, maxnreg=None)
 
 
 def variant(block_m, block_n, warps, stages, **flags) -> dict:
     """One complete launch config for the sweep: blocks, warps, stages and flags (TMA, RELOAD, SPLIT, DQ_ATOMIC,
-    maxnreg)."""
+    GLUON, maxnreg)."""
     unknown = set(flags) - set(_FLAGS_OFF)
     if unknown:
         raise ValueError(f"variant: unknown flags {sorted(unknown)}; known: {sorted(_FLAGS_OFF)}")
@@ -222,8 +222,8 @@ SWEEP_VARIANTS = {
              variant(64, 32, 4, 2, maxnreg=128, **_TR), variant(64, 32, 4, 3, maxnreg=168, **_TR),
              variant(64, 128, 4, 3, **_TR), variant(128, 32, 8, 3, maxnreg=128, **_TR),
              variant(64, 64, 4, 4, maxnreg=168, **_TR), variant(64, 32, 4, 4, maxnreg=128, **_TR)],
-        128: [variant(64, 64, 4, 3, **_TR), variant(64, 32, 4, 3, **_TR), variant(128, 64, 8, 3, **_TR),
-              variant(128, 32, 8, 3, **_TR), variant(64, 64, 4, 2, **_TR), variant(64, 32, 4, 2, **_TR)],
+        128: [variant(64, 64, 4, 3, GLUON=True, **_TR), variant(64, 64, 4, 3, **_TR), variant(64, 32, 4, 3, **_TR),
+              variant(128, 64, 8, 3, **_TR), variant(64, 64, 4, 2, **_TR)],
     },
     "bwd_dq": {
         64: [variant(64, 64, 4, 3, **_TR), variant(64, 64, 4, 2, SPLIT=True, DQ_ATOMIC=True, **_TR)],

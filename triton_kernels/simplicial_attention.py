@@ -490,6 +490,13 @@ LAUNCHED: dict[str, object] = {}
 CONFIG_OVERRIDE: dict[str, dict] = {}
 
 
+# The Gluon forward's launch config per head dim (benchmarks/gluon_forward.py): 64x64 tiles, two K1/V1 buffers and
+# one V2 buffer keep shared memory at 112 KiB and maxnreg=128 keeps the launch at 128 registers, so two programs
+# share an SM; the consumer warpgroup then takes 232 registers from the producer's share (setmaxnreg). At D=128 it
+# runs at 376-382 TF/s against the tl kernel's 298; at D=64 the two are level, so D=64 stays on tl.
+GLUON_FWD_CONFIG = {128: dict(BLOCK_M=64, BLOCK_N=64, NUM_BUF=2, V2_BUF=1, num_warps=4, maxnreg=128)}
+
+
 def _config(kind: str, d: int, dtype: torch.dtype, w1: int = 0) -> dict:
     """Launch config per (kernel, head dim), from the variant sweeps of benchmarks/bench_attention.py --sweep at
     N=8192, (w1, w2)=(512, 32), bf16 (benchmarks/kernel_notes.md). TMA loads K1/V1/K2/V2 tiles through tensor
@@ -499,7 +506,9 @@ def _config(kind: str, d: int, dtype: torch.dtype, w1: int = 0) -> dict:
     (no spills; 278 vs 250 TF/s for the v4 default at w1=512; with pointer loads the cap spills); at w1 >= 1024 K1
     tiles of 128 with TMA win instead (more tiles per offset amortise the per-offset work over larger steps). At
     D=128 the dq kernel runs as two launches (SPLIT) and sends dQ through atomics (DQ_ATOMIC): each holds fewer fp32
-    accumulators and spills less."""
+    accumulators and spills less. GLUON: where simplicial_attention_gluon applies (Hopper, 16-bit inputs whose
+    heads pack into rows), the forward runs that warp-specialised kernel with GLUON_FWD_CONFIG[d] instead, and the
+    tl config here is the fallback."""
     if _interpreting():
         cfg = dict(BLOCK_M=16, BLOCK_N=16, num_warps=1, num_stages=1)
     elif kind == "fwd":
@@ -510,7 +519,7 @@ def _config(kind: str, d: int, dtype: torch.dtype, w1: int = 0) -> dict:
         elif d <= 64:
             cfg = dict(BLOCK_M=64, BLOCK_N=64, num_warps=4, num_stages=3)
         elif d <= 128:
-            cfg = dict(BLOCK_M=64, BLOCK_N=64, num_warps=4, num_stages=3, TMA=True, RELOAD=True)
+            cfg = dict(BLOCK_M=64, BLOCK_N=64, num_warps=4, num_stages=3, TMA=True, RELOAD=True, GLUON=True)
         else:
             cfg = dict(BLOCK_M=32, BLOCK_N=32, num_warps=4, num_stages=2, RELOAD=True)
     elif kind == "bwd_dq":
@@ -578,6 +587,13 @@ def _forward(q, k1, k2, v1, v2, w1, w2, sm_scale):
     out = _new((b, n, hq, d), q, q.dtype)
     lse = _new((b, hq, n), q, torch.float32)
     cfg = _config("fwd", d, q.dtype, w1)
+    if cfg.get("GLUON") and d in GLUON_FWD_CONFIG:
+        from triton_kernels import simplicial_attention_gluon as gluon_fwd  # Hopper only: imported where it may run
+
+        if gluon_fwd.applies(q, k1, k2, v1, v2):
+            LAUNCHED["fwd"] = gluon_fwd.forward(q, k1, k2, v1, v2, w1, w2, sm_scale * _LOG2E, out, lse,
+                                                GLUON_FWD_CONFIG[d])
+            return out, lse
     grid = (triton.cdiv(n, cfg["BLOCK_M"]) * b * hq,)
     descs, tma = _tma_descriptors(cfg, k1, k2, v1, v2)
     LAUNCHED["fwd"] = _simplicial_fwd[grid](

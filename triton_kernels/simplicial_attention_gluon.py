@@ -1,0 +1,259 @@
+"""The 2-simplicial forward in Gluon (Triton's explicit-layout dialect), warp-specialised for Hopper (sm_90).
+
+Same math and outputs as `_simplicial_fwd` in simplicial_attention.py (out and the base-2 log-sum-exp the backward
+reads), same structure: a program owns BLOCK_M queries of one head and walks the (offset t, K1 tile j) steps in one
+flat loop. What Gluon adds is the division of labour that Triton's `tl` leaves to the compiler:
+  * a producer warpgroup issues every TMA load into shared memory, guarded by mbarriers: Q once; per offset the K2
+    rows i - t (one buffer, freed once Q * K2_t is formed) and the V2 rows (V2_BUF buffers, freed after the fold);
+    per step the K1_j / V1_j tiles into a NUM_BUF ring. It runs on 24 registers per thread (setmaxnreg);
+  * the consumer warpgroup gets the rest (232 per thread with maxnreg=128 at launch, two programs per SM) for the
+    two fp32 accumulators, reading Q, K2 and V2 from shared memory only when an offset starts or ends.
+At D=128 this runs at 1.26-1.28x our `tl` forward (benchmarks/results/gluon-forward-2026-11-27.md); at D=64 it is
+level with it, so only D=128 uses it (simplicial_attention._config).
+
+Tensors are read through 2-D [B*N, H*D] TMA views. Rows before a batch's start or past its end belong to the
+neighbouring batch (or read as zero at the ends of the tensor); the window masks drop every such (i, j, k) triple,
+as in the `tl` kernel, and rows >= N are never stored.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+from triton.experimental import gluon
+from triton.experimental.gluon import language as gl
+from triton.experimental.gluon.language.nvidia.hopper import mbarrier, tma, warpgroup_mma, warpgroup_mma_wait
+from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
+
+# The producer is a whole warpgroup: setmaxnreg, which hands its registers to the consumer, acts per warpgroup. A
+# one-warp producer gave wrong outputs on one shape of five with two programs per SM.
+PRODUCER_WARPS = gl.constexpr(4)
+
+
+@gluon.jit
+def _producer(q_desc, k1_desc, v1_desc, k2_desc, v2_desc, q_s, k1_s, v1_s, k2_s, v2_s,
+              q_ready, kv_ready, kv_empty, k2_ready, k2_empty, v2_ready, v2_empty,
+              row0, col_q, col_k, start_m, lo, n_tiles, W2,
+              BLOCK_N: gl.constexpr, NUM_BUF: gl.constexpr, V2_BUF: gl.constexpr):
+    """Every TMA load of the program, in the order the consumer uses them."""
+    mbarrier.expect(q_ready, q_desc.block_type.nbytes)
+    tma.async_copy_global_to_shared(q_desc, [row0 + start_m, col_q], q_ready, q_s)
+    for step in range(0, W2 * n_tiles):
+        t = step // n_tiles
+        j = step - t * n_tiles
+        if j == 0:  # K2_t: one buffer, free once the consumer formed Q * K2_{t-1}
+            mbarrier.wait(k2_empty, (t & 1) ^ 1)
+            mbarrier.expect(k2_ready, k2_desc.block_type.nbytes)
+            tma.async_copy_global_to_shared(k2_desc, [row0 + start_m - t, col_k], k2_ready, k2_s)
+        s = step % NUM_BUF
+        mbarrier.wait(kv_empty.index(s), ((step // NUM_BUF) & 1) ^ 1)
+        mbarrier.expect(kv_ready.index(s), k1_desc.block_type.nbytes + v1_desc.block_type.nbytes)
+        row = row0 + lo + j * BLOCK_N
+        tma.async_copy_global_to_shared(k1_desc, [row, col_k], kv_ready.index(s), k1_s.index(s))
+        tma.async_copy_global_to_shared(v1_desc, [row, col_k], kv_ready.index(s), v1_s.index(s))
+        # V2_t. Two buffers: loaded with the offset's first tile, into the one offset t-2 freed. One buffer: loaded
+        # with its last tile (the fold is at the end of the offset), once offset t-1 was folded. Always after the K1
+        # tile, so that waiting for a fold never holds back the tile the consumer needs next.
+        if j == (0 if V2_BUF == 2 else n_tiles - 1):
+            e = t % V2_BUF
+            mbarrier.wait(v2_empty.index(e), ((t // V2_BUF) & 1) ^ 1)
+            mbarrier.expect(v2_ready.index(e), v2_desc.block_type.nbytes)
+            tma.async_copy_global_to_shared(v2_desc, [row0 + start_m - t, col_k], v2_ready.index(e), v2_s.index(e))
+
+
+@gluon.jit
+def _release(bar):
+    gl.thread_barrier()  # every warp of the consumer is done with the buffer (its loads returned, its wgmma waited)
+    mbarrier.arrive(bar, count=1)
+
+
+@gluon.jit
+def _form_qk2(q_s, k2_s, k2_ready, k2_empty, t, qk_scale, a_layout: gl.constexpr):
+    """Q * K2_t * scale (base-2 logits) as the S GEMM's A operand in registers; frees the K2 buffer."""
+    mbarrier.wait(k2_ready, t & 1)
+    k2 = k2_s.load(a_layout)
+    q = q_s.load(a_layout)
+    _release(k2_empty)
+    return (q.to(gl.float32) * (k2.to(gl.float32) * qk_scale)).to(k2.dtype)
+
+
+@gluon.jit
+def _softmax_tile(sc, m_i, l_i, offs_m, offs_n, m_ok, start_m, start_n, full_lo, full_hi, t, W1,
+                  BLOCK_N: gl.constexpr):
+    """Window mask (only on tiles that cross a window edge) and one online-softmax step: (p, alpha, m_new, l_new)."""
+    if (start_n < full_lo) | (start_n + BLOCK_N > full_hi) | (t > start_m):
+        lim = gl.where(((offs_m - t) >= 0) & m_ok, W1, 0).to(gl.uint32)  # rows without a k2 row get bound 0
+        diff = gl.expand_dims(offs_m, 1) - gl.expand_dims(start_n + offs_n, 0)
+        keep = diff.to(gl.uint32, bitcast=True) < gl.expand_dims(lim, 1)  # 0 <= i - j < W1, one compare
+        sc = gl.where(keep, sc, float("-inf"))
+    m_new = gl.maximum(m_i, gl.max(sc, 1))
+    m_use = gl.where(m_new == float("-inf"), 0.0, m_new)  # rows with nothing valid yet stay at zero
+    alpha = gl.exp2(m_i - m_use)
+    p = gl.exp2(sc - gl.expand_dims(m_use, 1))
+    return p, alpha, m_new, l_i * alpha + gl.sum(p, 1)
+
+
+@gluon.jit
+def _fold(acc, acc_t, scale_t, v2_s, v2_ready, v2_empty, t, o_layout: gl.constexpr, row_o: gl.constexpr,
+          V2_BUF: gl.constexpr):
+    """acc = acc * scale_t + acc_t * V2_t at the end of offset t; frees V2_t's buffer."""
+    e = t % V2_BUF
+    mbarrier.wait(v2_ready.index(e), (t // V2_BUF) & 1)
+    v2 = v2_s.index(e).load(o_layout)
+    _release(v2_empty.index(e))
+    return acc * gl.expand_dims(gl.convert_layout(scale_t, row_o), 1) + acc_t * v2.to(gl.float32)
+
+
+@gluon.jit
+def _consumer(q_s, k1_s, v1_s, k2_s, v2_s, q_ready, kv_ready, kv_empty, k2_ready, k2_empty, v2_ready, v2_empty,
+              Out, Lse, stride_on, out_base, lse_base, N, W1, W2, qk_scale, start_m, lo, full_lo, full_hi, n_tiles,
+              HEAD_DIM: gl.constexpr, BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr, NUM_BUF: gl.constexpr,
+              V2_BUF: gl.constexpr, num_warps: gl.constexpr):
+    """The default partition: per step S = (Q * K2_t) @ K1_j^T (wgmma, A from registers), softmax, then
+    acc_t = acc_t * alpha + P @ V1_j; at an offset's last tile the fold into acc; at the end out and the LSE."""
+    s_layout: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[num_warps, 1],
+                                                       instr_shape=[16, BLOCK_N, 16])
+    o_layout: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[num_warps, 1],
+                                                       instr_shape=[16, HEAD_DIM, 16])
+    a_layout: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=s_layout, k_width=2)
+    p_layout: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=o_layout, k_width=2)
+    row_s: gl.constexpr = gl.SliceLayout(1, s_layout)
+    row_o: gl.constexpr = gl.SliceLayout(1, o_layout)
+    dtype: gl.constexpr = k1_s.dtype
+
+    offs_m = start_m + gl.arange(0, BLOCK_M, layout=row_s)
+    offs_n = gl.arange(0, BLOCK_N, layout=gl.SliceLayout(0, s_layout))
+    m_ok = offs_m < N
+    m_i = gl.full([BLOCK_M], float("-inf"), gl.float32, layout=row_s)
+    l_i = gl.zeros([BLOCK_M], gl.float32, layout=row_s)
+    scale_t = gl.full([BLOCK_M], 1.0, gl.float32, layout=row_s)  # rescaling owed to acc for this offset's updates
+    acc = gl.zeros([BLOCK_M, HEAD_DIM], gl.float32, layout=o_layout)
+    acc_t = gl.zeros([BLOCK_M, HEAD_DIM], gl.float32, layout=o_layout)
+    s_zero = gl.zeros([BLOCK_M, BLOCK_N], gl.float32, layout=s_layout)
+    qk2 = gl.zeros([BLOCK_M, HEAD_DIM], dtype, layout=a_layout)
+    mbarrier.wait(q_ready, 0)
+    for step in range(0, W2 * n_tiles):
+        t = step // n_tiles
+        j = step - t * n_tiles
+        if j == 0:
+            qk2 = _form_qk2(q_s, k2_s, k2_ready, k2_empty, t, qk_scale, a_layout)
+        s = step % NUM_BUF
+        mbarrier.wait(kv_ready.index(s), (step // NUM_BUF) & 1)
+        sc = warpgroup_mma(qk2, k1_s.index(s).permute((1, 0)), s_zero, use_acc=False, is_async=True)
+        sc = warpgroup_mma_wait(num_outstanding=0, deps=(sc, ))
+        p, alpha, m_i, l_i = _softmax_tile(sc, m_i, l_i, offs_m, offs_n, m_ok, start_m, lo + j * BLOCK_N, full_lo,
+                                           full_hi, t, W1, BLOCK_N)
+        # an offset's first tile starts acc_t from zero (the last one was folded) and its rescaling at 1
+        acc_t = acc_t * gl.expand_dims(gl.convert_layout(gl.where(j == 0, 0.0, alpha), row_o), 1)
+        scale_t = gl.where(j == 0, 1.0, scale_t) * alpha
+        pv = warpgroup_mma(gl.convert_layout(p.to(dtype), p_layout), v1_s.index(s), acc_t, is_async=True)
+        acc_t = warpgroup_mma_wait(num_outstanding=0, deps=(pv, ))
+        _release(kv_empty.index(s))
+        if j == n_tiles - 1:  # the offset's last tile: out += (sum_j P V1_j) * V2_t
+            acc = _fold(acc, acc_t, scale_t, v2_s, v2_ready, v2_empty, t, o_layout, row_o, V2_BUF)
+    l_safe = gl.where(l_i > 0.0, l_i, 1.0)
+    gl.store(Lse + lse_base + offs_m, m_i + gl.log2(l_safe), mask=m_ok)
+    out = acc / gl.expand_dims(gl.convert_layout(l_safe, row_o), 1)
+    offs_mo = start_m + gl.arange(0, BLOCK_M, layout=row_o)
+    offs_d = gl.arange(0, HEAD_DIM, layout=gl.SliceLayout(0, o_layout))
+    ptrs = Out + out_base + gl.expand_dims(offs_mo, 1) * stride_on + gl.expand_dims(offs_d, 0)
+    gl.store(ptrs, out.to(Out.dtype.element_ty), mask=gl.expand_dims(offs_mo < N, 1))
+
+
+@gluon.jit(do_not_specialize=["N", "W1", "W2", "H", "GROUP"])
+def _simplicial_fwd_gluon(q_desc, k1_desc, v1_desc, k2_desc, v2_desc, Out, Lse, stride_on, stride_ob,
+                          N, W1, W2, qk_scale, H, GROUP,
+                          HEAD_DIM: gl.constexpr, BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr,
+                          NUM_BUF: gl.constexpr, V2_BUF: gl.constexpr, num_warps: gl.constexpr):
+    num_m = gl.cdiv(N, BLOCK_M)
+    pid = gl.program_id(0)
+    pid_m = pid % num_m
+    pid_bh = pid // num_m
+    b = pid_bh // H
+    h = pid_bh % H
+    start_m = pid_m * BLOCK_M
+    # the k1 positions this query tile sees: simplicial_attention._window_tiles
+    lo = gl.maximum(start_m - W1 + 1, 0)
+    hi = gl.minimum(start_m + BLOCK_M, N)
+    full_lo = gl.maximum(start_m + BLOCK_M - W1, lo)
+    full_hi = gl.minimum(start_m + 1, hi)
+    n_tiles = gl.cdiv(hi - lo, BLOCK_N)
+
+    dtype: gl.constexpr = k1_desc.dtype
+    q_s = gl.allocate_shared_memory(dtype, q_desc.block_type.shape, q_desc.layout)
+    k2_s = gl.allocate_shared_memory(dtype, k2_desc.block_type.shape, k2_desc.layout)
+    v2_s = gl.allocate_shared_memory(dtype, [V2_BUF] + v2_desc.block_type.shape, v2_desc.layout)
+    k1_s = gl.allocate_shared_memory(dtype, [NUM_BUF] + k1_desc.block_type.shape, k1_desc.layout)
+    v1_s = gl.allocate_shared_memory(dtype, [NUM_BUF] + v1_desc.block_type.shape, v1_desc.layout)
+    q_ready = gl.allocate_shared_memory(gl.int64, [1], mbarrier.MBarrierLayout())
+    k2_ready = gl.allocate_shared_memory(gl.int64, [1], mbarrier.MBarrierLayout())
+    k2_empty = gl.allocate_shared_memory(gl.int64, [1], mbarrier.MBarrierLayout())
+    v2_ready = gl.allocate_shared_memory(gl.int64, [V2_BUF, 1], mbarrier.MBarrierLayout())
+    v2_empty = gl.allocate_shared_memory(gl.int64, [V2_BUF, 1], mbarrier.MBarrierLayout())
+    kv_ready = gl.allocate_shared_memory(gl.int64, [NUM_BUF, 1], mbarrier.MBarrierLayout())
+    kv_empty = gl.allocate_shared_memory(gl.int64, [NUM_BUF, 1], mbarrier.MBarrierLayout())
+    mbarrier.init(q_ready, count=1)
+    mbarrier.init(k2_ready, count=1)
+    mbarrier.init(k2_empty, count=1)
+    for i in gl.static_range(V2_BUF):
+        mbarrier.init(v2_ready.index(i), count=1)
+        mbarrier.init(v2_empty.index(i), count=1)
+    for i in gl.static_range(NUM_BUF):
+        mbarrier.init(kv_ready.index(i), count=1)
+        mbarrier.init(kv_empty.index(i), count=1)
+
+    out_base = b.to(gl.int64) * stride_ob + h * HEAD_DIM
+    lse_base = pid_bh.to(gl.int64) * N
+    gl.warp_specialize([
+        (_consumer, (q_s, k1_s, v1_s, k2_s, v2_s, q_ready, kv_ready, kv_empty, k2_ready, k2_empty, v2_ready, v2_empty,
+                     Out, Lse, stride_on, out_base, lse_base, N, W1, W2, qk_scale, start_m, lo, full_lo, full_hi,
+                     n_tiles, HEAD_DIM, BLOCK_M, BLOCK_N, NUM_BUF, V2_BUF, num_warps)),
+        (_producer, (q_desc, k1_desc, v1_desc, k2_desc, v2_desc, q_s, k1_s, v1_s, k2_s, v2_s,
+                     q_ready, kv_ready, kv_empty, k2_ready, k2_empty, v2_ready, v2_empty,
+                     b * N, h * HEAD_DIM, (h // GROUP) * HEAD_DIM, start_m, lo, n_tiles, W2, BLOCK_N, NUM_BUF,
+                     V2_BUF)),
+    ], [PRODUCER_WARPS], [24])
+
+
+def _rows_view(x: torch.Tensor):
+    """(shape, strides) of x [B, N, H, D] as a 2-D [B*N, H*D] matrix without a copy, or None where its strides do
+    not allow one (heads not packed in a row, or batches not evenly spaced)."""
+    b, n, h, d = x.shape
+    if x.stride(3) != 1 or x.stride(2) != d or (b > 1 and x.stride(0) != n * x.stride(1)):
+        return None
+    return [b * n, h * d], [x.stride(1), 1]
+
+
+def applies(q: torch.Tensor, *kv: torch.Tensor) -> bool:
+    """Whether this kernel can run these inputs: a Hopper GPU (sm_90, asked of Triton's active target so that
+    compile-only runs see the one they compile for), 16-bit inputs, and TMA-able 2-D views (16-byte aligned)."""
+    target = triton.runtime.driver.active.get_current_target()
+    if target.backend != "cuda" or target.arch != 90 or q.dtype not in (torch.float16, torch.bfloat16):
+        return False
+    for x in (q, *kv):
+        view = _rows_view(x)
+        if view is None or x.data_ptr() % 16 or (view[1][0] * x.element_size()) % 16:
+            return False
+    return True
+
+
+def _descriptor(x: torch.Tensor, rows: int) -> TensorDescriptor:
+    shape, strides = _rows_view(x)
+    d = x.shape[3]
+    layout = gl.NVMMASharedLayout.get_default_for([rows, d], gl.bfloat16 if x.dtype == torch.bfloat16 else gl.float16)
+    return TensorDescriptor(x, shape, strides, [rows, d], layout)
+
+
+def forward(q, k1, k2, v1, v2, w1, w2, qk_scale, out, lse, cfg: dict):
+    """Fill out [B, N, Hq, D] and lse [B, Hq, N] (base 2) like simplicial_attention._forward; windows already
+    clipped to N, qk_scale = sm_scale * log2(e). cfg: BLOCK_M, BLOCK_N, NUM_BUF, V2_BUF, num_warps, maxnreg.
+    Returns the compiled kernel."""
+    b, n, hq, d = q.shape
+    grid = (triton.cdiv(n, cfg["BLOCK_M"]) * b * hq,)
+    return _simplicial_fwd_gluon[grid](
+        _descriptor(q, cfg["BLOCK_M"]), _descriptor(k1, cfg["BLOCK_N"]), _descriptor(v1, cfg["BLOCK_N"]),
+        _descriptor(k2, cfg["BLOCK_M"]), _descriptor(v2, cfg["BLOCK_M"]),
+        out, lse, out.stride(1), out.stride(0), n, w1, w2, qk_scale, hq, hq // k1.shape[2],
+        HEAD_DIM=d, BLOCK_M=cfg["BLOCK_M"], BLOCK_N=cfg["BLOCK_N"], NUM_BUF=cfg["NUM_BUF"], V2_BUF=cfg["V2_BUF"],
+        num_warps=cfg["num_warps"], maxnreg=cfg["maxnreg"],
+    )
