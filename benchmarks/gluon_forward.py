@@ -116,9 +116,10 @@ def bench(configs, rep=50) -> None:
                 print(f"| Gluon WS | {cfg} | failed: {type(exc).__name__}: {str(exc)[:200]} | | | | | |", flush=True)
 
 
-_G = dict(NUM_BUF=2, V2_BUF=1, num_warps=4, maxnreg=128)
-CONFIGS = [dict(BLOCK_M=64, BLOCK_N=64, **_G), dict(BLOCK_M=64, BLOCK_N=64, RESCALE_THRESHOLD=8, **_G),
-           dict(BLOCK_M=64, BLOCK_N=128, **_G), dict(BLOCK_M=64, BLOCK_N=128, RESCALE_THRESHOLD=8, **_G)]
+_G = dict(BLOCK_M=64, V2_BUF=1, num_warps=4, maxnreg=128)
+CONFIGS = [dict(BLOCK_N=64, NUM_BUF=2, **_G), dict(BLOCK_N=64, NUM_BUF=2, PIPELINE=True, **_G),
+           dict(BLOCK_N=128, NUM_BUF=2, **_G), dict(BLOCK_N=128, NUM_BUF=2, PIPELINE=True, **_G),
+           dict(BLOCK_N=64, NUM_BUF=3, PIPELINE=True, **_G)]
 
 
 def main(argv=None) -> int:
