@@ -79,12 +79,15 @@ def check(configs, repeat=3) -> bool:
     return ok
 
 
-def bench(configs, rep=50) -> None:
+SHAPES = [(8192, 512, 32), (8192, 256, 64), (8192, 128, 128), (2048, 512, 32), (8192, 1024, 16)]  # (N, w1, w2)
+
+
+def bench(configs, rep=50, shapes=SHAPES) -> None:
+    """Each config against the tl forward and SDPA (FLOP-equal causal length), B=4, H=8, bf16, per shape class."""
     from benchmarks.bench_attention import sdpa, valid_triples
     from triton_kernels import simplicial_attention as sa
 
-    n, w1, w2 = 8192, 512, 32
-    for d in (64, 128):
+    for (n, w1, w2), d in ((shape, d) for shape in shapes for d in (64, 128)):
         g = torch.Generator(device="cuda").manual_seed(0)
         xs = [torch.randn(4, n, 8, d, device="cuda", dtype=torch.bfloat16, generator=g) for _ in range(5)]
         fl = 4 * 4 * 8 * d * valid_triples(n, w1, w2)
@@ -93,7 +96,7 @@ def bench(configs, rep=50) -> None:
         t_tl = triton.testing.do_bench(lambda: sa._forward(*xs, w1, w2, scale), warmup=10, rep=rep,
                                        return_mode="median")
         sa.CONFIG_OVERRIDE.clear()
-        n_eq = int(round(math.sqrt(2 * n * w1 * w2) / 128)) * 128
+        n_eq = max(128, int(round(math.sqrt(2 * n * w1 * w2) / 128)) * 128)
         s_f = min(sdpa(n_eq, d, rep, "default")[0], sdpa(n_eq, d, rep, "flash")[0])
         s_tf = 4 * 4 * 8 * d * n_eq * (n_eq + 1) / 2 / s_f / 1e9
         print(f"\n### D={d}, B=4, H=8, N={n}, (w1, w2)=({w1}, {w2}), bf16; SDPA (faster backend) at N_eq={n_eq}: "
@@ -117,9 +120,8 @@ def bench(configs, rep=50) -> None:
 
 
 _G = dict(BLOCK_M=64, V2_BUF=1, num_warps=4, maxnreg=128)
-CONFIGS = [dict(BLOCK_N=64, NUM_BUF=2, **_G), dict(BLOCK_N=64, NUM_BUF=2, PIPELINE=True, **_G),
-           dict(BLOCK_N=128, NUM_BUF=2, **_G), dict(BLOCK_N=128, NUM_BUF=2, PIPELINE=True, **_G),
-           dict(BLOCK_N=64, NUM_BUF=3, PIPELINE=True, **_G)]
+CONFIGS = [dict(BLOCK_N=64, NUM_BUF=2, **_G), dict(BLOCK_N=128, NUM_BUF=2, **_G),
+           dict(BLOCK_N=32, NUM_BUF=3, **_G)]
 
 
 def main(argv=None) -> int:

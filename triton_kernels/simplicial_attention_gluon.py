@@ -120,7 +120,7 @@ def _fold(acc, acc_t, scale_t, v2_s, v2_ready, v2_empty, t, o_layout: gl.constex
 def _consumer(q_s, k1_s, v1_s, k2_s, v2_s, q_ready, kv_ready, kv_empty, k2_ready, k2_empty, v2_ready, v2_empty,
               Out, Lse, stride_on, out_base, lse_base, N, W1, W2, qk_scale, start_m, lo, full_lo, full_hi, n_tiles,
               HEAD_DIM: gl.constexpr, BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr, NUM_BUF: gl.constexpr,
-              V2_BUF: gl.constexpr, PIPELINE: gl.constexpr, num_warps: gl.constexpr):
+              V2_BUF: gl.constexpr, num_warps: gl.constexpr):
     """The default partition: per step S = (Q * K2_t) @ K1_j^T (wgmma, A from registers), softmax, then
     acc_t = acc_t * alpha + P @ V1_j; at an offset's last tile the fold into acc; at the end out and the LSE."""
     s_layout: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[num_warps, 1],
@@ -144,55 +144,22 @@ def _consumer(q_s, k1_s, v1_s, k2_s, v2_s, q_ready, kv_ready, kv_empty, k2_ready
     s_zero = gl.zeros([BLOCK_M, BLOCK_N], gl.float32, layout=s_layout)
     qk2 = gl.zeros([BLOCK_M, HEAD_DIM], dtype, layout=a_layout)
     mbarrier.wait(q_ready, 0)
-    if PIPELINE:
-        # S_{k+1} is issued before step k's softmax and runs under it; both GEMMs are waited at the end of the step,
-        # so no wgmma is in flight across the loop's back edge (ptxas would serialise them all: C7514)
-        qk2 = _form_qk2(q_s, k2_s, k2_ready, k2_empty, 0, qk_scale, a_layout)
-        mbarrier.wait(kv_ready.index(0), 0)
-        sc = warpgroup_mma(qk2, k1_s.index(0).permute((1, 0)), s_zero, use_acc=False, is_async=True)
-        sc = warpgroup_mma_wait(num_outstanding=0, deps=(sc, ))
-        for step in range(0, W2 * n_tiles - 1):
-            t = step // n_tiles
-            j = step - t * n_tiles
-            if j == n_tiles - 1:  # the next step opens offset t + 1: its operand first
-                qk2 = _form_qk2(q_s, k2_s, k2_ready, k2_empty, t + 1, qk_scale, a_layout)
-            sn = (step + 1) % NUM_BUF
-            mbarrier.wait(kv_ready.index(sn), ((step + 1) // NUM_BUF) & 1)
-            s_next = warpgroup_mma(qk2, k1_s.index(sn).permute((1, 0)), s_zero, use_acc=False, is_async=True)
-            p, alpha, m_i, l_i = _softmax_tile(sc, m_i, l_i, offs_m, offs_n, m_ok, start_m, lo + j * BLOCK_N,
-                                               full_lo, full_hi, t, W1, BLOCK_N)
-            s = step % NUM_BUF
-            pv, scale_t = _accumulate(p, alpha, acc_t, scale_t, v1_s.index(s), j, p_layout, row_o)
-            sc, acc_t = warpgroup_mma_wait(num_outstanding=0, deps=(s_next, pv))
-            _release(kv_empty.index(s))
-            if j == n_tiles - 1:  # the offset's last tile: out += (sum_j P V1_j) * V2_t
-                acc = _fold(acc, acc_t, scale_t, v2_s, v2_ready, v2_empty, t, o_layout, row_o, V2_BUF)
-        step = W2 * n_tiles - 1  # the last step: nothing left to prefetch
+    for step in range(0, W2 * n_tiles):
         t = step // n_tiles
         j = step - t * n_tiles
-        p, alpha, m_i, l_i = _softmax_tile(sc, m_i, l_i, offs_m, offs_n, m_ok, start_m, lo + j * BLOCK_N, full_lo,
-                                           full_hi, t, W1, BLOCK_N)
-        pv, scale_t = _accumulate(p, alpha, acc_t, scale_t, v1_s.index(step % NUM_BUF), j, p_layout, row_o)
+        if j == 0:
+            qk2 = _form_qk2(q_s, k2_s, k2_ready, k2_empty, t, qk_scale, a_layout)
+        s = step % NUM_BUF
+        mbarrier.wait(kv_ready.index(s), (step // NUM_BUF) & 1)
+        sc = warpgroup_mma(qk2, k1_s.index(s).permute((1, 0)), s_zero, use_acc=False, is_async=True)
+        sc = warpgroup_mma_wait(num_outstanding=0, deps=(sc, ))
+        p, alpha, m_i, l_i = _softmax_tile(sc, m_i, l_i, offs_m, offs_n, m_ok, start_m, lo + j * BLOCK_N,
+                                           full_lo, full_hi, t, W1, BLOCK_N)
+        pv, scale_t = _accumulate(p, alpha, acc_t, scale_t, v1_s.index(s), j, p_layout, row_o)
         acc_t = warpgroup_mma_wait(num_outstanding=0, deps=(pv, ))
-        _release(kv_empty.index(step % NUM_BUF))
-        acc = _fold(acc, acc_t, scale_t, v2_s, v2_ready, v2_empty, t, o_layout, row_o, V2_BUF)
-    else:
-        for step in range(0, W2 * n_tiles):
-            t = step // n_tiles
-            j = step - t * n_tiles
-            if j == 0:
-                qk2 = _form_qk2(q_s, k2_s, k2_ready, k2_empty, t, qk_scale, a_layout)
-            s = step % NUM_BUF
-            mbarrier.wait(kv_ready.index(s), (step // NUM_BUF) & 1)
-            sc = warpgroup_mma(qk2, k1_s.index(s).permute((1, 0)), s_zero, use_acc=False, is_async=True)
-            sc = warpgroup_mma_wait(num_outstanding=0, deps=(sc, ))
-            p, alpha, m_i, l_i = _softmax_tile(sc, m_i, l_i, offs_m, offs_n, m_ok, start_m, lo + j * BLOCK_N,
-                                               full_lo, full_hi, t, W1, BLOCK_N)
-            pv, scale_t = _accumulate(p, alpha, acc_t, scale_t, v1_s.index(s), j, p_layout, row_o)
-            acc_t = warpgroup_mma_wait(num_outstanding=0, deps=(pv, ))
-            _release(kv_empty.index(s))
-            if j == n_tiles - 1:  # the offset's last tile: out += (sum_j P V1_j) * V2_t
-                acc = _fold(acc, acc_t, scale_t, v2_s, v2_ready, v2_empty, t, o_layout, row_o, V2_BUF)
+        _release(kv_empty.index(s))
+        if j == n_tiles - 1:  # the offset's last tile: out += (sum_j P V1_j) * V2_t
+            acc = _fold(acc, acc_t, scale_t, v2_s, v2_ready, v2_empty, t, o_layout, row_o, V2_BUF)
     l_safe = gl.where(l_i > 0.0, l_i, 1.0)
     gl.store(Lse + lse_base + offs_m, m_i + gl.log2(l_safe), mask=m_ok)
     out = acc / gl.expand_dims(gl.convert_layout(l_safe, row_o), 1)
@@ -206,8 +173,7 @@ def _consumer(q_s, k1_s, v1_s, k2_s, v2_s, q_ready, kv_ready, kv_empty, k2_ready
 def _simplicial_fwd_gluon(q_desc, k1_desc, v1_desc, k2_desc, v2_desc, Out, Lse, stride_on, stride_ob,
                           N, W1, W2, qk_scale, H, GROUP,
                           HEAD_DIM: gl.constexpr, BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr,
-                          NUM_BUF: gl.constexpr, V2_BUF: gl.constexpr, PIPELINE: gl.constexpr,
-                          num_warps: gl.constexpr):
+                          NUM_BUF: gl.constexpr, V2_BUF: gl.constexpr, num_warps: gl.constexpr):
     num_m = gl.cdiv(N, BLOCK_M)
     pid = gl.program_id(0)
     pid_m = pid % num_m
@@ -250,7 +216,7 @@ def _simplicial_fwd_gluon(q_desc, k1_desc, v1_desc, k2_desc, v2_desc, Out, Lse, 
     gl.warp_specialize([
         (_consumer, (q_s, k1_s, v1_s, k2_s, v2_s, q_ready, kv_ready, kv_empty, k2_ready, k2_empty, v2_ready, v2_empty,
                      Out, Lse, stride_on, out_base, lse_base, N, W1, W2, qk_scale, start_m, lo, full_lo, full_hi,
-                     n_tiles, HEAD_DIM, BLOCK_M, BLOCK_N, NUM_BUF, V2_BUF, PIPELINE, num_warps)),
+                     n_tiles, HEAD_DIM, BLOCK_M, BLOCK_N, NUM_BUF, V2_BUF, num_warps)),
         (_producer, (q_desc, k1_desc, v1_desc, k2_desc, v2_desc, q_s, k1_s, v1_s, k2_s, v2_s,
                      q_ready, kv_ready, kv_empty, k2_ready, k2_empty, v2_ready, v2_empty,
                      b * N, h * HEAD_DIM, (h // GROUP) * HEAD_DIM, start_m, lo, n_tiles, W2, BLOCK_N, NUM_BUF,
@@ -289,8 +255,7 @@ def _descriptor(x: torch.Tensor, rows: int) -> TensorDescriptor:
 
 def forward(q, k1, k2, v1, v2, w1, w2, qk_scale, out, lse, cfg: dict):
     """Fill out [B, N, Hq, D] and lse [B, Hq, N] (base 2) like simplicial_attention._forward; windows already
-    clipped to N, qk_scale = sm_scale * log2(e). cfg: BLOCK_M, BLOCK_N, NUM_BUF, V2_BUF, num_warps, maxnreg and
-    optionally PIPELINE (issue the next S GEMM before this step's softmax).
+    clipped to N, qk_scale = sm_scale * log2(e). cfg: BLOCK_M, BLOCK_N, NUM_BUF, V2_BUF, num_warps, maxnreg.
     Returns the compiled kernel."""
     b, n, hq, d = q.shape
     grid = (triton.cdiv(n, cfg["BLOCK_M"]) * b * hq,)
@@ -299,5 +264,5 @@ def forward(q, k1, k2, v1, v2, w1, w2, qk_scale, out, lse, cfg: dict):
         _descriptor(k2, cfg["BLOCK_M"]), _descriptor(v2, cfg["BLOCK_M"]),
         out, lse, out.stride(1), out.stride(0), n, w1, w2, qk_scale, hq, hq // k1.shape[2],
         HEAD_DIM=d, BLOCK_M=cfg["BLOCK_M"], BLOCK_N=cfg["BLOCK_N"], NUM_BUF=cfg["NUM_BUF"], V2_BUF=cfg["V2_BUF"],
-        PIPELINE=cfg.get("PIPELINE", False), num_warps=cfg["num_warps"], maxnreg=cfg["maxnreg"],
+        num_warps=cfg["num_warps"], maxnreg=cfg["maxnreg"],
     )
