@@ -168,12 +168,14 @@ def test_gpu_gradient_independent_of_micro_batch_split():
     assert d_split < 2 * max(d16, d8), (d_split, d16, d8)
 
 
-GLUON_SHAPES = [  # (B, N, Hq, Hkv, w1, w2) at D=128: batch edges, GQA, windows longer than N, w1 < w2, one-tile offsets
-    (2, 300, 4, 2, 40, 16),
-    (3, 257, 2, 1, 300, 300),
-    (1, 1000, 8, 1, 16, 64),
-    (2, 129, 2, 2, 64, 1),
-    (1, 4096, 4, 1, 512, 32),
+GLUON_SHAPES = [  # (B, N, Hq, Hkv, w1, w2, non-contiguous) at D=128: batch edges, GQA, windows longer than N,
+    # w1 < w2, one-tile offsets, slices of one fused projection (2-D TMA views with a row stride of the fused width)
+    (2, 300, 4, 2, 40, 16, False),
+    (3, 257, 2, 1, 300, 300, False),
+    (1, 1000, 8, 1, 16, 64, False),
+    (2, 129, 2, 2, 64, 1, False),
+    (1, 4096, 4, 1, 512, 32, False),
+    (2, 700, 4, 2, 256, 8, True),
 ]
 
 
@@ -184,8 +186,9 @@ def test_gpu_gluon_forward_matches_tl_forward(monkeypatch, shape, dtype):
     log-sum-exp (the backward reads both). Elsewhere the Gluon kernel does not apply and the test says so."""
     if torch.cuda.get_device_capability() != (9, 0):
         pytest.skip("the Gluon forward is for sm_90 (Hopper) only")
-    B, N, Hq, Hkv, w1, w2 = shape
-    q, k1, k2, v1, v2 = make_inputs(B, N, Hq, Hkv, 128, dtype, "cuda", seed=3)
+    B, N, Hq, Hkv, w1, w2, non_contiguous = shape
+    q, k1, k2, v1, v2 = make_inputs(B, N, Hq, Hkv, 128, dtype, "cuda", non_contiguous, seed=3)
+    assert q.is_contiguous() != non_contiguous
     w1, w2 = min(w1, N), min(w2, N)
     out, lse = sa._forward(q, k1, k2, v1, v2, w1, w2, 128 ** -0.5)
     assert sa.LAUNCHED["fwd"].name == "_simplicial_fwd_gluon", sa.LAUNCHED["fwd"].name
