@@ -124,9 +124,62 @@ CONFIGS = [dict(BLOCK_N=64, NUM_BUF=2, **_G), dict(BLOCK_N=128, NUM_BUF=2, **_G)
            dict(BLOCK_N=32, NUM_BUF=3, **_G)]
 
 
+DK1_CONFIGS = {64: [dict(BLOCK_M=64, BLOCK_N=64, NUM_BUF=2, num_warps=4, maxnreg=128)],
+               128: [dict(BLOCK_M=32, BLOCK_N=64, NUM_BUF=2, num_warps=4, maxnreg=128)]}
+
+
+def dk1_gluon(do, q, k1, k2, v1, v2, lse, delta, w1, w2, sm_scale, cfg):
+    n = q.shape[1]
+    dk1, dv1 = torch.empty_like(k1), torch.empty_like(v1)
+    kernel = gluon_fwd.backward_dk1dv1(do, q, k1, k2, v1, v2, lse, delta, min(w1, n), min(w2, n), sm_scale * _LOG2E,
+                                       dk1, dv1, cfg)
+    return dk1, dv1, kernel
+
+
+def check_and_bench_dk1(rep=50, repeat=3) -> bool:
+    """The Gluon dK1/dV1 kernel against the tl one (same lse / delta), CHECK_SHAPES, then timed at the target."""
+    from benchmarks.bench_attention import valid_triples
+    from triton_kernels import simplicial_attention as sa
+
+    ok = True
+    for shape in CHECK_SHAPES + [(4, 8192, 8, 8, 128, 512, 32)]:
+        b, n, hq, hkv, d, w1, w2 = shape
+        g = torch.Generator(device="cuda").manual_seed(0)
+        q = torch.randn(b, n, hq, d, device="cuda", dtype=torch.bfloat16, generator=g)
+        ks = [torch.randn(b, n, hkv, d, device="cuda", dtype=torch.bfloat16, generator=g) for _ in range(4)]
+        do = torch.randn(b, n, hq, d, device="cuda", dtype=torch.bfloat16, generator=g)
+        scale = 1 / math.sqrt(d)
+        out, lse = sa._forward(q, *ks, min(w1, n), min(w2, n), scale)
+        delta = sa._backward_delta(do, out)
+        ref = sa._backward_dk1dv1(do, q, *ks, lse, delta, min(w1, n), min(w2, n), scale)
+        for cfg in DK1_CONFIGS[d]:
+            errs, finite = [0.0, 0.0], True
+            for _ in range(repeat):
+                dk1, dv1, kern = dk1_gluon(do, q, *ks, lse, delta, w1, w2, scale, cfg)
+                for i, (a, r) in enumerate(zip((dk1, dv1), ref)):
+                    errs[i] = max(errs[i], ((a.float() - r.float()).norm() / r.float().norm()).item())
+                    finite &= torch.isfinite(a).all().item()
+            good = max(errs) < 1e-2 and finite
+            ok &= good
+            print(f"check dk1 {shape} {cfg}: max over {repeat}: dk1 rel err {errs[0]:.2e}, dv1 {errs[1]:.2e} "
+                  f"{'ok' if good else 'FAIL'}", flush=True)
+            if n == 8192:
+                fl = 4 * b * hq * d * valid_triples(n, w1, w2)
+                t_tl = triton.testing.do_bench(lambda: sa._backward_dk1dv1(do, q, *ks, lse, delta, w1, w2, scale),
+                                               warmup=10, rep=rep, return_mode="median")
+                t_g = triton.testing.do_bench(lambda: dk1_gluon(do, q, *ks, lse, delta, w1, w2, scale, cfg),
+                                              warmup=10, rep=rep, return_mode="median")
+                k_tl = sa.LAUNCHED["bwd_dk1"]
+                print(f"| dk1 D={d} | tl default | {t_tl:.3f} ms | {1.25 * fl / t_tl / 1e9:.0f} TF/s | {k_tl.n_regs} regs "
+                      f"{k_tl.n_spills} spills |\n| dk1 D={d} | Gluon {cfg} | {t_g:.3f} ms | {1.25 * fl / t_g / 1e9:.0f} "
+                      f"TF/s | {kern.n_regs} regs {kern.n_spills} spills | {t_tl / t_g:.2f}x |", flush=True)
+    return ok
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--check", action="store_true", help="only the correctness check")
+    ap.add_argument("--dk1", action="store_true", help="the dK1/dV1 backward kernel instead of the forward")
     ap.add_argument("--rep", type=int, default=50)
     args = ap.parse_args(argv)
     if not torch.cuda.is_available():
@@ -135,6 +188,8 @@ def main(argv=None) -> int:
     print(f"# {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())} | {torch.cuda.get_device_name()} | "
           f"torch {torch.__version__} | triton {triton.__version__} | command: python benchmarks/gluon_forward.py "
           f"{' '.join(argv if argv is not None else sys.argv[1:])}", flush=True)
+    if args.dk1:
+        return 0 if check_and_bench_dk1(args.rep) else 1
     ok = check(CONFIGS)
     print(f"# check: {'all outputs match' if ok else 'MISMATCH (timings below are of a wrong kernel)'}")
     if not args.check:

@@ -22,7 +22,8 @@ import torch
 import triton
 from triton.experimental import gluon
 from triton.experimental.gluon import language as gl
-from triton.experimental.gluon.language.nvidia.hopper import mbarrier, tma, warpgroup_mma, warpgroup_mma_wait
+from triton.experimental.gluon.language.nvidia.hopper import (fence_async_shared, mbarrier, tma, warpgroup_mma,
+                                                            warpgroup_mma_wait)
 from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
 
 # The producer is a whole warpgroup: setmaxnreg, which hands its registers to the consumer, acts per warpgroup. A
@@ -265,4 +266,184 @@ def forward(q, k1, k2, v1, v2, w1, w2, qk_scale, out, lse, cfg: dict):
         out, lse, out.stride(1), out.stride(0), n, w1, w2, qk_scale, hq, hq // k1.shape[2],
         HEAD_DIM=d, BLOCK_M=cfg["BLOCK_M"], BLOCK_N=cfg["BLOCK_N"], NUM_BUF=cfg["NUM_BUF"], V2_BUF=cfg["V2_BUF"],
         num_warps=cfg["num_warps"], maxnreg=cfg["maxnreg"],
+    )
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# backward: dK1 and dV1 (the k1 frame of simplicial_attention._simplicial_bwd_dk1dv1)
+# --------------------------------------------------------------------------------------------------------------------
+
+
+@gluon.jit
+def _dk1_producer(q_desc, do_desc, k1_desc, v1_desc, k2_desc, v2_desc, q_s, do_s, k1_s, v1_s, k2_s, v2_s,
+                  kv1_ready, qd_ready, qd_empty, e_ready, e_empty, row0, start_n, col_k, hk, GROUP, lo, hi, W2,
+                  HEAD_DIM: gl.constexpr, BLOCK_M: gl.constexpr, NUM_BUF: gl.constexpr):
+    """The K1/V1 tile once; per query tile Q and dO (two buffers); per (query tile, t) the K2/V2 rows i - t
+    (a NUM_BUF ring), in the consumer's order."""
+    mbarrier.expect(kv1_ready, k1_desc.block_type.nbytes + v1_desc.block_type.nbytes)
+    tma.async_copy_global_to_shared(k1_desc, [row0 + start_n, col_k], kv1_ready, k1_s)
+    tma.async_copy_global_to_shared(v1_desc, [row0 + start_n, col_k], kv1_ready, v1_s)
+    n_m = gl.cdiv(hi - lo, BLOCK_M)
+    for g in range(0, GROUP):
+        col_q = (hk * GROUP + g) * HEAD_DIM
+        for mi in range(0, n_m):
+            tile = g * n_m + mi
+            start_m = lo + mi * BLOCK_M
+            qb = tile % 2
+            mbarrier.wait(qd_empty.index(qb), ((tile // 2) & 1) ^ 1)
+            mbarrier.expect(qd_ready.index(qb), q_desc.block_type.nbytes + do_desc.block_type.nbytes)
+            tma.async_copy_global_to_shared(q_desc, [row0 + start_m, col_q], qd_ready.index(qb), q_s.index(qb))
+            tma.async_copy_global_to_shared(do_desc, [row0 + start_m, col_q], qd_ready.index(qb), do_s.index(qb))
+            for t in range(0, W2):
+                it = tile * W2 + t
+                e = it % NUM_BUF
+                mbarrier.wait(e_empty.index(e), ((it // NUM_BUF) & 1) ^ 1)
+                mbarrier.expect(e_ready.index(e), k2_desc.block_type.nbytes + v2_desc.block_type.nbytes)
+                tma.async_copy_global_to_shared(k2_desc, [row0 + start_m - t, col_k], e_ready.index(e), k2_s.index(e))
+                tma.async_copy_global_to_shared(v2_desc, [row0 + start_m - t, col_k], e_ready.index(e), v2_s.index(e))
+
+
+@gluon.jit
+def _form_product(a_s, b_s, out_s, scale, HALF: gl.constexpr, layout: gl.constexpr):
+    """out_s = (a * b * scale) in the input dtype, formed in two halves of rows (fewer live registers)."""
+    for r in gl.static_range(2):
+        a = a_s.slice(r * HALF, HALF).load(layout)
+        b = b_s.slice(r * HALF, HALF).load(layout)
+        out_s.slice(r * HALF, HALF).store((a.to(gl.float32) * (b.to(gl.float32) * scale)).to(out_s.dtype))
+
+
+@gluon.jit
+def _dk1_consumer(q_s, do_s, k1_s, v1_s, k2_s, v2_s, qk2_s, dov2_s, kv1_ready, qd_ready, qd_empty, e_ready, e_empty,
+                  DK1, DV1, Lse, Delta, stride_gn, g_base, bh0, N, W1, W2, qk_scale, start_n, lo, hi, full_lo,
+                  full_hi, GROUP, HEAD_DIM: gl.constexpr, BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr,
+                  NUM_BUF: gl.constexpr, num_warps: gl.constexpr):
+    """Per (query tile, t): Q * K2_t and dO * V2_t into shared memory, S^T = K1 @ (Q*K2)^T and dP^T = V1 @ (dO*V2)^T,
+    then dV1 += P^T @ (dO*V2) and dK1 += dS^T @ (Q*K2); one store of dK1 and dV1 at the end."""
+    s_layout: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[num_warps, 1],
+                                                       instr_shape=[16, BLOCK_M, 16])
+    g_layout: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[num_warps, 1],
+                                                       instr_shape=[16, HEAD_DIM, 16])
+    p_layout: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=g_layout, k_width=2)
+    col_s: gl.constexpr = gl.SliceLayout(0, s_layout)
+    form_layout: gl.constexpr = gl.BlockedLayout([1, 8], [4, 8], [num_warps, 1], [1, 0])
+    dtype: gl.constexpr = k1_s.dtype
+
+    offs_n = start_n + gl.arange(0, BLOCK_N, layout=gl.SliceLayout(1, s_layout))
+    zero_s = gl.zeros([BLOCK_N, BLOCK_M], gl.float32, layout=s_layout)
+    dk1 = gl.zeros([BLOCK_N, HEAD_DIM], gl.float32, layout=g_layout)
+    dv1 = gl.zeros([BLOCK_N, HEAD_DIM], gl.float32, layout=g_layout)
+    mbarrier.wait(kv1_ready, 0)
+    n_m = gl.cdiv(hi - lo, BLOCK_M)
+    for g in range(0, GROUP):
+        stats_base = (bh0 + g).to(gl.int64) * N
+        for mi in range(0, n_m):
+            tile = g * n_m + mi
+            start_m = lo + mi * BLOCK_M
+            offs_m = start_m + gl.arange(0, BLOCK_M, layout=col_s)
+            m_ok = offs_m < hi
+            lse = gl.load(Lse + stats_base + offs_m, mask=m_ok, other=0.0)
+            delta = gl.load(Delta + stats_base + offs_m, mask=m_ok, other=0.0)
+            # every (k1 row, query row, t) triple valid: no mask (query rows past the k1 tile's last row, before
+            # its first row + W1, and with every k2 row i - t >= 0)
+            masked = (start_m < full_lo) | (start_m + BLOCK_M > full_hi) | (start_m < W2 - 1)
+            qb = tile % 2
+            mbarrier.wait(qd_ready.index(qb), (tile // 2) & 1)
+            for t in range(0, W2):
+                it = tile * W2 + t
+                e = it % NUM_BUF
+                mbarrier.wait(e_ready.index(e), (it // NUM_BUF) & 1)
+                _form_product(q_s.index(qb), k2_s.index(e), qk2_s, qk_scale, BLOCK_M // 2, form_layout)
+                _form_product(do_s.index(qb), v2_s.index(e), dov2_s, 1.0, BLOCK_M // 2, form_layout)
+                gl.thread_barrier()  # every warp's part of Q*K2 and dO*V2 is stored (and K2/V2 read)
+                mbarrier.arrive(e_empty.index(e), count=1)
+                fence_async_shared()  # ... and visible to the wgmma (async proxy)
+                st = warpgroup_mma(k1_s, qk2_s.permute((1, 0)), zero_s, use_acc=False, is_async=True)
+                dpt = warpgroup_mma(v1_s, dov2_s.permute((1, 0)), zero_s, use_acc=False, is_async=True)
+                st, dpt = warpgroup_mma_wait(num_outstanding=0, deps=(st, dpt))
+                pt = gl.exp2(st - gl.expand_dims(lse, 0))
+                if masked:  # 0 <= i - j < W1 and i - t >= 0 (rows past hi get bound 0), one unsigned compare
+                    lim = gl.where(((offs_m - t) >= 0) & m_ok, W1, 0).to(gl.uint32)
+                    diff = gl.expand_dims(offs_m, 0) - gl.expand_dims(offs_n, 1)
+                    pt = gl.where(diff.to(gl.uint32, bitcast=True) < gl.expand_dims(lim, 0), pt, 0.0)
+                dst = pt * (dpt - gl.expand_dims(delta, 0))
+                dv1 = warpgroup_mma(gl.convert_layout(pt.to(dtype), p_layout), dov2_s, dv1, is_async=True)
+                dk1 = warpgroup_mma(gl.convert_layout(dst.to(dtype), p_layout), qk2_s, dk1, is_async=True)
+                dv1, dk1 = warpgroup_mma_wait(num_outstanding=0, deps=(dv1, dk1))
+                gl.thread_barrier()  # both wgmmas of every warp are done with Q*K2 / dO*V2 before the next offset
+            mbarrier.arrive(qd_empty.index(qb), count=1)
+    dk1 = dk1 * 0.6931471805599453  # ln(2): Q*K2 carries sm_scale * log2(e); dK1 wants sm_scale alone
+    rows = start_n + gl.arange(0, BLOCK_N, layout=gl.SliceLayout(1, g_layout))
+    offs_d = gl.arange(0, HEAD_DIM, layout=gl.SliceLayout(0, g_layout))
+    ptrs = g_base + gl.expand_dims(rows, 1) * stride_gn + gl.expand_dims(offs_d, 0)
+    ok = gl.expand_dims(rows < N, 1)
+    gl.store(DK1 + ptrs, dk1.to(DK1.dtype.element_ty), mask=ok)
+    gl.store(DV1 + ptrs, dv1.to(DV1.dtype.element_ty), mask=ok)
+
+
+@gluon.jit(do_not_specialize=["N", "W1", "W2", "HKV", "GROUP"])
+def _simplicial_bwd_dk1dv1_gluon(q_desc, do_desc, k1_desc, v1_desc, k2_desc, v2_desc, DK1, DV1, Lse, Delta,
+                                 stride_gb, stride_gn, N, W1, W2, qk_scale, HKV, GROUP,
+                                 HEAD_DIM: gl.constexpr, BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr,
+                                 NUM_BUF: gl.constexpr, PRODUCER_REGS: gl.constexpr, num_warps: gl.constexpr):
+    num_n = gl.cdiv(N, BLOCK_N)
+    pid = gl.program_id(0)
+    pid_n = pid % num_n
+    pid_bh = pid // num_n
+    b = pid_bh // HKV
+    hk = pid_bh % HKV
+    start_n = pid_n * BLOCK_N
+    # query rows that see a row of this tile: [start_n, start_n + BLOCK_N - 1 + W1 - 1]; rows in [full_lo, full_hi)
+    # see every row of it (simplicial_attention._simplicial_bwd_dk1dv1)
+    lo = start_n
+    hi = gl.minimum(start_n + BLOCK_N + W1 - 1, N)
+    full_lo = gl.minimum(start_n + BLOCK_N - 1, hi)
+    full_hi = gl.minimum(start_n + W1, N)
+
+    dtype: gl.constexpr = k1_desc.dtype
+    k1_s = gl.allocate_shared_memory(dtype, k1_desc.block_type.shape, k1_desc.layout)
+    v1_s = gl.allocate_shared_memory(dtype, v1_desc.block_type.shape, v1_desc.layout)
+    q_s = gl.allocate_shared_memory(dtype, [2] + q_desc.block_type.shape, q_desc.layout)
+    do_s = gl.allocate_shared_memory(dtype, [2] + do_desc.block_type.shape, do_desc.layout)
+    k2_s = gl.allocate_shared_memory(dtype, [NUM_BUF] + k2_desc.block_type.shape, k2_desc.layout)
+    v2_s = gl.allocate_shared_memory(dtype, [NUM_BUF] + v2_desc.block_type.shape, v2_desc.layout)
+    qk2_s = gl.allocate_shared_memory(dtype, q_desc.block_type.shape, q_desc.layout)
+    dov2_s = gl.allocate_shared_memory(dtype, q_desc.block_type.shape, q_desc.layout)
+    kv1_ready = gl.allocate_shared_memory(gl.int64, [1], mbarrier.MBarrierLayout())
+    qd_ready = gl.allocate_shared_memory(gl.int64, [2, 1], mbarrier.MBarrierLayout())
+    qd_empty = gl.allocate_shared_memory(gl.int64, [2, 1], mbarrier.MBarrierLayout())
+    e_ready = gl.allocate_shared_memory(gl.int64, [NUM_BUF, 1], mbarrier.MBarrierLayout())
+    e_empty = gl.allocate_shared_memory(gl.int64, [NUM_BUF, 1], mbarrier.MBarrierLayout())
+    mbarrier.init(kv1_ready, count=1)
+    for i in gl.static_range(2):
+        mbarrier.init(qd_ready.index(i), count=1)
+        mbarrier.init(qd_empty.index(i), count=1)
+    for i in gl.static_range(NUM_BUF):
+        mbarrier.init(e_ready.index(i), count=1)
+        mbarrier.init(e_empty.index(i), count=1)
+
+    g_base = b.to(gl.int64) * stride_gb + hk * HEAD_DIM
+    gl.warp_specialize([
+        (_dk1_consumer, (q_s, do_s, k1_s, v1_s, k2_s, v2_s, qk2_s, dov2_s, kv1_ready, qd_ready, qd_empty, e_ready,
+                         e_empty, DK1, DV1, Lse, Delta, stride_gn, g_base, b * (HKV * GROUP) + hk * GROUP, N, W1, W2,
+                         qk_scale, start_n, lo, hi, full_lo, full_hi, GROUP, HEAD_DIM, BLOCK_M, BLOCK_N, NUM_BUF,
+                         num_warps)),
+        (_dk1_producer, (q_desc, do_desc, k1_desc, v1_desc, k2_desc, v2_desc, q_s, do_s, k1_s, v1_s, k2_s, v2_s,
+                         kv1_ready, qd_ready, qd_empty, e_ready, e_empty, b * N, start_n, hk * HEAD_DIM, hk, GROUP,
+                         lo, hi, W2, HEAD_DIM, BLOCK_M, NUM_BUF)),
+    ], [PRODUCER_WARPS], [PRODUCER_REGS])
+
+
+def backward_dk1dv1(do, q, k1, k2, v1, v2, lse, delta, w1, w2, qk_scale, dk1, dv1, cfg: dict):
+    """Fill dk1, dv1 [B, N, Hkv, D] like simplicial_attention._backward_dk1dv1 (windows clipped to N,
+    qk_scale = sm_scale * log2(e), lse in base 2, delta = rowsum(O * dO)). cfg: BLOCK_M (query rows per step),
+    BLOCK_N (k1 rows per program), NUM_BUF (K2/V2 buffers), num_warps, maxnreg. Returns the compiled kernel."""
+    b, n, hq, d = q.shape
+    hkv = k1.shape[2]
+    grid = (triton.cdiv(n, cfg["BLOCK_N"]) * b * hkv,)
+    return _simplicial_bwd_dk1dv1_gluon[grid](
+        _descriptor(q, cfg["BLOCK_M"]), _descriptor(do, cfg["BLOCK_M"]), _descriptor(k1, cfg["BLOCK_N"]),
+        _descriptor(v1, cfg["BLOCK_N"]), _descriptor(k2, cfg["BLOCK_M"]), _descriptor(v2, cfg["BLOCK_M"]),
+        dk1, dv1, lse, delta, dk1.stride(0), dk1.stride(1), n, w1, w2, qk_scale, hkv, hq // hkv,
+        HEAD_DIM=d, BLOCK_M=cfg["BLOCK_M"], BLOCK_N=cfg["BLOCK_N"], NUM_BUF=cfg["NUM_BUF"],
+        PRODUCER_REGS=cfg.get("PRODUCER_REGS", 24), num_warps=cfg["num_warps"], maxnreg=cfg["maxnreg"],
     )
