@@ -124,8 +124,10 @@ CONFIGS = [dict(BLOCK_N=64, NUM_BUF=2, **_G), dict(BLOCK_N=128, NUM_BUF=2, **_G)
            dict(BLOCK_N=32, NUM_BUF=3, **_G)]
 
 
-DK1_CONFIGS = {64: [dict(BLOCK_M=64, BLOCK_N=64, NUM_BUF=2, num_warps=4, maxnreg=128)],
-               128: [dict(BLOCK_M=32, BLOCK_N=64, NUM_BUF=2, num_warps=4, maxnreg=128)]}
+_D = dict(BLOCK_N=64, num_warps=4, maxnreg=128)
+DK1_CONFIGS = {64: [dict(BLOCK_M=64, NUM_BUF=2, **_D), dict(BLOCK_M=64, NUM_BUF=2, FORM_AHEAD=True, **_D)],
+               128: [dict(BLOCK_M=32, NUM_BUF=2, **_D), dict(BLOCK_M=32, NUM_BUF=1, FORM_AHEAD=True, **_D),
+                     dict(BLOCK_M=32, NUM_BUF=2, FORM_AHEAD=True, **_D)]}
 
 
 def dk1_gluon(do, q, k1, k2, v1, v2, lse, delta, w1, w2, sm_scale, cfg):

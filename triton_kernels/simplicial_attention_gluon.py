@@ -313,10 +313,23 @@ def _form_product(a_s, b_s, out_s, scale, HALF: gl.constexpr, layout: gl.constex
 
 
 @gluon.jit
+def _form_operands(q_s, do_s, k2_s, v2_s, e_ready, e_empty, it, qk_scale, qk2_s, dov2_s, NUM_BUF: gl.constexpr,
+                   HALF: gl.constexpr, layout: gl.constexpr):
+    """Q * K2_t * scale and dO * V2_t of ring step `it` into shared memory for the wgmmas; frees the ring slot."""
+    e = it % NUM_BUF
+    mbarrier.wait(e_ready.index(e), (it // NUM_BUF) & 1)
+    _form_product(q_s, k2_s.index(e), qk2_s, qk_scale, HALF, layout)
+    _form_product(do_s, v2_s.index(e), dov2_s, 1.0, HALF, layout)
+    gl.thread_barrier()  # every warp's part is stored and its K2 / V2 reads returned
+    mbarrier.arrive(e_empty.index(e), count=1)
+    fence_async_shared()  # the stores are visible to the wgmma (async proxy)
+
+
+@gluon.jit
 def _dk1_consumer(q_s, do_s, k1_s, v1_s, k2_s, v2_s, qk2_s, dov2_s, kv1_ready, qd_ready, qd_empty, e_ready, e_empty,
                   DK1, DV1, Lse, Delta, stride_gn, g_base, bh0, N, W1, W2, qk_scale, start_n, lo, hi, full_lo,
                   full_hi, GROUP, HEAD_DIM: gl.constexpr, BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr,
-                  NUM_BUF: gl.constexpr, num_warps: gl.constexpr):
+                  NUM_BUF: gl.constexpr, FORM_AHEAD: gl.constexpr, num_warps: gl.constexpr):
     """Per (query tile, t): Q * K2_t and dO * V2_t into shared memory, S^T = K1 @ (Q*K2)^T and dP^T = V1 @ (dO*V2)^T,
     then dV1 += P^T @ (dO*V2) and dK1 += dS^T @ (Q*K2); one store of dK1 and dV1 at the end."""
     s_layout: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[num_warps, 1],
@@ -348,17 +361,19 @@ def _dk1_consumer(q_s, do_s, k1_s, v1_s, k2_s, v2_s, qk2_s, dov2_s, kv1_ready, q
             masked = (start_m < full_lo) | (start_m + BLOCK_M > full_hi) | (start_m < W2 - 1)
             qb = tile % 2
             mbarrier.wait(qd_ready.index(qb), (tile // 2) & 1)
+            if FORM_AHEAD:  # offset 0's operands now; offset t+1's are formed while offset t's last GEMMs run
+                _form_operands(q_s.index(qb), do_s.index(qb), k2_s, v2_s, e_ready, e_empty, tile * W2, qk_scale,
+                               qk2_s.index(0), dov2_s.index(0), NUM_BUF, BLOCK_M // 2, form_layout)
             for t in range(0, W2):
                 it = tile * W2 + t
-                e = it % NUM_BUF
-                mbarrier.wait(e_ready.index(e), (it // NUM_BUF) & 1)
-                _form_product(q_s.index(qb), k2_s.index(e), qk2_s, qk_scale, BLOCK_M // 2, form_layout)
-                _form_product(do_s.index(qb), v2_s.index(e), dov2_s, 1.0, BLOCK_M // 2, form_layout)
-                gl.thread_barrier()  # every warp's part of Q*K2 and dO*V2 is stored (and K2/V2 read)
-                mbarrier.arrive(e_empty.index(e), count=1)
-                fence_async_shared()  # ... and visible to the wgmma (async proxy)
-                st = warpgroup_mma(k1_s, qk2_s.permute((1, 0)), zero_s, use_acc=False, is_async=True)
-                dpt = warpgroup_mma(v1_s, dov2_s.permute((1, 0)), zero_s, use_acc=False, is_async=True)
+                fb = t % 2 if FORM_AHEAD else 0
+                if not FORM_AHEAD:
+                    _form_operands(q_s.index(qb), do_s.index(qb), k2_s, v2_s, e_ready, e_empty, it, qk_scale,
+                                   qk2_s.index(0), dov2_s.index(0), NUM_BUF, BLOCK_M // 2, form_layout)
+                qk2_t = qk2_s.index(fb)
+                dov2_t = dov2_s.index(fb)
+                st = warpgroup_mma(k1_s, qk2_t.permute((1, 0)), zero_s, use_acc=False, is_async=True)
+                dpt = warpgroup_mma(v1_s, dov2_t.permute((1, 0)), zero_s, use_acc=False, is_async=True)
                 st, dpt = warpgroup_mma_wait(num_outstanding=0, deps=(st, dpt))
                 pt = gl.exp2(st - gl.expand_dims(lse, 0))
                 if masked:  # 0 <= i - j < W1 and i - t >= 0 (rows past hi get bound 0), one unsigned compare
@@ -366,10 +381,15 @@ def _dk1_consumer(q_s, do_s, k1_s, v1_s, k2_s, v2_s, qk2_s, dov2_s, kv1_ready, q
                     diff = gl.expand_dims(offs_m, 0) - gl.expand_dims(offs_n, 1)
                     pt = gl.where(diff.to(gl.uint32, bitcast=True) < gl.expand_dims(lim, 0), pt, 0.0)
                 dst = pt * (dpt - gl.expand_dims(delta, 0))
-                dv1 = warpgroup_mma(gl.convert_layout(pt.to(dtype), p_layout), dov2_s, dv1, is_async=True)
-                dk1 = warpgroup_mma(gl.convert_layout(dst.to(dtype), p_layout), qk2_s, dk1, is_async=True)
+                dv1 = warpgroup_mma(gl.convert_layout(pt.to(dtype), p_layout), dov2_t, dv1, is_async=True)
+                dk1 = warpgroup_mma(gl.convert_layout(dst.to(dtype), p_layout), qk2_t, dk1, is_async=True)
+                if FORM_AHEAD:
+                    if t + 1 < W2:
+                        _form_operands(q_s.index(qb), do_s.index(qb), k2_s, v2_s, e_ready, e_empty, it + 1,
+                                       qk_scale, qk2_s.index(1 - fb), dov2_s.index(1 - fb), NUM_BUF, BLOCK_M // 2,
+                                       form_layout)
                 dv1, dk1 = warpgroup_mma_wait(num_outstanding=0, deps=(dv1, dk1))
-                gl.thread_barrier()  # both wgmmas of every warp are done with Q*K2 / dO*V2 before the next offset
+                gl.thread_barrier()  # both wgmmas of every warp are done with this offset's operands
             mbarrier.arrive(qd_empty.index(qb), count=1)
     dk1 = dk1 * 0.6931471805599453  # ln(2): Q*K2 carries sm_scale * log2(e); dK1 wants sm_scale alone
     rows = start_n + gl.arange(0, BLOCK_N, layout=gl.SliceLayout(1, g_layout))
@@ -384,7 +404,7 @@ def _dk1_consumer(q_s, do_s, k1_s, v1_s, k2_s, v2_s, qk2_s, dov2_s, kv1_ready, q
 def _simplicial_bwd_dk1dv1_gluon(q_desc, do_desc, k1_desc, v1_desc, k2_desc, v2_desc, DK1, DV1, Lse, Delta,
                                  stride_gb, stride_gn, N, W1, W2, qk_scale, HKV, GROUP,
                                  HEAD_DIM: gl.constexpr, BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr,
-                                 NUM_BUF: gl.constexpr, PRODUCER_REGS: gl.constexpr, num_warps: gl.constexpr):
+                                 NUM_BUF: gl.constexpr, FORM_AHEAD: gl.constexpr, num_warps: gl.constexpr):
     num_n = gl.cdiv(N, BLOCK_N)
     pid = gl.program_id(0)
     pid_n = pid % num_n
@@ -406,8 +426,8 @@ def _simplicial_bwd_dk1dv1_gluon(q_desc, do_desc, k1_desc, v1_desc, k2_desc, v2_
     do_s = gl.allocate_shared_memory(dtype, [2] + do_desc.block_type.shape, do_desc.layout)
     k2_s = gl.allocate_shared_memory(dtype, [NUM_BUF] + k2_desc.block_type.shape, k2_desc.layout)
     v2_s = gl.allocate_shared_memory(dtype, [NUM_BUF] + v2_desc.block_type.shape, v2_desc.layout)
-    qk2_s = gl.allocate_shared_memory(dtype, q_desc.block_type.shape, q_desc.layout)
-    dov2_s = gl.allocate_shared_memory(dtype, q_desc.block_type.shape, q_desc.layout)
+    qk2_s = gl.allocate_shared_memory(dtype, [2 if FORM_AHEAD else 1] + q_desc.block_type.shape, q_desc.layout)
+    dov2_s = gl.allocate_shared_memory(dtype, [2 if FORM_AHEAD else 1] + q_desc.block_type.shape, q_desc.layout)
     kv1_ready = gl.allocate_shared_memory(gl.int64, [1], mbarrier.MBarrierLayout())
     qd_ready = gl.allocate_shared_memory(gl.int64, [2, 1], mbarrier.MBarrierLayout())
     qd_empty = gl.allocate_shared_memory(gl.int64, [2, 1], mbarrier.MBarrierLayout())
@@ -426,17 +446,18 @@ def _simplicial_bwd_dk1dv1_gluon(q_desc, do_desc, k1_desc, v1_desc, k2_desc, v2_
         (_dk1_consumer, (q_s, do_s, k1_s, v1_s, k2_s, v2_s, qk2_s, dov2_s, kv1_ready, qd_ready, qd_empty, e_ready,
                          e_empty, DK1, DV1, Lse, Delta, stride_gn, g_base, b * (HKV * GROUP) + hk * GROUP, N, W1, W2,
                          qk_scale, start_n, lo, hi, full_lo, full_hi, GROUP, HEAD_DIM, BLOCK_M, BLOCK_N, NUM_BUF,
-                         num_warps)),
+                         FORM_AHEAD, num_warps)),
         (_dk1_producer, (q_desc, do_desc, k1_desc, v1_desc, k2_desc, v2_desc, q_s, do_s, k1_s, v1_s, k2_s, v2_s,
                          kv1_ready, qd_ready, qd_empty, e_ready, e_empty, b * N, start_n, hk * HEAD_DIM, hk, GROUP,
                          lo, hi, W2, HEAD_DIM, BLOCK_M, NUM_BUF)),
-    ], [PRODUCER_WARPS], [PRODUCER_REGS])
+    ], [PRODUCER_WARPS], [24])
 
 
 def backward_dk1dv1(do, q, k1, k2, v1, v2, lse, delta, w1, w2, qk_scale, dk1, dv1, cfg: dict):
     """Fill dk1, dv1 [B, N, Hkv, D] like simplicial_attention._backward_dk1dv1 (windows clipped to N,
     qk_scale = sm_scale * log2(e), lse in base 2, delta = rowsum(O * dO)). cfg: BLOCK_M (query rows per step),
-    BLOCK_N (k1 rows per program), NUM_BUF (K2/V2 buffers), num_warps, maxnreg. Returns the compiled kernel."""
+    BLOCK_N (k1 rows per program), NUM_BUF (K2/V2 buffers), num_warps, maxnreg, FORM_AHEAD (form the next offset's
+    operands while this offset's last two GEMMs run; two buffers for them). Returns the compiled kernel."""
     b, n, hq, d = q.shape
     hkv = k1.shape[2]
     grid = (triton.cdiv(n, cfg["BLOCK_N"]) * b * hkv,)
@@ -445,5 +466,5 @@ def backward_dk1dv1(do, q, k1, k2, v1, v2, lse, delta, w1, w2, qk_scale, dk1, dv
         _descriptor(v1, cfg["BLOCK_N"]), _descriptor(k2, cfg["BLOCK_M"]), _descriptor(v2, cfg["BLOCK_M"]),
         dk1, dv1, lse, delta, dk1.stride(0), dk1.stride(1), n, w1, w2, qk_scale, hkv, hq // hkv,
         HEAD_DIM=d, BLOCK_M=cfg["BLOCK_M"], BLOCK_N=cfg["BLOCK_N"], NUM_BUF=cfg["NUM_BUF"],
-        PRODUCER_REGS=cfg.get("PRODUCER_REGS", 24), num_warps=cfg["num_warps"], maxnreg=cfg["maxnreg"],
+        FORM_AHEAD=cfg.get("FORM_AHEAD", False), num_warps=cfg["num_warps"], maxnreg=cfg["maxnreg"],
     )
