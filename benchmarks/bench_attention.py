@@ -229,8 +229,8 @@ SWEEP_VARIANTS = {
         64: [variant(64, 64, 4, 3, **_TR), variant(64, 64, 4, 2, SPLIT=True, DQ_ATOMIC=True, **_TR)],
         128: [variant(64, 64, 4, 2, SPLIT=True, DQ_ATOMIC=True, **_TR), variant(64, 64, 8, 3, SPLIT=True, **_TR)],
     },
-    "bwd_dk1": {64: [variant(64, 64, 4, 2), variant(32, 128, 8, 2)],
-                128: [variant(32, 128, 8, 2), variant(64, 64, 4, 2)]},
+    "bwd_dk1": {64: [variant(64, 64, 4, 2, GLUON=True), variant(64, 64, 4, 2), variant(32, 128, 8, 2)],
+                128: [variant(32, 128, 8, 2, GLUON=True), variant(32, 128, 8, 2), variant(64, 64, 4, 2)]},
 }
 TARGET_SHAPE = (8192, 512, 32)  # (N, w1, w2) of issue 4's targets
 

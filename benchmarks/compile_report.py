@@ -9,7 +9,9 @@ Triton wheel ships ptxas and cuobjdump, so every config can be compiled for sm_9
 usage read from the cubin: the same registers and spill bytes the GPU reports (checked against the device's
 `n_regs` / `n_spills` for the v5 defaults: 165 regs, no spills, for the D=64 forward; 110 spills for the D=64 dk1).
 Nothing runs: each launch compiles only (JITFunction.warmup) against a compile target that stands in for the CUDA
-driver's device query. Timings still need the GPU (bench_attention.py).
+driver's device query. Timings still need the GPU (bench_attention.py). For the warp-specialised Gluon kernels
+(triton_kernels/simplicial_attention_gluon.py) regs is the count at launch, which sets how many programs share an
+SM; their partitions then re-divide it (setmaxnreg: 24 for the TMA producer, 232 for the consumer).
 """
 
 from __future__ import annotations

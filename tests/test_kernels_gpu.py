@@ -198,3 +198,27 @@ def test_gpu_gluon_forward_matches_tl_forward(monkeypatch, shape, dtype):
     err, lse_err = rel_err(out, ref), (lse - ref_lse).abs().max().item()
     print(f"[gpu-gluon] {shape} {str(dtype)[6:]} out rel err {err:.2e} lse max abs err {lse_err:.2e}")
     assert torch.isfinite(out).all() and err < 2e-3 and lse_err < 1e-3, (err, lse_err)
+
+
+@pytest.mark.parametrize("d", [64, 128])
+@pytest.mark.parametrize("shape", GLUON_SHAPES, ids=["x".join(map(str, s)) for s in GLUON_SHAPES])
+def test_gpu_gluon_dk1dv1_matches_tl_kernel(monkeypatch, shape, d):
+    """On Hopper the dK1/dV1 backward runs the warp-specialised Gluon kernel; same lse / delta in, it must give
+    the tl kernel's dK1 and dV1 (bf16; they sum in a different order, so to a bf16-level tolerance)."""
+    if torch.cuda.get_device_capability() != (9, 0):
+        pytest.skip("the Gluon kernels are for sm_90 (Hopper) only")
+    B, N, Hq, Hkv, w1, w2, non_contiguous = shape
+    q, k1, k2, v1, v2 = make_inputs(B, N, Hq, Hkv, d, torch.bfloat16, "cuda", non_contiguous, seed=4)
+    w1, w2, scale = min(w1, N), min(w2, N), d ** -0.5
+    do = torch.randn(q.shape, generator=torch.Generator(device="cuda").manual_seed(7), device="cuda",
+                     dtype=q.dtype)
+    out, lse = sa._forward(q, k1, k2, v1, v2, w1, w2, scale)
+    delta = sa._backward_delta(do, out)
+    dk1, dv1 = sa._backward_dk1dv1(do, q, k1, k2, v1, v2, lse, delta, w1, w2, scale)
+    assert sa.LAUNCHED["bwd_dk1"].name == "_simplicial_bwd_dk1dv1_gluon", sa.LAUNCHED["bwd_dk1"].name
+    monkeypatch.setattr(sa, "CONFIG_OVERRIDE", {"bwd_dk1": {"GLUON": False}})
+    ref_dk1, ref_dv1 = sa._backward_dk1dv1(do, q, k1, k2, v1, v2, lse, delta, w1, w2, scale)
+    assert sa.LAUNCHED["bwd_dk1"].name == "_simplicial_bwd_dk1dv1"
+    errs = (rel_err(dk1, ref_dk1), rel_err(dv1, ref_dv1))
+    print(f"[gpu-gluon-dk1] {shape} D={d} dk1 rel err {errs[0]:.2e} dv1 {errs[1]:.2e}")
+    assert torch.isfinite(dk1).all() and torch.isfinite(dv1).all() and max(errs) < 2e-3, errs

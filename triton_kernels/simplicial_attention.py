@@ -495,6 +495,11 @@ CONFIG_OVERRIDE: dict[str, dict] = {}
 # share an SM; the consumer warpgroup then takes 232 registers from the producer's share (setmaxnreg). At D=128 it
 # runs at 376-382 TF/s against the tl kernel's 298; at D=64 the two are level, so D=64 stays on tl.
 GLUON_FWD_CONFIG = {128: dict(BLOCK_M=64, BLOCK_N=64, NUM_BUF=2, V2_BUF=1, num_warps=4, maxnreg=128)}
+# The Gluon dK1/dV1 kernel's: two programs per SM (maxnreg=128, <= 113 KiB of shared memory), the next offset's
+# Q*K2 / dO*V2 formed while this offset's dV1/dK1 wgmmas run (FORM_AHEAD). 6.5 vs 7.2 ms (D=64), 12.4 vs 14.3 ms
+# (D=128, 32 query rows per step so that it fits) for the tl kernel (benchmarks/results/gluon-forward-2026-11-27.md).
+GLUON_DK1_CONFIG = {64: dict(BLOCK_M=64, BLOCK_N=64, NUM_BUF=2, FORM_AHEAD=True, num_warps=4, maxnreg=128),
+                    128: dict(BLOCK_M=32, BLOCK_N=64, NUM_BUF=1, FORM_AHEAD=True, num_warps=4, maxnreg=128)}
 
 
 def _config(kind: str, d: int, dtype: torch.dtype, w1: int = 0) -> dict:
@@ -507,8 +512,8 @@ def _config(kind: str, d: int, dtype: torch.dtype, w1: int = 0) -> dict:
     tiles of 128 with TMA win instead (more tiles per offset amortise the per-offset work over larger steps). At
     D=128 the dq kernel runs as two launches (SPLIT) and sends dQ through atomics (DQ_ATOMIC): each holds fewer fp32
     accumulators and spills less. GLUON: where simplicial_attention_gluon applies (Hopper, 16-bit inputs whose
-    heads pack into rows), the forward runs that warp-specialised kernel with GLUON_FWD_CONFIG[d] instead, and the
-    tl config here is the fallback."""
+    heads pack into rows), the forward (D=128) and the dK1/dV1 kernel (D=64, 128) run its warp-specialised kernels
+    with GLUON_FWD_CONFIG / GLUON_DK1_CONFIG instead, and the tl config here is the fallback."""
     if _interpreting():
         cfg = dict(BLOCK_M=16, BLOCK_N=16, num_warps=1, num_stages=1)
     elif kind == "fwd":
@@ -532,9 +537,9 @@ def _config(kind: str, d: int, dtype: torch.dtype, w1: int = 0) -> dict:
             cfg = dict(BLOCK_M=16, BLOCK_N=32, num_warps=4, num_stages=1, RELOAD=True)
     else:  # bwd_dk1: BLOCK_N k1 rows per program, BLOCK_M query rows per inner tile
         if d <= 64:
-            cfg = dict(BLOCK_M=64, BLOCK_N=64, num_warps=4, num_stages=2)
+            cfg = dict(BLOCK_M=64, BLOCK_N=64, num_warps=4, num_stages=2, GLUON=True)
         elif d <= 128:
-            cfg = dict(BLOCK_M=32, BLOCK_N=128, num_warps=8, num_stages=2)
+            cfg = dict(BLOCK_M=32, BLOCK_N=128, num_warps=8, num_stages=2, GLUON=True)
         else:
             cfg = dict(BLOCK_M=16, BLOCK_N=32, num_warps=4, num_stages=1)
     if dtype == torch.float32 and not _interpreting():
@@ -588,11 +593,11 @@ def _forward(q, k1, k2, v1, v2, w1, w2, sm_scale):
     lse = _new((b, hq, n), q, torch.float32)
     cfg = _config("fwd", d, q.dtype, w1)
     if cfg.get("GLUON") and d in GLUON_FWD_CONFIG:
-        from triton_kernels import simplicial_attention_gluon as gluon_fwd  # Hopper only: imported where it may run
+        from triton_kernels import simplicial_attention_gluon as gluon_kernels  # Hopper only: imported where it may run
 
-        if gluon_fwd.applies(q, k1, k2, v1, v2):
-            LAUNCHED["fwd"] = gluon_fwd.forward(q, k1, k2, v1, v2, w1, w2, sm_scale * _LOG2E, out, lse,
-                                                GLUON_FWD_CONFIG[d])
+        if gluon_kernels.applies(q, k1, k2, v1, v2):
+            LAUNCHED["fwd"] = gluon_kernels.forward(q, k1, k2, v1, v2, w1, w2, sm_scale * _LOG2E, out, lse,
+                                                    GLUON_FWD_CONFIG[d])
             return out, lse
     grid = (triton.cdiv(n, cfg["BLOCK_M"]) * b * hq,)
     descs, tma = _tma_descriptors(cfg, k1, k2, v1, v2)
@@ -648,6 +653,13 @@ def _backward_dk1dv1(do, q, k1, k2, v1, v2, lse, delta, w1, w2, sm_scale):
     dk1 = _new((b, n, hkv, d), q, q.dtype)
     dv1 = _new((b, n, hkv, d), q, q.dtype)
     cfg = _config("bwd_dk1", d, q.dtype)
+    if cfg.get("GLUON") and d in GLUON_DK1_CONFIG:
+        from triton_kernels import simplicial_attention_gluon as gluon_kernels  # Hopper only
+
+        if gluon_kernels.applies(q, k1, k2, v1, v2, do):
+            LAUNCHED["bwd_dk1"] = gluon_kernels.backward_dk1dv1(do, q, k1, k2, v1, v2, lse, delta, w1, w2,
+                                                                sm_scale * _LOG2E, dk1, dv1, GLUON_DK1_CONFIG[d])
+            return dk1, dv1
     LAUNCHED["bwd_dk1"] = _simplicial_bwd_dk1dv1[(triton.cdiv(n, cfg["BLOCK_N"]) * b * hkv,)](
         q, k1, k2, v1, v2, do, lse, delta, dk1, dv1,
         *_s3(q), *_s3(k1), *_s3(k2), *_s3(v1), *_s3(v2), *_s3(do), *_s3(dk1),
