@@ -178,10 +178,67 @@ def check_and_bench_dk1(rep=50, repeat=3) -> bool:
     return ok
 
 
+DQ_CONFIGS = {64: [dict(BLOCK_M=64, BLOCK_N=64, NUM_BUF=2, num_warps=4, maxnreg=128),
+                   dict(BLOCK_M=64, BLOCK_N=64, NUM_BUF=2, num_warps=4, maxnreg=128, DQ_ATOMIC=True)],
+              128: [dict(BLOCK_M=64, BLOCK_N=64, NUM_BUF=2, num_warps=4, maxnreg=128, SPLIT=True, DQ_ATOMIC=True),
+                    dict(BLOCK_M=64, BLOCK_N=32, NUM_BUF=2, num_warps=4, maxnreg=128, SPLIT=True, DQ_ATOMIC=True)]}
+
+
+def dq_gluon(do, q, k1, k2, v1, v2, lse, delta, w1, w2, sm_scale, cfg):
+    b, n, hq, d = q.shape
+    dq = torch.zeros(q.shape, device=q.device, dtype=torch.float32) if cfg.get("DQ_ATOMIC") else torch.empty_like(q)
+    dk2 = torch.zeros(k1.shape, device=q.device, dtype=torch.float32)
+    dv2 = torch.zeros(k1.shape, device=q.device, dtype=torch.float32)
+    kernels = gluon_fwd.backward_dq_dk2dv2(do, q, k1, k2, v1, v2, lse, delta, min(w1, n), min(w2, n), sm_scale,
+                                           dq, dk2, dv2, cfg)
+    return (dq.to(q.dtype), dk2.to(q.dtype), dv2.to(q.dtype)), kernels
+
+
+def check_and_bench_dq(rep=50, repeat=3) -> bool:
+    """The Gluon dQ/dK2/dV2 kernel against the tl one (same lse / delta), CHECK_SHAPES, then timed at the target."""
+    from benchmarks.bench_attention import valid_triples
+    from triton_kernels import simplicial_attention as sa
+
+    ok = True
+    for shape in CHECK_SHAPES + [(4, 8192, 8, 8, 128, 512, 32)]:
+        b, n, hq, hkv, d, w1, w2 = shape
+        g = torch.Generator(device="cuda").manual_seed(0)
+        q = torch.randn(b, n, hq, d, device="cuda", dtype=torch.bfloat16, generator=g)
+        ks = [torch.randn(b, n, hkv, d, device="cuda", dtype=torch.bfloat16, generator=g) for _ in range(4)]
+        do = torch.randn(b, n, hq, d, device="cuda", dtype=torch.bfloat16, generator=g)
+        scale = 1 / math.sqrt(d)
+        out, lse = sa._forward(q, *ks, min(w1, n), min(w2, n), scale)
+        delta = sa._backward_delta(do, out)
+        ref = sa._backward_dq_dk2dv2(do, q, *ks, lse, delta, min(w1, n), min(w2, n), scale)
+        for cfg in DQ_CONFIGS[d]:
+            errs, finite = [0.0, 0.0, 0.0], True
+            for _ in range(repeat):
+                outs, kerns = dq_gluon(do, q, *ks, lse, delta, w1, w2, scale, cfg)
+                for i, (a, r) in enumerate(zip(outs, ref)):
+                    errs[i] = max(errs[i], ((a.float() - r.float()).norm() / r.float().norm()).item())
+                    finite &= torch.isfinite(a).all().item()
+            good = max(errs) < 1e-2 and finite
+            ok &= good
+            print(f"check dq {shape} {cfg}: max over {repeat}: dq {errs[0]:.2e} dk2 {errs[1]:.2e} dv2 {errs[2]:.2e} "
+                  f"{'ok' if good else 'FAIL'}", flush=True)
+            if n == 8192:
+                fl = 4 * b * hq * d * valid_triples(n, w1, w2)
+                t_tl = triton.testing.do_bench(lambda: sa._backward_dq_dk2dv2(do, q, *ks, lse, delta, w1, w2, scale),
+                                               warmup=10, rep=rep, return_mode="median")
+                t_g = triton.testing.do_bench(lambda: dq_gluon(do, q, *ks, lse, delta, w1, w2, scale, cfg),
+                                              warmup=10, rep=rep, return_mode="median")
+                info = " / ".join(f"{k.n_regs} regs {k.n_spills} spills" for k in kerns)
+                print(f"| dq D={d} | tl default | {t_tl:.3f} ms | {1.25 * fl / t_tl / 1e9:.0f} TF/s |\n"
+                      f"| dq D={d} | Gluon {cfg} | {t_g:.3f} ms | {1.25 * fl / t_g / 1e9:.0f} TF/s | {info} "
+                      f"| {t_tl / t_g:.2f}x |", flush=True)
+    return ok
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--check", action="store_true", help="only the correctness check")
     ap.add_argument("--dk1", action="store_true", help="the dK1/dV1 backward kernel instead of the forward")
+    ap.add_argument("--dq", action="store_true", help="the dQ/dK2/dV2 backward kernel instead of the forward")
     ap.add_argument("--rep", type=int, default=50)
     args = ap.parse_args(argv)
     if not torch.cuda.is_available():
@@ -190,8 +247,9 @@ def main(argv=None) -> int:
     print(f"# {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())} | {torch.cuda.get_device_name()} | "
           f"torch {torch.__version__} | triton {triton.__version__} | command: python benchmarks/gluon_forward.py "
           f"{' '.join(argv if argv is not None else sys.argv[1:])}", flush=True)
-    if args.dk1:
-        return 0 if check_and_bench_dk1(args.rep) else 1
+    if args.dk1 or args.dq:
+        ok = (not args.dq or check_and_bench_dq(args.rep)) & (not args.dk1 or check_and_bench_dk1(args.rep))
+        return 0 if ok else 1
     ok = check(CONFIGS)
     print(f"# check: {'all outputs match' if ok else 'MISMATCH (timings below are of a wrong kernel)'}")
     if not args.check:

@@ -468,3 +468,204 @@ def backward_dk1dv1(do, q, k1, k2, v1, v2, lse, delta, w1, w2, qk_scale, dk1, dv
         HEAD_DIM=d, BLOCK_M=cfg["BLOCK_M"], BLOCK_N=cfg["BLOCK_N"], NUM_BUF=cfg["NUM_BUF"],
         FORM_AHEAD=cfg.get("FORM_AHEAD", False), num_warps=cfg["num_warps"], maxnreg=cfg["maxnreg"],
     )
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# backward: dQ, dK2 and dV2 (the query frame of simplicial_attention._simplicial_bwd_dq_dk2dv2)
+# --------------------------------------------------------------------------------------------------------------------
+
+
+@gluon.jit
+def _dq_producer(q_desc, do_desc, k1_desc, v1_desc, k2_desc, v2_desc, q_s, do_s, k1_s, v1_s, k2_s, v2_s,
+                 q_ready, kv_ready, kv_empty, k2_ready, k2_empty, v2_ready, v2_empty,
+                 row0, col_q, col_k, start_m, lo, n_tiles, W2,
+                 BLOCK_N: gl.constexpr, NUM_BUF: gl.constexpr, PART: gl.constexpr):
+    """Q and dO once; per offset K2_t (held to the offset's end) and, where dP is formed, V2_t (freed once dO * V2_t
+    is formed); per step the K1_j / V1_j tiles into a NUM_BUF ring."""
+    mbarrier.expect(q_ready, q_desc.block_type.nbytes + do_desc.block_type.nbytes)
+    tma.async_copy_global_to_shared(q_desc, [row0 + start_m, col_q], q_ready, q_s)
+    tma.async_copy_global_to_shared(do_desc, [row0 + start_m, col_q], q_ready, do_s)
+    for step in range(0, W2 * n_tiles):
+        t = step // n_tiles
+        j = step - t * n_tiles
+        if j == 0:
+            mbarrier.wait(k2_empty, (t & 1) ^ 1)
+            mbarrier.expect(k2_ready, k2_desc.block_type.nbytes)
+            tma.async_copy_global_to_shared(k2_desc, [row0 + start_m - t, col_k], k2_ready, k2_s)
+            if PART != 2:
+                mbarrier.wait(v2_empty, (t & 1) ^ 1)
+                mbarrier.expect(v2_ready, v2_desc.block_type.nbytes)
+                tma.async_copy_global_to_shared(v2_desc, [row0 + start_m - t, col_k], v2_ready, v2_s)
+        s = step % NUM_BUF
+        mbarrier.wait(kv_empty.index(s), ((step // NUM_BUF) & 1) ^ 1)
+        mbarrier.expect(kv_ready.index(s), k1_desc.block_type.nbytes + v1_desc.block_type.nbytes)
+        row = row0 + lo + j * BLOCK_N
+        tma.async_copy_global_to_shared(k1_desc, [row, col_k], kv_ready.index(s), k1_s.index(s))
+        tma.async_copy_global_to_shared(v1_desc, [row, col_k], kv_ready.index(s), v1_s.index(s))
+
+
+@gluon.jit
+def _dq_consumer(q_s, do_s, k1_s, v1_s, k2_s, v2_s, q_ready, kv_ready, kv_empty, k2_ready, k2_empty, v2_ready,
+                 v2_empty, Lse, Delta, DQ, DK2, DV2, stats_base, dq_base, g_base, stride_qn, stride_gn, N, W1, W2,
+                 qk_scale, sm_scale, start_m, lo, full_lo, full_hi, n_tiles,
+                 HEAD_DIM: gl.constexpr, BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr, NUM_BUF: gl.constexpr,
+                 PART: gl.constexpr, DQ_ATOMIC: gl.constexpr, num_warps: gl.constexpr):
+    """Per step S = (Q*K2_t) @ K1_j^T, P = exp2(S - lse) (masked on edge tiles), and for PART != 2
+    dP = (dO*V2_t) @ V1_j^T, U_t += P*(dP - delta) @ K1_j; for PART != 1 W_t += P @ V1_j. At an offset's last tile:
+    dQ += U_t * K2_t (registers, or an atomic add with DQ_ATOMIC), and one relaxed atomic add each of U_t * Q to dK2
+    and W_t * dO to dV2 at rows i - t."""
+    s_layout: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[num_warps, 1],
+                                                       instr_shape=[16, BLOCK_N, 16])
+    o_layout: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[num_warps, 1],
+                                                       instr_shape=[16, HEAD_DIM, 16])
+    a_layout: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=s_layout, k_width=2)
+    p_layout: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=o_layout, k_width=2)
+    row_s: gl.constexpr = gl.SliceLayout(1, s_layout)
+    row_o: gl.constexpr = gl.SliceLayout(1, o_layout)
+    dtype: gl.constexpr = k1_s.dtype
+
+    offs_m = start_m + gl.arange(0, BLOCK_M, layout=row_s)
+    offs_n = gl.arange(0, BLOCK_N, layout=gl.SliceLayout(0, s_layout))
+    m_ok = offs_m < N
+    lse = gl.load(Lse + stats_base + offs_m, mask=m_ok, other=0.0)
+    delta = gl.load(Delta + stats_base + offs_m, mask=m_ok, other=0.0)
+    rows_o = start_m + gl.arange(0, BLOCK_M, layout=row_o)
+    cols_o = gl.arange(0, HEAD_DIM, layout=gl.SliceLayout(0, o_layout))
+    s_zero = gl.zeros([BLOCK_M, BLOCK_N], gl.float32, layout=s_layout)
+    u = gl.zeros([BLOCK_M, HEAD_DIM], gl.float32, layout=o_layout)
+    w = gl.zeros([BLOCK_M, HEAD_DIM], gl.float32, layout=o_layout)
+    dq = gl.zeros([BLOCK_M, HEAD_DIM], gl.float32, layout=o_layout)
+    qk2 = gl.zeros([BLOCK_M, HEAD_DIM], dtype, layout=a_layout)
+    dov2 = gl.zeros([BLOCK_M, HEAD_DIM], dtype, layout=a_layout)
+    mbarrier.wait(q_ready, 0)
+    for step in range(0, W2 * n_tiles):
+        t = step // n_tiles
+        j = step - t * n_tiles
+        if j == 0:
+            mbarrier.wait(k2_ready, t & 1)
+            qk2 = (q_s.load(a_layout).to(gl.float32) * (k2_s.load(a_layout).to(gl.float32) * qk_scale)).to(dtype)
+            if PART != 2:
+                mbarrier.wait(v2_ready, t & 1)
+                dov2 = (do_s.load(a_layout).to(gl.float32) * v2_s.load(a_layout).to(gl.float32)).to(dtype)
+                _release(v2_empty)
+        s = step % NUM_BUF
+        mbarrier.wait(kv_ready.index(s), (step // NUM_BUF) & 1)
+        sc = warpgroup_mma(qk2, k1_s.index(s).permute((1, 0)), s_zero, use_acc=False, is_async=True)
+        if PART != 2:
+            dp = warpgroup_mma(dov2, v1_s.index(s).permute((1, 0)), s_zero, use_acc=False, is_async=True)
+            sc, dp = warpgroup_mma_wait(num_outstanding=0, deps=(sc, dp))
+        else:
+            sc = warpgroup_mma_wait(num_outstanding=0, deps=(sc, ))
+        p = gl.exp2(sc - gl.expand_dims(lse, 1))
+        start_n = lo + j * BLOCK_N
+        if (start_n < full_lo) | (start_n + BLOCK_N > full_hi) | (t > start_m):  # tile crosses a window edge
+            lim = gl.where(((offs_m - t) >= 0) & m_ok, W1, 0).to(gl.uint32)
+            diff = gl.expand_dims(offs_m, 1) - gl.expand_dims(start_n + offs_n, 0)
+            p = gl.where(diff.to(gl.uint32, bitcast=True) < gl.expand_dims(lim, 1), p, 0.0)
+        if PART != 2:
+            ds = p * (dp - gl.expand_dims(delta, 1))
+            u = warpgroup_mma(gl.convert_layout(ds.to(dtype), p_layout), k1_s.index(s), u, use_acc=j > 0,
+                              is_async=True)
+        if PART != 1:
+            w = warpgroup_mma(gl.convert_layout(p.to(dtype), p_layout), v1_s.index(s), w, use_acc=j > 0,
+                              is_async=True)
+        if PART == 0:
+            u, w = warpgroup_mma_wait(num_outstanding=0, deps=(u, w))
+        elif PART == 1:
+            u = warpgroup_mma_wait(num_outstanding=0, deps=(u, ))
+        else:
+            w = warpgroup_mma_wait(num_outstanding=0, deps=(w, ))
+        _release(kv_empty.index(s))
+        if j == n_tiles - 1:  # the offset's last tile
+            k_rows = rows_o - t
+            k_ok = gl.expand_dims((k_rows >= 0) & (rows_o < N), 1)
+            g_ptrs = g_base + gl.expand_dims(k_rows, 1) * stride_gn + gl.expand_dims(cols_o, 0)
+            if PART != 2:
+                k2 = k2_s.load(o_layout).to(gl.float32)
+                if DQ_ATOMIC:
+                    q_ptrs = dq_base + gl.expand_dims(rows_o, 1) * stride_qn + gl.expand_dims(cols_o, 0)
+                    gl.atomic_add(DQ + q_ptrs, u * k2 * sm_scale, mask=gl.expand_dims(rows_o < N, 1), sem="relaxed")
+                else:
+                    dq += u * k2
+                gl.atomic_add(DK2 + g_ptrs, u * q_s.load(o_layout).to(gl.float32) * sm_scale, mask=k_ok,
+                              sem="relaxed")
+            if PART != 1:
+                gl.atomic_add(DV2 + g_ptrs, w * do_s.load(o_layout).to(gl.float32), mask=k_ok, sem="relaxed")
+            _release(k2_empty)
+    if PART != 2:
+        if not DQ_ATOMIC:
+            q_ptrs = dq_base + gl.expand_dims(rows_o, 1) * stride_qn + gl.expand_dims(cols_o, 0)
+            gl.store(DQ + q_ptrs, (dq * sm_scale).to(DQ.dtype.element_ty), mask=gl.expand_dims(rows_o < N, 1))
+
+
+@gluon.jit(do_not_specialize=["N", "W1", "W2", "H", "GROUP"])
+def _simplicial_bwd_dq_gluon(q_desc, do_desc, k1_desc, v1_desc, k2_desc, v2_desc, Lse, Delta, DQ, DK2, DV2,
+                             stride_qb, stride_qn, stride_gb, stride_gn, N, W1, W2, qk_scale, sm_scale, H, GROUP,
+                             HEAD_DIM: gl.constexpr, BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr,
+                             NUM_BUF: gl.constexpr, PART: gl.constexpr, DQ_ATOMIC: gl.constexpr,
+                             num_warps: gl.constexpr):
+    num_m = gl.cdiv(N, BLOCK_M)
+    pid = gl.program_id(0)
+    pid_m = pid % num_m
+    pid_bh = pid // num_m
+    b = pid_bh // H
+    h = pid_bh % H
+    hk = h // GROUP
+    start_m = pid_m * BLOCK_M
+    lo = gl.maximum(start_m - W1 + 1, 0)
+    hi = gl.minimum(start_m + BLOCK_M, N)
+    full_lo = gl.maximum(start_m + BLOCK_M - W1, lo)
+    full_hi = gl.minimum(start_m + 1, hi)
+    n_tiles = gl.cdiv(hi - lo, BLOCK_N)
+
+    dtype: gl.constexpr = k1_desc.dtype
+    q_s = gl.allocate_shared_memory(dtype, q_desc.block_type.shape, q_desc.layout)
+    do_s = gl.allocate_shared_memory(dtype, do_desc.block_type.shape, do_desc.layout)
+    k2_s = gl.allocate_shared_memory(dtype, k2_desc.block_type.shape, k2_desc.layout)
+    v2_s = gl.allocate_shared_memory(dtype, v2_desc.block_type.shape, v2_desc.layout)
+    k1_s = gl.allocate_shared_memory(dtype, [NUM_BUF] + k1_desc.block_type.shape, k1_desc.layout)
+    v1_s = gl.allocate_shared_memory(dtype, [NUM_BUF] + v1_desc.block_type.shape, v1_desc.layout)
+    q_ready = gl.allocate_shared_memory(gl.int64, [1], mbarrier.MBarrierLayout())
+    k2_ready = gl.allocate_shared_memory(gl.int64, [1], mbarrier.MBarrierLayout())
+    k2_empty = gl.allocate_shared_memory(gl.int64, [1], mbarrier.MBarrierLayout())
+    v2_ready = gl.allocate_shared_memory(gl.int64, [1], mbarrier.MBarrierLayout())
+    v2_empty = gl.allocate_shared_memory(gl.int64, [1], mbarrier.MBarrierLayout())
+    kv_ready = gl.allocate_shared_memory(gl.int64, [NUM_BUF, 1], mbarrier.MBarrierLayout())
+    kv_empty = gl.allocate_shared_memory(gl.int64, [NUM_BUF, 1], mbarrier.MBarrierLayout())
+    mbarrier.init(q_ready, count=1)
+    mbarrier.init(k2_ready, count=1)
+    mbarrier.init(k2_empty, count=1)
+    mbarrier.init(v2_ready, count=1)
+    mbarrier.init(v2_empty, count=1)
+    for i in gl.static_range(NUM_BUF):
+        mbarrier.init(kv_ready.index(i), count=1)
+        mbarrier.init(kv_empty.index(i), count=1)
+
+    gl.warp_specialize([
+        (_dq_consumer, (q_s, do_s, k1_s, v1_s, k2_s, v2_s, q_ready, kv_ready, kv_empty, k2_ready, k2_empty, v2_ready,
+                        v2_empty, Lse, Delta, DQ, DK2, DV2, pid_bh.to(gl.int64) * N,
+                        b.to(gl.int64) * stride_qb + h * HEAD_DIM, b.to(gl.int64) * stride_gb + hk * HEAD_DIM,
+                        stride_qn, stride_gn, N, W1, W2, qk_scale, sm_scale, start_m, lo, full_lo, full_hi, n_tiles,
+                        HEAD_DIM, BLOCK_M, BLOCK_N, NUM_BUF, PART, DQ_ATOMIC, num_warps)),
+        (_dq_producer, (q_desc, do_desc, k1_desc, v1_desc, k2_desc, v2_desc, q_s, do_s, k1_s, v1_s, k2_s, v2_s,
+                        q_ready, kv_ready, kv_empty, k2_ready, k2_empty, v2_ready, v2_empty,
+                        b * N, h * HEAD_DIM, hk * HEAD_DIM, start_m, lo, n_tiles, W2, BLOCK_N, NUM_BUF, PART)),
+    ], [PRODUCER_WARPS], [24])
+
+
+def backward_dq_dk2dv2(do, q, k1, k2, v1, v2, lse, delta, w1, w2, sm_scale, dq, dk2, dv2, cfg: dict):
+    """Fill dq (q.dtype, or fp32 zeros with DQ_ATOMIC) and add into dk2, dv2 (fp32 zeros, [B, N, Hkv, D]) like
+    simplicial_attention._backward_dq_dk2dv2 (windows clipped to N, lse base 2). cfg: BLOCK_M, BLOCK_N, NUM_BUF,
+    SPLIT (two launches: dQ/dK2, then dV2), DQ_ATOMIC, num_warps, maxnreg. Returns the last compiled kernel."""
+    b, n, hq, d = q.shape
+    grid = (triton.cdiv(n, cfg["BLOCK_M"]) * b * hq,)
+    descs = (_descriptor(q, cfg["BLOCK_M"]), _descriptor(do, cfg["BLOCK_M"]), _descriptor(k1, cfg["BLOCK_N"]),
+             _descriptor(v1, cfg["BLOCK_N"]), _descriptor(k2, cfg["BLOCK_M"]), _descriptor(v2, cfg["BLOCK_M"]))
+    kernels = []
+    for part in ((1, 2) if cfg.get("SPLIT") else (0,)):
+        kernels.append(_simplicial_bwd_dq_gluon[grid](
+            *descs, lse, delta, dq, dk2, dv2, dq.stride(0), dq.stride(1), dk2.stride(0), dk2.stride(1),
+            n, w1, w2, sm_scale * 1.4426950408889634, sm_scale, hq, hq // k1.shape[2],
+            HEAD_DIM=d, BLOCK_M=cfg["BLOCK_M"], BLOCK_N=cfg["BLOCK_N"], NUM_BUF=cfg["NUM_BUF"], PART=part,
+            DQ_ATOMIC=cfg.get("DQ_ATOMIC", False), num_warps=cfg["num_warps"], maxnreg=cfg["maxnreg"]))
+    return kernels
