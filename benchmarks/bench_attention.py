@@ -226,8 +226,9 @@ SWEEP_VARIANTS = {
               variant(128, 64, 8, 3, **_TR), variant(64, 64, 4, 2, **_TR)],
     },
     "bwd_dq": {
-        64: [variant(64, 64, 4, 3, **_TR), variant(64, 64, 4, 2, SPLIT=True, DQ_ATOMIC=True, **_TR)],
-        128: [variant(64, 64, 4, 2, SPLIT=True, DQ_ATOMIC=True, **_TR), variant(64, 64, 8, 3, SPLIT=True, **_TR)],
+        64: [variant(64, 64, 4, 3, GLUON=True, **_TR), variant(64, 64, 4, 3, **_TR)],
+        128: [variant(64, 64, 4, 2, SPLIT=True, DQ_ATOMIC=True, GLUON=True, **_TR),
+              variant(64, 64, 4, 2, SPLIT=True, DQ_ATOMIC=True, **_TR)],
     },
     "bwd_dk1": {64: [variant(64, 64, 4, 2, GLUON=True), variant(64, 64, 4, 2), variant(32, 128, 8, 2)],
                 128: [variant(32, 128, 8, 2, GLUON=True), variant(32, 128, 8, 2), variant(64, 64, 4, 2)]},

@@ -498,6 +498,10 @@ GLUON_FWD_CONFIG = {128: dict(BLOCK_M=64, BLOCK_N=64, NUM_BUF=2, V2_BUF=1, num_w
 # The Gluon dK1/dV1 kernel's: two programs per SM (maxnreg=128, <= 113 KiB of shared memory), the next offset's
 # Q*K2 / dO*V2 formed while this offset's dV1/dK1 wgmmas run (FORM_AHEAD). 6.5 vs 7.2 ms (D=64), 12.4 vs 14.3 ms
 # (D=128, 32 query rows per step so that it fits) for the tl kernel (benchmarks/results/gluon-forward-2026-11-27.md).
+# The Gluon dQ/dK2/dV2 kernel's: one launch at D=64 (5.7 vs 7.0 ms); at D=128 two (dQ/dK2, then dV2) with dQ
+# summed by atomics and K1 tiles of 32 rows, so each fits two programs per SM without spilling (16.9 vs 22.5 ms).
+GLUON_DQ_CONFIG = {64: dict(BLOCK_M=64, BLOCK_N=64, NUM_BUF=2, num_warps=4, maxnreg=128),
+                   128: dict(BLOCK_M=64, BLOCK_N=32, NUM_BUF=2, SPLIT=True, DQ_ATOMIC=True, num_warps=4, maxnreg=128)}
 GLUON_DK1_CONFIG = {64: dict(BLOCK_M=64, BLOCK_N=64, NUM_BUF=2, FORM_AHEAD=True, num_warps=4, maxnreg=128),
                     128: dict(BLOCK_M=32, BLOCK_N=64, NUM_BUF=1, FORM_AHEAD=True, num_warps=4, maxnreg=128)}
 
@@ -512,8 +516,8 @@ def _config(kind: str, d: int, dtype: torch.dtype, w1: int = 0) -> dict:
     tiles of 128 with TMA win instead (more tiles per offset amortise the per-offset work over larger steps). At
     D=128 the dq kernel runs as two launches (SPLIT) and sends dQ through atomics (DQ_ATOMIC): each holds fewer fp32
     accumulators and spills less. GLUON: where simplicial_attention_gluon applies (Hopper, 16-bit inputs whose
-    heads pack into rows), the forward (D=128) and the dK1/dV1 kernel (D=64, 128) run its warp-specialised kernels
-    with GLUON_FWD_CONFIG / GLUON_DK1_CONFIG instead, and the tl config here is the fallback."""
+    heads pack into rows), the forward (D=128) and both backward kernels (D=64, 128) run its warp-specialised
+    kernels with GLUON_FWD_CONFIG / GLUON_DQ_CONFIG / GLUON_DK1_CONFIG instead; the tl config here is the fallback."""
     if _interpreting():
         cfg = dict(BLOCK_M=16, BLOCK_N=16, num_warps=1, num_stages=1)
     elif kind == "fwd":
@@ -529,10 +533,10 @@ def _config(kind: str, d: int, dtype: torch.dtype, w1: int = 0) -> dict:
             cfg = dict(BLOCK_M=32, BLOCK_N=32, num_warps=4, num_stages=2, RELOAD=True)
     elif kind == "bwd_dq":
         if d <= 64:
-            cfg = dict(BLOCK_M=64, BLOCK_N=64, num_warps=4, num_stages=3, TMA=True, RELOAD=True)
+            cfg = dict(BLOCK_M=64, BLOCK_N=64, num_warps=4, num_stages=3, TMA=True, RELOAD=True, GLUON=True)
         elif d <= 128:
             cfg = dict(BLOCK_M=64, BLOCK_N=64, num_warps=4, num_stages=2, TMA=True, RELOAD=True, SPLIT=True,
-                       DQ_ATOMIC=True)
+                       DQ_ATOMIC=True, GLUON=True)
         else:
             cfg = dict(BLOCK_M=16, BLOCK_N=32, num_warps=4, num_stages=1, RELOAD=True)
     else:  # bwd_dk1: BLOCK_N k1 rows per program, BLOCK_M query rows per inner tile
@@ -627,11 +631,24 @@ def _backward_dq_dk2dv2(do, q, k1, k2, v1, v2, lse, delta, w1, w2, sm_scale):
     b, n, hq, d = q.shape
     hkv = k1.shape[2]
     cfg = _config("bwd_dq", d, q.dtype)
-    dq_atomic = cfg.get("DQ_ATOMIC", False)
+    gluon_cfg = None
+    if cfg.get("GLUON") and d in GLUON_DQ_CONFIG:
+        from triton_kernels import simplicial_attention_gluon as gluon_kernels  # Hopper only
+
+        if gluon_kernels.applies(q, k1, k2, v1, v2, do):
+            gluon_cfg = GLUON_DQ_CONFIG[d]
+    dq_atomic = (gluon_cfg or cfg).get("DQ_ATOMIC", False)
     dq_shape = (b, n, hq, d)
     dq = torch.zeros(dq_shape, device=q.device, dtype=torch.float32) if dq_atomic else _new(dq_shape, q, q.dtype)
     dk2 = torch.zeros((b, n, hkv, d), device=q.device, dtype=torch.float32)
     dv2 = torch.zeros((b, n, hkv, d), device=q.device, dtype=torch.float32)
+    if gluon_cfg is not None:
+        kernels = gluon_kernels.backward_dq_dk2dv2(do, q, k1, k2, v1, v2, lse, delta, w1, w2, sm_scale, dq, dk2, dv2,
+                                                   gluon_cfg)
+        LAUNCHED["bwd_dq"] = kernels[0]
+        if len(kernels) == 2:  # SPLIT: the dV2 launch
+            LAUNCHED["bwd_dq_w"] = kernels[1]
+        return dq.to(q.dtype), dk2.to(q.dtype), dv2.to(q.dtype)
     descs, tma = _tma_descriptors(cfg, k1, k2, v1, v2)
     grid = (triton.cdiv(n, cfg["BLOCK_M"]) * b * hq,)
     for part in ((1, 2) if cfg.get("SPLIT", False) else (0,)):
