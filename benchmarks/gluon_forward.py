@@ -234,11 +234,39 @@ def check_and_bench_dq(rep=50, repeat=3) -> bool:
     return ok
 
 
+def stress(launches=40) -> bool:
+    """The package's forward (Gluon at D=128 on Hopper) launched many times on the GPU test's largest shape, in fp16
+    and bf16, against the tl forward: any launch that differs, and where (batch-head, rows), shows a race."""
+    from tests.test_kernels import make_inputs
+    from triton_kernels import simplicial_attention as sa
+
+    ok = True
+    for dtype in (torch.float16, torch.bfloat16):
+        q, k1, k2, v1, v2 = make_inputs(1, 4096, 4, 1, 128, dtype, "cuda", seed=3)
+        sa.CONFIG_OVERRIDE["fwd"] = {"GLUON": False}
+        ref, ref_lse = sa._forward(q, k1, k2, v1, v2, 512, 32, 128 ** -0.5)
+        sa.CONFIG_OVERRIDE.clear()
+        bad = 0
+        for i in range(launches):
+            out, lse = sa._forward(q, k1, k2, v1, v2, 512, 32, 128 ** -0.5)
+            diff = (out.float() - ref.float()).abs().amax(dim=-1)  # [B, N, H]
+            if diff.max().item() > 0:
+                bad += 1
+                rows = diff.nonzero()
+                print(f"{str(dtype)[6:]} launch {i}: max abs diff {diff.max().item():.3e} at {rows.shape[0]} rows, "
+                      f"first {rows[:4].tolist()} last {rows[-2:].tolist()}; lse diff "
+                      f"{(lse - ref_lse).abs().max().item():.2e}", flush=True)
+        print(f"# stress {str(dtype)[6:]}: {bad} of {launches} launches differ from the tl forward", flush=True)
+        ok &= bad == 0
+    return ok
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--check", action="store_true", help="only the correctness check")
     ap.add_argument("--dk1", action="store_true", help="the dK1/dV1 backward kernel instead of the forward")
     ap.add_argument("--dq", action="store_true", help="the dQ/dK2/dV2 backward kernel instead of the forward")
+    ap.add_argument("--stress", action="store_true", help="repeat the forward on one shape, report differing launches")
     ap.add_argument("--rep", type=int, default=50)
     args = ap.parse_args(argv)
     if not torch.cuda.is_available():
@@ -247,6 +275,8 @@ def main(argv=None) -> int:
     print(f"# {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())} | {torch.cuda.get_device_name()} | "
           f"torch {torch.__version__} | triton {triton.__version__} | command: python benchmarks/gluon_forward.py "
           f"{' '.join(argv if argv is not None else sys.argv[1:])}", flush=True)
+    if args.stress:
+        return 0 if stress() else 1
     if args.dk1 or args.dq:
         ok = (not args.dq or check_and_bench_dq(args.rep)) & (not args.dk1 or check_and_bench_dk1(args.rep))
         return 0 if ok else 1
