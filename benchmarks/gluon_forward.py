@@ -276,7 +276,10 @@ def main(argv=None) -> int:
           f"torch {torch.__version__} | triton {triton.__version__} | command: python benchmarks/gluon_forward.py "
           f"{' '.join(argv if argv is not None else sys.argv[1:])}", flush=True)
     if args.stress:
-        return 0 if stress() else 1
+        ok = stress()
+        if args.dk1 or args.dq:
+            ok &= (not args.dq or check_and_bench_dq(args.rep)) & (not args.dk1 or check_and_bench_dk1(args.rep))
+        return 0 if ok else 1
     if args.dk1 or args.dq:
         ok = (not args.dq or check_and_bench_dq(args.rep)) & (not args.dk1 or check_and_bench_dk1(args.rep))
         return 0 if ok else 1

@@ -64,7 +64,10 @@ def _producer(q_desc, k1_desc, v1_desc, k2_desc, v2_desc, q_s, k1_s, v1_s, k2_s,
 
 @gluon.jit
 def _release(bar):
-    gl.thread_barrier()  # every warp of the consumer is done with the buffer (its loads returned, its wgmma waited)
+    """Hand a buffer back to the producer: every consumer warp is done with it (its loads returned, its wgmmas
+    waited), and its generic-proxy reads are ordered before the producer's TMA (async-proxy) overwrite."""
+    gl.thread_barrier()
+    fence_async_shared()
     mbarrier.arrive(bar, count=1)
 
 
@@ -320,9 +323,7 @@ def _form_operands(q_s, do_s, k2_s, v2_s, e_ready, e_empty, it, qk_scale, qk2_s,
     mbarrier.wait(e_ready.index(e), (it // NUM_BUF) & 1)
     _form_product(q_s, k2_s.index(e), qk2_s, qk_scale, HALF, layout)
     _form_product(do_s, v2_s.index(e), dov2_s, 1.0, HALF, layout)
-    gl.thread_barrier()  # every warp's part is stored and its K2 / V2 reads returned
-    mbarrier.arrive(e_empty.index(e), count=1)
-    fence_async_shared()  # the stores are visible to the wgmma (async proxy)
+    _release(e_empty.index(e))  # also orders the stores before the wgmmas (async proxy) that read them
 
 
 @gluon.jit
@@ -390,7 +391,7 @@ def _dk1_consumer(q_s, do_s, k1_s, v1_s, k2_s, v2_s, qk2_s, dov2_s, kv1_ready, q
                                        form_layout)
                 dv1, dk1 = warpgroup_mma_wait(num_outstanding=0, deps=(dv1, dk1))
                 gl.thread_barrier()  # both wgmmas of every warp are done with this offset's operands
-            mbarrier.arrive(qd_empty.index(qb), count=1)
+            _release(qd_empty.index(qb))
     dk1 = dk1 * 0.6931471805599453  # ln(2): Q*K2 carries sm_scale * log2(e); dK1 wants sm_scale alone
     rows = start_n + gl.arange(0, BLOCK_N, layout=gl.SliceLayout(1, g_layout))
     offs_d = gl.arange(0, HEAD_DIM, layout=gl.SliceLayout(0, g_layout))
