@@ -153,6 +153,7 @@ def check_and_bench_dk1(rep=50, repeat=3) -> bool:
         scale = 1 / math.sqrt(d)
         out, lse = sa._forward(q, *ks, min(w1, n), min(w2, n), scale)
         delta = sa._backward_delta(do, out)
+        sa.CONFIG_OVERRIDE["bwd_dk1"] = {"GLUON": False}  # the reference and the baseline: the tl kernel
         ref = sa._backward_dk1dv1(do, q, *ks, lse, delta, min(w1, n), min(w2, n), scale)
         for cfg in DK1_CONFIGS[d]:
             errs, finite = [0.0, 0.0], True
@@ -175,6 +176,7 @@ def check_and_bench_dk1(rep=50, repeat=3) -> bool:
                 print(f"| dk1 D={d} | tl default | {t_tl:.3f} ms | {1.25 * fl / t_tl / 1e9:.0f} TF/s | {k_tl.n_regs} regs "
                       f"{k_tl.n_spills} spills |\n| dk1 D={d} | Gluon {cfg} | {t_g:.3f} ms | {1.25 * fl / t_g / 1e9:.0f} "
                       f"TF/s | {kern.n_regs} regs {kern.n_spills} spills | {t_tl / t_g:.2f}x |", flush=True)
+        sa.CONFIG_OVERRIDE.clear()
     return ok
 
 
@@ -209,6 +211,7 @@ def check_and_bench_dq(rep=50, repeat=3) -> bool:
         scale = 1 / math.sqrt(d)
         out, lse = sa._forward(q, *ks, min(w1, n), min(w2, n), scale)
         delta = sa._backward_delta(do, out)
+        sa.CONFIG_OVERRIDE["bwd_dq"] = {"GLUON": False}  # the reference and the baseline: the tl kernel
         ref = sa._backward_dq_dk2dv2(do, q, *ks, lse, delta, min(w1, n), min(w2, n), scale)
         for cfg in DQ_CONFIGS[d]:
             errs, finite = [0.0, 0.0, 0.0], True
@@ -231,6 +234,7 @@ def check_and_bench_dq(rep=50, repeat=3) -> bool:
                 print(f"| dq D={d} | tl default | {t_tl:.3f} ms | {1.25 * fl / t_tl / 1e9:.0f} TF/s |\n"
                       f"| dq D={d} | Gluon {cfg} | {t_g:.3f} ms | {1.25 * fl / t_g / 1e9:.0f} TF/s | {info} "
                       f"| {t_tl / t_g:.2f}x |", flush=True)
+        sa.CONFIG_OVERRIDE.clear()
     return ok
 
 
