@@ -131,53 +131,12 @@ DK1_CONFIGS = {64: [dict(BLOCK_M=64, NUM_BUF=2, **_D), dict(BLOCK_M=64, NUM_BUF=
 
 
 def dk1_gluon(do, q, k1, k2, v1, v2, lse, delta, w1, w2, sm_scale, cfg):
+    """((dk1, dv1), [compiled kernel]) of the Gluon dK1/dV1 kernel with launch config cfg."""
     n = q.shape[1]
     dk1, dv1 = torch.empty_like(k1), torch.empty_like(v1)
     kernel = gluon_fwd.backward_dk1dv1(do, q, k1, k2, v1, v2, lse, delta, min(w1, n), min(w2, n), sm_scale * _LOG2E,
                                        dk1, dv1, cfg)
-    return dk1, dv1, kernel
-
-
-def check_and_bench_dk1(rep=50, repeat=3) -> bool:
-    """The Gluon dK1/dV1 kernel against the tl one (same lse / delta), CHECK_SHAPES, then timed at the target."""
-    from benchmarks.bench_attention import valid_triples
-    from triton_kernels import simplicial_attention as sa
-
-    ok = True
-    for shape in CHECK_SHAPES + [(4, 8192, 8, 8, 128, 512, 32)]:
-        b, n, hq, hkv, d, w1, w2 = shape
-        g = torch.Generator(device="cuda").manual_seed(0)
-        q = torch.randn(b, n, hq, d, device="cuda", dtype=torch.bfloat16, generator=g)
-        ks = [torch.randn(b, n, hkv, d, device="cuda", dtype=torch.bfloat16, generator=g) for _ in range(4)]
-        do = torch.randn(b, n, hq, d, device="cuda", dtype=torch.bfloat16, generator=g)
-        scale = 1 / math.sqrt(d)
-        out, lse = sa._forward(q, *ks, min(w1, n), min(w2, n), scale)
-        delta = sa._backward_delta(do, out)
-        sa.CONFIG_OVERRIDE["bwd_dk1"] = {"GLUON": False}  # the reference and the baseline: the tl kernel
-        ref = sa._backward_dk1dv1(do, q, *ks, lse, delta, min(w1, n), min(w2, n), scale)
-        for cfg in DK1_CONFIGS[d]:
-            errs, finite = [0.0, 0.0], True
-            for _ in range(repeat):
-                dk1, dv1, kern = dk1_gluon(do, q, *ks, lse, delta, w1, w2, scale, cfg)
-                for i, (a, r) in enumerate(zip((dk1, dv1), ref)):
-                    errs[i] = max(errs[i], ((a.float() - r.float()).norm() / r.float().norm()).item())
-                    finite &= torch.isfinite(a).all().item()
-            good = max(errs) < 1e-2 and finite
-            ok &= good
-            print(f"check dk1 {shape} {cfg}: max over {repeat}: dk1 rel err {errs[0]:.2e}, dv1 {errs[1]:.2e} "
-                  f"{'ok' if good else 'FAIL'}", flush=True)
-            if n == 8192:
-                fl = 4 * b * hq * d * valid_triples(n, w1, w2)
-                t_tl = triton.testing.do_bench(lambda: sa._backward_dk1dv1(do, q, *ks, lse, delta, w1, w2, scale),
-                                               warmup=10, rep=rep, return_mode="median")
-                t_g = triton.testing.do_bench(lambda: dk1_gluon(do, q, *ks, lse, delta, w1, w2, scale, cfg),
-                                              warmup=10, rep=rep, return_mode="median")
-                k_tl = sa.LAUNCHED["bwd_dk1"]
-                print(f"| dk1 D={d} | tl default | {t_tl:.3f} ms | {1.25 * fl / t_tl / 1e9:.0f} TF/s | {k_tl.n_regs} regs "
-                      f"{k_tl.n_spills} spills |\n| dk1 D={d} | Gluon {cfg} | {t_g:.3f} ms | {1.25 * fl / t_g / 1e9:.0f} "
-                      f"TF/s | {kern.n_regs} regs {kern.n_spills} spills | {t_tl / t_g:.2f}x |", flush=True)
-        sa.CONFIG_OVERRIDE.clear()
-    return ok
+    return (dk1, dv1), [kernel]
 
 
 DQ_CONFIGS = {64: [dict(BLOCK_M=64, BLOCK_N=64, NUM_BUF=2, num_warps=4, maxnreg=128),
@@ -187,7 +146,8 @@ DQ_CONFIGS = {64: [dict(BLOCK_M=64, BLOCK_N=64, NUM_BUF=2, num_warps=4, maxnreg=
 
 
 def dq_gluon(do, q, k1, k2, v1, v2, lse, delta, w1, w2, sm_scale, cfg):
-    b, n, hq, d = q.shape
+    """((dq, dk2, dv2), [compiled kernels]) of the Gluon dQ/dK2/dV2 kernel with launch config cfg."""
+    n = q.shape[1]
     dq = torch.zeros(q.shape, device=q.device, dtype=torch.float32) if cfg.get("DQ_ATOMIC") else torch.empty_like(q)
     dk2 = torch.zeros(k1.shape, device=q.device, dtype=torch.float32)
     dv2 = torch.zeros(k1.shape, device=q.device, dtype=torch.float32)
@@ -196,11 +156,18 @@ def dq_gluon(do, q, k1, k2, v1, v2, lse, delta, w1, w2, sm_scale, cfg):
     return (dq.to(q.dtype), dk2.to(q.dtype), dv2.to(q.dtype)), kernels
 
 
-def check_and_bench_dq(rep=50, repeat=3) -> bool:
-    """The Gluon dQ/dK2/dV2 kernel against the tl one (same lse / delta), CHECK_SHAPES, then timed at the target."""
+# kind: (tl launcher in simplicial_attention, Gluon launcher above, its configs per head dim, output names)
+BACKWARD = {"bwd_dk1": ("_backward_dk1dv1", dk1_gluon, DK1_CONFIGS, ("dk1", "dv1")),
+            "bwd_dq": ("_backward_dq_dk2dv2", dq_gluon, DQ_CONFIGS, ("dq", "dk2", "dv2"))}
+
+
+def check_and_bench_backward(kind, rep=50, repeat=3) -> bool:
+    """A Gluon backward kernel against its tl one (same lse / delta), CHECK_SHAPES and D=128 at the target, each config
+    `repeat` launches; timed where N=8192."""
     from benchmarks.bench_attention import valid_triples
     from triton_kernels import simplicial_attention as sa
 
+    launcher, gluon_run, configs, names = BACKWARD[kind]
     ok = True
     for shape in CHECK_SHAPES + [(4, 8192, 8, 8, 128, 512, 32)]:
         b, n, hq, hkv, d, w1, w2 = shape
@@ -211,28 +178,30 @@ def check_and_bench_dq(rep=50, repeat=3) -> bool:
         scale = 1 / math.sqrt(d)
         out, lse = sa._forward(q, *ks, min(w1, n), min(w2, n), scale)
         delta = sa._backward_delta(do, out)
-        sa.CONFIG_OVERRIDE["bwd_dq"] = {"GLUON": False}  # the reference and the baseline: the tl kernel
-        ref = sa._backward_dq_dk2dv2(do, q, *ks, lse, delta, min(w1, n), min(w2, n), scale)
-        for cfg in DQ_CONFIGS[d]:
-            errs, finite = [0.0, 0.0, 0.0], True
+        sa.CONFIG_OVERRIDE[kind] = {"GLUON": False}  # the reference and the baseline: the tl kernel
+        tl_run = getattr(sa, launcher)
+        ref = tl_run(do, q, *ks, lse, delta, min(w1, n), min(w2, n), scale)
+        for cfg in configs[d]:
+            errs, finite = [0.0] * len(names), True
             for _ in range(repeat):
-                outs, kerns = dq_gluon(do, q, *ks, lse, delta, w1, w2, scale, cfg)
+                outs, kernels = gluon_run(do, q, *ks, lse, delta, w1, w2, scale, cfg)
                 for i, (a, r) in enumerate(zip(outs, ref)):
                     errs[i] = max(errs[i], ((a.float() - r.float()).norm() / r.float().norm()).item())
                     finite &= torch.isfinite(a).all().item()
             good = max(errs) < 1e-2 and finite
             ok &= good
-            print(f"check dq {shape} {cfg}: max over {repeat}: dq {errs[0]:.2e} dk2 {errs[1]:.2e} dv2 {errs[2]:.2e} "
-                  f"{'ok' if good else 'FAIL'}", flush=True)
+            print(f"check {kind} {shape} {cfg}: max over {repeat}: "
+                  + ", ".join(f"{nm} rel err {e:.2e}" for nm, e in zip(names, errs)) + f" {'ok' if good else 'FAIL'}",
+                  flush=True)
             if n == 8192:
                 fl = 4 * b * hq * d * valid_triples(n, w1, w2)
-                t_tl = triton.testing.do_bench(lambda: sa._backward_dq_dk2dv2(do, q, *ks, lse, delta, w1, w2, scale),
-                                               warmup=10, rep=rep, return_mode="median")
-                t_g = triton.testing.do_bench(lambda: dq_gluon(do, q, *ks, lse, delta, w1, w2, scale, cfg),
+                t_tl = triton.testing.do_bench(lambda: tl_run(do, q, *ks, lse, delta, w1, w2, scale), warmup=10,
+                                               rep=rep, return_mode="median")
+                t_g = triton.testing.do_bench(lambda: gluon_run(do, q, *ks, lse, delta, w1, w2, scale, cfg),
                                               warmup=10, rep=rep, return_mode="median")
-                info = " / ".join(f"{k.n_regs} regs {k.n_spills} spills" for k in kerns)
-                print(f"| dq D={d} | tl default | {t_tl:.3f} ms | {1.25 * fl / t_tl / 1e9:.0f} TF/s |\n"
-                      f"| dq D={d} | Gluon {cfg} | {t_g:.3f} ms | {1.25 * fl / t_g / 1e9:.0f} TF/s | {info} "
+                info = " / ".join(f"{k.n_regs} regs {k.n_spills} spills" for k in kernels)
+                print(f"| {kind} D={d} | tl default | {t_tl:.3f} ms | {1.25 * fl / t_tl / 1e9:.0f} TF/s |\n"
+                      f"| {kind} D={d} | Gluon {cfg} | {t_g:.3f} ms | {1.25 * fl / t_g / 1e9:.0f} TF/s | {info} "
                       f"| {t_tl / t_g:.2f}x |", flush=True)
         sa.CONFIG_OVERRIDE.clear()
     return ok
@@ -279,13 +248,11 @@ def main(argv=None) -> int:
     print(f"# {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())} | {torch.cuda.get_device_name()} | "
           f"torch {torch.__version__} | triton {triton.__version__} | command: python benchmarks/gluon_forward.py "
           f"{' '.join(argv if argv is not None else sys.argv[1:])}", flush=True)
-    if args.stress:
-        ok = stress()
-        if args.dk1 or args.dq:
-            ok &= (not args.dq or check_and_bench_dq(args.rep)) & (not args.dk1 or check_and_bench_dk1(args.rep))
-        return 0 if ok else 1
-    if args.dk1 or args.dq:
-        ok = (not args.dq or check_and_bench_dq(args.rep)) & (not args.dk1 or check_and_bench_dk1(args.rep))
+    ok = stress() if args.stress else True
+    for kind, wanted in (("bwd_dq", args.dq), ("bwd_dk1", args.dk1)):
+        if wanted:
+            ok &= check_and_bench_backward(kind, args.rep)
+    if args.stress or args.dq or args.dk1:
         return 0 if ok else 1
     ok = check(CONFIGS)
     print(f"# check: {'all outputs match' if ok else 'MISMATCH (timings below are of a wrong kernel)'}")

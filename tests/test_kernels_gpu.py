@@ -200,13 +200,23 @@ def test_gpu_gluon_forward_matches_tl_forward(monkeypatch, shape, dtype):
     assert torch.isfinite(out).all() and err < 2e-3 and lse_err < 1e-3, (err, lse_err)
 
 
+# The backward kernels: (the launcher in simplicial_attention, its Gluon kernel, its tl kernel); outputs in order.
+GLUON_BACKWARD = {
+    "bwd_dk1": ("_backward_dk1dv1", "_simplicial_bwd_dk1dv1_gluon", "_simplicial_bwd_dk1dv1", ("dk1", "dv1")),
+    "bwd_dq": ("_backward_dq_dk2dv2", "_simplicial_bwd_dq_gluon", "_simplicial_bwd_dq_dk2dv2", ("dq", "dk2", "dv2")),
+}
+
+
+@pytest.mark.parametrize("kind", GLUON_BACKWARD)
 @pytest.mark.parametrize("d", [64, 128])
 @pytest.mark.parametrize("shape", GLUON_SHAPES, ids=["x".join(map(str, s)) for s in GLUON_SHAPES])
-def test_gpu_gluon_dk1dv1_matches_tl_kernel(monkeypatch, shape, d):
-    """On Hopper the dK1/dV1 backward runs the warp-specialised Gluon kernel; same lse / delta in, it must give
-    the tl kernel's dK1 and dV1 (bf16; they sum in a different order, so to a bf16-level tolerance)."""
+def test_gpu_gluon_backward_matches_tl_kernel(monkeypatch, kind, shape, d):
+    """On Hopper both backward kernels run warp-specialised Gluon kernels (the dQ one at D=128 as two launches with
+    dQ summed by atomics); same lse / delta in, each must give its tl kernel's gradients (bf16; they sum in another
+    order, so to a bf16-level tolerance)."""
     if torch.cuda.get_device_capability() != (9, 0):
         pytest.skip("the Gluon kernels are for sm_90 (Hopper) only")
+    launcher, gluon_name, tl_name, names = GLUON_BACKWARD[kind]
     B, N, Hq, Hkv, w1, w2, non_contiguous = shape
     q, k1, k2, v1, v2 = make_inputs(B, N, Hq, Hkv, d, torch.bfloat16, "cuda", non_contiguous, seed=4)
     w1, w2, scale = min(w1, N), min(w2, N), d ** -0.5
@@ -214,35 +224,11 @@ def test_gpu_gluon_dk1dv1_matches_tl_kernel(monkeypatch, shape, d):
                      dtype=q.dtype)
     out, lse = sa._forward(q, k1, k2, v1, v2, w1, w2, scale)
     delta = sa._backward_delta(do, out)
-    dk1, dv1 = sa._backward_dk1dv1(do, q, k1, k2, v1, v2, lse, delta, w1, w2, scale)
-    assert sa.LAUNCHED["bwd_dk1"].name == "_simplicial_bwd_dk1dv1_gluon", sa.LAUNCHED["bwd_dk1"].name
-    monkeypatch.setattr(sa, "CONFIG_OVERRIDE", {"bwd_dk1": {"GLUON": False}})
-    ref_dk1, ref_dv1 = sa._backward_dk1dv1(do, q, k1, k2, v1, v2, lse, delta, w1, w2, scale)
-    assert sa.LAUNCHED["bwd_dk1"].name == "_simplicial_bwd_dk1dv1"
-    errs = (rel_err(dk1, ref_dk1), rel_err(dv1, ref_dv1))
-    print(f"[gpu-gluon-dk1] {shape} D={d} dk1 rel err {errs[0]:.2e} dv1 {errs[1]:.2e}")
-    assert torch.isfinite(dk1).all() and torch.isfinite(dv1).all() and max(errs) < 2e-3, errs
-
-
-@pytest.mark.parametrize("d", [64, 128])
-@pytest.mark.parametrize("shape", GLUON_SHAPES, ids=["x".join(map(str, s)) for s in GLUON_SHAPES])
-def test_gpu_gluon_dq_dk2dv2_matches_tl_kernel(monkeypatch, shape, d):
-    """On Hopper the dQ/dK2/dV2 backward runs the warp-specialised Gluon kernel (at D=128 as two launches with dQ
-    summed by atomics); same lse / delta in, it must give the tl kernel's three gradients."""
-    if torch.cuda.get_device_capability() != (9, 0):
-        pytest.skip("the Gluon kernels are for sm_90 (Hopper) only")
-    B, N, Hq, Hkv, w1, w2, non_contiguous = shape
-    q, k1, k2, v1, v2 = make_inputs(B, N, Hq, Hkv, d, torch.bfloat16, "cuda", non_contiguous, seed=5)
-    w1, w2, scale = min(w1, N), min(w2, N), d ** -0.5
-    do = torch.randn(q.shape, generator=torch.Generator(device="cuda").manual_seed(8), device="cuda",
-                     dtype=q.dtype)
-    out, lse = sa._forward(q, k1, k2, v1, v2, w1, w2, scale)
-    delta = sa._backward_delta(do, out)
-    grads = sa._backward_dq_dk2dv2(do, q, k1, k2, v1, v2, lse, delta, w1, w2, scale)
-    assert sa.LAUNCHED["bwd_dq"].name == "_simplicial_bwd_dq_gluon", sa.LAUNCHED["bwd_dq"].name
-    monkeypatch.setattr(sa, "CONFIG_OVERRIDE", {"bwd_dq": {"GLUON": False}})
-    refs = sa._backward_dq_dk2dv2(do, q, k1, k2, v1, v2, lse, delta, w1, w2, scale)
-    assert sa.LAUNCHED["bwd_dq"].name == "_simplicial_bwd_dq_dk2dv2"
-    errs = [rel_err(a, r) for a, r in zip(grads, refs)]
-    print(f"[gpu-gluon-dq] {shape} D={d} dq/dk2/dv2 rel err " + " ".join(f"{e:.2e}" for e in errs))
-    assert all(torch.isfinite(a).all() for a in grads) and max(errs) < 2e-3, errs
+    grads = getattr(sa, launcher)(do, q, k1, k2, v1, v2, lse, delta, w1, w2, scale)
+    assert sa.LAUNCHED[kind].name == gluon_name, sa.LAUNCHED[kind].name
+    monkeypatch.setattr(sa, "CONFIG_OVERRIDE", {kind: {"GLUON": False}})
+    refs = getattr(sa, launcher)(do, q, k1, k2, v1, v2, lse, delta, w1, w2, scale)
+    assert sa.LAUNCHED[kind].name == tl_name
+    errs = {n: rel_err(a, r) for n, a, r in zip(names, grads, refs)}
+    print(f"[gpu-gluon-{kind}] {shape} D={d} rel err " + " ".join(f"{n} {e:.2e}" for n, e in errs.items()))
+    assert all(torch.isfinite(a).all() for a in grads) and max(errs.values()) < 2e-3, errs

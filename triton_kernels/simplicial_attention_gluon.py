@@ -31,6 +31,51 @@ from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
 PRODUCER_WARPS = gl.constexpr(4)
 
 
+@gluon.constexpr_function
+def _mma_layout(num_warps, n):
+    """The wgmma accumulator layout of an [M, n] result: warps stacked along M, instruction [16, n, 16]."""
+    return gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[num_warps, 1], instr_shape=[16, n, 16])
+
+
+@gluon.jit
+def _barriers(n: gl.constexpr):
+    """n mbarriers (index them), each completing on one arrival plus the bytes its TMA loads expect."""
+    bars = gl.allocate_shared_memory(gl.int64, [n, 1], mbarrier.MBarrierLayout())
+    for i in gl.static_range(n):
+        mbarrier.init(bars.index(i), count=1)
+    return bars
+
+
+@gluon.jit
+def _query_tile_windows(start_m, N, W1, BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr):
+    """The k1 positions a query tile sees, as simplicial_attention._window_tiles: (lo, full_lo, full_hi, n_tiles)."""
+    lo = gl.maximum(start_m - W1 + 1, 0)
+    hi = gl.minimum(start_m + BLOCK_M, N)
+    full_lo = gl.maximum(start_m + BLOCK_M - W1, lo)
+    full_hi = gl.minimum(start_m + 1, hi)
+    return lo, full_lo, full_hi, gl.cdiv(hi - lo, BLOCK_N)
+
+
+@gluon.jit
+def _in_windows(offs_m, cols, t, m_ok, W1):
+    """[rows, cols] mask of the (query i, k1 column j) pairs inside the windows at offset t, as
+    simplicial_attention._in_windows: 0 <= i - j < W1 as one unsigned compare; rows without a k2 row i - t (or past
+    the sequence) get the bound 0."""
+    lim = gl.where(((offs_m - t) >= 0) & m_ok, W1, 0).to(gl.uint32)
+    diff = gl.expand_dims(offs_m, 1) - gl.expand_dims(cols, 0)
+    return diff.to(gl.uint32, bitcast=True) < gl.expand_dims(lim, 1)
+
+
+@gluon.jit
+def _load_k1v1_tile(k1_desc, v1_desc, k1_s, v1_s, kv_ready, kv_empty, step, row, col_k, NUM_BUF: gl.constexpr):
+    """Step `step`'s K1 / V1 tiles (rows row..) into ring slot step % NUM_BUF, once the consumer freed it."""
+    s = step % NUM_BUF
+    mbarrier.wait(kv_empty.index(s), ((step // NUM_BUF) & 1) ^ 1)
+    mbarrier.expect(kv_ready.index(s), k1_desc.block_type.nbytes + v1_desc.block_type.nbytes)
+    tma.async_copy_global_to_shared(k1_desc, [row, col_k], kv_ready.index(s), k1_s.index(s))
+    tma.async_copy_global_to_shared(v1_desc, [row, col_k], kv_ready.index(s), v1_s.index(s))
+
+
 @gluon.jit
 def _producer(q_desc, k1_desc, v1_desc, k2_desc, v2_desc, q_s, k1_s, v1_s, k2_s, v2_s,
               q_ready, kv_ready, kv_empty, k2_ready, k2_empty, v2_ready, v2_empty,
@@ -46,12 +91,8 @@ def _producer(q_desc, k1_desc, v1_desc, k2_desc, v2_desc, q_s, k1_s, v1_s, k2_s,
             mbarrier.wait(k2_empty, (t & 1) ^ 1)
             mbarrier.expect(k2_ready, k2_desc.block_type.nbytes)
             tma.async_copy_global_to_shared(k2_desc, [row0 + start_m - t, col_k], k2_ready, k2_s)
-        s = step % NUM_BUF
-        mbarrier.wait(kv_empty.index(s), ((step // NUM_BUF) & 1) ^ 1)
-        mbarrier.expect(kv_ready.index(s), k1_desc.block_type.nbytes + v1_desc.block_type.nbytes)
-        row = row0 + lo + j * BLOCK_N
-        tma.async_copy_global_to_shared(k1_desc, [row, col_k], kv_ready.index(s), k1_s.index(s))
-        tma.async_copy_global_to_shared(v1_desc, [row, col_k], kv_ready.index(s), v1_s.index(s))
+        _load_k1v1_tile(k1_desc, v1_desc, k1_s, v1_s, kv_ready, kv_empty, step, row0 + lo + j * BLOCK_N, col_k,
+                        NUM_BUF)
         # V2_t. Two buffers: loaded with the offset's first tile, into the one offset t-2 freed. One buffer: loaded
         # with its last tile (the fold is at the end of the offset), once offset t-1 was folded. Always after the K1
         # tile, so that waiting for a fold never holds back the tile the consumer needs next.
@@ -85,11 +126,8 @@ def _form_qk2(q_s, k2_s, k2_ready, k2_empty, t, qk_scale, a_layout: gl.constexpr
 def _softmax_tile(sc, m_i, l_i, offs_m, offs_n, m_ok, start_m, start_n, full_lo, full_hi, t, W1,
                   BLOCK_N: gl.constexpr):
     """Window mask (only on tiles that cross a window edge) and one online-softmax step: (p, alpha, m_new, l_new)."""
-    if (start_n < full_lo) | (start_n + BLOCK_N > full_hi) | (t > start_m):
-        lim = gl.where(((offs_m - t) >= 0) & m_ok, W1, 0).to(gl.uint32)  # rows without a k2 row get bound 0
-        diff = gl.expand_dims(offs_m, 1) - gl.expand_dims(start_n + offs_n, 0)
-        keep = diff.to(gl.uint32, bitcast=True) < gl.expand_dims(lim, 1)  # 0 <= i - j < W1, one compare
-        sc = gl.where(keep, sc, float("-inf"))
+    if (start_n < full_lo) | (start_n + BLOCK_N > full_hi) | (t > start_m):  # tile crosses a window edge
+        sc = gl.where(_in_windows(offs_m, start_n + offs_n, t, m_ok, W1), sc, float("-inf"))
     m_new = gl.maximum(m_i, gl.max(sc, 1))
     m_use = gl.where(m_new == float("-inf"), 0.0, m_new)  # rows with nothing valid yet stay at zero
     alpha = gl.exp2(m_i - m_use)
@@ -127,10 +165,8 @@ def _consumer(q_s, k1_s, v1_s, k2_s, v2_s, q_ready, kv_ready, kv_empty, k2_ready
               V2_BUF: gl.constexpr, num_warps: gl.constexpr):
     """The default partition: per step S = (Q * K2_t) @ K1_j^T (wgmma, A from registers), softmax, then
     acc_t = acc_t * alpha + P @ V1_j; at an offset's last tile the fold into acc; at the end out and the LSE."""
-    s_layout: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[num_warps, 1],
-                                                       instr_shape=[16, BLOCK_N, 16])
-    o_layout: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[num_warps, 1],
-                                                       instr_shape=[16, HEAD_DIM, 16])
+    s_layout: gl.constexpr = _mma_layout(num_warps, BLOCK_N)
+    o_layout: gl.constexpr = _mma_layout(num_warps, HEAD_DIM)
     a_layout: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=s_layout, k_width=2)
     p_layout: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=o_layout, k_width=2)
     row_s: gl.constexpr = gl.SliceLayout(1, s_layout)
@@ -185,12 +221,7 @@ def _simplicial_fwd_gluon(q_desc, k1_desc, v1_desc, k2_desc, v2_desc, Out, Lse, 
     b = pid_bh // H
     h = pid_bh % H
     start_m = pid_m * BLOCK_M
-    # the k1 positions this query tile sees: simplicial_attention._window_tiles
-    lo = gl.maximum(start_m - W1 + 1, 0)
-    hi = gl.minimum(start_m + BLOCK_M, N)
-    full_lo = gl.maximum(start_m + BLOCK_M - W1, lo)
-    full_hi = gl.minimum(start_m + 1, hi)
-    n_tiles = gl.cdiv(hi - lo, BLOCK_N)
+    lo, full_lo, full_hi, n_tiles = _query_tile_windows(start_m, N, W1, BLOCK_M, BLOCK_N)
 
     dtype: gl.constexpr = k1_desc.dtype
     q_s = gl.allocate_shared_memory(dtype, q_desc.block_type.shape, q_desc.layout)
@@ -198,22 +229,13 @@ def _simplicial_fwd_gluon(q_desc, k1_desc, v1_desc, k2_desc, v2_desc, Out, Lse, 
     v2_s = gl.allocate_shared_memory(dtype, [V2_BUF] + v2_desc.block_type.shape, v2_desc.layout)
     k1_s = gl.allocate_shared_memory(dtype, [NUM_BUF] + k1_desc.block_type.shape, k1_desc.layout)
     v1_s = gl.allocate_shared_memory(dtype, [NUM_BUF] + v1_desc.block_type.shape, v1_desc.layout)
-    q_ready = gl.allocate_shared_memory(gl.int64, [1], mbarrier.MBarrierLayout())
-    k2_ready = gl.allocate_shared_memory(gl.int64, [1], mbarrier.MBarrierLayout())
-    k2_empty = gl.allocate_shared_memory(gl.int64, [1], mbarrier.MBarrierLayout())
-    v2_ready = gl.allocate_shared_memory(gl.int64, [V2_BUF, 1], mbarrier.MBarrierLayout())
-    v2_empty = gl.allocate_shared_memory(gl.int64, [V2_BUF, 1], mbarrier.MBarrierLayout())
-    kv_ready = gl.allocate_shared_memory(gl.int64, [NUM_BUF, 1], mbarrier.MBarrierLayout())
-    kv_empty = gl.allocate_shared_memory(gl.int64, [NUM_BUF, 1], mbarrier.MBarrierLayout())
-    mbarrier.init(q_ready, count=1)
-    mbarrier.init(k2_ready, count=1)
-    mbarrier.init(k2_empty, count=1)
-    for i in gl.static_range(V2_BUF):
-        mbarrier.init(v2_ready.index(i), count=1)
-        mbarrier.init(v2_empty.index(i), count=1)
-    for i in gl.static_range(NUM_BUF):
-        mbarrier.init(kv_ready.index(i), count=1)
-        mbarrier.init(kv_empty.index(i), count=1)
+    q_ready = _barriers(1).index(0)
+    k2_ready = _barriers(1).index(0)
+    k2_empty = _barriers(1).index(0)
+    v2_ready = _barriers(V2_BUF)
+    v2_empty = _barriers(V2_BUF)
+    kv_ready = _barriers(NUM_BUF)
+    kv_empty = _barriers(NUM_BUF)
 
     out_base = b.to(gl.int64) * stride_ob + h * HEAD_DIM
     lse_base = pid_bh.to(gl.int64) * N
@@ -333,10 +355,8 @@ def _dk1_consumer(q_s, do_s, k1_s, v1_s, k2_s, v2_s, qk2_s, dov2_s, kv1_ready, q
                   NUM_BUF: gl.constexpr, FORM_AHEAD: gl.constexpr, num_warps: gl.constexpr):
     """Per (query tile, t): Q * K2_t and dO * V2_t into shared memory, S^T = K1 @ (Q*K2)^T and dP^T = V1 @ (dO*V2)^T,
     then dV1 += P^T @ (dO*V2) and dK1 += dS^T @ (Q*K2); one store of dK1 and dV1 at the end."""
-    s_layout: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[num_warps, 1],
-                                                       instr_shape=[16, BLOCK_M, 16])
-    g_layout: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[num_warps, 1],
-                                                       instr_shape=[16, HEAD_DIM, 16])
+    s_layout: gl.constexpr = _mma_layout(num_warps, BLOCK_M)
+    g_layout: gl.constexpr = _mma_layout(num_warps, HEAD_DIM)
     p_layout: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=g_layout, k_width=2)
     col_s: gl.constexpr = gl.SliceLayout(0, s_layout)
     form_layout: gl.constexpr = gl.BlockedLayout([1, 8], [4, 8], [num_warps, 1], [1, 0])
@@ -429,18 +449,11 @@ def _simplicial_bwd_dk1dv1_gluon(q_desc, do_desc, k1_desc, v1_desc, k2_desc, v2_
     v2_s = gl.allocate_shared_memory(dtype, [NUM_BUF] + v2_desc.block_type.shape, v2_desc.layout)
     qk2_s = gl.allocate_shared_memory(dtype, [2 if FORM_AHEAD else 1] + q_desc.block_type.shape, q_desc.layout)
     dov2_s = gl.allocate_shared_memory(dtype, [2 if FORM_AHEAD else 1] + q_desc.block_type.shape, q_desc.layout)
-    kv1_ready = gl.allocate_shared_memory(gl.int64, [1], mbarrier.MBarrierLayout())
-    qd_ready = gl.allocate_shared_memory(gl.int64, [2, 1], mbarrier.MBarrierLayout())
-    qd_empty = gl.allocate_shared_memory(gl.int64, [2, 1], mbarrier.MBarrierLayout())
-    e_ready = gl.allocate_shared_memory(gl.int64, [NUM_BUF, 1], mbarrier.MBarrierLayout())
-    e_empty = gl.allocate_shared_memory(gl.int64, [NUM_BUF, 1], mbarrier.MBarrierLayout())
-    mbarrier.init(kv1_ready, count=1)
-    for i in gl.static_range(2):
-        mbarrier.init(qd_ready.index(i), count=1)
-        mbarrier.init(qd_empty.index(i), count=1)
-    for i in gl.static_range(NUM_BUF):
-        mbarrier.init(e_ready.index(i), count=1)
-        mbarrier.init(e_empty.index(i), count=1)
+    kv1_ready = _barriers(1).index(0)
+    qd_ready = _barriers(2)
+    qd_empty = _barriers(2)
+    e_ready = _barriers(NUM_BUF)
+    e_empty = _barriers(NUM_BUF)
 
     g_base = b.to(gl.int64) * stride_gb + hk * HEAD_DIM
     gl.warp_specialize([
@@ -497,12 +510,8 @@ def _dq_producer(q_desc, do_desc, k1_desc, v1_desc, k2_desc, v2_desc, q_s, do_s,
                 mbarrier.wait(v2_empty, (t & 1) ^ 1)
                 mbarrier.expect(v2_ready, v2_desc.block_type.nbytes)
                 tma.async_copy_global_to_shared(v2_desc, [row0 + start_m - t, col_k], v2_ready, v2_s)
-        s = step % NUM_BUF
-        mbarrier.wait(kv_empty.index(s), ((step // NUM_BUF) & 1) ^ 1)
-        mbarrier.expect(kv_ready.index(s), k1_desc.block_type.nbytes + v1_desc.block_type.nbytes)
-        row = row0 + lo + j * BLOCK_N
-        tma.async_copy_global_to_shared(k1_desc, [row, col_k], kv_ready.index(s), k1_s.index(s))
-        tma.async_copy_global_to_shared(v1_desc, [row, col_k], kv_ready.index(s), v1_s.index(s))
+        _load_k1v1_tile(k1_desc, v1_desc, k1_s, v1_s, kv_ready, kv_empty, step, row0 + lo + j * BLOCK_N, col_k,
+                        NUM_BUF)
 
 
 @gluon.jit
@@ -515,10 +524,8 @@ def _dq_consumer(q_s, do_s, k1_s, v1_s, k2_s, v2_s, q_ready, kv_ready, kv_empty,
     dP = (dO*V2_t) @ V1_j^T, U_t += P*(dP - delta) @ K1_j; for PART != 1 W_t += P @ V1_j. At an offset's last tile:
     dQ += U_t * K2_t (registers, or an atomic add with DQ_ATOMIC), and one relaxed atomic add each of U_t * Q to dK2
     and W_t * dO to dV2 at rows i - t."""
-    s_layout: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[num_warps, 1],
-                                                       instr_shape=[16, BLOCK_N, 16])
-    o_layout: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[num_warps, 1],
-                                                       instr_shape=[16, HEAD_DIM, 16])
+    s_layout: gl.constexpr = _mma_layout(num_warps, BLOCK_N)
+    o_layout: gl.constexpr = _mma_layout(num_warps, HEAD_DIM)
     a_layout: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=s_layout, k_width=2)
     p_layout: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=o_layout, k_width=2)
     row_s: gl.constexpr = gl.SliceLayout(1, s_layout)
@@ -560,9 +567,7 @@ def _dq_consumer(q_s, do_s, k1_s, v1_s, k2_s, v2_s, q_ready, kv_ready, kv_empty,
         p = gl.exp2(sc - gl.expand_dims(lse, 1))
         start_n = lo + j * BLOCK_N
         if (start_n < full_lo) | (start_n + BLOCK_N > full_hi) | (t > start_m):  # tile crosses a window edge
-            lim = gl.where(((offs_m - t) >= 0) & m_ok, W1, 0).to(gl.uint32)
-            diff = gl.expand_dims(offs_m, 1) - gl.expand_dims(start_n + offs_n, 0)
-            p = gl.where(diff.to(gl.uint32, bitcast=True) < gl.expand_dims(lim, 1), p, 0.0)
+            p = gl.where(_in_windows(offs_m, start_n + offs_n, t, m_ok, W1), p, 0.0)
         if PART != 2:
             ds = p * (dp - gl.expand_dims(delta, 1))
             u = warpgroup_mma(gl.convert_layout(ds.to(dtype), p_layout), k1_s.index(s), u, use_acc=j > 0,
@@ -613,11 +618,7 @@ def _simplicial_bwd_dq_gluon(q_desc, do_desc, k1_desc, v1_desc, k2_desc, v2_desc
     h = pid_bh % H
     hk = h // GROUP
     start_m = pid_m * BLOCK_M
-    lo = gl.maximum(start_m - W1 + 1, 0)
-    hi = gl.minimum(start_m + BLOCK_M, N)
-    full_lo = gl.maximum(start_m + BLOCK_M - W1, lo)
-    full_hi = gl.minimum(start_m + 1, hi)
-    n_tiles = gl.cdiv(hi - lo, BLOCK_N)
+    lo, full_lo, full_hi, n_tiles = _query_tile_windows(start_m, N, W1, BLOCK_M, BLOCK_N)
 
     dtype: gl.constexpr = k1_desc.dtype
     q_s = gl.allocate_shared_memory(dtype, q_desc.block_type.shape, q_desc.layout)
@@ -626,21 +627,13 @@ def _simplicial_bwd_dq_gluon(q_desc, do_desc, k1_desc, v1_desc, k2_desc, v2_desc
     v2_s = gl.allocate_shared_memory(dtype, v2_desc.block_type.shape, v2_desc.layout)
     k1_s = gl.allocate_shared_memory(dtype, [NUM_BUF] + k1_desc.block_type.shape, k1_desc.layout)
     v1_s = gl.allocate_shared_memory(dtype, [NUM_BUF] + v1_desc.block_type.shape, v1_desc.layout)
-    q_ready = gl.allocate_shared_memory(gl.int64, [1], mbarrier.MBarrierLayout())
-    k2_ready = gl.allocate_shared_memory(gl.int64, [1], mbarrier.MBarrierLayout())
-    k2_empty = gl.allocate_shared_memory(gl.int64, [1], mbarrier.MBarrierLayout())
-    v2_ready = gl.allocate_shared_memory(gl.int64, [1], mbarrier.MBarrierLayout())
-    v2_empty = gl.allocate_shared_memory(gl.int64, [1], mbarrier.MBarrierLayout())
-    kv_ready = gl.allocate_shared_memory(gl.int64, [NUM_BUF, 1], mbarrier.MBarrierLayout())
-    kv_empty = gl.allocate_shared_memory(gl.int64, [NUM_BUF, 1], mbarrier.MBarrierLayout())
-    mbarrier.init(q_ready, count=1)
-    mbarrier.init(k2_ready, count=1)
-    mbarrier.init(k2_empty, count=1)
-    mbarrier.init(v2_ready, count=1)
-    mbarrier.init(v2_empty, count=1)
-    for i in gl.static_range(NUM_BUF):
-        mbarrier.init(kv_ready.index(i), count=1)
-        mbarrier.init(kv_empty.index(i), count=1)
+    q_ready = _barriers(1).index(0)
+    k2_ready = _barriers(1).index(0)
+    k2_empty = _barriers(1).index(0)
+    v2_ready = _barriers(1).index(0)
+    v2_empty = _barriers(1).index(0)
+    kv_ready = _barriers(NUM_BUF)
+    kv_empty = _barriers(NUM_BUF)
 
     gl.warp_specialize([
         (_dq_consumer, (q_s, do_s, k1_s, v1_s, k2_s, v2_s, q_ready, kv_ready, kv_empty, k2_ready, k2_empty, v2_ready,
