@@ -78,7 +78,7 @@ def resource_usage(kernel) -> dict:
     m = re.search(r"REG:(\d+) STACK:(\d+)", text)
     if m is None:
         raise RuntimeError(f"cuobjdump printed no resource usage for {kernel.name}: {text[:200]!r}")
-    return dict(regs=int(m[1]), spills=int(m[2]) // 4, smem=int(kernel.metadata.shared))
+    return dict(name=kernel.name, regs=int(m[1]), spills=int(m[2]) // 4, smem=int(kernel.metadata.shared))
 
 
 def compile_kind(kind: str, d: int, override: dict | None = None, dtype=torch.bfloat16, w1: int = 512,
@@ -139,13 +139,14 @@ def main(argv=None) -> int:
         return 0
     print(f"# sm_{args.arch}, triton {triton.__version__}, bf16; command: python benchmarks/compile_report.py "
           f"{' '.join(argv if argv is not None else sys.argv[1:])}")
-    print("| kernel | D | config | regs | spills | shared KiB |")
-    print("|---|---|---|---|---|---|")
+    print("| kernel | D | config | compiled | regs | spills | shared KiB |")
+    print("|---|---|---|---|---|---|---|")
     for r in records:
         if "error" in r:
-            print(f"| {r['kind']} | {r['D']} | {r['config']} | failed: {r['error']} | | |")
+            print(f"| {r['kind']} | {r['D']} | {r['config']} | failed: {r['error']} | | | |")
         else:
-            print(f"| {r['kind']} | {r['D']} | {r['config']} | {r['regs']} | {r['spills']} | {r['smem'] / 1024:.0f} |")
+            print(f"| {r['kind']} | {r['D']} | {r['config']} | {r['name']} | {r['regs']} | {r['spills']} "
+                  f"| {r['smem'] / 1024:.0f} |")
     return 0
 
 

@@ -26,6 +26,8 @@ needs atomics inside an inner loop:
     query heads of its group, the query tiles that see it and t: dK1 += dS^T @ (Q * K2_t), dV1 += P^T @ (dO * V2_t),
     all in registers, one store.
 Softmax runs in base 2 with sm_scale * log2(e) folded into Q; the saved log-sum-exp is in base 2 too.
+On Hopper (sm_90) with 16-bit inputs, the D=128 forward and both backward kernels at D=64 and 128 run the
+warp-specialised Gluon versions in simplicial_attention_gluon.py instead (same math, same outputs; _config's GLUON).
 Saved for backward: the inputs, the output and the per-row log-sum-exp [B, Hq, N] (fp32): O(B * N * H * D).
 """
 
@@ -490,14 +492,14 @@ LAUNCHED: dict[str, object] = {}
 CONFIG_OVERRIDE: dict[str, dict] = {}
 
 
-# The Gluon forward's launch config per head dim (benchmarks/gluon_forward.py): 64x64 tiles, two K1/V1 buffers and
+# The Gluon forward's launch config per head dim (benchmarks/gluon_kernels.py): 64x64 tiles, two K1/V1 buffers and
 # one V2 buffer keep shared memory at 112 KiB and maxnreg=128 keeps the launch at 128 registers, so two programs
 # share an SM; the consumer warpgroup then takes 232 registers from the producer's share (setmaxnreg). At D=128 it
 # runs at 376-382 TF/s against the tl kernel's 298; at D=64 the two are level, so D=64 stays on tl.
 GLUON_FWD_CONFIG = {128: dict(BLOCK_M=64, BLOCK_N=64, NUM_BUF=2, V2_BUF=1, num_warps=4, maxnreg=128)}
 # The Gluon dK1/dV1 kernel's: two programs per SM (maxnreg=128, <= 113 KiB of shared memory), the next offset's
 # Q*K2 / dO*V2 formed while this offset's dV1/dK1 wgmmas run (FORM_AHEAD). 6.5 vs 7.2 ms (D=64), 12.4 vs 14.3 ms
-# (D=128, 32 query rows per step so that it fits) for the tl kernel (benchmarks/results/gluon-forward-2026-11-27.md).
+# (D=128, 32 query rows per step so that it fits) for the tl kernel (benchmarks/results/gluon-2026-11-27.md).
 # The Gluon dQ/dK2/dV2 kernel's: one launch at D=64 (5.7 vs 7.0 ms); at D=128 two (dQ/dK2, then dV2) with dQ
 # summed by atomics and K1 tiles of 32 rows, so each fits two programs per SM without spilling (16.9 vs 22.5 ms).
 GLUON_DQ_CONFIG = {64: dict(BLOCK_M=64, BLOCK_N=64, NUM_BUF=2, num_warps=4, maxnreg=128),
@@ -563,6 +565,19 @@ def _launch_options(cfg: dict) -> dict:
     return opts
 
 
+def _gluon_kernels(cfg: dict, has_config: bool, *tensors):
+    """The Gluon kernels module where cfg asks for it (GLUON), the head dim has a Gluon config and the inputs allow
+    it (simplicial_attention_gluon.applies: Hopper, 16-bit, heads packed in rows); else None and the tl kernel runs.
+    Imported here, at first use, so that machines without Hopper or without Gluon never load it."""
+    if not (cfg.get("GLUON") and has_config):
+        return None
+    try:
+        from triton_kernels import simplicial_attention_gluon
+    except ImportError:  # a triton without Gluon's Hopper module
+        return None
+    return simplicial_attention_gluon if simplicial_attention_gluon.applies(*tensors) else None
+
+
 def _dot_prec(dtype: torch.dtype) -> str:
     # fp32 inputs: full-precision products (TF32 would miss the 1e-4 tolerance); ignored for fp16/bf16
     return "ieee" if dtype == torch.float32 else "tf32"
@@ -596,13 +611,11 @@ def _forward(q, k1, k2, v1, v2, w1, w2, sm_scale):
     out = _new((b, n, hq, d), q, q.dtype)
     lse = _new((b, hq, n), q, torch.float32)
     cfg = _config("fwd", d, q.dtype, w1)
-    if cfg.get("GLUON") and d in GLUON_FWD_CONFIG:
-        from triton_kernels import simplicial_attention_gluon as gluon_kernels  # Hopper only: imported where it may run
-
-        if gluon_kernels.applies(q, k1, k2, v1, v2):
-            LAUNCHED["fwd"] = gluon_kernels.forward(q, k1, k2, v1, v2, w1, w2, sm_scale * _LOG2E, out, lse,
-                                                    GLUON_FWD_CONFIG[d])
-            return out, lse
+    gluon_kernels = _gluon_kernels(cfg, d in GLUON_FWD_CONFIG, q, k1, k2, v1, v2)
+    if gluon_kernels is not None:
+        LAUNCHED["fwd"] = gluon_kernels.forward(q, k1, k2, v1, v2, w1, w2, sm_scale * _LOG2E, out, lse,
+                                                GLUON_FWD_CONFIG[d])
+        return out, lse
     grid = (triton.cdiv(n, cfg["BLOCK_M"]) * b * hq,)
     descs, tma = _tma_descriptors(cfg, k1, k2, v1, v2)
     LAUNCHED["fwd"] = _simplicial_fwd[grid](
@@ -631,12 +644,8 @@ def _backward_dq_dk2dv2(do, q, k1, k2, v1, v2, lse, delta, w1, w2, sm_scale):
     b, n, hq, d = q.shape
     hkv = k1.shape[2]
     cfg = _config("bwd_dq", d, q.dtype)
-    gluon_cfg = None
-    if cfg.get("GLUON") and d in GLUON_DQ_CONFIG:
-        from triton_kernels import simplicial_attention_gluon as gluon_kernels  # Hopper only
-
-        if gluon_kernels.applies(q, k1, k2, v1, v2, do):
-            gluon_cfg = GLUON_DQ_CONFIG[d]
+    gluon_kernels = _gluon_kernels(cfg, d in GLUON_DQ_CONFIG, q, k1, k2, v1, v2, do)
+    gluon_cfg = None if gluon_kernels is None else GLUON_DQ_CONFIG[d]
     dq_atomic = (gluon_cfg or cfg).get("DQ_ATOMIC", False)
     dq_shape = (b, n, hq, d)
     dq = torch.zeros(dq_shape, device=q.device, dtype=torch.float32) if dq_atomic else _new(dq_shape, q, q.dtype)
@@ -670,13 +679,11 @@ def _backward_dk1dv1(do, q, k1, k2, v1, v2, lse, delta, w1, w2, sm_scale):
     dk1 = _new((b, n, hkv, d), q, q.dtype)
     dv1 = _new((b, n, hkv, d), q, q.dtype)
     cfg = _config("bwd_dk1", d, q.dtype)
-    if cfg.get("GLUON") and d in GLUON_DK1_CONFIG:
-        from triton_kernels import simplicial_attention_gluon as gluon_kernels  # Hopper only
-
-        if gluon_kernels.applies(q, k1, k2, v1, v2, do):
-            LAUNCHED["bwd_dk1"] = gluon_kernels.backward_dk1dv1(do, q, k1, k2, v1, v2, lse, delta, w1, w2,
-                                                                sm_scale * _LOG2E, dk1, dv1, GLUON_DK1_CONFIG[d])
-            return dk1, dv1
+    gluon_kernels = _gluon_kernels(cfg, d in GLUON_DK1_CONFIG, q, k1, k2, v1, v2, do)
+    if gluon_kernels is not None:
+        LAUNCHED["bwd_dk1"] = gluon_kernels.backward_dk1dv1(do, q, k1, k2, v1, v2, lse, delta, w1, w2,
+                                                            sm_scale * _LOG2E, dk1, dv1, GLUON_DK1_CONFIG[d])
+        return dk1, dv1
     LAUNCHED["bwd_dk1"] = _simplicial_bwd_dk1dv1[(triton.cdiv(n, cfg["BLOCK_N"]) * b * hkv,)](
         q, k1, k2, v1, v2, do, lse, delta, dk1, dv1,
         *_s3(q), *_s3(k1), *_s3(k2), *_s3(v1), *_s3(v2), *_s3(do), *_s3(dk1),

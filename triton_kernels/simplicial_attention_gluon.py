@@ -8,8 +8,9 @@ flat loop. What Gluon adds is the division of labour that Triton's `tl` leaves t
     per step the K1_j / V1_j tiles into a NUM_BUF ring. It runs on 24 registers per thread (setmaxnreg);
   * the consumer warpgroup gets the rest (232 per thread with maxnreg=128 at launch, two programs per SM) for the
     two fp32 accumulators, reading Q, K2 and V2 from shared memory only when an offset starts or ends.
-At D=128 this runs at 1.26-1.28x our `tl` forward (benchmarks/results/gluon-forward-2026-11-27.md); at D=64 it is
-level with it, so only D=128 uses it (simplicial_attention._config).
+At D=128 this runs at 1.22-1.50x our `tl` forward (benchmarks/results/gluon-2026-11-27.md); at D=64 it is level
+with it, so only D=128 uses it (simplicial_attention._config). The backward kernels below (dK1/dV1 in the k1 frame,
+dQ/dK2/dV2 in the query frame) follow the same scheme and run at D=64 and 128.
 
 Tensors are read through 2-D [B*N, H*D] TMA views. Rows before a batch's start or past its end belong to the
 neighbouring batch (or read as zero at the ends of the tensor); the window masks drop every such (i, j, k) triple,

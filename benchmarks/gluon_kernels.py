@@ -1,12 +1,16 @@
-"""Check and time the warp-specialised Gluon forward (triton_kernels/simplicial_attention_gluon.py) on the GPU.
+"""Check and time the warp-specialised Gluon kernels (triton_kernels/simplicial_attention_gluon.py) on the GPU.
 
-    python benchmarks/gluon_forward.py --check     # outputs and LSE against our tl forward (bf16), several shapes
-    python benchmarks/gluon_forward.py             # check, then time each config against the tl forward and SDPA
+    python benchmarks/gluon_kernels.py --check     # the forward's outputs and LSE against our tl forward, bf16
+    python benchmarks/gluon_kernels.py             # that check, then each forward config timed against tl and SDPA
+    python benchmarks/gluon_kernels.py --dq --dk1  # each backward kernel against its tl one (checked, then timed)
+    python benchmarks/gluon_kernels.py --stress    # the forward 40 times in fp16 and bf16: a launch that differs
+                                                   # from the tl forward shows a race
 
-Each config is a launch config of the Gluon kernel (BLOCK_M, BLOCK_N, NUM_BUF K1/V1 buffers, V2_BUF V2 buffers,
-num_warps of the consumer, maxnreg at launch). The history of this experiment (one-warp producer, two consumer
-warpgroups, a pipelined consumer that overlapped S_{k+1} with step k's softmax: all slower) is in
-benchmarks/results/gluon-forward-2026-11-27.md; those kernels are in git history (commits e3c4c39 to the one before this file's move).
+A config is a launch config of a Gluon kernel (BLOCK_M, BLOCK_N, NUM_BUF K1/V1 buffers, V2_BUF V2 buffers, FORM_AHEAD,
+SPLIT, DQ_ATOMIC, num_warps of the consumer, maxnreg at launch); the package's own are simplicial_attention's
+GLUON_*_CONFIG. The experiment's history (a one-warp producer, two consumer warpgroups, pipelined consumers,
+conditional rescaling: all slower or wrong) is in benchmarks/results/gluon-2026-11-27.md, where this script still
+has its first name, gluon_forward.py; those kernels are in git history (e3c4c39 to c51c36d).
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import torch
 import triton
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from triton_kernels import simplicial_attention_gluon as gluon_fwd  # noqa: E402
+from triton_kernels import simplicial_attention_gluon as gluon_kernels  # noqa: E402
 
 _LOG2E = 1.4426950408889634
 
@@ -31,7 +35,7 @@ def gluon_forward(q, k1, k2, v1, v2, w1, w2, sm_scale, **cfg):
     b, n, hq, d = q.shape
     out = torch.empty_like(q)
     lse = torch.empty((b, hq, n), device=q.device, dtype=torch.float32)
-    kernel = gluon_fwd.forward(q, k1, k2, v1, v2, min(w1, n), min(w2, n), sm_scale * _LOG2E, out, lse, cfg)
+    kernel = gluon_kernels.forward(q, k1, k2, v1, v2, min(w1, n), min(w2, n), sm_scale * _LOG2E, out, lse, cfg)
     return out, lse, kernel
 
 
@@ -134,7 +138,7 @@ def dk1_gluon(do, q, k1, k2, v1, v2, lse, delta, w1, w2, sm_scale, cfg):
     """((dk1, dv1), [compiled kernel]) of the Gluon dK1/dV1 kernel with launch config cfg."""
     n = q.shape[1]
     dk1, dv1 = torch.empty_like(k1), torch.empty_like(v1)
-    kernel = gluon_fwd.backward_dk1dv1(do, q, k1, k2, v1, v2, lse, delta, min(w1, n), min(w2, n), sm_scale * _LOG2E,
+    kernel = gluon_kernels.backward_dk1dv1(do, q, k1, k2, v1, v2, lse, delta, min(w1, n), min(w2, n), sm_scale * _LOG2E,
                                        dk1, dv1, cfg)
     return (dk1, dv1), [kernel]
 
@@ -151,7 +155,7 @@ def dq_gluon(do, q, k1, k2, v1, v2, lse, delta, w1, w2, sm_scale, cfg):
     dq = torch.zeros(q.shape, device=q.device, dtype=torch.float32) if cfg.get("DQ_ATOMIC") else torch.empty_like(q)
     dk2 = torch.zeros(k1.shape, device=q.device, dtype=torch.float32)
     dv2 = torch.zeros(k1.shape, device=q.device, dtype=torch.float32)
-    kernels = gluon_fwd.backward_dq_dk2dv2(do, q, k1, k2, v1, v2, lse, delta, min(w1, n), min(w2, n), sm_scale,
+    kernels = gluon_kernels.backward_dq_dk2dv2(do, q, k1, k2, v1, v2, lse, delta, min(w1, n), min(w2, n), sm_scale,
                                            dq, dk2, dv2, cfg)
     return (dq.to(q.dtype), dk2.to(q.dtype), dv2.to(q.dtype)), kernels
 
@@ -243,10 +247,10 @@ def main(argv=None) -> int:
     ap.add_argument("--rep", type=int, default=50)
     args = ap.parse_args(argv)
     if not torch.cuda.is_available():
-        print("gluon_forward.py needs a CUDA GPU (registers without one: benchmarks/compile_report.py)")
+        print("gluon_kernels.py needs a CUDA GPU (registers without one: benchmarks/compile_report.py)")
         return 1
     print(f"# {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())} | {torch.cuda.get_device_name()} | "
-          f"torch {torch.__version__} | triton {triton.__version__} | command: python benchmarks/gluon_forward.py "
+          f"torch {torch.__version__} | triton {triton.__version__} | command: python benchmarks/gluon_kernels.py "
           f"{' '.join(argv if argv is not None else sys.argv[1:])}", flush=True)
     ok = stress() if args.stress else True
     for kind, wanted in (("bwd_dq", args.dq), ("bwd_dk1", args.dk1)):
