@@ -1,13 +1,16 @@
-"""The 2-simplicial forward in Gluon (Triton's explicit-layout dialect), warp-specialised for Hopper (sm_90).
+"""2-simplicial attention kernels in Gluon (Triton's explicit-layout dialect), warp-specialised for Hopper (sm_90).
 
-Same math and outputs as `_simplicial_fwd` in simplicial_attention.py (out and the base-2 log-sum-exp the backward
+The forward has the same math and outputs as `_simplicial_fwd` in simplicial_attention.py (out and the base-2 log-sum-exp the backward
 reads), same structure: a program owns BLOCK_M queries of one head and walks the (offset t, K1 tile j) steps in one
 flat loop. What Gluon adds is the division of labour that Triton's `tl` leaves to the compiler:
   * a producer warpgroup issues every TMA load into shared memory, guarded by mbarriers: Q once; per offset the K2
     rows i - t (one buffer, freed once Q * K2_t is formed) and the V2 rows (V2_BUF buffers, freed after the fold);
     per step the K1_j / V1_j tiles into a NUM_BUF ring. It runs on 24 registers per thread (setmaxnreg);
   * the consumer warpgroup gets the rest (232 per thread with maxnreg=128 at launch, two programs per SM) for the
-    two fp32 accumulators, reading Q, K2 and V2 from shared memory only when an offset starts or ends.
+    two fp32 accumulators, reading Q, K2 and V2 from shared memory only when an offset starts or ends;
+  * each buffer hands back through `_release` (thread barrier, async-proxy fence, arrive): without the fence a TMA
+    load could overwrite K2 / V2 / Q before the consumer's ld.shared reads of them were ordered (a race seen in 3 of
+    40 fp16 launches).
 At D=128 this runs at 1.22-1.50x our `tl` forward (benchmarks/results/gluon-2026-11-27.md); at D=64 it is level
 with it, so only D=128 uses it (simplicial_attention._config). The backward kernels below (dK1/dV1 in the k1 frame,
 dQ/dK2/dV2 in the query frame) follow the same scheme and run at D=64 and 128.
