@@ -2,7 +2,8 @@
 
 The forward has the same math and outputs as `_simplicial_fwd` in simplicial_attention.py (out and the base-2
 log-sum-exp the backward reads) and the same structure: a program owns BLOCK_M queries of one head and walks the
-(offset t, K1 tile j) steps in one flat loop. What Gluon adds is the division of labour that Triton's `tl` leaves to the compiler:
+(offset t, K1 tile j) steps in one flat loop. What Gluon adds is the division of labour that Triton's `tl` leaves
+to the compiler:
   * a producer warpgroup issues every TMA load into shared memory, guarded by mbarriers: Q once; per offset the K2
     rows i - t (one buffer, freed once Q * K2_t is formed) and the V2 rows (V2_BUF buffers, freed after the fold);
     per step the K1_j / V1_j tiles into a NUM_BUF ring. It runs on 24 registers per thread (setmaxnreg);
