@@ -34,6 +34,7 @@ from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
 # The producer is a whole warpgroup: setmaxnreg, which hands its registers to the consumer, acts per warpgroup. A
 # one-warp producer gave wrong outputs on one shape of five with two programs per SM.
 PRODUCER_WARPS = gl.constexpr(4)
+_LOG2E = 1.4426950408889634
 
 
 @gluon.constexpr_function
@@ -69,6 +70,12 @@ def _in_windows(offs_m, cols, t, m_ok, W1):
     lim = gl.where(((offs_m - t) >= 0) & m_ok, W1, 0).to(gl.uint32)
     diff = gl.expand_dims(offs_m, 1) - gl.expand_dims(cols, 0)
     return diff.to(gl.uint32, bitcast=True) < gl.expand_dims(lim, 1)
+
+
+@gluon.jit
+def _scaled_product(a, b, scale, dtype: gl.constexpr):
+    """(a * b * scale) in fp32, returned in dtype: the per-offset operands Q * K2_t * scale and dO * V2_t."""
+    return (a.to(gl.float32) * (b.to(gl.float32) * scale)).to(dtype)
 
 
 @gluon.jit
@@ -124,7 +131,7 @@ def _form_qk2(q_s, k2_s, k2_ready, k2_empty, t, qk_scale, a_layout: gl.constexpr
     k2 = k2_s.load(a_layout)
     q = q_s.load(a_layout)
     _release(k2_empty)
-    return (q.to(gl.float32) * (k2.to(gl.float32) * qk_scale)).to(k2.dtype)
+    return _scaled_product(q, k2, qk_scale, k2.dtype)
 
 
 @gluon.jit
@@ -339,7 +346,7 @@ def _form_product(a_s, b_s, out_s, scale, HALF: gl.constexpr, layout: gl.constex
     for r in gl.static_range(2):
         a = a_s.slice(r * HALF, HALF).load(layout)
         b = b_s.slice(r * HALF, HALF).load(layout)
-        out_s.slice(r * HALF, HALF).store((a.to(gl.float32) * (b.to(gl.float32) * scale)).to(out_s.dtype))
+        out_s.slice(r * HALF, HALF).store(_scaled_product(a, b, scale, out_s.dtype))
 
 
 @gluon.jit
@@ -556,10 +563,10 @@ def _dq_consumer(q_s, do_s, k1_s, v1_s, k2_s, v2_s, q_ready, kv_ready, kv_empty,
         j = step - t * n_tiles
         if j == 0:
             mbarrier.wait(k2_ready, t & 1)
-            qk2 = (q_s.load(a_layout).to(gl.float32) * (k2_s.load(a_layout).to(gl.float32) * qk_scale)).to(dtype)
+            qk2 = _scaled_product(q_s.load(a_layout), k2_s.load(a_layout), qk_scale, dtype)
             if PART != 2:
                 mbarrier.wait(v2_ready, t & 1)
-                dov2 = (do_s.load(a_layout).to(gl.float32) * v2_s.load(a_layout).to(gl.float32)).to(dtype)
+                dov2 = _scaled_product(do_s.load(a_layout), v2_s.load(a_layout), 1.0, dtype)
                 _release(v2_empty)
         s = step % NUM_BUF
         mbarrier.wait(kv_ready.index(s), (step // NUM_BUF) & 1)
@@ -655,7 +662,8 @@ def _simplicial_bwd_dq_gluon(q_desc, do_desc, k1_desc, v1_desc, k2_desc, v2_desc
 def backward_dq_dk2dv2(do, q, k1, k2, v1, v2, lse, delta, w1, w2, sm_scale, dq, dk2, dv2, cfg: dict):
     """Fill dq (q.dtype, or fp32 zeros with DQ_ATOMIC) and add into dk2, dv2 (fp32 zeros, [B, N, Hkv, D]) like
     simplicial_attention._backward_dq_dk2dv2 (windows clipped to N, lse base 2). cfg: BLOCK_M, BLOCK_N, NUM_BUF,
-    SPLIT (two launches: dQ/dK2, then dV2), DQ_ATOMIC, num_warps, maxnreg. Returns the last compiled kernel."""
+    SPLIT (two launches: dQ/dK2, then dV2), DQ_ATOMIC, num_warps, maxnreg. Returns the compiled kernels, one per
+    launch."""
     b, n, hq, d = q.shape
     grid = (triton.cdiv(n, cfg["BLOCK_M"]) * b * hq,)
     descs = (_descriptor(q, cfg["BLOCK_M"]), _descriptor(do, cfg["BLOCK_M"]), _descriptor(k1, cfg["BLOCK_N"]),
@@ -664,7 +672,7 @@ def backward_dq_dk2dv2(do, q, k1, k2, v1, v2, lse, delta, w1, w2, sm_scale, dq, 
     for part in ((1, 2) if cfg.get("SPLIT") else (0,)):
         kernels.append(_simplicial_bwd_dq_gluon[grid](
             *descs, lse, delta, dq, dk2, dv2, dq.stride(0), dq.stride(1), dk2.stride(0), dk2.stride(1),
-            n, w1, w2, sm_scale * 1.4426950408889634, sm_scale, hq, hq // k1.shape[2],
+            n, w1, w2, sm_scale * _LOG2E, sm_scale, hq, hq // k1.shape[2],
             HEAD_DIM=d, BLOCK_M=cfg["BLOCK_M"], BLOCK_N=cfg["BLOCK_N"], NUM_BUF=cfg["NUM_BUF"], PART=part,
             DQ_ATOMIC=cfg.get("DQ_ATOMIC", False), num_warps=cfg["num_warps"], maxnreg=cfg["maxnreg"]))
     return kernels
