@@ -46,6 +46,16 @@ def valid_triples(n: int, w1: int, w2: int) -> int:
     return int((torch.clamp(i, max=w1) * torch.clamp(i, max=w2)).sum().item())
 
 
+def sdpa_equal_length(n: int, w1: int, w2: int) -> int:
+    """N_eq of the FLOP-equal causal SDPA: N_eq^2 / 2 = N * w1 * w2, rounded to a multiple of 128 (at least 128)."""
+    return max(128, int(round(math.sqrt(2 * n * w1 * w2) / 128)) * 128)
+
+
+def sdpa_flops(n_eq: int, d: int) -> float:
+    """Tensor-core FLOPs of one causal SDPA forward at N_eq, B=4, H=8, head dim d (4 * B * H * d * N_eq(N_eq+1)/2)."""
+    return 4 * B * H * d * n_eq * (n_eq + 1) / 2
+
+
 def bench(fn, rep=100) -> float:
     return triton.testing.do_bench(fn, warmup=10, rep=rep, return_mode="median")
 
@@ -128,8 +138,8 @@ def row(n, d, w1, w2, ratio, pkg, rep):
     xs = inputs(n, H, hkv, d)
     f = lambda *a: two_simplicial_attention(*a, w1, w2, backend="triton")  # noqa: E731
     t_f, t_fb, mem = time_fwd_bwd(f, xs, rep)
-    n_eq = max(128, int(round(math.sqrt(2 * n * w1 * w2) / 128)) * 128)
-    fl_s = 4 * B * H * d * n_eq * (n_eq + 1) / 2
+    n_eq = sdpa_equal_length(n, w1, w2)
+    fl_s = sdpa_flops(n_eq, d)
     r = dict(N=n, D=d, w1=w1, w2=w2, gqa=ratio, fwd_ms=t_f, fb_ms=t_fb,
              fwd_tf=fl / t_f / 1e9, fb_tf=3.5 * fl / t_fb / 1e9, mem=mem, n_eq=n_eq)
     for backend in ("default", "flash"):
@@ -215,7 +225,8 @@ def variant_label(cfg: dict) -> str:
 _TR = dict(TMA=True, RELOAD=True)
 # Variants per kernel and head dim. maxnreg caps the registers per thread: at <= 168 (4 warps) three programs fit an
 # SM's 64K registers, at <= 128 four (8 warps: two). benchmarks/compile_report.py lists each one's registers and
-# spills without a GPU, so only configs that fit go to the device.
+# spills without a GPU, so only configs that fit go to the device. A GLUON=True variant runs simplicial_attention's
+# GLUON_*_CONFIG kernel where it applies (Hopper); its blocks, warps and stages are those of the tl fallback.
 SWEEP_VARIANTS = {
     "fwd": {
         64: [variant(64, 64, 4, 3, maxnreg=168, **_TR), variant(64, 32, 4, 3, maxnreg=128, **_TR),
@@ -262,8 +273,8 @@ def sweep(rep, baseline=None, dump_ir=None, kinds=("fwd", "bwd_dq", "bwd_dk1"), 
         dout = torch.randn_like(out_ref)
         g_ref = ref._backward(dout, *xs, out_ref, lse, w1, w2, scale)
         delta = sa._backward_delta(dout, out_ref)
-        print(f"\n### sweep N={n} (w1, w2)=({w1}, {w2}) D={d}: TF/s of each pass counts fwd FLOPs for fwd and for each of the two backward "
-              f"kernels 1.25x fwd (their sum = the 2.5x of the convention); rel err vs "
+        print(f"\n### sweep N={n} (w1, w2)=({w1}, {w2}) D={d}: TF/s of each pass counts fwd FLOPs for fwd and for "
+              f"each of the two backward kernels 1.25x fwd (their sum = the 2.5x of the convention); rel err vs "
               f"{'the baseline module' if baseline else 'the default config'}")
         print("| kernel | BLOCK_MxBLOCK_N warps stages flags | ms | TF/s | rel err | regs | spills | atomics |")
         print("|---|---|---|---|---|---|---|---|")

@@ -25,9 +25,9 @@ import torch
 import triton
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from benchmarks.bench_attention import inputs, sdpa, sdpa_equal_length, sdpa_flops, valid_triples  # noqa: E402
+from triton_kernels import simplicial_attention as sa  # noqa: E402
 from triton_kernels import simplicial_attention_gluon as gluon_kernels  # noqa: E402
-
-_LOG2E = 1.4426950408889634
 
 
 def gluon_forward(q, k1, k2, v1, v2, w1, w2, sm_scale, **cfg):
@@ -35,7 +35,7 @@ def gluon_forward(q, k1, k2, v1, v2, w1, w2, sm_scale, **cfg):
     b, n, hq, d = q.shape
     out = torch.empty_like(q)
     lse = torch.empty((b, hq, n), device=q.device, dtype=torch.float32)
-    kernel = gluon_kernels.forward(q, k1, k2, v1, v2, min(w1, n), min(w2, n), sm_scale * _LOG2E, out, lse, cfg)
+    kernel = gluon_kernels.forward(q, k1, k2, v1, v2, min(w1, n), min(w2, n), sm_scale * sa._LOG2E, out, lse, cfg)
     return out, lse, kernel
 
 
@@ -48,17 +48,21 @@ CHECK_SHAPES = [  # (B, N, Hq, Hkv, D, w1, w2): batch and window edges, GQA, bot
 ]
 
 
+def random_case(b, n, hq, hkv, d):
+    """bf16 q [b, n, hq, d], k1, k2, v1, v2 [b, n, hkv, d] and an upstream gradient dO like q, seeded."""
+    g = torch.Generator(device="cuda").manual_seed(0)
+    q = torch.randn(b, n, hq, d, device="cuda", dtype=torch.bfloat16, generator=g)
+    ks = [torch.randn(b, n, hkv, d, device="cuda", dtype=torch.bfloat16, generator=g) for _ in range(4)]
+    return q, ks, torch.randn(b, n, hq, d, device="cuda", dtype=torch.bfloat16, generator=g)
+
+
 def check(configs, repeat=3) -> bool:
     """Each config against the tl forward on CHECK_SHAPES, `repeat` launches each (a synchronisation race shows as
     a launch that differs)."""
-    from triton_kernels import simplicial_attention as sa
-
     ok = True
     for shape in CHECK_SHAPES:
         b, n, hq, hkv, d, w1, w2 = shape
-        g = torch.Generator(device="cuda").manual_seed(0)
-        q = torch.randn(b, n, hq, d, device="cuda", dtype=torch.bfloat16, generator=g)
-        ks = [torch.randn(b, n, hkv, d, device="cuda", dtype=torch.bfloat16, generator=g) for _ in range(4)]
+        q, ks, _ = random_case(b, n, hq, hkv, d)
         scale = 1 / math.sqrt(d)
         sa.CONFIG_OVERRIDE["fwd"] = {"GLUON": False}  # the reference is the tl kernel
         ref, ref_lse = sa._forward(q, *ks, w1, w2, scale)
@@ -88,21 +92,17 @@ SHAPES = [(8192, 512, 32), (8192, 256, 64), (8192, 128, 128), (2048, 512, 32), (
 
 def bench(configs, rep=50, shapes=SHAPES) -> None:
     """Each config against the tl forward and SDPA (FLOP-equal causal length), B=4, H=8, bf16, per shape class."""
-    from benchmarks.bench_attention import sdpa, valid_triples
-    from triton_kernels import simplicial_attention as sa
-
     for (n, w1, w2), d in ((shape, d) for shape in shapes for d in (64, 128)):
-        g = torch.Generator(device="cuda").manual_seed(0)
-        xs = [torch.randn(4, n, 8, d, device="cuda", dtype=torch.bfloat16, generator=g) for _ in range(5)]
+        xs = inputs(n, 8, 8, d, requires_grad=False)  # B=4, H=8 as bench_attention's grid
         fl = 4 * 4 * 8 * d * valid_triples(n, w1, w2)
         scale = 1 / math.sqrt(d)
         sa.CONFIG_OVERRIDE["fwd"] = {"GLUON": False}  # the baseline is the tl kernel
         t_tl = triton.testing.do_bench(lambda: sa._forward(*xs, w1, w2, scale), warmup=10, rep=rep,
                                        return_mode="median")
         sa.CONFIG_OVERRIDE.clear()
-        n_eq = max(128, int(round(math.sqrt(2 * n * w1 * w2) / 128)) * 128)
+        n_eq = sdpa_equal_length(n, w1, w2)
         s_f = min(sdpa(n_eq, d, rep, "default")[0], sdpa(n_eq, d, rep, "flash")[0])
-        s_tf = 4 * 4 * 8 * d * n_eq * (n_eq + 1) / 2 / s_f / 1e9
+        s_tf = sdpa_flops(n_eq, d) / s_f / 1e9
         print(f"\n### D={d}, B=4, H=8, N={n}, (w1, w2)=({w1}, {w2}), bf16; SDPA (faster backend) at N_eq={n_eq}: "
               f"{s_tf:.0f} TF/s")
         print("| kernel | config | ms | TF/s | / SDPA | / Triton tl | regs | spills |")
@@ -138,8 +138,8 @@ def dk1_gluon(do, q, k1, k2, v1, v2, lse, delta, w1, w2, sm_scale, cfg):
     """((dk1, dv1), [compiled kernel]) of the Gluon dK1/dV1 kernel with launch config cfg."""
     n = q.shape[1]
     dk1, dv1 = torch.empty_like(k1), torch.empty_like(v1)
-    kernel = gluon_kernels.backward_dk1dv1(do, q, k1, k2, v1, v2, lse, delta, min(w1, n), min(w2, n), sm_scale * _LOG2E,
-                                       dk1, dv1, cfg)
+    kernel = gluon_kernels.backward_dk1dv1(do, q, k1, k2, v1, v2, lse, delta, min(w1, n), min(w2, n),
+                                           sm_scale * sa._LOG2E, dk1, dv1, cfg)
     return (dk1, dv1), [kernel]
 
 
@@ -168,17 +168,11 @@ BACKWARD = {"bwd_dk1": ("_backward_dk1dv1", dk1_gluon, DK1_CONFIGS, ("dk1", "dv1
 def check_and_bench_backward(kind, rep=50, repeat=3) -> bool:
     """A Gluon backward kernel against its tl one (same lse / delta), CHECK_SHAPES and D=128 at the target, each config
     `repeat` launches; timed where N=8192."""
-    from benchmarks.bench_attention import valid_triples
-    from triton_kernels import simplicial_attention as sa
-
     launcher, gluon_run, configs, names = BACKWARD[kind]
     ok = True
     for shape in CHECK_SHAPES + [(4, 8192, 8, 8, 128, 512, 32)]:
         b, n, hq, hkv, d, w1, w2 = shape
-        g = torch.Generator(device="cuda").manual_seed(0)
-        q = torch.randn(b, n, hq, d, device="cuda", dtype=torch.bfloat16, generator=g)
-        ks = [torch.randn(b, n, hkv, d, device="cuda", dtype=torch.bfloat16, generator=g) for _ in range(4)]
-        do = torch.randn(b, n, hq, d, device="cuda", dtype=torch.bfloat16, generator=g)
+        q, ks, do = random_case(b, n, hq, hkv, d)
         scale = 1 / math.sqrt(d)
         out, lse = sa._forward(q, *ks, min(w1, n), min(w2, n), scale)
         delta = sa._backward_delta(do, out)
@@ -215,7 +209,6 @@ def stress(launches=40) -> bool:
     """The package's forward (Gluon at D=128 on Hopper) launched many times on the GPU test's largest shape, in fp16
     and bf16, against the tl forward: any launch that differs, and where (batch-head, rows), shows a race."""
     from tests.test_kernels import make_inputs
-    from triton_kernels import simplicial_attention as sa
 
     ok = True
     for dtype in (torch.float16, torch.bfloat16):

@@ -34,3 +34,10 @@ def test_sweep_shape_errors_name_the_value(capsys, text, message):
         bench.main(["--sweep", "--shape", text])
     err = capsys.readouterr().err
     assert message in err and repr(text) in err
+
+
+def test_sdpa_equal_length_matches_the_recorded_grid():
+    # N_eq^2 / 2 = N * w1 * w2, to a multiple of 128: the N_eq column of benchmarks/results/*-grid.md
+    assert [bench.sdpa_equal_length(n, w1, w2) for n, w1, w2 in
+            ((8192, 512, 32), (2048, 512, 32), (16384, 1024, 16), (16384, 128, 128))] == [16384, 8192, 23168, 23168]
+    assert bench.sdpa_flops(16384, 64) == 4 * 4 * 8 * 64 * 16384 * 16385 / 2
