@@ -203,12 +203,13 @@ def load_module(path):
 
 # Every flag a launch config can set, at its off value: a variant replaces the whole default config, so a flag it
 # leaves out is off rather than inherited from the default (which would time a config other than its label).
-_FLAGS_OFF = dict(TMA=False, RELOAD=False, SPLIT=False, DQ_ATOMIC=False, GLUON=False, maxnreg=None)
+_FLAGS_OFF = dict(TMA=False, RELOAD=False, SPLIT=False, DQ_ATOMIC=False, GLUON=False, PER_QUERY=False, QUERIES=None,
+                  maxnreg=None)
 
 
 def variant(block_m, block_n, warps, stages, **flags) -> dict:
     """One complete launch config for the sweep: blocks, warps, stages and flags (TMA, RELOAD, SPLIT, DQ_ATOMIC,
-    GLUON, maxnreg)."""
+    GLUON, PER_QUERY with QUERIES, maxnreg)."""
     unknown = set(flags) - set(_FLAGS_OFF)
     if unknown:
         raise ValueError(f"variant: unknown flags {sorted(unknown)}; known: {sorted(_FLAGS_OFF)}")
@@ -222,6 +223,20 @@ def variant_label(cfg: dict) -> str:
     return f"{cfg['BLOCK_M']}x{cfg['BLOCK_N']} w{cfg['num_warps']} s{cfg['num_stages']} {flags}".strip()
 
 
+def _per_query(d: int) -> list[dict]:
+    """The per-query forward's variants (simplicial_attention._simplicial_fwd_per_query; BLOCK_M = k2 rows per step,
+    QUERIES = queries per program)."""
+    pq = dict(PER_QUERY=True, TMA=True)
+    if d == 64:
+        return [variant(64, 64, 4, 3, QUERIES=16, **pq), variant(64, 128, 4, 3, QUERIES=16, **pq),
+                variant(64, 64, 4, 2, QUERIES=16, **pq), variant(64, 64, 4, 3, QUERIES=64, **pq),
+                variant(64, 64, 8, 3, QUERIES=16, **pq), variant(64, 64, 4, 3, QUERIES=16, maxnreg=168, **pq),
+                variant(32, 64, 4, 3, QUERIES=16, **pq)]
+    return [variant(64, 64, 4, 2, QUERIES=16, **pq), variant(64, 64, 4, 3, QUERIES=16, **pq),
+            variant(64, 64, 8, 3, QUERIES=16, **pq), variant(64, 32, 4, 3, QUERIES=16, **pq),
+            variant(64, 64, 4, 2, QUERIES=64, **pq), variant(64, 64, 8, 2, QUERIES=16, **pq)]
+
+
 _TR = dict(TMA=True, RELOAD=True)
 # Variants per kernel and head dim. maxnreg caps the registers per thread: at <= 168 (4 warps) three programs fit an
 # SM's 64K registers, at <= 128 four (8 warps: two). benchmarks/compile_report.py lists each one's registers and
@@ -232,9 +247,10 @@ SWEEP_VARIANTS = {
         64: [variant(64, 64, 4, 3, maxnreg=168, **_TR), variant(64, 32, 4, 3, maxnreg=128, **_TR),
              variant(64, 32, 4, 2, maxnreg=128, **_TR), variant(64, 32, 4, 3, maxnreg=168, **_TR),
              variant(64, 128, 4, 3, **_TR), variant(128, 32, 8, 3, maxnreg=128, **_TR),
-             variant(64, 64, 4, 4, maxnreg=168, **_TR), variant(64, 32, 4, 4, maxnreg=128, **_TR)],
+             variant(64, 64, 4, 4, maxnreg=168, **_TR), variant(64, 32, 4, 4, maxnreg=128, **_TR),
+             *_per_query(64)],
         128: [variant(64, 64, 4, 3, GLUON=True, **_TR), variant(64, 64, 4, 3, **_TR), variant(64, 32, 4, 3, **_TR),
-              variant(128, 64, 8, 3, **_TR), variant(64, 64, 4, 2, **_TR)],
+              variant(128, 64, 8, 3, **_TR), variant(64, 64, 4, 2, **_TR), *_per_query(128)],
     },
     "bwd_dq": {
         64: [variant(64, 64, 4, 3, GLUON=True, **_TR), variant(64, 64, 4, 3, **_TR)],

@@ -211,6 +211,107 @@ def _simplicial_fwd(
     tl.store(Ob + offs_m[:, None] * stride_on + offs_d[None, :], out.to(Out.dtype.element_ty), mask=m_ok[:, None])
 
 
+@triton.jit(do_not_specialize=["N", "W1", "W2", "H", "GROUP"])
+def _simplicial_fwd_per_query(
+    Q, K1, K2, V1, V2, Out, Lse, DK1d, DK2d, DV1d, DV2d,
+    stride_qb, stride_qn, stride_qh,
+    stride_k1b, stride_k1n, stride_k1h,
+    stride_k2b, stride_k2n, stride_k2h,
+    stride_v1b, stride_v1n, stride_v1h,
+    stride_v2b, stride_v2n, stride_v2h,
+    stride_ob, stride_on, stride_oh,
+    N, W1, W2, qk_scale,
+    H, GROUP, HEAD_DIM: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, QUERIES: tl.constexpr, DOT_PREC: tl.constexpr,
+    TMA: tl.constexpr,
+):
+    """The per-query form, for a large w2 (w2 >= 64): no position outside the windows is computed.
+
+    For one query i the logits over its windows are one dense [w2, w1] matrix, (q_i * K2[i-w2+1 .. i]) @
+    K1[i-w1+1 .. i]^T: rows are its k2 positions, columns its k1 positions. The query-tile form computes a tile's k1
+    union, w1 + BLOCK_M - 1 columns, for w1 useful ones per row: a third wasted at (128, 128), a fifth at (256, 64).
+    A program runs QUERIES consecutive queries of one head, one after another, in [BLOCK_M, BLOCK_N] steps: BLOCK_M
+    k2 rows (a group) by BLOCK_N k1 columns. Each row keeps its own online softmax and its P @ V1 accumulator over
+    the k1 tiles; at a group's last tile the rows fold into the query's running output,
+    o += sum_r 2^(m_r - M) acc_r * v2_r (and l, M likewise), and at its last group the output row is stored."""
+    tl.static_assert(BLOCK_M >= 16 and BLOCK_N >= 16, "tl.dot needs tiles of at least 16")
+    num_q = tl.cdiv(N, QUERIES)
+    pid = tl.program_id(0)
+    pid_q = pid % num_q
+    pid_bh = pid // num_q
+    b32 = pid_bh // H
+    b = b32.to(tl.int64)
+    h = pid_bh % H
+    hk = h // GROUP
+    first_q = pid_q * QUERIES
+    offs_m = tl.arange(0, BLOCK_M)
+    offs_n = tl.arange(0, BLOCK_N)
+    offs_d = tl.arange(0, HEAD_DIM)
+    dtype = K1.dtype.element_ty
+
+    K1b = K1 + b * stride_k1b + hk * stride_k1h
+    K2b = K2 + b * stride_k2b + hk * stride_k2h
+    V1b = V1 + b * stride_v1b + hk * stride_v1h
+    V2b = V2 + b * stride_v2b + hk * stride_v2h
+    Qb = Q + b * stride_qb + h * stride_qh
+    Ob = Out + b * stride_ob + h * stride_oh
+
+    n_tiles = tl.cdiv(W1, BLOCK_N)
+    n_groups = tl.cdiv(W2, BLOCK_M)
+    per_query = n_groups * n_tiles
+    m_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
+    l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
+    acc = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
+    kq = tl.zeros([BLOCK_M, HEAD_DIM], dtype=dtype)
+    o_run = tl.zeros([HEAD_DIM], dtype=tl.float32)  # the query's output so far, scaled by 2^-m_run
+    l_run = 0.0
+    m_run = float("-inf")
+    for step in range(0, tl.minimum(QUERIES, N - first_q) * per_query):
+        qi = step // per_query
+        rest = step - qi * per_query
+        g = rest // n_tiles
+        j = rest - g * n_tiles
+        i = first_q + qi
+        first_k = i - W2 + 1 + g * BLOCK_M  # the group's k2 rows: first_k .. first_k + BLOCK_M - 1
+        if j == 0:  # a new group: logits in base 2 (scale folded into q)
+            q = tl.load(Qb + i * stride_qn + offs_d).to(tl.float32) * qk_scale
+            k2 = _load_rows(K2b, DK2d, stride_k2n, b32, hk, first_k, N, offs_d, BLOCK_M, HEAD_DIM, TMA)
+            kq = (k2.to(tl.float32) * q[None, :]).to(dtype)
+        start_n = i - W1 + 1 + j * BLOCK_N
+        k1 = _load_rows(K1b, DK1d, stride_k1n, b32, hk, start_n, N, offs_d, BLOCK_N, HEAD_DIM, TMA)
+        v1 = _load_rows(V1b, DV1d, stride_v1n, b32, hk, start_n, N, offs_d, BLOCK_N, HEAD_DIM, TMA)
+        s = tl.dot(kq, tl.trans(k1), input_precision=DOT_PREC)
+        if (start_n < 0) | (start_n + BLOCK_N > i + 1) | (first_k < 0) | (first_k + BLOCK_M > i + 1):
+            # rows k and columns j in [0, i] (the windows' far edges are the tiles' own starts)
+            row_ok = (first_k + offs_m).to(tl.uint32, bitcast=True) <= i.to(tl.uint32)
+            col_ok = (start_n + offs_n).to(tl.uint32, bitcast=True) <= i.to(tl.uint32)
+            s = tl.where(row_ok[:, None] & col_ok[None, :], s, float("-inf"))
+        m_prev = tl.where(j == 0, float("-inf"), m_i)  # a group's rows start their softmax afresh
+        m_new = tl.maximum(m_prev, tl.max(s, 1))
+        m_use = tl.where(m_new == float("-inf"), 0.0, m_new)  # rows with nothing valid yet stay at zero
+        alpha = tl.exp2(m_prev - m_use)
+        p = tl.exp2(s - m_use[:, None])
+        l_i = l_i * alpha + tl.sum(p, 1)
+        acc = acc * alpha[:, None] + tl.dot(p.to(dtype), v1, input_precision=DOT_PREC)
+        m_i = m_new
+        if j == n_tiles - 1:  # the group's last tile: fold its rows into the query's output
+            v2 = _load_rows(V2b, DV2d, stride_v2n, b32, hk, first_k, N, offs_d, BLOCK_M, HEAD_DIM, TMA)
+            m_g = tl.max(m_i, 0)
+            m_top = tl.maximum(m_run, m_g)
+            m_top_use = tl.where(m_top == float("-inf"), 0.0, m_top)
+            w = tl.exp2(m_i - m_top_use)  # rows without a valid position have m = -inf and weigh 0
+            run_scale = tl.exp2(m_run - m_top_use)
+            o_run = o_run * run_scale + tl.sum(acc * v2.to(tl.float32) * w[:, None], 0)
+            l_run = l_run * run_scale + tl.sum(l_i * w, 0)
+            m_run = m_top
+            if g == n_groups - 1:  # the query's last group: out_i = o / l, lse_i = m + log2(l)
+                tl.store(Ob + i * stride_on + offs_d, (o_run / l_run).to(Out.dtype.element_ty))
+                tl.store(Lse + pid_bh.to(tl.int64) * N + i, m_run + tl.log2(l_run))
+                o_run = tl.zeros([HEAD_DIM], dtype=tl.float32)
+                l_run = 0.0
+                m_run = float("-inf")
+
+
 # --------------------------------------------------------------------------------------------------------------------
 # backward
 # --------------------------------------------------------------------------------------------------------------------
@@ -508,7 +609,7 @@ GLUON_DK1_CONFIG = {64: dict(BLOCK_M=64, BLOCK_N=64, NUM_BUF=2, FORM_AHEAD=True,
                     128: dict(BLOCK_M=32, BLOCK_N=64, NUM_BUF=1, FORM_AHEAD=True, num_warps=4, maxnreg=128)}
 
 
-def _config(kind: str, d: int, dtype: torch.dtype, w1: int = 0) -> dict:
+def _config(kind: str, d: int, dtype: torch.dtype, w1: int = 0, w2: int = 0) -> dict:
     """Launch config per (kernel, head dim), from the variant sweeps of benchmarks/bench_attention.py --sweep at
     N=8192, (w1, w2)=(512, 32), bf16 (benchmarks/kernel_notes.md). TMA loads K1/V1/K2/V2 tiles through tensor
     descriptors (Hopper and later; the launcher falls back to pointer loads where it cannot); RELOAD re-reads the
@@ -521,7 +622,7 @@ def _config(kind: str, d: int, dtype: torch.dtype, w1: int = 0) -> dict:
     heads pack into rows), the forward (D=128) and both backward kernels (D=64, 128) run its warp-specialised
     kernels with GLUON_FWD_CONFIG / GLUON_DQ_CONFIG / GLUON_DK1_CONFIG instead; the tl config here is the fallback."""
     if _interpreting():
-        cfg = dict(BLOCK_M=16, BLOCK_N=16, num_warps=1, num_stages=1)
+        cfg = dict(BLOCK_M=16, BLOCK_N=16, num_warps=1, num_stages=1, QUERIES=4)
     elif kind == "fwd":
         if d <= 64 and dtype != torch.float32 and w1 >= 1024:
             cfg = dict(BLOCK_M=64, BLOCK_N=128, num_warps=4, num_stages=3, TMA=True, RELOAD=True)
@@ -610,7 +711,9 @@ def _forward(q, k1, k2, v1, v2, w1, w2, sm_scale):
     hkv = k1.shape[2]
     out = _new((b, n, hq, d), q, q.dtype)
     lse = _new((b, hq, n), q, torch.float32)
-    cfg = _config("fwd", d, q.dtype, w1)
+    cfg = _config("fwd", d, q.dtype, w1, w2)
+    if cfg.get("PER_QUERY"):
+        return _forward_per_query(q, k1, k2, v1, v2, w1, w2, sm_scale, out, lse, cfg)
     gluon_kernels = _gluon_kernels(cfg, d in GLUON_FWD_CONFIG, q, k1, k2, v1, v2)
     if gluon_kernels is not None:
         LAUNCHED["fwd"] = gluon_kernels.forward(q, k1, k2, v1, v2, w1, w2, sm_scale * _LOG2E, out, lse,
@@ -625,6 +728,22 @@ def _forward(q, k1, k2, v1, v2, w1, w2, sm_scale):
         H=hq, GROUP=hq // hkv, HEAD_DIM=d,
         BLOCK_M=cfg["BLOCK_M"], BLOCK_N=cfg["BLOCK_N"], DOT_PREC=_dot_prec(q.dtype),
         TMA=tma, RELOAD=cfg.get("RELOAD", False), **_launch_options(cfg),
+    )
+    return out, lse
+
+
+def _forward_per_query(q, k1, k2, v1, v2, w1, w2, sm_scale, out, lse, cfg):
+    """The per-query form's launch (_simplicial_fwd_per_query): QUERIES queries of one head per program."""
+    b, n, hq, d = q.shape
+    grid = (triton.cdiv(n, cfg["QUERIES"]) * b * hq,)
+    descs, tma = _tma_descriptors(cfg, k1, k2, v1, v2)
+    LAUNCHED["fwd"] = _simplicial_fwd_per_query[grid](
+        q, k1, k2, v1, v2, out, lse, *descs,
+        *_s3(q), *_s3(k1), *_s3(k2), *_s3(v1), *_s3(v2), *_s3(out),
+        n, w1, w2, sm_scale * _LOG2E,
+        H=hq, GROUP=hq // k1.shape[2], HEAD_DIM=d,
+        BLOCK_M=cfg["BLOCK_M"], BLOCK_N=cfg["BLOCK_N"], QUERIES=cfg["QUERIES"], DOT_PREC=_dot_prec(q.dtype),
+        TMA=tma, **_launch_options(cfg),
     )
     return out, lse
 
