@@ -204,7 +204,7 @@ def load_module(path):
 # Every flag a launch config can set, at its off value: a variant replaces the whole default config, so a flag it
 # leaves out is off rather than inherited from the default (which would time a config other than its label).
 _FLAGS_OFF = dict(TMA=False, RELOAD=False, SPLIT=False, DQ_ATOMIC=False, GLUON=False, PER_QUERY=False, QUERIES=None,
-                  maxnreg=None)
+                  PREFETCH=False, maxnreg=None)
 
 
 def variant(block_m, block_n, warps, stages, **flags) -> dict:
@@ -226,15 +226,16 @@ def variant_label(cfg: dict) -> str:
 def _per_query(d: int) -> list[dict]:
     """The per-query forward's variants (simplicial_attention._simplicial_fwd_per_query; BLOCK_M = k2 rows per step,
     QUERIES = queries per program)."""
-    pq = dict(PER_QUERY=True, TMA=True)
+    pq = dict(PER_QUERY=True, TMA=True, QUERIES=16)
     if d == 64:
-        return [variant(64, 64, 4, 3, QUERIES=16, **pq), variant(64, 128, 4, 3, QUERIES=16, **pq),
-                variant(64, 64, 4, 2, QUERIES=16, **pq), variant(64, 64, 4, 3, QUERIES=64, **pq),
-                variant(64, 64, 8, 3, QUERIES=16, **pq), variant(64, 64, 4, 3, QUERIES=16, maxnreg=168, **pq),
-                variant(32, 64, 4, 3, QUERIES=16, **pq)]
-    return [variant(64, 64, 4, 2, QUERIES=16, **pq), variant(64, 64, 4, 3, QUERIES=16, **pq),
-            variant(64, 64, 8, 3, QUERIES=16, **pq), variant(64, 32, 4, 3, QUERIES=16, **pq),
-            variant(64, 64, 4, 2, QUERIES=64, **pq), variant(64, 64, 8, 2, QUERIES=16, **pq)]
+        return [variant(64, 64, 4, 3, maxnreg=168, **pq), variant(64, 64, 4, 3, maxnreg=168, PREFETCH=True, **pq),
+                variant(64, 128, 4, 3, maxnreg=168, PREFETCH=True, **pq), variant(64, 128, 4, 3, PREFETCH=True, **pq),
+                variant(128, 64, 8, 3, PREFETCH=True, **pq), variant(128, 64, 8, 3, **pq),
+                variant(64, 64, 4, 4, maxnreg=168, PREFETCH=True, **pq), variant(64, 64, 4, 3, PREFETCH=True, **pq),
+                variant(128, 64, 8, 3, PREFETCH=True, maxnreg=128, **pq)]
+    return [variant(64, 64, 4, 3, **pq), variant(64, 64, 4, 3, PREFETCH=True, **pq),
+            variant(64, 64, 4, 2, PREFETCH=True, **pq), variant(128, 64, 8, 2, PREFETCH=True, **pq),
+            variant(128, 64, 8, 3, PREFETCH=True, **pq), variant(128, 64, 8, 3, **pq)]
 
 
 _TR = dict(TMA=True, RELOAD=True)

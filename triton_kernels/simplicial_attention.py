@@ -223,7 +223,7 @@ def _simplicial_fwd_per_query(
     N, W1, W2, qk_scale,
     H, GROUP, HEAD_DIM: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, QUERIES: tl.constexpr, DOT_PREC: tl.constexpr,
-    TMA: tl.constexpr,
+    TMA: tl.constexpr, PREFETCH: tl.constexpr,
 ):
     """The per-query form, for a large w2 (w2 >= 64): no position outside the windows is computed.
 
@@ -273,7 +273,12 @@ def _simplicial_fwd_per_query(
         j = rest - g * n_tiles
         i = first_q + qi
         first_k = i - W2 + 1 + g * BLOCK_M  # the group's k2 rows: first_k .. first_k + BLOCK_M - 1
-        if j == 0:  # a new group: logits in base 2 (scale folded into q)
+        if PREFETCH:  # every step loads its group's rows, so the software pipeline prefetches them
+            q = tl.load(Qb + i * stride_qn + offs_d).to(tl.float32) * qk_scale
+            k2 = _load_rows(K2b, DK2d, stride_k2n, b32, hk, first_k, N, offs_d, BLOCK_M, HEAD_DIM, TMA)
+            v2 = _load_rows(V2b, DV2d, stride_v2n, b32, hk, first_k, N, offs_d, BLOCK_M, HEAD_DIM, TMA)
+            kq = (k2.to(tl.float32) * q[None, :]).to(dtype)
+        elif j == 0:  # a new group: logits in base 2 (scale folded into q)
             q = tl.load(Qb + i * stride_qn + offs_d).to(tl.float32) * qk_scale
             k2 = _load_rows(K2b, DK2d, stride_k2n, b32, hk, first_k, N, offs_d, BLOCK_M, HEAD_DIM, TMA)
             kq = (k2.to(tl.float32) * q[None, :]).to(dtype)
@@ -295,7 +300,8 @@ def _simplicial_fwd_per_query(
         acc = acc * alpha[:, None] + tl.dot(p.to(dtype), v1, input_precision=DOT_PREC)
         m_i = m_new
         if j == n_tiles - 1:  # the group's last tile: fold its rows into the query's output
-            v2 = _load_rows(V2b, DV2d, stride_v2n, b32, hk, first_k, N, offs_d, BLOCK_M, HEAD_DIM, TMA)
+            if not PREFETCH:
+                v2 = _load_rows(V2b, DV2d, stride_v2n, b32, hk, first_k, N, offs_d, BLOCK_M, HEAD_DIM, TMA)
             m_g = tl.max(m_i, 0)
             m_top = tl.maximum(m_run, m_g)
             m_top_use = tl.where(m_top == float("-inf"), 0.0, m_top)
@@ -743,7 +749,7 @@ def _forward_per_query(q, k1, k2, v1, v2, w1, w2, sm_scale, out, lse, cfg):
         n, w1, w2, sm_scale * _LOG2E,
         H=hq, GROUP=hq // k1.shape[2], HEAD_DIM=d,
         BLOCK_M=cfg["BLOCK_M"], BLOCK_N=cfg["BLOCK_N"], QUERIES=cfg["QUERIES"], DOT_PREC=_dot_prec(q.dtype),
-        TMA=tma, **_launch_options(cfg),
+        TMA=tma, PREFETCH=cfg.get("PREFETCH", False), **_launch_options(cfg),
     )
     return out, lse
 
