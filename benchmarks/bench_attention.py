@@ -228,14 +228,9 @@ def _per_query(d: int) -> list[dict]:
     QUERIES = queries per program)."""
     pq = dict(PER_QUERY=True, TMA=True, QUERIES=16)
     if d == 64:
-        return [variant(64, 64, 4, 3, maxnreg=168, **pq), variant(64, 64, 4, 3, maxnreg=168, PREFETCH=True, **pq),
-                variant(64, 128, 4, 3, maxnreg=168, PREFETCH=True, **pq), variant(64, 128, 4, 3, PREFETCH=True, **pq),
-                variant(128, 64, 8, 3, PREFETCH=True, **pq), variant(128, 64, 8, 3, **pq),
-                variant(64, 64, 4, 4, maxnreg=168, PREFETCH=True, **pq), variant(64, 64, 4, 3, PREFETCH=True, **pq),
-                variant(128, 64, 8, 3, PREFETCH=True, maxnreg=128, **pq)]
-    return [variant(64, 64, 4, 3, **pq), variant(64, 64, 4, 3, PREFETCH=True, **pq),
-            variant(64, 64, 4, 2, PREFETCH=True, **pq), variant(128, 64, 8, 2, PREFETCH=True, **pq),
-            variant(128, 64, 8, 3, PREFETCH=True, **pq), variant(128, 64, 8, 3, **pq)]
+        return [variant(64, 64, 4, 3, maxnreg=168, GLUON=True, **pq), variant(64, 64, 4, 3, maxnreg=168, **pq),
+                variant(64, 64, 4, 3, maxnreg=168, QUERIES=64, **pq), variant(64, 64, 4, 3, **pq)]
+    return [variant(64, 64, 4, 3, GLUON=True, **pq), variant(64, 64, 4, 3, **pq)]
 
 
 _TR = dict(TMA=True, RELOAD=True)

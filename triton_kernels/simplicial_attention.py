@@ -604,6 +604,8 @@ CONFIG_OVERRIDE: dict[str, dict] = {}
 # share an SM; the consumer warpgroup then takes 232 registers from the producer's share (setmaxnreg). At D=128 it
 # runs at 376-382 TF/s against the tl kernel's 298; at D=64 the two are level, so D=64 stays on tl.
 GLUON_FWD_CONFIG = {128: dict(BLOCK_M=64, BLOCK_N=64, NUM_BUF=2, V2_BUF=1, num_warps=4, maxnreg=128)}
+GLUON_FWD_PQ_CONFIG = {64: dict(BLOCK_M=64, BLOCK_N=64, QUERIES=16, NUM_BUF=2, num_warps=4, maxnreg=128),
+                       128: dict(BLOCK_M=64, BLOCK_N=64, QUERIES=16, NUM_BUF=2, num_warps=4, maxnreg=128)}
 # The Gluon dK1/dV1 kernel's: two programs per SM (maxnreg=128, <= 113 KiB of shared memory), the next offset's
 # Q*K2 / dO*V2 formed while this offset's dV1/dK1 wgmmas run (FORM_AHEAD). 6.5 vs 7.2 ms (D=64), 12.4 vs 14.3 ms
 # (D=128, 32 query rows per step so that it fits) for the tl kernel (benchmarks/results/gluon-2026-11-27.md).
@@ -739,8 +741,14 @@ def _forward(q, k1, k2, v1, v2, w1, w2, sm_scale):
 
 
 def _forward_per_query(q, k1, k2, v1, v2, w1, w2, sm_scale, out, lse, cfg):
-    """The per-query form's launch (_simplicial_fwd_per_query): QUERIES queries of one head per program."""
+    """The per-query form's launch (_simplicial_fwd_per_query, or its Gluon kernel where GLUON applies): QUERIES
+    queries of one head per program."""
     b, n, hq, d = q.shape
+    gluon_kernels = _gluon_kernels(cfg, d in GLUON_FWD_PQ_CONFIG, q, k1, k2, v1, v2)
+    if gluon_kernels is not None:
+        LAUNCHED["fwd"] = gluon_kernels.forward_per_query(q, k1, k2, v1, v2, w1, w2, sm_scale * _LOG2E, out, lse,
+                                                          GLUON_FWD_PQ_CONFIG[d])
+        return out, lse
     grid = (triton.cdiv(n, cfg["QUERIES"]) * b * hq,)
     descs, tma = _tma_descriptors(cfg, k1, k2, v1, v2)
     LAUNCHED["fwd"] = _simplicial_fwd_per_query[grid](

@@ -307,6 +307,186 @@ def forward(q, k1, k2, v1, v2, w1, w2, qk_scale, out, lse, cfg: dict):
 
 
 # --------------------------------------------------------------------------------------------------------------------
+# forward, per-query form (simplicial_attention._simplicial_fwd_per_query): for a large w2, no waste
+# --------------------------------------------------------------------------------------------------------------------
+
+
+@gluon.jit
+def _pq_producer(k1_desc, v1_desc, k2_desc, v2_desc, k1_s, v1_s, k2_s, v2_s,
+                 kv_ready, kv_empty, k2_ready, k2_empty, v2_ready, v2_empty,
+                 row0, col_k, first_q, n_queries, n_groups, n_tiles, W1, W2,
+                 BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr, NUM_BUF: gl.constexpr):
+    """Per group its K2 and V2 rows (one buffer each), per step the K1 / V1 tiles (a NUM_BUF ring)."""
+    per_query = n_groups * n_tiles
+    for step in range(0, n_queries * per_query):
+        qi = step // per_query
+        rest = step - qi * per_query
+        g = rest // n_tiles
+        j = rest - g * n_tiles
+        grp = qi * n_groups + g
+        i = first_q + qi
+        first_k = i - W2 + 1 + g * BLOCK_M
+        if j == 0:  # K2 of the group, once the consumer formed the last group's operand
+            mbarrier.wait(k2_empty, (grp & 1) ^ 1)
+            mbarrier.expect(k2_ready, k2_desc.block_type.nbytes)
+            tma.async_copy_global_to_shared(k2_desc, [row0 + first_k, col_k], k2_ready, k2_s)
+        _load_k1v1_tile(k1_desc, v1_desc, k1_s, v1_s, kv_ready, kv_empty, step, row0 + i - W1 + 1 + j * BLOCK_N,
+                        col_k, NUM_BUF)
+        if j == n_tiles - 1:  # V2 of the group for its fold, once the last group's fold freed the buffer
+            mbarrier.wait(v2_empty, (grp & 1) ^ 1)
+            mbarrier.expect(v2_ready, v2_desc.block_type.nbytes)
+            tma.async_copy_global_to_shared(v2_desc, [row0 + first_k, col_k], v2_ready, v2_s)
+
+
+@gluon.jit
+def _pq_consumer(k1_s, v1_s, k2_s, v2_s, kv_ready, kv_empty, k2_ready, k2_empty, v2_ready, v2_empty,
+                 Qrow, Out, Lse, stride_qn, stride_on, lse_base, first_q, n_queries, n_groups, n_tiles, W1, W2,
+                 qk_scale, HEAD_DIM: gl.constexpr, BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr,
+                 NUM_BUF: gl.constexpr, num_warps: gl.constexpr):
+    """Per step S = (K2_g * q_i) @ K1_j^T, a row-wise online softmax and acc = acc * alpha + P @ V1_j; at a group's
+    last tile its rows fold into the query's running output; at the query's last group out_i and lse_i are stored."""
+    s_layout: gl.constexpr = _mma_layout(num_warps, BLOCK_N)
+    o_layout: gl.constexpr = _mma_layout(num_warps, HEAD_DIM)
+    a_layout: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=s_layout, k_width=2)
+    p_layout: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=o_layout, k_width=2)
+    row_s: gl.constexpr = gl.SliceLayout(1, s_layout)
+    row_o: gl.constexpr = gl.SliceLayout(1, o_layout)
+    col_o: gl.constexpr = gl.SliceLayout(0, o_layout)
+    col_a: gl.constexpr = gl.SliceLayout(0, a_layout)
+    dtype: gl.constexpr = k1_s.dtype
+
+    offs_m = gl.arange(0, BLOCK_M, layout=row_s)
+    offs_n = gl.arange(0, BLOCK_N, layout=gl.SliceLayout(0, s_layout))
+    offs_do = gl.arange(0, HEAD_DIM, layout=col_o)
+    m_i = gl.full([BLOCK_M], float("-inf"), gl.float32, layout=row_s)
+    l_i = gl.zeros([BLOCK_M], gl.float32, layout=row_s)
+    acc = gl.zeros([BLOCK_M, HEAD_DIM], gl.float32, layout=o_layout)
+    s_zero = gl.zeros([BLOCK_M, BLOCK_N], gl.float32, layout=s_layout)
+    kq = gl.zeros([BLOCK_M, HEAD_DIM], dtype, layout=a_layout)
+    o_run = gl.zeros([HEAD_DIM], gl.float32, layout=col_o)  # the query's output so far, scaled by 2^-m_run
+    l_run = gl.sum(l_i, 0)
+    m_run = gl.max(m_i, 0)
+    # the next query's q row, loaded one query ahead so that its latency hides, in a compact layout (the operand's
+    # layout replicates it across threads: at D=128 holding it there spills)
+    q_layout: gl.constexpr = gl.BlockedLayout([1], [32], [num_warps], [0])
+    offs_dq = gl.arange(0, HEAD_DIM, layout=q_layout)
+    q_next = gl.load(Qrow + first_q * stride_qn + offs_dq)
+    q = gl.convert_layout(q_next, col_a)
+    per_query = n_groups * n_tiles
+    for step in range(0, n_queries * per_query):
+        qi = step // per_query
+        rest = step - qi * per_query
+        g = rest // n_tiles
+        j = rest - g * n_tiles
+        grp = qi * n_groups + g
+        i = first_q + qi
+        first_k = i - W2 + 1 + g * BLOCK_M
+        if rest == 0:
+            q = gl.convert_layout(q_next, col_a)
+            q_next = gl.load(Qrow + gl.minimum(i + 1, first_q + n_queries - 1) * stride_qn + offs_dq)
+        if j == 0:  # the group's operand K2_g * q_i * scale; frees the K2 buffer
+            mbarrier.wait(k2_ready, grp & 1)
+            k2 = k2_s.load(a_layout)
+            _release(k2_empty)
+            kq = _scaled_product(k2, gl.expand_dims(q, 0), qk_scale, dtype)
+        s = step % NUM_BUF
+        mbarrier.wait(kv_ready.index(s), (step // NUM_BUF) & 1)
+        sc = warpgroup_mma(kq, k1_s.index(s).permute((1, 0)), s_zero, use_acc=False, is_async=True)
+        sc = warpgroup_mma_wait(num_outstanding=0, deps=(sc, ))
+        start_n = i - W1 + 1 + j * BLOCK_N
+        if (start_n < 0) | (start_n + BLOCK_N > i + 1) | (first_k < 0) | (first_k + BLOCK_M > i + 1):
+            # k2 rows and k1 columns in [0, i] (the windows' far edges are the tiles' own starts)
+            row_ok = (first_k + offs_m).to(gl.uint32, bitcast=True) <= i.to(gl.uint32)
+            col_ok = (start_n + offs_n).to(gl.uint32, bitcast=True) <= i.to(gl.uint32)
+            sc = gl.where(gl.expand_dims(row_ok, 1) & gl.expand_dims(col_ok, 0), sc, float("-inf"))
+        m_prev = gl.where(j == 0, float("-inf"), m_i)  # a group's rows start their softmax afresh
+        m_new = gl.maximum(m_prev, gl.max(sc, 1))
+        m_use = gl.where(m_new == float("-inf"), 0.0, m_new)
+        alpha = gl.exp2(m_prev - m_use)
+        p = gl.exp2(sc - gl.expand_dims(m_use, 1))
+        l_i = l_i * alpha + gl.sum(p, 1)
+        m_i = m_new
+        acc = acc * gl.expand_dims(gl.convert_layout(alpha, row_o), 1)
+        pv = warpgroup_mma(gl.convert_layout(p.to(dtype), p_layout), v1_s.index(s), acc, use_acc=j > 0,
+                           is_async=True)
+        acc = warpgroup_mma_wait(num_outstanding=0, deps=(pv, ))
+        _release(kv_empty.index(s))
+        if j == n_tiles - 1:  # fold the group's rows: o += sum_r 2^(m_r - M) acc_r * v2_r
+            mbarrier.wait(v2_ready, grp & 1)
+            v2 = v2_s.load(o_layout)
+            _release(v2_empty)
+            m_top = gl.maximum(m_run, gl.max(m_i, 0))
+            m_top_use = gl.where(m_top == float("-inf"), 0.0, m_top)
+            w = gl.exp2(m_i - m_top_use)  # rows without a valid position have m = -inf and weigh 0
+            run_scale = gl.exp2(m_run - m_top_use)
+            acc = acc * (v2.to(gl.float32) * gl.expand_dims(gl.convert_layout(w, row_o), 1))  # in place: dead now
+            o_run = o_run * run_scale + gl.sum(acc, 0)
+            l_run = l_run * run_scale + gl.sum(l_i * w, 0)
+            m_run = m_top
+            if g == n_groups - 1:  # the query's last group: out_i = o / l, lse_i = m + log2(l)
+                gl.store(Out + i * stride_on + offs_do, (o_run / l_run).to(Out.dtype.element_ty))
+                gl.store(Lse + lse_base + i, m_run + gl.log2(l_run))
+                o_run = gl.zeros([HEAD_DIM], gl.float32, layout=col_o)
+                l_run = gl.sum(gl.zeros([BLOCK_M], gl.float32, layout=row_s), 0)
+                m_run = gl.max(gl.full([BLOCK_M], float("-inf"), gl.float32, layout=row_s), 0)
+
+
+@gluon.jit(do_not_specialize=["N", "W1", "W2", "H", "GROUP"])
+def _simplicial_fwd_per_query_gluon(k1_desc, v1_desc, k2_desc, v2_desc, Q, Out, Lse, stride_qb, stride_qn,
+                                    stride_ob, stride_on, N, W1, W2, qk_scale, H, GROUP,
+                                    HEAD_DIM: gl.constexpr, BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr,
+                                    QUERIES: gl.constexpr, NUM_BUF: gl.constexpr, num_warps: gl.constexpr):
+    num_q = gl.cdiv(N, QUERIES)
+    pid = gl.program_id(0)
+    pid_q = pid % num_q
+    pid_bh = pid // num_q
+    b = pid_bh // H
+    h = pid_bh % H
+    first_q = pid_q * QUERIES
+    n_queries = gl.minimum(QUERIES, N - first_q)
+    n_groups = gl.cdiv(W2, BLOCK_M)
+    n_tiles = gl.cdiv(W1, BLOCK_N)
+
+    dtype: gl.constexpr = k1_desc.dtype
+    k2_s = gl.allocate_shared_memory(dtype, k2_desc.block_type.shape, k2_desc.layout)
+    v2_s = gl.allocate_shared_memory(dtype, v2_desc.block_type.shape, v2_desc.layout)
+    k1_s = gl.allocate_shared_memory(dtype, [NUM_BUF] + k1_desc.block_type.shape, k1_desc.layout)
+    v1_s = gl.allocate_shared_memory(dtype, [NUM_BUF] + v1_desc.block_type.shape, v1_desc.layout)
+    k2_ready = _barriers(1).index(0)
+    k2_empty = _barriers(1).index(0)
+    v2_ready = _barriers(1).index(0)
+    v2_empty = _barriers(1).index(0)
+    kv_ready = _barriers(NUM_BUF)
+    kv_empty = _barriers(NUM_BUF)
+
+    Qrow = Q + b.to(gl.int64) * stride_qb + h * HEAD_DIM
+    Orow = Out + b.to(gl.int64) * stride_ob + h * HEAD_DIM
+    gl.warp_specialize([
+        (_pq_consumer, (k1_s, v1_s, k2_s, v2_s, kv_ready, kv_empty, k2_ready, k2_empty, v2_ready, v2_empty,
+                        Qrow, Orow, Lse, stride_qn, stride_on, pid_bh.to(gl.int64) * N, first_q, n_queries, n_groups,
+                        n_tiles, W1, W2, qk_scale, HEAD_DIM, BLOCK_M, BLOCK_N, NUM_BUF, num_warps)),
+        (_pq_producer, (k1_desc, v1_desc, k2_desc, v2_desc, k1_s, v1_s, k2_s, v2_s,
+                        kv_ready, kv_empty, k2_ready, k2_empty, v2_ready, v2_empty,
+                        b * N, (h // GROUP) * HEAD_DIM, first_q, n_queries, n_groups, n_tiles, W1, W2,
+                        BLOCK_M, BLOCK_N, NUM_BUF)),
+    ], [PRODUCER_WARPS], [24])
+
+
+def forward_per_query(q, k1, k2, v1, v2, w1, w2, qk_scale, out, lse, cfg: dict):
+    """The per-query form of `forward` (same outputs): QUERIES queries of one head per program, steps of BLOCK_M k2
+    rows by BLOCK_N k1 columns. Returns the compiled kernel."""
+    b, n, hq, d = q.shape
+    grid = (triton.cdiv(n, cfg["QUERIES"]) * b * hq,)
+    return _simplicial_fwd_per_query_gluon[grid](
+        _descriptor(k1, cfg["BLOCK_N"]), _descriptor(v1, cfg["BLOCK_N"]), _descriptor(k2, cfg["BLOCK_M"]),
+        _descriptor(v2, cfg["BLOCK_M"]), q, out, lse, q.stride(0), q.stride(1), out.stride(0), out.stride(1),
+        n, w1, w2, qk_scale, hq, hq // k1.shape[2],
+        HEAD_DIM=d, BLOCK_M=cfg["BLOCK_M"], BLOCK_N=cfg["BLOCK_N"], QUERIES=cfg["QUERIES"], NUM_BUF=cfg["NUM_BUF"],
+        num_warps=cfg["num_warps"], maxnreg=cfg["maxnreg"],
+    )
+
+
+# --------------------------------------------------------------------------------------------------------------------
 # backward: dK1 and dV1 (the k1 frame of simplicial_attention._simplicial_bwd_dk1dv1)
 # --------------------------------------------------------------------------------------------------------------------
 
