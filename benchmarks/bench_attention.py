@@ -229,7 +229,7 @@ def _per_query(d: int) -> list[dict]:
     pq = dict(PER_QUERY=True, TMA=True, QUERIES=16)
     if d == 64:
         return [variant(64, 64, 4, 3, maxnreg=168, GLUON=True, **pq), variant(64, 64, 4, 3, maxnreg=168, **pq),
-                variant(64, 64, 4, 3, maxnreg=168, QUERIES=64, **pq), variant(64, 64, 4, 3, **pq)]
+                variant(64, 64, 4, 3, maxnreg=168, **dict(pq, QUERIES=64)), variant(64, 64, 4, 3, **pq)]
     return [variant(64, 64, 4, 3, GLUON=True, **pq), variant(64, 64, 4, 3, **pq)]
 
 
