@@ -204,7 +204,7 @@ def load_module(path):
 # Every flag a launch config can set, at its off value: a variant replaces the whole default config, so a flag it
 # leaves out is off rather than inherited from the default (which would time a config other than its label).
 _FLAGS_OFF = dict(TMA=False, RELOAD=False, SPLIT=False, DQ_ATOMIC=False, GLUON=False, PER_QUERY=False, QUERIES=None,
-                  PREFETCH=False, maxnreg=None)
+                  maxnreg=None)
 
 
 def variant(block_m, block_n, warps, stages, **flags) -> dict:

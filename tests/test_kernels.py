@@ -121,6 +121,26 @@ def test_gpu_config_paths_match_reference(monkeypatch, case, flags):
     assert not bad, f"{case[0]} {flags}: rel errors over 1e-4: {bad}"
 
 
+# The per-query forward (_simplicial_fwd_per_query), the GPU default at w2 >= 64 and D=64 in 16 bits: every case of
+# the table (windows longer than N, w1 or w2 of 1, GQA, batch edges), with pointer and TMA loads, and programs whose
+# last one has fewer than QUERIES queries (N = 21, 19, ... with QUERIES = 4 or 3). The backward is the usual one.
+PER_QUERY_FLAGS = {"pointers": dict(PER_QUERY=True), "tma_3_queries": dict(PER_QUERY=True, TMA=True, QUERIES=3)}
+
+
+@pytest.mark.parametrize("flags", PER_QUERY_FLAGS.values(), ids=PER_QUERY_FLAGS.keys())
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_per_query_forward_matches_reference(monkeypatch, case, flags):
+    launches = []
+    launch = sa._forward_per_query
+    monkeypatch.setattr(sa, "_forward_per_query", lambda *a: launches.append(a[-1]) or launch(*a))
+    monkeypatch.setattr(sa, "CONFIG_OVERRIDE", {"fwd": flags})
+    dtype = torch.float16 if flags.get("TMA") else torch.float32
+    errs = check_case(case, dtype, "cpu")
+    assert launches and all(cfg["PER_QUERY"] for cfg in launches), "the per-query kernel did not run"
+    bad = {k: v for k, v in errs.items() if not v < TOL[dtype]}
+    assert not bad, f"{case[0]} {flags}: rel errors over {TOL[dtype]}: {bad}"
+
+
 def test_single_pair_windows_give_zero_logit_gradients():
     """w1 = w2 = 1: S = 1 for every row, so dq, dk1, dk2 are exactly zero and out = v1 * v2 (a relative error to a
     zero gradient is meaningless, hence its own test)."""

@@ -14,6 +14,8 @@ with one online softmax over all (t, j). No work is spent on k2 positions outsid
 along k2 would waste (BLOCK_M - 1) / (w2 + BLOCK_M - 1) of it); along k1 the waste is (BLOCK_M - 1) / (w1 + BLOCK_M - 1).
 The (t, K1 tile) pairs run as one flat loop, so the software pipeline keeps prefetching K1/V1 tiles across offsets;
 on Hopper the tiles come through TMA tensor descriptors (benchmarks/kernel_notes.md has the measurements).
+For a large w2 (>= 64, D=64) the forward runs the per-query form instead (`_simplicial_fwd_per_query`): one query's
+logits are a dense [w2, w1] matrix, k2 positions by k1 positions, so it computes no position outside the windows.
 
 Backward (dS = S * (dP - delta), delta_i = <o_i, do_i>, dP_ijk = <do_i, v1_j * v2_k>), split so that no output
 needs atomics inside an inner loop:
@@ -223,7 +225,7 @@ def _simplicial_fwd_per_query(
     N, W1, W2, qk_scale,
     H, GROUP, HEAD_DIM: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, QUERIES: tl.constexpr, DOT_PREC: tl.constexpr,
-    TMA: tl.constexpr, PREFETCH: tl.constexpr,
+    TMA: tl.constexpr,
 ):
     """The per-query form, for a large w2 (w2 >= 64): no position outside the windows is computed.
 
@@ -273,12 +275,7 @@ def _simplicial_fwd_per_query(
         j = rest - g * n_tiles
         i = first_q + qi
         first_k = i - W2 + 1 + g * BLOCK_M  # the group's k2 rows: first_k .. first_k + BLOCK_M - 1
-        if PREFETCH:  # every step loads its group's rows, so the software pipeline prefetches them
-            q = tl.load(Qb + i * stride_qn + offs_d).to(tl.float32) * qk_scale
-            k2 = _load_rows(K2b, DK2d, stride_k2n, b32, hk, first_k, N, offs_d, BLOCK_M, HEAD_DIM, TMA)
-            v2 = _load_rows(V2b, DV2d, stride_v2n, b32, hk, first_k, N, offs_d, BLOCK_M, HEAD_DIM, TMA)
-            kq = (k2.to(tl.float32) * q[None, :]).to(dtype)
-        elif j == 0:  # a new group: logits in base 2 (scale folded into q)
+        if j == 0:  # a new group: logits in base 2 (scale folded into q)
             q = tl.load(Qb + i * stride_qn + offs_d).to(tl.float32) * qk_scale
             k2 = _load_rows(K2b, DK2d, stride_k2n, b32, hk, first_k, N, offs_d, BLOCK_M, HEAD_DIM, TMA)
             kq = (k2.to(tl.float32) * q[None, :]).to(dtype)
@@ -300,8 +297,7 @@ def _simplicial_fwd_per_query(
         acc = acc * alpha[:, None] + tl.dot(p.to(dtype), v1, input_precision=DOT_PREC)
         m_i = m_new
         if j == n_tiles - 1:  # the group's last tile: fold its rows into the query's output
-            if not PREFETCH:
-                v2 = _load_rows(V2b, DV2d, stride_v2n, b32, hk, first_k, N, offs_d, BLOCK_M, HEAD_DIM, TMA)
+            v2 = _load_rows(V2b, DV2d, stride_v2n, b32, hk, first_k, N, offs_d, BLOCK_M, HEAD_DIM, TMA)
             m_g = tl.max(m_i, 0)
             m_top = tl.maximum(m_run, m_g)
             m_top_use = tl.where(m_top == float("-inf"), 0.0, m_top)
@@ -604,8 +600,6 @@ CONFIG_OVERRIDE: dict[str, dict] = {}
 # share an SM; the consumer warpgroup then takes 232 registers from the producer's share (setmaxnreg). At D=128 it
 # runs at 376-382 TF/s against the tl kernel's 298; at D=64 the two are level, so D=64 stays on tl.
 GLUON_FWD_CONFIG = {128: dict(BLOCK_M=64, BLOCK_N=64, NUM_BUF=2, V2_BUF=1, num_warps=4, maxnreg=128)}
-GLUON_FWD_PQ_CONFIG = {64: dict(BLOCK_M=64, BLOCK_N=64, QUERIES=16, NUM_BUF=2, num_warps=4, maxnreg=128),
-                       128: dict(BLOCK_M=64, BLOCK_N=64, QUERIES=16, NUM_BUF=2, num_warps=4, maxnreg=128)}
 # The Gluon dK1/dV1 kernel's: two programs per SM (maxnreg=128, <= 113 KiB of shared memory), the next offset's
 # Q*K2 / dO*V2 formed while this offset's dV1/dK1 wgmmas run (FORM_AHEAD). 6.5 vs 7.2 ms (D=64), 12.4 vs 14.3 ms
 # (D=128, 32 query rows per step so that it fits) for the tl kernel (benchmarks/results/gluon-2026-11-27.md).
@@ -624,7 +618,10 @@ def _config(kind: str, d: int, dtype: torch.dtype, w1: int = 0, w2: int = 0) -> 
     per-query operands at an offset's edges instead of holding them in registers (D=128 spills without it). The 16-bit
     D=64 forward caps registers at 168 per thread with TMA and RELOAD, so three programs share an SM instead of two
     (no spills; 278 vs 250 TF/s for the v4 default at w1=512; with pointer loads the cap spills); at w1 >= 1024 K1
-    tiles of 128 with TMA win instead (more tiles per offset amortise the per-offset work over larger steps). At
+    tiles of 128 with TMA win instead (more tiles per offset amortise the per-offset work over larger steps); at
+    w2 >= 64 the per-query form (PER_QUERY, _simplicial_fwd_per_query), which computes no position outside the
+    windows, wins by 1.07-1.17x (results/attention-2026-11-27-v7-per-query.md; at D=128 the Gluon query-tile kernel
+    stays ahead of it). At
     D=128 the dq kernel runs as two launches (SPLIT) and sends dQ through atomics (DQ_ATOMIC): each holds fewer fp32
     accumulators and spills less. GLUON: where simplicial_attention_gluon applies (Hopper, 16-bit inputs whose
     heads pack into rows), the forward (D=128) and both backward kernels (D=64, 128) run its warp-specialised
@@ -632,7 +629,10 @@ def _config(kind: str, d: int, dtype: torch.dtype, w1: int = 0, w2: int = 0) -> 
     if _interpreting():
         cfg = dict(BLOCK_M=16, BLOCK_N=16, num_warps=1, num_stages=1, QUERIES=4)
     elif kind == "fwd":
-        if d <= 64 and dtype != torch.float32 and w1 >= 1024:
+        if d <= 64 and dtype != torch.float32 and w2 >= 64:
+            cfg = dict(BLOCK_M=64, BLOCK_N=64, num_warps=4, num_stages=3, TMA=True, PER_QUERY=True, QUERIES=16,
+                       maxnreg=168)
+        elif d <= 64 and dtype != torch.float32 and w1 >= 1024:
             cfg = dict(BLOCK_M=64, BLOCK_N=128, num_warps=4, num_stages=3, TMA=True, RELOAD=True)
         elif d <= 64 and dtype != torch.float32:
             cfg = dict(BLOCK_M=64, BLOCK_N=64, num_warps=4, num_stages=3, TMA=True, RELOAD=True, maxnreg=168)
@@ -741,14 +741,8 @@ def _forward(q, k1, k2, v1, v2, w1, w2, sm_scale):
 
 
 def _forward_per_query(q, k1, k2, v1, v2, w1, w2, sm_scale, out, lse, cfg):
-    """The per-query form's launch (_simplicial_fwd_per_query, or its Gluon kernel where GLUON applies): QUERIES
-    queries of one head per program."""
+    """The per-query form's launch (_simplicial_fwd_per_query): QUERIES queries of one head per program."""
     b, n, hq, d = q.shape
-    gluon_kernels = _gluon_kernels(cfg, d in GLUON_FWD_PQ_CONFIG, q, k1, k2, v1, v2)
-    if gluon_kernels is not None:
-        LAUNCHED["fwd"] = gluon_kernels.forward_per_query(q, k1, k2, v1, v2, w1, w2, sm_scale * _LOG2E, out, lse,
-                                                          GLUON_FWD_PQ_CONFIG[d])
-        return out, lse
     grid = (triton.cdiv(n, cfg["QUERIES"]) * b * hq,)
     descs, tma = _tma_descriptors(cfg, k1, k2, v1, v2)
     LAUNCHED["fwd"] = _simplicial_fwd_per_query[grid](
@@ -757,7 +751,7 @@ def _forward_per_query(q, k1, k2, v1, v2, w1, w2, sm_scale, out, lse, cfg):
         n, w1, w2, sm_scale * _LOG2E,
         H=hq, GROUP=hq // k1.shape[2], HEAD_DIM=d,
         BLOCK_M=cfg["BLOCK_M"], BLOCK_N=cfg["BLOCK_N"], QUERIES=cfg["QUERIES"], DOT_PREC=_dot_prec(q.dtype),
-        TMA=tma, PREFETCH=cfg.get("PREFETCH", False), **_launch_options(cfg),
+        TMA=tma, **_launch_options(cfg),
     )
     return out, lse
 
