@@ -3,6 +3,7 @@
     python benchmarks/compile_report.py                  # the default config of each kernel, D in {64, 128}, bf16
     python benchmarks/compile_report.py --variants       # bench_attention.py's sweep variants too
     python benchmarks/compile_report.py --json           # one JSON object per kernel launch, for tests and scripts
+    python benchmarks/compile_report.py --windows 128,128    # at other windows (the D=64 forward's kernel depends on w2)
 
 Why: register pressure decides these kernels' speed (benchmarks/kernel_notes.md), and a device hour is scarce. The
 Triton wheel ships ptxas and cuobjdump, so every config can be compiled for sm_90 on any machine and its resource
@@ -106,7 +107,7 @@ def compile_kind(kind: str, d: int, override: dict | None = None, dtype=torch.bf
         sa.CONFIG_OVERRIDE.clear()
 
 
-def report(variants: bool, dims=(64, 128)) -> list[dict]:
+def report(variants: bool, dims=(64, 128), w1: int = 512, w2: int = 32) -> list[dict]:
     """One record per compiled launch: kind, head dim, config label, registers, spills, shared memory."""
     from benchmarks.bench_attention import SWEEP_VARIANTS, variant_label
 
@@ -116,7 +117,7 @@ def report(variants: bool, dims=(64, 128)) -> list[dict]:
             for cfg in [None, *(SWEEP_VARIANTS[kind][d] if variants else [])]:
                 label = "default" if cfg is None else variant_label(cfg)
                 try:
-                    usage = compile_kind(kind, d, cfg)
+                    usage = compile_kind(kind, d, cfg, w1=w1, w2=w2)
                 except Exception as exc:  # noqa: BLE001 - a config that does not compile is a row, not a crash
                     records.append(dict(kind=kind, D=d, config=label, error=f"{type(exc).__name__}: {exc}"[:200]))
                     continue
@@ -130,14 +131,19 @@ def main(argv=None) -> int:
     ap.add_argument("--variants", action="store_true", help="also bench_attention.py's sweep variants")
     ap.add_argument("--json", action="store_true", help="JSON lines instead of a markdown table")
     ap.add_argument("--arch", type=int, default=90, help="compute capability to compile for (default 90: H100/H200)")
+    ap.add_argument("--windows", default="512,32", metavar="W1,W2", help="the windows (w1, w2) (default 512,32)")
     args = ap.parse_args(argv)
+    try:
+        w1, w2 = (int(x) for x in args.windows.split(","))
+    except ValueError:
+        ap.error(f"--windows {args.windows!r}: expected W1,W2 (two integers, e.g. 128,128)")
     compile_only(args.arch)
-    records = report(args.variants)
+    records = report(args.variants, w1=w1, w2=w2)
     if args.json:
         for r in records:
             print(json.dumps(r))
         return 0
-    print(f"# sm_{args.arch}, triton {triton.__version__}, bf16; command: python benchmarks/compile_report.py "
+    print(f"# sm_{args.arch}, triton {triton.__version__}, bf16, (w1, w2) = ({w1}, {w2}); command: python benchmarks/compile_report.py "
           f"{' '.join(argv if argv is not None else sys.argv[1:])}")
     print("| kernel | D | config | compiled | regs | spills | shared KiB |")
     print("|---|---|---|---|---|---|---|")

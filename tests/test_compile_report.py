@@ -67,6 +67,21 @@ def test_backward_configs_fit_two_programs_per_sm(defaults):
         assert defaults[key]["spills"] == 0, defaults[key]
 
 
+def test_large_w2_forward_is_the_per_query_kernel_within_the_cap():
+    # w2 >= 64 at D=64: the per-query kernel, at the same 168-register cap without spilling (three programs per SM)
+    proc = _run("--json", "--windows", "128,128")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    records = {(r["kind"], r["D"]): r for r in map(json.loads, proc.stdout.splitlines()) if "kind" in r}
+    fwd64 = records[("fwd", 64)]
+    assert fwd64["name"] == "_simplicial_fwd_per_query" and fwd64["regs"] <= 168 and fwd64["spills"] == 0, fwd64
+    assert records[("fwd", 128)]["name"] == "_simplicial_fwd_gluon"
+
+
+def test_bad_windows_are_refused():
+    proc = _run("--windows", "128")
+    assert proc.returncode == 2 and "--windows '128'" in proc.stderr
+
+
 def test_refuses_the_interpreter():
     proc = _run("--json", interpret="1")
     assert proc.returncode != 0 and "without TRITON_INTERPRET=1" in proc.stderr + proc.stdout

@@ -6,6 +6,7 @@ benchmarks/gpu_check.sh, whose log is committed under benchmarks/results/kernels
 * large shapes (N = 8192, w1 = 512, w2 = 32, D = 64 and 128, bf16) against the chunked reference in fp32 on the same
   bf16 inputs, outputs and all five gradients (relative error under 1e-2);
 * training a small model with backend "triton" gives the loss curve of backend "torch" within bf16 noise;
+* the per-query forward (w2 >= 64, D=64) gives the query-tile forward's outputs and log-sum-exp;
 * on Hopper, each warp-specialised Gluon kernel (triton_kernels/simplicial_attention_gluon.py) gives its tl kernel's
   outputs on shapes with batch and window edges, GQA and fused-projection slices (and the package really ran it).
 """
@@ -67,6 +68,8 @@ LARGE_SHAPES = [  # (B, N, Hq, Hkv, D, w1, w2)
     (1, 4096, 2, 1, 64, 1024, 16),  # w1 >= 1024: the D=64 forward's 128-wide TMA tiles (kernels' _config)
     (16, 1024, 12, 12, 64, 512, 32),  # the micro-batches of benchmarks/ddp_gpu_check.py's model (B*Hq = 192)
     (8, 1024, 12, 12, 64, 512, 32),
+    (1, 8192, 2, 1, 64, 128, 128),  # w2 >= 64 at D=64: the per-query forward
+    (2, 2048, 8, 1, 64, 256, 64),
 ]
 
 
@@ -200,6 +203,33 @@ def test_gpu_gluon_forward_matches_tl_forward(monkeypatch, shape, dtype):
     err, lse_err = rel_err(out, ref), (lse - ref_lse).abs().max().item()
     print(f"[gpu-gluon] {shape} {str(dtype)[6:]} out rel err {err:.2e} lse max abs err {lse_err:.2e}")
     assert torch.isfinite(out).all() and err < 2e-3 and lse_err < 1e-3, (err, lse_err)
+
+
+PER_QUERY_SHAPES = [  # (B, N, Hq, Hkv, w1, w2, non_contiguous): w2 >= 64, one group and several, batch edges, GQA
+    (2, 300, 4, 2, 40, 70, False),
+    (3, 257, 2, 1, 300, 300, False),
+    (1, 1000, 8, 1, 16, 64, False),
+    (1, 4096, 4, 1, 128, 128, False),
+    (2, 700, 4, 2, 256, 64, True),
+]
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["fp16", "bf16"])
+@pytest.mark.parametrize("shape", PER_QUERY_SHAPES, ids=["x".join(map(str, s)) for s in PER_QUERY_SHAPES])
+def test_gpu_per_query_forward_matches_tile_forward(monkeypatch, shape, dtype):
+    """At w2 >= 64 and D=64 the 16-bit forward runs the per-query kernel; it must give the query-tile kernel's
+    outputs and log-sum-exp (the backward reads both)."""
+    B, N, Hq, Hkv, w1, w2, non_contiguous = shape
+    q, k1, k2, v1, v2 = make_inputs(B, N, Hq, Hkv, 64, dtype, "cuda", non_contiguous, seed=8)
+    w1, w2 = min(w1, N), min(w2, N)
+    out, lse = sa._forward(q, k1, k2, v1, v2, w1, w2, 0.125)
+    assert sa.LAUNCHED["fwd"].name == "_simplicial_fwd_per_query", sa.LAUNCHED["fwd"].name
+    monkeypatch.setattr(sa, "CONFIG_OVERRIDE", {"fwd": {"PER_QUERY": False}})
+    ref, ref_lse = sa._forward(q, k1, k2, v1, v2, w1, w2, 0.125)
+    assert sa.LAUNCHED["fwd"].name == "_simplicial_fwd"
+    err, lse_err = rel_err(out, ref), (lse - ref_lse).abs().max().item()
+    print(f"[gpu-per-query] {shape} {str(dtype)[6:]} out rel err {err:.2e} lse max abs err {lse_err:.2e}")
+    assert torch.isfinite(out).all() and err < 4e-3 and lse_err < 1e-3, (err, lse_err)
 
 
 # The backward kernels: (the launcher in simplicial_attention, its Gluon kernel, its tl kernel); outputs in order.
