@@ -1,0 +1,66 @@
+"""One launch each of the forwards to compare, inside a CUDA profiler range, for Nsight Compute (ncu).
+
+    ncu --profile-from-start off --section SpeedOfLight --section ComputeWorkloadAnalysis \
+        --section WarpStateStats --section Occupancy python benchmarks/profile_forward.py --d 64
+
+Why: timings say how far our forward is from SDPA (bench_attention.py), not which unit or stall bounds it. ncu reads
+the hardware counters of each kernel: tensor-pipe, MUFU (XU) and FMA utilisation, issue-slot use and the stall
+reasons, for our 2-simplicial forward (the default config at the shape), the plain causal Triton kernel of
+triton_flash_ceiling.py at the FLOP-equal length (the ceiling of the same idioms) and torch's SDPA there. Each runs
+a few times untimed first, so that compilation and autotuning stay outside the profiled range.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+
+import torch
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from benchmarks.bench_attention import B, H, inputs, parse_shape, sdpa_equal_length  # noqa: E402
+from benchmarks.triton_flash_ceiling import causal_attention  # noqa: E402
+from triton_kernels import simplicial_attention as sa  # noqa: E402
+
+
+def forwards(n: int, w1: int, w2: int, d: int) -> dict:
+    """{name: zero-argument launch} of the three forwards at (N, w1, w2) and its FLOP-equal causal length."""
+    xs = inputs(n, H, H, d, requires_grad=False)
+    n_eq = sdpa_equal_length(n, w1, w2)
+    q, k, v = (torch.randn(B, H, n_eq, d, device="cuda", dtype=torch.bfloat16) for _ in range(3))
+    return {
+        "ours": lambda: sa._forward(*xs, w1, w2, 1 / math.sqrt(d)),
+        "plain causal Triton (64, 64, 4, 3), TMA": lambda: causal_attention(q, k, v, 64, 64, 4, 3, tma=True),
+        "SDPA": lambda: torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True),
+    }
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--d", type=int, default=64, choices=(64, 128), help="head dim (default 64)")
+    ap.add_argument("--shape", default="8192,512,32", metavar="N,W1,W2", help="default: the issue-4 target")
+    args = ap.parse_args(argv)
+    if not torch.cuda.is_available():
+        ap.error("needs a CUDA GPU")
+    n, w1, w2 = parse_shape(ap, args.shape)
+    launches = forwards(n, w1, w2, args.d)
+    for launch in launches.values():  # compile and warm up outside the profiled range
+        for _ in range(3):
+            launch()
+    torch.cuda.synchronize()
+    torch.cuda.profiler.start()
+    for name, launch in launches.items():
+        torch.cuda.nvtx.range_push(name)
+        launch()
+        torch.cuda.nvtx.range_pop()
+    torch.cuda.synchronize()
+    torch.cuda.profiler.stop()
+    print(f"profiled at N={n} (w1, w2)=({w1}, {w2}) D={args.d}, N_eq={sdpa_equal_length(n, w1, w2)}: "
+          f"{', '.join(launches)}; our forward ran {sa.LAUNCHED['fwd'].name}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
