@@ -204,12 +204,12 @@ def load_module(path):
 # Every flag a launch config can set, at its off value: a variant replaces the whole default config, so a flag it
 # leaves out is off rather than inherited from the default (which would time a config other than its label).
 _FLAGS_OFF = dict(TMA=False, RELOAD=False, SPLIT=False, DQ_ATOMIC=False, GLUON=False, PER_QUERY=False, QUERIES=None,
-                  FOLD_EVERY_STEP=False, maxnreg=None)
+                  maxnreg=None)
 
 
 def variant(block_m, block_n, warps, stages, **flags) -> dict:
     """One complete launch config for the sweep: blocks, warps, stages and flags (TMA, RELOAD, SPLIT, DQ_ATOMIC,
-    GLUON, PER_QUERY with QUERIES, FOLD_EVERY_STEP, maxnreg)."""
+    GLUON, PER_QUERY with QUERIES, maxnreg)."""
     unknown = set(flags) - set(_FLAGS_OFF)
     if unknown:
         raise ValueError(f"variant: unknown flags {sorted(unknown)}; known: {sorted(_FLAGS_OFF)}")
@@ -228,10 +228,9 @@ def _per_query(d: int) -> list[dict]:
     QUERIES = queries per program)."""
     pq = dict(PER_QUERY=True, TMA=True, QUERIES=16)
     if d == 64:
-        return [variant(64, 64, 4, 3, maxnreg=168, **pq), variant(64, 64, 4, 3, maxnreg=168, FOLD_EVERY_STEP=True, **pq),
-                variant(64, 64, 4, 3, FOLD_EVERY_STEP=True, **pq), variant(64, 64, 4, 4, maxnreg=168, FOLD_EVERY_STEP=True, **pq)]
-    return [variant(64, 64, 4, 3, **pq), variant(64, 64, 4, 3, FOLD_EVERY_STEP=True, **pq),
-            variant(64, 32, 4, 3, FOLD_EVERY_STEP=True, **pq)]
+        return [variant(64, 64, 4, 3, maxnreg=168, GLUON=True, **pq), variant(64, 64, 4, 3, maxnreg=168, **pq),
+                variant(64, 64, 4, 3, maxnreg=168, **dict(pq, QUERIES=64)), variant(64, 64, 4, 3, **pq)]
+    return [variant(64, 64, 4, 3, GLUON=True, **pq), variant(64, 64, 4, 3, **pq)]
 
 
 _TR = dict(TMA=True, RELOAD=True)
@@ -241,16 +240,13 @@ _TR = dict(TMA=True, RELOAD=True)
 # GLUON_*_CONFIG kernel where it applies (Hopper); its blocks, warps and stages are those of the tl fallback.
 SWEEP_VARIANTS = {
     "fwd": {
-        64: [variant(64, 64, 4, 3, maxnreg=168, **_TR), variant(64, 64, 4, 3, maxnreg=168, FOLD_EVERY_STEP=True, **_TR),
-             variant(64, 64, 4, 4, maxnreg=168, FOLD_EVERY_STEP=True, **_TR),
-             variant(64, 128, 4, 3, maxnreg=168, FOLD_EVERY_STEP=True, **_TR),
-             variant(64, 128, 4, 3, FOLD_EVERY_STEP=True, **_TR), variant(128, 64, 8, 3, FOLD_EVERY_STEP=True, **_TR),
-             variant(128, 128, 8, 3, FOLD_EVERY_STEP=True, **_TR), variant(64, 64, 4, 3, FOLD_EVERY_STEP=True, **_TR),
-             variant(64, 128, 4, 3, maxnreg=168, FOLD_EVERY_STEP=True, TMA=True), *_per_query(64)],
-        128: [variant(64, 64, 4, 3, GLUON=True, **_TR), variant(64, 64, 4, 3, **_TR),
-              variant(64, 64, 4, 3, FOLD_EVERY_STEP=True, **_TR), variant(64, 32, 4, 3, FOLD_EVERY_STEP=True, **_TR),
-              variant(128, 64, 8, 3, FOLD_EVERY_STEP=True, **_TR), variant(64, 64, 4, 2, FOLD_EVERY_STEP=True, **_TR),
-              *_per_query(128)],
+        64: [variant(64, 64, 4, 3, maxnreg=168, **_TR), variant(64, 32, 4, 3, maxnreg=128, **_TR),
+             variant(64, 32, 4, 2, maxnreg=128, **_TR), variant(64, 32, 4, 3, maxnreg=168, **_TR),
+             variant(64, 128, 4, 3, **_TR), variant(128, 32, 8, 3, maxnreg=128, **_TR),
+             variant(64, 64, 4, 4, maxnreg=168, **_TR), variant(64, 32, 4, 4, maxnreg=128, **_TR),
+             *_per_query(64)],
+        128: [variant(64, 64, 4, 3, GLUON=True, **_TR), variant(64, 64, 4, 3, **_TR), variant(64, 32, 4, 3, **_TR),
+              variant(128, 64, 8, 3, **_TR), variant(64, 64, 4, 2, **_TR), *_per_query(128)],
     },
     "bwd_dq": {
         64: [variant(64, 64, 4, 3, GLUON=True, **_TR), variant(64, 64, 4, 3, **_TR)],

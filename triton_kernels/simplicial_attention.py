@@ -136,7 +136,7 @@ def _simplicial_fwd(
     N, W1, W2, qk_scale,
     H, GROUP, HEAD_DIM: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, DOT_PREC: tl.constexpr, TMA: tl.constexpr,
-    RELOAD: tl.constexpr, FOLD_EVERY_STEP: tl.constexpr = False,
+    RELOAD: tl.constexpr,
 ):
     """One program: BLOCK_M queries of one head. The (offset t, K1 tile) pairs run as ONE flat loop of
     W2 * n_tiles steps, so the software pipeline (num_stages) keeps its K1/V1 prefetch running across offsets instead
@@ -166,7 +166,7 @@ def _simplicial_fwd(
     q_ptrs = Q + b * stride_qb + h * stride_qh + offs_m[:, None] * stride_qn + offs_d[None, :]
     if not RELOAD:
         q = tl.load(q_ptrs, mask=m_ok[:, None], other=0.0)
-    v2 = tl.zeros([BLOCK_M, HEAD_DIM], dtype=dtype)
+        v2 = tl.zeros([BLOCK_M, HEAD_DIM], dtype=dtype)
     lo, hi, full_lo, full_hi, n_tiles = _window_tiles(start_m, N, W1, BLOCK_M, BLOCK_N)
     m_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
     l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
@@ -183,7 +183,6 @@ def _simplicial_fwd(
                 q_t = tl.load(q_ptrs, mask=m_ok[:, None], other=0.0)
             else:
                 q_t = q
-            if FOLD_EVERY_STEP or not RELOAD:
                 v2 = _load_rows(V2b, DV2d, stride_v2n, b32, hk, start_m - t, N, offs_d, BLOCK_M, HEAD_DIM, TMA)
             qk2 = (q_t.to(tl.float32) * (k2.to(tl.float32) * qk_scale)).to(dtype)
         start_n = lo + j * BLOCK_N
@@ -197,23 +196,16 @@ def _simplicial_fwd(
         alpha = tl.exp2(m_i - m_use)
         p = tl.exp2(s - m_use[:, None])
         l_i = l_i * alpha + tl.sum(p, 1)
+        # an offset's first tile starts its accumulator from zero (the last one was folded) and its rescaling at 1
+        acc_t = acc_t * tl.where(j == 0, 0.0, alpha)[:, None] + tl.dot(p.to(dtype), v1, input_precision=DOT_PREC)
+        scale_t = tl.where(j == 0, 1.0, scale_t) * alpha
         m_i = m_new
-        if FOLD_EVERY_STEP:
-            # out = out * alpha + (P V1_j) * V2_t each step: no accumulator is read while a wgmma on it may be in
-            # flight, which makes ptxas serialise every wgmma of the kernel (C7514, benchmarks/kernel_notes.md)
-            pv = tl.dot(p.to(dtype), v1, input_precision=DOT_PREC)
-            acc = acc * alpha[:, None] + pv * v2.to(tl.float32)
-        else:
-            # an offset's first tile starts its accumulator from zero (the last one was folded) and its rescaling at 1
-            acc_t = acc_t * tl.where(j == 0, 0.0, alpha)[:, None] + tl.dot(p.to(dtype), v1, input_precision=DOT_PREC)
-            scale_t = tl.where(j == 0, 1.0, scale_t) * alpha
-            if j == n_tiles - 1:  # the offset's last tile: out += (sum_j P V1_j) * V2_t
-                if RELOAD:
-                    v2_t = _load_rows(V2b, DV2d, stride_v2n, b32, hk, start_m - t, N, offs_d, BLOCK_M, HEAD_DIM,
-                                      TMA)
-                else:
-                    v2_t = v2
-                acc = acc * scale_t[:, None] + acc_t * v2_t.to(tl.float32)
+        if j == n_tiles - 1:  # the offset's last tile: out += (sum_j P V1_j) * V2_t
+            if RELOAD:
+                v2_t = _load_rows(V2b, DV2d, stride_v2n, b32, hk, start_m - t, N, offs_d, BLOCK_M, HEAD_DIM, TMA)
+            else:
+                v2_t = v2
+            acc = acc * scale_t[:, None] + acc_t * v2_t.to(tl.float32)
     l_safe = tl.where(l_i > 0.0, l_i, 1.0)
     out = acc / l_safe[:, None]
     tl.store(Lse + pid_bh.to(tl.int64) * N + offs_m, m_i + tl.log2(l_safe), mask=m_ok)
@@ -233,7 +225,7 @@ def _simplicial_fwd_per_query(
     N, W1, W2, qk_scale,
     H, GROUP, HEAD_DIM: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, QUERIES: tl.constexpr, DOT_PREC: tl.constexpr,
-    TMA: tl.constexpr, FOLD_EVERY_STEP: tl.constexpr = False,
+    TMA: tl.constexpr,
 ):
     """The per-query form, for a large w2 (w2 >= 64): no position outside the windows is computed.
 
@@ -273,7 +265,6 @@ def _simplicial_fwd_per_query(
     l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
     acc = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
     kq = tl.zeros([BLOCK_M, HEAD_DIM], dtype=dtype)
-    v2 = tl.zeros([BLOCK_M, HEAD_DIM], dtype=dtype)
     o_run = tl.zeros([HEAD_DIM], dtype=tl.float32)  # the query's output so far, scaled by 2^-m_run
     l_run = 0.0
     m_run = float("-inf")
@@ -288,8 +279,6 @@ def _simplicial_fwd_per_query(
             q = tl.load(Qb + i * stride_qn + offs_d).to(tl.float32) * qk_scale
             k2 = _load_rows(K2b, DK2d, stride_k2n, b32, hk, first_k, N, offs_d, BLOCK_M, HEAD_DIM, TMA)
             kq = (k2.to(tl.float32) * q[None, :]).to(dtype)
-            if FOLD_EVERY_STEP:
-                v2 = _load_rows(V2b, DV2d, stride_v2n, b32, hk, first_k, N, offs_d, BLOCK_M, HEAD_DIM, TMA)
         start_n = i - W1 + 1 + j * BLOCK_N
         k1 = _load_rows(K1b, DK1d, stride_k1n, b32, hk, start_n, N, offs_d, BLOCK_N, HEAD_DIM, TMA)
         v1 = _load_rows(V1b, DV1d, stride_v1n, b32, hk, start_n, N, offs_d, BLOCK_N, HEAD_DIM, TMA)
@@ -305,21 +294,16 @@ def _simplicial_fwd_per_query(
         alpha = tl.exp2(m_prev - m_use)
         p = tl.exp2(s - m_use[:, None])
         l_i = l_i * alpha + tl.sum(p, 1)
-        if FOLD_EVERY_STEP:  # acc holds (P V1) * V2 of the group: no wgmma accumulator is read in a branch
-            acc = acc * alpha[:, None] + tl.dot(p.to(dtype), v1, input_precision=DOT_PREC) * v2.to(tl.float32)
-        else:
-            acc = acc * alpha[:, None] + tl.dot(p.to(dtype), v1, input_precision=DOT_PREC)
+        acc = acc * alpha[:, None] + tl.dot(p.to(dtype), v1, input_precision=DOT_PREC)
         m_i = m_new
         if j == n_tiles - 1:  # the group's last tile: fold its rows into the query's output
-            if not FOLD_EVERY_STEP:
-                v2 = _load_rows(V2b, DV2d, stride_v2n, b32, hk, first_k, N, offs_d, BLOCK_M, HEAD_DIM, TMA)
-                acc = acc * v2.to(tl.float32)
+            v2 = _load_rows(V2b, DV2d, stride_v2n, b32, hk, first_k, N, offs_d, BLOCK_M, HEAD_DIM, TMA)
             m_g = tl.max(m_i, 0)
             m_top = tl.maximum(m_run, m_g)
             m_top_use = tl.where(m_top == float("-inf"), 0.0, m_top)
             w = tl.exp2(m_i - m_top_use)  # rows without a valid position have m = -inf and weigh 0
             run_scale = tl.exp2(m_run - m_top_use)
-            o_run = o_run * run_scale + tl.sum(acc * w[:, None], 0)
+            o_run = o_run * run_scale + tl.sum(acc * v2.to(tl.float32) * w[:, None], 0)
             l_run = l_run * run_scale + tl.sum(l_i * w, 0)
             m_run = m_top
             if g == n_groups - 1:  # the query's last group: out_i = o / l, lse_i = m + log2(l)
@@ -751,8 +735,7 @@ def _forward(q, k1, k2, v1, v2, w1, w2, sm_scale):
         n, w1, w2, sm_scale * _LOG2E,
         H=hq, GROUP=hq // hkv, HEAD_DIM=d,
         BLOCK_M=cfg["BLOCK_M"], BLOCK_N=cfg["BLOCK_N"], DOT_PREC=_dot_prec(q.dtype),
-        TMA=tma, RELOAD=cfg.get("RELOAD", False), FOLD_EVERY_STEP=cfg.get("FOLD_EVERY_STEP", False),
-        **_launch_options(cfg),
+        TMA=tma, RELOAD=cfg.get("RELOAD", False), **_launch_options(cfg),
     )
     return out, lse
 
@@ -768,7 +751,7 @@ def _forward_per_query(q, k1, k2, v1, v2, w1, w2, sm_scale, out, lse, cfg):
         n, w1, w2, sm_scale * _LOG2E,
         H=hq, GROUP=hq // k1.shape[2], HEAD_DIM=d,
         BLOCK_M=cfg["BLOCK_M"], BLOCK_N=cfg["BLOCK_N"], QUERIES=cfg["QUERIES"], DOT_PREC=_dot_prec(q.dtype),
-        TMA=tma, FOLD_EVERY_STEP=cfg.get("FOLD_EVERY_STEP", False), **_launch_options(cfg),
+        TMA=tma, **_launch_options(cfg),
     )
     return out, lse
 
