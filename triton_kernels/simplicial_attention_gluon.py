@@ -96,9 +96,12 @@ def _producer(q_desc, k1_desc, v1_desc, k2_desc, v2_desc, q_s, k1_s, v1_s, k2_s,
     """Every TMA load of the program, in the order the consumer uses them."""
     mbarrier.expect(q_ready, q_desc.block_type.nbytes)
     tma.async_copy_global_to_shared(q_desc, [row0 + start_m, col_q], q_ready, q_s)
+    t = 0
+    j = -1
     for step in range(0, W2 * n_tiles):
-        t = step // n_tiles
-        j = step - t * n_tiles
+        j += 1  # (t, j) = divmod(step, n_tiles), counted instead of divided
+        t = gl.where(j == n_tiles, t + 1, t)
+        j = gl.where(j == n_tiles, 0, j)
         if j == 0:  # K2_t: one buffer, free once the consumer formed Q * K2_{t-1}
             mbarrier.wait(k2_empty, (t & 1) ^ 1)
             mbarrier.expect(k2_ready, k2_desc.block_type.nbytes)
@@ -196,9 +199,12 @@ def _consumer(q_s, k1_s, v1_s, k2_s, v2_s, q_ready, kv_ready, kv_empty, k2_ready
     s_zero = gl.zeros([BLOCK_M, BLOCK_N], gl.float32, layout=s_layout)
     qk2 = gl.zeros([BLOCK_M, HEAD_DIM], dtype, layout=a_layout)
     mbarrier.wait(q_ready, 0)
+    t = 0
+    j = -1
     for step in range(0, W2 * n_tiles):
-        t = step // n_tiles
-        j = step - t * n_tiles
+        j += 1  # (t, j) = divmod(step, n_tiles), counted instead of divided
+        t = gl.where(j == n_tiles, t + 1, t)
+        j = gl.where(j == n_tiles, 0, j)
         if j == 0:
             qk2 = _form_qk2(q_s, k2_s, k2_ready, k2_empty, t, qk_scale, a_layout)
         s = step % NUM_BUF
@@ -511,9 +517,12 @@ def _dq_producer(q_desc, do_desc, k1_desc, v1_desc, k2_desc, v2_desc, q_s, do_s,
     mbarrier.expect(q_ready, q_desc.block_type.nbytes + do_desc.block_type.nbytes)
     tma.async_copy_global_to_shared(q_desc, [row0 + start_m, col_q], q_ready, q_s)
     tma.async_copy_global_to_shared(do_desc, [row0 + start_m, col_q], q_ready, do_s)
+    t = 0
+    j = -1
     for step in range(0, W2 * n_tiles):
-        t = step // n_tiles
-        j = step - t * n_tiles
+        j += 1  # (t, j) = divmod(step, n_tiles), counted instead of divided
+        t = gl.where(j == n_tiles, t + 1, t)
+        j = gl.where(j == n_tiles, 0, j)
         if j == 0:
             mbarrier.wait(k2_empty, (t & 1) ^ 1)
             mbarrier.expect(k2_ready, k2_desc.block_type.nbytes)
@@ -558,9 +567,12 @@ def _dq_consumer(q_s, do_s, k1_s, v1_s, k2_s, v2_s, q_ready, kv_ready, kv_empty,
     qk2 = gl.zeros([BLOCK_M, HEAD_DIM], dtype, layout=a_layout)
     dov2 = gl.zeros([BLOCK_M, HEAD_DIM], dtype, layout=a_layout)
     mbarrier.wait(q_ready, 0)
+    t = 0
+    j = -1
     for step in range(0, W2 * n_tiles):
-        t = step // n_tiles
-        j = step - t * n_tiles
+        j += 1  # (t, j) = divmod(step, n_tiles), counted instead of divided
+        t = gl.where(j == n_tiles, t + 1, t)
+        j = gl.where(j == n_tiles, 0, j)
         if j == 0:
             mbarrier.wait(k2_ready, t & 1)
             qk2 = _scaled_product(q_s.load(a_layout), k2_s.load(a_layout), qk_scale, dtype)
