@@ -271,11 +271,15 @@ def _simplicial_fwd_per_query(
     o_run = tl.zeros([HEAD_DIM], dtype=tl.float32)  # the query's output so far, scaled by 2^-m_run
     l_run = 0.0
     m_run = float("-inf")
+    qi = 0
+    g = 0
+    j = -1
     for step in range(0, tl.minimum(QUERIES, N - first_q) * per_query):
-        qi = step // per_query
-        rest = step - qi * per_query
-        g = rest // n_tiles
-        j = rest - g * n_tiles
+        j += 1  # (query, group, tile) of the step, counted instead of divided
+        g = tl.where(j == n_tiles, g + 1, g)
+        j = tl.where(j == n_tiles, 0, j)
+        qi = tl.where(g == n_groups, qi + 1, qi)
+        g = tl.where(g == n_groups, 0, g)
         i = first_q + qi
         first_k = i - W2 + 1 + g * BLOCK_M  # the group's k2 rows: first_k .. first_k + BLOCK_M - 1
         if j == 0:  # a new group: logits in base 2 (scale folded into q)
@@ -409,9 +413,12 @@ def _simplicial_bwd_dq_dk2dv2(
         dov2 = tl.zeros([BLOCK_M, HEAD_DIM], dtype=dtype)
     if PART != 1:
         w = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
+    t = 0
+    j = -1
     for step in range(0, W2 * n_tiles):
-        t = step // n_tiles
-        j = step - t * n_tiles
+        j += 1  # (t, j) = divmod(step, n_tiles), counted instead of divided
+        t = tl.where(j == n_tiles, t + 1, t)
+        j = tl.where(j == n_tiles, 0, j)
         if j == 0:
             k2_t = _load_rows(K2b, DK2d, stride_k2n, b32, hk, start_m - t, N, offs_d, BLOCK_M, HEAD_DIM, TMA)
             if RELOAD:
