@@ -271,15 +271,11 @@ def _simplicial_fwd_per_query(
     o_run = tl.zeros([HEAD_DIM], dtype=tl.float32)  # the query's output so far, scaled by 2^-m_run
     l_run = 0.0
     m_run = float("-inf")
-    qi = 0
-    g = 0
-    j = -1
     for step in range(0, tl.minimum(QUERIES, N - first_q) * per_query):
-        j += 1  # (query, group, tile) of the step, counted instead of divided
-        g = tl.where(j == n_tiles, g + 1, g)
-        j = tl.where(j == n_tiles, 0, j)
-        qi = tl.where(g == n_groups, qi + 1, qi)
-        g = tl.where(g == n_groups, 0, g)
+        qi = step // per_query
+        rest = step - qi * per_query
+        g = rest // n_tiles
+        j = rest - g * n_tiles
         i = first_q + qi
         first_k = i - W2 + 1 + g * BLOCK_M  # the group's k2 rows: first_k .. first_k + BLOCK_M - 1
         if j == 0:  # a new group: logits in base 2 (scale folded into q)
@@ -630,7 +626,7 @@ def _config(kind: str, d: int, dtype: torch.dtype, w1: int = 0, w2: int = 0) -> 
     (no spills; 278 vs 250 TF/s for the v4 default at w1=512; with pointer loads the cap spills); at w1 >= 1024 K1
     tiles of 128 with TMA win instead (more tiles per offset amortise the per-offset work over larger steps); at
     w2 >= 64 the per-query form (PER_QUERY, _simplicial_fwd_per_query), which computes no position outside the
-    windows, wins by 1.07-1.17x (results/attention-2026-11-27-v7-per-query.md; at D=128 the Gluon query-tile kernel
+    windows, wins by 1.03-1.13x (results/attention-2026-11-27-v7-per-query.md; at D=128 the Gluon query-tile kernel
     stays ahead of it). At
     D=128 the dq kernel runs as two launches (SPLIT) and sends dQ through atomics (DQ_ATOMIC): each holds fewer fp32
     accumulators and spills less. GLUON: where simplicial_attention_gluon applies (Hopper, 16-bit inputs whose
