@@ -272,7 +272,7 @@ def _simplicial_fwd_per_query(
     l_run = 0.0
     m_run = float("-inf")
     for step in range(0, tl.minimum(QUERIES, N - first_q) * per_query):
-        qi = step // per_query
+        qi = step // per_query  # divided: counting the three indices measured 4-5% slower here
         rest = step - qi * per_query
         g = rest // n_tiles
         j = rest - g * n_tiles
