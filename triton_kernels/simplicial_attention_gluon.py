@@ -543,7 +543,7 @@ def _dq_consumer(q_s, do_s, k1_s, v1_s, k2_s, v2_s, q_ready, kv_ready, kv_empty,
                  qk_scale, sm_scale, start_m, lo, full_lo, full_hi, n_tiles,
                  HEAD_DIM: gl.constexpr, BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr, NUM_BUF: gl.constexpr,
                  PART: gl.constexpr, DQ_ATOMIC: gl.constexpr, num_warps: gl.constexpr):
-    """Per step S = (Q*K2_t) @ K1_j^T, P = exp2(S - lse) (masked on edge tiles), and for PART != 2
+    """Per step S = (Q*K2_t) @ K1_j^T, P = exp2(S * scale - lse) (masked on edge tiles), and for PART != 2
     dP = (dO*V2_t) @ V1_j^T, U_t += P*(dP - delta) @ K1_j; for PART != 1 W_t += P @ V1_j. At an offset's last tile:
     dQ += U_t * K2_t (registers, or an atomic add with DQ_ATOMIC), and one relaxed atomic add each of U_t * Q to dK2
     and W_t * dO to dV2 at rows i - t."""
@@ -577,10 +577,10 @@ def _dq_consumer(q_s, do_s, k1_s, v1_s, k2_s, v2_s, q_ready, kv_ready, kv_empty,
         j = gl.where(j == n_tiles, 0, j)
         if j == 0:
             mbarrier.wait(k2_ready, t & 1)
-            qk2 = _scaled_product(q_s.load(a_layout), k2_s.load(a_layout), qk_scale, dtype)
+            qk2 = q_s.load(a_layout) * k2_s.load(a_layout)  # packed 16-bit multiplies; the scale is in the exp2
             if PART != 2:
                 mbarrier.wait(v2_ready, t & 1)
-                dov2 = _scaled_product(do_s.load(a_layout), v2_s.load(a_layout), 1.0, dtype)
+                dov2 = do_s.load(a_layout) * v2_s.load(a_layout)
                 _release(v2_empty)
         s = step % NUM_BUF
         mbarrier.wait(kv_ready.index(s), (step // NUM_BUF) & 1)
@@ -590,7 +590,7 @@ def _dq_consumer(q_s, do_s, k1_s, v1_s, k2_s, v2_s, q_ready, kv_ready, kv_empty,
             sc, dp = warpgroup_mma_wait(num_outstanding=0, deps=(sc, dp))
         else:
             sc = warpgroup_mma_wait(num_outstanding=0, deps=(sc, ))
-        p = gl.exp2(sc - gl.expand_dims(lse, 1))
+        p = gl.exp2(sc * qk_scale - gl.expand_dims(lse, 1))
         start_n = lo + j * BLOCK_N
         if (start_n < full_lo) | (start_n + BLOCK_N > full_hi) | (t > start_m):  # tile crosses a window edge
             p = gl.where(_in_windows(offs_m, start_n + offs_n, t, m_ok, W1), p, 0.0)
