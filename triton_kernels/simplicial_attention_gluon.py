@@ -347,24 +347,29 @@ def _dk1_producer(q_desc, do_desc, k1_desc, v1_desc, k2_desc, v2_desc, q_s, do_s
 
 
 @gluon.jit
-def _form_product(a_s, b_s, out_s, HALF: gl.constexpr, layout: gl.constexpr):
-    """out_s = a * b in the input dtype, formed in two halves of rows (fewer live registers): one packed multiply
-    per two elements (HMUL2), the exact product rounded once, as through fp32."""
+def _form_product(a_s, b_s, out_s, scale, HALF: gl.constexpr, layout: gl.constexpr, SCALED: gl.constexpr):
+    """out_s = (a * b * scale) in the input dtype, formed in two halves of rows (fewer live registers). Unscaled,
+    one packed 16-bit multiply per two elements (HMUL2): the exact product rounded once, the same bits as through
+    fp32. Scaled, through fp32, rounded where the forward rounds its Q * K2 * scale: backward and forward must see
+    the same logits (folding the scale into the exp2 instead measured 1.09x on this kernel but moved the fp16
+    gradients' error from 4e-4 to over 2e-3, benchmarks/kernel_notes.md)."""
     for r in gl.static_range(2):
         a = a_s.slice(r * HALF, HALF).load(layout)
         b = b_s.slice(r * HALF, HALF).load(layout)
-        out_s.slice(r * HALF, HALF).store(a * b)
+        if SCALED:
+            out_s.slice(r * HALF, HALF).store(_scaled_product(a, b, scale, out_s.dtype))
+        else:
+            out_s.slice(r * HALF, HALF).store(a * b)
 
 
 @gluon.jit
-def _form_operands(q_s, do_s, k2_s, v2_s, e_ready, e_empty, it, qk2_s, dov2_s, NUM_BUF: gl.constexpr,
+def _form_operands(q_s, do_s, k2_s, v2_s, e_ready, e_empty, it, qk_scale, qk2_s, dov2_s, NUM_BUF: gl.constexpr,
                    HALF: gl.constexpr, layout: gl.constexpr):
-    """Q * K2_t and dO * V2_t of ring step `it` into shared memory for the wgmmas (the logits' scale is applied to
-    S^T in the exp2, not here: one multiply per element fewer); frees the ring slot."""
+    """Q * K2_t * scale and dO * V2_t of ring step `it` into shared memory for the wgmmas; frees the ring slot."""
     e = it % NUM_BUF
     mbarrier.wait(e_ready.index(e), (it // NUM_BUF) & 1)
-    _form_product(q_s, k2_s.index(e), qk2_s, HALF, layout)
-    _form_product(do_s, v2_s.index(e), dov2_s, HALF, layout)
+    _form_product(q_s, k2_s.index(e), qk2_s, qk_scale, HALF, layout, True)
+    _form_product(do_s, v2_s.index(e), dov2_s, 1.0, HALF, layout, False)
     _release(e_empty.index(e))  # also orders the stores before the wgmmas (async proxy) that read them
 
 
@@ -373,8 +378,8 @@ def _dk1_consumer(q_s, do_s, k1_s, v1_s, k2_s, v2_s, qk2_s, dov2_s, kv1_ready, q
                   DK1, DV1, Lse, Delta, stride_gn, g_base, bh0, N, W1, W2, qk_scale, start_n, lo, hi, full_lo,
                   full_hi, GROUP, HEAD_DIM: gl.constexpr, BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr,
                   NUM_BUF: gl.constexpr, FORM_AHEAD: gl.constexpr, num_warps: gl.constexpr):
-    """Per (query tile, t): Q * K2_t and dO * V2_t into shared memory, S^T = K1 @ (Q*K2)^T (scaled in the exp2) and
-    dP^T = V1 @ (dO*V2)^T, then dV1 += P^T @ (dO*V2) and dK1 += dS^T @ (Q*K2); one store of dK1 and dV1 at the end."""
+    """Per (query tile, t): Q * K2_t and dO * V2_t into shared memory, S^T = K1 @ (Q*K2)^T and dP^T = V1 @ (dO*V2)^T,
+    then dV1 += P^T @ (dO*V2) and dK1 += dS^T @ (Q*K2); one store of dK1 and dV1 at the end."""
     s_layout: gl.constexpr = _mma_layout(num_warps, BLOCK_M)
     g_layout: gl.constexpr = _mma_layout(num_warps, HEAD_DIM)
     p_layout: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=g_layout, k_width=2)
@@ -403,20 +408,20 @@ def _dk1_consumer(q_s, do_s, k1_s, v1_s, k2_s, v2_s, qk2_s, dov2_s, kv1_ready, q
             qb = tile % 2
             mbarrier.wait(qd_ready.index(qb), (tile // 2) & 1)
             if FORM_AHEAD:  # offset 0's operands now; offset t+1's are formed while offset t's last GEMMs run
-                _form_operands(q_s.index(qb), do_s.index(qb), k2_s, v2_s, e_ready, e_empty, tile * W2,
+                _form_operands(q_s.index(qb), do_s.index(qb), k2_s, v2_s, e_ready, e_empty, tile * W2, qk_scale,
                                qk2_s.index(0), dov2_s.index(0), NUM_BUF, BLOCK_M // 2, form_layout)
             for t in range(0, W2):
                 it = tile * W2 + t
                 fb = t % 2 if FORM_AHEAD else 0
                 if not FORM_AHEAD:
-                    _form_operands(q_s.index(qb), do_s.index(qb), k2_s, v2_s, e_ready, e_empty, it,
+                    _form_operands(q_s.index(qb), do_s.index(qb), k2_s, v2_s, e_ready, e_empty, it, qk_scale,
                                    qk2_s.index(0), dov2_s.index(0), NUM_BUF, BLOCK_M // 2, form_layout)
                 qk2_t = qk2_s.index(fb)
                 dov2_t = dov2_s.index(fb)
                 st = warpgroup_mma(k1_s, qk2_t.permute((1, 0)), zero_s, use_acc=False, is_async=True)
                 dpt = warpgroup_mma(v1_s, dov2_t.permute((1, 0)), zero_s, use_acc=False, is_async=True)
                 st, dpt = warpgroup_mma_wait(num_outstanding=0, deps=(st, dpt))
-                pt = gl.exp2(st * qk_scale - gl.expand_dims(lse, 0))
+                pt = gl.exp2(st - gl.expand_dims(lse, 0))
                 if masked:  # 0 <= i - j < W1 and i - t >= 0 (rows past hi get bound 0), one unsigned compare
                     lim = gl.where(((offs_m - t) >= 0) & m_ok, W1, 0).to(gl.uint32)
                     diff = gl.expand_dims(offs_m, 0) - gl.expand_dims(offs_n, 1)
@@ -427,12 +432,12 @@ def _dk1_consumer(q_s, do_s, k1_s, v1_s, k2_s, v2_s, qk2_s, dov2_s, kv1_ready, q
                 if FORM_AHEAD:
                     if t + 1 < W2:
                         _form_operands(q_s.index(qb), do_s.index(qb), k2_s, v2_s, e_ready, e_empty, it + 1,
-                                       qk2_s.index(1 - fb), dov2_s.index(1 - fb), NUM_BUF, BLOCK_M // 2,
+                                       qk_scale, qk2_s.index(1 - fb), dov2_s.index(1 - fb), NUM_BUF, BLOCK_M // 2,
                                        form_layout)
                 dv1, dk1 = warpgroup_mma_wait(num_outstanding=0, deps=(dv1, dk1))
                 gl.thread_barrier()  # both wgmmas of every warp are done with this offset's operands
             _release(qd_empty.index(qb))
-    dk1 = dk1 * (qk_scale * 0.6931471805599453)  # dK1 = sm_scale * sum dS^T (Q*K2); qk_scale = sm_scale * log2(e)
+    dk1 = dk1 * 0.6931471805599453  # ln(2): Q*K2 carries sm_scale * log2(e); dK1 wants sm_scale alone
     rows = start_n + gl.arange(0, BLOCK_N, layout=gl.SliceLayout(1, g_layout))
     offs_d = gl.arange(0, HEAD_DIM, layout=gl.SliceLayout(0, g_layout))
     ptrs = g_base + gl.expand_dims(rows, 1) * stride_gn + gl.expand_dims(offs_d, 0)
@@ -543,7 +548,7 @@ def _dq_consumer(q_s, do_s, k1_s, v1_s, k2_s, v2_s, q_ready, kv_ready, kv_empty,
                  qk_scale, sm_scale, start_m, lo, full_lo, full_hi, n_tiles,
                  HEAD_DIM: gl.constexpr, BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr, NUM_BUF: gl.constexpr,
                  PART: gl.constexpr, DQ_ATOMIC: gl.constexpr, num_warps: gl.constexpr):
-    """Per step S = (Q*K2_t) @ K1_j^T, P = exp2(S * scale - lse) (masked on edge tiles), and for PART != 2
+    """Per step S = (Q*K2_t) @ K1_j^T, P = exp2(S - lse) (masked on edge tiles), and for PART != 2
     dP = (dO*V2_t) @ V1_j^T, U_t += P*(dP - delta) @ K1_j; for PART != 1 W_t += P @ V1_j. At an offset's last tile:
     dQ += U_t * K2_t (registers, or an atomic add with DQ_ATOMIC), and one relaxed atomic add each of U_t * Q to dK2
     and W_t * dO to dV2 at rows i - t."""
@@ -577,10 +582,10 @@ def _dq_consumer(q_s, do_s, k1_s, v1_s, k2_s, v2_s, q_ready, kv_ready, kv_empty,
         j = gl.where(j == n_tiles, 0, j)
         if j == 0:
             mbarrier.wait(k2_ready, t & 1)
-            qk2 = q_s.load(a_layout) * k2_s.load(a_layout)  # packed 16-bit multiplies; the scale is in the exp2
+            qk2 = _scaled_product(q_s.load(a_layout), k2_s.load(a_layout), qk_scale, dtype)
             if PART != 2:
                 mbarrier.wait(v2_ready, t & 1)
-                dov2 = do_s.load(a_layout) * v2_s.load(a_layout)
+                dov2 = do_s.load(a_layout) * v2_s.load(a_layout)  # packed: the same bits as through fp32
                 _release(v2_empty)
         s = step % NUM_BUF
         mbarrier.wait(kv_ready.index(s), (step // NUM_BUF) & 1)
@@ -590,7 +595,7 @@ def _dq_consumer(q_s, do_s, k1_s, v1_s, k2_s, v2_s, q_ready, kv_ready, kv_empty,
             sc, dp = warpgroup_mma_wait(num_outstanding=0, deps=(sc, dp))
         else:
             sc = warpgroup_mma_wait(num_outstanding=0, deps=(sc, ))
-        p = gl.exp2(sc * qk_scale - gl.expand_dims(lse, 1))
+        p = gl.exp2(sc - gl.expand_dims(lse, 1))
         start_n = lo + j * BLOCK_N
         if (start_n < full_lo) | (start_n + BLOCK_N > full_hi) | (t > start_m):  # tile crosses a window edge
             p = gl.where(_in_windows(offs_m, start_n + offs_n, t, m_ok, W1), p, 0.0)
