@@ -67,13 +67,17 @@ def test_backward_configs_fit_two_programs_per_sm(defaults):
         assert defaults[key]["spills"] == 0, defaults[key]
 
 
-def test_large_w2_forward_is_the_per_query_kernel_within_the_cap():
-    # w2 >= 64 at D=64: the per-query kernel, at the same 168-register cap without spilling (three programs per SM)
-    proc = _run("--json", "--windows", "128,128")
+@pytest.mark.parametrize("windows, fwd64_kernel, regs", [
+    ("128,128", "_simplicial_fwd_per_query", 168),  # w2 >= 64: per-query, at the 168 cap (three programs per SM)
+    ("1024,16", "_simplicial_fwd_gluon", 128),  # w1 >= 1024: Gluon with K1 tiles of 128, two programs per SM
+])
+def test_the_d64_forward_kernel_depends_on_the_windows(windows, fwd64_kernel, regs):
+    proc = _run("--json", "--windows", windows)
     assert proc.returncode == 0, proc.stderr[-2000:]
     records = {(r["kind"], r["D"]): r for r in map(json.loads, proc.stdout.splitlines()) if "kind" in r}
     fwd64 = records[("fwd", 64)]
-    assert fwd64["name"] == "_simplicial_fwd_per_query" and fwd64["regs"] <= 168 and fwd64["spills"] == 0, fwd64
+    assert fwd64["name"] == fwd64_kernel and fwd64["regs"] <= regs and fwd64["spills"] == 0, fwd64
+    assert fwd64["smem"] <= 113 * 1024, fwd64
     assert records[("fwd", 128)]["name"] == "_simplicial_fwd_gluon"
 
 

@@ -232,6 +232,26 @@ def test_gpu_per_query_forward_matches_tile_forward(monkeypatch, shape, dtype):
     assert torch.isfinite(out).all() and err < 4e-3 and lse_err < 1e-3, (err, lse_err)
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["fp16", "bf16"])
+@pytest.mark.parametrize("shape", [(1, 4096, 4, 1, 1024, 16, False), (2, 1500, 4, 2, 1100, 8, True)],
+                         ids=["1x4096x4x1x1024x16", "2x1500x4x2x1100x8-noncontig"])
+def test_gpu_gluon_forward_d64_long_w1_matches_tl_forward(monkeypatch, shape, dtype):
+    """At D=64 the forward runs the Gluon kernel (K1 tiles of 128) where w1 >= 1024; it must give the tl kernel's
+    outputs and log-sum-exp."""
+    if torch.cuda.get_device_capability() != (9, 0):
+        pytest.skip("the Gluon forward is for sm_90 (Hopper) only")
+    B, N, Hq, Hkv, w1, w2, non_contiguous = shape
+    q, k1, k2, v1, v2 = make_inputs(B, N, Hq, Hkv, 64, dtype, "cuda", non_contiguous, seed=9)
+    out, lse = sa._forward(q, k1, k2, v1, v2, w1, w2, 0.125)
+    assert sa.LAUNCHED["fwd"].name == "_simplicial_fwd_gluon", sa.LAUNCHED["fwd"].name
+    monkeypatch.setattr(sa, "CONFIG_OVERRIDE", {"fwd": {"GLUON": False}})
+    ref, ref_lse = sa._forward(q, k1, k2, v1, v2, w1, w2, 0.125)
+    assert sa.LAUNCHED["fwd"].name == "_simplicial_fwd"
+    err, lse_err = rel_err(out, ref), (lse - ref_lse).abs().max().item()
+    print(f"[gpu-gluon-d64] {shape} {str(dtype)[6:]} out rel err {err:.2e} lse max abs err {lse_err:.2e}")
+    assert torch.isfinite(out).all() and err < 2e-3 and lse_err < 1e-3, (err, lse_err)
+
+
 # The backward kernels: (the launcher in simplicial_attention, its Gluon kernel, its tl kernel); outputs in order.
 GLUON_BACKWARD = {
     "bwd_dk1": ("_backward_dk1dv1", "_simplicial_bwd_dk1dv1_gluon", "_simplicial_bwd_dk1dv1", ("dk1", "dv1")),

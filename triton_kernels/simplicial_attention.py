@@ -28,8 +28,8 @@ needs atomics inside an inner loop:
     query heads of its group, the query tiles that see it and t: dK1 += dS^T @ (Q * K2_t), dV1 += P^T @ (dO * V2_t),
     all in registers, one store.
 Softmax runs in base 2 with sm_scale * log2(e) folded into Q; the saved log-sum-exp is in base 2 too.
-On Hopper (sm_90) with 16-bit inputs, the D=128 forward and both backward kernels at D=64 and 128 run the
-warp-specialised Gluon versions in simplicial_attention_gluon.py instead (same math, same outputs; _config's GLUON).
+On Hopper (sm_90) with 16-bit inputs, the D=128 forward (and the D=64 one where w1 >= 1024) and both backward kernels
+at D=64 and 128 run the warp-specialised Gluon versions in simplicial_attention_gluon.py instead (same math, same outputs; _config's GLUON).
 Saved for backward: the inputs, the output and the per-row log-sum-exp [B, Hq, N] (fp32): O(B * N * H * D).
 """
 
@@ -601,11 +601,13 @@ LAUNCHED: dict[str, object] = {}
 CONFIG_OVERRIDE: dict[str, dict] = {}
 
 
-# The Gluon forward's launch config per head dim (benchmarks/gluon_kernels.py): 64x64 tiles, two K1/V1 buffers and
+# The Gluon forward's launch config per head dim (benchmarks/gluon_kernels.py): at D=128 64x64 tiles, two K1/V1 buffers and
 # one V2 buffer keep shared memory at 112 KiB and maxnreg=128 keeps the launch at 128 registers, so two programs
 # share an SM; the consumer warpgroup then takes 232 registers from the producer's share (setmaxnreg). At D=128 it
-# runs at 376-382 TF/s against the tl kernel's 298; at D=64 the two are level, so D=64 stays on tl.
-GLUON_FWD_CONFIG = {128: dict(BLOCK_M=64, BLOCK_N=64, NUM_BUF=2, V2_BUF=1, num_warps=4, maxnreg=128)}
+# runs at 376-382 TF/s against the tl kernel's 298. At D=64 its 128-wide K1 tiles win only where w1 >= 1024 (346 vs
+# 311 TF/s at (1024, 16), level at (512, 32): results/forward-profile-2026-11-27.md), so only there does D=64 use it.
+GLUON_FWD_CONFIG = {128: dict(BLOCK_M=64, BLOCK_N=64, NUM_BUF=2, V2_BUF=1, num_warps=4, maxnreg=128),
+                    64: dict(BLOCK_M=64, BLOCK_N=128, NUM_BUF=2, V2_BUF=1, num_warps=4, maxnreg=128)}
 # The Gluon dK1/dV1 kernel's: two programs per SM (maxnreg=128, <= 113 KiB of shared memory), the next offset's
 # Q*K2 / dO*V2 formed while this offset's dV1/dK1 wgmmas run (FORM_AHEAD). 6.5 vs 7.2 ms (D=64), 12.4 vs 14.3 ms
 # (D=128, 32 query rows per step so that it fits) for the tl kernel (benchmarks/results/gluon-2026-11-27.md).
@@ -627,11 +629,11 @@ def _config(kind: str, d: int, dtype: torch.dtype, w1: int = 0, w2: int = 0) -> 
     tiles of 128 with TMA win instead (more tiles per offset amortise the per-offset work over larger steps); at
     w2 >= 64 the per-query form (PER_QUERY, _simplicial_fwd_per_query), which computes no position outside the
     windows, wins by 1.03-1.13x (results/attention-2026-11-27-v7-per-query.md; at D=128 the Gluon query-tile kernel
-    stays ahead of it). At
-    D=128 the dq kernel runs as two launches (SPLIT) and sends dQ through atomics (DQ_ATOMIC): each holds fewer fp32
-    accumulators and spills less. GLUON: where simplicial_attention_gluon applies (Hopper, 16-bit inputs whose
-    heads pack into rows), the forward (D=128) and both backward kernels (D=64, 128) run its warp-specialised
-    kernels with GLUON_FWD_CONFIG / GLUON_DQ_CONFIG / GLUON_DK1_CONFIG instead; the tl config here is the fallback."""
+    stays ahead of it). At D=128 the dq kernel runs as two launches (SPLIT) and sends dQ through atomics
+    (DQ_ATOMIC): each holds fewer fp32 accumulators and spills less. GLUON: where simplicial_attention_gluon applies
+    (Hopper, 16-bit inputs whose heads pack into rows), the forward (D=128; D=64 at w1 >= 1024) and both backward
+    kernels (D=64, 128) run its warp-specialised kernels with GLUON_FWD_CONFIG / GLUON_DQ_CONFIG / GLUON_DK1_CONFIG
+    instead; the tl config here is the fallback."""
     if _interpreting():
         cfg = dict(BLOCK_M=16, BLOCK_N=16, num_warps=1, num_stages=1, QUERIES=4)
     elif kind == "fwd":
@@ -639,7 +641,7 @@ def _config(kind: str, d: int, dtype: torch.dtype, w1: int = 0, w2: int = 0) -> 
             cfg = dict(BLOCK_M=64, BLOCK_N=64, num_warps=4, num_stages=3, TMA=True, PER_QUERY=True, QUERIES=16,
                        maxnreg=168)
         elif d <= 64 and dtype != torch.float32 and w1 >= 1024:
-            cfg = dict(BLOCK_M=64, BLOCK_N=128, num_warps=4, num_stages=3, TMA=True, RELOAD=True)
+            cfg = dict(BLOCK_M=64, BLOCK_N=128, num_warps=4, num_stages=3, TMA=True, RELOAD=True, GLUON=True)
         elif d <= 64 and dtype != torch.float32:
             cfg = dict(BLOCK_M=64, BLOCK_N=64, num_warps=4, num_stages=3, TMA=True, RELOAD=True, maxnreg=168)
         elif d <= 64:

@@ -12,8 +12,8 @@ to the compiler:
   * each buffer hands back through `_release` (thread barrier, async-proxy fence, arrive): without the fence a TMA
     load could overwrite K2 / V2 / Q before the consumer's ld.shared reads of them were ordered (a race seen in 3 of
     40 fp16 launches).
-At D=128 this runs at 1.22-1.50x our `tl` forward (benchmarks/results/gluon-2026-11-27.md); at D=64 it is level
-with it, so only D=128 uses it (simplicial_attention._config). The backward kernels below (dK1/dV1 in the k1 frame,
+At D=128 this runs at 1.22-1.50x our `tl` forward (benchmarks/results/gluon-2026-11-27.md); at D=64, with K1 tiles
+of 128, 1.11x where w1 >= 1024 and level elsewhere, so D=64 uses it only there (simplicial_attention._config). The backward kernels below (dK1/dV1 in the k1 frame,
 dQ/dK2/dV2 in the query frame) follow the same scheme and run at D=64 and 128.
 
 Tensors are read through 2-D [B*N, H*D] TMA views. Rows before a batch's start or past its end belong to the
