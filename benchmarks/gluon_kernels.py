@@ -129,9 +129,11 @@ CONFIGS = [dict(BLOCK_N=64, NUM_BUF=2, **_G), dict(BLOCK_N=128, NUM_BUF=2, **_G)
 
 
 _D = dict(BLOCK_N=64, num_warps=4, maxnreg=128)
-DK1_CONFIGS = {64: [dict(BLOCK_M=64, NUM_BUF=2, **_D), dict(BLOCK_M=64, NUM_BUF=2, FORM_AHEAD=True, **_D)],
-               128: [dict(BLOCK_M=32, NUM_BUF=2, **_D), dict(BLOCK_M=32, NUM_BUF=1, FORM_AHEAD=True, **_D),
-                     dict(BLOCK_M=32, NUM_BUF=2, FORM_AHEAD=True, **_D)]}
+_P = dict(FORM_IN_PRODUCER=True, **_D)
+DK1_CONFIGS = {64: [dict(BLOCK_M=64, NUM_BUF=2, FORM_AHEAD=True, **_D), dict(BLOCK_M=64, PRODUCER_REGS=24, **_P),
+                    dict(BLOCK_M=64, PRODUCER_REGS=32, **_P), dict(BLOCK_M=64, PRODUCER_REGS=40, **_P)],
+               128: [dict(BLOCK_M=32, NUM_BUF=1, FORM_AHEAD=True, **_D), dict(BLOCK_M=32, PRODUCER_REGS=24, **_P),
+                     dict(BLOCK_M=32, PRODUCER_REGS=32, **_P)]}
 
 
 def dk1_gluon(do, q, k1, k2, v1, v2, lse, delta, w1, w2, sm_scale, cfg):

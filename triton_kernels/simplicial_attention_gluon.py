@@ -347,19 +347,20 @@ def _dk1_producer(q_desc, do_desc, k1_desc, v1_desc, k2_desc, v2_desc, q_s, do_s
 
 
 @gluon.jit
-def _form_product(a_s, b_s, out_s, scale, HALF: gl.constexpr, layout: gl.constexpr, SCALED: gl.constexpr):
-    """out_s = (a * b * scale) in the input dtype, formed in two halves of rows (fewer live registers). Unscaled,
+def _form_product(a_s, b_s, out_s, scale, ROWS: gl.constexpr, layout: gl.constexpr, SCALED: gl.constexpr,
+                  CHUNKS: gl.constexpr = 2):
+    """out_s = (a * b * scale) in the input dtype, formed in CHUNKS slices of ROWS rows (fewer live registers). Unscaled,
     one packed 16-bit multiply per two elements (HMUL2): the exact product rounded once, the same bits as through
     fp32. Scaled, through fp32, rounded where the forward rounds its Q * K2 * scale: backward and forward must see
     the same logits (folding the scale into the exp2 instead measured 1.09x on this kernel but moved the fp16
     gradients' error from 4e-4 to over 2e-3, benchmarks/kernel_notes.md)."""
-    for r in gl.static_range(2):
-        a = a_s.slice(r * HALF, HALF).load(layout)
-        b = b_s.slice(r * HALF, HALF).load(layout)
+    for r in gl.static_range(CHUNKS):
+        a = a_s.slice(r * ROWS, ROWS).load(layout)
+        b = b_s.slice(r * ROWS, ROWS).load(layout)
         if SCALED:
-            out_s.slice(r * HALF, HALF).store(_scaled_product(a, b, scale, out_s.dtype))
+            out_s.slice(r * ROWS, ROWS).store(_scaled_product(a, b, scale, out_s.dtype))
         else:
-            out_s.slice(r * HALF, HALF).store(a * b)
+            out_s.slice(r * ROWS, ROWS).store(a * b)
 
 
 @gluon.jit
@@ -492,14 +493,173 @@ def _simplicial_bwd_dk1dv1_gluon(q_desc, do_desc, k1_desc, v1_desc, k2_desc, v2_
     ], [PRODUCER_WARPS], [24])
 
 
+# dK1/dV1 with the operands formed by the producer warpgroup (FORM_IN_PRODUCER): the consumer only multiplies.
+
+
+@gluon.jit
+def _dk1_forming_producer(q_desc, do_desc, k1_desc, v1_desc, k2_desc, v2_desc, q_s, do_s, k1_s, v1_s, k2_s, v2_s,
+                          qk2_s, dov2_s, kv1_ready, qd_ready, e_ready, f_ready, f_empty, row0, start_n, col_k, hk,
+                          GROUP, lo, hi, W2, qk_scale, HEAD_DIM: gl.constexpr, BLOCK_M: gl.constexpr,
+                          NUM_F: gl.constexpr, num_warps: gl.constexpr):
+    """The K1/V1 tile once; per query tile Q and dO; per (query tile, t) the K2/V2 rows i - t (two buffers, the next
+    step's loading while this step's are used), from which this warpgroup forms Q * K2_t * scale and dO * V2_t into
+    a NUM_F ring of operand buffers for the consumer. Every buffer the TMA refills was last read here, behind the
+    fence of the previous hand-over."""
+    form_layout: gl.constexpr = gl.BlockedLayout([1, 8], [4, 8], [num_warps, 1], [1, 0])
+    mbarrier.expect(kv1_ready, k1_desc.block_type.nbytes + v1_desc.block_type.nbytes)
+    tma.async_copy_global_to_shared(k1_desc, [row0 + start_n, col_k], kv1_ready, k1_s)
+    tma.async_copy_global_to_shared(v1_desc, [row0 + start_n, col_k], kv1_ready, v1_s)
+    n_m = gl.cdiv(hi - lo, BLOCK_M)
+    it = 0
+    for g in range(0, GROUP):
+        col_q = (hk * GROUP + g) * HEAD_DIM
+        for mi in range(0, n_m):
+            tile = g * n_m + mi
+            start_m = lo + mi * BLOCK_M
+            mbarrier.expect(qd_ready, q_desc.block_type.nbytes + do_desc.block_type.nbytes)
+            tma.async_copy_global_to_shared(q_desc, [row0 + start_m, col_q], qd_ready, q_s)
+            tma.async_copy_global_to_shared(do_desc, [row0 + start_m, col_q], qd_ready, do_s)
+            e0 = it % 2
+            mbarrier.expect(e_ready.index(e0), k2_desc.block_type.nbytes + v2_desc.block_type.nbytes)
+            tma.async_copy_global_to_shared(k2_desc, [row0 + start_m, col_k], e_ready.index(e0), k2_s.index(e0))
+            tma.async_copy_global_to_shared(v2_desc, [row0 + start_m, col_k], e_ready.index(e0), v2_s.index(e0))
+            mbarrier.wait(qd_ready, tile & 1)
+            for t in range(0, W2):
+                e = it % 2
+                if t + 1 < W2:  # the next offset's rows into the other buffer, formed from two steps ago
+                    mbarrier.expect(e_ready.index(1 - e), k2_desc.block_type.nbytes + v2_desc.block_type.nbytes)
+                    tma.async_copy_global_to_shared(k2_desc, [row0 + start_m - t - 1, col_k], e_ready.index(1 - e),
+                                                    k2_s.index(1 - e))
+                    tma.async_copy_global_to_shared(v2_desc, [row0 + start_m - t - 1, col_k], e_ready.index(1 - e),
+                                                    v2_s.index(1 - e))
+                mbarrier.wait(e_ready.index(e), (it // 2) & 1)
+                f = it % NUM_F
+                mbarrier.wait(f_empty.index(f), ((it // NUM_F) & 1) ^ 1)
+                _form_product(q_s, k2_s.index(e), qk2_s.index(f), qk_scale, BLOCK_M // 4, form_layout, True, 4)
+                _form_product(do_s, v2_s.index(e), dov2_s.index(f), 1.0, BLOCK_M // 4, form_layout, False, 4)
+                _release(f_ready.index(f))  # stores ordered before the consumer's wgmmas, reads before the next TMA
+                it += 1
+
+
+@gluon.jit
+def _dk1_formed_consumer(k1_s, v1_s, qk2_s, dov2_s, kv1_ready, f_ready, f_empty, DK1, DV1, Lse, Delta, stride_gn,
+                         g_base, bh0, N, W1, W2, qk_scale, start_n, lo, hi, full_lo, full_hi, GROUP,
+                         HEAD_DIM: gl.constexpr, BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr, NUM_F: gl.constexpr,
+                         num_warps: gl.constexpr):
+    """Per (query tile, t), on the producer's operands: S^T = K1 @ (Q*K2)^T and dP^T = V1 @ (dO*V2)^T, then
+    dV1 += P^T @ (dO*V2) and dK1 += dS^T @ (Q*K2); one store of dK1 and dV1 at the end."""
+    s_layout: gl.constexpr = _mma_layout(num_warps, BLOCK_M)
+    g_layout: gl.constexpr = _mma_layout(num_warps, HEAD_DIM)
+    p_layout: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=g_layout, k_width=2)
+    col_s: gl.constexpr = gl.SliceLayout(0, s_layout)
+    dtype: gl.constexpr = k1_s.dtype
+
+    offs_n = start_n + gl.arange(0, BLOCK_N, layout=gl.SliceLayout(1, s_layout))
+    zero_s = gl.zeros([BLOCK_N, BLOCK_M], gl.float32, layout=s_layout)
+    dk1 = gl.zeros([BLOCK_N, HEAD_DIM], gl.float32, layout=g_layout)
+    dv1 = gl.zeros([BLOCK_N, HEAD_DIM], gl.float32, layout=g_layout)
+    mbarrier.wait(kv1_ready, 0)
+    n_m = gl.cdiv(hi - lo, BLOCK_M)
+    it = 0
+    for g in range(0, GROUP):
+        stats_base = (bh0 + g).to(gl.int64) * N
+        for mi in range(0, n_m):
+            start_m = lo + mi * BLOCK_M
+            offs_m = start_m + gl.arange(0, BLOCK_M, layout=col_s)
+            m_ok = offs_m < hi
+            lse = gl.load(Lse + stats_base + offs_m, mask=m_ok, other=0.0)
+            delta = gl.load(Delta + stats_base + offs_m, mask=m_ok, other=0.0)
+            masked = (start_m < full_lo) | (start_m + BLOCK_M > full_hi) | (start_m < W2 - 1)
+            for t in range(0, W2):
+                f = it % NUM_F
+                mbarrier.wait(f_ready.index(f), (it // NUM_F) & 1)
+                qk2_t = qk2_s.index(f)
+                dov2_t = dov2_s.index(f)
+                st = warpgroup_mma(k1_s, qk2_t.permute((1, 0)), zero_s, use_acc=False, is_async=True)
+                dpt = warpgroup_mma(v1_s, dov2_t.permute((1, 0)), zero_s, use_acc=False, is_async=True)
+                st, dpt = warpgroup_mma_wait(num_outstanding=0, deps=(st, dpt))
+                pt = gl.exp2(st - gl.expand_dims(lse, 0))
+                if masked:  # 0 <= i - j < W1 and i - t >= 0 (rows past hi get bound 0), one unsigned compare
+                    lim = gl.where(((offs_m - t) >= 0) & m_ok, W1, 0).to(gl.uint32)
+                    diff = gl.expand_dims(offs_m, 0) - gl.expand_dims(offs_n, 1)
+                    pt = gl.where(diff.to(gl.uint32, bitcast=True) < gl.expand_dims(lim, 0), pt, 0.0)
+                dst = pt * (dpt - gl.expand_dims(delta, 0))
+                dv1 = warpgroup_mma(gl.convert_layout(pt.to(dtype), p_layout), dov2_t, dv1, is_async=True)
+                dk1 = warpgroup_mma(gl.convert_layout(dst.to(dtype), p_layout), qk2_t, dk1, is_async=True)
+                dv1, dk1 = warpgroup_mma_wait(num_outstanding=0, deps=(dv1, dk1))
+                _release(f_empty.index(f))
+                it += 1
+    dk1 = dk1 * 0.6931471805599453  # ln(2): Q*K2 carries sm_scale * log2(e); dK1 wants sm_scale alone
+    rows = start_n + gl.arange(0, BLOCK_N, layout=gl.SliceLayout(1, g_layout))
+    offs_d = gl.arange(0, HEAD_DIM, layout=gl.SliceLayout(0, g_layout))
+    ptrs = g_base + gl.expand_dims(rows, 1) * stride_gn + gl.expand_dims(offs_d, 0)
+    ok = gl.expand_dims(rows < N, 1)
+    gl.store(DK1 + ptrs, dk1.to(DK1.dtype.element_ty), mask=ok)
+    gl.store(DV1 + ptrs, dv1.to(DV1.dtype.element_ty), mask=ok)
+
+
+@gluon.jit(do_not_specialize=["N", "W1", "W2", "HKV", "GROUP"])
+def _simplicial_bwd_dk1dv1_formed_gluon(q_desc, do_desc, k1_desc, v1_desc, k2_desc, v2_desc, DK1, DV1, Lse, Delta,
+                                        stride_gb, stride_gn, N, W1, W2, qk_scale, HKV, GROUP,
+                                        HEAD_DIM: gl.constexpr, BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr,
+                                        NUM_F: gl.constexpr, PRODUCER_REGS: gl.constexpr,
+                                        num_warps: gl.constexpr):
+    num_n = gl.cdiv(N, BLOCK_N)
+    pid = gl.program_id(0)
+    pid_n = pid % num_n
+    pid_bh = pid // num_n
+    b = pid_bh // HKV
+    hk = pid_bh % HKV
+    start_n = pid_n * BLOCK_N
+    lo = start_n  # query rows that see this K1 tile, as in _simplicial_bwd_dk1dv1_gluon
+    hi = gl.minimum(start_n + BLOCK_N + W1 - 1, N)
+    full_lo = gl.minimum(start_n + BLOCK_N - 1, hi)
+    full_hi = gl.minimum(start_n + W1, N)
+
+    dtype: gl.constexpr = k1_desc.dtype
+    k1_s = gl.allocate_shared_memory(dtype, k1_desc.block_type.shape, k1_desc.layout)
+    v1_s = gl.allocate_shared_memory(dtype, v1_desc.block_type.shape, v1_desc.layout)
+    q_s = gl.allocate_shared_memory(dtype, q_desc.block_type.shape, q_desc.layout)
+    do_s = gl.allocate_shared_memory(dtype, do_desc.block_type.shape, do_desc.layout)
+    k2_s = gl.allocate_shared_memory(dtype, [2] + k2_desc.block_type.shape, k2_desc.layout)
+    v2_s = gl.allocate_shared_memory(dtype, [2] + v2_desc.block_type.shape, v2_desc.layout)
+    qk2_s = gl.allocate_shared_memory(dtype, [NUM_F] + q_desc.block_type.shape, q_desc.layout)
+    dov2_s = gl.allocate_shared_memory(dtype, [NUM_F] + q_desc.block_type.shape, q_desc.layout)
+    kv1_ready = _barriers(1).index(0)
+    qd_ready = _barriers(1).index(0)
+    e_ready = _barriers(2)
+    f_ready = _barriers(NUM_F)
+    f_empty = _barriers(NUM_F)
+
+    g_base = b.to(gl.int64) * stride_gb + hk * HEAD_DIM
+    gl.warp_specialize([
+        (_dk1_formed_consumer, (k1_s, v1_s, qk2_s, dov2_s, kv1_ready, f_ready, f_empty, DK1, DV1, Lse, Delta,
+                                stride_gn, g_base, b * (HKV * GROUP) + hk * GROUP, N, W1, W2, qk_scale, start_n, lo,
+                                hi, full_lo, full_hi, GROUP, HEAD_DIM, BLOCK_M, BLOCK_N, NUM_F, num_warps)),
+        (_dk1_forming_producer, (q_desc, do_desc, k1_desc, v1_desc, k2_desc, v2_desc, q_s, do_s, k1_s, v1_s, k2_s,
+                                 v2_s, qk2_s, dov2_s, kv1_ready, qd_ready, e_ready, f_ready, f_empty, b * N, start_n,
+                                 hk * HEAD_DIM, hk, GROUP, lo, hi, W2, qk_scale, HEAD_DIM, BLOCK_M, NUM_F,
+                                 PRODUCER_WARPS)),
+    ], [PRODUCER_WARPS], [PRODUCER_REGS])
+
+
 def backward_dk1dv1(do, q, k1, k2, v1, v2, lse, delta, w1, w2, qk_scale, dk1, dv1, cfg: dict):
     """Fill dk1, dv1 [B, N, Hkv, D] like simplicial_attention._backward_dk1dv1 (windows clipped to N,
     qk_scale = sm_scale * log2(e), lse in base 2, delta = rowsum(O * dO)). cfg: BLOCK_M (query rows per step),
     BLOCK_N (k1 rows per program), NUM_BUF (K2/V2 buffers), num_warps, maxnreg, FORM_AHEAD (form the next offset's
-    operands while this offset's last two GEMMs run; two buffers for them). Returns the compiled kernel."""
+    operands while this offset's last two GEMMs run; two buffers for them), FORM_IN_PRODUCER (the producer
+    warpgroup forms the operands into NUM_F buffers, with PRODUCER_REGS registers). Returns the compiled kernel."""
     b, n, hq, d = q.shape
     hkv = k1.shape[2]
     grid = (triton.cdiv(n, cfg["BLOCK_N"]) * b * hkv,)
+    if cfg.get("FORM_IN_PRODUCER"):
+        return _simplicial_bwd_dk1dv1_formed_gluon[grid](
+            _descriptor(q, cfg["BLOCK_M"]), _descriptor(do, cfg["BLOCK_M"]), _descriptor(k1, cfg["BLOCK_N"]),
+            _descriptor(v1, cfg["BLOCK_N"]), _descriptor(k2, cfg["BLOCK_M"]), _descriptor(v2, cfg["BLOCK_M"]),
+            dk1, dv1, lse, delta, dk1.stride(0), dk1.stride(1), n, w1, w2, qk_scale, hkv, hq // hkv,
+            HEAD_DIM=d, BLOCK_M=cfg["BLOCK_M"], BLOCK_N=cfg["BLOCK_N"], NUM_F=cfg.get("NUM_F", 2),
+            PRODUCER_REGS=cfg.get("PRODUCER_REGS", 56), num_warps=cfg["num_warps"], maxnreg=cfg["maxnreg"],
+        )
     return _simplicial_bwd_dk1dv1_gluon[grid](
         _descriptor(q, cfg["BLOCK_M"]), _descriptor(do, cfg["BLOCK_M"]), _descriptor(k1, cfg["BLOCK_N"]),
         _descriptor(v1, cfg["BLOCK_N"]), _descriptor(k2, cfg["BLOCK_M"]), _descriptor(v2, cfg["BLOCK_M"]),
