@@ -3,8 +3,8 @@
     python benchmarks/gluon_kernels.py --check     # the forward's outputs and LSE against our tl forward, bf16
     python benchmarks/gluon_kernels.py             # that check, then each forward config timed against tl and SDPA
     python benchmarks/gluon_kernels.py --dq --dk1  # each backward kernel against its tl one (checked, then timed)
-    python benchmarks/gluon_kernels.py --stress    # the forward 40 times in fp16 and bf16: a launch that differs
-                                                   # from the tl forward shows a race
+    python benchmarks/gluon_kernels.py --stress    # the forward and the dK1/dV1 kernel 40 times in fp16 and bf16:
+                                                   # a launch that differs shows a race
 
 A config is a launch config of a Gluon kernel (BLOCK_M, BLOCK_N, NUM_BUF K1/V1 buffers, V2_BUF V2 buffers, FORM_AHEAD,
 SPLIT, DQ_ATOMIC, num_warps of the consumer, maxnreg at launch); the package's own are simplicial_attention's
@@ -230,6 +230,27 @@ def stress(launches=40) -> bool:
                       f"{(lse - ref_lse).abs().max().item():.2e}", flush=True)
         print(f"# stress {str(dtype)[6:]}: {bad} of {launches} launches differ from the tl forward", flush=True)
         ok &= bad == 0
+    return ok & stress_dk1(launches)
+
+
+def stress_dk1(launches=40) -> bool:
+    """The package's dK1/dV1 kernel (Gluon on Hopper; at D=64 the producer forms the operands) launched many times:
+    it sums without atomics, so every launch must give the first one's bits; a launch that differs shows a race."""
+    from tests.test_kernels import make_inputs
+
+    ok = True
+    for dtype in (torch.float16, torch.bfloat16):
+        q, k1, k2, v1, v2 = make_inputs(1, 4096, 4, 1, 64, dtype, "cuda", seed=3)
+        do = torch.randn_like(q)
+        out, lse = sa._forward(q, k1, k2, v1, v2, 512, 32, 0.125)
+        delta = sa._backward_delta(do, out)
+        first = sa._backward_dk1dv1(do, q, k1, k2, v1, v2, lse, delta, 512, 32, 0.125)
+        bad = sum(any(not torch.equal(a, f) for a, f in
+                      zip(sa._backward_dk1dv1(do, q, k1, k2, v1, v2, lse, delta, 512, 32, 0.125), first))
+                  for _ in range(launches))
+        print(f"# stress dk1 {str(dtype)[6:]} ({sa.LAUNCHED['bwd_dk1'].name}): {bad} of {launches} launches differ "
+              f"from the first", flush=True)
+        ok &= bad == 0
     return ok
 
 
@@ -238,7 +259,8 @@ def main(argv=None) -> int:
     ap.add_argument("--check", action="store_true", help="only the correctness check")
     ap.add_argument("--dk1", action="store_true", help="the dK1/dV1 backward kernel instead of the forward")
     ap.add_argument("--dq", action="store_true", help="the dQ/dK2/dV2 backward kernel instead of the forward")
-    ap.add_argument("--stress", action="store_true", help="repeat the forward on one shape, report differing launches")
+    ap.add_argument("--stress", action="store_true",
+                    help="repeat the forward and the dK1/dV1 kernel on one shape, report differing launches")
     ap.add_argument("--rep", type=int, default=50)
     args = ap.parse_args(argv)
     if not torch.cuda.is_available():

@@ -253,9 +253,11 @@ def test_gpu_gluon_forward_d64_long_w1_matches_tl_forward(monkeypatch, shape, dt
 
 
 # The backward kernels: (the launcher in simplicial_attention, its Gluon kernel, its tl kernel); outputs in order.
-GLUON_BACKWARD = {
-    "bwd_dk1": ("_backward_dk1dv1", "_simplicial_bwd_dk1dv1_gluon", "_simplicial_bwd_dk1dv1", ("dk1", "dv1")),
-    "bwd_dq": ("_backward_dq_dk2dv2", "_simplicial_bwd_dq_gluon", "_simplicial_bwd_dq_dk2dv2", ("dq", "dk2", "dv2")),
+GLUON_BACKWARD = {  # at D=64 the dK1/dV1 one is the variant whose producer forms the operands
+    "bwd_dk1": ("_backward_dk1dv1", {64: "_simplicial_bwd_dk1dv1_formed_gluon", 128: "_simplicial_bwd_dk1dv1_gluon"},
+                "_simplicial_bwd_dk1dv1", ("dk1", "dv1")),
+    "bwd_dq": ("_backward_dq_dk2dv2", {64: "_simplicial_bwd_dq_gluon", 128: "_simplicial_bwd_dq_gluon"},
+               "_simplicial_bwd_dq_dk2dv2", ("dq", "dk2", "dv2")),
 }
 
 
@@ -277,7 +279,7 @@ def test_gpu_gluon_backward_matches_tl_kernel(monkeypatch, kind, shape, d):
     out, lse = sa._forward(q, k1, k2, v1, v2, w1, w2, scale)
     delta = sa._backward_delta(do, out)
     grads = getattr(sa, launcher)(do, q, k1, k2, v1, v2, lse, delta, w1, w2, scale)
-    assert sa.LAUNCHED[kind].name == gluon_name, sa.LAUNCHED[kind].name
+    assert sa.LAUNCHED[kind].name == gluon_name[d], sa.LAUNCHED[kind].name
     monkeypatch.setattr(sa, "CONFIG_OVERRIDE", {kind: {"GLUON": False}})
     refs = getattr(sa, launcher)(do, q, k1, k2, v1, v2, lse, delta, w1, w2, scale)
     assert sa.LAUNCHED[kind].name == tl_name

@@ -608,14 +608,17 @@ CONFIG_OVERRIDE: dict[str, dict] = {}
 # 311 TF/s at (1024, 16), level at (512, 32): results/forward-profile-2026-11-27.md), so only there does D=64 use it.
 GLUON_FWD_CONFIG = {128: dict(BLOCK_M=64, BLOCK_N=64, NUM_BUF=2, V2_BUF=1, num_warps=4, maxnreg=128),
                     64: dict(BLOCK_M=64, BLOCK_N=128, NUM_BUF=2, V2_BUF=1, num_warps=4, maxnreg=128)}
-# The Gluon dK1/dV1 kernel's: two programs per SM (maxnreg=128, <= 113 KiB of shared memory), the next offset's
-# Q*K2 / dO*V2 formed while this offset's dV1/dK1 wgmmas run (FORM_AHEAD). 6.5 vs 7.2 ms (D=64), 12.4 vs 14.3 ms
-# (D=128, 32 query rows per step so that it fits) for the tl kernel (benchmarks/results/gluon-2026-11-27.md).
+# The Gluon dK1/dV1 kernel's: two programs per SM (maxnreg=128, <= 113 KiB of shared memory). At D=64 the producer
+# warpgroup forms Q*K2 / dO*V2 on 24 registers while the consumer runs the GEMMs (FORM_IN_PRODUCER: 6.05 vs 6.56 ms
+# with FORM_AHEAD, results/backward-2026-11-27-v7.md); at D=128 (32 query rows per step so that it fits) the
+# consumer forms the next offset's while this offset's dV1/dK1 wgmmas run (FORM_AHEAD; in the producer 16.2 vs
+# 12.5 ms). The tl kernel takes 7.2 / 14.3 ms (benchmarks/results/gluon-2026-11-27.md).
 # The Gluon dQ/dK2/dV2 kernel's: one launch at D=64 (5.7 vs 7.0 ms); at D=128 two (dQ/dK2, then dV2) with dQ
 # summed by atomics and K1 tiles of 32 rows, so each fits two programs per SM without spilling (16.9 vs 22.5 ms).
 GLUON_DQ_CONFIG = {64: dict(BLOCK_M=64, BLOCK_N=64, NUM_BUF=2, num_warps=4, maxnreg=128),
                    128: dict(BLOCK_M=64, BLOCK_N=32, NUM_BUF=2, SPLIT=True, DQ_ATOMIC=True, num_warps=4, maxnreg=128)}
-GLUON_DK1_CONFIG = {64: dict(BLOCK_M=64, BLOCK_N=64, NUM_BUF=2, FORM_AHEAD=True, num_warps=4, maxnreg=128),
+GLUON_DK1_CONFIG = {64: dict(BLOCK_M=64, BLOCK_N=64, FORM_IN_PRODUCER=True, PRODUCER_REGS=24, num_warps=4,
+                             maxnreg=128),
                     128: dict(BLOCK_M=32, BLOCK_N=64, NUM_BUF=1, FORM_AHEAD=True, num_warps=4, maxnreg=128)}
 
 
