@@ -375,6 +375,42 @@ def _form_operands(q_s, do_s, k2_s, v2_s, e_ready, e_empty, it, qk_scale, qk2_s,
 
 
 @gluon.jit
+def _dk1_probs_and_grads(k1_s, v1_s, qk2_t, dov2_t, zero_s, lse, delta, offs_m, offs_n, m_ok, masked, t, W1):
+    """One (query tile, t) step of the k1 frame up to dS: S^T = K1 @ (Q*K2)^T and dP^T = V1 @ (dO*V2)^T (wgmma),
+    P^T = exp2(S^T - lse) (masked where the tile crosses a window edge) and dS^T = P^T * (dP^T - delta)."""
+    st = warpgroup_mma(k1_s, qk2_t.permute((1, 0)), zero_s, use_acc=False, is_async=True)
+    dpt = warpgroup_mma(v1_s, dov2_t.permute((1, 0)), zero_s, use_acc=False, is_async=True)
+    st, dpt = warpgroup_mma_wait(num_outstanding=0, deps=(st, dpt))
+    pt = gl.exp2(st - gl.expand_dims(lse, 0))
+    if masked:  # 0 <= i - j < W1 and i - t >= 0 (rows past hi get bound 0), one unsigned compare
+        lim = gl.where(((offs_m - t) >= 0) & m_ok, W1, 0).to(gl.uint32)
+        diff = gl.expand_dims(offs_m, 0) - gl.expand_dims(offs_n, 1)
+        pt = gl.where(diff.to(gl.uint32, bitcast=True) < gl.expand_dims(lim, 0), pt, 0.0)
+    return pt, pt * (dpt - gl.expand_dims(delta, 0))
+
+
+@gluon.jit
+def _dk1_store(dk1, dv1, DK1, DV1, g_base, stride_gn, start_n, N, BLOCK_N: gl.constexpr, HEAD_DIM: gl.constexpr,
+               g_layout: gl.constexpr):
+    """The program's one store of dK1 (times ln 2: Q*K2 carries sm_scale * log2(e), dK1 wants sm_scale) and dV1."""
+    dk1 = dk1 * 0.6931471805599453
+    rows = start_n + gl.arange(0, BLOCK_N, layout=gl.SliceLayout(1, g_layout))
+    offs_d = gl.arange(0, HEAD_DIM, layout=gl.SliceLayout(0, g_layout))
+    ptrs = g_base + gl.expand_dims(rows, 1) * stride_gn + gl.expand_dims(offs_d, 0)
+    ok = gl.expand_dims(rows < N, 1)
+    gl.store(DK1 + ptrs, dk1.to(DK1.dtype.element_ty), mask=ok)
+    gl.store(DV1 + ptrs, dv1.to(DV1.dtype.element_ty), mask=ok)
+
+
+@gluon.jit
+def _k1_tile_query_rows(start_n, N, W1, BLOCK_N: gl.constexpr):
+    """The query rows that see a row of the K1 tile at start_n, [lo, hi) = [start_n, start_n + BLOCK_N - 1 + W1 - 1],
+    and [full_lo, full_hi), the rows that see every row of it (simplicial_attention._simplicial_bwd_dk1dv1)."""
+    hi = gl.minimum(start_n + BLOCK_N + W1 - 1, N)
+    return start_n, hi, gl.minimum(start_n + BLOCK_N - 1, hi), gl.minimum(start_n + W1, N)
+
+
+@gluon.jit
 def _dk1_consumer(q_s, do_s, k1_s, v1_s, k2_s, v2_s, qk2_s, dov2_s, kv1_ready, qd_ready, qd_empty, e_ready, e_empty,
                   DK1, DV1, Lse, Delta, stride_gn, g_base, bh0, N, W1, W2, qk_scale, start_n, lo, hi, full_lo,
                   full_hi, GROUP, HEAD_DIM: gl.constexpr, BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr,
@@ -419,15 +455,8 @@ def _dk1_consumer(q_s, do_s, k1_s, v1_s, k2_s, v2_s, qk2_s, dov2_s, kv1_ready, q
                                    qk2_s.index(0), dov2_s.index(0), NUM_BUF, BLOCK_M // 2, form_layout)
                 qk2_t = qk2_s.index(fb)
                 dov2_t = dov2_s.index(fb)
-                st = warpgroup_mma(k1_s, qk2_t.permute((1, 0)), zero_s, use_acc=False, is_async=True)
-                dpt = warpgroup_mma(v1_s, dov2_t.permute((1, 0)), zero_s, use_acc=False, is_async=True)
-                st, dpt = warpgroup_mma_wait(num_outstanding=0, deps=(st, dpt))
-                pt = gl.exp2(st - gl.expand_dims(lse, 0))
-                if masked:  # 0 <= i - j < W1 and i - t >= 0 (rows past hi get bound 0), one unsigned compare
-                    lim = gl.where(((offs_m - t) >= 0) & m_ok, W1, 0).to(gl.uint32)
-                    diff = gl.expand_dims(offs_m, 0) - gl.expand_dims(offs_n, 1)
-                    pt = gl.where(diff.to(gl.uint32, bitcast=True) < gl.expand_dims(lim, 0), pt, 0.0)
-                dst = pt * (dpt - gl.expand_dims(delta, 0))
+                pt, dst = _dk1_probs_and_grads(k1_s, v1_s, qk2_t, dov2_t, zero_s, lse, delta, offs_m, offs_n, m_ok,
+                                               masked, t, W1)
                 dv1 = warpgroup_mma(gl.convert_layout(pt.to(dtype), p_layout), dov2_t, dv1, is_async=True)
                 dk1 = warpgroup_mma(gl.convert_layout(dst.to(dtype), p_layout), qk2_t, dk1, is_async=True)
                 if FORM_AHEAD:
@@ -438,13 +467,7 @@ def _dk1_consumer(q_s, do_s, k1_s, v1_s, k2_s, v2_s, qk2_s, dov2_s, kv1_ready, q
                 dv1, dk1 = warpgroup_mma_wait(num_outstanding=0, deps=(dv1, dk1))
                 gl.thread_barrier()  # both wgmmas of every warp are done with this offset's operands
             _release(qd_empty.index(qb))
-    dk1 = dk1 * 0.6931471805599453  # ln(2): Q*K2 carries sm_scale * log2(e); dK1 wants sm_scale alone
-    rows = start_n + gl.arange(0, BLOCK_N, layout=gl.SliceLayout(1, g_layout))
-    offs_d = gl.arange(0, HEAD_DIM, layout=gl.SliceLayout(0, g_layout))
-    ptrs = g_base + gl.expand_dims(rows, 1) * stride_gn + gl.expand_dims(offs_d, 0)
-    ok = gl.expand_dims(rows < N, 1)
-    gl.store(DK1 + ptrs, dk1.to(DK1.dtype.element_ty), mask=ok)
-    gl.store(DV1 + ptrs, dv1.to(DV1.dtype.element_ty), mask=ok)
+    _dk1_store(dk1, dv1, DK1, DV1, g_base, stride_gn, start_n, N, BLOCK_N, HEAD_DIM, g_layout)
 
 
 @gluon.jit(do_not_specialize=["N", "W1", "W2", "HKV", "GROUP"])
@@ -459,12 +482,7 @@ def _simplicial_bwd_dk1dv1_gluon(q_desc, do_desc, k1_desc, v1_desc, k2_desc, v2_
     b = pid_bh // HKV
     hk = pid_bh % HKV
     start_n = pid_n * BLOCK_N
-    # query rows that see a row of this tile: [start_n, start_n + BLOCK_N - 1 + W1 - 1]; rows in [full_lo, full_hi)
-    # see every row of it (simplicial_attention._simplicial_bwd_dk1dv1)
-    lo = start_n
-    hi = gl.minimum(start_n + BLOCK_N + W1 - 1, N)
-    full_lo = gl.minimum(start_n + BLOCK_N - 1, hi)
-    full_hi = gl.minimum(start_n + W1, N)
+    lo, hi, full_lo, full_hi = _k1_tile_query_rows(start_n, N, W1, BLOCK_N)
 
     dtype: gl.constexpr = k1_desc.dtype
     k1_s = gl.allocate_shared_memory(dtype, k1_desc.block_type.shape, k1_desc.layout)
@@ -575,27 +593,14 @@ def _dk1_formed_consumer(k1_s, v1_s, qk2_s, dov2_s, kv1_ready, f_ready, f_empty,
                 mbarrier.wait(f_ready.index(f), (it // NUM_F) & 1)
                 qk2_t = qk2_s.index(f)
                 dov2_t = dov2_s.index(f)
-                st = warpgroup_mma(k1_s, qk2_t.permute((1, 0)), zero_s, use_acc=False, is_async=True)
-                dpt = warpgroup_mma(v1_s, dov2_t.permute((1, 0)), zero_s, use_acc=False, is_async=True)
-                st, dpt = warpgroup_mma_wait(num_outstanding=0, deps=(st, dpt))
-                pt = gl.exp2(st - gl.expand_dims(lse, 0))
-                if masked:  # 0 <= i - j < W1 and i - t >= 0 (rows past hi get bound 0), one unsigned compare
-                    lim = gl.where(((offs_m - t) >= 0) & m_ok, W1, 0).to(gl.uint32)
-                    diff = gl.expand_dims(offs_m, 0) - gl.expand_dims(offs_n, 1)
-                    pt = gl.where(diff.to(gl.uint32, bitcast=True) < gl.expand_dims(lim, 0), pt, 0.0)
-                dst = pt * (dpt - gl.expand_dims(delta, 0))
+                pt, dst = _dk1_probs_and_grads(k1_s, v1_s, qk2_t, dov2_t, zero_s, lse, delta, offs_m, offs_n, m_ok,
+                                               masked, t, W1)
                 dv1 = warpgroup_mma(gl.convert_layout(pt.to(dtype), p_layout), dov2_t, dv1, is_async=True)
                 dk1 = warpgroup_mma(gl.convert_layout(dst.to(dtype), p_layout), qk2_t, dk1, is_async=True)
                 dv1, dk1 = warpgroup_mma_wait(num_outstanding=0, deps=(dv1, dk1))
                 _release(f_empty.index(f))
                 it += 1
-    dk1 = dk1 * 0.6931471805599453  # ln(2): Q*K2 carries sm_scale * log2(e); dK1 wants sm_scale alone
-    rows = start_n + gl.arange(0, BLOCK_N, layout=gl.SliceLayout(1, g_layout))
-    offs_d = gl.arange(0, HEAD_DIM, layout=gl.SliceLayout(0, g_layout))
-    ptrs = g_base + gl.expand_dims(rows, 1) * stride_gn + gl.expand_dims(offs_d, 0)
-    ok = gl.expand_dims(rows < N, 1)
-    gl.store(DK1 + ptrs, dk1.to(DK1.dtype.element_ty), mask=ok)
-    gl.store(DV1 + ptrs, dv1.to(DV1.dtype.element_ty), mask=ok)
+    _dk1_store(dk1, dv1, DK1, DV1, g_base, stride_gn, start_n, N, BLOCK_N, HEAD_DIM, g_layout)
 
 
 @gluon.jit(do_not_specialize=["N", "W1", "W2", "HKV", "GROUP"])
@@ -611,10 +616,7 @@ def _simplicial_bwd_dk1dv1_formed_gluon(q_desc, do_desc, k1_desc, v1_desc, k2_de
     b = pid_bh // HKV
     hk = pid_bh % HKV
     start_n = pid_n * BLOCK_N
-    lo = start_n  # query rows that see this K1 tile, as in _simplicial_bwd_dk1dv1_gluon
-    hi = gl.minimum(start_n + BLOCK_N + W1 - 1, N)
-    full_lo = gl.minimum(start_n + BLOCK_N - 1, hi)
-    full_hi = gl.minimum(start_n + W1, N)
+    lo, hi, full_lo, full_hi = _k1_tile_query_rows(start_n, N, W1, BLOCK_N)
 
     dtype: gl.constexpr = k1_desc.dtype
     k1_s = gl.allocate_shared_memory(dtype, k1_desc.block_type.shape, k1_desc.layout)
