@@ -29,7 +29,8 @@ needs atomics inside an inner loop:
     all in registers, one store.
 Softmax runs in base 2 with sm_scale * log2(e) folded into Q; the saved log-sum-exp is in base 2 too.
 On Hopper (sm_90) with 16-bit inputs, the D=128 forward (and the D=64 one where w1 >= 1024) and both backward kernels
-at D=64 and 128 run the warp-specialised Gluon versions in simplicial_attention_gluon.py instead (same math, same outputs; _config's GLUON).
+at D=64 and 128 run the warp-specialised Gluon versions in simplicial_attention_gluon.py instead (same math, same
+outputs; _config's GLUON).
 Saved for backward: the inputs, the output and the per-row log-sum-exp [B, Hq, N] (fp32): O(B * N * H * D).
 """
 
