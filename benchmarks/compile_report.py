@@ -3,7 +3,7 @@
     python benchmarks/compile_report.py                  # the default config of each kernel, D in {64, 128}, bf16
     python benchmarks/compile_report.py --variants       # bench_attention.py's sweep variants too
     python benchmarks/compile_report.py --json           # one JSON object per kernel launch, for tests and scripts
-    python benchmarks/compile_report.py --windows 128,128    # at other windows (the D=64 forward's kernel depends on w2)
+    python benchmarks/compile_report.py --windows 128,128    # other windows (the D=64 forward's kernel depends on them)
 
 Why: register pressure decides these kernels' speed (benchmarks/kernel_notes.md), and a device hour is scarce. The
 Triton wheel ships ptxas and cuobjdump, so every config can be compiled for sm_90 on any machine and its resource
@@ -143,7 +143,8 @@ def main(argv=None) -> int:
         for r in records:
             print(json.dumps(r))
         return 0
-    print(f"# sm_{args.arch}, triton {triton.__version__}, bf16, (w1, w2) = ({w1}, {w2}); command: python benchmarks/compile_report.py "
+    print(f"# sm_{args.arch}, triton {triton.__version__}, bf16, (w1, w2) = ({w1}, {w2}); "
+          f"command: python benchmarks/compile_report.py "
           f"{' '.join(argv if argv is not None else sys.argv[1:])}")
     print("| kernel | D | config | compiled | regs | spills | shared KiB |")
     print("|---|---|---|---|---|---|---|")

@@ -602,11 +602,12 @@ LAUNCHED: dict[str, object] = {}
 CONFIG_OVERRIDE: dict[str, dict] = {}
 
 
-# The Gluon forward's launch config per head dim (benchmarks/gluon_kernels.py): at D=128 64x64 tiles, two K1/V1 buffers and
-# one V2 buffer keep shared memory at 112 KiB and maxnreg=128 keeps the launch at 128 registers, so two programs
-# share an SM; the consumer warpgroup then takes 232 registers from the producer's share (setmaxnreg). At D=128 it
-# runs at 376-382 TF/s against the tl kernel's 298. At D=64 its 128-wide K1 tiles win only where w1 >= 1024 (346 vs
-# 311 TF/s at (1024, 16), level at (512, 32): results/forward-profile-2026-11-27.md), so only there does D=64 use it.
+# The Gluon forward's launch config per head dim (benchmarks/gluon_kernels.py): at D=128 64x64 tiles, two K1/V1
+# buffers and one V2 buffer keep shared memory at 112 KiB and maxnreg=128 keeps the launch at 128 registers, so two
+# programs share an SM; the consumer warpgroup then takes 232 registers from the producer's share (setmaxnreg). At
+# D=128 it runs at 376-382 TF/s against the tl kernel's 298. At D=64 its 128-wide K1 tiles win only where w1 >= 1024
+# (346 vs 311 TF/s at (1024, 16), level at (512, 32): results/forward-profile-2026-11-27.md), so only there does D=64
+# use it.
 GLUON_FWD_CONFIG = {128: dict(BLOCK_M=64, BLOCK_N=64, NUM_BUF=2, V2_BUF=1, num_warps=4, maxnreg=128),
                     64: dict(BLOCK_M=64, BLOCK_N=128, NUM_BUF=2, V2_BUF=1, num_warps=4, maxnreg=128)}
 # The Gluon dK1/dV1 kernel's: two programs per SM (maxnreg=128, <= 113 KiB of shared memory). At D=64 the producer

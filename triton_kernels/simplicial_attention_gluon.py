@@ -13,8 +13,9 @@ to the compiler:
     load could overwrite K2 / V2 / Q before the consumer's ld.shared reads of them were ordered (a race seen in 3 of
     40 fp16 launches).
 At D=128 this runs at 1.22-1.50x our `tl` forward (benchmarks/results/gluon-2026-11-27.md); at D=64, with K1 tiles
-of 128, 1.11x where w1 >= 1024 and level elsewhere, so D=64 uses it only there (simplicial_attention._config). The backward kernels below (dK1/dV1 in the k1 frame,
-dQ/dK2/dV2 in the query frame) follow the same scheme and run at D=64 and 128.
+of 128, 1.11x where w1 >= 1024 and level elsewhere, so D=64 uses it only there (simplicial_attention._config). The
+backward kernels below (dK1/dV1 in the k1 frame, dQ/dK2/dV2 in the query frame) follow the same scheme and run at
+D=64 and 128.
 
 Tensors are read through 2-D [B*N, H*D] TMA views. Rows before a batch's start or past its end belong to the
 neighbouring batch (or read as zero at the ends of the tensor); the window masks drop every such (i, j, k) triple,
@@ -349,11 +350,12 @@ def _dk1_producer(q_desc, do_desc, k1_desc, v1_desc, k2_desc, v2_desc, q_s, do_s
 @gluon.jit
 def _form_product(a_s, b_s, out_s, scale, ROWS: gl.constexpr, layout: gl.constexpr, SCALED: gl.constexpr,
                   CHUNKS: gl.constexpr = 2):
-    """out_s = (a * b * scale) in the input dtype, formed in CHUNKS slices of ROWS rows (fewer live registers). Unscaled,
-    one packed 16-bit multiply per two elements (HMUL2): the exact product rounded once, the same bits as through
-    fp32. Scaled, through fp32, rounded where the forward rounds its Q * K2 * scale: backward and forward must see
-    the same logits (folding the scale into the exp2 instead measured 1.09x on this kernel but moved the fp16
-    gradients' error from 4e-4 to over 2e-3, benchmarks/kernel_notes.md)."""
+    """out_s = (a * b * scale) in the input dtype, formed in CHUNKS slices of ROWS rows (fewer live registers).
+    Unscaled, one packed 16-bit multiply per two elements (HMUL2): the exact product rounded once, the same bits as
+    through fp32.
+    Scaled, through fp32, rounded where the forward rounds its Q * K2 * scale: backward and forward must see the same
+    logits (folding the scale into the exp2 instead measured 1.09x on this kernel but moved the fp16 gradients' error
+    from 4e-4 to over 2e-3, benchmarks/kernel_notes.md)."""
     for r in gl.static_range(CHUNKS):
         a = a_s.slice(r * ROWS, ROWS).load(layout)
         b = b_s.slice(r * ROWS, ROWS).load(layout)
