@@ -173,6 +173,23 @@ def test_gpu_gradient_independent_of_micro_batch_split():
     assert d_split < 2 * max(d16, d8), (d_split, d16, d8)
 
 
+def _forward_matches_reference_kernel(monkeypatch, shape, dtype, d, seed, kernel, override, ref_kernel, tag, tol):
+    """The package's forward at shape (B, N, Hq, Hkv, w1, w2, non_contiguous) must run `kernel` and give the outputs
+    and log-sum-exp (the backward reads both) of `ref_kernel`, the one CONFIG_OVERRIDE `override` selects."""
+    B, N, Hq, Hkv, w1, w2, non_contiguous = shape
+    q, k1, k2, v1, v2 = make_inputs(B, N, Hq, Hkv, d, dtype, "cuda", non_contiguous, seed=seed)
+    assert q.is_contiguous() != non_contiguous
+    w1, w2, scale = min(w1, N), min(w2, N), d ** -0.5
+    out, lse = sa._forward(q, k1, k2, v1, v2, w1, w2, scale)
+    assert sa.LAUNCHED["fwd"].name == kernel, sa.LAUNCHED["fwd"].name
+    monkeypatch.setattr(sa, "CONFIG_OVERRIDE", {"fwd": override})
+    ref, ref_lse = sa._forward(q, k1, k2, v1, v2, w1, w2, scale)
+    assert sa.LAUNCHED["fwd"].name == ref_kernel, sa.LAUNCHED["fwd"].name
+    err, lse_err = rel_err(out, ref), (lse - ref_lse).abs().max().item()
+    print(f"[{tag}] {shape} {str(dtype)[6:]} out rel err {err:.2e} lse max abs err {lse_err:.2e}")
+    assert torch.isfinite(out).all() and err < tol and lse_err < 1e-3, (err, lse_err)
+
+
 GLUON_SHAPES = [  # (B, N, Hq, Hkv, w1, w2, non-contiguous) at D=128: batch edges, GQA, windows longer than N,
     # w1 < w2, one-tile offsets, slices of one fused projection (2-D TMA views with a row stride of the fused width)
     (2, 300, 4, 2, 40, 16, False),
@@ -191,18 +208,8 @@ def test_gpu_gluon_forward_matches_tl_forward(monkeypatch, shape, dtype):
     log-sum-exp (the backward reads both). Elsewhere the Gluon kernel does not apply and the test says so."""
     if torch.cuda.get_device_capability() != (9, 0):
         pytest.skip("the Gluon forward is for sm_90 (Hopper) only")
-    B, N, Hq, Hkv, w1, w2, non_contiguous = shape
-    q, k1, k2, v1, v2 = make_inputs(B, N, Hq, Hkv, 128, dtype, "cuda", non_contiguous, seed=3)
-    assert q.is_contiguous() != non_contiguous
-    w1, w2 = min(w1, N), min(w2, N)
-    out, lse = sa._forward(q, k1, k2, v1, v2, w1, w2, 128 ** -0.5)
-    assert sa.LAUNCHED["fwd"].name == "_simplicial_fwd_gluon", sa.LAUNCHED["fwd"].name
-    monkeypatch.setattr(sa, "CONFIG_OVERRIDE", {"fwd": {"GLUON": False}})
-    ref, ref_lse = sa._forward(q, k1, k2, v1, v2, w1, w2, 128 ** -0.5)
-    assert sa.LAUNCHED["fwd"].name == "_simplicial_fwd"
-    err, lse_err = rel_err(out, ref), (lse - ref_lse).abs().max().item()
-    print(f"[gpu-gluon] {shape} {str(dtype)[6:]} out rel err {err:.2e} lse max abs err {lse_err:.2e}")
-    assert torch.isfinite(out).all() and err < 2e-3 and lse_err < 1e-3, (err, lse_err)
+    _forward_matches_reference_kernel(monkeypatch, shape, dtype, 128, 3, "_simplicial_fwd_gluon", {"GLUON": False},
+                                      "_simplicial_fwd", "gpu-gluon", 2e-3)
 
 
 PER_QUERY_SHAPES = [  # (B, N, Hq, Hkv, w1, w2, non_contiguous): w2 >= 64, one group and several, batch edges, GQA
@@ -219,17 +226,8 @@ PER_QUERY_SHAPES = [  # (B, N, Hq, Hkv, w1, w2, non_contiguous): w2 >= 64, one g
 def test_gpu_per_query_forward_matches_tile_forward(monkeypatch, shape, dtype):
     """At w2 >= 64 and D=64 the 16-bit forward runs the per-query kernel; it must give the query-tile kernel's
     outputs and log-sum-exp (the backward reads both)."""
-    B, N, Hq, Hkv, w1, w2, non_contiguous = shape
-    q, k1, k2, v1, v2 = make_inputs(B, N, Hq, Hkv, 64, dtype, "cuda", non_contiguous, seed=8)
-    w1, w2 = min(w1, N), min(w2, N)
-    out, lse = sa._forward(q, k1, k2, v1, v2, w1, w2, 0.125)
-    assert sa.LAUNCHED["fwd"].name == "_simplicial_fwd_per_query", sa.LAUNCHED["fwd"].name
-    monkeypatch.setattr(sa, "CONFIG_OVERRIDE", {"fwd": {"PER_QUERY": False}})
-    ref, ref_lse = sa._forward(q, k1, k2, v1, v2, w1, w2, 0.125)
-    assert sa.LAUNCHED["fwd"].name == "_simplicial_fwd"
-    err, lse_err = rel_err(out, ref), (lse - ref_lse).abs().max().item()
-    print(f"[gpu-per-query] {shape} {str(dtype)[6:]} out rel err {err:.2e} lse max abs err {lse_err:.2e}")
-    assert torch.isfinite(out).all() and err < 4e-3 and lse_err < 1e-3, (err, lse_err)
+    _forward_matches_reference_kernel(monkeypatch, shape, dtype, 64, 8, "_simplicial_fwd_per_query",
+                                      {"PER_QUERY": False}, "_simplicial_fwd", "gpu-per-query", 4e-3)
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["fp16", "bf16"])
@@ -240,16 +238,8 @@ def test_gpu_gluon_forward_d64_long_w1_matches_tl_forward(monkeypatch, shape, dt
     outputs and log-sum-exp."""
     if torch.cuda.get_device_capability() != (9, 0):
         pytest.skip("the Gluon forward is for sm_90 (Hopper) only")
-    B, N, Hq, Hkv, w1, w2, non_contiguous = shape
-    q, k1, k2, v1, v2 = make_inputs(B, N, Hq, Hkv, 64, dtype, "cuda", non_contiguous, seed=9)
-    out, lse = sa._forward(q, k1, k2, v1, v2, w1, w2, 0.125)
-    assert sa.LAUNCHED["fwd"].name == "_simplicial_fwd_gluon", sa.LAUNCHED["fwd"].name
-    monkeypatch.setattr(sa, "CONFIG_OVERRIDE", {"fwd": {"GLUON": False}})
-    ref, ref_lse = sa._forward(q, k1, k2, v1, v2, w1, w2, 0.125)
-    assert sa.LAUNCHED["fwd"].name == "_simplicial_fwd"
-    err, lse_err = rel_err(out, ref), (lse - ref_lse).abs().max().item()
-    print(f"[gpu-gluon-d64] {shape} {str(dtype)[6:]} out rel err {err:.2e} lse max abs err {lse_err:.2e}")
-    assert torch.isfinite(out).all() and err < 2e-3 and lse_err < 1e-3, (err, lse_err)
+    _forward_matches_reference_kernel(monkeypatch, shape, dtype, 64, 9, "_simplicial_fwd_gluon", {"GLUON": False},
+                                      "_simplicial_fwd", "gpu-gluon-d64", 2e-3)
 
 
 # The backward kernels: (the launcher in simplicial_attention, its Gluon kernel, its tl kernel); outputs in order.
