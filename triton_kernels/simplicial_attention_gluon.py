@@ -15,7 +15,8 @@ to the compiler:
 At D=128 this runs at 1.22-1.50x our `tl` forward (benchmarks/results/gluon-2026-11-27.md); at D=64, with K1 tiles
 of 128, 1.11x where w1 >= 1024 and level elsewhere, so D=64 uses it only there (simplicial_attention._config). The
 backward kernels below (dK1/dV1 in the k1 frame, dQ/dK2/dV2 in the query frame) follow the same scheme and run at
-D=64 and 128.
+D=64 and 128; at D=64 the dK1/dV1 producer also forms the per-step operands Q * K2_t * scale and dO * V2_t, so that
+its consumer only multiplies (`_simplicial_bwd_dk1dv1_formed_gluon`).
 
 Tensors are read through 2-D [B*N, H*D] TMA views. Rows before a batch's start or past its end belong to the
 neighbouring batch (or read as zero at the ends of the tensor); the window masks drop every such (i, j, k) triple,
