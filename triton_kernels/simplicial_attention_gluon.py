@@ -325,9 +325,7 @@ def _dk1_producer(q_desc, do_desc, k1_desc, v1_desc, k2_desc, v2_desc, q_s, do_s
                   HEAD_DIM: gl.constexpr, BLOCK_M: gl.constexpr, NUM_BUF: gl.constexpr):
     """The K1/V1 tile once; per query tile Q and dO (two buffers); per (query tile, t) the K2/V2 rows i - t
     (a NUM_BUF ring), in the consumer's order."""
-    mbarrier.expect(kv1_ready, k1_desc.block_type.nbytes + v1_desc.block_type.nbytes)
-    tma.async_copy_global_to_shared(k1_desc, [row0 + start_n, col_k], kv1_ready, k1_s)
-    tma.async_copy_global_to_shared(v1_desc, [row0 + start_n, col_k], kv1_ready, v1_s)
+    _load_k1v1_once(k1_desc, v1_desc, k1_s, v1_s, kv1_ready, row0 + start_n, col_k)
     n_m = gl.cdiv(hi - lo, BLOCK_M)
     for g in range(0, GROUP):
         col_q = (hk * GROUP + g) * HEAD_DIM
@@ -406,11 +404,40 @@ def _dk1_store(dk1, dv1, DK1, DV1, g_base, stride_gn, start_n, N, BLOCK_N: gl.co
 
 
 @gluon.jit
-def _k1_tile_query_rows(start_n, N, W1, BLOCK_N: gl.constexpr):
-    """The query rows that see a row of the K1 tile at start_n, [lo, hi) = [start_n, start_n + BLOCK_N - 1 + W1 - 1],
-    and [full_lo, full_hi), the rows that see every row of it (simplicial_attention._simplicial_bwd_dk1dv1)."""
+def _k1_program(N, W1, HKV, BLOCK_N: gl.constexpr):
+    """A dK1/dV1 program's K1 tile: (batch, kv head, first k1 row start_n), and the query rows that see a row of it,
+    [lo, hi) = [start_n, start_n + BLOCK_N - 1 + W1 - 1], of which [full_lo, full_hi) see every row of it
+    (simplicial_attention._simplicial_bwd_dk1dv1)."""
+    num_n = gl.cdiv(N, BLOCK_N)
+    pid = gl.program_id(0)
+    pid_bh = pid // num_n
+    start_n = (pid % num_n) * BLOCK_N
     hi = gl.minimum(start_n + BLOCK_N + W1 - 1, N)
-    return start_n, hi, gl.minimum(start_n + BLOCK_N - 1, hi), gl.minimum(start_n + W1, N)
+    return pid_bh // HKV, pid_bh % HKV, start_n, start_n, hi, gl.minimum(start_n + BLOCK_N - 1, hi), \
+        gl.minimum(start_n + W1, N)
+
+
+@gluon.jit
+def _load_k1v1_once(k1_desc, v1_desc, k1_s, v1_s, kv1_ready, row, col_k):
+    """The program's K1 / V1 tile (rows row..), loaded once by the producer."""
+    mbarrier.expect(kv1_ready, k1_desc.block_type.nbytes + v1_desc.block_type.nbytes)
+    tma.async_copy_global_to_shared(k1_desc, [row, col_k], kv1_ready, k1_s)
+    tma.async_copy_global_to_shared(v1_desc, [row, col_k], kv1_ready, v1_s)
+
+
+@gluon.jit
+def _dk1_query_tile(Lse, Delta, stats_base, lo, mi, hi, full_lo, full_hi, W2, BLOCK_M: gl.constexpr,
+                    col_s: gl.constexpr):
+    """Query tile mi of a dK1/dV1 program: its rows, which of them exist, their lse and delta, and whether it
+    needs the window mask (every (k1 row, query row, t) triple is valid for query rows past the K1 tile's last row,
+    before its first row + W1, and with every k2 row i - t >= 0)."""
+    start_m = lo + mi * BLOCK_M
+    offs_m = start_m + gl.arange(0, BLOCK_M, layout=col_s)
+    m_ok = offs_m < hi
+    lse = gl.load(Lse + stats_base + offs_m, mask=m_ok, other=0.0)
+    delta = gl.load(Delta + stats_base + offs_m, mask=m_ok, other=0.0)
+    masked = (start_m < full_lo) | (start_m + BLOCK_M > full_hi) | (start_m < W2 - 1)
+    return offs_m, m_ok, lse, delta, masked
 
 
 @gluon.jit
@@ -437,14 +464,8 @@ def _dk1_consumer(q_s, do_s, k1_s, v1_s, k2_s, v2_s, qk2_s, dov2_s, kv1_ready, q
         stats_base = (bh0 + g).to(gl.int64) * N
         for mi in range(0, n_m):
             tile = g * n_m + mi
-            start_m = lo + mi * BLOCK_M
-            offs_m = start_m + gl.arange(0, BLOCK_M, layout=col_s)
-            m_ok = offs_m < hi
-            lse = gl.load(Lse + stats_base + offs_m, mask=m_ok, other=0.0)
-            delta = gl.load(Delta + stats_base + offs_m, mask=m_ok, other=0.0)
-            # every (k1 row, query row, t) triple valid: no mask (query rows past the k1 tile's last row, before
-            # its first row + W1, and with every k2 row i - t >= 0)
-            masked = (start_m < full_lo) | (start_m + BLOCK_M > full_hi) | (start_m < W2 - 1)
+            offs_m, m_ok, lse, delta, masked = _dk1_query_tile(Lse, Delta, stats_base, lo, mi, hi, full_lo, full_hi,
+                                                               W2, BLOCK_M, col_s)
             qb = tile % 2
             mbarrier.wait(qd_ready.index(qb), (tile // 2) & 1)
             if FORM_AHEAD:  # offset 0's operands now; offset t+1's are formed while offset t's last GEMMs run
@@ -478,14 +499,7 @@ def _simplicial_bwd_dk1dv1_gluon(q_desc, do_desc, k1_desc, v1_desc, k2_desc, v2_
                                  stride_gb, stride_gn, N, W1, W2, qk_scale, HKV, GROUP,
                                  HEAD_DIM: gl.constexpr, BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr,
                                  NUM_BUF: gl.constexpr, FORM_AHEAD: gl.constexpr, num_warps: gl.constexpr):
-    num_n = gl.cdiv(N, BLOCK_N)
-    pid = gl.program_id(0)
-    pid_n = pid % num_n
-    pid_bh = pid // num_n
-    b = pid_bh // HKV
-    hk = pid_bh % HKV
-    start_n = pid_n * BLOCK_N
-    lo, hi, full_lo, full_hi = _k1_tile_query_rows(start_n, N, W1, BLOCK_N)
+    b, hk, start_n, lo, hi, full_lo, full_hi = _k1_program(N, W1, HKV, BLOCK_N)
 
     dtype: gl.constexpr = k1_desc.dtype
     k1_s = gl.allocate_shared_memory(dtype, k1_desc.block_type.shape, k1_desc.layout)
@@ -527,9 +541,7 @@ def _dk1_forming_producer(q_desc, do_desc, k1_desc, v1_desc, k2_desc, v2_desc, q
     a NUM_F ring of operand buffers for the consumer. Every buffer the TMA refills was last read here, behind the
     fence of the previous hand-over."""
     form_layout: gl.constexpr = gl.BlockedLayout([1, 8], [4, 8], [num_warps, 1], [1, 0])
-    mbarrier.expect(kv1_ready, k1_desc.block_type.nbytes + v1_desc.block_type.nbytes)
-    tma.async_copy_global_to_shared(k1_desc, [row0 + start_n, col_k], kv1_ready, k1_s)
-    tma.async_copy_global_to_shared(v1_desc, [row0 + start_n, col_k], kv1_ready, v1_s)
+    _load_k1v1_once(k1_desc, v1_desc, k1_s, v1_s, kv1_ready, row0 + start_n, col_k)
     n_m = gl.cdiv(hi - lo, BLOCK_M)
     it = 0
     for g in range(0, GROUP):
@@ -585,12 +597,8 @@ def _dk1_formed_consumer(k1_s, v1_s, qk2_s, dov2_s, kv1_ready, f_ready, f_empty,
     for g in range(0, GROUP):
         stats_base = (bh0 + g).to(gl.int64) * N
         for mi in range(0, n_m):
-            start_m = lo + mi * BLOCK_M
-            offs_m = start_m + gl.arange(0, BLOCK_M, layout=col_s)
-            m_ok = offs_m < hi
-            lse = gl.load(Lse + stats_base + offs_m, mask=m_ok, other=0.0)
-            delta = gl.load(Delta + stats_base + offs_m, mask=m_ok, other=0.0)
-            masked = (start_m < full_lo) | (start_m + BLOCK_M > full_hi) | (start_m < W2 - 1)
+            offs_m, m_ok, lse, delta, masked = _dk1_query_tile(Lse, Delta, stats_base, lo, mi, hi, full_lo, full_hi,
+                                                               W2, BLOCK_M, col_s)
             for t in range(0, W2):
                 f = it % NUM_F
                 mbarrier.wait(f_ready.index(f), (it // NUM_F) & 1)
@@ -612,14 +620,7 @@ def _simplicial_bwd_dk1dv1_formed_gluon(q_desc, do_desc, k1_desc, v1_desc, k2_de
                                         HEAD_DIM: gl.constexpr, BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr,
                                         NUM_F: gl.constexpr, PRODUCER_REGS: gl.constexpr,
                                         num_warps: gl.constexpr):
-    num_n = gl.cdiv(N, BLOCK_N)
-    pid = gl.program_id(0)
-    pid_n = pid % num_n
-    pid_bh = pid // num_n
-    b = pid_bh // HKV
-    hk = pid_bh % HKV
-    start_n = pid_n * BLOCK_N
-    lo, hi, full_lo, full_hi = _k1_tile_query_rows(start_n, N, W1, BLOCK_N)
+    b, hk, start_n, lo, hi, full_lo, full_hi = _k1_program(N, W1, HKV, BLOCK_N)
 
     dtype: gl.constexpr = k1_desc.dtype
     k1_s = gl.allocate_shared_memory(dtype, k1_desc.block_type.shape, k1_desc.layout)
