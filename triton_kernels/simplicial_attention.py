@@ -125,6 +125,17 @@ def _in_windows(offs_m, start_n, offs_n, t, m_ok, W1):
     return diff.to(tl.uint32, bitcast=True) < lim[:, None]
 
 
+@triton.jit
+def _program_head(num_tiles, H, GROUP):
+    """A query-frame program's (tile index, batch*head index, batch as int32 and int64, query head, kv head): programs
+    run a head's num_tiles tiles consecutively, so neighbouring programs share K1 / V1 rows in L2."""
+    pid = tl.program_id(0)
+    pid_bh = pid // num_tiles
+    b32 = pid_bh // H
+    h = pid_bh % H
+    return pid % num_tiles, pid_bh, b32, b32.to(tl.int64), h, h // GROUP
+
+
 @triton.jit(do_not_specialize=["N", "W1", "W2", "H", "GROUP"])
 def _simplicial_fwd(
     Q, K1, K2, V1, V2, Out, Lse, DK1d, DK2d, DV1d, DV2d,
@@ -144,14 +155,7 @@ def _simplicial_fwd(
     of draining and refilling a short loop per offset. At the first tile of an offset the step forms Q * K2_t; at the
     last it folds that offset's accumulator into the output. Only tiles that cross a window edge pay the mask."""
     tl.static_assert(BLOCK_M >= 16 and BLOCK_N >= 16, "tl.dot needs tiles of at least 16")
-    num_m = tl.cdiv(N, BLOCK_M)
-    pid = tl.program_id(0)
-    pid_m = pid % num_m
-    pid_bh = pid // num_m
-    b32 = pid_bh // H
-    b = b32.to(tl.int64)
-    h = pid_bh % H
-    hk = h // GROUP
+    pid_m, pid_bh, b32, b, h, hk = _program_head(tl.cdiv(N, BLOCK_M), H, GROUP)
     start_m = pid_m * BLOCK_M
     offs_m = start_m + tl.arange(0, BLOCK_M)
     offs_n = tl.arange(0, BLOCK_N)
@@ -241,14 +245,7 @@ def _simplicial_fwd_per_query(
     the k1 tiles; at a group's last tile the rows fold into the query's running output,
     o += sum_r 2^(m_r - M) acc_r * v2_r (and l, M likewise), and at its last group the output row is stored."""
     tl.static_assert(BLOCK_M >= 16 and BLOCK_N >= 16, "tl.dot needs tiles of at least 16")
-    num_q = tl.cdiv(N, QUERIES)
-    pid = tl.program_id(0)
-    pid_q = pid % num_q
-    pid_bh = pid // num_q
-    b32 = pid_bh // H
-    b = b32.to(tl.int64)
-    h = pid_bh % H
-    hk = h // GROUP
+    pid_q, pid_bh, b32, b, h, hk = _program_head(tl.cdiv(N, QUERIES), H, GROUP)
     first_q = pid_q * QUERIES
     offs_m = tl.arange(0, BLOCK_M)
     offs_n = tl.arange(0, BLOCK_N)
@@ -370,14 +367,7 @@ def _simplicial_bwd_dq_dk2dv2(
     receives each offset's U_t * K2_t by atomic add, instead of a third register accumulator. The atomics are relaxed:
     only their sums are read, after the kernel, and acq_rel ones (tl.atomic_add's default) cost 1.7x the kernel time
     at D=64 (benchmarks/results/attention-2026-11-27-v5-sweeps.md)."""
-    num_m = tl.cdiv(N, BLOCK_M)
-    pid = tl.program_id(0)
-    pid_m = pid % num_m
-    pid_bh = pid // num_m
-    b32 = pid_bh // H
-    b = b32.to(tl.int64)
-    h = pid_bh % H
-    hk = h // GROUP
+    pid_m, pid_bh, b32, b, h, hk = _program_head(tl.cdiv(N, BLOCK_M), H, GROUP)
     start_m = pid_m * BLOCK_M
     offs_m = start_m + tl.arange(0, BLOCK_M)
     offs_n = tl.arange(0, BLOCK_N)
