@@ -146,8 +146,7 @@ def dk1_gluon(do, q, k1, k2, v1, v2, lse, delta, w1, w2, sm_scale, cfg):
 
 
 DQ_CONFIGS = {64: [dict(BLOCK_M=64, BLOCK_N=64, NUM_BUF=2, num_warps=4, maxnreg=128),
-                   dict(BLOCK_M=64, BLOCK_N=64, NUM_BUF=2, num_warps=4, maxnreg=128, DQ_ATOMIC=True),
-                   dict(BLOCK_M=64, BLOCK_N=64, NUM_BUF=2, num_warps=4, maxnreg=128, TMA_REDUCE=True)],
+                   dict(BLOCK_M=64, BLOCK_N=64, NUM_BUF=2, num_warps=4, maxnreg=128, DQ_ATOMIC=True)],
               128: [dict(BLOCK_M=64, BLOCK_N=64, NUM_BUF=2, num_warps=4, maxnreg=128, SPLIT=True, DQ_ATOMIC=True),
                     dict(BLOCK_M=64, BLOCK_N=32, NUM_BUF=2, num_warps=4, maxnreg=128, SPLIT=True, DQ_ATOMIC=True)]}
 
@@ -156,11 +155,8 @@ def dq_gluon(do, q, k1, k2, v1, v2, lse, delta, w1, w2, sm_scale, cfg):
     """((dq, dk2, dv2), [compiled kernels]) of the Gluon dQ/dK2/dV2 kernel with launch config cfg."""
     n = q.shape[1]
     dq = torch.zeros(q.shape, device=q.device, dtype=torch.float32) if cfg.get("DQ_ATOMIC") else torch.empty_like(q)
-    if gluon_kernels.reduces_by_tma(cfg):
-        dk2, dv2 = gluon_kernels.grad_accumulators(*k1.shape, min(w2, n), q.device)
-    else:
-        dk2 = torch.zeros(k1.shape, device=q.device, dtype=torch.float32)
-        dv2 = torch.zeros(k1.shape, device=q.device, dtype=torch.float32)
+    dk2 = torch.zeros(k1.shape, device=q.device, dtype=torch.float32)
+    dv2 = torch.zeros(k1.shape, device=q.device, dtype=torch.float32)
     kernels = gluon_kernels.backward_dq_dk2dv2(do, q, k1, k2, v1, v2, lse, delta, min(w1, n), min(w2, n), sm_scale,
                                            dq, dk2, dv2, cfg)
     return (dq.to(q.dtype), dk2.to(q.dtype), dv2.to(q.dtype)), kernels

@@ -607,7 +607,7 @@ GLUON_FWD_CONFIG = {128: dict(BLOCK_M=64, BLOCK_N=64, NUM_BUF=2, V2_BUF=1, num_w
 # 12.5 ms). The tl kernel takes 7.2 / 14.3 ms (benchmarks/results/gluon-2026-11-27.md).
 # The Gluon dQ/dK2/dV2 kernel's: one launch at D=64 (5.7 vs 7.0 ms); at D=128 two (dQ/dK2, then dV2) with dQ
 # summed by atomics and K1 tiles of 32 rows, so each fits two programs per SM without spilling (16.9 vs 22.5 ms).
-GLUON_DQ_CONFIG = {64: dict(BLOCK_M=64, BLOCK_N=64, NUM_BUF=2, TMA_REDUCE=True, num_warps=4, maxnreg=128),
+GLUON_DQ_CONFIG = {64: dict(BLOCK_M=64, BLOCK_N=64, NUM_BUF=2, num_warps=4, maxnreg=128),
                    128: dict(BLOCK_M=64, BLOCK_N=32, NUM_BUF=2, SPLIT=True, DQ_ATOMIC=True, num_warps=4, maxnreg=128)}
 GLUON_DK1_CONFIG = {64: dict(BLOCK_M=64, BLOCK_N=64, FORM_IN_PRODUCER=True, PRODUCER_REGS=24, num_warps=4,
                              maxnreg=128),
@@ -779,11 +779,8 @@ def _backward_dq_dk2dv2(do, q, k1, k2, v1, v2, lse, delta, w1, w2, sm_scale):
     dq_atomic = (gluon_cfg or cfg).get("DQ_ATOMIC", False)
     dq_shape = (b, n, hq, d)
     dq = torch.zeros(dq_shape, device=q.device, dtype=torch.float32) if dq_atomic else _new(dq_shape, q, q.dtype)
-    if gluon_cfg is not None and gluon_kernels.reduces_by_tma(gluon_cfg):
-        dk2, dv2 = gluon_kernels.grad_accumulators(b, n, hkv, d, w2, q.device)
-    else:
-        dk2 = torch.zeros((b, n, hkv, d), device=q.device, dtype=torch.float32)
-        dv2 = torch.zeros((b, n, hkv, d), device=q.device, dtype=torch.float32)
+    dk2 = torch.zeros((b, n, hkv, d), device=q.device, dtype=torch.float32)
+    dv2 = torch.zeros((b, n, hkv, d), device=q.device, dtype=torch.float32)
     if gluon_cfg is not None:
         kernels = gluon_kernels.backward_dq_dk2dv2(do, q, k1, k2, v1, v2, lse, delta, w1, w2, sm_scale, dq, dk2, dv2,
                                                    gluon_cfg)
@@ -827,44 +824,11 @@ def _backward_dk1dv1(do, q, k1, k2, v1, v2, lse, delta, w1, w2, sm_scale):
     return dk1, dv1
 
 
-# Whether the backward runs its dQ and dK1 kernels side by side on two streams (benchmarks switch it off to compare).
-BACKWARD_STREAMS = True
-# Side streams of _on_two_streams, one per device.
-_SIDE_STREAMS: dict[torch.device, torch.cuda.Stream] = {}
-
-
-def _on_two_streams(first, second):
-    """Run first() on a side stream and second() on the current one, joined before returning (first's tensors, second's
-    tensors). The two backward kernels are independent; run side by side, their programs share the SMs better than
-    either fills them alone (D=64 target shape: 11.6 vs 12.4 ms, benchmarks/results/backward-2026-11-27-v8.md)."""
-    main = torch.cuda.current_stream()
-    side = _SIDE_STREAMS.setdefault(main.device, torch.cuda.Stream(main.device))
-    side.wait_stream(main)
-    with torch.cuda.stream(side):
-        a = first()
-    b = second()
-    main.wait_stream(side)
-    for t in a:
-        t.record_stream(main)  # allocated on the side stream, used and freed on the caller's
-    return a, b
-
-
 def _backward(do, q, k1, k2, v1, v2, out, lse, w1, w2, sm_scale):
     do = _last_dim_contiguous(do)
     delta = _backward_delta(do, out)
-
-    def dq_dk2dv2():
-        return _backward_dq_dk2dv2(do, q, k1, k2, v1, v2, lse, delta, w1, w2, sm_scale)
-
-    def dk1dv1():
-        return _backward_dk1dv1(do, q, k1, k2, v1, v2, lse, delta, w1, w2, sm_scale)
-
-    if not (q.is_cuda and BACKWARD_STREAMS):  # the interpreter: one after the other
-        (dq, dk2, dv2), (dk1, dv1) = dq_dk2dv2(), dk1dv1()
-    elif q.shape[-1] <= 64:  # the order the blocks are dispatched in matters: dQ first at D=64, dK1 first above
-        (dq, dk2, dv2), (dk1, dv1) = _on_two_streams(dq_dk2dv2, dk1dv1)
-    else:
-        (dk1, dv1), (dq, dk2, dv2) = _on_two_streams(dk1dv1, dq_dk2dv2)
+    dq, dk2, dv2 = _backward_dq_dk2dv2(do, q, k1, k2, v1, v2, lse, delta, w1, w2, sm_scale)
+    dk1, dv1 = _backward_dk1dv1(do, q, k1, k2, v1, v2, lse, delta, w1, w2, sm_scale)
     return dq, dk1, dk2, dv1, dv2
 
 

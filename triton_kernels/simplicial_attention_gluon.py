@@ -28,9 +28,7 @@ from __future__ import annotations
 import torch
 import triton
 from triton.experimental import gluon
-from triton._C.libtriton import ir
 from triton.experimental.gluon import language as gl
-from triton.experimental.gluon.language._core import builtin
 from triton.experimental.gluon.language.nvidia.hopper import (fence_async_shared, mbarrier, tma, warpgroup_mma,
                                                             warpgroup_mma_wait)
 from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
@@ -120,30 +118,6 @@ def _producer(q_desc, k1_desc, v1_desc, k2_desc, v2_desc, q_s, k1_s, v1_s, k2_s,
             mbarrier.wait(v2_empty.index(e), ((t // V2_BUF) & 1) ^ 1)
             mbarrier.expect(v2_ready.index(e), v2_desc.block_type.nbytes)
             tma.async_copy_global_to_shared(v2_desc, [row0 + start_m - t, col_k], v2_ready.index(e), v2_s.index(e))
-
-
-@builtin
-def _tma_reduce_add(tensor_desc, coord, src, _semantic=None):
-    """Add the shared-memory tile src into tensor_desc's block at coord (cp.reduce.async.bulk.tensor, one thread
-    issues it; wait with tma.store_wait). Elements outside the tensor are skipped. Gluon 3.6 builds the op but does
-    not export it."""
-    coord = _semantic._convert_to_ir_values(coord, require_i64=False)
-    _semantic.builder.create_async_tma_reduce(ir.DESCRIPTOR_REDUCE_KIND.ADD, tensor_desc.handle, coord, src.handle)
-
-
-@gluon.jit
-def _reduce_dk2dv2(dk2_desc, dv2_desc, stage, u, w, q_s, do_s, k_ok, sm_scale, row, col, o_layout: gl.constexpr):
-    """Add U_t * Q * sm_scale into dK2 and W_t * dO into dV2 at (row, col), zero where not k_ok, through the two
-    fp32 buffers of stage: store, fence, one TMA reduce-add each. The buffers' previous reduces (issued an offset
-    earlier, long done) are waited for first. Each product is formed just before its store, so that only one is live."""
-    tma.store_wait(0)
-    gl.thread_barrier()
-    stage.index(0).store(gl.where(k_ok, u * q_s.load(o_layout).to(gl.float32) * sm_scale, 0.0))
-    stage.index(1).store(gl.where(k_ok, w * do_s.load(o_layout).to(gl.float32), 0.0))
-    fence_async_shared()
-    gl.thread_barrier()
-    _tma_reduce_add(dk2_desc, [row, col], stage.index(0))
-    _tma_reduce_add(dv2_desc, [row, col], stage.index(1))
 
 
 @gluon.jit
@@ -318,13 +292,10 @@ def applies(q: torch.Tensor, *kv: torch.Tensor) -> bool:
     return True
 
 
-_GL_DTYPES = {torch.bfloat16: gl.bfloat16, torch.float16: gl.float16, torch.float32: gl.float32}
-
-
 def _descriptor(x: torch.Tensor, rows: int) -> TensorDescriptor:
     shape, strides = _rows_view(x)
     d = x.shape[3]
-    layout = gl.NVMMASharedLayout.get_default_for([rows, d], _GL_DTYPES[x.dtype])
+    layout = gl.NVMMASharedLayout.get_default_for([rows, d], gl.bfloat16 if x.dtype == torch.bfloat16 else gl.float16)
     return TensorDescriptor(x, shape, strides, [rows, d], layout)
 
 
@@ -739,17 +710,14 @@ def _dq_producer(q_desc, do_desc, k1_desc, v1_desc, k2_desc, v2_desc, q_s, do_s,
 
 @gluon.jit
 def _dq_consumer(q_s, do_s, k1_s, v1_s, k2_s, v2_s, q_ready, kv_ready, kv_empty, k2_ready, k2_empty, v2_ready,
-                 v2_empty, g_stage, Lse, Delta, DQ, DK2, DV2, DK2_desc, DV2_desc, stats_base, dq_base, g_base, g_row0,
-                 g_col, stride_qn,
-                 stride_gn, N, W1, W2, qk_scale, sm_scale, start_m, lo, full_lo, full_hi, n_tiles,
+                 v2_empty, Lse, Delta, DQ, DK2, DV2, stats_base, dq_base, g_base, stride_qn, stride_gn, N, W1, W2,
+                 qk_scale, sm_scale, start_m, lo, full_lo, full_hi, n_tiles,
                  HEAD_DIM: gl.constexpr, BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr, NUM_BUF: gl.constexpr,
-                 PART: gl.constexpr, DQ_ATOMIC: gl.constexpr, TMA_REDUCE: gl.constexpr, num_warps: gl.constexpr):
+                 PART: gl.constexpr, DQ_ATOMIC: gl.constexpr, num_warps: gl.constexpr):
     """Per step S = (Q*K2_t) @ K1_j^T, P = exp2(S - lse) (masked on edge tiles), and for PART != 2
     dP = (dO*V2_t) @ V1_j^T, U_t += P*(dP - delta) @ K1_j; for PART != 1 W_t += P @ V1_j. At an offset's last tile:
-    dQ += U_t * K2_t (registers, or an atomic add with DQ_ATOMIC), and U_t * Q into dK2 and W_t * dO into dV2 at
-    rows i - t: one relaxed atomic add per element, or with TMA_REDUCE (PART 0) one bulk TMA reduce-add each from
-    the g_stage buffers through the [W2 + B*N, Hkv*D] descriptors DK2_desc / DV2_desc, whose first W2 rows are
-    padding before the tensor (rows outside a sequence add zeros to a neighbouring batch's or to the padding)."""
+    dQ += U_t * K2_t (registers, or an atomic add with DQ_ATOMIC), and one relaxed atomic add each of U_t * Q to dK2
+    and W_t * dO to dV2 at rows i - t."""
     s_layout: gl.constexpr = _mma_layout(num_warps, BLOCK_N)
     o_layout: gl.constexpr = _mma_layout(num_warps, HEAD_DIM)
     a_layout: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=s_layout, k_width=2)
@@ -814,6 +782,7 @@ def _dq_consumer(q_s, do_s, k1_s, v1_s, k2_s, v2_s, q_ready, kv_ready, kv_empty,
         if j == n_tiles - 1:  # the offset's last tile
             k_rows = rows_o - t
             k_ok = gl.expand_dims((k_rows >= 0) & (rows_o < N), 1)
+            g_ptrs = g_base + gl.expand_dims(k_rows, 1) * stride_gn + gl.expand_dims(cols_o, 0)
             if PART != 2:
                 k2 = k2_s.load(o_layout).to(gl.float32)
                 if DQ_ATOMIC:
@@ -821,32 +790,23 @@ def _dq_consumer(q_s, do_s, k1_s, v1_s, k2_s, v2_s, q_ready, kv_ready, kv_empty,
                     gl.atomic_add(DQ + q_ptrs, u * k2 * sm_scale, mask=gl.expand_dims(rows_o < N, 1), sem="relaxed")
                 else:
                     dq += u * k2
-            if TMA_REDUCE:  # the descriptors start W2 rows early: a negative coordinate is an illegal instruction
-                _reduce_dk2dv2(DK2_desc, DV2_desc, g_stage, u, w, q_s, do_s, k_ok, sm_scale, g_row0 + start_m - t + W2,
-                               g_col, o_layout)
-            else:
-                g_ptrs = g_base + gl.expand_dims(k_rows, 1) * stride_gn + gl.expand_dims(cols_o, 0)
-                if PART != 2:
-                    gl.atomic_add(DK2 + g_ptrs, u * q_s.load(o_layout).to(gl.float32) * sm_scale, mask=k_ok,
-                                  sem="relaxed")
-                if PART != 1:
-                    gl.atomic_add(DV2 + g_ptrs, w * do_s.load(o_layout).to(gl.float32), mask=k_ok, sem="relaxed")
+                gl.atomic_add(DK2 + g_ptrs, u * q_s.load(o_layout).to(gl.float32) * sm_scale, mask=k_ok,
+                              sem="relaxed")
+            if PART != 1:
+                gl.atomic_add(DV2 + g_ptrs, w * do_s.load(o_layout).to(gl.float32), mask=k_ok, sem="relaxed")
             _release(k2_empty)
     if PART != 2:
         if not DQ_ATOMIC:
             q_ptrs = dq_base + gl.expand_dims(rows_o, 1) * stride_qn + gl.expand_dims(cols_o, 0)
             gl.store(DQ + q_ptrs, (dq * sm_scale).to(DQ.dtype.element_ty), mask=gl.expand_dims(rows_o < N, 1))
-    if TMA_REDUCE:
-        tma.store_wait(0)  # the last reduces have read shared memory before the program exits
 
 
 @gluon.jit(do_not_specialize=["N", "W1", "W2", "H", "GROUP"])
 def _simplicial_bwd_dq_gluon(q_desc, do_desc, k1_desc, v1_desc, k2_desc, v2_desc, Lse, Delta, DQ, DK2, DV2,
-                             DK2_desc, DV2_desc,
                              stride_qb, stride_qn, stride_gb, stride_gn, N, W1, W2, qk_scale, sm_scale, H, GROUP,
                              HEAD_DIM: gl.constexpr, BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr,
                              NUM_BUF: gl.constexpr, PART: gl.constexpr, DQ_ATOMIC: gl.constexpr,
-                             TMA_REDUCE: gl.constexpr, num_warps: gl.constexpr):
+                             num_warps: gl.constexpr):
     num_m = gl.cdiv(N, BLOCK_M)
     pid = gl.program_id(0)
     pid_m = pid % num_m
@@ -871,66 +831,33 @@ def _simplicial_bwd_dq_gluon(q_desc, do_desc, k1_desc, v1_desc, k2_desc, v2_desc
     v2_empty = _barriers(1).index(0)
     kv_ready = _barriers(NUM_BUF)
     kv_empty = _barriers(NUM_BUF)
-    if TMA_REDUCE:  # dK2 and dV2 staging tiles for the reduce-adds
-        g_stage = gl.allocate_shared_memory(gl.float32, [2] + DK2_desc.block_type.shape, DK2_desc.layout)
-    else:
-        g_stage = q_s  # unused
 
     gl.warp_specialize([
         (_dq_consumer, (q_s, do_s, k1_s, v1_s, k2_s, v2_s, q_ready, kv_ready, kv_empty, k2_ready, k2_empty, v2_ready,
-                        v2_empty, g_stage, Lse, Delta, DQ, DK2, DV2, DK2_desc, DV2_desc, pid_bh.to(gl.int64) * N,
+                        v2_empty, Lse, Delta, DQ, DK2, DV2, pid_bh.to(gl.int64) * N,
                         b.to(gl.int64) * stride_qb + h * HEAD_DIM, b.to(gl.int64) * stride_gb + hk * HEAD_DIM,
-                        b * N, hk * HEAD_DIM, stride_qn, stride_gn, N, W1, W2, qk_scale, sm_scale, start_m, lo,
-                        full_lo, full_hi, n_tiles, HEAD_DIM, BLOCK_M, BLOCK_N, NUM_BUF, PART, DQ_ATOMIC, TMA_REDUCE,
-                        num_warps)),
+                        stride_qn, stride_gn, N, W1, W2, qk_scale, sm_scale, start_m, lo, full_lo, full_hi, n_tiles,
+                        HEAD_DIM, BLOCK_M, BLOCK_N, NUM_BUF, PART, DQ_ATOMIC, num_warps)),
         (_dq_producer, (q_desc, do_desc, k1_desc, v1_desc, k2_desc, v2_desc, q_s, do_s, k1_s, v1_s, k2_s, v2_s,
                         q_ready, kv_ready, kv_empty, k2_ready, k2_empty, v2_ready, v2_empty,
                         b * N, h * HEAD_DIM, hk * HEAD_DIM, start_m, lo, n_tiles, W2, BLOCK_N, NUM_BUF, PART)),
     ], [PRODUCER_WARPS], [24])
 
 
-def reduces_by_tma(cfg: dict) -> bool:
-    """Whether the dQ/dK2/dV2 launch config sends dK2/dV2 by TMA reduce-adds (one launch, dQ in registers)."""
-    return bool(cfg.get("TMA_REDUCE")) and not (cfg.get("SPLIT") or cfg.get("DQ_ATOMIC"))
-
-
-def grad_accumulators(b: int, n: int, hkv: int, d: int, w2: int, device) -> tuple[torch.Tensor, torch.Tensor]:
-    """fp32 zeros dk2, dv2 [b, n, hkv, d], each preceded in its storage by w2 rows of zeros: the TMA reduce-adds of
-    the first query tiles start up to w2 - 1 rows before row 0, and a TMA coordinate must not be negative."""
-    buf = torch.zeros((2, w2 + b * n, hkv * d), device=device, dtype=torch.float32)
-    return buf[0, w2:].view(b, n, hkv, d), buf[1, w2:].view(b, n, hkv, d)
-
-
-def _padded_descriptor(x: torch.Tensor, pad: int, rows: int) -> TensorDescriptor:
-    """The descriptor of x [B, N, H, D] as [pad + B*N, H*D] rows, starting pad rows before x (grad_accumulators)."""
-    b, n, h, d = x.shape
-    if not x.is_contiguous() or x.storage_offset() < pad * h * d:
-        raise ValueError(f"TMA reduce-add target {tuple(x.shape)} needs {pad} rows of padding before it "
-                         f"(allocate it with grad_accumulators)")
-    base = torch.as_strided(x, (pad + b * n, h * d), (h * d, 1), x.storage_offset() - pad * h * d)
-    layout = gl.NVMMASharedLayout.get_default_for([rows, d], _GL_DTYPES[x.dtype])
-    return TensorDescriptor(base, [pad + b * n, h * d], [h * d, 1], [rows, d], layout)
-
-
 def backward_dq_dk2dv2(do, q, k1, k2, v1, v2, lse, delta, w1, w2, sm_scale, dq, dk2, dv2, cfg: dict):
     """Fill dq (q.dtype, or fp32 zeros with DQ_ATOMIC) and add into dk2, dv2 (fp32 zeros, [B, N, Hkv, D]) like
     simplicial_attention._backward_dq_dk2dv2 (windows clipped to N, lse base 2). cfg: BLOCK_M, BLOCK_N, NUM_BUF,
-    SPLIT (two launches: dQ/dK2, then dV2), DQ_ATOMIC, TMA_REDUCE (one launch only: dK2 and dV2 by bulk TMA
-    reduce-adds instead of per-element atomics; dk2 and dv2 then come from grad_accumulators), num_warps, maxnreg.
-    Returns the compiled kernels, one per launch."""
+    SPLIT (two launches: dQ/dK2, then dV2), DQ_ATOMIC, num_warps, maxnreg. Returns the compiled kernels, one per
+    launch."""
     b, n, hq, d = q.shape
     grid = (triton.cdiv(n, cfg["BLOCK_M"]) * b * hq,)
     descs = (_descriptor(q, cfg["BLOCK_M"]), _descriptor(do, cfg["BLOCK_M"]), _descriptor(k1, cfg["BLOCK_N"]),
              _descriptor(v1, cfg["BLOCK_N"]), _descriptor(k2, cfg["BLOCK_M"]), _descriptor(v2, cfg["BLOCK_M"]))
-    tma_reduce = reduces_by_tma(cfg)
-    grad_descs = (_padded_descriptor(dk2, w2, cfg["BLOCK_M"]), _padded_descriptor(dv2, w2, cfg["BLOCK_M"])) \
-        if tma_reduce else (dk2, dv2)
     kernels = []
     for part in ((1, 2) if cfg.get("SPLIT") else (0,)):
         kernels.append(_simplicial_bwd_dq_gluon[grid](
-            *descs, lse, delta, dq, dk2, dv2, *grad_descs, dq.stride(0), dq.stride(1), dk2.stride(0), dk2.stride(1),
+            *descs, lse, delta, dq, dk2, dv2, dq.stride(0), dq.stride(1), dk2.stride(0), dk2.stride(1),
             n, w1, w2, sm_scale * _LOG2E, sm_scale, hq, hq // k1.shape[2],
             HEAD_DIM=d, BLOCK_M=cfg["BLOCK_M"], BLOCK_N=cfg["BLOCK_N"], NUM_BUF=cfg["NUM_BUF"], PART=part,
-            DQ_ATOMIC=cfg.get("DQ_ATOMIC", False), TMA_REDUCE=tma_reduce, num_warps=cfg["num_warps"],
-            maxnreg=cfg["maxnreg"]))
+            DQ_ATOMIC=cfg.get("DQ_ATOMIC", False), num_warps=cfg["num_warps"], maxnreg=cfg["maxnreg"]))
     return kernels
