@@ -153,6 +153,24 @@ def test_single_pair_windows_give_zero_logit_gradients():
     assert dv1.abs().max().item() > 0 and dv2.abs().max().item() > 0
 
 
+@pytest.mark.parametrize("sm_scale", [0.9, -0.3, 0.0])
+def test_any_sm_scale_matches_reference(sm_scale):
+    """The kernels apply the logit scale after the row max of the unscaled product, which needs it positive; a
+    negative scale's sign and a zero scale move into q (two_simplicial_attention_triton). Out and all five gradients
+    against the float64 reference at the same scale."""
+    xs = [x.requires_grad_() for x in make_inputs(2, 21, 4, 2, 16, torch.float32, "cpu", seed=5)]
+    out = two_simplicial_attention(*xs, 7, 4, sm_scale=sm_scale, backend="triton")
+    dout = torch.randn(out.shape, generator=torch.Generator().manual_seed(2))
+    grads = torch.autograd.grad(out, xs, dout)
+    xd = [x.detach().double().requires_grad_() for x in xs]
+    ref = two_simplicial_attention_naive(*xd, 7, 4, sm_scale=sm_scale)
+    ref_grads = torch.autograd.grad(ref, xd, dout.double())
+    assert rel_err(out, ref) < 1e-4
+    for name, a, r in zip(("dq", "dk1", "dk2", "dv1", "dv2"), grads, ref_grads):
+        err = (a - r).norm().item() / max(r.norm().item(), dout.norm().item() * 1e-3)  # zero scale: zero dq, dk1, dk2
+        assert err < 1e-4, (name, err)
+
+
 def test_triton_matches_torch_backend():
     xs = make_inputs(1, 25, 4, 2, 16, torch.float32, "cpu", seed=3)
     a = two_simplicial_attention(*xs, 8, 4, backend="triton")

@@ -117,6 +117,15 @@ def _load_rows(base, desc, stride_n, b, hk, first, limit, offs_d, BLOCK: tl.cons
 
 
 @triton.jit
+def _unscaled_product(a, b, dtype: tl.constexpr):
+    """a * b rounded once to dtype: the per-offset operands Q * K2_t and dO * V2_t. The product of two 16-bit numbers
+    is exact in fp32, so every kernel (and a packed 16-bit multiply) gets the same bits. The logit scale is applied to
+    the fp32 GEMM result instead (s * qk_scale, fused into the exp2's FFMA): forward and backward then round their
+    logits at the same point, whichever kernel runs (benchmarks/kernel_notes.md, v8)."""
+    return (a.to(tl.float32) * b.to(tl.float32)).to(dtype)
+
+
+@triton.jit
 def _in_windows(offs_m, start_n, offs_n, t, m_ok, W1):
     """[BLOCK_M, BLOCK_N] mask of the (query i, k1 column j) pairs inside the windows at offset t: 0 <= i - j < W1
     and the k2 row i - t exists. One unsigned compare per element: rows without a k2 row get the bound 0."""
@@ -185,24 +194,24 @@ def _simplicial_fwd(
         j += 1  # (t, j) = divmod(step, n_tiles), counted instead of divided (a division per step is ~25 instructions)
         t = tl.where(j == n_tiles, t + 1, t)
         j = tl.where(j == n_tiles, 0, j)
-        if j == 0:  # a new offset: row r uses k2 / v2 row i_r - t; logits in base 2 (scale folded here)
+        if j == 0:  # a new offset: row r uses k2 / v2 row i_r - t
             k2 = _load_rows(K2b, DK2d, stride_k2n, b32, hk, start_m - t, N, offs_d, BLOCK_M, HEAD_DIM, TMA)
             if RELOAD:
                 q_t = tl.load(q_ptrs, mask=m_ok[:, None], other=0.0)
             else:
                 q_t = q
                 v2 = _load_rows(V2b, DV2d, stride_v2n, b32, hk, start_m - t, N, offs_d, BLOCK_M, HEAD_DIM, TMA)
-            qk2 = (q_t.to(tl.float32) * (k2.to(tl.float32) * qk_scale)).to(dtype)
+            qk2 = _unscaled_product(q_t, k2, dtype)
         start_n = lo + j * BLOCK_N
         k1 = _load_rows(K1b, DK1d, stride_k1n, b32, hk, start_n, hi, offs_d, BLOCK_N, HEAD_DIM, TMA)
         v1 = _load_rows(V1b, DV1d, stride_v1n, b32, hk, start_n, hi, offs_d, BLOCK_N, HEAD_DIM, TMA)
         s = tl.dot(qk2, tl.trans(k1), input_precision=DOT_PREC)
         if (start_n < full_lo) | (start_n + BLOCK_N > full_hi) | (t > start_m):  # tile crosses a window edge
             s = tl.where(_in_windows(offs_m, start_n, offs_n, t, m_ok, W1), s, float("-inf"))
-        m_new = tl.maximum(m_i, tl.max(s, 1))
+        m_new = tl.maximum(m_i, tl.max(s, 1) * qk_scale)  # base-2 logits s * qk_scale; qk_scale > 0
         m_use = tl.where(m_new == float("-inf"), 0.0, m_new)  # rows with nothing valid yet stay at zero
         alpha = tl.exp2(m_i - m_use)
-        p = tl.exp2(s - m_use[:, None])
+        p = tl.exp2(s * qk_scale - m_use[:, None])
         l_i = l_i * alpha + tl.sum(p, 1)
         # an offset's first tile starts its accumulator from zero (the last one was folded) and its rescaling at 1
         acc_t = acc_t * tl.where(j == 0, 0.0, alpha)[:, None] + tl.dot(p.to(dtype), v1, input_precision=DOT_PREC)
@@ -276,10 +285,10 @@ def _simplicial_fwd_per_query(
         j = rest - g * n_tiles
         i = first_q + qi
         first_k = i - W2 + 1 + g * BLOCK_M  # the group's k2 rows: first_k .. first_k + BLOCK_M - 1
-        if j == 0:  # a new group: logits in base 2 (scale folded into q)
-            q = tl.load(Qb + i * stride_qn + offs_d).to(tl.float32) * qk_scale
+        if j == 0:  # a new group
+            q = tl.load(Qb + i * stride_qn + offs_d)
             k2 = _load_rows(K2b, DK2d, stride_k2n, b32, hk, first_k, N, offs_d, BLOCK_M, HEAD_DIM, TMA)
-            kq = (k2.to(tl.float32) * q[None, :]).to(dtype)
+            kq = _unscaled_product(k2, q[None, :], dtype)
         start_n = i - W1 + 1 + j * BLOCK_N
         k1 = _load_rows(K1b, DK1d, stride_k1n, b32, hk, start_n, N, offs_d, BLOCK_N, HEAD_DIM, TMA)
         v1 = _load_rows(V1b, DV1d, stride_v1n, b32, hk, start_n, N, offs_d, BLOCK_N, HEAD_DIM, TMA)
@@ -290,10 +299,10 @@ def _simplicial_fwd_per_query(
             col_ok = (start_n + offs_n).to(tl.uint32, bitcast=True) <= i.to(tl.uint32)
             s = tl.where(row_ok[:, None] & col_ok[None, :], s, float("-inf"))
         m_prev = tl.where(j == 0, float("-inf"), m_i)  # a group's rows start their softmax afresh
-        m_new = tl.maximum(m_prev, tl.max(s, 1))
+        m_new = tl.maximum(m_prev, tl.max(s, 1) * qk_scale)  # base-2 logits s * qk_scale; qk_scale > 0
         m_use = tl.where(m_new == float("-inf"), 0.0, m_new)  # rows with nothing valid yet stay at zero
         alpha = tl.exp2(m_prev - m_use)
-        p = tl.exp2(s - m_use[:, None])
+        p = tl.exp2(s * qk_scale - m_use[:, None])
         l_i = l_i * alpha + tl.sum(p, 1)
         acc = acc * alpha[:, None] + tl.dot(p.to(dtype), v1, input_precision=DOT_PREC)
         m_i = m_new
@@ -412,7 +421,7 @@ def _simplicial_bwd_dq_dk2dv2(
                 q_t = tl.load(q_ptrs, mask=m_ok[:, None], other=0.0)
             else:
                 q_t, k2 = q, k2_t
-            qk2 = (q_t.to(tl.float32) * (k2_t.to(tl.float32) * qk_scale)).to(dtype)
+            qk2 = _unscaled_product(q_t, k2_t, dtype)
             # a new offset's sums start at zero (a zeroed accumulator before a dot costs nothing: wgmma's use-C flag)
             if PART != 2:
                 v2_t = _load_rows(V2b, DV2d, stride_v2n, b32, hk, start_m - t, N, offs_d, BLOCK_M, HEAD_DIM, TMA)
@@ -420,7 +429,7 @@ def _simplicial_bwd_dq_dk2dv2(
                     do_t = tl.load(do_ptrs, mask=m_ok[:, None], other=0.0)
                 else:
                     do_t = do
-                dov2 = (do_t.to(tl.float32) * v2_t.to(tl.float32)).to(dtype)
+                dov2 = _unscaled_product(do_t, v2_t, dtype)
                 u = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
             if PART != 1:
                 w = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
@@ -428,7 +437,7 @@ def _simplicial_bwd_dq_dk2dv2(
         k1 = _load_rows(K1b, DK1d, stride_k1n, b32, hk, start_n, hi, offs_d, BLOCK_N, HEAD_DIM, TMA)
         v1 = _load_rows(V1b, DV1d, stride_v1n, b32, hk, start_n, hi, offs_d, BLOCK_N, HEAD_DIM, TMA)
         s = tl.dot(qk2, tl.trans(k1), input_precision=DOT_PREC)
-        p = tl.exp2(s - lse[:, None])
+        p = tl.exp2(s * qk_scale - lse[:, None])
         if (start_n < full_lo) | (start_n + BLOCK_N > full_hi) | (t > start_m):  # tile crosses a window edge
             p = tl.where(_in_windows(offs_m, start_n, offs_n, t, m_ok, W1), p, 0.0)
         if PART != 2:
@@ -484,10 +493,10 @@ def _dk1_query_tile(dk1, dv1, k1, v1, Qb, DOb, Lse_bh, Delta_bh, K2b, V2b, strid
             k2 = tl.load(K2b + k_rows[:, None] * stride_k2n + offs_d[None, :])
             v2 = tl.load(V2b + k_rows[:, None] * stride_v2n + offs_d[None, :])
         # q and do stay in their input dtype between offsets (fewer live registers)
-        qk2 = (q.to(tl.float32) * (k2.to(tl.float32) * qk_scale)).to(dtype)
-        dov2 = (do.to(tl.float32) * v2.to(tl.float32)).to(dtype)
+        qk2 = _unscaled_product(q, k2, dtype)
+        dov2 = _unscaled_product(do, v2, dtype)
         st = tl.dot(k1, tl.trans(qk2), input_precision=DOT_PREC)  # [BLOCK_N, BLOCK_M]
-        pt = tl.exp2(st - lse[None, :])
+        pt = tl.exp2(st * qk_scale - lse[None, :])
         if MASKED:  # 0 <= i - j < W1 and i - t >= 0, as one unsigned compare (the forward's _in_windows, transposed)
             lim = tl.where(k_ok, W1, 0).to(tl.uint32)
             diff = offs_m[None, :] - offs_n[:, None]
@@ -565,7 +574,7 @@ def _simplicial_bwd_dk1dv1(
             dk1, dv1 = _dk1_query_tile(dk1, dv1, k1, v1, Qb, DOb, Lse_bh, Delta_bh, K2b, V2b, stride_qn, stride_don,
                                        stride_k2n, stride_v2n, offs_n, offs_d, start_m, hi, W1, W2, qk_scale,
                                        dtype, BLOCK_M=BLOCK_M, MASKED=True, DOT_PREC=DOT_PREC)
-    dk1 = dk1 * 0.6931471805599453  # ln(2): qk2 carries sm_scale * log2(e); dK1 wants sm_scale alone
+    dk1 = dk1 * (qk_scale * 0.6931471805599453)  # sm_scale: qk_scale / log2(e)
     g_ptr = b * stride_gb + hk * stride_gh + offs_n[:, None] * stride_gn + offs_d[None, :]
     tl.store(DK1 + g_ptr, dk1.to(DK1.dtype.element_ty), mask=n_ok[:, None])
     tl.store(DV1 + g_ptr, dv1.to(DV1.dtype.element_ty), mask=n_ok[:, None])
@@ -854,4 +863,8 @@ def two_simplicial_attention_triton(q, k1, k2, v1, v2, w1, w2, sm_scale=None):
     scale = 1.0 / math.sqrt(d) if sm_scale is None else float(sm_scale)
     # windows longer than the sequence act as the sequence
     w1e, w2e = min(int(w1), n), min(int(w2), n)
+    if scale <= 0.0:
+        # The kernels apply a positive scale to the unscaled product's logits after their row max (_unscaled_product);
+        # a negative scale's sign (or a zero scale) moves into q: scale * q.k1.k2 = |scale| * (sign * q).k1.k2.
+        q, scale = q * (-1.0 if scale < 0.0 else 0.0), (-scale if scale < 0.0 else 1.0)
     return _TwoSimplicialAttention.apply(q, k1, k2, v1, v2, w1e, w2e, scale)

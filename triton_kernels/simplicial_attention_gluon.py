@@ -15,7 +15,7 @@ to the compiler:
 At D=128 this runs at 1.22-1.50x our `tl` forward (benchmarks/results/gluon-2026-11-27.md); at D=64, with K1 tiles
 of 128, 1.11x where w1 >= 1024 and level elsewhere, so D=64 uses it only there (simplicial_attention._config). The
 backward kernels below (dK1/dV1 in the k1 frame, dQ/dK2/dV2 in the query frame) follow the same scheme and run at
-D=64 and 128; at D=64 the dK1/dV1 producer also forms the per-step operands Q * K2_t * scale and dO * V2_t, so that
+D=64 and 128; at D=64 the dK1/dV1 producer also forms the per-step operands Q * K2_t and dO * V2_t, so that
 its consumer only multiplies (`_simplicial_bwd_dk1dv1_formed_gluon`).
 
 Tensors are read through 2-D [B*N, H*D] TMA views. Rows before a batch's start or past its end belong to the
@@ -75,12 +75,6 @@ def _in_windows(offs_m, cols, t, m_ok, W1):
 
 
 @gluon.jit
-def _scaled_product(a, b, scale, dtype: gl.constexpr):
-    """(a * b * scale) in fp32, returned in dtype: the per-offset operands Q * K2_t * scale and dO * V2_t."""
-    return (a.to(gl.float32) * (b.to(gl.float32) * scale)).to(dtype)
-
-
-@gluon.jit
 def _load_k1v1_tile(k1_desc, v1_desc, k1_s, v1_s, kv_ready, kv_empty, step, row, col_k, NUM_BUF: gl.constexpr):
     """Step `step`'s K1 / V1 tiles (rows row..) into ring slot step % NUM_BUF, once the consumer freed it."""
     s = step % NUM_BUF
@@ -130,25 +124,27 @@ def _release(bar):
 
 
 @gluon.jit
-def _form_qk2(q_s, k2_s, k2_ready, k2_empty, t, qk_scale, a_layout: gl.constexpr):
-    """Q * K2_t * scale (base-2 logits) as the S GEMM's A operand in registers; frees the K2 buffer."""
+def _form_qk2(q_s, k2_s, k2_ready, k2_empty, t, a_layout: gl.constexpr):
+    """Q * K2_t as the S GEMM's A operand in registers (a packed 16-bit multiply: the exact product rounded once, as
+    simplicial_attention._unscaled_product); frees the K2 buffer."""
     mbarrier.wait(k2_ready, t & 1)
     k2 = k2_s.load(a_layout)
     q = q_s.load(a_layout)
     _release(k2_empty)
-    return _scaled_product(q, k2, qk_scale, k2.dtype)
+    return q * k2
 
 
 @gluon.jit
-def _softmax_tile(sc, m_i, l_i, offs_m, offs_n, m_ok, start_m, start_n, full_lo, full_hi, t, W1,
+def _softmax_tile(sc, m_i, l_i, offs_m, offs_n, m_ok, start_m, start_n, full_lo, full_hi, t, W1, qk_scale,
                   BLOCK_N: gl.constexpr):
-    """Window mask (only on tiles that cross a window edge) and one online-softmax step: (p, alpha, m_new, l_new)."""
+    """Window mask (only on tiles that cross a window edge) and one online-softmax step on the base-2 logits
+    sc * qk_scale (qk_scale > 0): (p, alpha, m_new, l_new)."""
     if (start_n < full_lo) | (start_n + BLOCK_N > full_hi) | (t > start_m):  # tile crosses a window edge
         sc = gl.where(_in_windows(offs_m, start_n + offs_n, t, m_ok, W1), sc, float("-inf"))
-    m_new = gl.maximum(m_i, gl.max(sc, 1))
+    m_new = gl.maximum(m_i, gl.max(sc, 1) * qk_scale)
     m_use = gl.where(m_new == float("-inf"), 0.0, m_new)  # rows with nothing valid yet stay at zero
     alpha = gl.exp2(m_i - m_use)
-    p = gl.exp2(sc - gl.expand_dims(m_use, 1))
+    p = gl.exp2(sc * qk_scale - gl.expand_dims(m_use, 1))
     return p, alpha, m_new, l_i * alpha + gl.sum(p, 1)
 
 
@@ -208,13 +204,13 @@ def _consumer(q_s, k1_s, v1_s, k2_s, v2_s, q_ready, kv_ready, kv_empty, k2_ready
         t = gl.where(j == n_tiles, t + 1, t)
         j = gl.where(j == n_tiles, 0, j)
         if j == 0:
-            qk2 = _form_qk2(q_s, k2_s, k2_ready, k2_empty, t, qk_scale, a_layout)
+            qk2 = _form_qk2(q_s, k2_s, k2_ready, k2_empty, t, a_layout)
         s = step % NUM_BUF
         mbarrier.wait(kv_ready.index(s), (step // NUM_BUF) & 1)
         sc = warpgroup_mma(qk2, k1_s.index(s).permute((1, 0)), s_zero, use_acc=False, is_async=True)
         sc = warpgroup_mma_wait(num_outstanding=0, deps=(sc, ))
         p, alpha, m_i, l_i = _softmax_tile(sc, m_i, l_i, offs_m, offs_n, m_ok, start_m, lo + j * BLOCK_N,
-                                           full_lo, full_hi, t, W1, BLOCK_N)
+                                           full_lo, full_hi, t, W1, qk_scale, BLOCK_N)
         pv, scale_t = _accumulate(p, alpha, acc_t, scale_t, v1_s.index(s), j, p_layout, row_o)
         acc_t = warpgroup_mma_wait(num_outstanding=0, deps=(pv, ))
         _release(kv_empty.index(s))
@@ -347,42 +343,36 @@ def _dk1_producer(q_desc, do_desc, k1_desc, v1_desc, k2_desc, v2_desc, q_s, do_s
 
 
 @gluon.jit
-def _form_product(a_s, b_s, out_s, scale, ROWS: gl.constexpr, layout: gl.constexpr, SCALED: gl.constexpr,
-                  CHUNKS: gl.constexpr = 2):
-    """out_s = (a * b * scale) in the input dtype, formed in CHUNKS slices of ROWS rows (fewer live registers).
-    Unscaled, one packed 16-bit multiply per two elements (HMUL2): the exact product rounded once, the same bits as
-    through fp32.
-    Scaled, through fp32, rounded where the forward rounds its Q * K2 * scale: backward and forward must see the same
-    logits (folding the scale into the exp2 instead measured 1.09x on this kernel but moved the fp16 gradients' error
-    from 4e-4 to over 2e-3, benchmarks/kernel_notes.md)."""
+def _form_product(a_s, b_s, out_s, ROWS: gl.constexpr, layout: gl.constexpr, CHUNKS: gl.constexpr = 2):
+    """out_s = a * b in the input dtype, formed in CHUNKS slices of ROWS rows (fewer live registers): one packed
+    16-bit multiply per two elements (HMUL2), the exact product rounded once, as in every other kernel
+    (simplicial_attention._unscaled_product). The logit scale is applied to the fp32 S^T instead."""
     for r in gl.static_range(CHUNKS):
         a = a_s.slice(r * ROWS, ROWS).load(layout)
         b = b_s.slice(r * ROWS, ROWS).load(layout)
-        if SCALED:
-            out_s.slice(r * ROWS, ROWS).store(_scaled_product(a, b, scale, out_s.dtype))
-        else:
-            out_s.slice(r * ROWS, ROWS).store(a * b)
+        out_s.slice(r * ROWS, ROWS).store(a * b)
 
 
 @gluon.jit
-def _form_operands(q_s, do_s, k2_s, v2_s, e_ready, e_empty, it, qk_scale, qk2_s, dov2_s, NUM_BUF: gl.constexpr,
+def _form_operands(q_s, do_s, k2_s, v2_s, e_ready, e_empty, it, qk2_s, dov2_s, NUM_BUF: gl.constexpr,
                    HALF: gl.constexpr, layout: gl.constexpr):
-    """Q * K2_t * scale and dO * V2_t of ring step `it` into shared memory for the wgmmas; frees the ring slot."""
+    """Q * K2_t and dO * V2_t of ring step `it` into shared memory for the wgmmas; frees the ring slot."""
     e = it % NUM_BUF
     mbarrier.wait(e_ready.index(e), (it // NUM_BUF) & 1)
-    _form_product(q_s, k2_s.index(e), qk2_s, qk_scale, HALF, layout, True)
-    _form_product(do_s, v2_s.index(e), dov2_s, 1.0, HALF, layout, False)
+    _form_product(q_s, k2_s.index(e), qk2_s, HALF, layout)
+    _form_product(do_s, v2_s.index(e), dov2_s, HALF, layout)
     _release(e_empty.index(e))  # also orders the stores before the wgmmas (async proxy) that read them
 
 
 @gluon.jit
-def _dk1_probs_and_grads(k1_s, v1_s, qk2_t, dov2_t, zero_s, lse, delta, offs_m, offs_n, m_ok, masked, t, W1):
+def _dk1_probs_and_grads(k1_s, v1_s, qk2_t, dov2_t, zero_s, lse, delta, offs_m, offs_n, m_ok, masked, t, W1,
+                         qk_scale):
     """One (query tile, t) step of the k1 frame up to dS: S^T = K1 @ (Q*K2)^T and dP^T = V1 @ (dO*V2)^T (wgmma),
-    P^T = exp2(S^T - lse) (masked where the tile crosses a window edge) and dS^T = P^T * (dP^T - delta)."""
+    P^T = exp2(S^T * qk_scale - lse) (masked where the tile crosses a window edge) and dS^T = P^T * (dP^T - delta)."""
     st = warpgroup_mma(k1_s, qk2_t.permute((1, 0)), zero_s, use_acc=False, is_async=True)
     dpt = warpgroup_mma(v1_s, dov2_t.permute((1, 0)), zero_s, use_acc=False, is_async=True)
     st, dpt = warpgroup_mma_wait(num_outstanding=0, deps=(st, dpt))
-    pt = gl.exp2(st - gl.expand_dims(lse, 0))
+    pt = gl.exp2(st * qk_scale - gl.expand_dims(lse, 0))
     if masked:  # 0 <= i - j < W1 and i - t >= 0 (rows past hi get bound 0), one unsigned compare
         lim = gl.where(((offs_m - t) >= 0) & m_ok, W1, 0).to(gl.uint32)
         diff = gl.expand_dims(offs_m, 0) - gl.expand_dims(offs_n, 1)
@@ -391,10 +381,11 @@ def _dk1_probs_and_grads(k1_s, v1_s, qk2_t, dov2_t, zero_s, lse, delta, offs_m, 
 
 
 @gluon.jit
-def _dk1_store(dk1, dv1, DK1, DV1, g_base, stride_gn, start_n, N, BLOCK_N: gl.constexpr, HEAD_DIM: gl.constexpr,
-               g_layout: gl.constexpr):
-    """The program's one store of dK1 (times ln 2: Q*K2 carries sm_scale * log2(e), dK1 wants sm_scale) and dV1."""
-    dk1 = dk1 * 0.6931471805599453
+def _dk1_store(dk1, dv1, DK1, DV1, g_base, stride_gn, start_n, N, qk_scale, BLOCK_N: gl.constexpr,
+               HEAD_DIM: gl.constexpr, g_layout: gl.constexpr):
+    """The program's one store of dK1 (times sm_scale = qk_scale * ln 2: it summed dS^T @ (Q*K2), unscaled) and
+    dV1."""
+    dk1 = dk1 * (qk_scale * 0.6931471805599453)
     rows = start_n + gl.arange(0, BLOCK_N, layout=gl.SliceLayout(1, g_layout))
     offs_d = gl.arange(0, HEAD_DIM, layout=gl.SliceLayout(0, g_layout))
     ptrs = g_base + gl.expand_dims(rows, 1) * stride_gn + gl.expand_dims(offs_d, 0)
@@ -469,29 +460,29 @@ def _dk1_consumer(q_s, do_s, k1_s, v1_s, k2_s, v2_s, qk2_s, dov2_s, kv1_ready, q
             qb = tile % 2
             mbarrier.wait(qd_ready.index(qb), (tile // 2) & 1)
             if FORM_AHEAD:  # offset 0's operands now; offset t+1's are formed while offset t's last GEMMs run
-                _form_operands(q_s.index(qb), do_s.index(qb), k2_s, v2_s, e_ready, e_empty, tile * W2, qk_scale,
+                _form_operands(q_s.index(qb), do_s.index(qb), k2_s, v2_s, e_ready, e_empty, tile * W2,
                                qk2_s.index(0), dov2_s.index(0), NUM_BUF, BLOCK_M // 2, form_layout)
             for t in range(0, W2):
                 it = tile * W2 + t
                 fb = t % 2 if FORM_AHEAD else 0
                 if not FORM_AHEAD:
-                    _form_operands(q_s.index(qb), do_s.index(qb), k2_s, v2_s, e_ready, e_empty, it, qk_scale,
+                    _form_operands(q_s.index(qb), do_s.index(qb), k2_s, v2_s, e_ready, e_empty, it,
                                    qk2_s.index(0), dov2_s.index(0), NUM_BUF, BLOCK_M // 2, form_layout)
                 qk2_t = qk2_s.index(fb)
                 dov2_t = dov2_s.index(fb)
                 pt, dst = _dk1_probs_and_grads(k1_s, v1_s, qk2_t, dov2_t, zero_s, lse, delta, offs_m, offs_n, m_ok,
-                                               masked, t, W1)
+                                               masked, t, W1, qk_scale)
                 dv1 = warpgroup_mma(gl.convert_layout(pt.to(dtype), p_layout), dov2_t, dv1, is_async=True)
                 dk1 = warpgroup_mma(gl.convert_layout(dst.to(dtype), p_layout), qk2_t, dk1, is_async=True)
                 if FORM_AHEAD:
                     if t + 1 < W2:
                         _form_operands(q_s.index(qb), do_s.index(qb), k2_s, v2_s, e_ready, e_empty, it + 1,
-                                       qk_scale, qk2_s.index(1 - fb), dov2_s.index(1 - fb), NUM_BUF, BLOCK_M // 2,
+                                       qk2_s.index(1 - fb), dov2_s.index(1 - fb), NUM_BUF, BLOCK_M // 2,
                                        form_layout)
                 dv1, dk1 = warpgroup_mma_wait(num_outstanding=0, deps=(dv1, dk1))
                 gl.thread_barrier()  # both wgmmas of every warp are done with this offset's operands
             _release(qd_empty.index(qb))
-    _dk1_store(dk1, dv1, DK1, DV1, g_base, stride_gn, start_n, N, BLOCK_N, HEAD_DIM, g_layout)
+    _dk1_store(dk1, dv1, DK1, DV1, g_base, stride_gn, start_n, N, qk_scale, BLOCK_N, HEAD_DIM, g_layout)
 
 
 @gluon.jit(do_not_specialize=["N", "W1", "W2", "HKV", "GROUP"])
@@ -534,10 +525,10 @@ def _simplicial_bwd_dk1dv1_gluon(q_desc, do_desc, k1_desc, v1_desc, k2_desc, v2_
 @gluon.jit
 def _dk1_forming_producer(q_desc, do_desc, k1_desc, v1_desc, k2_desc, v2_desc, q_s, do_s, k1_s, v1_s, k2_s, v2_s,
                           qk2_s, dov2_s, kv1_ready, qd_ready, e_ready, f_ready, f_empty, row0, start_n, col_k, hk,
-                          GROUP, lo, hi, W2, qk_scale, HEAD_DIM: gl.constexpr, BLOCK_M: gl.constexpr,
+                          GROUP, lo, hi, W2, HEAD_DIM: gl.constexpr, BLOCK_M: gl.constexpr,
                           NUM_F: gl.constexpr, num_warps: gl.constexpr):
     """The K1/V1 tile once; per query tile Q and dO; per (query tile, t) the K2/V2 rows i - t (two buffers, the next
-    step's loading while this step's are used), from which this warpgroup forms Q * K2_t * scale and dO * V2_t into
+    step's loading while this step's are used), from which this warpgroup forms Q * K2_t and dO * V2_t into
     a NUM_F ring of operand buffers for the consumer. Every buffer the TMA refills was last read here, behind the
     fence of the previous hand-over."""
     form_layout: gl.constexpr = gl.BlockedLayout([1, 8], [4, 8], [num_warps, 1], [1, 0])
@@ -568,8 +559,8 @@ def _dk1_forming_producer(q_desc, do_desc, k1_desc, v1_desc, k2_desc, v2_desc, q
                 mbarrier.wait(e_ready.index(e), (it // 2) & 1)
                 f = it % NUM_F
                 mbarrier.wait(f_empty.index(f), ((it // NUM_F) & 1) ^ 1)
-                _form_product(q_s, k2_s.index(e), qk2_s.index(f), qk_scale, BLOCK_M // 4, form_layout, True, 4)
-                _form_product(do_s, v2_s.index(e), dov2_s.index(f), 1.0, BLOCK_M // 4, form_layout, False, 4)
+                _form_product(q_s, k2_s.index(e), qk2_s.index(f), BLOCK_M // 4, form_layout, 4)
+                _form_product(do_s, v2_s.index(e), dov2_s.index(f), BLOCK_M // 4, form_layout, 4)
                 _release(f_ready.index(f))  # stores ordered before the consumer's wgmmas, reads before the next TMA
                 it += 1
 
@@ -605,13 +596,13 @@ def _dk1_formed_consumer(k1_s, v1_s, qk2_s, dov2_s, kv1_ready, f_ready, f_empty,
                 qk2_t = qk2_s.index(f)
                 dov2_t = dov2_s.index(f)
                 pt, dst = _dk1_probs_and_grads(k1_s, v1_s, qk2_t, dov2_t, zero_s, lse, delta, offs_m, offs_n, m_ok,
-                                               masked, t, W1)
+                                               masked, t, W1, qk_scale)
                 dv1 = warpgroup_mma(gl.convert_layout(pt.to(dtype), p_layout), dov2_t, dv1, is_async=True)
                 dk1 = warpgroup_mma(gl.convert_layout(dst.to(dtype), p_layout), qk2_t, dk1, is_async=True)
                 dv1, dk1 = warpgroup_mma_wait(num_outstanding=0, deps=(dv1, dk1))
                 _release(f_empty.index(f))
                 it += 1
-    _dk1_store(dk1, dv1, DK1, DV1, g_base, stride_gn, start_n, N, BLOCK_N, HEAD_DIM, g_layout)
+    _dk1_store(dk1, dv1, DK1, DV1, g_base, stride_gn, start_n, N, qk_scale, BLOCK_N, HEAD_DIM, g_layout)
 
 
 @gluon.jit(do_not_specialize=["N", "W1", "W2", "HKV", "GROUP"])
@@ -644,7 +635,7 @@ def _simplicial_bwd_dk1dv1_formed_gluon(q_desc, do_desc, k1_desc, v1_desc, k2_de
                                 hi, full_lo, full_hi, GROUP, HEAD_DIM, BLOCK_M, BLOCK_N, NUM_F, num_warps)),
         (_dk1_forming_producer, (q_desc, do_desc, k1_desc, v1_desc, k2_desc, v2_desc, q_s, do_s, k1_s, v1_s, k2_s,
                                  v2_s, qk2_s, dov2_s, kv1_ready, qd_ready, e_ready, f_ready, f_empty, b * N, start_n,
-                                 hk * HEAD_DIM, hk, GROUP, lo, hi, W2, qk_scale, HEAD_DIM, BLOCK_M, NUM_F,
+                                 hk * HEAD_DIM, hk, GROUP, lo, hi, W2, HEAD_DIM, BLOCK_M, NUM_F,
                                  PRODUCER_WARPS)),
     ], [PRODUCER_WARPS], [PRODUCER_REGS])
 
@@ -748,7 +739,7 @@ def _dq_consumer(q_s, do_s, k1_s, v1_s, k2_s, v2_s, q_ready, kv_ready, kv_empty,
         j = gl.where(j == n_tiles, 0, j)
         if j == 0:
             mbarrier.wait(k2_ready, t & 1)
-            qk2 = _scaled_product(q_s.load(a_layout), k2_s.load(a_layout), qk_scale, dtype)
+            qk2 = q_s.load(a_layout) * k2_s.load(a_layout)  # packed: the exact product rounded once
             if PART != 2:
                 mbarrier.wait(v2_ready, t & 1)
                 dov2 = do_s.load(a_layout) * v2_s.load(a_layout)  # packed: the same bits as through fp32
@@ -761,7 +752,7 @@ def _dq_consumer(q_s, do_s, k1_s, v1_s, k2_s, v2_s, q_ready, kv_ready, kv_empty,
             sc, dp = warpgroup_mma_wait(num_outstanding=0, deps=(sc, dp))
         else:
             sc = warpgroup_mma_wait(num_outstanding=0, deps=(sc, ))
-        p = gl.exp2(sc - gl.expand_dims(lse, 1))
+        p = gl.exp2(sc * qk_scale - gl.expand_dims(lse, 1))
         start_n = lo + j * BLOCK_N
         if (start_n < full_lo) | (start_n + BLOCK_N > full_hi) | (t > start_m):  # tile crosses a window edge
             p = gl.where(_in_windows(offs_m, start_n + offs_n, t, m_ok, W1), p, 0.0)
