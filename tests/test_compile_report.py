@@ -40,9 +40,9 @@ def test_every_default_launch_compiles_for_sm90(defaults):
 
 
 def test_hopper_runs_the_gluon_kernels_where_they_won(defaults):
-    # sm_90 with 16-bit inputs: the D=128 forward and both backward kernels at D=64 and 128 are the Gluon ones
-    # (benchmarks/results/gluon-2026-11-27.md); the D=64 forward stays the tl kernel, level with Gluon there
-    assert defaults[("fwd", 64)]["name"] == "_simplicial_fwd"
+    # sm_90 with 16-bit inputs: the forward and both backward kernels at D=64 and 128 are the Gluon ones
+    # (benchmarks/results/gluon-2026-11-27.md; the D=64 forward since v8, results/attention-2026-11-27-v8.md)
+    assert defaults[("fwd", 64)]["name"] == "_simplicial_fwd_gluon"
     assert defaults[("fwd", 128)]["name"] == "_simplicial_fwd_gluon"
     for d in (64, 128):
         assert defaults[("bwd_dq", d)]["name"] == "_simplicial_bwd_dq_gluon"
@@ -52,10 +52,10 @@ def test_hopper_runs_the_gluon_kernels_where_they_won(defaults):
 
 
 def test_forward_configs_hold_their_register_budget(defaults):
-    # D=64 (tl): capped at 168 registers so three programs share an SM, without spilling (the config's whole point);
-    # D=128 (Gluon): 128 registers at launch (two programs per SM; setmaxnreg gives the consumer 232), no spills
+    # D=64: 80 registers at launch so three programs share an SM (setmaxnreg gives the consumer 136; 2 spill slots,
+    # measured faster than every tl kernel); D=128: 128 at launch (two programs per SM, consumer 232), no spills
     fwd64, fwd128 = defaults[("fwd", 64)], defaults[("fwd", 128)]
-    assert fwd64["regs"] <= 168 and fwd64["spills"] == 0, f"D=64 forward: {fwd64}"
+    assert fwd64["regs"] <= 80 and fwd64["spills"] <= 2 and 3 * fwd64["smem"] <= 227 * 1024, f"D=64 forward: {fwd64}"
     assert fwd128["regs"] <= 128 and fwd128["spills"] == 0, f"D=128 forward: {fwd128}"
 
 
@@ -69,17 +69,16 @@ def test_backward_configs_fit_two_programs_per_sm(defaults):
         assert defaults[key]["spills"] == 0, defaults[key]
 
 
-@pytest.mark.parametrize("windows, fwd64_kernel, regs", [
-    ("128,128", "_simplicial_fwd_per_query", 168),  # w2 >= 64: per-query, at the 168 cap (three programs per SM)
-    ("1024,16", "_simplicial_fwd_gluon", 128),  # w1 >= 1024: Gluon with K1 tiles of 128, two programs per SM
-])
-def test_the_d64_forward_kernel_depends_on_the_windows(windows, fwd64_kernel, regs):
+@pytest.mark.parametrize("windows", ["128,128", "1024,16"])
+def test_the_d64_forward_is_the_three_program_gluon_kernel_at_every_window_class(windows):
+    # the tl fallback picks per window class (per-query at w2 >= 64, K1 tiles of 128 at w1 >= 1024); on Hopper the
+    # Gluon kernel beat each of them (results/attention-2026-11-27-v8.md)
     proc = _run("--json", "--windows", windows)
     assert proc.returncode == 0, proc.stderr[-2000:]
     records = {(r["kind"], r["D"]): r for r in map(json.loads, proc.stdout.splitlines()) if "kind" in r}
     fwd64 = records[("fwd", 64)]
-    assert fwd64["name"] == fwd64_kernel and fwd64["regs"] <= regs and fwd64["spills"] == 0, fwd64
-    assert fwd64["smem"] <= 113 * 1024, fwd64
+    assert fwd64["name"] == "_simplicial_fwd_gluon" and fwd64["regs"] <= 80 and fwd64["spills"] <= 2, fwd64
+    assert 3 * fwd64["smem"] <= 227 * 1024, fwd64
     assert records[("fwd", 128)]["name"] == "_simplicial_fwd_gluon"
 
 

@@ -173,13 +173,16 @@ def test_gpu_gradient_independent_of_micro_batch_split():
     assert d_split < 2 * max(d16, d8), (d_split, d16, d8)
 
 
-def _forward_matches_reference_kernel(monkeypatch, shape, dtype, d, seed, kernel, override, ref_kernel, tag, tol):
-    """The package's forward at shape (B, N, Hq, Hkv, w1, w2, non_contiguous) must run `kernel` and give the outputs
-    and log-sum-exp (the backward reads both) of `ref_kernel`, the one CONFIG_OVERRIDE `override` selects."""
+def _forward_matches_reference_kernel(monkeypatch, shape, dtype, d, seed, kernel, override, ref_kernel, tag, tol,
+                                      run_override=None):
+    """The package's forward at shape (B, N, Hq, Hkv, w1, w2, non_contiguous), with CONFIG_OVERRIDE `run_override`
+    (none: the default), must run `kernel` and give the outputs and log-sum-exp (the backward reads both) of
+    `ref_kernel`, the one CONFIG_OVERRIDE `override` selects."""
     B, N, Hq, Hkv, w1, w2, non_contiguous = shape
     q, k1, k2, v1, v2 = make_inputs(B, N, Hq, Hkv, d, dtype, "cuda", non_contiguous, seed=seed)
     assert q.is_contiguous() != non_contiguous
     w1, w2, scale = min(w1, N), min(w2, N), d ** -0.5
+    monkeypatch.setattr(sa, "CONFIG_OVERRIDE", {"fwd": run_override or {}})
     out, lse = sa._forward(q, k1, k2, v1, v2, w1, w2, scale)
     assert sa.LAUNCHED["fwd"].name == kernel, sa.LAUNCHED["fwd"].name
     monkeypatch.setattr(sa, "CONFIG_OVERRIDE", {"fwd": override})
@@ -201,15 +204,18 @@ GLUON_SHAPES = [  # (B, N, Hq, Hkv, w1, w2, non-contiguous) at D=128: batch edge
 ]
 
 
+@pytest.mark.parametrize("d", [64, 128])
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["fp16", "bf16"])
 @pytest.mark.parametrize("shape", GLUON_SHAPES, ids=["x".join(map(str, s)) for s in GLUON_SHAPES])
-def test_gpu_gluon_forward_matches_tl_forward(monkeypatch, shape, dtype):
-    """On Hopper the D=128 forward runs the warp-specialised Gluon kernel; it must give the tl kernel's outputs and
-    log-sum-exp (the backward reads both). Elsewhere the Gluon kernel does not apply and the test says so."""
+def test_gpu_gluon_forward_matches_tl_forward(monkeypatch, shape, dtype, d):
+    """On Hopper the 16-bit forward runs the warp-specialised Gluon kernel (at D=64 three programs per SM); it must
+    give the tl query-tile kernel's outputs and log-sum-exp (the backward reads both). Elsewhere the Gluon kernel does
+    not apply and the test says so."""
     if torch.cuda.get_device_capability() != (9, 0):
         pytest.skip("the Gluon forward is for sm_90 (Hopper) only")
-    _forward_matches_reference_kernel(monkeypatch, shape, dtype, 128, 3, "_simplicial_fwd_gluon", {"GLUON": False},
-                                      "_simplicial_fwd", "gpu-gluon", 2e-3)
+    _forward_matches_reference_kernel(monkeypatch, shape, dtype, d, 3, "_simplicial_fwd_gluon",
+                                      {"GLUON": False, "PER_QUERY": False}, "_simplicial_fwd", f"gpu-gluon-d{d}",
+                                      2e-3)
 
 
 PER_QUERY_SHAPES = [  # (B, N, Hq, Hkv, w1, w2, non_contiguous): w2 >= 64, one group and several, batch edges, GQA
@@ -224,18 +230,19 @@ PER_QUERY_SHAPES = [  # (B, N, Hq, Hkv, w1, w2, non_contiguous): w2 >= 64, one g
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["fp16", "bf16"])
 @pytest.mark.parametrize("shape", PER_QUERY_SHAPES, ids=["x".join(map(str, s)) for s in PER_QUERY_SHAPES])
 def test_gpu_per_query_forward_matches_tile_forward(monkeypatch, shape, dtype):
-    """At w2 >= 64 and D=64 the 16-bit forward runs the per-query kernel; it must give the query-tile kernel's
-    outputs and log-sum-exp (the backward reads both)."""
+    """At w2 >= 64 and D=64 the 16-bit forward's tl fallback (off Hopper) is the per-query kernel; it must give the
+    query-tile kernel's outputs and log-sum-exp (the backward reads both)."""
     _forward_matches_reference_kernel(monkeypatch, shape, dtype, 64, 8, "_simplicial_fwd_per_query",
-                                      {"PER_QUERY": False}, "_simplicial_fwd", "gpu-per-query", 4e-3)
+                                      {"GLUON": False, "PER_QUERY": False}, "_simplicial_fwd", "gpu-per-query", 4e-3,
+                                      run_override={"GLUON": False})
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["fp16", "bf16"])
 @pytest.mark.parametrize("shape", [(1, 4096, 4, 1, 1024, 16, False), (2, 1500, 4, 2, 1100, 8, True)],
                          ids=["1x4096x4x1x1024x16", "2x1500x4x2x1100x8-noncontig"])
 def test_gpu_gluon_forward_d64_long_w1_matches_tl_forward(monkeypatch, shape, dtype):
-    """At D=64 the forward runs the Gluon kernel (K1 tiles of 128) where w1 >= 1024; it must give the tl kernel's
-    outputs and log-sum-exp."""
+    """The D=64 Gluon forward at w1 >= 1024, where the tl fallback takes K1 tiles of 128: it must give the tl
+    kernel's outputs and log-sum-exp."""
     if torch.cuda.get_device_capability() != (9, 0):
         pytest.skip("the Gluon forward is for sm_90 (Hopper) only")
     _forward_matches_reference_kernel(monkeypatch, shape, dtype, 64, 9, "_simplicial_fwd_gluon", {"GLUON": False},

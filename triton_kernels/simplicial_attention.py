@@ -14,7 +14,7 @@ with one online softmax over all (t, j). No work is spent on k2 positions outsid
 along k2 would waste (BLOCK_M - 1) / (w2 + BLOCK_M - 1) of it); along k1 the waste is (BLOCK_M - 1) / (w1 + BLOCK_M - 1).
 The (t, K1 tile) pairs run as one flat loop, so the software pipeline keeps prefetching K1/V1 tiles across offsets;
 on Hopper the tiles come through TMA tensor descriptors (benchmarks/kernel_notes.md has the measurements).
-For a large w2 (>= 64, D=64) the forward runs the per-query form instead (`_simplicial_fwd_per_query`): one query's
+For a large w2 (>= 64, D=64) the tl forward runs the per-query form instead (`_simplicial_fwd_per_query`): one query's
 logits are a dense [w2, w1] matrix, k2 positions by k1 positions, so it computes no position outside the windows.
 
 Backward (dS = S * (dP - delta), delta_i = <o_i, do_i>, dP_ijk = <do_i, v1_j * v2_k>), split so that no output
@@ -27,10 +27,10 @@ needs atomics inside an inner loop:
   * `_simplicial_bwd_dk1dv1` (k1 frame): a program owns BLOCK_N rows of K1/V1 of one kv head and loops over the
     query heads of its group, the query tiles that see it and t: dK1 += dS^T @ (Q * K2_t), dV1 += P^T @ (dO * V2_t),
     all in registers, one store.
-Softmax runs in base 2 with sm_scale * log2(e) folded into Q; the saved log-sum-exp is in base 2 too.
-On Hopper (sm_90) with 16-bit inputs, the D=128 forward (and the D=64 one where w1 >= 1024) and both backward kernels
-at D=64 and 128 run the warp-specialised Gluon versions in simplicial_attention_gluon.py instead (same math, same
-outputs; _config's GLUON).
+Softmax runs in base 2: every kernel forms the unscaled product Q * K2_t (rounded once) and applies
+qk_scale = sm_scale * log2(e) > 0 to the fp32 logits (`_unscaled_product`); the saved log-sum-exp is in base 2 too.
+On Hopper (sm_90) with 16-bit inputs, the forward and both backward kernels at D=64 and 128 run the warp-specialised
+Gluon versions in simplicial_attention_gluon.py instead (same math, same outputs; _config's GLUON).
 Saved for backward: the inputs, the output and the per-row log-sum-exp [B, Hq, N] (fp32): O(B * N * H * D).
 """
 
@@ -604,11 +604,12 @@ CONFIG_OVERRIDE: dict[str, dict] = {}
 # The Gluon forward's launch config per head dim (benchmarks/gluon_kernels.py): at D=128 64x64 tiles, two K1/V1
 # buffers and one V2 buffer keep shared memory at 112 KiB and maxnreg=128 keeps the launch at 128 registers, so two
 # programs share an SM; the consumer warpgroup then takes 232 registers from the producer's share (setmaxnreg). At
-# D=128 it runs at 376-382 TF/s against the tl kernel's 298. At D=64 its 128-wide K1 tiles win only where w1 >= 1024
-# (346 vs 311 TF/s at (1024, 16), level at (512, 32): results/forward-profile-2026-11-27.md), so only there does D=64
-# use it.
+# D=128 it runs at 376-382 TF/s against the tl kernel's 298. At D=64, maxnreg=80 fits three programs per SM (57 KiB
+# of shared memory each; the consumer gets 136 registers, 2 spilled) and beats every tl D=64 kernel, the per-query
+# one included: 1.07x at (512, 32), 1.05x at (256, 64), 1.03x at (128, 128), 1.14x at N=2048
+# (benchmarks/results/attention-2026-11-27-v8.md).
 GLUON_FWD_CONFIG = {128: dict(BLOCK_M=64, BLOCK_N=64, NUM_BUF=2, V2_BUF=1, num_warps=4, maxnreg=128),
-                    64: dict(BLOCK_M=64, BLOCK_N=128, NUM_BUF=2, V2_BUF=1, num_warps=4, maxnreg=128)}
+                    64: dict(BLOCK_M=64, BLOCK_N=64, NUM_BUF=2, V2_BUF=1, num_warps=4, maxnreg=80)}
 # The Gluon dK1/dV1 kernel's: two programs per SM (maxnreg=128, <= 113 KiB of shared memory). At D=64 the producer
 # warpgroup forms Q*K2 / dO*V2 on 24 registers while the consumer runs the GEMMs (FORM_IN_PRODUCER: 6.05 vs 6.56 ms
 # with FORM_AHEAD, results/backward-2026-11-27-v7.md); at D=128 (32 query rows per step so that it fits) the
@@ -628,26 +629,27 @@ def _config(kind: str, d: int, dtype: torch.dtype, w1: int = 0, w2: int = 0) -> 
     N=8192, (w1, w2)=(512, 32), bf16 (benchmarks/kernel_notes.md). TMA loads K1/V1/K2/V2 tiles through tensor
     descriptors (Hopper and later; the launcher falls back to pointer loads where it cannot); RELOAD re-reads the
     per-query operands at an offset's edges instead of holding them in registers (D=128 spills without it). The 16-bit
-    D=64 forward caps registers at 168 per thread with TMA and RELOAD, so three programs share an SM instead of two
+    D=64 tl forward (the fallback of the Gluon one) caps registers at 168 per thread with TMA and RELOAD, so three programs share an SM instead of two
     (no spills; 278 vs 250 TF/s for the v4 default at w1=512; with pointer loads the cap spills); at w1 >= 1024 K1
     tiles of 128 with TMA win instead (more tiles per offset amortise the per-offset work over larger steps); at
     w2 >= 64 the per-query form (PER_QUERY, _simplicial_fwd_per_query), which computes no position outside the
     windows, wins by 1.03-1.13x (results/attention-2026-11-27-v7-per-query.md; at D=128 the Gluon query-tile kernel
     stays ahead of it). At D=128 the dq kernel runs as two launches (SPLIT) and sends dQ through atomics
     (DQ_ATOMIC): each holds fewer fp32 accumulators and spills less. GLUON: where simplicial_attention_gluon applies
-    (Hopper, 16-bit inputs whose heads pack into rows), the forward (D=128; D=64 at w1 >= 1024) and both backward
-    kernels (D=64, 128) run its warp-specialised kernels with GLUON_FWD_CONFIG / GLUON_DQ_CONFIG / GLUON_DK1_CONFIG
-    instead; the tl config here is the fallback."""
+    (Hopper, 16-bit inputs whose heads pack into rows), the forward and both backward kernels (D=64, 128) run its
+    warp-specialised kernels with GLUON_FWD_CONFIG / GLUON_DQ_CONFIG / GLUON_DK1_CONFIG instead; the tl config here
+    is the fallback (other GPUs, other layouts)."""
     if _interpreting():
         cfg = dict(BLOCK_M=16, BLOCK_N=16, num_warps=1, num_stages=1, QUERIES=4)
     elif kind == "fwd":
         if d <= 64 and dtype != torch.float32 and w2 >= 64:
             cfg = dict(BLOCK_M=64, BLOCK_N=64, num_warps=4, num_stages=3, TMA=True, PER_QUERY=True, QUERIES=16,
-                       maxnreg=168)
+                       maxnreg=168, GLUON=True)
         elif d <= 64 and dtype != torch.float32 and w1 >= 1024:
             cfg = dict(BLOCK_M=64, BLOCK_N=128, num_warps=4, num_stages=3, TMA=True, RELOAD=True, GLUON=True)
         elif d <= 64 and dtype != torch.float32:
-            cfg = dict(BLOCK_M=64, BLOCK_N=64, num_warps=4, num_stages=3, TMA=True, RELOAD=True, maxnreg=168)
+            cfg = dict(BLOCK_M=64, BLOCK_N=64, num_warps=4, num_stages=3, TMA=True, RELOAD=True, maxnreg=168,
+                       GLUON=True)
         elif d <= 64:
             cfg = dict(BLOCK_M=64, BLOCK_N=64, num_warps=4, num_stages=3)
         elif d <= 128:
@@ -732,13 +734,13 @@ def _forward(q, k1, k2, v1, v2, w1, w2, sm_scale):
     out = _new((b, n, hq, d), q, q.dtype)
     lse = _new((b, hq, n), q, torch.float32)
     cfg = _config("fwd", d, q.dtype, w1, w2)
-    if cfg.get("PER_QUERY"):
-        return _forward_per_query(q, k1, k2, v1, v2, w1, w2, sm_scale, out, lse, cfg)
     gluon_kernels = _gluon_kernels(cfg, d in GLUON_FWD_CONFIG, q, k1, k2, v1, v2)
     if gluon_kernels is not None:
         LAUNCHED["fwd"] = gluon_kernels.forward(q, k1, k2, v1, v2, w1, w2, sm_scale * _LOG2E, out, lse,
                                                 GLUON_FWD_CONFIG[d])
         return out, lse
+    if cfg.get("PER_QUERY"):
+        return _forward_per_query(q, k1, k2, v1, v2, w1, w2, sm_scale, out, lse, cfg)
     grid = (triton.cdiv(n, cfg["BLOCK_M"]) * b * hq,)
     descs, tma = _tma_descriptors(cfg, k1, k2, v1, v2)
     LAUNCHED["fwd"] = _simplicial_fwd[grid](
