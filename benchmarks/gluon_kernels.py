@@ -208,19 +208,20 @@ def check_and_bench_backward(kind, rep=50, repeat=3) -> bool:
 
 
 def stress(launches=40) -> bool:
-    """The package's forward (Gluon at D=128 on Hopper) launched many times on the GPU test's largest shape, in fp16
-    and bf16, against the tl forward: any launch that differs, and where (batch-head, rows), shows a race."""
+    """The package's forward (Gluon on Hopper: two programs per SM at D=128, three at D=64) launched many times on the
+    GPU test's largest shape, in fp16 and bf16, against the tl forward: any launch that differs, and where
+    (batch-head, rows), shows a race."""
     from tests.test_kernels import make_inputs
 
     ok = True
-    for dtype in (torch.float16, torch.bfloat16):
-        q, k1, k2, v1, v2 = make_inputs(1, 4096, 4, 1, 128, dtype, "cuda", seed=3)
-        sa.CONFIG_OVERRIDE["fwd"] = {"GLUON": False}
-        ref, ref_lse = sa._forward(q, k1, k2, v1, v2, 512, 32, 128 ** -0.5)
+    for d, dtype in ((d, dtype) for d in (64, 128) for dtype in (torch.float16, torch.bfloat16)):
+        q, k1, k2, v1, v2 = make_inputs(1, 4096, 4, 1, d, dtype, "cuda", seed=3)
+        sa.CONFIG_OVERRIDE["fwd"] = {"GLUON": False, "PER_QUERY": False}
+        ref, ref_lse = sa._forward(q, k1, k2, v1, v2, 512, 32, d ** -0.5)
         sa.CONFIG_OVERRIDE.clear()
         bad = 0
         for i in range(launches):
-            out, lse = sa._forward(q, k1, k2, v1, v2, 512, 32, 128 ** -0.5)
+            out, lse = sa._forward(q, k1, k2, v1, v2, 512, 32, d ** -0.5)
             diff = (out.float() - ref.float()).abs().amax(dim=-1)  # [B, N, H]
             if diff.max().item() > 0:
                 bad += 1
@@ -228,7 +229,8 @@ def stress(launches=40) -> bool:
                 print(f"{str(dtype)[6:]} launch {i}: max abs diff {diff.max().item():.3e} at {rows.shape[0]} rows, "
                       f"first {rows[:4].tolist()} last {rows[-2:].tolist()}; lse diff "
                       f"{(lse - ref_lse).abs().max().item():.2e}", flush=True)
-        print(f"# stress {str(dtype)[6:]}: {bad} of {launches} launches differ from the tl forward", flush=True)
+        print(f"# stress D={d} {str(dtype)[6:]} ({sa.LAUNCHED['fwd'].name}): {bad} of {launches} launches differ from "
+              f"the tl forward", flush=True)
         ok &= bad == 0
     return ok & stress_dk1(launches)
 

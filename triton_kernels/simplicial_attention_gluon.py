@@ -354,6 +354,21 @@ def _form_product(a_s, b_s, out_s, ROWS: gl.constexpr, layout: gl.constexpr, CHU
 
 
 @gluon.jit
+def _form_products(q_s, k2_s, do_s, v2_s, qk2_s, dov2_s, ROWS: gl.constexpr, layout: gl.constexpr,
+                   CHUNKS: gl.constexpr):
+    """qk2_s = Q * K2 and dov2_s = dO * V2 as _form_product, both products per slice of ROWS rows: four loads in
+    flight before the first multiply, where one product after the other waits on two at a time. In the dK1/dV1
+    producer (24 registers) 1.04x on the kernel (results/backward-2026-11-27-v8.md), bit-identical."""
+    for r in gl.static_range(CHUNKS):
+        q = q_s.slice(r * ROWS, ROWS).load(layout)
+        k2 = k2_s.slice(r * ROWS, ROWS).load(layout)
+        do = do_s.slice(r * ROWS, ROWS).load(layout)
+        v2 = v2_s.slice(r * ROWS, ROWS).load(layout)
+        qk2_s.slice(r * ROWS, ROWS).store(q * k2)
+        dov2_s.slice(r * ROWS, ROWS).store(do * v2)
+
+
+@gluon.jit
 def _form_operands(q_s, do_s, k2_s, v2_s, e_ready, e_empty, it, qk2_s, dov2_s, NUM_BUF: gl.constexpr,
                    HALF: gl.constexpr, layout: gl.constexpr):
     """Q * K2_t and dO * V2_t of ring step `it` into shared memory for the wgmmas; frees the ring slot."""
@@ -559,8 +574,8 @@ def _dk1_forming_producer(q_desc, do_desc, k1_desc, v1_desc, k2_desc, v2_desc, q
                 mbarrier.wait(e_ready.index(e), (it // 2) & 1)
                 f = it % NUM_F
                 mbarrier.wait(f_empty.index(f), ((it // NUM_F) & 1) ^ 1)
-                _form_product(q_s, k2_s.index(e), qk2_s.index(f), BLOCK_M // 4, form_layout, 4)
-                _form_product(do_s, v2_s.index(e), dov2_s.index(f), BLOCK_M // 4, form_layout, 4)
+                _form_products(q_s, k2_s.index(e), do_s, v2_s.index(e), qk2_s.index(f), dov2_s.index(f),
+                               BLOCK_M // 4, form_layout, 4)
                 _release(f_ready.index(f))  # stores ordered before the consumer's wgmmas, reads before the next TMA
                 it += 1
 
