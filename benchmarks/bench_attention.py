@@ -4,6 +4,7 @@
     python benchmarks/bench_attention.py --target        # only B=4, H=8, N=8192, w1=512, w2=32, D in {64, 128}
     python benchmarks/bench_attention.py --sweep         # launch-config variants of each kernel at the target shape
     python benchmarks/bench_attention.py --sweep --baseline-module old.py   # ... timed next to an earlier kernels file
+    python benchmarks/bench_attention.py --streams       # the backward's two kernels on one stream vs side by side
 
 FLOPs (tensor-core convention, REFERENCE.md section 2): forward = 4 * B * Hq * D * P with P the exact number of valid
 (i, j, k) triples, sum_i min(i+1, w1) * min(i+1, w2); forward+backward = 3.5 x forward. SDPA runs causal attention at
@@ -347,12 +348,37 @@ def parse_shape(ap, text: str) -> tuple[int, int, int]:
     return n, w1, w2
 
 
+def streams(rep, rounds=3) -> None:
+    """Forward+backward at the target shape with the backward's dQ and dK1 kernels on one stream and on two
+    (simplicial_attention.BACKWARD_STREAMS), alternating in each round so that clock drift hits both alike."""
+    print("| D | round | f+b one stream ms | f+b two streams ms | ratio |")
+    print("|---|---|---|---|---|")
+    try:
+        for d in GRID_D:
+            xs = inputs(TARGET_SHAPE[0], H, H, d)
+            dout = torch.randn_like(xs[0])
+
+            def fb():
+                two_simplicial_attention(*xs, TARGET_SHAPE[1], TARGET_SHAPE[2]).backward(dout)
+
+            for r in range(rounds):
+                times = []
+                for on in (False, True):
+                    sa.BACKWARD_STREAMS = on
+                    times.append(triton.testing.do_bench(fb, warmup=25, rep=rep, grad_to_none=xs))
+                print(f"| {d} | {r} | {times[0]:.3f} | {times[1]:.3f} | {times[0] / times[1]:.3f} |", flush=True)
+    finally:
+        sa.BACKWARD_STREAMS = True
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--target", action="store_true", help="only the target shape N=8192, (512, 32), GQA 1")
     ap.add_argument("--sweep", action="store_true", help="launch-config variants at the target shape")
     ap.add_argument("--rep", type=int, default=100, help="do_bench rep (ms)")
     ap.add_argument("--no-package", action="store_true")
+    ap.add_argument("--streams", action="store_true",
+                    help="f+b at the target shape with the backward's kernels on one stream vs two")
     ap.add_argument("--baseline-module", metavar="PATH",
                     help="with --sweep: also time this kernels file's defaults and check errors against it")
     ap.add_argument("--kinds", default="fwd,bwd_dq,bwd_dk1", help="with --sweep: which kernels to sweep")
@@ -374,6 +400,9 @@ def main(argv=None) -> int:
     print(f"# bf16, B={B}, H={H}; FLOPs fwd = 4*B*Hq*D*P (P exact valid triples), f+b = 3.5x fwd; SDPA = causal "
           f"at N_eq = sqrt(2 N w1 w2), torch's default dispatch and the flash backend, ratios vs the faster; "
           f"peak memory = max allocated during fwd+bwd above the inputs")
+    if args.streams:
+        streams(max(args.rep, 1000))
+        return 0
     if args.sweep:
         baseline = load_module(args.baseline_module) if args.baseline_module else None
         for shape in shapes:

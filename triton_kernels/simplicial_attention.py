@@ -835,11 +835,41 @@ def _backward_dk1dv1(do, q, k1, k2, v1, v2, lse, delta, w1, w2, sm_scale):
     return dk1, dv1
 
 
+# Whether the backward runs its two kernels side by side on two CUDA streams (a benchmark switches it off to compare).
+BACKWARD_STREAMS = True
+_SIDE_STREAMS: dict[torch.device, torch.cuda.Stream] = {}  # one per device, for _on_two_streams
+
+
+def _on_two_streams(first, second):
+    """(first(), second()) with first on a side stream and second on the current one, joined before returning. The
+    dQ and dK1 kernels are independent: side by side, the second fills the SMs the first's last wave leaves idle
+    (f+b 0.8-0.9% faster at the target shape, benchmarks/results/backward-2026-11-27-v8.md)."""
+    main = torch.cuda.current_stream()
+    side = _SIDE_STREAMS.setdefault(main.device, torch.cuda.Stream(main.device))
+    side.wait_stream(main)  # its inputs are ready
+    with torch.cuda.stream(side):
+        a = first()
+    b = second()
+    main.wait_stream(side)
+    for t in a:
+        t.record_stream(main)  # allocated on the side stream, used and freed on the caller's
+    return a, b
+
+
 def _backward(do, q, k1, k2, v1, v2, out, lse, w1, w2, sm_scale):
     do = _last_dim_contiguous(do)
     delta = _backward_delta(do, out)
-    dq, dk2, dv2 = _backward_dq_dk2dv2(do, q, k1, k2, v1, v2, lse, delta, w1, w2, sm_scale)
-    dk1, dv1 = _backward_dk1dv1(do, q, k1, k2, v1, v2, lse, delta, w1, w2, sm_scale)
+
+    def dq_dk2dv2():
+        return _backward_dq_dk2dv2(do, q, k1, k2, v1, v2, lse, delta, w1, w2, sm_scale)
+
+    def dk1dv1():
+        return _backward_dk1dv1(do, q, k1, k2, v1, v2, lse, delta, w1, w2, sm_scale)
+
+    if q.is_cuda and BACKWARD_STREAMS:
+        (dq, dk2, dv2), (dk1, dv1) = _on_two_streams(dq_dk2dv2, dk1dv1)
+    else:  # the interpreter (CPU tensors)
+        (dq, dk2, dv2), (dk1, dv1) = dq_dk2dv2(), dk1dv1()
     return dq, dk1, dk2, dv1, dv2
 
 

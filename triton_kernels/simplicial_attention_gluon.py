@@ -343,22 +343,13 @@ def _dk1_producer(q_desc, do_desc, k1_desc, v1_desc, k2_desc, v2_desc, q_s, do_s
 
 
 @gluon.jit
-def _form_product(a_s, b_s, out_s, ROWS: gl.constexpr, layout: gl.constexpr, CHUNKS: gl.constexpr = 2):
-    """out_s = a * b in the input dtype, formed in CHUNKS slices of ROWS rows (fewer live registers): one packed
-    16-bit multiply per two elements (HMUL2), the exact product rounded once, as in every other kernel
-    (simplicial_attention._unscaled_product). The logit scale is applied to the fp32 S^T instead."""
-    for r in gl.static_range(CHUNKS):
-        a = a_s.slice(r * ROWS, ROWS).load(layout)
-        b = b_s.slice(r * ROWS, ROWS).load(layout)
-        out_s.slice(r * ROWS, ROWS).store(a * b)
-
-
-@gluon.jit
 def _form_products(q_s, k2_s, do_s, v2_s, qk2_s, dov2_s, ROWS: gl.constexpr, layout: gl.constexpr,
                    CHUNKS: gl.constexpr):
-    """qk2_s = Q * K2 and dov2_s = dO * V2 as _form_product, both products per slice of ROWS rows: four loads in
-    flight before the first multiply, where one product after the other waits on two at a time. In the dK1/dV1
-    producer (24 registers) 1.04x on the kernel (results/backward-2026-11-27-v8.md), bit-identical."""
+    """qk2_s = Q * K2 and dov2_s = dO * V2 in the input dtype, in CHUNKS slices of ROWS rows (fewer live registers):
+    one packed 16-bit multiply per two elements (HMUL2), the exact product rounded once, as in every other kernel
+    (simplicial_attention._unscaled_product); the logit scale is applied to the fp32 S^T instead. Both products per
+    slice: four loads in flight before the first multiply (in the 24-register producer 1.04x on the dK1/dV1 kernel
+    against one product after the other, results/backward-2026-11-27-v8.md)."""
     for r in gl.static_range(CHUNKS):
         q = q_s.slice(r * ROWS, ROWS).load(layout)
         k2 = k2_s.slice(r * ROWS, ROWS).load(layout)
@@ -374,8 +365,7 @@ def _form_operands(q_s, do_s, k2_s, v2_s, e_ready, e_empty, it, qk2_s, dov2_s, N
     """Q * K2_t and dO * V2_t of ring step `it` into shared memory for the wgmmas; frees the ring slot."""
     e = it % NUM_BUF
     mbarrier.wait(e_ready.index(e), (it // NUM_BUF) & 1)
-    _form_product(q_s, k2_s.index(e), qk2_s, HALF, layout)
-    _form_product(do_s, v2_s.index(e), dov2_s, HALF, layout)
+    _form_products(q_s, k2_s.index(e), do_s, v2_s.index(e), qk2_s, dov2_s, HALF, layout, 2)
     _release(e_empty.index(e))  # also orders the stores before the wgmmas (async proxy) that read them
 
 
