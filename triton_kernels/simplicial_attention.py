@@ -629,12 +629,12 @@ def _config(kind: str, d: int, dtype: torch.dtype, w1: int = 0, w2: int = 0) -> 
     N=8192, (w1, w2)=(512, 32), bf16 (benchmarks/kernel_notes.md). TMA loads K1/V1/K2/V2 tiles through tensor
     descriptors (Hopper and later; the launcher falls back to pointer loads where it cannot); RELOAD re-reads the
     per-query operands at an offset's edges instead of holding them in registers (D=128 spills without it). The 16-bit
-    D=64 tl forward (the fallback of the Gluon one) caps registers at 168 per thread with TMA and RELOAD, so three programs share an SM instead of two
-    (no spills; 278 vs 250 TF/s for the v4 default at w1=512; with pointer loads the cap spills); at w1 >= 1024 K1
-    tiles of 128 with TMA win instead (more tiles per offset amortise the per-offset work over larger steps); at
-    w2 >= 64 the per-query form (PER_QUERY, _simplicial_fwd_per_query), which computes no position outside the
-    windows, wins by 1.03-1.13x (results/attention-2026-11-27-v7-per-query.md; at D=128 the Gluon query-tile kernel
-    stays ahead of it). At D=128 the dq kernel runs as two launches (SPLIT) and sends dQ through atomics
+    D=64 tl forward (the Gluon one's fallback) caps registers at 168 per thread with TMA and RELOAD, so three programs
+    share an SM instead of two (no spills; 278 vs 250 TF/s for the v4 default at w1=512; with pointer loads the cap
+    spills); at w1 >= 1024 K1 tiles of 128 with TMA win instead (more tiles per offset amortise the per-offset work
+    over larger steps); at w2 >= 64 the per-query form (PER_QUERY, _simplicial_fwd_per_query), which computes no
+    position outside the windows, wins by 1.03-1.13x (results/attention-2026-11-27-v7-per-query.md; at D=128 the
+    Gluon query-tile kernel stays ahead of it). At D=128 the dq kernel runs as two launches (SPLIT) and sends dQ through atomics
     (DQ_ATOMIC): each holds fewer fp32 accumulators and spills less. GLUON: where simplicial_attention_gluon applies
     (Hopper, 16-bit inputs whose heads pack into rows), the forward and both backward kernels (D=64, 128) run its
     warp-specialised kernels with GLUON_FWD_CONFIG / GLUON_DQ_CONFIG / GLUON_DK1_CONFIG instead; the tl config here
@@ -845,7 +845,9 @@ def _on_two_streams(first, second):
     dQ and dK1 kernels are independent: side by side, the second fills the SMs the first's last wave leaves idle
     (f+b 0.8-0.9% faster at the target shape, benchmarks/results/backward-2026-11-27-v8.md)."""
     main = torch.cuda.current_stream()
-    side = _SIDE_STREAMS.setdefault(main.device, torch.cuda.Stream(main.device))
+    side = _SIDE_STREAMS.get(main.device)
+    if side is None:
+        side = _SIDE_STREAMS[main.device] = torch.cuda.Stream(main.device)
     side.wait_stream(main)  # its inputs are ready
     with torch.cuda.stream(side):
         a = first()

@@ -12,8 +12,9 @@ to the compiler:
   * each buffer hands back through `_release` (thread barrier, async-proxy fence, arrive): without the fence a TMA
     load could overwrite K2 / V2 / Q before the consumer's ld.shared reads of them were ordered (a race seen in 3 of
     40 fp16 launches).
-At D=128 this runs at 1.22-1.50x our `tl` forward (benchmarks/results/gluon-2026-11-27.md); at D=64, with K1 tiles
-of 128, 1.11x where w1 >= 1024 and level elsewhere, so D=64 uses it only there (simplicial_attention._config). The
+At D=128 this runs at 1.22-1.50x our `tl` forward (benchmarks/results/gluon-2026-11-27.md); at D=64, launched at
+maxnreg=80 so that three programs share an SM (the consumer then gets 136 registers), 1.03-1.14x over every tl
+kernel (benchmarks/results/attention-2026-11-27-v8.md; simplicial_attention.GLUON_FWD_CONFIG). The
 backward kernels below (dK1/dV1 in the k1 frame, dQ/dK2/dV2 in the query frame) follow the same scheme and run at
 D=64 and 128; at D=64 the dK1/dV1 producer also forms the per-step operands Q * K2_t and dO * V2_t, so that
 its consumer only multiplies (`_simplicial_bwd_dk1dv1_formed_gluon`).
