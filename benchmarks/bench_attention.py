@@ -401,7 +401,7 @@ def main(argv=None) -> int:
           f"at N_eq = sqrt(2 N w1 w2), torch's default dispatch and the flash backend, ratios vs the faster; "
           f"peak memory = max allocated during fwd+bwd above the inputs")
     if args.streams:
-        streams(max(args.rep, 1000))
+        streams(max(args.rep, 1000))  # a 15-35 ms call needs a second of samples per median to resolve 1%
         return 0
     if args.sweep:
         baseline = load_module(args.baseline_module) if args.baseline_module else None

@@ -634,11 +634,11 @@ def _config(kind: str, d: int, dtype: torch.dtype, w1: int = 0, w2: int = 0) -> 
     spills); at w1 >= 1024 K1 tiles of 128 with TMA win instead (more tiles per offset amortise the per-offset work
     over larger steps); at w2 >= 64 the per-query form (PER_QUERY, _simplicial_fwd_per_query), which computes no
     position outside the windows, wins by 1.03-1.13x (results/attention-2026-11-27-v7-per-query.md; at D=128 the
-    Gluon query-tile kernel stays ahead of it). At D=128 the dq kernel runs as two launches (SPLIT) and sends dQ through atomics
-    (DQ_ATOMIC): each holds fewer fp32 accumulators and spills less. GLUON: where simplicial_attention_gluon applies
-    (Hopper, 16-bit inputs whose heads pack into rows), the forward and both backward kernels (D=64, 128) run its
-    warp-specialised kernels with GLUON_FWD_CONFIG / GLUON_DQ_CONFIG / GLUON_DK1_CONFIG instead; the tl config here
-    is the fallback (other GPUs, other layouts)."""
+    Gluon query-tile kernel stays ahead of it). At D=128 the dq kernel runs as two launches (SPLIT) and sends dQ
+    through atomics (DQ_ATOMIC): each holds fewer fp32 accumulators and spills less. GLUON: where
+    simplicial_attention_gluon applies (Hopper, 16-bit inputs whose heads pack into rows), the forward and both
+    backward kernels (D=64, 128) run its warp-specialised kernels with GLUON_FWD_CONFIG / GLUON_DQ_CONFIG /
+    GLUON_DK1_CONFIG instead; the tl config here is the fallback (other GPUs, other layouts)."""
     if _interpreting():
         cfg = dict(BLOCK_M=16, BLOCK_N=16, num_warps=1, num_stages=1, QUERIES=4)
     elif kind == "fwd":
