@@ -3,7 +3,7 @@
     python benchmarks/compile_report.py                  # the default config of each kernel, D in {64, 128}, bf16
     python benchmarks/compile_report.py --variants       # bench_attention.py's sweep variants too
     python benchmarks/compile_report.py --json           # one JSON object per kernel launch, for tests and scripts
-    python benchmarks/compile_report.py --windows 128,128    # other windows (the D=64 forward's kernel depends on them)
+    python benchmarks/compile_report.py --windows 128,128    # other windows (the tl configs depend on them)
 
 Why: register pressure decides these kernels' speed (benchmarks/kernel_notes.md), and a device hour is scarce. The
 Triton wheel ships ptxas and cuobjdump, so every config can be compiled for sm_90 on any machine and its resource

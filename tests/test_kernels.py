@@ -121,9 +121,10 @@ def test_gpu_config_paths_match_reference(monkeypatch, case, flags):
     assert not bad, f"{case[0]} {flags}: rel errors over 1e-4: {bad}"
 
 
-# The per-query forward (_simplicial_fwd_per_query), the GPU default at w2 >= 64 and D=64 in 16 bits: every case of
-# the table (windows longer than N, w1 or w2 of 1, GQA, batch edges), with pointer and TMA loads, and programs whose
-# last one has fewer than QUERIES queries (N = 21, 19, ... with QUERIES = 4 or 3). The backward is the usual one.
+# The per-query forward (_simplicial_fwd_per_query), the tl forward's choice at w2 >= 64 and D=64 in 16 bits (where
+# the Gluon kernel does not apply): every case of the table (windows longer than N, w1 or w2 of 1, GQA, batch edges),
+# with pointer and TMA loads, and programs whose last one has fewer than QUERIES queries (N = 21, 19, ... with
+# QUERIES = 4 or 3). The backward is the usual one.
 PER_QUERY_FLAGS = {"pointers": dict(PER_QUERY=True), "tma_3_queries": dict(PER_QUERY=True, TMA=True, QUERIES=3)}
 
 

@@ -68,7 +68,7 @@ LARGE_SHAPES = [  # (B, N, Hq, Hkv, D, w1, w2)
     (1, 4096, 2, 1, 64, 1024, 16),  # w1 >= 1024: the D=64 forward's 128-wide TMA tiles (kernels' _config)
     (16, 1024, 12, 12, 64, 512, 32),  # the micro-batches of benchmarks/ddp_gpu_check.py's model (B*Hq = 192)
     (8, 1024, 12, 12, 64, 512, 32),
-    (1, 8192, 2, 1, 64, 128, 128),  # w2 >= 64 at D=64: the per-query forward
+    (1, 8192, 2, 1, 64, 128, 128),  # w2 >= 64 at D=64: the per-query forward off Hopper, Gluon on it
     (2, 2048, 8, 1, 64, 256, 64),
 ]
 
