@@ -125,11 +125,14 @@ def bench(configs, rep=50, shapes=SHAPES) -> None:
 
 _G = dict(BLOCK_M=64, V2_BUF=1, num_warps=4, maxnreg=128)
 _G3 = dict(_G, maxnreg=80)  # three programs per SM (the consumer gets 136 registers); D=64 only, D=128 cannot fit
+_G2 = dict(_G, maxnreg=168, CONSUMERS=2, CONSUMER_REGS=240)  # one program per SM, two consumers of 240 registers
 CONFIGS = {64: [dict(BLOCK_N=64, NUM_BUF=2, **_G), dict(BLOCK_N=128, NUM_BUF=2, **_G),
                 dict(BLOCK_N=64, NUM_BUF=2, **_G3), dict(BLOCK_N=64, NUM_BUF=3, **_G3),
                 dict(BLOCK_N=32, NUM_BUF=3, **_G3)],
            128: [dict(BLOCK_N=64, NUM_BUF=2, **_G), dict(BLOCK_N=128, NUM_BUF=2, **_G),
-                 dict(BLOCK_N=32, NUM_BUF=3, **_G)]}
+                 dict(BLOCK_N=32, NUM_BUF=3, **_G),
+                 # two consumer warpgroups per program sharing the K1/V1 ring (one program per SM)
+                 dict(BLOCK_N=64, NUM_BUF=3, **_G2), dict(BLOCK_N=128, NUM_BUF=2, **_G2)]}
 
 
 _D = dict(BLOCK_N=64, num_warps=4, maxnreg=128)

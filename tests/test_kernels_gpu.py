@@ -201,6 +201,10 @@ GLUON_SHAPES = [  # (B, N, Hq, Hkv, w1, w2, non-contiguous) at D=128: batch edge
     (2, 129, 2, 2, 64, 1, False),
     (1, 4096, 4, 1, 512, 32, False),
     (2, 700, 4, 2, 256, 8, True),
+    # D=128 at w1 >= 512: two consumers per program share the K1/V1 tiles; an odd number of 64-row query tiles, so
+    # the last program's second consumer has no rows, and (w1 >= 1024) K1 tiles of 128
+    (2, 1050, 4, 2, 600, 8, True),
+    (1, 3000, 2, 1, 1100, 16, False),
 ]
 
 

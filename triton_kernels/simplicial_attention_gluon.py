@@ -14,7 +14,11 @@ to the compiler:
     40 fp16 launches).
 At D=128 this runs at 1.22-1.50x our `tl` forward (benchmarks/results/gluon-2026-11-27.md); at D=64, launched at
 maxnreg=80 so that three programs share an SM (the consumer then gets 136 registers), 1.03-1.14x over every tl
-kernel (benchmarks/results/attention-2026-11-27-v8.md; simplicial_attention.GLUON_FWD_CONFIG). The
+kernel (benchmarks/results/attention-2026-11-27-v8.md; simplicial_attention.GLUON_FWD_CONFIG). With CONSUMERS=2
+a program owns two adjacent query tiles, one consumer warpgroup each: their k1 windows overlap in all but one tile,
+so the producer loads the union once into one ring and each consumer signs off every tile (the ring's empty
+barriers count both), computing only those inside its own window. That halves the K1/V1 traffic; it is the D=128
+default at w1 >= 512 (simplicial_attention.gluon_fwd_config). The
 backward kernels below (dK1/dV1 in the k1 frame, dQ/dK2/dV2 in the query frame) follow the same scheme and run at
 D=64 and 128; at D=64 the dK1/dV1 producer also forms the per-step operands Q * K2_t and dO * V2_t, so that
 its consumer only multiplies (`_simplicial_bwd_dk1dv1_formed_gluon`).
@@ -47,11 +51,12 @@ def _mma_layout(num_warps, n):
 
 
 @gluon.jit
-def _barriers(n: gl.constexpr):
-    """n mbarriers (index them), each completing on one arrival plus the bytes its TMA loads expect."""
+def _barriers(n: gl.constexpr, count: gl.constexpr = 1):
+    """n mbarriers (index them), each completing on `count` arrivals (one per partition that must sign) plus the
+    bytes its TMA loads expect."""
     bars = gl.allocate_shared_memory(gl.int64, [n, 1], mbarrier.MBarrierLayout())
     for i in gl.static_range(n):
-        mbarrier.init(bars.index(i), count=1)
+        mbarrier.init(bars.index(i), count=count)
     return bars
 
 
@@ -89,10 +94,13 @@ def _load_k1v1_tile(k1_desc, v1_desc, k1_s, v1_s, kv_ready, kv_empty, step, row,
 def _producer(q_desc, k1_desc, v1_desc, k2_desc, v2_desc, q_s, k1_s, v1_s, k2_s, v2_s,
               q_ready, kv_ready, kv_empty, k2_ready, k2_empty, v2_ready, v2_empty,
               row0, col_q, col_k, start_m, lo, n_tiles, W2,
-              BLOCK_N: gl.constexpr, NUM_BUF: gl.constexpr, V2_BUF: gl.constexpr):
-    """Every TMA load of the program, in the order the consumer uses them."""
-    mbarrier.expect(q_ready, q_desc.block_type.nbytes)
-    tma.async_copy_global_to_shared(q_desc, [row0 + start_m, col_q], q_ready, q_s)
+              BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr, NUM_BUF: gl.constexpr, V2_BUF: gl.constexpr,
+              CONSUMERS: gl.constexpr):
+    """Every TMA load of the program, in the order the consumers use them. Q, K2_t and V2_t come as one
+    [BLOCK_M, D] block per consumer under one barrier; the K1 / V1 tiles are the consumers' union, each loaded once."""
+    mbarrier.expect(q_ready, CONSUMERS * q_desc.block_type.nbytes)
+    for c in gl.static_range(CONSUMERS):
+        tma.async_copy_global_to_shared(q_desc, [row0 + start_m + c * BLOCK_M, col_q], q_ready, q_s.index(c))
     t = 0
     j = -1
     for step in range(0, W2 * n_tiles):
@@ -101,8 +109,10 @@ def _producer(q_desc, k1_desc, v1_desc, k2_desc, v2_desc, q_s, k1_s, v1_s, k2_s,
         j = gl.where(j == n_tiles, 0, j)
         if j == 0:  # K2_t: one buffer, free once the consumer formed Q * K2_{t-1}
             mbarrier.wait(k2_empty, (t & 1) ^ 1)
-            mbarrier.expect(k2_ready, k2_desc.block_type.nbytes)
-            tma.async_copy_global_to_shared(k2_desc, [row0 + start_m - t, col_k], k2_ready, k2_s)
+            mbarrier.expect(k2_ready, CONSUMERS * k2_desc.block_type.nbytes)
+            for c in gl.static_range(CONSUMERS):
+                tma.async_copy_global_to_shared(k2_desc, [row0 + start_m + c * BLOCK_M - t, col_k], k2_ready,
+                                                k2_s.index(c))
         _load_k1v1_tile(k1_desc, v1_desc, k1_s, v1_s, kv_ready, kv_empty, step, row0 + lo + j * BLOCK_N, col_k,
                         NUM_BUF)
         # V2_t. Two buffers: loaded with the offset's first tile, into the one offset t-2 freed. One buffer: loaded
@@ -111,8 +121,10 @@ def _producer(q_desc, k1_desc, v1_desc, k2_desc, v2_desc, q_s, k1_s, v1_s, k2_s,
         if j == (0 if V2_BUF == 2 else n_tiles - 1):
             e = t % V2_BUF
             mbarrier.wait(v2_empty.index(e), ((t // V2_BUF) & 1) ^ 1)
-            mbarrier.expect(v2_ready.index(e), v2_desc.block_type.nbytes)
-            tma.async_copy_global_to_shared(v2_desc, [row0 + start_m - t, col_k], v2_ready.index(e), v2_s.index(e))
+            mbarrier.expect(v2_ready.index(e), CONSUMERS * v2_desc.block_type.nbytes)
+            for c in gl.static_range(CONSUMERS):
+                tma.async_copy_global_to_shared(v2_desc, [row0 + start_m + c * BLOCK_M - t, col_k], v2_ready.index(e),
+                                                v2_s.index(e * CONSUMERS + c))
 
 
 @gluon.jit
@@ -162,23 +174,45 @@ def _accumulate(p, alpha, acc_t, scale_t, v1_tile, j, p_layout: gl.constexpr, ro
 
 
 @gluon.jit
+def _step(qk2, k1_tile, v1_tile, s_zero, m_i, l_i, acc_t, scale_t, offs_m, offs_n, m_ok, start_m, start_n, full_lo,
+          full_hi, t, j, W1, qk_scale, BLOCK_N: gl.constexpr, p_layout: gl.constexpr, row_o: gl.constexpr):
+    """One (offset t, K1 tile j) step of a consumer: S wgmma, softmax, P @ V1 wgmma (j counts the consumer's own
+    tiles of the offset). Returns (m_i, l_i, acc_t, scale_t)."""
+    sc = warpgroup_mma(qk2, k1_tile.permute((1, 0)), s_zero, use_acc=False, is_async=True)
+    sc = warpgroup_mma_wait(num_outstanding=0, deps=(sc, ))
+    p, alpha, m_i, l_i = _softmax_tile(sc, m_i, l_i, offs_m, offs_n, m_ok, start_m, start_n, full_lo, full_hi, t, W1,
+                                       qk_scale, BLOCK_N)
+    pv, scale_t = _accumulate(p, alpha, acc_t, scale_t, v1_tile, j, p_layout, row_o)
+    acc_t = warpgroup_mma_wait(num_outstanding=0, deps=(pv, ))
+    return m_i, l_i, acc_t, scale_t
+
+
+@gluon.jit
 def _fold(acc, acc_t, scale_t, v2_s, v2_ready, v2_empty, t, o_layout: gl.constexpr, row_o: gl.constexpr,
-          V2_BUF: gl.constexpr):
+          V2_BUF: gl.constexpr, C: gl.constexpr, CONSUMERS: gl.constexpr):
     """acc = acc * scale_t + acc_t * V2_t at the end of offset t; frees V2_t's buffer."""
     e = t % V2_BUF
     mbarrier.wait(v2_ready.index(e), (t // V2_BUF) & 1)
-    v2 = v2_s.index(e).load(o_layout)
+    v2 = v2_s.index(e * CONSUMERS + C).load(o_layout)
     _release(v2_empty.index(e))
     return acc * gl.expand_dims(gl.convert_layout(scale_t, row_o), 1) + acc_t * v2.to(gl.float32)
 
 
 @gluon.jit
 def _consumer(q_s, k1_s, v1_s, k2_s, v2_s, q_ready, kv_ready, kv_empty, k2_ready, k2_empty, v2_ready, v2_empty,
-              Out, Lse, stride_on, out_base, lse_base, N, W1, W2, qk_scale, start_m, lo, full_lo, full_hi, n_tiles,
+              Out, Lse, stride_on, out_base, lse_base, N, W1, W2, qk_scale, program_m, lo, n_tiles,
               HEAD_DIM: gl.constexpr, BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr, NUM_BUF: gl.constexpr,
-              V2_BUF: gl.constexpr, num_warps: gl.constexpr):
-    """The default partition: per step S = (Q * K2_t) @ K1_j^T (wgmma, A from registers), softmax, then
-    acc_t = acc_t * alpha + P @ V1_j; at an offset's last tile the fold into acc; at the end out and the LSE."""
+              V2_BUF: gl.constexpr, C: gl.constexpr, CONSUMERS: gl.constexpr, num_warps: gl.constexpr):
+    """Consumer C of the program: query rows program_m + C * BLOCK_M.., its slice of Q / K2 / V2. Per step
+    S = (Q * K2_t) @ K1_j^T (wgmma, A from registers), softmax, then acc_t = acc_t * alpha + P @ V1_j; at an
+    offset's last tile the fold into acc; at the end out and the LSE. It walks the program's whole tile sequence
+    (n_tiles per offset, from lo) and signs off the tiles outside its own window without touching them."""
+    start_m = program_m + C * BLOCK_M
+    my_lo, full_lo, full_hi, _ = _query_tile_windows(start_m, N, W1, BLOCK_M, BLOCK_N)
+    first = (my_lo - lo) // BLOCK_N  # this consumer's tiles in the program's sequence: [first, last)
+    last = gl.where(start_m < N, gl.cdiv(gl.minimum(start_m + BLOCK_M, N) - lo, BLOCK_N), first)
+    q_s = q_s.index(C)
+    k2_s = k2_s.index(C)
     s_layout: gl.constexpr = _mma_layout(num_warps, BLOCK_N)
     o_layout: gl.constexpr = _mma_layout(num_warps, HEAD_DIM)
     a_layout: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=s_layout, k_width=2)
@@ -208,15 +242,17 @@ def _consumer(q_s, k1_s, v1_s, k2_s, v2_s, q_ready, kv_ready, kv_empty, k2_ready
             qk2 = _form_qk2(q_s, k2_s, k2_ready, k2_empty, t, a_layout)
         s = step % NUM_BUF
         mbarrier.wait(kv_ready.index(s), (step // NUM_BUF) & 1)
-        sc = warpgroup_mma(qk2, k1_s.index(s).permute((1, 0)), s_zero, use_acc=False, is_async=True)
-        sc = warpgroup_mma_wait(num_outstanding=0, deps=(sc, ))
-        p, alpha, m_i, l_i = _softmax_tile(sc, m_i, l_i, offs_m, offs_n, m_ok, start_m, lo + j * BLOCK_N,
-                                           full_lo, full_hi, t, W1, qk_scale, BLOCK_N)
-        pv, scale_t = _accumulate(p, alpha, acc_t, scale_t, v1_s.index(s), j, p_layout, row_o)
-        acc_t = warpgroup_mma_wait(num_outstanding=0, deps=(pv, ))
+        if CONSUMERS == 1:  # every tile is this consumer's (no branch: 2-5% faster, results/attention-...-v9.md)
+            m_i, l_i, acc_t, scale_t = _step(qk2, k1_s.index(s), v1_s.index(s), s_zero, m_i, l_i, acc_t, scale_t,
+                                             offs_m, offs_n, m_ok, start_m, lo + j * BLOCK_N, full_lo, full_hi, t,
+                                             j, W1, qk_scale, BLOCK_N, p_layout, row_o)
+        elif (j >= first) & (j < last):
+            m_i, l_i, acc_t, scale_t = _step(qk2, k1_s.index(s), v1_s.index(s), s_zero, m_i, l_i, acc_t, scale_t,
+                                             offs_m, offs_n, m_ok, start_m, lo + j * BLOCK_N, full_lo, full_hi, t,
+                                             j - first, W1, qk_scale, BLOCK_N, p_layout, row_o)
         _release(kv_empty.index(s))
         if j == n_tiles - 1:  # the offset's last tile: out += (sum_j P V1_j) * V2_t
-            acc = _fold(acc, acc_t, scale_t, v2_s, v2_ready, v2_empty, t, o_layout, row_o, V2_BUF)
+            acc = _fold(acc, acc_t, scale_t, v2_s, v2_ready, v2_empty, t, o_layout, row_o, V2_BUF, C, CONSUMERS)
     l_safe = gl.where(l_i > 0.0, l_i, 1.0)
     gl.store(Lse + lse_base + offs_m, m_i + gl.log2(l_safe), mask=m_ok)
     out = acc / gl.expand_dims(gl.convert_layout(l_safe, row_o), 1)
@@ -230,41 +266,56 @@ def _consumer(q_s, k1_s, v1_s, k2_s, v2_s, q_ready, kv_ready, kv_empty, k2_ready
 def _simplicial_fwd_gluon(q_desc, k1_desc, v1_desc, k2_desc, v2_desc, Out, Lse, stride_on, stride_ob,
                           N, W1, W2, qk_scale, H, GROUP,
                           HEAD_DIM: gl.constexpr, BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr,
-                          NUM_BUF: gl.constexpr, V2_BUF: gl.constexpr, num_warps: gl.constexpr):
-    num_m = gl.cdiv(N, BLOCK_M)
+                          NUM_BUF: gl.constexpr, V2_BUF: gl.constexpr, CONSUMERS: gl.constexpr,
+                          CONSUMER_REGS: gl.constexpr, num_warps: gl.constexpr):
+    ROWS: gl.constexpr = CONSUMERS * BLOCK_M  # query rows of the program, BLOCK_M per consumer warpgroup
+    num_m = gl.cdiv(N, ROWS)
     pid = gl.program_id(0)
     pid_m = pid % num_m
     pid_bh = pid // num_m
     b = pid_bh // H
     h = pid_bh % H
-    start_m = pid_m * BLOCK_M
-    lo, full_lo, full_hi, n_tiles = _query_tile_windows(start_m, N, W1, BLOCK_M, BLOCK_N)
+    program_m = pid_m * ROWS
+    lo, _, _, n_tiles = _query_tile_windows(program_m, N, W1, ROWS, BLOCK_N)  # the union of the consumers' tiles
 
     dtype: gl.constexpr = k1_desc.dtype
-    q_s = gl.allocate_shared_memory(dtype, q_desc.block_type.shape, q_desc.layout)
-    k2_s = gl.allocate_shared_memory(dtype, k2_desc.block_type.shape, k2_desc.layout)
-    v2_s = gl.allocate_shared_memory(dtype, [V2_BUF] + v2_desc.block_type.shape, v2_desc.layout)
+    q_s = gl.allocate_shared_memory(dtype, [CONSUMERS] + q_desc.block_type.shape, q_desc.layout)
+    k2_s = gl.allocate_shared_memory(dtype, [CONSUMERS] + k2_desc.block_type.shape, k2_desc.layout)
+    v2_s = gl.allocate_shared_memory(dtype, [V2_BUF * CONSUMERS] + v2_desc.block_type.shape, v2_desc.layout)
     k1_s = gl.allocate_shared_memory(dtype, [NUM_BUF] + k1_desc.block_type.shape, k1_desc.layout)
     v1_s = gl.allocate_shared_memory(dtype, [NUM_BUF] + v1_desc.block_type.shape, v1_desc.layout)
     q_ready = _barriers(1).index(0)
     k2_ready = _barriers(1).index(0)
-    k2_empty = _barriers(1).index(0)
+    k2_empty = _barriers(1, CONSUMERS).index(0)  # every consumer signs off a shared buffer
     v2_ready = _barriers(V2_BUF)
-    v2_empty = _barriers(V2_BUF)
+    v2_empty = _barriers(V2_BUF, CONSUMERS)
     kv_ready = _barriers(NUM_BUF)
-    kv_empty = _barriers(NUM_BUF)
+    kv_empty = _barriers(NUM_BUF, CONSUMERS)
 
     out_base = b.to(gl.int64) * stride_ob + h * HEAD_DIM
     lse_base = pid_bh.to(gl.int64) * N
-    gl.warp_specialize([
-        (_consumer, (q_s, k1_s, v1_s, k2_s, v2_s, q_ready, kv_ready, kv_empty, k2_ready, k2_empty, v2_ready, v2_empty,
-                     Out, Lse, stride_on, out_base, lse_base, N, W1, W2, qk_scale, start_m, lo, full_lo, full_hi,
-                     n_tiles, HEAD_DIM, BLOCK_M, BLOCK_N, NUM_BUF, V2_BUF, num_warps)),
-        (_producer, (q_desc, k1_desc, v1_desc, k2_desc, v2_desc, q_s, k1_s, v1_s, k2_s, v2_s,
-                     q_ready, kv_ready, kv_empty, k2_ready, k2_empty, v2_ready, v2_empty,
-                     b * N, h * HEAD_DIM, (h // GROUP) * HEAD_DIM, start_m, lo, n_tiles, W2, BLOCK_N, NUM_BUF,
-                     V2_BUF)),
-    ], [PRODUCER_WARPS], [24])
+    if CONSUMERS == 1:
+        gl.warp_specialize([
+            (_consumer, (q_s, k1_s, v1_s, k2_s, v2_s, q_ready, kv_ready, kv_empty, k2_ready, k2_empty, v2_ready,
+                         v2_empty, Out, Lse, stride_on, out_base, lse_base, N, W1, W2, qk_scale, program_m, lo, n_tiles,
+                         HEAD_DIM, BLOCK_M, BLOCK_N, NUM_BUF, V2_BUF, 0, CONSUMERS, num_warps)),
+            (_producer, (q_desc, k1_desc, v1_desc, k2_desc, v2_desc, q_s, k1_s, v1_s, k2_s, v2_s, q_ready, kv_ready,
+                         kv_empty, k2_ready, k2_empty, v2_ready, v2_empty, b * N, h * HEAD_DIM, (h // GROUP) * HEAD_DIM,
+                         program_m, lo, n_tiles, W2, BLOCK_M, BLOCK_N, NUM_BUF, V2_BUF, CONSUMERS)),
+        ], [PRODUCER_WARPS], [24])
+    else:
+        gl.static_assert(CONSUMERS == 2, "CONSUMERS: 1 or 2")
+        gl.warp_specialize([
+            (_consumer, (q_s, k1_s, v1_s, k2_s, v2_s, q_ready, kv_ready, kv_empty, k2_ready, k2_empty, v2_ready,
+                         v2_empty, Out, Lse, stride_on, out_base, lse_base, N, W1, W2, qk_scale, program_m, lo, n_tiles,
+                         HEAD_DIM, BLOCK_M, BLOCK_N, NUM_BUF, V2_BUF, 0, CONSUMERS, num_warps)),
+            (_consumer, (q_s, k1_s, v1_s, k2_s, v2_s, q_ready, kv_ready, kv_empty, k2_ready, k2_empty, v2_ready,
+                         v2_empty, Out, Lse, stride_on, out_base, lse_base, N, W1, W2, qk_scale, program_m, lo, n_tiles,
+                         HEAD_DIM, BLOCK_M, BLOCK_N, NUM_BUF, V2_BUF, 1, CONSUMERS, num_warps)),
+            (_producer, (q_desc, k1_desc, v1_desc, k2_desc, v2_desc, q_s, k1_s, v1_s, k2_s, v2_s, q_ready, kv_ready,
+                         kv_empty, k2_ready, k2_empty, v2_ready, v2_empty, b * N, h * HEAD_DIM, (h // GROUP) * HEAD_DIM,
+                         program_m, lo, n_tiles, W2, BLOCK_M, BLOCK_N, NUM_BUF, V2_BUF, CONSUMERS)),
+        ], [num_warps, PRODUCER_WARPS], [CONSUMER_REGS, 24])
 
 
 def _rows_view(x: torch.Tensor):
@@ -298,16 +349,19 @@ def _descriptor(x: torch.Tensor, rows: int) -> TensorDescriptor:
 
 def forward(q, k1, k2, v1, v2, w1, w2, qk_scale, out, lse, cfg: dict):
     """Fill out [B, N, Hq, D] and lse [B, Hq, N] (base 2) like simplicial_attention._forward; windows already
-    clipped to N, qk_scale = sm_scale * log2(e). cfg: BLOCK_M, BLOCK_N, NUM_BUF, V2_BUF, num_warps, maxnreg.
-    Returns the compiled kernel."""
+    clipped to N, qk_scale = sm_scale * log2(e). cfg: BLOCK_M (query rows per consumer), BLOCK_N, NUM_BUF, V2_BUF,
+    num_warps, maxnreg, CONSUMERS (consumer warpgroups per program, 1 or 2) and CONSUMER_REGS (the second one's
+    setmaxnreg). Returns the compiled kernel."""
     b, n, hq, d = q.shape
-    grid = (triton.cdiv(n, cfg["BLOCK_M"]) * b * hq,)
+    consumers = cfg.get("CONSUMERS", 1)
+    grid = (triton.cdiv(n, consumers * cfg["BLOCK_M"]) * b * hq,)
     return _simplicial_fwd_gluon[grid](
         _descriptor(q, cfg["BLOCK_M"]), _descriptor(k1, cfg["BLOCK_N"]), _descriptor(v1, cfg["BLOCK_N"]),
         _descriptor(k2, cfg["BLOCK_M"]), _descriptor(v2, cfg["BLOCK_M"]),
         out, lse, out.stride(1), out.stride(0), n, w1, w2, qk_scale, hq, hq // k1.shape[2],
         HEAD_DIM=d, BLOCK_M=cfg["BLOCK_M"], BLOCK_N=cfg["BLOCK_N"], NUM_BUF=cfg["NUM_BUF"], V2_BUF=cfg["V2_BUF"],
-        num_warps=cfg["num_warps"], maxnreg=cfg["maxnreg"],
+        CONSUMERS=consumers, CONSUMER_REGS=cfg.get("CONSUMER_REGS", 0), num_warps=cfg["num_warps"],
+        maxnreg=cfg["maxnreg"],
     )
 
 
