@@ -262,142 +262,12 @@ def _consumer(q_s, k1_s, v1_s, k2_s, v2_s, q_ready, kv_ready, kv_empty, k2_ready
     gl.store(ptrs, out.to(Out.dtype.element_ty), mask=gl.expand_dims(offs_mo < N, 1))
 
 
-@gluon.jit
-def _pingpong_turn(qk2, k1_tile, v1_prev, s_zero, p_prev, alpha_prev, m_i, l_i, acc_t, scale_t, j_prev, turn_other,
-                   offs_m, offs_n, m_ok, start_m, start_n, full_lo, full_hi, t, W1, qk_scale, DO_S: gl.constexpr,
-                   DO_PV: gl.constexpr, OVERLAP: gl.constexpr, BLOCK_N: gl.constexpr, p_layout: gl.constexpr,
-                   row_o: gl.constexpr):
-    """One turn of a ping-pong consumer: issue this tile's S (DO_S) and the previous tile's P @ V1 (DO_PV), hand the
-    turn to the other consumer, then the softmax of S (during P @ V1 with OVERLAP). Returns (P, alpha, m_i, l_i,
-    acc_t, scale_t); without DO_S, the previous P and alpha."""
-    if DO_S:
-        sc = warpgroup_mma(qk2, k1_tile.permute((1, 0)), s_zero, use_acc=False, is_async=True)
-    if DO_PV:
-        pv, scale_t = _accumulate(p_prev, alpha_prev, acc_t, scale_t, v1_prev, j_prev, p_layout, row_o)
-    mbarrier.arrive(turn_other, count=1)
-    p_new = p_prev
-    alpha_new = alpha_prev
-    if DO_S:
-        if OVERLAP and DO_PV:
-            sc = warpgroup_mma_wait(num_outstanding=1, deps=(sc, ))  # S alone; P @ V1 runs on under the softmax
-        else:
-            sc = warpgroup_mma_wait(num_outstanding=0, deps=(sc, ))
-        p, alpha_new, m_i, l_i = _softmax_tile(sc, m_i, l_i, offs_m, offs_n, m_ok, start_m, start_n, full_lo, full_hi,
-                                               t, W1, qk_scale, BLOCK_N)
-        p_new = gl.convert_layout(p.to(p_prev.dtype), p_layout)
-    if DO_PV:
-        acc_t = warpgroup_mma_wait(num_outstanding=0, deps=(pv, ))
-    return p_new, alpha_new, m_i, l_i, acc_t, scale_t
-
-
-@gluon.jit
-def _consumer_pingpong(q_s, k1_s, v1_s, k2_s, v2_s, q_ready, kv_ready, kv_empty, k2_ready, k2_empty, v2_ready,
-                       v2_empty, turn, Out, Lse, stride_on, out_base, lse_base, N, W1, W2, qk_scale, program_m, lo,
-                       n_tiles, HEAD_DIM: gl.constexpr, BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr,
-                       NUM_BUF: gl.constexpr, V2_BUF: gl.constexpr, C: gl.constexpr, CONSUMERS: gl.constexpr,
-                       OVERLAP: gl.constexpr, num_warps: gl.constexpr):
-    """Consumer C of two, FlashAttention-3's ping-pong: each step it issues this tile's S wgmma and the previous
-    tile's P @ V1 wgmma together, in its turn (mbarriers `turn`, taken alternately by the two consumers, one turn
-    per step of the shared tile sequence), then does its softmax while the other consumer's wgmmas run. With OVERLAP
-    it waits for S alone, so that its own P @ V1 also runs under its softmax. The previous tile's slot is freed
-    once its P @ V1 is done, and the fold follows the P @ V1 of an offset's last tile."""
-    start_m = program_m + C * BLOCK_M
-    my_lo, full_lo, full_hi, _ = _query_tile_windows(start_m, N, W1, BLOCK_M, BLOCK_N)
-    first = (my_lo - lo) // BLOCK_N
-    last = gl.where(start_m < N, gl.cdiv(gl.minimum(start_m + BLOCK_M, N) - lo, BLOCK_N), first)
-    q_s = q_s.index(C)
-    k2_s = k2_s.index(C)
-    FIRST_TURN: gl.constexpr = 1 if C == 0 else 0  # consumer 0 takes the first turn
-    s_layout: gl.constexpr = _mma_layout(num_warps, BLOCK_N)
-    o_layout: gl.constexpr = _mma_layout(num_warps, HEAD_DIM)
-    a_layout: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=s_layout, k_width=2)
-    p_layout: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=o_layout, k_width=2)
-    row_s: gl.constexpr = gl.SliceLayout(1, s_layout)
-    row_o: gl.constexpr = gl.SliceLayout(1, o_layout)
-    dtype: gl.constexpr = k1_s.dtype
-
-    offs_m = start_m + gl.arange(0, BLOCK_M, layout=row_s)
-    offs_n = gl.arange(0, BLOCK_N, layout=gl.SliceLayout(0, s_layout))
-    m_ok = offs_m < N
-    m_i = gl.full([BLOCK_M], float("-inf"), gl.float32, layout=row_s)
-    l_i = gl.zeros([BLOCK_M], gl.float32, layout=row_s)
-    scale_t = gl.full([BLOCK_M], 1.0, gl.float32, layout=row_s)
-    acc = gl.zeros([BLOCK_M, HEAD_DIM], gl.float32, layout=o_layout)
-    acc_t = gl.zeros([BLOCK_M, HEAD_DIM], gl.float32, layout=o_layout)
-    s_zero = gl.zeros([BLOCK_M, BLOCK_N], gl.float32, layout=s_layout)
-    qk2 = gl.zeros([BLOCK_M, HEAD_DIM], dtype, layout=a_layout)
-    p_prev = gl.zeros([BLOCK_M, BLOCK_N], dtype, layout=p_layout)  # the pending P @ V1: its P, alpha, slot, tile
-    alpha_prev = gl.full([BLOCK_M], 1.0, gl.float32, layout=row_s)
-    s_prev = 0
-    j_prev = -1  # -1: nothing pending
-    t_prev = 0
-    mbarrier.wait(q_ready, 0)
-    t = 0
-    j = -1
-    for step in range(0, W2 * n_tiles):
-        j += 1
-        t = gl.where(j == n_tiles, t + 1, t)
-        j = gl.where(j == n_tiles, 0, j)
-        if j == 0:
-            qk2 = _form_qk2(q_s, k2_s, k2_ready, k2_empty, t, a_layout)
-        s = step % NUM_BUF
-        mbarrier.wait(kv_ready.index(s), (step // NUM_BUF) & 1)
-        mine = (j >= first) & (j < last)
-        mbarrier.wait(turn.index(C), (step & 1) ^ FIRST_TURN)
-        args = (qk2, k1_s.index(s), v1_s.index(s_prev), s_zero, p_prev, alpha_prev, m_i, l_i, acc_t, scale_t,
-                j_prev - first, turn.index(1 - C), offs_m, offs_n, m_ok, start_m, lo + j * BLOCK_N, full_lo, full_hi,
-                t, W1, qk_scale)
-        if mine:
-            if j_prev >= 0:
-                p_prev, alpha_prev, m_i, l_i, acc_t, scale_t = _pingpong_turn(*args, True, True, OVERLAP, BLOCK_N,
-                                                                              p_layout, row_o)
-            else:
-                p_prev, alpha_prev, m_i, l_i, acc_t, scale_t = _pingpong_turn(*args, True, False, OVERLAP, BLOCK_N,
-                                                                              p_layout, row_o)
-        else:
-            if j_prev >= 0:
-                p_prev, alpha_prev, m_i, l_i, acc_t, scale_t = _pingpong_turn(*args, False, True, OVERLAP, BLOCK_N,
-                                                                              p_layout, row_o)
-            else:
-                mbarrier.arrive(turn.index(1 - C), count=1)
-        if j_prev >= 0:
-            _release(kv_empty.index(s_prev))
-            if j_prev == last - 1:  # the offset's last own tile: out += (sum_j P V1_j) * V2_t
-                acc = _fold(acc, acc_t, scale_t, v2_s, v2_ready, v2_empty, t_prev, o_layout, row_o, V2_BUF, C,
-                            CONSUMERS)
-        if (last == first) & (j == n_tiles - 1):  # no rows here: sign off V2 all the same
-            e = t % V2_BUF
-            mbarrier.wait(v2_ready.index(e), (t // V2_BUF) & 1)
-            _release(v2_empty.index(e))
-        if mine:
-            s_prev = s
-            j_prev = j
-            t_prev = t
-        else:
-            _release(kv_empty.index(s))
-            j_prev = -1
-    if j_prev >= 0:  # the last tile's P @ V1 and fold
-        pv, scale_t = _accumulate(p_prev, alpha_prev, acc_t, scale_t, v1_s.index(s_prev), j_prev - first, p_layout,
-                                  row_o)
-        acc_t = warpgroup_mma_wait(num_outstanding=0, deps=(pv, ))
-        _release(kv_empty.index(s_prev))
-        acc = _fold(acc, acc_t, scale_t, v2_s, v2_ready, v2_empty, t_prev, o_layout, row_o, V2_BUF, C, CONSUMERS)
-    l_safe = gl.where(l_i > 0.0, l_i, 1.0)
-    gl.store(Lse + lse_base + offs_m, m_i + gl.log2(l_safe), mask=m_ok)
-    out = acc / gl.expand_dims(gl.convert_layout(l_safe, row_o), 1)
-    offs_mo = start_m + gl.arange(0, BLOCK_M, layout=row_o)
-    offs_d = gl.arange(0, HEAD_DIM, layout=gl.SliceLayout(0, o_layout))
-    ptrs = Out + out_base + gl.expand_dims(offs_mo, 1) * stride_on + gl.expand_dims(offs_d, 0)
-    gl.store(ptrs, out.to(Out.dtype.element_ty), mask=gl.expand_dims(offs_mo < N, 1))
-
-
 @gluon.jit(do_not_specialize=["N", "W1", "W2", "H", "GROUP"])
 def _simplicial_fwd_gluon(q_desc, k1_desc, v1_desc, k2_desc, v2_desc, Out, Lse, stride_on, stride_ob,
                           N, W1, W2, qk_scale, H, GROUP,
                           HEAD_DIM: gl.constexpr, BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr,
                           NUM_BUF: gl.constexpr, V2_BUF: gl.constexpr, CONSUMERS: gl.constexpr,
-                          CONSUMER_REGS: gl.constexpr, PINGPONG: gl.constexpr, OVERLAP: gl.constexpr,
-                          num_warps: gl.constexpr):
+                          CONSUMER_REGS: gl.constexpr, num_warps: gl.constexpr):
     ROWS: gl.constexpr = CONSUMERS * BLOCK_M  # query rows of the program, BLOCK_M per consumer warpgroup
     num_m = gl.cdiv(N, ROWS)
     pid = gl.program_id(0)
@@ -433,22 +303,6 @@ def _simplicial_fwd_gluon(q_desc, k1_desc, v1_desc, k2_desc, v2_desc, Out, Lse, 
                          kv_empty, k2_ready, k2_empty, v2_ready, v2_empty, b * N, h * HEAD_DIM, (h // GROUP) * HEAD_DIM,
                          program_m, lo, n_tiles, W2, BLOCK_M, BLOCK_N, NUM_BUF, V2_BUF, CONSUMERS)),
         ], [PRODUCER_WARPS], [24])
-    elif PINGPONG:
-        gl.static_assert(CONSUMERS == 2, "PINGPONG: two consumers")
-        turn = _barriers(2)
-        gl.warp_specialize([
-            (_consumer_pingpong, (q_s, k1_s, v1_s, k2_s, v2_s, q_ready, kv_ready, kv_empty, k2_ready, k2_empty,
-                                  v2_ready, v2_empty, turn, Out, Lse, stride_on, out_base, lse_base, N, W1, W2,
-                                  qk_scale, program_m, lo, n_tiles, HEAD_DIM, BLOCK_M, BLOCK_N, NUM_BUF, V2_BUF, 0,
-                                  CONSUMERS, OVERLAP, num_warps)),
-            (_consumer_pingpong, (q_s, k1_s, v1_s, k2_s, v2_s, q_ready, kv_ready, kv_empty, k2_ready, k2_empty,
-                                  v2_ready, v2_empty, turn, Out, Lse, stride_on, out_base, lse_base, N, W1, W2,
-                                  qk_scale, program_m, lo, n_tiles, HEAD_DIM, BLOCK_M, BLOCK_N, NUM_BUF, V2_BUF, 1,
-                                  CONSUMERS, OVERLAP, num_warps)),
-            (_producer, (q_desc, k1_desc, v1_desc, k2_desc, v2_desc, q_s, k1_s, v1_s, k2_s, v2_s, q_ready, kv_ready,
-                         kv_empty, k2_ready, k2_empty, v2_ready, v2_empty, b * N, h * HEAD_DIM, (h // GROUP) * HEAD_DIM,
-                         program_m, lo, n_tiles, W2, BLOCK_M, BLOCK_N, NUM_BUF, V2_BUF, CONSUMERS)),
-        ], [num_warps, PRODUCER_WARPS], [CONSUMER_REGS, 24])
     else:
         gl.static_assert(CONSUMERS == 2, "CONSUMERS: 1 or 2")
         gl.warp_specialize([
@@ -506,8 +360,8 @@ def forward(q, k1, k2, v1, v2, w1, w2, qk_scale, out, lse, cfg: dict):
         _descriptor(k2, cfg["BLOCK_M"]), _descriptor(v2, cfg["BLOCK_M"]),
         out, lse, out.stride(1), out.stride(0), n, w1, w2, qk_scale, hq, hq // k1.shape[2],
         HEAD_DIM=d, BLOCK_M=cfg["BLOCK_M"], BLOCK_N=cfg["BLOCK_N"], NUM_BUF=cfg["NUM_BUF"], V2_BUF=cfg["V2_BUF"],
-        CONSUMERS=consumers, CONSUMER_REGS=cfg.get("CONSUMER_REGS", 0), PINGPONG=cfg.get("PINGPONG", False),
-        OVERLAP=cfg.get("OVERLAP", False), num_warps=cfg["num_warps"], maxnreg=cfg["maxnreg"],
+        CONSUMERS=consumers, CONSUMER_REGS=cfg.get("CONSUMER_REGS", 0), num_warps=cfg["num_warps"],
+        maxnreg=cfg["maxnreg"],
     )
 
 
