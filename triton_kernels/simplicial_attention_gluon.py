@@ -242,7 +242,7 @@ def _consumer(q_s, k1_s, v1_s, k2_s, v2_s, q_ready, kv_ready, kv_empty, k2_ready
             qk2 = _form_qk2(q_s, k2_s, k2_ready, k2_empty, t, a_layout)
         s = step % NUM_BUF
         mbarrier.wait(kv_ready.index(s), (step // NUM_BUF) & 1)
-        # one consumer: every tile is its own, so no window test (the test cost 1-5%, results/attention-2026-11-27-v9.md)
+        # one consumer: every tile is its own, no window test (it cost 1-5%, results/attention-2026-11-27-v9.md)
         if CONSUMERS == 1:
             m_i, l_i, acc_t, scale_t = _step(qk2, k1_s.index(s), v1_s.index(s), s_zero, m_i, l_i, acc_t, scale_t,
                                              offs_m, offs_n, m_ok, start_m, lo + j * BLOCK_N, full_lo, full_hi, t,
