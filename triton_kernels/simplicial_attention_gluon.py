@@ -295,6 +295,8 @@ def _simplicial_fwd_gluon(q_desc, k1_desc, v1_desc, k2_desc, v2_desc, Out, Lse, 
 
     out_base = b.to(gl.int64) * stride_ob + h * HEAD_DIM
     lse_base = pid_bh.to(gl.int64) * N
+    # The argument lists are written out per call: held in a tuple variable, Gluon 3.6 passes the constexprs
+    # (HEAD_DIM, BLOCK_M, ...) as runtime values, and the consumer's layouts then fail to build.
     if CONSUMERS == 1:
         gl.warp_specialize([
             (_consumer, (q_s, k1_s, v1_s, k2_s, v2_s, q_ready, kv_ready, kv_empty, k2_ready, k2_empty, v2_ready,
