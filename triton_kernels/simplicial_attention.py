@@ -609,22 +609,21 @@ CONFIG_OVERRIDE: dict[str, dict] = {}
 # one included: 1.07x at (512, 32), 1.05x at (256, 64), 1.03x at (128, 128), 1.14x at N=2048
 # (benchmarks/results/attention-2026-11-27-v8.md).
 # At D=128 and w1 >= 512 two consumer warpgroups of one program (128 query rows, one per SM, 240 registers each)
-# share each K1/V1 tile load instead (CONSUMERS=2): 1.02-1.03x at (512, 32), 1.04-1.07x at (1024, 16) with K1 tiles
-# of 128 there; at w1 <= 256 it lost 2-6% (benchmarks/results/attention-2026-11-27-v9.md).
-GLUON_FWD_CONFIG = {128: dict(BLOCK_M=64, BLOCK_N=64, NUM_BUF=2, V2_BUF=1, num_warps=4, maxnreg=128),
-                    64: dict(BLOCK_M=64, BLOCK_N=64, NUM_BUF=2, V2_BUF=1, num_warps=4, maxnreg=80)}
+# share each K1/V1 tile load instead (CONSUMERS=2): 1.01-1.05x at (512, 32), 1.04-1.07x at (1024, 16) with K1 tiles
+# of 128 there; at w1 <= 256 it lost 2-7% (benchmarks/results/attention-2026-11-27-v9.md).
+# {head dim: [(least w1, config), ...]}, the largest w1 first, the last one for every window.
 _SHARED_K1 = dict(BLOCK_M=64, V2_BUF=1, num_warps=4, maxnreg=168, CONSUMERS=2, CONSUMER_REGS=240)
-# {head dim: [(least w1, config), ...]}, the largest w1 first; other windows take GLUON_FWD_CONFIG
-GLUON_FWD_WINDOW_CONFIGS = {128: [(1024, dict(BLOCK_N=128, NUM_BUF=2, **_SHARED_K1)),
-                                  (512, dict(BLOCK_N=64, NUM_BUF=3, **_SHARED_K1))]}
+GLUON_FWD_CONFIG = {128: [(1024, dict(BLOCK_N=128, NUM_BUF=2, **_SHARED_K1)),
+                          (512, dict(BLOCK_N=64, NUM_BUF=3, **_SHARED_K1)),
+                          (0, dict(BLOCK_M=64, BLOCK_N=64, NUM_BUF=2, V2_BUF=1, num_warps=4, maxnreg=128))],
+                    64: [(0, dict(BLOCK_M=64, BLOCK_N=64, NUM_BUF=2, V2_BUF=1, num_warps=4, maxnreg=80))]}
 
 
 def gluon_fwd_config(d: int, w1: int) -> dict:
     """The Gluon forward's launch config at head dim d and k1 window w1 (already clipped to N)."""
-    for min_w1, cfg in GLUON_FWD_WINDOW_CONFIGS.get(d, []):
-        if w1 >= min_w1:
-            return cfg
-    return GLUON_FWD_CONFIG[d]
+    return next(cfg for min_w1, cfg in GLUON_FWD_CONFIG[d] if w1 >= min_w1)
+
+
 # The Gluon dK1/dV1 kernel's: two programs per SM (maxnreg=128, <= 113 KiB of shared memory). At D=64 the producer
 # warpgroup forms Q*K2 / dO*V2 on 24 registers while the consumer runs the GEMMs (FORM_IN_PRODUCER: 6.05 vs 6.56 ms
 # with FORM_AHEAD, results/backward-2026-11-27-v7.md); at D=128 (32 query rows per step so that it fits) the
