@@ -92,7 +92,7 @@ SHAPES = [(8192, 512, 32), (8192, 256, 64), (8192, 128, 128), (2048, 512, 32), (
 
 def bench(configs, rep=50, shapes=SHAPES) -> None:
     """Each config against the tl forward and SDPA (FLOP-equal causal length), B=4, H=8, bf16, per shape class."""
-    for (n, w1, w2), d in ((shape, d) for shape in shapes for d in (64, 128)):
+    for (n, w1, w2), d in ((shape, d) for shape in shapes for d in (64, 128) if configs[d]):
         xs = inputs(n, 8, 8, d, requires_grad=False)  # B=4, H=8 as bench_attention's grid
         fl = 4 * 4 * 8 * d * valid_triples(n, w1, w2)
         scale = 1 / math.sqrt(d)
@@ -126,9 +126,10 @@ def bench(configs, rep=50, shapes=SHAPES) -> None:
 _G = dict(BLOCK_M=64, V2_BUF=1, num_warps=4, maxnreg=128)
 _G3 = dict(_G, maxnreg=80)  # three programs per SM (the consumer gets 136 registers); D=64 only, D=128 cannot fit
 _G2 = dict(_G, maxnreg=168, CONSUMERS=2, CONSUMER_REGS=240)  # one program per SM, two consumers of 240 registers
+_GP = dict(_G, PAIRED=True)  # two K1 tiles per softmax step (one consumer; two programs per SM)
 CONFIGS = {64: [dict(BLOCK_N=64, NUM_BUF=2, **_G), dict(BLOCK_N=128, NUM_BUF=2, **_G),
                 dict(BLOCK_N=64, NUM_BUF=2, **_G3), dict(BLOCK_N=64, NUM_BUF=3, **_G3),
-                dict(BLOCK_N=32, NUM_BUF=3, **_G3)],
+                dict(BLOCK_N=64, NUM_BUF=4, **_GP), dict(BLOCK_N=64, NUM_BUF=5, **_GP)],
            128: [dict(BLOCK_N=64, NUM_BUF=2, **_G), dict(BLOCK_N=128, NUM_BUF=2, **_G),
                  dict(BLOCK_N=32, NUM_BUF=3, **_G),
                  # two consumer warpgroups per program sharing the K1/V1 ring (one program per SM)

@@ -52,11 +52,12 @@ def test_hopper_runs_the_gluon_kernels_where_they_won(defaults):
 
 
 def test_forward_configs_hold_their_register_budget(defaults):
-    # D=64: 80 registers at launch so three programs share an SM (setmaxnreg gives the consumer 136; 2 spill slots,
-    # measured faster than every tl kernel); D=128 at w1=512: two consumer warpgroups sharing the K1/V1 loads, one
-    # program per SM, 168 at launch (each consumer 240), no spills
+    # D=64: two K1 tiles per softmax step, 128 registers at launch and a ring of five tiles so two programs share an
+    # SM, no spills (at 80 registers, three programs per SM, the paired step spills 80 slots and runs 1.4x slower);
+    # D=128 at w1=512: two consumer warpgroups sharing the K1/V1 loads, one program per SM, 168 at launch (each
+    # consumer 240), no spills
     fwd64, fwd128 = defaults[("fwd", 64)], defaults[("fwd", 128)]
-    assert fwd64["regs"] <= 80 and fwd64["spills"] <= 2 and 3 * fwd64["smem"] <= 227 * 1024, f"D=64 forward: {fwd64}"
+    assert fwd64["regs"] <= 128 and fwd64["spills"] == 0 and 2 * fwd64["smem"] <= 227 * 1024, f"D=64 forward: {fwd64}"
     assert fwd128["regs"] <= 168 and fwd128["spills"] == 0 and fwd128["smem"] <= 227 * 1024, f"D=128: {fwd128}"
 
 
@@ -71,15 +72,15 @@ def test_backward_configs_fit_two_programs_per_sm(defaults):
 
 
 @pytest.mark.parametrize("windows", ["128,128", "1024,16"])
-def test_the_d64_forward_is_the_three_program_gluon_kernel_at_every_window_class(windows):
+def test_the_d64_forward_is_the_paired_gluon_kernel_at_every_window_class(windows):
     # the tl fallback picks per window class (per-query at w2 >= 64, K1 tiles of 128 at w1 >= 1024); on Hopper the
-    # Gluon kernel beat each of them (results/attention-2026-11-27-v8.md)
+    # Gluon kernel beat each of them (results/attention-2026-11-27-v8.md, -v10.md)
     proc = _run("--json", "--windows", windows)
     assert proc.returncode == 0, proc.stderr[-2000:]
     records = {(r["kind"], r["D"]): r for r in map(json.loads, proc.stdout.splitlines()) if "kind" in r}
     fwd64 = records[("fwd", 64)]
-    assert fwd64["name"] == "_simplicial_fwd_gluon" and fwd64["regs"] <= 80 and fwd64["spills"] <= 2, fwd64
-    assert 3 * fwd64["smem"] <= 227 * 1024, fwd64
+    assert fwd64["name"] == "_simplicial_fwd_gluon" and fwd64["regs"] <= 128 and fwd64["spills"] == 0, fwd64
+    assert 2 * fwd64["smem"] <= 227 * 1024, fwd64
     fwd128 = records[("fwd", 128)]
     assert fwd128["name"] == "_simplicial_fwd_gluon" and fwd128["smem"] <= 227 * 1024, fwd128
     # D=128: at w1=1024 two consumers and K1 tiles of 128 (12 spill slots, measured faster than tiles of 64); at

@@ -212,9 +212,9 @@ GLUON_SHAPES = [  # (B, N, Hq, Hkv, w1, w2, non-contiguous) at D=128: batch edge
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["fp16", "bf16"])
 @pytest.mark.parametrize("shape", GLUON_SHAPES, ids=["x".join(map(str, s)) for s in GLUON_SHAPES])
 def test_gpu_gluon_forward_matches_tl_forward(monkeypatch, shape, dtype, d):
-    """On Hopper the 16-bit forward runs the warp-specialised Gluon kernel (at D=64 three programs per SM); it must
-    give the tl query-tile kernel's outputs and log-sum-exp (the backward reads both). Elsewhere the Gluon kernel does
-    not apply and the test says so."""
+    """On Hopper the 16-bit forward runs the warp-specialised Gluon kernel (at D=64 two K1 tiles per softmax
+    step); it must give the tl query-tile kernel's outputs and log-sum-exp (the backward reads both). Elsewhere the
+    Gluon kernel does not apply and the test says so."""
     if torch.cuda.get_device_capability() != (9, 0):
         pytest.skip("the Gluon forward is for sm_90 (Hopper) only")
     _forward_matches_reference_kernel(monkeypatch, shape, dtype, d, 3, "_simplicial_fwd_gluon",

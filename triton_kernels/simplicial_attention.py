@@ -611,12 +611,15 @@ CONFIG_OVERRIDE: dict[str, dict] = {}
 # At D=128 and w1 >= 512 two consumer warpgroups of one program (128 query rows, one per SM, 240 registers each)
 # share each K1/V1 tile load instead (CONSUMERS=2): 1.01-1.05x at (512, 32), 1.04-1.07x at (1024, 16) with K1 tiles
 # of 128 there; at w1 <= 256 it lost 2-7% (benchmarks/results/attention-2026-11-27-v9.md).
+# At D=64 the consumer takes two K1 tiles per softmax step (PAIRED: one row max and one rescale per 128 columns) at
+# two programs per SM (maxnreg=128; paired at 80 spills 80 slots) with a ring of five tiles: 1.03-1.07x over the
+# three-program kernel (benchmarks/results/attention-2026-11-27-v10.md).
 # {head dim: [(least w1, config), ...]}, the largest w1 first, the last one for every window.
 _SHARED_K1 = dict(BLOCK_M=64, V2_BUF=1, num_warps=4, maxnreg=168, CONSUMERS=2, CONSUMER_REGS=240)
 GLUON_FWD_CONFIG = {128: [(1024, dict(BLOCK_N=128, NUM_BUF=2, **_SHARED_K1)),
                           (512, dict(BLOCK_N=64, NUM_BUF=3, **_SHARED_K1)),
                           (0, dict(BLOCK_M=64, BLOCK_N=64, NUM_BUF=2, V2_BUF=1, num_warps=4, maxnreg=128))],
-                    64: [(0, dict(BLOCK_M=64, BLOCK_N=64, NUM_BUF=2, V2_BUF=1, num_warps=4, maxnreg=80))]}
+                    64: [(0, dict(BLOCK_M=64, BLOCK_N=64, NUM_BUF=5, V2_BUF=1, num_warps=4, maxnreg=128, PAIRED=True))]}
 
 
 def gluon_fwd_config(d: int, w1: int) -> dict:

@@ -18,7 +18,9 @@ kernel (benchmarks/results/attention-2026-11-27-v8.md; simplicial_attention.GLUO
 a program owns two adjacent query tiles, one consumer warpgroup each: their k1 windows overlap in all but one tile,
 so the producer loads the union once into one ring and each consumer signs off every tile (the ring's empty
 barriers count both), computing only those inside its own window. That halves the K1/V1 traffic; it is the D=128
-default at w1 >= 512 (simplicial_attention.gluon_fwd_config). The
+default at w1 >= 512 (simplicial_attention.gluon_fwd_config). With PAIRED (the D=64 default) the one consumer
+takes two K1 tiles per softmax step: both S wgmmas issued together, then one row max and one rescale of the offset
+accumulator for 128 columns, the per-step work of a tile twice as wide without its column waste. The
 backward kernels below (dK1/dV1 in the k1 frame, dQ/dK2/dV2 in the query frame) follow the same scheme and run at
 D=64 and 128; at D=64 the dK1/dV1 producer also forms the per-step operands Q * K2_t and dO * V2_t, so that
 its consumer only multiplies (`_simplicial_bwd_dk1dv1_formed_gluon`).
@@ -128,12 +130,14 @@ def _producer(q_desc, k1_desc, v1_desc, k2_desc, v2_desc, q_s, k1_s, v1_s, k2_s,
 
 
 @gluon.jit
-def _release(bar):
-    """Hand a buffer back to the producer: every consumer warp is done with it (its loads returned, its wgmmas
-    waited), and its generic-proxy reads are ordered before the producer's TMA (async-proxy) overwrite."""
+def _release(bar, bar2=None):
+    """Hand a buffer (or two) back to the producer: every consumer warp is done with it (its loads returned, its
+    wgmmas waited), and its generic-proxy reads are ordered before the producer's TMA (async-proxy) overwrite."""
     gl.thread_barrier()
     fence_async_shared()
     mbarrier.arrive(bar, count=1)
+    if bar2 is not None:
+        mbarrier.arrive(bar2, count=1)
 
 
 @gluon.jit
@@ -148,12 +152,20 @@ def _form_qk2(q_s, k2_s, k2_ready, k2_empty, t, a_layout: gl.constexpr):
 
 
 @gluon.jit
+def _masked(sc, offs_m, offs_n, m_ok, start_m, start_n, full_lo, full_hi, t, W1, BLOCK_N: gl.constexpr):
+    """The logits tile of K1 columns start_n.. with the pairs outside the windows at -inf, tested only where the
+    tile crosses a window edge."""
+    if (start_n < full_lo) | (start_n + BLOCK_N > full_hi) | (t > start_m):
+        sc = gl.where(_in_windows(offs_m, start_n + offs_n, t, m_ok, W1), sc, float("-inf"))
+    return sc
+
+
+@gluon.jit
 def _softmax_tile(sc, m_i, l_i, offs_m, offs_n, m_ok, start_m, start_n, full_lo, full_hi, t, W1, qk_scale,
                   BLOCK_N: gl.constexpr):
     """Window mask (only on tiles that cross a window edge) and one online-softmax step on the base-2 logits
     sc * qk_scale (qk_scale > 0): (p, alpha, m_new, l_new)."""
-    if (start_n < full_lo) | (start_n + BLOCK_N > full_hi) | (t > start_m):  # tile crosses a window edge
-        sc = gl.where(_in_windows(offs_m, start_n + offs_n, t, m_ok, W1), sc, float("-inf"))
+    sc = _masked(sc, offs_m, offs_n, m_ok, start_m, start_n, full_lo, full_hi, t, W1, BLOCK_N)
     m_new = gl.maximum(m_i, gl.max(sc, 1) * qk_scale)
     m_use = gl.where(m_new == float("-inf"), 0.0, m_new)  # rows with nothing valid yet stay at zero
     alpha = gl.exp2(m_i - m_use)
@@ -188,6 +200,32 @@ def _step(qk2, k1_tile, v1_tile, s_zero, m_i, l_i, acc_t, scale_t, offs_m, offs_
 
 
 @gluon.jit
+def _pair_step(qk2, k1_a, v1_a, k1_b, v1_b, s_zero, m_i, l_i, acc_t, scale_t, offs_m, offs_n, m_ok, start_m, start_n,
+               full_lo, full_hi, t, j, W1, qk_scale, BLOCK_N: gl.constexpr, p_layout: gl.constexpr,
+               row_o: gl.constexpr):
+    """Two adjacent K1 tiles (columns start_n.. and start_n + BLOCK_N..) as one softmax step: both S wgmmas issued
+    together, one row max, one rescale of acc_t for 2 * BLOCK_N columns, both P @ V1 wgmmas chained. The per-step
+    work of a tile twice as wide, without its column waste (tiles of 128 ran 8-10% faster per FLOP, v9)."""
+    sa = warpgroup_mma(qk2, k1_a.permute((1, 0)), s_zero, use_acc=False, is_async=True)
+    sb = warpgroup_mma(qk2, k1_b.permute((1, 0)), s_zero, use_acc=False, is_async=True)
+    sa, sb = warpgroup_mma_wait(num_outstanding=0, deps=(sa, sb))
+    sa = _masked(sa, offs_m, offs_n, m_ok, start_m, start_n, full_lo, full_hi, t, W1, BLOCK_N)
+    sb = _masked(sb, offs_m, offs_n, m_ok, start_m, start_n + BLOCK_N, full_lo, full_hi, t, W1, BLOCK_N)
+    m_new = gl.maximum(m_i, gl.max(gl.maximum(sa, sb), 1) * qk_scale)
+    m_use = gl.where(m_new == float("-inf"), 0.0, m_new)
+    alpha = gl.exp2(m_i - m_use)
+    pa = gl.exp2(sa * qk_scale - gl.expand_dims(m_use, 1))
+    pb = gl.exp2(sb * qk_scale - gl.expand_dims(m_use, 1))
+    l_i = l_i * alpha + gl.sum(pa + pb, 1)
+    acc_t = acc_t * gl.expand_dims(gl.convert_layout(alpha, row_o), 1)
+    scale_t = gl.where(j == 0, 1.0, scale_t) * alpha
+    pv = warpgroup_mma(gl.convert_layout(pa.to(v1_a.dtype), p_layout), v1_a, acc_t, use_acc=j > 0, is_async=True)
+    pv = warpgroup_mma(gl.convert_layout(pb.to(v1_b.dtype), p_layout), v1_b, pv, is_async=True)
+    acc_t = warpgroup_mma_wait(num_outstanding=0, deps=(pv, ))
+    return m_new, l_i, acc_t, scale_t
+
+
+@gluon.jit
 def _fold(acc, acc_t, scale_t, v2_s, v2_ready, v2_empty, t, o_layout: gl.constexpr, row_o: gl.constexpr,
           V2_BUF: gl.constexpr, C: gl.constexpr, CONSUMERS: gl.constexpr):
     """acc = acc * scale_t + acc_t * V2_t at the end of offset t; frees V2_t's buffer."""
@@ -199,10 +237,77 @@ def _fold(acc, acc_t, scale_t, v2_s, v2_ready, v2_empty, t, o_layout: gl.constex
 
 
 @gluon.jit
+def _flat_loop(q_s, k1_s, v1_s, k2_s, v2_s, kv_ready, kv_empty, k2_ready, k2_empty, v2_ready, v2_empty, qk2, s_zero,
+               m_i, l_i, acc, acc_t, scale_t, offs_m, offs_n, m_ok, start_m, lo, first, last, full_lo, full_hi,
+               n_tiles, W1, W2, qk_scale, a_layout: gl.constexpr, p_layout: gl.constexpr, o_layout: gl.constexpr,
+               row_o: gl.constexpr, BLOCK_N: gl.constexpr, NUM_BUF: gl.constexpr, V2_BUF: gl.constexpr,
+               C: gl.constexpr, CONSUMERS: gl.constexpr):
+    """The consumer's offsets one tile per step, as one flat loop over the program's (offset, tile) sequence; a
+    second consumer signs off the tiles outside its window. Returns (m_i, l_i, acc)."""
+    t = 0
+    j = -1
+    for step in range(0, W2 * n_tiles):
+        j += 1  # (t, j) = divmod(step, n_tiles), counted instead of divided
+        t = gl.where(j == n_tiles, t + 1, t)
+        j = gl.where(j == n_tiles, 0, j)
+        if j == 0:
+            qk2 = _form_qk2(q_s, k2_s, k2_ready, k2_empty, t, a_layout)
+        s = step % NUM_BUF
+        mbarrier.wait(kv_ready.index(s), (step // NUM_BUF) & 1)
+        # one consumer: every tile is its own, no window test (it cost 1-5%, results/attention-2026-11-27-v9.md)
+        if CONSUMERS == 1:
+            m_i, l_i, acc_t, scale_t = _step(qk2, k1_s.index(s), v1_s.index(s), s_zero, m_i, l_i, acc_t, scale_t,
+                                             offs_m, offs_n, m_ok, start_m, lo + j * BLOCK_N, full_lo, full_hi, t,
+                                             j, W1, qk_scale, BLOCK_N, p_layout, row_o)
+        elif (j >= first) & (j < last):
+            m_i, l_i, acc_t, scale_t = _step(qk2, k1_s.index(s), v1_s.index(s), s_zero, m_i, l_i, acc_t, scale_t,
+                                             offs_m, offs_n, m_ok, start_m, lo + j * BLOCK_N, full_lo, full_hi, t,
+                                             j - first, W1, qk_scale, BLOCK_N, p_layout, row_o)
+        _release(kv_empty.index(s))
+        if j == n_tiles - 1:  # the offset's last tile: out += (sum_j P V1_j) * V2_t
+            acc = _fold(acc, acc_t, scale_t, v2_s, v2_ready, v2_empty, t, o_layout, row_o, V2_BUF, C, CONSUMERS)
+    return m_i, l_i, acc
+
+
+@gluon.jit
+def _paired_loop(q_s, k1_s, v1_s, k2_s, v2_s, kv_ready, kv_empty, k2_ready, k2_empty, v2_ready, v2_empty, s_zero,
+                 m_i, l_i, acc, acc_t, scale_t, offs_m, offs_n, m_ok, start_m, lo, full_lo, full_hi, n_tiles, W1, W2,
+                 qk_scale, a_layout: gl.constexpr, p_layout: gl.constexpr, o_layout: gl.constexpr,
+                 row_o: gl.constexpr, BLOCK_N: gl.constexpr, NUM_BUF: gl.constexpr, V2_BUF: gl.constexpr):
+    """One consumer's offsets with the K1 tiles taken two at a time (_pair_step), an odd one last alone.
+    Returns (m_i, l_i, acc)."""
+    step0 = 0  # ring step of the offset's first tile
+    for t in range(0, W2):
+        qk2 = _form_qk2(q_s, k2_s, k2_ready, k2_empty, t, a_layout)
+        for j in range(0, n_tiles - 1, 2):
+            sa = (step0 + j) % NUM_BUF
+            sb = (step0 + j + 1) % NUM_BUF
+            mbarrier.wait(kv_ready.index(sa), ((step0 + j) // NUM_BUF) & 1)
+            mbarrier.wait(kv_ready.index(sb), ((step0 + j + 1) // NUM_BUF) & 1)
+            m_i, l_i, acc_t, scale_t = _pair_step(qk2, k1_s.index(sa), v1_s.index(sa), k1_s.index(sb), v1_s.index(sb),
+                                                  s_zero, m_i, l_i, acc_t, scale_t, offs_m, offs_n, m_ok, start_m,
+                                                  lo + j * BLOCK_N, full_lo, full_hi, t, j, W1, qk_scale, BLOCK_N,
+                                                  p_layout, row_o)
+            _release(kv_empty.index(sa), kv_empty.index(sb))
+        if n_tiles % 2 == 1:
+            j = n_tiles - 1
+            s = (step0 + j) % NUM_BUF
+            mbarrier.wait(kv_ready.index(s), ((step0 + j) // NUM_BUF) & 1)
+            m_i, l_i, acc_t, scale_t = _step(qk2, k1_s.index(s), v1_s.index(s), s_zero, m_i, l_i, acc_t, scale_t,
+                                             offs_m, offs_n, m_ok, start_m, lo + j * BLOCK_N, full_lo, full_hi, t, j,
+                                             W1, qk_scale, BLOCK_N, p_layout, row_o)
+            _release(kv_empty.index(s))
+        acc = _fold(acc, acc_t, scale_t, v2_s, v2_ready, v2_empty, t, o_layout, row_o, V2_BUF, 0, 1)
+        step0 += n_tiles
+    return m_i, l_i, acc
+
+
+@gluon.jit
 def _consumer(q_s, k1_s, v1_s, k2_s, v2_s, q_ready, kv_ready, kv_empty, k2_ready, k2_empty, v2_ready, v2_empty,
               Out, Lse, stride_on, out_base, lse_base, N, W1, W2, qk_scale, program_m, lo, n_tiles,
               HEAD_DIM: gl.constexpr, BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr, NUM_BUF: gl.constexpr,
-              V2_BUF: gl.constexpr, C: gl.constexpr, CONSUMERS: gl.constexpr, num_warps: gl.constexpr):
+              V2_BUF: gl.constexpr, C: gl.constexpr, CONSUMERS: gl.constexpr, PAIRED: gl.constexpr,
+              num_warps: gl.constexpr):
     """Consumer C of the program: query rows program_m + C * BLOCK_M.., its slice of Q / K2 / V2. Per step
     S = (Q * K2_t) @ K1_j^T (wgmma, A from registers), softmax, then acc_t = acc_t * alpha + P @ V1_j; at an
     offset's last tile the fold into acc; at the end out and the LSE. It walks the program's whole tile sequence
@@ -232,28 +337,17 @@ def _consumer(q_s, k1_s, v1_s, k2_s, v2_s, q_ready, kv_ready, kv_empty, k2_ready
     s_zero = gl.zeros([BLOCK_M, BLOCK_N], gl.float32, layout=s_layout)
     qk2 = gl.zeros([BLOCK_M, HEAD_DIM], dtype, layout=a_layout)
     mbarrier.wait(q_ready, 0)
-    t = 0
-    j = -1
-    for step in range(0, W2 * n_tiles):
-        j += 1  # (t, j) = divmod(step, n_tiles), counted instead of divided
-        t = gl.where(j == n_tiles, t + 1, t)
-        j = gl.where(j == n_tiles, 0, j)
-        if j == 0:
-            qk2 = _form_qk2(q_s, k2_s, k2_ready, k2_empty, t, a_layout)
-        s = step % NUM_BUF
-        mbarrier.wait(kv_ready.index(s), (step // NUM_BUF) & 1)
-        # one consumer: every tile is its own, no window test (it cost 1-5%, results/attention-2026-11-27-v9.md)
-        if CONSUMERS == 1:
-            m_i, l_i, acc_t, scale_t = _step(qk2, k1_s.index(s), v1_s.index(s), s_zero, m_i, l_i, acc_t, scale_t,
-                                             offs_m, offs_n, m_ok, start_m, lo + j * BLOCK_N, full_lo, full_hi, t,
-                                             j, W1, qk_scale, BLOCK_N, p_layout, row_o)
-        elif (j >= first) & (j < last):
-            m_i, l_i, acc_t, scale_t = _step(qk2, k1_s.index(s), v1_s.index(s), s_zero, m_i, l_i, acc_t, scale_t,
-                                             offs_m, offs_n, m_ok, start_m, lo + j * BLOCK_N, full_lo, full_hi, t,
-                                             j - first, W1, qk_scale, BLOCK_N, p_layout, row_o)
-        _release(kv_empty.index(s))
-        if j == n_tiles - 1:  # the offset's last tile: out += (sum_j P V1_j) * V2_t
-            acc = _fold(acc, acc_t, scale_t, v2_s, v2_ready, v2_empty, t, o_layout, row_o, V2_BUF, C, CONSUMERS)
+    if PAIRED:  # one consumer only: two consumers' paired steps spill at D=128 (36-54 slots, 1.08-1.14x slower)
+        gl.static_assert(CONSUMERS == 1, "PAIRED: one consumer per program")
+        m_i, l_i, acc = _paired_loop(q_s, k1_s, v1_s, k2_s, v2_s, kv_ready, kv_empty, k2_ready, k2_empty, v2_ready,
+                                     v2_empty, s_zero, m_i, l_i, acc, acc_t, scale_t, offs_m, offs_n, m_ok, start_m,
+                                     lo, full_lo, full_hi, n_tiles, W1, W2, qk_scale, a_layout, p_layout, o_layout,
+                                     row_o, BLOCK_N, NUM_BUF, V2_BUF)
+    else:
+        m_i, l_i, acc = _flat_loop(q_s, k1_s, v1_s, k2_s, v2_s, kv_ready, kv_empty, k2_ready, k2_empty, v2_ready,
+                                   v2_empty, qk2, s_zero, m_i, l_i, acc, acc_t, scale_t, offs_m, offs_n, m_ok,
+                                   start_m, lo, first, last, full_lo, full_hi, n_tiles, W1, W2, qk_scale, a_layout,
+                                   p_layout, o_layout, row_o, BLOCK_N, NUM_BUF, V2_BUF, C, CONSUMERS)
     l_safe = gl.where(l_i > 0.0, l_i, 1.0)
     gl.store(Lse + lse_base + offs_m, m_i + gl.log2(l_safe), mask=m_ok)
     out = acc / gl.expand_dims(gl.convert_layout(l_safe, row_o), 1)
@@ -268,7 +362,7 @@ def _simplicial_fwd_gluon(q_desc, k1_desc, v1_desc, k2_desc, v2_desc, Out, Lse, 
                           N, W1, W2, qk_scale, H, GROUP,
                           HEAD_DIM: gl.constexpr, BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr,
                           NUM_BUF: gl.constexpr, V2_BUF: gl.constexpr, CONSUMERS: gl.constexpr,
-                          CONSUMER_REGS: gl.constexpr, num_warps: gl.constexpr):
+                          CONSUMER_REGS: gl.constexpr, PAIRED: gl.constexpr, num_warps: gl.constexpr):
     ROWS: gl.constexpr = CONSUMERS * BLOCK_M  # query rows of the program, BLOCK_M per consumer warpgroup
     num_m = gl.cdiv(N, ROWS)
     pid = gl.program_id(0)
@@ -301,7 +395,7 @@ def _simplicial_fwd_gluon(q_desc, k1_desc, v1_desc, k2_desc, v2_desc, Out, Lse, 
         gl.warp_specialize([
             (_consumer, (q_s, k1_s, v1_s, k2_s, v2_s, q_ready, kv_ready, kv_empty, k2_ready, k2_empty, v2_ready,
                          v2_empty, Out, Lse, stride_on, out_base, lse_base, N, W1, W2, qk_scale, program_m, lo, n_tiles,
-                         HEAD_DIM, BLOCK_M, BLOCK_N, NUM_BUF, V2_BUF, 0, CONSUMERS, num_warps)),
+                         HEAD_DIM, BLOCK_M, BLOCK_N, NUM_BUF, V2_BUF, 0, CONSUMERS, PAIRED, num_warps)),
             (_producer, (q_desc, k1_desc, v1_desc, k2_desc, v2_desc, q_s, k1_s, v1_s, k2_s, v2_s, q_ready, kv_ready,
                          kv_empty, k2_ready, k2_empty, v2_ready, v2_empty, b * N, h * HEAD_DIM, (h // GROUP) * HEAD_DIM,
                          program_m, lo, n_tiles, W2, BLOCK_M, BLOCK_N, NUM_BUF, V2_BUF, CONSUMERS)),
@@ -311,10 +405,10 @@ def _simplicial_fwd_gluon(q_desc, k1_desc, v1_desc, k2_desc, v2_desc, Out, Lse, 
         gl.warp_specialize([
             (_consumer, (q_s, k1_s, v1_s, k2_s, v2_s, q_ready, kv_ready, kv_empty, k2_ready, k2_empty, v2_ready,
                          v2_empty, Out, Lse, stride_on, out_base, lse_base, N, W1, W2, qk_scale, program_m, lo, n_tiles,
-                         HEAD_DIM, BLOCK_M, BLOCK_N, NUM_BUF, V2_BUF, 0, CONSUMERS, num_warps)),
+                         HEAD_DIM, BLOCK_M, BLOCK_N, NUM_BUF, V2_BUF, 0, CONSUMERS, PAIRED, num_warps)),
             (_consumer, (q_s, k1_s, v1_s, k2_s, v2_s, q_ready, kv_ready, kv_empty, k2_ready, k2_empty, v2_ready,
                          v2_empty, Out, Lse, stride_on, out_base, lse_base, N, W1, W2, qk_scale, program_m, lo, n_tiles,
-                         HEAD_DIM, BLOCK_M, BLOCK_N, NUM_BUF, V2_BUF, 1, CONSUMERS, num_warps)),
+                         HEAD_DIM, BLOCK_M, BLOCK_N, NUM_BUF, V2_BUF, 1, CONSUMERS, PAIRED, num_warps)),
             (_producer, (q_desc, k1_desc, v1_desc, k2_desc, v2_desc, q_s, k1_s, v1_s, k2_s, v2_s, q_ready, kv_ready,
                          kv_empty, k2_ready, k2_empty, v2_ready, v2_empty, b * N, h * HEAD_DIM, (h // GROUP) * HEAD_DIM,
                          program_m, lo, n_tiles, W2, BLOCK_M, BLOCK_N, NUM_BUF, V2_BUF, CONSUMERS)),
@@ -363,7 +457,8 @@ def forward(q, k1, k2, v1, v2, w1, w2, qk_scale, out, lse, cfg: dict):
         _descriptor(k2, cfg["BLOCK_M"]), _descriptor(v2, cfg["BLOCK_M"]),
         out, lse, out.stride(1), out.stride(0), n, w1, w2, qk_scale, hq, hq // k1.shape[2],
         HEAD_DIM=d, BLOCK_M=cfg["BLOCK_M"], BLOCK_N=cfg["BLOCK_N"], NUM_BUF=cfg["NUM_BUF"], V2_BUF=cfg["V2_BUF"],
-        CONSUMERS=consumers, CONSUMER_REGS=cfg.get("CONSUMER_REGS", 0), num_warps=cfg["num_warps"],
+        CONSUMERS=consumers, CONSUMER_REGS=cfg.get("CONSUMER_REGS", 0), PAIRED=cfg.get("PAIRED", False),
+        num_warps=cfg["num_warps"],
         maxnreg=cfg["maxnreg"],
     )
 
