@@ -6,8 +6,8 @@
     python benchmarks/gluon_kernels.py --stress    # the forward and the dK1/dV1 kernel 40 times in fp16 and bf16:
                                                    # a launch that differs shows a race
 
-A config is a launch config of a Gluon kernel (BLOCK_M, BLOCK_N, NUM_BUF K1/V1 buffers, V2_BUF V2 buffers, FORM_AHEAD,
-SPLIT, DQ_ATOMIC, num_warps of the consumer, maxnreg at launch); the package's own are simplicial_attention's
+A config is a launch config of a Gluon kernel (BLOCK_M, BLOCK_N, NUM_BUF K1/V1 buffers, V2_BUF V2 buffers, NUM_F formed
+operand buffers, PAIRED, CONSUMERS, SPLIT, DQ_ATOMIC, num_warps of a consumer, maxnreg at launch); the package's own are simplicial_attention's
 GLUON_*_CONFIG. The experiment's history (a one-warp producer, two consumer warpgroups, pipelined consumers,
 conditional rescaling: all slower or wrong) is in benchmarks/results/gluon-2026-11-27.md, where this script still
 has its first name, gluon_forward.py; those kernels are in git history (e3c4c39 to c51c36d).
@@ -136,12 +136,13 @@ CONFIGS = {64: [dict(BLOCK_N=64, NUM_BUF=2, **_G), dict(BLOCK_N=128, NUM_BUF=2, 
                  dict(BLOCK_N=64, NUM_BUF=3, **_G2), dict(BLOCK_N=128, NUM_BUF=2, **_G2)]}
 
 
-_D = dict(BLOCK_N=64, num_warps=4, maxnreg=128)
-_P = dict(FORM_IN_PRODUCER=True, **_D)
-DK1_CONFIGS = {64: [dict(BLOCK_M=64, NUM_BUF=2, FORM_AHEAD=True, **_D), dict(BLOCK_M=64, PRODUCER_REGS=24, **_P),
-                    dict(BLOCK_M=64, PRODUCER_REGS=32, **_P), dict(BLOCK_M=64, PRODUCER_REGS=40, **_P)],
-               128: [dict(BLOCK_M=32, NUM_BUF=1, FORM_AHEAD=True, **_D), dict(BLOCK_M=32, PRODUCER_REGS=24, **_P),
-                     dict(BLOCK_M=32, PRODUCER_REGS=32, **_P)]}
+_S = dict(BLOCK_N=64, num_warps=4, maxnreg=128)  # two K1 tiles of 64 per program, one program per SM
+DK1_CONFIGS = {64: [dict(BLOCK_M=64, NUM_F=4, CONSUMER_REGS=232, PRODUCER_REGS=24, **_S),
+                    dict(BLOCK_M=64, NUM_F=2, CONSUMER_REGS=232, PRODUCER_REGS=24, **_S),
+                    dict(BLOCK_M=64, NUM_F=5, CONSUMER_REGS=232, PRODUCER_REGS=24, **_S)],
+               128: [dict(BLOCK_M=32, NUM_F=4, CONSUMER_REGS=232, PRODUCER_REGS=24, **_S),
+                     dict(BLOCK_M=32, NUM_F=6, CONSUMER_REGS=232, PRODUCER_REGS=24, **_S),
+                     dict(BLOCK_M=32, NUM_F=4, CONSUMER_REGS=216, PRODUCER_REGS=40, **_S)]}
 
 
 def dk1_gluon(do, q, k1, k2, v1, v2, lse, delta, w1, w2, sm_scale, cfg):
@@ -216,9 +217,10 @@ def check_and_bench_backward(kind, rep=50, repeat=3) -> bool:
 
 
 def stress(launches=40) -> bool:
-    """The package's forward (Gluon on Hopper: two programs per SM at D=128, three at D=64) launched many times on the
-    GPU test's largest shape, in fp16 and bf16, against the tl forward: any launch that differs, and where
-    (batch-head, rows), shows a race."""
+    """The package's forward (Gluon on Hopper) launched many times on the GPU test's largest shape, in fp16 and bf16:
+    every launch must give the first one's bits (a launch that differs, and where (batch, row, head), shows a race),
+    and the first must match the tl forward within the GPU tests' tolerance (at D=64 the paired steps round
+    differently from it; at D=128 the bits agree)."""
     from tests.test_kernels import make_inputs
 
     ok = True
@@ -227,24 +229,29 @@ def stress(launches=40) -> bool:
         sa.CONFIG_OVERRIDE["fwd"] = {"GLUON": False, "PER_QUERY": False}
         ref, ref_lse = sa._forward(q, k1, k2, v1, v2, 512, 32, d ** -0.5)
         sa.CONFIG_OVERRIDE.clear()
+        first, first_lse = sa._forward(q, k1, k2, v1, v2, 512, 32, d ** -0.5)
+        err = ((first.float() - ref.float()).norm() / ref.float().norm()).item()
+        lse_err = (first_lse - ref_lse).abs().max().item()
         bad = 0
         for i in range(launches):
             out, lse = sa._forward(q, k1, k2, v1, v2, 512, 32, d ** -0.5)
-            diff = (out.float() - ref.float()).abs().amax(dim=-1)  # [B, N, H]
-            if diff.max().item() > 0:
+            diff = (out.float() - first.float()).abs().amax(dim=-1)  # [B, N, H]
+            if diff.max().item() > 0 or not torch.equal(lse, first_lse):
                 bad += 1
                 rows = diff.nonzero()
                 print(f"{str(dtype)[6:]} launch {i}: max abs diff {diff.max().item():.3e} at {rows.shape[0]} rows, "
                       f"first {rows[:4].tolist()} last {rows[-2:].tolist()}; lse diff "
-                      f"{(lse - ref_lse).abs().max().item():.2e}", flush=True)
+                      f"{(lse - first_lse).abs().max().item():.2e}", flush=True)
+        close = err < 2e-3 and lse_err < 1e-3
         print(f"# stress D={d} {str(dtype)[6:]} ({sa.LAUNCHED['fwd'].name}): {bad} of {launches} launches differ from "
-              f"the tl forward", flush=True)
-        ok &= bad == 0
+              f"the first; the first against the tl forward: out rel err {err:.2e}, lse max abs err {lse_err:.2e} "
+              f"{'ok' if close else 'FAIL'}", flush=True)
+        ok &= bad == 0 and close
     return ok & stress_dk1(launches)
 
 
 def stress_dk1(launches=40) -> bool:
-    """The package's dK1/dV1 kernel (Gluon on Hopper; at D=64 the producer forms the operands) launched many times:
+    """The package's dK1/dV1 kernel (Gluon on Hopper: two consumers share each formed operand) launched many times:
     it sums without atomics, so every launch must give the first one's bits; a launch that differs shows a race."""
     from tests.test_kernels import make_inputs
 

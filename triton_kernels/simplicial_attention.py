@@ -627,18 +627,18 @@ def gluon_fwd_config(d: int, w1: int) -> dict:
     return next(cfg for min_w1, cfg in GLUON_FWD_CONFIG[d] if w1 >= min_w1)
 
 
-# The Gluon dK1/dV1 kernel's: two programs per SM (maxnreg=128, <= 113 KiB of shared memory). At D=64 the producer
-# warpgroup forms Q*K2 / dO*V2 on 24 registers while the consumer runs the GEMMs (FORM_IN_PRODUCER: 6.05 vs 6.56 ms
-# with FORM_AHEAD, results/backward-2026-11-27-v7.md); at D=128 (32 query rows per step so that it fits) the
-# consumer forms the next offset's while this offset's dV1/dK1 wgmmas run (FORM_AHEAD; in the producer 16.2 vs
-# 12.5 ms). The tl kernel takes 7.2 / 14.3 ms (benchmarks/results/gluon-2026-11-27.md).
+# The Gluon dK1/dV1 kernel's: one program per SM owns two K1 tiles of 64 rows, one consumer warpgroup each (232
+# registers), and two producer warpgroups (24 registers) form Q*K2_t and dO*V2_t once for both consumers
+# (results/attention-2026-11-27-v10.md: on an H100 4.89 vs 5.02-5.33 ms at D=64 against v9's kernel, whose one
+# producer formed both products for one consumer at two programs per SM; 11.13-11.17 vs 11.48-11.58 ms at D=128,
+# where v9's consumer formed them itself and the query tiles are of 32 rows, as here). The tl kernel takes 6.4-6.7 /
+# 13.3 ms.
 # The Gluon dQ/dK2/dV2 kernel's: one launch at D=64 (5.7 vs 7.0 ms); at D=128 two (dQ/dK2, then dV2) with dQ
 # summed by atomics and K1 tiles of 32 rows, so each fits two programs per SM without spilling (16.9 vs 22.5 ms).
 GLUON_DQ_CONFIG = {64: dict(BLOCK_M=64, BLOCK_N=64, NUM_BUF=2, num_warps=4, maxnreg=128),
                    128: dict(BLOCK_M=64, BLOCK_N=32, NUM_BUF=2, SPLIT=True, DQ_ATOMIC=True, num_warps=4, maxnreg=128)}
-GLUON_DK1_CONFIG = {64: dict(BLOCK_M=64, BLOCK_N=64, FORM_IN_PRODUCER=True, PRODUCER_REGS=24, num_warps=4,
-                             maxnreg=128),
-                    128: dict(BLOCK_M=32, BLOCK_N=64, NUM_BUF=1, FORM_AHEAD=True, num_warps=4, maxnreg=128)}
+_DK1_SHARED = dict(BLOCK_N=64, NUM_F=4, CONSUMER_REGS=232, PRODUCER_REGS=24, num_warps=4, maxnreg=128)
+GLUON_DK1_CONFIG = {64: dict(BLOCK_M=64, **_DK1_SHARED), 128: dict(BLOCK_M=32, **_DK1_SHARED)}
 
 
 def _config(kind: str, d: int, dtype: torch.dtype, w1: int = 0, w2: int = 0) -> dict:

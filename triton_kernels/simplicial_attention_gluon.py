@@ -22,8 +22,8 @@ default at w1 >= 512 (simplicial_attention.gluon_fwd_config). With PAIRED (the D
 takes two K1 tiles per softmax step: both S wgmmas issued together, then one row max and one rescale of the offset
 accumulator for 128 columns, the per-step work of a tile twice as wide without its column waste. The
 backward kernels below (dK1/dV1 in the k1 frame, dQ/dK2/dV2 in the query frame) follow the same scheme and run at
-D=64 and 128; at D=64 the dK1/dV1 producer also forms the per-step operands Q * K2_t and dO * V2_t, so that
-its consumer only multiplies (`_simplicial_bwd_dk1dv1_formed_gluon`).
+D=64 and 128. The dK1/dV1 kernel has two consumers too, one per K1 tile of a program, and two producers that form
+the per-step operands Q * K2_t and dO * V2_t, once for both consumers.
 
 Tensors are read through 2-D [B*N, H*D] TMA views. Rows before a batch's start or past its end belong to the
 neighbouring batch (or read as zero at the ends of the tensor); the window masks drop every such (i, j, k) triple,
@@ -469,60 +469,6 @@ def forward(q, k1, k2, v1, v2, w1, w2, qk_scale, out, lse, cfg: dict):
 
 
 @gluon.jit
-def _dk1_producer(q_desc, do_desc, k1_desc, v1_desc, k2_desc, v2_desc, q_s, do_s, k1_s, v1_s, k2_s, v2_s,
-                  kv1_ready, qd_ready, qd_empty, e_ready, e_empty, row0, start_n, col_k, hk, GROUP, lo, hi, W2,
-                  HEAD_DIM: gl.constexpr, BLOCK_M: gl.constexpr, NUM_BUF: gl.constexpr):
-    """The K1/V1 tile once; per query tile Q and dO (two buffers); per (query tile, t) the K2/V2 rows i - t
-    (a NUM_BUF ring), in the consumer's order."""
-    _load_k1v1_once(k1_desc, v1_desc, k1_s, v1_s, kv1_ready, row0 + start_n, col_k)
-    n_m = gl.cdiv(hi - lo, BLOCK_M)
-    for g in range(0, GROUP):
-        col_q = (hk * GROUP + g) * HEAD_DIM
-        for mi in range(0, n_m):
-            tile = g * n_m + mi
-            start_m = lo + mi * BLOCK_M
-            qb = tile % 2
-            mbarrier.wait(qd_empty.index(qb), ((tile // 2) & 1) ^ 1)
-            mbarrier.expect(qd_ready.index(qb), q_desc.block_type.nbytes + do_desc.block_type.nbytes)
-            tma.async_copy_global_to_shared(q_desc, [row0 + start_m, col_q], qd_ready.index(qb), q_s.index(qb))
-            tma.async_copy_global_to_shared(do_desc, [row0 + start_m, col_q], qd_ready.index(qb), do_s.index(qb))
-            for t in range(0, W2):
-                it = tile * W2 + t
-                e = it % NUM_BUF
-                mbarrier.wait(e_empty.index(e), ((it // NUM_BUF) & 1) ^ 1)
-                mbarrier.expect(e_ready.index(e), k2_desc.block_type.nbytes + v2_desc.block_type.nbytes)
-                tma.async_copy_global_to_shared(k2_desc, [row0 + start_m - t, col_k], e_ready.index(e), k2_s.index(e))
-                tma.async_copy_global_to_shared(v2_desc, [row0 + start_m - t, col_k], e_ready.index(e), v2_s.index(e))
-
-
-@gluon.jit
-def _form_products(q_s, k2_s, do_s, v2_s, qk2_s, dov2_s, ROWS: gl.constexpr, layout: gl.constexpr,
-                   CHUNKS: gl.constexpr):
-    """qk2_s = Q * K2 and dov2_s = dO * V2 in the input dtype, in CHUNKS slices of ROWS rows (fewer live registers):
-    one packed 16-bit multiply per two elements (HMUL2), the exact product rounded once, as in every other kernel
-    (simplicial_attention._unscaled_product); the logit scale is applied to the fp32 S^T instead. Both products per
-    slice: four loads in flight before the first multiply (in the 24-register producer 1.04x on the dK1/dV1 kernel
-    against one product after the other, results/backward-2026-11-27-v8.md)."""
-    for r in gl.static_range(CHUNKS):
-        q = q_s.slice(r * ROWS, ROWS).load(layout)
-        k2 = k2_s.slice(r * ROWS, ROWS).load(layout)
-        do = do_s.slice(r * ROWS, ROWS).load(layout)
-        v2 = v2_s.slice(r * ROWS, ROWS).load(layout)
-        qk2_s.slice(r * ROWS, ROWS).store(q * k2)
-        dov2_s.slice(r * ROWS, ROWS).store(do * v2)
-
-
-@gluon.jit
-def _form_operands(q_s, do_s, k2_s, v2_s, e_ready, e_empty, it, qk2_s, dov2_s, NUM_BUF: gl.constexpr,
-                   HALF: gl.constexpr, layout: gl.constexpr):
-    """Q * K2_t and dO * V2_t of ring step `it` into shared memory for the wgmmas; frees the ring slot."""
-    e = it % NUM_BUF
-    mbarrier.wait(e_ready.index(e), (it // NUM_BUF) & 1)
-    _form_products(q_s, k2_s.index(e), do_s, v2_s.index(e), qk2_s, dov2_s, HALF, layout, 2)
-    _release(e_empty.index(e))  # also orders the stores before the wgmmas (async proxy) that read them
-
-
-@gluon.jit
 def _dk1_probs_and_grads(k1_s, v1_s, qk2_t, dov2_t, zero_s, lse, delta, offs_m, offs_n, m_ok, masked, t, W1,
                          qk_scale):
     """One (query tile, t) step of the k1 frame up to dS: S^T = K1 @ (Q*K2)^T and dP^T = V1 @ (dO*V2)^T (wgmma),
@@ -567,14 +513,6 @@ def _k1_program(N, W1, HKV, BLOCK_N: gl.constexpr):
 
 
 @gluon.jit
-def _load_k1v1_once(k1_desc, v1_desc, k1_s, v1_s, kv1_ready, row, col_k):
-    """The program's K1 / V1 tile (rows row..), loaded once by the producer."""
-    mbarrier.expect(kv1_ready, k1_desc.block_type.nbytes + v1_desc.block_type.nbytes)
-    tma.async_copy_global_to_shared(k1_desc, [row, col_k], kv1_ready, k1_s)
-    tma.async_copy_global_to_shared(v1_desc, [row, col_k], kv1_ready, v1_s)
-
-
-@gluon.jit
 def _dk1_query_tile(Lse, Delta, stats_base, lo, mi, hi, full_lo, full_hi, W2, BLOCK_M: gl.constexpr,
                     col_s: gl.constexpr):
     """Query tile mi of a dK1/dV1 program: its rows, which of them exist, their lse and delta, and whether it
@@ -589,191 +527,133 @@ def _dk1_query_tile(Lse, Delta, stats_base, lo, mi, hi, full_lo, full_hi, W2, BL
     return offs_m, m_ok, lse, delta, masked
 
 
-@gluon.jit
-def _dk1_consumer(q_s, do_s, k1_s, v1_s, k2_s, v2_s, qk2_s, dov2_s, kv1_ready, qd_ready, qd_empty, e_ready, e_empty,
-                  DK1, DV1, Lse, Delta, stride_gn, g_base, bh0, N, W1, W2, qk_scale, start_n, lo, hi, full_lo,
-                  full_hi, GROUP, HEAD_DIM: gl.constexpr, BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr,
-                  NUM_BUF: gl.constexpr, FORM_AHEAD: gl.constexpr, num_warps: gl.constexpr):
-    """Per (query tile, t): Q * K2_t and dO * V2_t into shared memory, S^T = K1 @ (Q*K2)^T and dP^T = V1 @ (dO*V2)^T,
-    then dV1 += P^T @ (dO*V2) and dK1 += dS^T @ (Q*K2); one store of dK1 and dV1 at the end."""
-    s_layout: gl.constexpr = _mma_layout(num_warps, BLOCK_M)
-    g_layout: gl.constexpr = _mma_layout(num_warps, HEAD_DIM)
-    p_layout: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=g_layout, k_width=2)
-    col_s: gl.constexpr = gl.SliceLayout(0, s_layout)
-    form_layout: gl.constexpr = gl.BlockedLayout([1, 8], [4, 8], [num_warps, 1], [1, 0])
-    dtype: gl.constexpr = k1_s.dtype
-
-    offs_n = start_n + gl.arange(0, BLOCK_N, layout=gl.SliceLayout(1, s_layout))
-    zero_s = gl.zeros([BLOCK_N, BLOCK_M], gl.float32, layout=s_layout)
-    dk1 = gl.zeros([BLOCK_N, HEAD_DIM], gl.float32, layout=g_layout)
-    dv1 = gl.zeros([BLOCK_N, HEAD_DIM], gl.float32, layout=g_layout)
-    mbarrier.wait(kv1_ready, 0)
-    n_m = gl.cdiv(hi - lo, BLOCK_M)
-    for g in range(0, GROUP):
-        stats_base = (bh0 + g).to(gl.int64) * N
-        for mi in range(0, n_m):
-            tile = g * n_m + mi
-            offs_m, m_ok, lse, delta, masked = _dk1_query_tile(Lse, Delta, stats_base, lo, mi, hi, full_lo, full_hi,
-                                                               W2, BLOCK_M, col_s)
-            qb = tile % 2
-            mbarrier.wait(qd_ready.index(qb), (tile // 2) & 1)
-            if FORM_AHEAD:  # offset 0's operands now; offset t+1's are formed while offset t's last GEMMs run
-                _form_operands(q_s.index(qb), do_s.index(qb), k2_s, v2_s, e_ready, e_empty, tile * W2,
-                               qk2_s.index(0), dov2_s.index(0), NUM_BUF, BLOCK_M // 2, form_layout)
-            for t in range(0, W2):
-                it = tile * W2 + t
-                fb = t % 2 if FORM_AHEAD else 0
-                if not FORM_AHEAD:
-                    _form_operands(q_s.index(qb), do_s.index(qb), k2_s, v2_s, e_ready, e_empty, it,
-                                   qk2_s.index(0), dov2_s.index(0), NUM_BUF, BLOCK_M // 2, form_layout)
-                qk2_t = qk2_s.index(fb)
-                dov2_t = dov2_s.index(fb)
-                pt, dst = _dk1_probs_and_grads(k1_s, v1_s, qk2_t, dov2_t, zero_s, lse, delta, offs_m, offs_n, m_ok,
-                                               masked, t, W1, qk_scale)
-                dv1 = warpgroup_mma(gl.convert_layout(pt.to(dtype), p_layout), dov2_t, dv1, is_async=True)
-                dk1 = warpgroup_mma(gl.convert_layout(dst.to(dtype), p_layout), qk2_t, dk1, is_async=True)
-                if FORM_AHEAD:
-                    if t + 1 < W2:
-                        _form_operands(q_s.index(qb), do_s.index(qb), k2_s, v2_s, e_ready, e_empty, it + 1,
-                                       qk2_s.index(1 - fb), dov2_s.index(1 - fb), NUM_BUF, BLOCK_M // 2,
-                                       form_layout)
-                dv1, dk1 = warpgroup_mma_wait(num_outstanding=0, deps=(dv1, dk1))
-                gl.thread_barrier()  # both wgmmas of every warp are done with this offset's operands
-            _release(qd_empty.index(qb))
-    _dk1_store(dk1, dv1, DK1, DV1, g_base, stride_gn, start_n, N, qk_scale, BLOCK_N, HEAD_DIM, g_layout)
-
-
-@gluon.jit(do_not_specialize=["N", "W1", "W2", "HKV", "GROUP"])
-def _simplicial_bwd_dk1dv1_gluon(q_desc, do_desc, k1_desc, v1_desc, k2_desc, v2_desc, DK1, DV1, Lse, Delta,
-                                 stride_gb, stride_gn, N, W1, W2, qk_scale, HKV, GROUP,
-                                 HEAD_DIM: gl.constexpr, BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr,
-                                 NUM_BUF: gl.constexpr, FORM_AHEAD: gl.constexpr, num_warps: gl.constexpr):
-    b, hk, start_n, lo, hi, full_lo, full_hi = _k1_program(N, W1, HKV, BLOCK_N)
-
-    dtype: gl.constexpr = k1_desc.dtype
-    k1_s = gl.allocate_shared_memory(dtype, k1_desc.block_type.shape, k1_desc.layout)
-    v1_s = gl.allocate_shared_memory(dtype, v1_desc.block_type.shape, v1_desc.layout)
-    q_s = gl.allocate_shared_memory(dtype, [2] + q_desc.block_type.shape, q_desc.layout)
-    do_s = gl.allocate_shared_memory(dtype, [2] + do_desc.block_type.shape, do_desc.layout)
-    k2_s = gl.allocate_shared_memory(dtype, [NUM_BUF] + k2_desc.block_type.shape, k2_desc.layout)
-    v2_s = gl.allocate_shared_memory(dtype, [NUM_BUF] + v2_desc.block_type.shape, v2_desc.layout)
-    qk2_s = gl.allocate_shared_memory(dtype, [2 if FORM_AHEAD else 1] + q_desc.block_type.shape, q_desc.layout)
-    dov2_s = gl.allocate_shared_memory(dtype, [2 if FORM_AHEAD else 1] + q_desc.block_type.shape, q_desc.layout)
-    kv1_ready = _barriers(1).index(0)
-    qd_ready = _barriers(2)
-    qd_empty = _barriers(2)
-    e_ready = _barriers(NUM_BUF)
-    e_empty = _barriers(NUM_BUF)
-
-    g_base = b.to(gl.int64) * stride_gb + hk * HEAD_DIM
-    gl.warp_specialize([
-        (_dk1_consumer, (q_s, do_s, k1_s, v1_s, k2_s, v2_s, qk2_s, dov2_s, kv1_ready, qd_ready, qd_empty, e_ready,
-                         e_empty, DK1, DV1, Lse, Delta, stride_gn, g_base, b * (HKV * GROUP) + hk * GROUP, N, W1, W2,
-                         qk_scale, start_n, lo, hi, full_lo, full_hi, GROUP, HEAD_DIM, BLOCK_M, BLOCK_N, NUM_BUF,
-                         FORM_AHEAD, num_warps)),
-        (_dk1_producer, (q_desc, do_desc, k1_desc, v1_desc, k2_desc, v2_desc, q_s, do_s, k1_s, v1_s, k2_s, v2_s,
-                         kv1_ready, qd_ready, qd_empty, e_ready, e_empty, b * N, start_n, hk * HEAD_DIM, hk, GROUP,
-                         lo, hi, W2, HEAD_DIM, BLOCK_M, NUM_BUF)),
-    ], [PRODUCER_WARPS], [24])
-
-
-# dK1/dV1 with the operands formed by the producer warpgroup (FORM_IN_PRODUCER): the consumer only multiplies.
+# A program owns two adjacent K1 tiles, one consumer warpgroup each. Every query tile that sees one of them sees the
+# other too, but for one tile at each end, so both consumers read every formed operand pair Q * K2_t, dO * V2_t:
+# each (query tile, t) is formed once for both, by two producer warpgroups of one product each.
 
 
 @gluon.jit
-def _dk1_forming_producer(q_desc, do_desc, k1_desc, v1_desc, k2_desc, v2_desc, q_s, do_s, k1_s, v1_s, k2_s, v2_s,
-                          qk2_s, dov2_s, kv1_ready, qd_ready, e_ready, f_ready, f_empty, row0, start_n, col_k, hk,
-                          GROUP, lo, hi, W2, HEAD_DIM: gl.constexpr, BLOCK_M: gl.constexpr,
-                          NUM_F: gl.constexpr, num_warps: gl.constexpr):
-    """The K1/V1 tile once; per query tile Q and dO; per (query tile, t) the K2/V2 rows i - t (two buffers, the next
-    step's loading while this step's are used), from which this warpgroup forms Q * K2_t and dO * V2_t into
-    a NUM_F ring of operand buffers for the consumer. Every buffer the TMA refills was last read here, behind the
-    fence of the previous hand-over."""
+def _dk1_one_product_producer(x_desc, y_desc, k1_desc, v1_desc, x_s, y_s, xy_s, k1_s, v1_s, x_ready, y_ready,
+                              kv1_ready, xy_ready, xy_empty, row0, start_n, col_k, hk, GROUP, lo, n_m, W2,
+                              HEAD_DIM: gl.constexpr, BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr,
+                              NUM_F: gl.constexpr, LOAD_KV1: gl.constexpr, num_warps: gl.constexpr):
+    """One product for every (query tile, t) of the program: per query tile X (Q or dO) once, per offset the Y rows
+    i - t (K2 or V2; two buffers, the next offset's loading while this one's are used), and X * Y into the NUM_F
+    ring xy_s that both consumers read. With LOAD_KV1 it first loads the two K1/V1 tiles. The product is a packed
+    16-bit multiply, the exact product rounded once, as in every other kernel (simplicial_attention._unscaled_product);
+    the logit scale goes onto the fp32 S^T."""
     form_layout: gl.constexpr = gl.BlockedLayout([1, 8], [4, 8], [num_warps, 1], [1, 0])
-    _load_k1v1_once(k1_desc, v1_desc, k1_s, v1_s, kv1_ready, row0 + start_n, col_k)
-    n_m = gl.cdiv(hi - lo, BLOCK_M)
+    if LOAD_KV1:
+        mbarrier.expect(kv1_ready, 2 * (k1_desc.block_type.nbytes + v1_desc.block_type.nbytes))
+        for c in gl.static_range(2):
+            tma.async_copy_global_to_shared(k1_desc, [row0 + start_n + c * BLOCK_N, col_k], kv1_ready, k1_s.index(c))
+            tma.async_copy_global_to_shared(v1_desc, [row0 + start_n + c * BLOCK_N, col_k], kv1_ready, v1_s.index(c))
     it = 0
     for g in range(0, GROUP):
         col_q = (hk * GROUP + g) * HEAD_DIM
         for mi in range(0, n_m):
             tile = g * n_m + mi
             start_m = lo + mi * BLOCK_M
-            mbarrier.expect(qd_ready, q_desc.block_type.nbytes + do_desc.block_type.nbytes)
-            tma.async_copy_global_to_shared(q_desc, [row0 + start_m, col_q], qd_ready, q_s)
-            tma.async_copy_global_to_shared(do_desc, [row0 + start_m, col_q], qd_ready, do_s)
+            mbarrier.expect(x_ready, x_desc.block_type.nbytes)
+            tma.async_copy_global_to_shared(x_desc, [row0 + start_m, col_q], x_ready, x_s)
             e0 = it % 2
-            mbarrier.expect(e_ready.index(e0), k2_desc.block_type.nbytes + v2_desc.block_type.nbytes)
-            tma.async_copy_global_to_shared(k2_desc, [row0 + start_m, col_k], e_ready.index(e0), k2_s.index(e0))
-            tma.async_copy_global_to_shared(v2_desc, [row0 + start_m, col_k], e_ready.index(e0), v2_s.index(e0))
-            mbarrier.wait(qd_ready, tile & 1)
+            mbarrier.expect(y_ready.index(e0), y_desc.block_type.nbytes)
+            tma.async_copy_global_to_shared(y_desc, [row0 + start_m, col_k], y_ready.index(e0), y_s.index(e0))
+            mbarrier.wait(x_ready, tile & 1)
             for t in range(0, W2):
                 e = it % 2
-                if t + 1 < W2:  # the next offset's rows into the other buffer, formed from two steps ago
-                    mbarrier.expect(e_ready.index(1 - e), k2_desc.block_type.nbytes + v2_desc.block_type.nbytes)
-                    tma.async_copy_global_to_shared(k2_desc, [row0 + start_m - t - 1, col_k], e_ready.index(1 - e),
-                                                    k2_s.index(1 - e))
-                    tma.async_copy_global_to_shared(v2_desc, [row0 + start_m - t - 1, col_k], e_ready.index(1 - e),
-                                                    v2_s.index(1 - e))
-                mbarrier.wait(e_ready.index(e), (it // 2) & 1)
+                if t + 1 < W2:  # the next offset's rows into the other buffer, formed from one step ago
+                    mbarrier.expect(y_ready.index(1 - e), y_desc.block_type.nbytes)
+                    tma.async_copy_global_to_shared(y_desc, [row0 + start_m - t - 1, col_k], y_ready.index(1 - e),
+                                                    y_s.index(1 - e))
+                mbarrier.wait(y_ready.index(e), (it // 2) & 1)
                 f = it % NUM_F
-                mbarrier.wait(f_empty.index(f), ((it // NUM_F) & 1) ^ 1)
-                _form_products(q_s, k2_s.index(e), do_s, v2_s.index(e), qk2_s.index(f), dov2_s.index(f),
-                               BLOCK_M // 4, form_layout, 4)
-                _release(f_ready.index(f))  # stores ordered before the consumer's wgmmas, reads before the next TMA
+                mbarrier.wait(xy_empty.index(f), ((it // NUM_F) & 1) ^ 1)
+                for r in gl.static_range(4):  # in row slices: fewer live registers
+                    x = x_s.slice(r * (BLOCK_M // 4), BLOCK_M // 4).load(form_layout)
+                    y = y_s.index(e).slice(r * (BLOCK_M // 4), BLOCK_M // 4).load(form_layout)
+                    xy_s.index(f).slice(r * (BLOCK_M // 4), BLOCK_M // 4).store(x * y)
+                _release(xy_ready.index(f))  # stores ordered before the consumers' wgmmas, reads before the next TMA
                 it += 1
 
 
 @gluon.jit
-def _dk1_formed_consumer(k1_s, v1_s, qk2_s, dov2_s, kv1_ready, f_ready, f_empty, DK1, DV1, Lse, Delta, stride_gn,
-                         g_base, bh0, N, W1, W2, qk_scale, start_n, lo, hi, full_lo, full_hi, GROUP,
+def _dk1_sign_off(qk_ready, dv_ready, f_empty, it, count, NUM_F: gl.constexpr):
+    """Hand back `count` formed operand pairs from ring step `it` on, unread (outside this consumer's window);
+    returns the next step."""
+    for _ in range(0, count):
+        f = it % NUM_F
+        mbarrier.wait(qk_ready.index(f), (it // NUM_F) & 1)
+        mbarrier.wait(dv_ready.index(f), (it // NUM_F) & 1)
+        _release(f_empty.index(f))
+        it += 1
+    return it
+
+
+@gluon.jit
+def _dk1_consumer(k1_s, v1_s, qk2_s, dov2_s, kv1_ready, qk_ready, dv_ready, f_empty, DK1, DV1, Lse, Delta,
+                         stride_gn, g_base, bh0, N, W1, W2, qk_scale, program_n, n_m, GROUP,
                          HEAD_DIM: gl.constexpr, BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr, NUM_F: gl.constexpr,
-                         num_warps: gl.constexpr):
-    """Per (query tile, t), on the producer's operands: S^T = K1 @ (Q*K2)^T and dP^T = V1 @ (dO*V2)^T, then
-    dV1 += P^T @ (dO*V2) and dK1 += dS^T @ (Q*K2); one store of dK1 and dV1 at the end."""
+                         C: gl.constexpr, num_warps: gl.constexpr):
+    """Consumer C of a two-tile dK1/dV1 program: K1 rows program_n + C * BLOCK_N.. . Its query tiles are the
+    program's tiles [first, last), first = C * BLOCK_N / BLOCK_M; on each of their (tile, t) operand pairs it runs
+    _dk1_probs_and_grads and the dV1 / dK1 wgmmas, and signs off the others unread."""
     s_layout: gl.constexpr = _mma_layout(num_warps, BLOCK_M)
     g_layout: gl.constexpr = _mma_layout(num_warps, HEAD_DIM)
     p_layout: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=g_layout, k_width=2)
     col_s: gl.constexpr = gl.SliceLayout(0, s_layout)
     dtype: gl.constexpr = k1_s.dtype
+    gl.static_assert(BLOCK_N % BLOCK_M == 0, "a consumer's query tiles start at a tile of the program")
+    first: gl.constexpr = C * (BLOCK_N // BLOCK_M)
 
+    start_n = program_n + C * BLOCK_N
+    hi = gl.minimum(start_n + BLOCK_N + W1 - 1, N)  # as _k1_program, for this consumer's K1 tile
+    full_lo = gl.minimum(start_n + BLOCK_N - 1, hi)
+    full_hi = gl.minimum(start_n + W1, N)
+    last = first + gl.maximum(gl.cdiv(hi - start_n, BLOCK_M), 0)
+    k1 = k1_s.index(C)
+    v1 = v1_s.index(C)
     offs_n = start_n + gl.arange(0, BLOCK_N, layout=gl.SliceLayout(1, s_layout))
     zero_s = gl.zeros([BLOCK_N, BLOCK_M], gl.float32, layout=s_layout)
     dk1 = gl.zeros([BLOCK_N, HEAD_DIM], gl.float32, layout=g_layout)
     dv1 = gl.zeros([BLOCK_N, HEAD_DIM], gl.float32, layout=g_layout)
     mbarrier.wait(kv1_ready, 0)
-    n_m = gl.cdiv(hi - lo, BLOCK_M)
     it = 0
     for g in range(0, GROUP):
         stats_base = (bh0 + g).to(gl.int64) * N
-        for mi in range(0, n_m):
-            offs_m, m_ok, lse, delta, masked = _dk1_query_tile(Lse, Delta, stats_base, lo, mi, hi, full_lo, full_hi,
-                                                               W2, BLOCK_M, col_s)
+        it = _dk1_sign_off(qk_ready, dv_ready, f_empty, it, first * W2, NUM_F)
+        for mi in range(first, last):
+            offs_m, m_ok, lse, delta, masked = _dk1_query_tile(Lse, Delta, stats_base, program_n, mi, hi, full_lo,
+                                                               full_hi, W2, BLOCK_M, col_s)
             for t in range(0, W2):
                 f = it % NUM_F
-                mbarrier.wait(f_ready.index(f), (it // NUM_F) & 1)
+                mbarrier.wait(qk_ready.index(f), (it // NUM_F) & 1)
+                mbarrier.wait(dv_ready.index(f), (it // NUM_F) & 1)
                 qk2_t = qk2_s.index(f)
                 dov2_t = dov2_s.index(f)
-                pt, dst = _dk1_probs_and_grads(k1_s, v1_s, qk2_t, dov2_t, zero_s, lse, delta, offs_m, offs_n, m_ok,
+                pt, dst = _dk1_probs_and_grads(k1, v1, qk2_t, dov2_t, zero_s, lse, delta, offs_m, offs_n, m_ok,
                                                masked, t, W1, qk_scale)
                 dv1 = warpgroup_mma(gl.convert_layout(pt.to(dtype), p_layout), dov2_t, dv1, is_async=True)
                 dk1 = warpgroup_mma(gl.convert_layout(dst.to(dtype), p_layout), qk2_t, dk1, is_async=True)
                 dv1, dk1 = warpgroup_mma_wait(num_outstanding=0, deps=(dv1, dk1))
                 _release(f_empty.index(f))
                 it += 1
+        it = _dk1_sign_off(qk_ready, dv_ready, f_empty, it, (n_m - last) * W2, NUM_F)
     _dk1_store(dk1, dv1, DK1, DV1, g_base, stride_gn, start_n, N, qk_scale, BLOCK_N, HEAD_DIM, g_layout)
 
 
 @gluon.jit(do_not_specialize=["N", "W1", "W2", "HKV", "GROUP"])
-def _simplicial_bwd_dk1dv1_formed_gluon(q_desc, do_desc, k1_desc, v1_desc, k2_desc, v2_desc, DK1, DV1, Lse, Delta,
+def _simplicial_bwd_dk1dv1_gluon(q_desc, do_desc, k1_desc, v1_desc, k2_desc, v2_desc, DK1, DV1, Lse, Delta,
                                         stride_gb, stride_gn, N, W1, W2, qk_scale, HKV, GROUP,
                                         HEAD_DIM: gl.constexpr, BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr,
-                                        NUM_F: gl.constexpr, PRODUCER_REGS: gl.constexpr,
-                                        num_warps: gl.constexpr):
-    b, hk, start_n, lo, hi, full_lo, full_hi = _k1_program(N, W1, HKV, BLOCK_N)
+                                        NUM_F: gl.constexpr, CONSUMER_REGS: gl.constexpr,
+                                        PRODUCER_REGS: gl.constexpr, num_warps: gl.constexpr):
+    b, hk, program_n, lo, hi, _, _ = _k1_program(N, W1, HKV, 2 * BLOCK_N)
+    n_m = gl.cdiv(hi - lo, BLOCK_M)
 
     dtype: gl.constexpr = k1_desc.dtype
-    k1_s = gl.allocate_shared_memory(dtype, k1_desc.block_type.shape, k1_desc.layout)
-    v1_s = gl.allocate_shared_memory(dtype, v1_desc.block_type.shape, v1_desc.layout)
+    k1_s = gl.allocate_shared_memory(dtype, [2] + k1_desc.block_type.shape, k1_desc.layout)
+    v1_s = gl.allocate_shared_memory(dtype, [2] + v1_desc.block_type.shape, v1_desc.layout)
     q_s = gl.allocate_shared_memory(dtype, q_desc.block_type.shape, q_desc.layout)
     do_s = gl.allocate_shared_memory(dtype, do_desc.block_type.shape, do_desc.layout)
     k2_s = gl.allocate_shared_memory(dtype, [2] + k2_desc.block_type.shape, k2_desc.layout)
@@ -781,46 +661,46 @@ def _simplicial_bwd_dk1dv1_formed_gluon(q_desc, do_desc, k1_desc, v1_desc, k2_de
     qk2_s = gl.allocate_shared_memory(dtype, [NUM_F] + q_desc.block_type.shape, q_desc.layout)
     dov2_s = gl.allocate_shared_memory(dtype, [NUM_F] + q_desc.block_type.shape, q_desc.layout)
     kv1_ready = _barriers(1).index(0)
-    qd_ready = _barriers(1).index(0)
-    e_ready = _barriers(2)
-    f_ready = _barriers(NUM_F)
-    f_empty = _barriers(NUM_F)
+    q_ready = _barriers(1).index(0)
+    do_ready = _barriers(1).index(0)
+    k2_ready = _barriers(2)
+    v2_ready = _barriers(2)
+    qk_ready = _barriers(NUM_F)
+    dv_ready = _barriers(NUM_F)
+    f_empty = _barriers(NUM_F, 2)  # both consumers sign off each pair
 
     g_base = b.to(gl.int64) * stride_gb + hk * HEAD_DIM
+    bh0 = b * (HKV * GROUP) + hk * GROUP
+    # argument lists written out per partition (see _simplicial_fwd_gluon)
     gl.warp_specialize([
-        (_dk1_formed_consumer, (k1_s, v1_s, qk2_s, dov2_s, kv1_ready, f_ready, f_empty, DK1, DV1, Lse, Delta,
-                                stride_gn, g_base, b * (HKV * GROUP) + hk * GROUP, N, W1, W2, qk_scale, start_n, lo,
-                                hi, full_lo, full_hi, GROUP, HEAD_DIM, BLOCK_M, BLOCK_N, NUM_F, num_warps)),
-        (_dk1_forming_producer, (q_desc, do_desc, k1_desc, v1_desc, k2_desc, v2_desc, q_s, do_s, k1_s, v1_s, k2_s,
-                                 v2_s, qk2_s, dov2_s, kv1_ready, qd_ready, e_ready, f_ready, f_empty, b * N, start_n,
-                                 hk * HEAD_DIM, hk, GROUP, lo, hi, W2, HEAD_DIM, BLOCK_M, NUM_F,
-                                 PRODUCER_WARPS)),
-    ], [PRODUCER_WARPS], [PRODUCER_REGS])
-
+        (_dk1_consumer, (k1_s, v1_s, qk2_s, dov2_s, kv1_ready, qk_ready, dv_ready, f_empty, DK1, DV1, Lse,
+                                Delta, stride_gn, g_base, bh0, N, W1, W2, qk_scale, program_n, n_m, GROUP, HEAD_DIM,
+                                BLOCK_M, BLOCK_N, NUM_F, 0, num_warps)),
+        (_dk1_consumer, (k1_s, v1_s, qk2_s, dov2_s, kv1_ready, qk_ready, dv_ready, f_empty, DK1, DV1, Lse,
+                                Delta, stride_gn, g_base, bh0, N, W1, W2, qk_scale, program_n, n_m, GROUP, HEAD_DIM,
+                                BLOCK_M, BLOCK_N, NUM_F, 1, num_warps)),
+        (_dk1_one_product_producer, (q_desc, k2_desc, k1_desc, v1_desc, q_s, k2_s, qk2_s, k1_s, v1_s, q_ready,
+                                     k2_ready, kv1_ready, qk_ready, f_empty, b * N, program_n, hk * HEAD_DIM, hk,
+                                     GROUP, lo, n_m, W2, HEAD_DIM, BLOCK_M, BLOCK_N, NUM_F, True, PRODUCER_WARPS)),
+        (_dk1_one_product_producer, (do_desc, v2_desc, k1_desc, v1_desc, do_s, v2_s, dov2_s, k1_s, v1_s, do_ready,
+                                     v2_ready, kv1_ready, dv_ready, f_empty, b * N, program_n, hk * HEAD_DIM, hk,
+                                     GROUP, lo, n_m, W2, HEAD_DIM, BLOCK_M, BLOCK_N, NUM_F, False, PRODUCER_WARPS)),
+    ], [num_warps, PRODUCER_WARPS, PRODUCER_WARPS], [CONSUMER_REGS, PRODUCER_REGS, PRODUCER_REGS])
 
 def backward_dk1dv1(do, q, k1, k2, v1, v2, lse, delta, w1, w2, qk_scale, dk1, dv1, cfg: dict):
     """Fill dk1, dv1 [B, N, Hkv, D] like simplicial_attention._backward_dk1dv1 (windows clipped to N,
-    qk_scale = sm_scale * log2(e), lse in base 2, delta = rowsum(O * dO)). cfg: BLOCK_M (query rows per step),
-    BLOCK_N (k1 rows per program), NUM_BUF (K2/V2 buffers), num_warps, maxnreg, FORM_AHEAD (form the next offset's
-    operands while this offset's last two GEMMs run; two buffers for them), FORM_IN_PRODUCER (the producer
-    warpgroup forms the operands into NUM_F buffers, with PRODUCER_REGS registers). Returns the compiled kernel."""
+    qk_scale = sm_scale * log2(e), lse in base 2, delta = rowsum(O * dO)). cfg: BLOCK_N (k1 rows per consumer, two
+    consumers per program), BLOCK_M (query rows per step), NUM_F (formed operand buffers), CONSUMER_REGS and
+    PRODUCER_REGS (setmaxnreg of the partitions), num_warps, maxnreg. Returns the compiled kernel."""
     b, n, hq, d = q.shape
     hkv = k1.shape[2]
-    grid = (triton.cdiv(n, cfg["BLOCK_N"]) * b * hkv,)
-    if cfg.get("FORM_IN_PRODUCER"):
-        return _simplicial_bwd_dk1dv1_formed_gluon[grid](
-            _descriptor(q, cfg["BLOCK_M"]), _descriptor(do, cfg["BLOCK_M"]), _descriptor(k1, cfg["BLOCK_N"]),
-            _descriptor(v1, cfg["BLOCK_N"]), _descriptor(k2, cfg["BLOCK_M"]), _descriptor(v2, cfg["BLOCK_M"]),
-            dk1, dv1, lse, delta, dk1.stride(0), dk1.stride(1), n, w1, w2, qk_scale, hkv, hq // hkv,
-            HEAD_DIM=d, BLOCK_M=cfg["BLOCK_M"], BLOCK_N=cfg["BLOCK_N"], NUM_F=cfg.get("NUM_F", 2),
-            PRODUCER_REGS=cfg.get("PRODUCER_REGS", 56), num_warps=cfg["num_warps"], maxnreg=cfg["maxnreg"],
-        )
-    return _simplicial_bwd_dk1dv1_gluon[grid](
+    return _simplicial_bwd_dk1dv1_gluon[(triton.cdiv(n, 2 * cfg["BLOCK_N"]) * b * hkv,)](
         _descriptor(q, cfg["BLOCK_M"]), _descriptor(do, cfg["BLOCK_M"]), _descriptor(k1, cfg["BLOCK_N"]),
         _descriptor(v1, cfg["BLOCK_N"]), _descriptor(k2, cfg["BLOCK_M"]), _descriptor(v2, cfg["BLOCK_M"]),
         dk1, dv1, lse, delta, dk1.stride(0), dk1.stride(1), n, w1, w2, qk_scale, hkv, hq // hkv,
-        HEAD_DIM=d, BLOCK_M=cfg["BLOCK_M"], BLOCK_N=cfg["BLOCK_N"], NUM_BUF=cfg["NUM_BUF"],
-        FORM_AHEAD=cfg.get("FORM_AHEAD", False), num_warps=cfg["num_warps"], maxnreg=cfg["maxnreg"],
+        HEAD_DIM=d, BLOCK_M=cfg["BLOCK_M"], BLOCK_N=cfg["BLOCK_N"], NUM_F=cfg["NUM_F"],
+        CONSUMER_REGS=cfg["CONSUMER_REGS"], PRODUCER_REGS=cfg["PRODUCER_REGS"], num_warps=cfg["num_warps"],
+        maxnreg=cfg["maxnreg"],
     )
 
 
