@@ -621,7 +621,9 @@ def _dk1_consumer(k1_s, v1_s, qk2_s, dov2_s, kv1_ready, qk_ready, dv_ready, f_em
     it = 0
     for g in range(0, GROUP):
         stats_base = (bh0 + g).to(gl.int64) * N
-        it = _dk1_sign_off(qk_ready, dv_ready, f_empty, it, first * W2, NUM_F)
+        # first can be past the program's n_m tiles (query rows that end before this K1 tile, N < 128): then the
+        # consumer signs off all n_m and its own tiles [first, last) are none
+        it = _dk1_sign_off(qk_ready, dv_ready, f_empty, it, gl.minimum(first, n_m) * W2, NUM_F)
         for mi in range(first, last):
             offs_m, m_ok, lse, delta, masked = _dk1_query_tile(Lse, Delta, stats_base, program_n, mi, hi, full_lo,
                                                                full_hi, W2, BLOCK_M, col_s)
