@@ -337,7 +337,7 @@ def _consumer(q_s, k1_s, v1_s, k2_s, v2_s, q_ready, kv_ready, kv_empty, k2_ready
     s_zero = gl.zeros([BLOCK_M, BLOCK_N], gl.float32, layout=s_layout)
     qk2 = gl.zeros([BLOCK_M, HEAD_DIM], dtype, layout=a_layout)
     mbarrier.wait(q_ready, 0)
-    if PAIRED:  # one consumer only: two consumers' paired steps spill at D=128 (36-54 slots, 1.08-1.14x slower)
+    if PAIRED:  # one consumer: at D=128 paired steps spill (36-54 slots; 1.08-1.14x slower at the target shape)
         gl.static_assert(CONSUMERS == 1, "PAIRED: one consumer per program")
         m_i, l_i, acc = _paired_loop(q_s, k1_s, v1_s, k2_s, v2_s, kv_ready, kv_empty, k2_ready, k2_empty, v2_ready,
                                      v2_empty, s_zero, m_i, l_i, acc, acc_t, scale_t, offs_m, offs_n, m_ok, start_m,
