@@ -612,8 +612,8 @@ CONFIG_OVERRIDE: dict[str, dict] = {}
 # share each K1/V1 tile load instead (CONSUMERS=2): 1.01-1.05x at (512, 32), 1.04-1.07x at (1024, 16) with K1 tiles
 # of 128 there; at w1 <= 256 it lost 2-7% (benchmarks/results/attention-2026-11-27-v9.md).
 # At D=64 the consumer takes two K1 tiles per softmax step (PAIRED: one row max and one rescale per 128 columns) at
-# two programs per SM (maxnreg=128; paired at 80 spills 80 slots) with a ring of five tiles: 1.03-1.07x over the
-# three-program kernel (benchmarks/results/attention-2026-11-27-v10.md).
+# two programs per SM (maxnreg=128; paired at 80 spills 80 slots) with a ring of five tiles: 1.02-1.07x over the
+# three-program kernel on an H100 and an H200 (benchmarks/results/attention-2026-11-27-v10.md).
 # {head dim: [(least w1, config), ...]}, the largest w1 first, the last one for every window.
 _SHARED_K1 = dict(BLOCK_M=64, V2_BUF=1, num_warps=4, maxnreg=168, CONSUMERS=2, CONSUMER_REGS=240)
 GLUON_FWD_CONFIG = {128: [(1024, dict(BLOCK_N=128, NUM_BUF=2, **_SHARED_K1)),

@@ -458,8 +458,7 @@ def forward(q, k1, k2, v1, v2, w1, w2, qk_scale, out, lse, cfg: dict):
         out, lse, out.stride(1), out.stride(0), n, w1, w2, qk_scale, hq, hq // k1.shape[2],
         HEAD_DIM=d, BLOCK_M=cfg["BLOCK_M"], BLOCK_N=cfg["BLOCK_N"], NUM_BUF=cfg["NUM_BUF"], V2_BUF=cfg["V2_BUF"],
         CONSUMERS=consumers, CONSUMER_REGS=cfg.get("CONSUMER_REGS", 0), PAIRED=cfg.get("PAIRED", False),
-        num_warps=cfg["num_warps"],
-        maxnreg=cfg["maxnreg"],
+        num_warps=cfg["num_warps"], maxnreg=cfg["maxnreg"],
     )
 
 
