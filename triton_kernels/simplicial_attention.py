@@ -135,6 +135,17 @@ def _in_windows(offs_m, start_n, offs_n, t, m_ok, W1):
 
 
 @triton.jit
+def _next_tile(t, j, n_tiles):
+    """The (offset t, tile j) after (t, j) in a flat loop over n_tiles tiles per offset: divmod(step, n_tiles)
+    counted instead of divided (a division per step cost ~25 instructions, benchmarks/kernel_notes.md, v7). Start
+    from (0, -1). simplicial_attention_gluon has its twin: Gluon kernels call Gluon functions only."""
+    j += 1
+    t = tl.where(j == n_tiles, t + 1, t)
+    j = tl.where(j == n_tiles, 0, j)
+    return t, j
+
+
+@triton.jit
 def _program_head(num_tiles, H, GROUP):
     """A query-frame program's (tile index, batch*head index, batch as int32 and int64, query head, kv head): programs
     run a head's num_tiles tiles consecutively, so neighbouring programs share K1 / V1 rows in L2."""
@@ -191,9 +202,7 @@ def _simplicial_fwd(
     t = 0
     j = -1
     for step in range(0, W2 * n_tiles):
-        j += 1  # (t, j) = divmod(step, n_tiles), counted instead of divided (a division per step is ~25 instructions)
-        t = tl.where(j == n_tiles, t + 1, t)
-        j = tl.where(j == n_tiles, 0, j)
+        t, j = _next_tile(t, j, n_tiles)
         if j == 0:  # a new offset: row r uses k2 / v2 row i_r - t
             k2 = _load_rows(K2b, DK2d, stride_k2n, b32, hk, start_m - t, N, offs_d, BLOCK_M, HEAD_DIM, TMA)
             if RELOAD:
@@ -412,9 +421,7 @@ def _simplicial_bwd_dq_dk2dv2(
     t = 0
     j = -1
     for step in range(0, W2 * n_tiles):
-        j += 1  # (t, j) = divmod(step, n_tiles), counted instead of divided
-        t = tl.where(j == n_tiles, t + 1, t)
-        j = tl.where(j == n_tiles, 0, j)
+        t, j = _next_tile(t, j, n_tiles)
         if j == 0:
             k2_t = _load_rows(K2b, DK2d, stride_k2n, b32, hk, start_m - t, N, offs_d, BLOCK_M, HEAD_DIM, TMA)
             if RELOAD:

@@ -63,6 +63,29 @@ def _barriers(n: gl.constexpr, count: gl.constexpr = 1):
 
 
 @gluon.jit
+def _ring_wait(bars, step, NUM: gl.constexpr, FREE: gl.constexpr = False):
+    """Ring slot step % NUM, once its barrier completed for ring step `step`: filled (the consumer's wait) or, with
+    FREE, handed back from step - NUM (the producer's wait, which passes at once the first time round)."""
+    slot = step % NUM
+    phase = (step // NUM) & 1
+    if FREE:
+        phase = phase ^ 1
+    mbarrier.wait(bars.index(slot), phase)
+    return slot
+
+
+@gluon.jit
+def _next_tile(t, j, n_tiles):
+    """The (offset t, tile j) after (t, j) in a flat loop over n_tiles tiles per offset: divmod(step, n_tiles)
+    counted instead of divided (a division per step cost ~25 instructions, benchmarks/kernel_notes.md, v7). Start
+    from (0, -1). The twin of simplicial_attention._next_tile, for Gluon kernels."""
+    j += 1
+    t = gl.where(j == n_tiles, t + 1, t)
+    j = gl.where(j == n_tiles, 0, j)
+    return t, j
+
+
+@gluon.jit
 def _query_tile_windows(start_m, N, W1, BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr):
     """The k1 positions a query tile sees, as simplicial_attention._window_tiles: (lo, full_lo, full_hi, n_tiles)."""
     lo = gl.maximum(start_m - W1 + 1, 0)
@@ -85,8 +108,7 @@ def _in_windows(offs_m, cols, t, m_ok, W1):
 @gluon.jit
 def _load_k1v1_tile(k1_desc, v1_desc, k1_s, v1_s, kv_ready, kv_empty, step, row, col_k, NUM_BUF: gl.constexpr):
     """Step `step`'s K1 / V1 tiles (rows row..) into ring slot step % NUM_BUF, once the consumer freed it."""
-    s = step % NUM_BUF
-    mbarrier.wait(kv_empty.index(s), ((step // NUM_BUF) & 1) ^ 1)
+    s = _ring_wait(kv_empty, step, NUM_BUF, FREE=True)
     mbarrier.expect(kv_ready.index(s), k1_desc.block_type.nbytes + v1_desc.block_type.nbytes)
     tma.async_copy_global_to_shared(k1_desc, [row, col_k], kv_ready.index(s), k1_s.index(s))
     tma.async_copy_global_to_shared(v1_desc, [row, col_k], kv_ready.index(s), v1_s.index(s))
@@ -106,9 +128,7 @@ def _producer(q_desc, k1_desc, v1_desc, k2_desc, v2_desc, q_s, k1_s, v1_s, k2_s,
     t = 0
     j = -1
     for step in range(0, W2 * n_tiles):
-        j += 1  # (t, j) = divmod(step, n_tiles), counted instead of divided
-        t = gl.where(j == n_tiles, t + 1, t)
-        j = gl.where(j == n_tiles, 0, j)
+        t, j = _next_tile(t, j, n_tiles)
         if j == 0:  # K2_t: one buffer, free once the consumer formed Q * K2_{t-1}
             mbarrier.wait(k2_empty, (t & 1) ^ 1)
             mbarrier.expect(k2_ready, CONSUMERS * k2_desc.block_type.nbytes)
@@ -161,14 +181,21 @@ def _masked(sc, offs_m, offs_n, m_ok, start_m, start_n, full_lo, full_hi, t, W1,
 
 
 @gluon.jit
+def _new_max(m_i, row_max, qk_scale):
+    """The running row max after logits whose row max is row_max (unscaled): (m_new, m_use, alpha), m_use the max
+    to subtract (rows with nothing valid yet stay at zero) and alpha the rescale of what was summed before."""
+    m_new = gl.maximum(m_i, row_max * qk_scale)
+    m_use = gl.where(m_new == float("-inf"), 0.0, m_new)
+    return m_new, m_use, gl.exp2(m_i - m_use)
+
+
+@gluon.jit
 def _softmax_tile(sc, m_i, l_i, offs_m, offs_n, m_ok, start_m, start_n, full_lo, full_hi, t, W1, qk_scale,
                   BLOCK_N: gl.constexpr):
     """Window mask (only on tiles that cross a window edge) and one online-softmax step on the base-2 logits
     sc * qk_scale (qk_scale > 0): (p, alpha, m_new, l_new)."""
     sc = _masked(sc, offs_m, offs_n, m_ok, start_m, start_n, full_lo, full_hi, t, W1, BLOCK_N)
-    m_new = gl.maximum(m_i, gl.max(sc, 1) * qk_scale)
-    m_use = gl.where(m_new == float("-inf"), 0.0, m_new)  # rows with nothing valid yet stay at zero
-    alpha = gl.exp2(m_i - m_use)
+    m_new, m_use, alpha = _new_max(m_i, gl.max(sc, 1), qk_scale)
     p = gl.exp2(sc * qk_scale - gl.expand_dims(m_use, 1))
     return p, alpha, m_new, l_i * alpha + gl.sum(p, 1)
 
@@ -211,15 +238,11 @@ def _pair_step(qk2, k1_a, v1_a, k1_b, v1_b, s_zero, m_i, l_i, acc_t, scale_t, of
     sa, sb = warpgroup_mma_wait(num_outstanding=0, deps=(sa, sb))
     sa = _masked(sa, offs_m, offs_n, m_ok, start_m, start_n, full_lo, full_hi, t, W1, BLOCK_N)
     sb = _masked(sb, offs_m, offs_n, m_ok, start_m, start_n + BLOCK_N, full_lo, full_hi, t, W1, BLOCK_N)
-    m_new = gl.maximum(m_i, gl.max(gl.maximum(sa, sb), 1) * qk_scale)
-    m_use = gl.where(m_new == float("-inf"), 0.0, m_new)
-    alpha = gl.exp2(m_i - m_use)
+    m_new, m_use, alpha = _new_max(m_i, gl.max(gl.maximum(sa, sb), 1), qk_scale)
     pa = gl.exp2(sa * qk_scale - gl.expand_dims(m_use, 1))
     pb = gl.exp2(sb * qk_scale - gl.expand_dims(m_use, 1))
     l_i = l_i * alpha + gl.sum(pa + pb, 1)
-    acc_t = acc_t * gl.expand_dims(gl.convert_layout(alpha, row_o), 1)
-    scale_t = gl.where(j == 0, 1.0, scale_t) * alpha
-    pv = warpgroup_mma(gl.convert_layout(pa.to(v1_a.dtype), p_layout), v1_a, acc_t, use_acc=j > 0, is_async=True)
+    pv, scale_t = _accumulate(pa, alpha, acc_t, scale_t, v1_a, j, p_layout, row_o)
     pv = warpgroup_mma(gl.convert_layout(pb.to(v1_b.dtype), p_layout), v1_b, pv, is_async=True)
     acc_t = warpgroup_mma_wait(num_outstanding=0, deps=(pv, ))
     return m_new, l_i, acc_t, scale_t
@@ -247,13 +270,10 @@ def _flat_loop(q_s, k1_s, v1_s, k2_s, v2_s, kv_ready, kv_empty, k2_ready, k2_emp
     t = 0
     j = -1
     for step in range(0, W2 * n_tiles):
-        j += 1  # (t, j) = divmod(step, n_tiles), counted instead of divided
-        t = gl.where(j == n_tiles, t + 1, t)
-        j = gl.where(j == n_tiles, 0, j)
+        t, j = _next_tile(t, j, n_tiles)
         if j == 0:
             qk2 = _form_qk2(q_s, k2_s, k2_ready, k2_empty, t, a_layout)
-        s = step % NUM_BUF
-        mbarrier.wait(kv_ready.index(s), (step // NUM_BUF) & 1)
+        s = _ring_wait(kv_ready, step, NUM_BUF)
         # one consumer: every tile is its own, no window test (it cost 1-5%, results/attention-2026-11-27-v9.md)
         if CONSUMERS == 1:
             m_i, l_i, acc_t, scale_t = _step(qk2, k1_s.index(s), v1_s.index(s), s_zero, m_i, l_i, acc_t, scale_t,
@@ -280,10 +300,8 @@ def _paired_loop(q_s, k1_s, v1_s, k2_s, v2_s, kv_ready, kv_empty, k2_ready, k2_e
     for t in range(0, W2):
         qk2 = _form_qk2(q_s, k2_s, k2_ready, k2_empty, t, a_layout)
         for j in range(0, n_tiles - 1, 2):
-            sa = (step0 + j) % NUM_BUF
-            sb = (step0 + j + 1) % NUM_BUF
-            mbarrier.wait(kv_ready.index(sa), ((step0 + j) // NUM_BUF) & 1)
-            mbarrier.wait(kv_ready.index(sb), ((step0 + j + 1) // NUM_BUF) & 1)
+            sa = _ring_wait(kv_ready, step0 + j, NUM_BUF)
+            sb = _ring_wait(kv_ready, step0 + j + 1, NUM_BUF)
             m_i, l_i, acc_t, scale_t = _pair_step(qk2, k1_s.index(sa), v1_s.index(sa), k1_s.index(sb), v1_s.index(sb),
                                                   s_zero, m_i, l_i, acc_t, scale_t, offs_m, offs_n, m_ok, start_m,
                                                   lo + j * BLOCK_N, full_lo, full_hi, t, j, W1, qk_scale, BLOCK_N,
@@ -291,8 +309,7 @@ def _paired_loop(q_s, k1_s, v1_s, k2_s, v2_s, kv_ready, kv_empty, k2_ready, k2_e
             _release(kv_empty.index(sa), kv_empty.index(sb))
         if n_tiles % 2 == 1:
             j = n_tiles - 1
-            s = (step0 + j) % NUM_BUF
-            mbarrier.wait(kv_ready.index(s), ((step0 + j) // NUM_BUF) & 1)
+            s = _ring_wait(kv_ready, step0 + j, NUM_BUF)
             m_i, l_i, acc_t, scale_t = _step(qk2, k1_s.index(s), v1_s.index(s), s_zero, m_i, l_i, acc_t, scale_t,
                                              offs_m, offs_n, m_ok, start_m, lo + j * BLOCK_N, full_lo, full_hi, t, j,
                                              W1, qk_scale, BLOCK_N, p_layout, row_o)
@@ -566,8 +583,7 @@ def _dk1_one_product_producer(x_desc, y_desc, k1_desc, v1_desc, x_s, y_s, xy_s, 
                     tma.async_copy_global_to_shared(y_desc, [row0 + start_m - t - 1, col_k], y_ready.index(1 - e),
                                                     y_s.index(1 - e))
                 mbarrier.wait(y_ready.index(e), (it // 2) & 1)
-                f = it % NUM_F
-                mbarrier.wait(xy_empty.index(f), ((it // NUM_F) & 1) ^ 1)
+                f = _ring_wait(xy_empty, it, NUM_F, FREE=True)
                 for r in gl.static_range(4):  # in row slices: fewer live registers
                     x = x_s.slice(r * (BLOCK_M // 4), BLOCK_M // 4).load(form_layout)
                     y = y_s.index(e).slice(r * (BLOCK_M // 4), BLOCK_M // 4).load(form_layout)
@@ -581,9 +597,8 @@ def _dk1_sign_off(qk_ready, dv_ready, f_empty, it, count, NUM_F: gl.constexpr):
     """Hand back `count` formed operand pairs from ring step `it` on, unread (outside this consumer's window);
     returns the next step."""
     for _ in range(0, count):
-        f = it % NUM_F
-        mbarrier.wait(qk_ready.index(f), (it // NUM_F) & 1)
-        mbarrier.wait(dv_ready.index(f), (it // NUM_F) & 1)
+        f = _ring_wait(qk_ready, it, NUM_F)
+        _ring_wait(dv_ready, it, NUM_F)
         _release(f_empty.index(f))
         it += 1
     return it
@@ -627,9 +642,8 @@ def _dk1_consumer(k1_s, v1_s, qk2_s, dov2_s, kv1_ready, qk_ready, dv_ready, f_em
             offs_m, m_ok, lse, delta, masked = _dk1_query_tile(Lse, Delta, stats_base, program_n, mi, hi, full_lo,
                                                                full_hi, W2, BLOCK_M, col_s)
             for t in range(0, W2):
-                f = it % NUM_F
-                mbarrier.wait(qk_ready.index(f), (it // NUM_F) & 1)
-                mbarrier.wait(dv_ready.index(f), (it // NUM_F) & 1)
+                f = _ring_wait(qk_ready, it, NUM_F)
+                _ring_wait(dv_ready, it, NUM_F)
                 qk2_t = qk2_s.index(f)
                 dov2_t = dov2_s.index(f)
                 pt, dst = _dk1_probs_and_grads(k1, v1, qk2_t, dov2_t, zero_s, lse, delta, offs_m, offs_n, m_ok,
@@ -723,9 +737,7 @@ def _dq_producer(q_desc, do_desc, k1_desc, v1_desc, k2_desc, v2_desc, q_s, do_s,
     t = 0
     j = -1
     for step in range(0, W2 * n_tiles):
-        j += 1  # (t, j) = divmod(step, n_tiles), counted instead of divided
-        t = gl.where(j == n_tiles, t + 1, t)
-        j = gl.where(j == n_tiles, 0, j)
+        t, j = _next_tile(t, j, n_tiles)
         if j == 0:
             mbarrier.wait(k2_empty, (t & 1) ^ 1)
             mbarrier.expect(k2_ready, k2_desc.block_type.nbytes)
@@ -773,9 +785,7 @@ def _dq_consumer(q_s, do_s, k1_s, v1_s, k2_s, v2_s, q_ready, kv_ready, kv_empty,
     t = 0
     j = -1
     for step in range(0, W2 * n_tiles):
-        j += 1  # (t, j) = divmod(step, n_tiles), counted instead of divided
-        t = gl.where(j == n_tiles, t + 1, t)
-        j = gl.where(j == n_tiles, 0, j)
+        t, j = _next_tile(t, j, n_tiles)
         if j == 0:
             mbarrier.wait(k2_ready, t & 1)
             qk2 = q_s.load(a_layout) * k2_s.load(a_layout)  # packed: the exact product rounded once
@@ -783,8 +793,7 @@ def _dq_consumer(q_s, do_s, k1_s, v1_s, k2_s, v2_s, q_ready, kv_ready, kv_empty,
                 mbarrier.wait(v2_ready, t & 1)
                 dov2 = do_s.load(a_layout) * v2_s.load(a_layout)  # packed: the same bits as through fp32
                 _release(v2_empty)
-        s = step % NUM_BUF
-        mbarrier.wait(kv_ready.index(s), (step // NUM_BUF) & 1)
+        s = _ring_wait(kv_ready, step, NUM_BUF)
         sc = warpgroup_mma(qk2, k1_s.index(s).permute((1, 0)), s_zero, use_acc=False, is_async=True)
         if PART != 2:
             dp = warpgroup_mma(dov2, v1_s.index(s).permute((1, 0)), s_zero, use_acc=False, is_async=True)
