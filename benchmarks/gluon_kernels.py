@@ -8,9 +8,10 @@
 
 A config is a launch config of a Gluon kernel (BLOCK_M, BLOCK_N, NUM_BUF K1/V1 buffers, V2_BUF V2 buffers, NUM_F
 formed operand buffers, PAIRED, CONSUMERS, SPLIT, DQ_ATOMIC, num_warps of a consumer, maxnreg at launch); the
-package's own are simplicial_attention's GLUON_*_CONFIG. The experiment's history (a one-warp producer, two consumer warpgroups, pipelined consumers,
-conditional rescaling: all slower or wrong) is in benchmarks/results/gluon-2026-11-27.md, where this script still
-has its first name, gluon_forward.py; those kernels are in git history (e3c4c39 to c51c36d).
+package's own are simplicial_attention's GLUON_*_CONFIG. The experiment's history (a one-warp producer, two consumer
+warpgroups, pipelined consumers, conditional rescaling: all slower or wrong) is in
+benchmarks/results/gluon-2026-11-27.md, where this script still has its first name, gluon_forward.py; those kernels
+are in git history (e3c4c39 to c51c36d).
 """
 
 from __future__ import annotations

@@ -611,10 +611,10 @@ CONFIG_OVERRIDE: dict[str, dict] = {}
 # The Gluon forward's launch config per head dim (benchmarks/gluon_kernels.py): at D=128 64x64 tiles, two K1/V1
 # buffers and one V2 buffer keep shared memory at 112 KiB and maxnreg=128 keeps the launch at 128 registers, so two
 # programs share an SM; the consumer warpgroup then takes 232 registers from the producer's share (setmaxnreg). At
-# D=128 it runs at 376-382 TF/s against the tl kernel's 298. At D=64, maxnreg=80 fits three programs per SM (57 KiB
-# of shared memory each; the consumer gets 136 registers, 2 spilled) and beats every tl D=64 kernel, the per-query
+# D=128 it runs at 376-382 TF/s against the tl kernel's 298. At D=64 (v8), maxnreg=80 fit three programs per SM (57
+# KiB of shared memory each; the consumer got 136 registers, 2 spilled) and beat every tl D=64 kernel, the per-query
 # one included: 1.07x at (512, 32), 1.05x at (256, 64), 1.03x at (128, 128), 1.14x at N=2048
-# (benchmarks/results/attention-2026-11-27-v8.md).
+# (benchmarks/results/attention-2026-11-27-v8.md); the paired steps below replaced it.
 # At D=128 and w1 >= 512 two consumer warpgroups of one program (128 query rows, one per SM, 240 registers each)
 # share each K1/V1 tile load instead (CONSUMERS=2): 1.01-1.05x at (512, 32), 1.04-1.07x at (1024, 16) with K1 tiles
 # of 128 there; at w1 <= 256 it lost 2-7% (benchmarks/results/attention-2026-11-27-v9.md).

@@ -13,11 +13,11 @@ to the compiler:
     load could overwrite K2 / V2 / Q before the consumer's ld.shared reads of them were ordered (a race seen in 3 of
     40 fp16 launches).
 At D=128 this runs at 1.22-1.50x our `tl` forward (benchmarks/results/gluon-2026-11-27.md); at D=64, launched at
-maxnreg=80 so that three programs share an SM (the consumer then gets 136 registers), 1.03-1.14x over every tl
-kernel (benchmarks/results/attention-2026-11-27-v8.md; simplicial_attention.GLUON_FWD_CONFIG). With CONSUMERS=2
-a program owns two adjacent query tiles, one consumer warpgroup each: their k1 windows overlap in all but one tile,
-so the producer loads the union once into one ring and each consumer signs off every tile (the ring's empty
-barriers count both), computing only those inside its own window. That halves the K1/V1 traffic; it is the D=128
+maxnreg=80 so that three programs shared an SM, v8 ran 1.03-1.14x over every tl kernel
+(benchmarks/results/attention-2026-11-27-v8.md), and the paired steps below a further 1.02-1.07x (-v10.md).
+With CONSUMERS=2 a program owns two adjacent query tiles, one consumer warpgroup each: their k1 windows overlap in all
+but one tile, so the producer loads the union once into one ring and each consumer signs off every tile (the ring's
+empty barriers count both), computing only those inside its own window. That halves the K1/V1 traffic; it is the D=128
 default at w1 >= 512 (simplicial_attention.gluon_fwd_config). With PAIRED (the D=64 default) the one consumer
 takes two K1 tiles per softmax step: both S wgmmas issued together, then one row max and one rescale of the offset
 accumulator for 128 columns, the per-step work of a tile twice as wide without its column waste. The
