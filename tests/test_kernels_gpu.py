@@ -257,7 +257,7 @@ def test_gpu_gluon_forward_d64_long_w1_matches_tl_forward(monkeypatch, shape, dt
 GLUON_BACKWARD = {  # the dK1/dV1 one: two K1 tiles per program, operands formed once for both
     "bwd_dk1": ("_backward_dk1dv1", {64: "_simplicial_bwd_dk1dv1_gluon", 128: "_simplicial_bwd_dk1dv1_gluon"},
                 "_simplicial_bwd_dk1dv1", ("dk1", "dv1")),
-    "bwd_dq": ("_backward_dq_dk2dv2", {64: "_simplicial_bwd_dq_gluon", 128: "_simplicial_bwd_dq_gluon"},
+    "bwd_dq": ("_backward_dq_dk2dv2", {64: "_simplicial_bwd_dq_gluon", 128: "_simplicial_bwd_dq_roles_gluon"},
                "_simplicial_bwd_dq_dk2dv2", ("dq", "dk2", "dv2")),
 }
 
@@ -266,9 +266,9 @@ GLUON_BACKWARD = {  # the dK1/dV1 one: two K1 tiles per program, operands formed
 @pytest.mark.parametrize("d", [64, 128])
 @pytest.mark.parametrize("shape", GLUON_SHAPES, ids=["x".join(map(str, s)) for s in GLUON_SHAPES])
 def test_gpu_gluon_backward_matches_tl_kernel(monkeypatch, kind, shape, d):
-    """On Hopper both backward kernels run warp-specialised Gluon kernels (the dQ one at D=128 as two launches with
-    dQ summed by atomics); same lse / delta in, each must give its tl kernel's gradients (bf16; they sum in another
-    order, so to a bf16-level tolerance)."""
+    """On Hopper both backward kernels run warp-specialised Gluon kernels (the dQ one at D=128 with two consumers of
+    different roles, P handed over in bf16); same lse / delta in, each must give its tl kernel's gradients (bf16;
+    they sum in another order, so to a bf16-level tolerance)."""
     if torch.cuda.get_device_capability() != (9, 0):
         pytest.skip("the Gluon kernels are for sm_90 (Hopper) only")
     launcher, gluon_name, tl_name, names = GLUON_BACKWARD[kind]

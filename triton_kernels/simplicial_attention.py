@@ -640,10 +640,14 @@ def gluon_fwd_config(d: int, w1: int) -> dict:
 # producer formed both products for one consumer at two programs per SM; 11.13-11.17 vs 11.48-11.58 ms at D=128,
 # where v9's consumer formed them itself and the query tiles are of 32 rows, as here). The tl kernel takes 6.4-6.7 /
 # 13.3 ms.
-# The Gluon dQ/dK2/dV2 kernel's: one launch at D=64 (5.7 vs 7.0 ms); at D=128 two (dQ/dK2, then dV2) with dQ
-# summed by atomics and K1 tiles of 32 rows, so each fits two programs per SM without spilling (16.9 vs 22.5 ms).
+# The Gluon dQ/dK2/dV2 kernel's: at D=64 one consumer, two programs per SM (5.7 vs 7.0 ms for the tl kernel; the
+# two-role kernel below runs 0.65-0.84x of it there). At D=128 the two-role kernel (ROLES=2): one program per SM, a
+# probs and a grads consumer (240 registers each), P handed over in bf16, a ring of four K1/V1 tiles
+# (results/attention-2026-11-27-v11.md: 10.90 vs 15.44-16.25 ms for v10's two launches, which recomputed S and held
+# K1 tiles of 32 rows to fit two programs per SM).
 GLUON_DQ_CONFIG = {64: dict(BLOCK_M=64, BLOCK_N=64, NUM_BUF=2, num_warps=4, maxnreg=128),
-                   128: dict(BLOCK_M=64, BLOCK_N=32, NUM_BUF=2, SPLIT=True, DQ_ATOMIC=True, num_warps=4, maxnreg=128)}
+                   128: dict(BLOCK_M=64, BLOCK_N=64, NUM_BUF=4, NUM_P=2, ROLES=2, CONSUMER_REGS=240,
+                             PRODUCER_REGS=24, num_warps=4, maxnreg=168)}
 _DK1_SHARED = dict(BLOCK_N=64, NUM_F=4, CONSUMER_REGS=232, PRODUCER_REGS=24, num_warps=4, maxnreg=128)
 GLUON_DK1_CONFIG = {64: dict(BLOCK_M=64, **_DK1_SHARED), 128: dict(BLOCK_M=32, **_DK1_SHARED)}
 

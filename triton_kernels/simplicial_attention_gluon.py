@@ -493,11 +493,18 @@ def _dk1_probs_and_grads(k1_s, v1_s, qk2_t, dov2_t, zero_s, lse, delta, offs_m, 
     dpt = warpgroup_mma(v1_s, dov2_t.permute((1, 0)), zero_s, use_acc=False, is_async=True)
     st, dpt = warpgroup_mma_wait(num_outstanding=0, deps=(st, dpt))
     pt = gl.exp2(st * qk_scale - gl.expand_dims(lse, 0))
-    if masked:  # 0 <= i - j < W1 and i - t >= 0 (rows past hi get bound 0), one unsigned compare
-        lim = gl.where(((offs_m - t) >= 0) & m_ok, W1, 0).to(gl.uint32)
-        diff = gl.expand_dims(offs_m, 0) - gl.expand_dims(offs_n, 1)
-        pt = gl.where(diff.to(gl.uint32, bitcast=True) < gl.expand_dims(lim, 0), pt, 0.0)
+    if masked:
+        pt = gl.where(_k1_frame_mask(offs_m, offs_n, m_ok, t, W1), pt, 0.0)
     return pt, pt * (dpt - gl.expand_dims(delta, 0))
+
+
+@gluon.jit
+def _k1_frame_mask(offs_m, offs_n, m_ok, t, W1):
+    """[k1 rows, query rows] mask of the k1 frame: 0 <= i - j < W1 and i - t >= 0 (rows past hi get bound 0), one
+    unsigned compare."""
+    lim = gl.where(((offs_m - t) >= 0) & m_ok, W1, 0).to(gl.uint32)
+    diff = gl.expand_dims(offs_m, 0) - gl.expand_dims(offs_n, 1)
+    return diff.to(gl.uint32, bitcast=True) < gl.expand_dims(lim, 0)
 
 
 @gluon.jit
@@ -505,13 +512,19 @@ def _dk1_store(dk1, dv1, DK1, DV1, g_base, stride_gn, start_n, N, qk_scale, BLOC
                HEAD_DIM: gl.constexpr, g_layout: gl.constexpr):
     """The program's one store of dK1 (times sm_scale = qk_scale * ln 2: it summed dS^T @ (Q*K2), unscaled) and
     dV1."""
-    dk1 = dk1 * (qk_scale * 0.6931471805599453)
+    _store_k1_rows(dk1 * (qk_scale * 0.6931471805599453), DK1, g_base, stride_gn, start_n, N, BLOCK_N, HEAD_DIM,
+                   g_layout)
+    _store_k1_rows(dv1, DV1, g_base, stride_gn, start_n, N, BLOCK_N, HEAD_DIM, g_layout)
+
+
+@gluon.jit
+def _store_k1_rows(x, X, g_base, stride_gn, start_n, N, BLOCK_N: gl.constexpr, HEAD_DIM: gl.constexpr,
+                   g_layout: gl.constexpr):
+    """Rows start_n.. of one gradient of K1 or V1 ([BLOCK_N, D], fp32 in the accumulator layout), in X's dtype."""
     rows = start_n + gl.arange(0, BLOCK_N, layout=gl.SliceLayout(1, g_layout))
     offs_d = gl.arange(0, HEAD_DIM, layout=gl.SliceLayout(0, g_layout))
     ptrs = g_base + gl.expand_dims(rows, 1) * stride_gn + gl.expand_dims(offs_d, 0)
-    ok = gl.expand_dims(rows < N, 1)
-    gl.store(DK1 + ptrs, dk1.to(DK1.dtype.element_ty), mask=ok)
-    gl.store(DV1 + ptrs, dv1.to(DV1.dtype.element_ty), mask=ok)
+    gl.store(X + ptrs, x.to(X.dtype.element_ty), mask=gl.expand_dims(rows < N, 1))
 
 
 @gluon.jit
@@ -552,16 +565,16 @@ def _dk1_query_tile(Lse, Delta, stats_base, lo, mi, hi, full_lo, full_hi, W2, BL
 def _dk1_one_product_producer(x_desc, y_desc, k1_desc, v1_desc, x_s, y_s, xy_s, k1_s, v1_s, x_ready, y_ready,
                               kv1_ready, xy_ready, xy_empty, row0, start_n, col_k, hk, GROUP, lo, n_m, W2,
                               HEAD_DIM: gl.constexpr, BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr,
-                              NUM_F: gl.constexpr, LOAD_KV1: gl.constexpr, num_warps: gl.constexpr):
+                              NUM_F: gl.constexpr, KV1_TILES: gl.constexpr, num_warps: gl.constexpr):
     """One product for every (query tile, t) of the program: per query tile X (Q or dO) once, per offset the Y rows
     i - t (K2 or V2; two buffers, the next offset's loading while this one's are used), and X * Y into the NUM_F
-    ring xy_s that both consumers read. With LOAD_KV1 it first loads the two K1/V1 tiles. The product is a packed
-    16-bit multiply, the exact product rounded once, as in every other kernel (simplicial_attention._unscaled_product);
-    the logit scale goes onto the fp32 S^T."""
+    ring xy_s that both consumers read. It first loads the program's KV1_TILES K1/V1 tiles (none: 0). The product
+    is a packed 16-bit multiply, the exact product rounded once, as in every other kernel
+    (simplicial_attention._unscaled_product); the logit scale goes onto the fp32 S^T."""
     form_layout: gl.constexpr = gl.BlockedLayout([1, 8], [4, 8], [num_warps, 1], [1, 0])
-    if LOAD_KV1:
-        mbarrier.expect(kv1_ready, 2 * (k1_desc.block_type.nbytes + v1_desc.block_type.nbytes))
-        for c in gl.static_range(2):
+    if KV1_TILES > 0:
+        mbarrier.expect(kv1_ready, KV1_TILES * (k1_desc.block_type.nbytes + v1_desc.block_type.nbytes))
+        for c in gl.static_range(KV1_TILES):
             tma.async_copy_global_to_shared(k1_desc, [row0 + start_n + c * BLOCK_N, col_k], kv1_ready, k1_s.index(c))
             tma.async_copy_global_to_shared(v1_desc, [row0 + start_n + c * BLOCK_N, col_k], kv1_ready, v1_s.index(c))
     it = 0
@@ -696,10 +709,10 @@ def _simplicial_bwd_dk1dv1_gluon(q_desc, do_desc, k1_desc, v1_desc, k2_desc, v2_
                                 BLOCK_M, BLOCK_N, NUM_F, 1, num_warps)),
         (_dk1_one_product_producer, (q_desc, k2_desc, k1_desc, v1_desc, q_s, k2_s, qk2_s, k1_s, v1_s, q_ready,
                                      k2_ready, kv1_ready, qk_ready, f_empty, b * N, program_n, hk * HEAD_DIM, hk,
-                                     GROUP, lo, n_m, W2, HEAD_DIM, BLOCK_M, BLOCK_N, NUM_F, True, PRODUCER_WARPS)),
+                                     GROUP, lo, n_m, W2, HEAD_DIM, BLOCK_M, BLOCK_N, NUM_F, 2, PRODUCER_WARPS)),
         (_dk1_one_product_producer, (do_desc, v2_desc, k1_desc, v1_desc, do_s, v2_s, dov2_s, k1_s, v1_s, do_ready,
                                      v2_ready, kv1_ready, dv_ready, f_empty, b * N, program_n, hk * HEAD_DIM, hk,
-                                     GROUP, lo, n_m, W2, HEAD_DIM, BLOCK_M, BLOCK_N, NUM_F, False, PRODUCER_WARPS)),
+                                     GROUP, lo, n_m, W2, HEAD_DIM, BLOCK_M, BLOCK_N, NUM_F, 0, PRODUCER_WARPS)),
     ], [num_warps, PRODUCER_WARPS, PRODUCER_WARPS], [CONSUMER_REGS, PRODUCER_REGS, PRODUCER_REGS])
 
 def backward_dk1dv1(do, q, k1, k2, v1, v2, lse, delta, w1, w2, qk_scale, dk1, dv1, cfg: dict):
@@ -709,6 +722,15 @@ def backward_dk1dv1(do, q, k1, k2, v1, v2, lse, delta, w1, w2, qk_scale, dk1, dv
     PRODUCER_REGS (setmaxnreg of the partitions), num_warps, maxnreg. Returns the compiled kernel."""
     b, n, hq, d = q.shape
     hkv = k1.shape[2]
+    if cfg.get("ROLES") == 2:
+        return _simplicial_bwd_dk1dv1_roles_gluon[(triton.cdiv(n, cfg["BLOCK_N"]) * b * hkv,)](
+            _descriptor(q, cfg["BLOCK_M"]), _descriptor(do, cfg["BLOCK_M"]), _descriptor(k1, cfg["BLOCK_N"]),
+            _descriptor(v1, cfg["BLOCK_N"]), _descriptor(k2, cfg["BLOCK_M"]), _descriptor(v2, cfg["BLOCK_M"]),
+            dk1, dv1, lse, delta, dk1.stride(0), dk1.stride(1), n, w1, w2, qk_scale, hkv, hq // hkv,
+            HEAD_DIM=d, BLOCK_M=cfg["BLOCK_M"], BLOCK_N=cfg["BLOCK_N"], NUM_F=cfg["NUM_F"], NUM_P=cfg["NUM_P"],
+            CONSUMER_REGS=cfg["CONSUMER_REGS"], PRODUCER_REGS=cfg["PRODUCER_REGS"], num_warps=cfg["num_warps"],
+            maxnreg=cfg["maxnreg"],
+        )
     return _simplicial_bwd_dk1dv1_gluon[(triton.cdiv(n, 2 * cfg["BLOCK_N"]) * b * hkv,)](
         _descriptor(q, cfg["BLOCK_M"]), _descriptor(do, cfg["BLOCK_M"]), _descriptor(k1, cfg["BLOCK_N"]),
         _descriptor(v1, cfg["BLOCK_N"]), _descriptor(k2, cfg["BLOCK_M"]), _descriptor(v2, cfg["BLOCK_M"]),
@@ -717,6 +739,148 @@ def backward_dk1dv1(do, q, k1, k2, v1, v2, lse, delta, w1, w2, qk_scale, dk1, dv
         CONSUMER_REGS=cfg["CONSUMER_REGS"], PRODUCER_REGS=cfg["PRODUCER_REGS"], num_warps=cfg["num_warps"],
         maxnreg=cfg["maxnreg"],
     )
+
+
+# With ROLES=2 a program owns one K1 tile and its two consumers split each step by role, as the two-role dQ kernel:
+# the probs consumer forms S^T, P^T and sums dV1 += P^T @ (dO*V2_t), the grads consumer forms dP^T and, with P^T
+# handed over in the input dtype through shared memory, dS^T, and sums dK1 += dS^T @ (Q*K2_t). Each holds one fp32
+# [BLOCK_N, D] accumulator, so at D=128 a step takes query tiles of 64 rows where the two-tile kernel's consumers,
+# holding both, take 32. The same two producers form the operand pairs, read by both consumers.
+
+
+@gluon.jit
+def _dk1_probs_consumer(k1_s, v1_s, qk2_s, dov2_s, p_s, kv1_ready, qk_ready, dv_ready, f_empty, p_ready, p_empty,
+                        DV1, Lse, Delta, stride_gn, g_base, bh0, N, W1, W2, qk_scale, start_n, n_m, GROUP,
+                        HEAD_DIM: gl.constexpr, BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr, NUM_F: gl.constexpr,
+                        NUM_P: gl.constexpr, num_warps: gl.constexpr):
+    """Per (query tile, t): S^T = K1 @ (Q*K2_t)^T, P^T = exp2(S^T * qk_scale - lse) (masked where the tile crosses a
+    window edge), rounded to the input dtype into the P ring and dV1 += P^T @ (dO*V2_t); one store of dV1."""
+    s_layout: gl.constexpr = _mma_layout(num_warps, BLOCK_M)
+    g_layout: gl.constexpr = _mma_layout(num_warps, HEAD_DIM)
+    p_layout: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=g_layout, k_width=2)
+    col_s: gl.constexpr = gl.SliceLayout(0, s_layout)
+    dtype: gl.constexpr = k1_s.dtype
+    hi = gl.minimum(start_n + BLOCK_N + W1 - 1, N)
+    full_lo = gl.minimum(start_n + BLOCK_N - 1, hi)
+    full_hi = gl.minimum(start_n + W1, N)
+    k1 = k1_s.index(0)
+    offs_n = start_n + gl.arange(0, BLOCK_N, layout=gl.SliceLayout(1, s_layout))
+    zero_s = gl.zeros([BLOCK_N, BLOCK_M], gl.float32, layout=s_layout)
+    dv1 = gl.zeros([BLOCK_N, HEAD_DIM], gl.float32, layout=g_layout)
+    mbarrier.wait(kv1_ready, 0)
+    it = 0
+    for g in range(0, GROUP):
+        stats_base = (bh0 + g).to(gl.int64) * N
+        for mi in range(0, n_m):
+            offs_m, m_ok, lse, _, masked = _dk1_query_tile(Lse, Delta, stats_base, start_n, mi, hi, full_lo,
+                                                           full_hi, W2, BLOCK_M, col_s)
+            for t in range(0, W2):
+                f = _ring_wait(qk_ready, it, NUM_F)
+                _ring_wait(dv_ready, it, NUM_F)
+                st = warpgroup_mma(k1, qk2_s.index(f).permute((1, 0)), zero_s, use_acc=False, is_async=True)
+                st = warpgroup_mma_wait(num_outstanding=0, deps=(st, ))
+                pt = gl.exp2(st * qk_scale - gl.expand_dims(lse, 0))
+                if masked:
+                    pt = gl.where(_k1_frame_mask(offs_m, offs_n, m_ok, t, W1), pt, 0.0)
+                pt = pt.to(dtype)
+                dv1 = warpgroup_mma(gl.convert_layout(pt, p_layout), dov2_s.index(f), dv1, is_async=True)
+                e = _ring_wait(p_empty, it, NUM_P, FREE=True)
+                p_s.index(e).store(pt)
+                _release(p_ready.index(e))  # every warp's stores before the arrive
+                dv1 = warpgroup_mma_wait(num_outstanding=0, deps=(dv1, ))
+                _release(f_empty.index(f))
+                it += 1
+    _store_k1_rows(dv1, DV1, g_base, stride_gn, start_n, N, BLOCK_N, HEAD_DIM, g_layout)
+
+
+@gluon.jit
+def _dk1_grads_consumer(v1_s, qk2_s, dov2_s, p_s, kv1_ready, qk_ready, dv_ready, f_empty, p_ready, p_empty, DK1,
+                        Lse, Delta, stride_gn, g_base, bh0, N, W1, W2, qk_scale, start_n, n_m, GROUP,
+                        HEAD_DIM: gl.constexpr, BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr, NUM_F: gl.constexpr,
+                        NUM_P: gl.constexpr, num_warps: gl.constexpr):
+    """Per (query tile, t): dP^T = V1 @ (dO*V2_t)^T, with the probs consumer's P^T dS^T = P^T * (dP^T - delta) and
+    dK1 += dS^T @ (Q*K2_t); one store of dK1 (times sm_scale)."""
+    s_layout: gl.constexpr = _mma_layout(num_warps, BLOCK_M)
+    g_layout: gl.constexpr = _mma_layout(num_warps, HEAD_DIM)
+    p_layout: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=g_layout, k_width=2)
+    col_s: gl.constexpr = gl.SliceLayout(0, s_layout)
+    dtype: gl.constexpr = v1_s.dtype
+    hi = gl.minimum(start_n + BLOCK_N + W1 - 1, N)
+    full_lo = gl.minimum(start_n + BLOCK_N - 1, hi)
+    full_hi = gl.minimum(start_n + W1, N)
+    v1 = v1_s.index(0)
+    zero_s = gl.zeros([BLOCK_N, BLOCK_M], gl.float32, layout=s_layout)
+    dk1 = gl.zeros([BLOCK_N, HEAD_DIM], gl.float32, layout=g_layout)
+    mbarrier.wait(kv1_ready, 0)
+    it = 0
+    for g in range(0, GROUP):
+        stats_base = (bh0 + g).to(gl.int64) * N
+        for mi in range(0, n_m):
+            _, _, _, delta, _ = _dk1_query_tile(Lse, Delta, stats_base, start_n, mi, hi, full_lo, full_hi, W2,
+                                                BLOCK_M, col_s)
+            for t in range(0, W2):
+                f = _ring_wait(qk_ready, it, NUM_F)
+                _ring_wait(dv_ready, it, NUM_F)
+                dpt = warpgroup_mma(v1, dov2_s.index(f).permute((1, 0)), zero_s, use_acc=False, is_async=True)
+                dpt = warpgroup_mma_wait(num_outstanding=0, deps=(dpt, ))
+                e = _ring_wait(p_ready, it, NUM_P)
+                dst = p_s.index(e).load(s_layout).to(gl.float32) * (dpt - gl.expand_dims(delta, 0))
+                _release(p_empty.index(e))
+                dk1 = warpgroup_mma(gl.convert_layout(dst.to(dtype), p_layout), qk2_s.index(f), dk1, is_async=True)
+                dk1 = warpgroup_mma_wait(num_outstanding=0, deps=(dk1, ))
+                _release(f_empty.index(f))
+                it += 1
+    _store_k1_rows(dk1 * (qk_scale * 0.6931471805599453), DK1, g_base, stride_gn, start_n, N, BLOCK_N, HEAD_DIM,
+                   g_layout)
+
+
+@gluon.jit(do_not_specialize=["N", "W1", "W2", "HKV", "GROUP"])
+def _simplicial_bwd_dk1dv1_roles_gluon(q_desc, do_desc, k1_desc, v1_desc, k2_desc, v2_desc, DK1, DV1, Lse, Delta,
+                                       stride_gb, stride_gn, N, W1, W2, qk_scale, HKV, GROUP,
+                                       HEAD_DIM: gl.constexpr, BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr,
+                                       NUM_F: gl.constexpr, NUM_P: gl.constexpr, CONSUMER_REGS: gl.constexpr,
+                                       PRODUCER_REGS: gl.constexpr, num_warps: gl.constexpr):
+    b, hk, start_n, lo, hi, _, _ = _k1_program(N, W1, HKV, BLOCK_N)
+    n_m = gl.cdiv(hi - lo, BLOCK_M)
+
+    dtype: gl.constexpr = k1_desc.dtype
+    k1_s = gl.allocate_shared_memory(dtype, [1] + k1_desc.block_type.shape, k1_desc.layout)
+    v1_s = gl.allocate_shared_memory(dtype, [1] + v1_desc.block_type.shape, v1_desc.layout)
+    q_s = gl.allocate_shared_memory(dtype, q_desc.block_type.shape, q_desc.layout)
+    do_s = gl.allocate_shared_memory(dtype, do_desc.block_type.shape, do_desc.layout)
+    k2_s = gl.allocate_shared_memory(dtype, [2] + k2_desc.block_type.shape, k2_desc.layout)
+    v2_s = gl.allocate_shared_memory(dtype, [2] + v2_desc.block_type.shape, v2_desc.layout)
+    qk2_s = gl.allocate_shared_memory(dtype, [NUM_F] + q_desc.block_type.shape, q_desc.layout)
+    dov2_s = gl.allocate_shared_memory(dtype, [NUM_F] + q_desc.block_type.shape, q_desc.layout)
+    p_s = gl.allocate_shared_memory(dtype, [NUM_P, BLOCK_N, BLOCK_M],
+                                    gl.NVMMASharedLayout.get_default_for([BLOCK_N, BLOCK_M], dtype))
+    kv1_ready = _barriers(1).index(0)
+    q_ready = _barriers(1).index(0)
+    do_ready = _barriers(1).index(0)
+    k2_ready = _barriers(2)
+    v2_ready = _barriers(2)
+    qk_ready = _barriers(NUM_F)
+    dv_ready = _barriers(NUM_F)
+    f_empty = _barriers(NUM_F, 2)  # both consumers sign off each pair
+    p_ready = _barriers(NUM_P)
+    p_empty = _barriers(NUM_P)
+
+    g_base = b.to(gl.int64) * stride_gb + hk * HEAD_DIM
+    bh0 = b * (HKV * GROUP) + hk * GROUP
+    gl.warp_specialize([
+        (_dk1_grads_consumer, (v1_s, qk2_s, dov2_s, p_s, kv1_ready, qk_ready, dv_ready, f_empty, p_ready, p_empty,
+                               DK1, Lse, Delta, stride_gn, g_base, bh0, N, W1, W2, qk_scale, start_n, n_m, GROUP,
+                               HEAD_DIM, BLOCK_M, BLOCK_N, NUM_F, NUM_P, num_warps)),
+        (_dk1_probs_consumer, (k1_s, v1_s, qk2_s, dov2_s, p_s, kv1_ready, qk_ready, dv_ready, f_empty, p_ready,
+                               p_empty, DV1, Lse, Delta, stride_gn, g_base, bh0, N, W1, W2, qk_scale, start_n, n_m,
+                               GROUP, HEAD_DIM, BLOCK_M, BLOCK_N, NUM_F, NUM_P, num_warps)),
+        (_dk1_one_product_producer, (q_desc, k2_desc, k1_desc, v1_desc, q_s, k2_s, qk2_s, k1_s, v1_s, q_ready,
+                                     k2_ready, kv1_ready, qk_ready, f_empty, b * N, start_n, hk * HEAD_DIM, hk,
+                                     GROUP, lo, n_m, W2, HEAD_DIM, BLOCK_M, BLOCK_N, NUM_F, 1, PRODUCER_WARPS)),
+        (_dk1_one_product_producer, (do_desc, v2_desc, k1_desc, v1_desc, do_s, v2_s, dov2_s, k1_s, v1_s, do_ready,
+                                     v2_ready, kv1_ready, dv_ready, f_empty, b * N, start_n, hk * HEAD_DIM, hk,
+                                     GROUP, lo, n_m, W2, HEAD_DIM, BLOCK_M, BLOCK_N, NUM_F, 0, PRODUCER_WARPS)),
+    ], [num_warps, PRODUCER_WARPS, PRODUCER_WARPS], [CONSUMER_REGS, PRODUCER_REGS, PRODUCER_REGS])
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -748,6 +912,14 @@ def _dq_producer(q_desc, do_desc, k1_desc, v1_desc, k2_desc, v2_desc, q_s, do_s,
                 tma.async_copy_global_to_shared(v2_desc, [row0 + start_m - t, col_k], v2_ready, v2_s)
         _load_k1v1_tile(k1_desc, v1_desc, k1_s, v1_s, kv_ready, kv_empty, step, row0 + lo + j * BLOCK_N, col_k,
                         NUM_BUF)
+
+
+@gluon.jit
+def _shifted_rows(rows_o, cols_o, t, N, g_base, stride_gn):
+    """Offsets and mask of the dK2 / dV2 rows i - t that query rows i send their offset-t sums to."""
+    k_rows = rows_o - t
+    k_ok = gl.expand_dims((k_rows >= 0) & (rows_o < N), 1)
+    return g_base + gl.expand_dims(k_rows, 1) * stride_gn + gl.expand_dims(cols_o, 0), k_ok
 
 
 @gluon.jit
@@ -819,9 +991,7 @@ def _dq_consumer(q_s, do_s, k1_s, v1_s, k2_s, v2_s, q_ready, kv_ready, kv_empty,
             w = warpgroup_mma_wait(num_outstanding=0, deps=(w, ))
         _release(kv_empty.index(s))
         if j == n_tiles - 1:  # the offset's last tile
-            k_rows = rows_o - t
-            k_ok = gl.expand_dims((k_rows >= 0) & (rows_o < N), 1)
-            g_ptrs = g_base + gl.expand_dims(k_rows, 1) * stride_gn + gl.expand_dims(cols_o, 0)
+            g_ptrs, k_ok = _shifted_rows(rows_o, cols_o, t, N, g_base, stride_gn)
             if PART != 2:
                 k2 = k2_s.load(o_layout).to(gl.float32)
                 if DQ_ATOMIC:
@@ -883,16 +1053,193 @@ def _simplicial_bwd_dq_gluon(q_desc, do_desc, k1_desc, v1_desc, k2_desc, v2_desc
     ], [PRODUCER_WARPS], [24])
 
 
+# With ROLES=2 one program per SM runs two consumer warpgroups of different roles on the same steps: the probs
+# consumer forms S and P (and sums W_t += P @ V1_j for dV2), the grads consumer forms dP and, with P handed over
+# through shared memory in the input dtype (half the bytes of fp32, which leaves room for a deeper K1/V1 ring), dS
+# (and sums U_t += dS @ K1_j for dQ and dK2). Each step costs 4 wgmmas where the D=128 two-launch split (SPLIT)
+# recomputes S in both launches (5), and each consumer holds one fp32 [64, D] accumulator of the offset (the grads
+# one also dQ, unless DQ_ATOMIC), so D=128 fits in one launch.
+
+
+@gluon.jit
+def _dq_probs_consumer(q_s, do_s, k1_s, v1_s, k2_s, p_s, q_ready, kv_ready, kv_empty, k2_ready, p_ready, p_empty,
+                       Lse, DV2, stats_base, g_base, stride_gn, N, W1, W2, qk_scale, start_m, lo, full_lo, full_hi,
+                       n_tiles, HEAD_DIM: gl.constexpr, BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr,
+                       NUM_BUF: gl.constexpr, NUM_P: gl.constexpr, num_warps: gl.constexpr):
+    """Per step S = (Q*K2_t) @ K1_j^T, P = exp2(S * qk_scale - lse) (masked on edge tiles), rounded to the input
+    dtype as the P @ V1_j wgmma takes it, into the P ring for the grads consumer, and W_t += P @ V1_j; at an
+    offset's last tile one relaxed atomic add of W_t * dO to dV2 at rows i - t. The grads consumer frees K2_t (it
+    reads it last)."""
+    s_layout: gl.constexpr = _mma_layout(num_warps, BLOCK_N)
+    o_layout: gl.constexpr = _mma_layout(num_warps, HEAD_DIM)
+    a_layout: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=s_layout, k_width=2)
+    p_layout: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=o_layout, k_width=2)
+    row_s: gl.constexpr = gl.SliceLayout(1, s_layout)
+    dtype: gl.constexpr = k1_s.dtype
+
+    offs_m = start_m + gl.arange(0, BLOCK_M, layout=row_s)
+    offs_n = gl.arange(0, BLOCK_N, layout=gl.SliceLayout(0, s_layout))
+    m_ok = offs_m < N
+    lse = gl.load(Lse + stats_base + offs_m, mask=m_ok, other=0.0)
+    rows_o = start_m + gl.arange(0, BLOCK_M, layout=gl.SliceLayout(1, o_layout))
+    cols_o = gl.arange(0, HEAD_DIM, layout=gl.SliceLayout(0, o_layout))
+    s_zero = gl.zeros([BLOCK_M, BLOCK_N], gl.float32, layout=s_layout)
+    w = gl.zeros([BLOCK_M, HEAD_DIM], gl.float32, layout=o_layout)
+    qk2 = gl.zeros([BLOCK_M, HEAD_DIM], dtype, layout=a_layout)
+    mbarrier.wait(q_ready, 0)
+    t = 0
+    j = -1
+    for step in range(0, W2 * n_tiles):
+        t, j = _next_tile(t, j, n_tiles)
+        if j == 0:
+            mbarrier.wait(k2_ready, t & 1)
+            qk2 = q_s.load(a_layout) * k2_s.load(a_layout)  # packed: the exact product rounded once
+        s = _ring_wait(kv_ready, step, NUM_BUF)
+        sc = warpgroup_mma(qk2, k1_s.index(s).permute((1, 0)), s_zero, use_acc=False, is_async=True)
+        sc = warpgroup_mma_wait(num_outstanding=0, deps=(sc, ))
+        p = gl.exp2(sc * qk_scale - gl.expand_dims(lse, 1))
+        start_n = lo + j * BLOCK_N
+        if (start_n < full_lo) | (start_n + BLOCK_N > full_hi) | (t > start_m):  # tile crosses a window edge
+            p = gl.where(_in_windows(offs_m, start_n + offs_n, t, m_ok, W1), p, 0.0)
+        p = p.to(dtype)
+        w = warpgroup_mma(gl.convert_layout(p, p_layout), v1_s.index(s), w, use_acc=j > 0, is_async=True)
+        f = _ring_wait(p_empty, step, NUM_P, FREE=True)
+        p_s.index(f).store(p)
+        _release(p_ready.index(f))  # every warp's stores before the arrive
+        w = warpgroup_mma_wait(num_outstanding=0, deps=(w, ))
+        _release(kv_empty.index(s))
+        if j == n_tiles - 1:  # the offset's last tile
+            g_ptrs, k_ok = _shifted_rows(rows_o, cols_o, t, N, g_base, stride_gn)
+            gl.atomic_add(DV2 + g_ptrs, w * do_s.load(o_layout).to(gl.float32), mask=k_ok, sem="relaxed")
+
+
+@gluon.jit
+def _dq_grads_consumer(q_s, do_s, k1_s, v1_s, k2_s, v2_s, p_s, q_ready, kv_ready, kv_empty, k2_ready, k2_empty,
+                       v2_ready, v2_empty, p_ready, p_empty, Delta, DQ, DK2, stats_base, dq_base, g_base, stride_qn,
+                       stride_gn, N, W2, sm_scale, start_m, n_tiles, HEAD_DIM: gl.constexpr, BLOCK_M: gl.constexpr,
+                       BLOCK_N: gl.constexpr, NUM_BUF: gl.constexpr, NUM_P: gl.constexpr, DQ_ATOMIC: gl.constexpr,
+                       num_warps: gl.constexpr):
+    """Per step dP = (dO*V2_t) @ V1_j^T, then with the probs consumer's 16-bit P: dS = P * (dP - delta) (the
+    one-consumer kernel multiplies the fp32 P) and U_t += dS @ K1_j; at an offset's last tile dQ += U_t * K2_t
+    (registers, or an atomic add with DQ_ATOMIC) and one relaxed atomic add of U_t * Q to dK2 at rows i - t."""
+    s_layout: gl.constexpr = _mma_layout(num_warps, BLOCK_N)
+    o_layout: gl.constexpr = _mma_layout(num_warps, HEAD_DIM)
+    a_layout: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=s_layout, k_width=2)
+    p_layout: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=o_layout, k_width=2)
+    dtype: gl.constexpr = k1_s.dtype
+
+    offs_m = start_m + gl.arange(0, BLOCK_M, layout=gl.SliceLayout(1, s_layout))
+    delta = gl.load(Delta + stats_base + offs_m, mask=offs_m < N, other=0.0)
+    rows_o = start_m + gl.arange(0, BLOCK_M, layout=gl.SliceLayout(1, o_layout))
+    cols_o = gl.arange(0, HEAD_DIM, layout=gl.SliceLayout(0, o_layout))
+    q_ptrs = dq_base + gl.expand_dims(rows_o, 1) * stride_qn + gl.expand_dims(cols_o, 0)
+    s_zero = gl.zeros([BLOCK_M, BLOCK_N], gl.float32, layout=s_layout)
+    u = gl.zeros([BLOCK_M, HEAD_DIM], gl.float32, layout=o_layout)
+    dq = gl.zeros([BLOCK_M, HEAD_DIM], gl.float32, layout=o_layout)
+    dov2 = gl.zeros([BLOCK_M, HEAD_DIM], dtype, layout=a_layout)
+    mbarrier.wait(q_ready, 0)
+    t = 0
+    j = -1
+    for step in range(0, W2 * n_tiles):
+        t, j = _next_tile(t, j, n_tiles)
+        if j == 0:
+            mbarrier.wait(v2_ready, t & 1)
+            dov2 = do_s.load(a_layout) * v2_s.load(a_layout)  # packed: the same bits as through fp32
+            _release(v2_empty)
+        s = _ring_wait(kv_ready, step, NUM_BUF)
+        dp = warpgroup_mma(dov2, v1_s.index(s).permute((1, 0)), s_zero, use_acc=False, is_async=True)
+        dp = warpgroup_mma_wait(num_outstanding=0, deps=(dp, ))
+        f = _ring_wait(p_ready, step, NUM_P)
+        ds = p_s.index(f).load(s_layout).to(gl.float32) * (dp - gl.expand_dims(delta, 1))
+        _release(p_empty.index(f))
+        u = warpgroup_mma(gl.convert_layout(ds.to(dtype), p_layout), k1_s.index(s), u, use_acc=j > 0,
+                          is_async=True)
+        u = warpgroup_mma_wait(num_outstanding=0, deps=(u, ))
+        _release(kv_empty.index(s))
+        if j == n_tiles - 1:  # the offset's last tile
+            mbarrier.wait(k2_ready, t & 1)
+            k2 = k2_s.load(o_layout).to(gl.float32)
+            if DQ_ATOMIC:
+                gl.atomic_add(DQ + q_ptrs, u * k2 * sm_scale, mask=gl.expand_dims(rows_o < N, 1), sem="relaxed")
+            else:
+                dq += u * k2
+            g_ptrs, k_ok = _shifted_rows(rows_o, cols_o, t, N, g_base, stride_gn)
+            gl.atomic_add(DK2 + g_ptrs, u * q_s.load(o_layout).to(gl.float32) * sm_scale, mask=k_ok, sem="relaxed")
+            _release(k2_empty)
+    if not DQ_ATOMIC:
+        gl.store(DQ + q_ptrs, (dq * sm_scale).to(DQ.dtype.element_ty), mask=gl.expand_dims(rows_o < N, 1))
+
+
+@gluon.jit(do_not_specialize=["N", "W1", "W2", "H", "GROUP"])
+def _simplicial_bwd_dq_roles_gluon(q_desc, do_desc, k1_desc, v1_desc, k2_desc, v2_desc, Lse, Delta, DQ, DK2, DV2,
+                                   stride_qb, stride_qn, stride_gb, stride_gn, N, W1, W2, qk_scale, sm_scale, H,
+                                   GROUP, HEAD_DIM: gl.constexpr, BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr,
+                                   NUM_BUF: gl.constexpr, NUM_P: gl.constexpr, DQ_ATOMIC: gl.constexpr,
+                                   CONSUMER_REGS: gl.constexpr, PRODUCER_REGS: gl.constexpr,
+                                   num_warps: gl.constexpr):
+    num_m = gl.cdiv(N, BLOCK_M)
+    pid = gl.program_id(0)
+    pid_m = pid % num_m
+    pid_bh = pid // num_m
+    b = pid_bh // H
+    h = pid_bh % H
+    hk = h // GROUP
+    start_m = pid_m * BLOCK_M
+    lo, full_lo, full_hi, n_tiles = _query_tile_windows(start_m, N, W1, BLOCK_M, BLOCK_N)
+
+    dtype: gl.constexpr = k1_desc.dtype
+    q_s = gl.allocate_shared_memory(dtype, q_desc.block_type.shape, q_desc.layout)
+    do_s = gl.allocate_shared_memory(dtype, do_desc.block_type.shape, do_desc.layout)
+    k2_s = gl.allocate_shared_memory(dtype, k2_desc.block_type.shape, k2_desc.layout)
+    v2_s = gl.allocate_shared_memory(dtype, v2_desc.block_type.shape, v2_desc.layout)
+    k1_s = gl.allocate_shared_memory(dtype, [NUM_BUF] + k1_desc.block_type.shape, k1_desc.layout)
+    v1_s = gl.allocate_shared_memory(dtype, [NUM_BUF] + v1_desc.block_type.shape, v1_desc.layout)
+    p_s = gl.allocate_shared_memory(dtype, [NUM_P, BLOCK_M, BLOCK_N],
+                                    gl.NVMMASharedLayout.get_default_for([BLOCK_M, BLOCK_N], dtype))
+    q_ready = _barriers(1).index(0)
+    k2_ready = _barriers(1).index(0)
+    k2_empty = _barriers(1).index(0)
+    v2_ready = _barriers(1).index(0)
+    v2_empty = _barriers(1).index(0)
+    kv_ready = _barriers(NUM_BUF)
+    kv_empty = _barriers(NUM_BUF, 2)  # both consumers sign off each K1/V1 tile
+    p_ready = _barriers(NUM_P)
+    p_empty = _barriers(NUM_P)
+
+    stats_base = pid_bh.to(gl.int64) * N
+    g_base = b.to(gl.int64) * stride_gb + hk * HEAD_DIM
+    gl.warp_specialize([
+        (_dq_grads_consumer, (q_s, do_s, k1_s, v1_s, k2_s, v2_s, p_s, q_ready, kv_ready, kv_empty, k2_ready, k2_empty,
+                              v2_ready, v2_empty, p_ready, p_empty, Delta, DQ, DK2, stats_base,
+                              b.to(gl.int64) * stride_qb + h * HEAD_DIM, g_base, stride_qn, stride_gn, N, W2,
+                              sm_scale, start_m, n_tiles, HEAD_DIM, BLOCK_M, BLOCK_N, NUM_BUF, NUM_P, DQ_ATOMIC,
+                              num_warps)),
+        (_dq_probs_consumer, (q_s, do_s, k1_s, v1_s, k2_s, p_s, q_ready, kv_ready, kv_empty, k2_ready, p_ready,
+                              p_empty, Lse, DV2, stats_base, g_base, stride_gn, N, W1, W2, qk_scale, start_m, lo,
+                              full_lo, full_hi, n_tiles, HEAD_DIM, BLOCK_M, BLOCK_N, NUM_BUF, NUM_P, num_warps)),
+        (_dq_producer, (q_desc, do_desc, k1_desc, v1_desc, k2_desc, v2_desc, q_s, do_s, k1_s, v1_s, k2_s, v2_s,
+                        q_ready, kv_ready, kv_empty, k2_ready, k2_empty, v2_ready, v2_empty,
+                        b * N, h * HEAD_DIM, hk * HEAD_DIM, start_m, lo, n_tiles, W2, BLOCK_N, NUM_BUF, 0)),
+    ], [num_warps, PRODUCER_WARPS], [CONSUMER_REGS, PRODUCER_REGS])
+
+
 def backward_dq_dk2dv2(do, q, k1, k2, v1, v2, lse, delta, w1, w2, sm_scale, dq, dk2, dv2, cfg: dict):
     """Fill dq (q.dtype, or fp32 zeros with DQ_ATOMIC) and add into dk2, dv2 (fp32 zeros, [B, N, Hkv, D]) like
     simplicial_attention._backward_dq_dk2dv2 (windows clipped to N, lse base 2). cfg: BLOCK_M, BLOCK_N, NUM_BUF,
-    SPLIT (two launches: dQ/dK2, then dV2), DQ_ATOMIC, num_warps, maxnreg. Returns the compiled kernels, one per
-    launch."""
+    SPLIT (two launches: dQ/dK2, then dV2), DQ_ATOMIC, num_warps, maxnreg; or ROLES=2 (the two-role kernel) with
+    NUM_P, CONSUMER_REGS and PRODUCER_REGS. Returns the compiled kernels, one per launch."""
     b, n, hq, d = q.shape
     grid = (triton.cdiv(n, cfg["BLOCK_M"]) * b * hq,)
     descs = (_descriptor(q, cfg["BLOCK_M"]), _descriptor(do, cfg["BLOCK_M"]), _descriptor(k1, cfg["BLOCK_N"]),
              _descriptor(v1, cfg["BLOCK_N"]), _descriptor(k2, cfg["BLOCK_M"]), _descriptor(v2, cfg["BLOCK_M"]))
     kernels = []
+    if cfg.get("ROLES") == 2:
+        return [_simplicial_bwd_dq_roles_gluon[grid](
+            *descs, lse, delta, dq, dk2, dv2, dq.stride(0), dq.stride(1), dk2.stride(0), dk2.stride(1),
+            n, w1, w2, sm_scale * _LOG2E, sm_scale, hq, hq // k1.shape[2],
+            HEAD_DIM=d, BLOCK_M=cfg["BLOCK_M"], BLOCK_N=cfg["BLOCK_N"], NUM_BUF=cfg["NUM_BUF"], NUM_P=cfg["NUM_P"],
+            DQ_ATOMIC=cfg.get("DQ_ATOMIC", False), CONSUMER_REGS=cfg["CONSUMER_REGS"],
+            PRODUCER_REGS=cfg["PRODUCER_REGS"], num_warps=cfg["num_warps"], maxnreg=cfg["maxnreg"])]
     for part in ((1, 2) if cfg.get("SPLIT") else (0,)):
         kernels.append(_simplicial_bwd_dq_gluon[grid](
             *descs, lse, delta, dq, dk2, dv2, dq.stride(0), dq.stride(1), dk2.stride(0), dk2.stride(1),
