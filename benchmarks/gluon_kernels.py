@@ -139,12 +139,14 @@ CONFIGS = {64: [dict(BLOCK_N=64, NUM_BUF=2, **_G), dict(BLOCK_N=128, NUM_BUF=2, 
 
 
 _S = dict(BLOCK_N=64, num_warps=4, maxnreg=128)  # two K1 tiles of 64 per program, one program per SM
+_R1 = dict(ROLES=2, CONSUMER_REGS=232, PRODUCER_REGS=24, num_warps=4, maxnreg=128)  # the two-role dK1/dV1 kernel
 DK1_CONFIGS = {64: [dict(BLOCK_M=64, NUM_F=4, CONSUMER_REGS=232, PRODUCER_REGS=24, **_S),
                     dict(BLOCK_M=64, NUM_F=2, CONSUMER_REGS=232, PRODUCER_REGS=24, **_S),
-                    dict(BLOCK_M=64, NUM_F=5, CONSUMER_REGS=232, PRODUCER_REGS=24, **_S)],
+                    dict(BLOCK_M=64, BLOCK_N=64, NUM_F=4, NUM_P=2, **_R1)],
                128: [dict(BLOCK_M=32, NUM_F=4, CONSUMER_REGS=232, PRODUCER_REGS=24, **_S),
-                     dict(BLOCK_M=32, NUM_F=6, CONSUMER_REGS=232, PRODUCER_REGS=24, **_S),
-                     dict(BLOCK_M=32, NUM_F=4, CONSUMER_REGS=216, PRODUCER_REGS=40, **_S)]}
+                     dict(BLOCK_M=64, BLOCK_N=64, NUM_F=2, NUM_P=2, **_R1),
+                     dict(BLOCK_M=64, BLOCK_N=64, NUM_F=3, NUM_P=2, Y_BUF=1, **_R1),
+                     dict(BLOCK_M=64, BLOCK_N=64, NUM_F=2, NUM_P=2, Y_BUF=1, **_R1)]}
 
 
 def dk1_gluon(do, q, k1, k2, v1, v2, lse, delta, w1, w2, sm_scale, cfg):
@@ -156,10 +158,14 @@ def dk1_gluon(do, q, k1, k2, v1, v2, lse, delta, w1, w2, sm_scale, cfg):
     return (dk1, dv1), [kernel]
 
 
+_R2 = dict(ROLES=2, CONSUMER_REGS=240, PRODUCER_REGS=24, num_warps=4, maxnreg=168)  # the two-role dQ kernel
 DQ_CONFIGS = {64: [dict(BLOCK_M=64, BLOCK_N=64, NUM_BUF=2, num_warps=4, maxnreg=128),
-                   dict(BLOCK_M=64, BLOCK_N=64, NUM_BUF=2, num_warps=4, maxnreg=128, DQ_ATOMIC=True)],
-              128: [dict(BLOCK_M=64, BLOCK_N=64, NUM_BUF=2, num_warps=4, maxnreg=128, SPLIT=True, DQ_ATOMIC=True),
-                    dict(BLOCK_M=64, BLOCK_N=32, NUM_BUF=2, num_warps=4, maxnreg=128, SPLIT=True, DQ_ATOMIC=True)]}
+                   dict(BLOCK_M=64, BLOCK_N=64, NUM_BUF=2, num_warps=4, maxnreg=128, DQ_ATOMIC=True),
+                   dict(BLOCK_M=64, BLOCK_N=64, NUM_BUF=6, NUM_P=3, **_R2)],
+              128: [dict(BLOCK_M=64, BLOCK_N=32, NUM_BUF=2, num_warps=4, maxnreg=128, SPLIT=True, DQ_ATOMIC=True),
+                    dict(BLOCK_M=64, BLOCK_N=64, NUM_BUF=4, NUM_P=2, **_R2),
+                    dict(BLOCK_M=64, BLOCK_N=64, NUM_BUF=4, NUM_P=3, **_R2),
+                    dict(BLOCK_M=64, BLOCK_N=64, NUM_BUF=4, NUM_P=2, DQ_ATOMIC=True, **_R2)]}
 
 
 def dq_gluon(do, q, k1, k2, v1, v2, lse, delta, w1, w2, sm_scale, cfg):
@@ -253,13 +259,14 @@ def stress(launches=40) -> bool:
 
 
 def stress_dk1(launches=40) -> bool:
-    """The package's dK1/dV1 kernel (Gluon on Hopper: two consumers share each formed operand) launched many times:
-    it sums without atomics, so every launch must give the first one's bits; a launch that differs shows a race."""
+    """The package's dK1/dV1 kernels (Gluon on Hopper: at D=64 two consumers share each formed operand, at D=128 two
+    consumers of different roles hand P over) launched many times: they sum without atomics, so every launch must
+    give the first one's bits; a launch that differs shows a race."""
     from tests.test_kernels import make_inputs
 
     ok = True
-    for dtype in (torch.float16, torch.bfloat16):
-        q, k1, k2, v1, v2 = make_inputs(1, 4096, 4, 1, 64, dtype, "cuda", seed=3)
+    for d, dtype in ((d, dtype) for d in (64, 128) for dtype in (torch.float16, torch.bfloat16)):
+        q, k1, k2, v1, v2 = make_inputs(1, 4096, 4, 1, d, dtype, "cuda", seed=3)
         do = torch.randn_like(q)
         out, lse = sa._forward(q, k1, k2, v1, v2, 512, 32, 0.125)
         delta = sa._backward_delta(do, out)
@@ -267,8 +274,8 @@ def stress_dk1(launches=40) -> bool:
         bad = sum(any(not torch.equal(a, f) for a, f in
                       zip(sa._backward_dk1dv1(do, q, k1, k2, v1, v2, lse, delta, 512, 32, 0.125), first))
                   for _ in range(launches))
-        print(f"# stress dk1 {str(dtype)[6:]} ({sa.LAUNCHED['bwd_dk1'].name}): {bad} of {launches} launches differ "
-              f"from the first", flush=True)
+        print(f"# stress dk1 D={d} {str(dtype)[6:]} ({sa.LAUNCHED['bwd_dk1'].name}): {bad} of {launches} launches "
+              f"differ from the first", flush=True)
         ok &= bad == 0
     return ok
 

@@ -254,8 +254,8 @@ def test_gpu_gluon_forward_d64_long_w1_matches_tl_forward(monkeypatch, shape, dt
 
 
 # The backward kernels: (the launcher in simplicial_attention, its Gluon kernel, its tl kernel); outputs in order.
-GLUON_BACKWARD = {  # the dK1/dV1 one: two K1 tiles per program, operands formed once for both
-    "bwd_dk1": ("_backward_dk1dv1", {64: "_simplicial_bwd_dk1dv1_gluon", 128: "_simplicial_bwd_dk1dv1_gluon"},
+GLUON_BACKWARD = {  # at D=64 dK1/dV1 with two K1 tiles per program; at D=128 both two-role kernels
+    "bwd_dk1": ("_backward_dk1dv1", {64: "_simplicial_bwd_dk1dv1_gluon", 128: "_simplicial_bwd_dk1dv1_roles_gluon"},
                 "_simplicial_bwd_dk1dv1", ("dk1", "dv1")),
     "bwd_dq": ("_backward_dq_dk2dv2", {64: "_simplicial_bwd_dq_gluon", 128: "_simplicial_bwd_dq_roles_gluon"},
                "_simplicial_bwd_dq_dk2dv2", ("dq", "dk2", "dv2")),

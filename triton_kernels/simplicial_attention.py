@@ -648,8 +648,13 @@ def gluon_fwd_config(d: int, w1: int) -> dict:
 GLUON_DQ_CONFIG = {64: dict(BLOCK_M=64, BLOCK_N=64, NUM_BUF=2, num_warps=4, maxnreg=128),
                    128: dict(BLOCK_M=64, BLOCK_N=64, NUM_BUF=4, NUM_P=2, ROLES=2, CONSUMER_REGS=240,
                              PRODUCER_REGS=24, num_warps=4, maxnreg=168)}
-_DK1_SHARED = dict(BLOCK_N=64, NUM_F=4, CONSUMER_REGS=232, PRODUCER_REGS=24, num_warps=4, maxnreg=128)
-GLUON_DK1_CONFIG = {64: dict(BLOCK_M=64, **_DK1_SHARED), 128: dict(BLOCK_M=32, **_DK1_SHARED)}
+# At D=128 its two-role kernel instead (ROLES=2, as the dQ one's): one K1 tile per program, a probs consumer (dV1)
+# and a grads consumer (dK1) with one accumulator each, so query tiles of 64 rows (results/attention-2026-11-27-v11.md:
+# 10.37 vs 11.20 ms; at D=64 it runs 0.70x of the two-tile kernel).
+GLUON_DK1_CONFIG = {64: dict(BLOCK_M=64, BLOCK_N=64, NUM_F=4, CONSUMER_REGS=232, PRODUCER_REGS=24, num_warps=4,
+                             maxnreg=128),
+                    128: dict(BLOCK_M=64, BLOCK_N=64, NUM_F=2, NUM_P=2, ROLES=2, CONSUMER_REGS=232, PRODUCER_REGS=24,
+                              num_warps=4, maxnreg=128)}
 
 
 def _config(kind: str, d: int, dtype: torch.dtype, w1: int = 0, w2: int = 0) -> dict:

@@ -565,12 +565,13 @@ def _dk1_query_tile(Lse, Delta, stats_base, lo, mi, hi, full_lo, full_hi, W2, BL
 def _dk1_one_product_producer(x_desc, y_desc, k1_desc, v1_desc, x_s, y_s, xy_s, k1_s, v1_s, x_ready, y_ready,
                               kv1_ready, xy_ready, xy_empty, row0, start_n, col_k, hk, GROUP, lo, n_m, W2,
                               HEAD_DIM: gl.constexpr, BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr,
-                              NUM_F: gl.constexpr, KV1_TILES: gl.constexpr, num_warps: gl.constexpr):
+                              NUM_F: gl.constexpr, KV1_TILES: gl.constexpr, Y_BUF: gl.constexpr,
+                              num_warps: gl.constexpr):
     """One product for every (query tile, t) of the program: per query tile X (Q or dO) once, per offset the Y rows
-    i - t (K2 or V2; two buffers, the next offset's loading while this one's are used), and X * Y into the NUM_F
-    ring xy_s that both consumers read. It first loads the program's KV1_TILES K1/V1 tiles (none: 0). The product
-    is a packed 16-bit multiply, the exact product rounded once, as in every other kernel
-    (simplicial_attention._unscaled_product); the logit scale goes onto the fp32 S^T."""
+    i - t (K2 or V2; with Y_BUF=2 buffers the next offset's rows load while this one's are used, with one after),
+    and X * Y into the NUM_F ring xy_s that both consumers read. It first loads the program's KV1_TILES K1/V1
+    tiles (none: 0). The product is a packed 16-bit multiply, the exact product rounded once, as in every other
+    kernel (simplicial_attention._unscaled_product); the logit scale goes onto the fp32 S^T."""
     form_layout: gl.constexpr = gl.BlockedLayout([1, 8], [4, 8], [num_warps, 1], [1, 0])
     if KV1_TILES > 0:
         mbarrier.expect(kv1_ready, KV1_TILES * (k1_desc.block_type.nbytes + v1_desc.block_type.nbytes))
@@ -585,17 +586,22 @@ def _dk1_one_product_producer(x_desc, y_desc, k1_desc, v1_desc, x_s, y_s, xy_s, 
             start_m = lo + mi * BLOCK_M
             mbarrier.expect(x_ready, x_desc.block_type.nbytes)
             tma.async_copy_global_to_shared(x_desc, [row0 + start_m, col_q], x_ready, x_s)
-            e0 = it % 2
+            e0 = it % Y_BUF
             mbarrier.expect(y_ready.index(e0), y_desc.block_type.nbytes)
             tma.async_copy_global_to_shared(y_desc, [row0 + start_m, col_k], y_ready.index(e0), y_s.index(e0))
             mbarrier.wait(x_ready, tile & 1)
             for t in range(0, W2):
-                e = it % 2
-                if t + 1 < W2:  # the next offset's rows into the other buffer, formed from one step ago
-                    mbarrier.expect(y_ready.index(1 - e), y_desc.block_type.nbytes)
-                    tma.async_copy_global_to_shared(y_desc, [row0 + start_m - t - 1, col_k], y_ready.index(1 - e),
-                                                    y_s.index(1 - e))
-                mbarrier.wait(y_ready.index(e), (it // 2) & 1)
+                e = it % Y_BUF
+                if Y_BUF == 2:
+                    if t + 1 < W2:  # the next offset's rows into the other buffer, formed from one step ago
+                        mbarrier.expect(y_ready.index(1 - e), y_desc.block_type.nbytes)
+                        tma.async_copy_global_to_shared(y_desc, [row0 + start_m - t - 1, col_k],
+                                                        y_ready.index(1 - e), y_s.index(1 - e))
+                elif t > 0:  # this offset's rows, once the last product was formed (its _release fenced the reads)
+                    mbarrier.expect(y_ready.index(0), y_desc.block_type.nbytes)
+                    tma.async_copy_global_to_shared(y_desc, [row0 + start_m - t, col_k], y_ready.index(0),
+                                                    y_s.index(0))
+                mbarrier.wait(y_ready.index(e), (it // Y_BUF) & 1)
                 f = _ring_wait(xy_empty, it, NUM_F, FREE=True)
                 for r in gl.static_range(4):  # in row slices: fewer live registers
                     x = x_s.slice(r * (BLOCK_M // 4), BLOCK_M // 4).load(form_layout)
@@ -709,10 +715,10 @@ def _simplicial_bwd_dk1dv1_gluon(q_desc, do_desc, k1_desc, v1_desc, k2_desc, v2_
                                 BLOCK_M, BLOCK_N, NUM_F, 1, num_warps)),
         (_dk1_one_product_producer, (q_desc, k2_desc, k1_desc, v1_desc, q_s, k2_s, qk2_s, k1_s, v1_s, q_ready,
                                      k2_ready, kv1_ready, qk_ready, f_empty, b * N, program_n, hk * HEAD_DIM, hk,
-                                     GROUP, lo, n_m, W2, HEAD_DIM, BLOCK_M, BLOCK_N, NUM_F, 2, PRODUCER_WARPS)),
+                                     GROUP, lo, n_m, W2, HEAD_DIM, BLOCK_M, BLOCK_N, NUM_F, 2, 2, PRODUCER_WARPS)),
         (_dk1_one_product_producer, (do_desc, v2_desc, k1_desc, v1_desc, do_s, v2_s, dov2_s, k1_s, v1_s, do_ready,
                                      v2_ready, kv1_ready, dv_ready, f_empty, b * N, program_n, hk * HEAD_DIM, hk,
-                                     GROUP, lo, n_m, W2, HEAD_DIM, BLOCK_M, BLOCK_N, NUM_F, 0, PRODUCER_WARPS)),
+                                     GROUP, lo, n_m, W2, HEAD_DIM, BLOCK_M, BLOCK_N, NUM_F, 0, 2, PRODUCER_WARPS)),
     ], [num_warps, PRODUCER_WARPS, PRODUCER_WARPS], [CONSUMER_REGS, PRODUCER_REGS, PRODUCER_REGS])
 
 def backward_dk1dv1(do, q, k1, k2, v1, v2, lse, delta, w1, w2, qk_scale, dk1, dv1, cfg: dict):
@@ -728,8 +734,8 @@ def backward_dk1dv1(do, q, k1, k2, v1, v2, lse, delta, w1, w2, qk_scale, dk1, dv
             _descriptor(v1, cfg["BLOCK_N"]), _descriptor(k2, cfg["BLOCK_M"]), _descriptor(v2, cfg["BLOCK_M"]),
             dk1, dv1, lse, delta, dk1.stride(0), dk1.stride(1), n, w1, w2, qk_scale, hkv, hq // hkv,
             HEAD_DIM=d, BLOCK_M=cfg["BLOCK_M"], BLOCK_N=cfg["BLOCK_N"], NUM_F=cfg["NUM_F"], NUM_P=cfg["NUM_P"],
-            CONSUMER_REGS=cfg["CONSUMER_REGS"], PRODUCER_REGS=cfg["PRODUCER_REGS"], num_warps=cfg["num_warps"],
-            maxnreg=cfg["maxnreg"],
+            Y_BUF=cfg.get("Y_BUF", 2), CONSUMER_REGS=cfg["CONSUMER_REGS"], PRODUCER_REGS=cfg["PRODUCER_REGS"],
+            num_warps=cfg["num_warps"], maxnreg=cfg["maxnreg"],
         )
     return _simplicial_bwd_dk1dv1_gluon[(triton.cdiv(n, 2 * cfg["BLOCK_N"]) * b * hkv,)](
         _descriptor(q, cfg["BLOCK_M"]), _descriptor(do, cfg["BLOCK_M"]), _descriptor(k1, cfg["BLOCK_N"]),
@@ -838,8 +844,9 @@ def _dk1_grads_consumer(v1_s, qk2_s, dov2_s, p_s, kv1_ready, qk_ready, dv_ready,
 def _simplicial_bwd_dk1dv1_roles_gluon(q_desc, do_desc, k1_desc, v1_desc, k2_desc, v2_desc, DK1, DV1, Lse, Delta,
                                        stride_gb, stride_gn, N, W1, W2, qk_scale, HKV, GROUP,
                                        HEAD_DIM: gl.constexpr, BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr,
-                                       NUM_F: gl.constexpr, NUM_P: gl.constexpr, CONSUMER_REGS: gl.constexpr,
-                                       PRODUCER_REGS: gl.constexpr, num_warps: gl.constexpr):
+                                       NUM_F: gl.constexpr, NUM_P: gl.constexpr, Y_BUF: gl.constexpr,
+                                       CONSUMER_REGS: gl.constexpr, PRODUCER_REGS: gl.constexpr,
+                                       num_warps: gl.constexpr):
     b, hk, start_n, lo, hi, _, _ = _k1_program(N, W1, HKV, BLOCK_N)
     n_m = gl.cdiv(hi - lo, BLOCK_M)
 
@@ -848,8 +855,8 @@ def _simplicial_bwd_dk1dv1_roles_gluon(q_desc, do_desc, k1_desc, v1_desc, k2_des
     v1_s = gl.allocate_shared_memory(dtype, [1] + v1_desc.block_type.shape, v1_desc.layout)
     q_s = gl.allocate_shared_memory(dtype, q_desc.block_type.shape, q_desc.layout)
     do_s = gl.allocate_shared_memory(dtype, do_desc.block_type.shape, do_desc.layout)
-    k2_s = gl.allocate_shared_memory(dtype, [2] + k2_desc.block_type.shape, k2_desc.layout)
-    v2_s = gl.allocate_shared_memory(dtype, [2] + v2_desc.block_type.shape, v2_desc.layout)
+    k2_s = gl.allocate_shared_memory(dtype, [Y_BUF] + k2_desc.block_type.shape, k2_desc.layout)
+    v2_s = gl.allocate_shared_memory(dtype, [Y_BUF] + v2_desc.block_type.shape, v2_desc.layout)
     qk2_s = gl.allocate_shared_memory(dtype, [NUM_F] + q_desc.block_type.shape, q_desc.layout)
     dov2_s = gl.allocate_shared_memory(dtype, [NUM_F] + q_desc.block_type.shape, q_desc.layout)
     p_s = gl.allocate_shared_memory(dtype, [NUM_P, BLOCK_N, BLOCK_M],
@@ -857,8 +864,8 @@ def _simplicial_bwd_dk1dv1_roles_gluon(q_desc, do_desc, k1_desc, v1_desc, k2_des
     kv1_ready = _barriers(1).index(0)
     q_ready = _barriers(1).index(0)
     do_ready = _barriers(1).index(0)
-    k2_ready = _barriers(2)
-    v2_ready = _barriers(2)
+    k2_ready = _barriers(Y_BUF)
+    v2_ready = _barriers(Y_BUF)
     qk_ready = _barriers(NUM_F)
     dv_ready = _barriers(NUM_F)
     f_empty = _barriers(NUM_F, 2)  # both consumers sign off each pair
@@ -876,10 +883,12 @@ def _simplicial_bwd_dk1dv1_roles_gluon(q_desc, do_desc, k1_desc, v1_desc, k2_des
                                GROUP, HEAD_DIM, BLOCK_M, BLOCK_N, NUM_F, NUM_P, num_warps)),
         (_dk1_one_product_producer, (q_desc, k2_desc, k1_desc, v1_desc, q_s, k2_s, qk2_s, k1_s, v1_s, q_ready,
                                      k2_ready, kv1_ready, qk_ready, f_empty, b * N, start_n, hk * HEAD_DIM, hk,
-                                     GROUP, lo, n_m, W2, HEAD_DIM, BLOCK_M, BLOCK_N, NUM_F, 1, PRODUCER_WARPS)),
+                                     GROUP, lo, n_m, W2, HEAD_DIM, BLOCK_M, BLOCK_N, NUM_F, 1, Y_BUF,
+                                     PRODUCER_WARPS)),
         (_dk1_one_product_producer, (do_desc, v2_desc, k1_desc, v1_desc, do_s, v2_s, dov2_s, k1_s, v1_s, do_ready,
                                      v2_ready, kv1_ready, dv_ready, f_empty, b * N, start_n, hk * HEAD_DIM, hk,
-                                     GROUP, lo, n_m, W2, HEAD_DIM, BLOCK_M, BLOCK_N, NUM_F, 0, PRODUCER_WARPS)),
+                                     GROUP, lo, n_m, W2, HEAD_DIM, BLOCK_M, BLOCK_N, NUM_F, 0, Y_BUF,
+                                     PRODUCER_WARPS)),
     ], [num_warps, PRODUCER_WARPS, PRODUCER_WARPS], [CONSUMER_REGS, PRODUCER_REGS, PRODUCER_REGS])
 
 
