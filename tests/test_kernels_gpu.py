@@ -266,9 +266,11 @@ GLUON_BACKWARD = {  # at D=64 dK1/dV1 with two K1 tiles per program; at D=128 bo
 @pytest.mark.parametrize("d", [64, 128])
 @pytest.mark.parametrize("shape", GLUON_SHAPES, ids=["x".join(map(str, s)) for s in GLUON_SHAPES])
 def test_gpu_gluon_backward_matches_tl_kernel(monkeypatch, kind, shape, d):
-    """On Hopper both backward kernels run warp-specialised Gluon kernels (the dQ one at D=128 with two consumers of
-    different roles, P handed over in bf16); same lse / delta in, each must give its tl kernel's gradients (bf16;
-    they sum in another order, so to a bf16-level tolerance)."""
+    """On Hopper both backward kernels run warp-specialised Gluon kernels (at D=128 with two consumers of different
+    roles, which hand P over rounded to bf16, so their dS rounds once more than the tl kernel's). Same lse / delta
+    in, each must be as accurate as its tl kernel: against the tl kernel run on the same inputs in fp32, its error
+    may be at most 1.5x the bf16 tl kernel's (one more bf16 rounding of a factor of dS, which is itself rounded to
+    bf16 for its GEMM, grows that error by at most about sqrt(2))."""
     if torch.cuda.get_device_capability() != (9, 0):
         pytest.skip("the Gluon kernels are for sm_90 (Hopper) only")
     launcher, gluon_name, tl_name, names = GLUON_BACKWARD[kind]
@@ -284,6 +286,9 @@ def test_gpu_gluon_backward_matches_tl_kernel(monkeypatch, kind, shape, d):
     monkeypatch.setattr(sa, "CONFIG_OVERRIDE", {kind: {"GLUON": False}})
     refs = getattr(sa, launcher)(do, q, k1, k2, v1, v2, lse, delta, w1, w2, scale)
     assert sa.LAUNCHED[kind].name == tl_name
-    errs = {n: rel_err(a, r) for n, a, r in zip(names, grads, refs)}
-    print(f"[gpu-gluon-{kind}] {shape} D={d} rel err " + " ".join(f"{n} {e:.2e}" for n, e in errs.items()))
-    assert all(torch.isfinite(a).all() for a in grads) and max(errs.values()) < 2e-3, errs
+    exact = getattr(sa, launcher)(*(x.float() for x in (do, q, k1, k2, v1, v2)), lse, delta, w1, w2, scale)
+    errs = {n: (rel_err(a, e), rel_err(r, e), rel_err(a, r)) for n, a, r, e in zip(names, grads, refs, exact)}
+    print(f"[gpu-gluon-{kind}] {shape} D={d} rel err vs fp32 (Gluon, tl; Gluon vs tl) "
+          + " ".join(f"{n} {g:.2e} {t:.2e} {x:.2e}" for n, (g, t, x) in errs.items()))
+    assert all(torch.isfinite(a).all() for a in grads)
+    assert all(g <= 1.5 * t for g, t, _ in errs.values()), errs
