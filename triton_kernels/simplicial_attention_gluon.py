@@ -96,6 +96,15 @@ def _query_tile_windows(start_m, N, W1, BLOCK_M: gl.constexpr, BLOCK_N: gl.const
 
 
 @gluon.jit
+def _query_program(N, H, ROWS: gl.constexpr):
+    """A query-frame program's (batch * head, batch, head, first query row): ROWS query rows of one head."""
+    num_m = gl.cdiv(N, ROWS)
+    pid = gl.program_id(0)
+    pid_bh = pid // num_m
+    return pid_bh, pid_bh // H, pid_bh % H, (pid % num_m) * ROWS
+
+
+@gluon.jit
 def _in_windows(offs_m, cols, t, m_ok, W1):
     """[rows, cols] mask of the (query i, k1 column j) pairs inside the windows at offset t, as
     simplicial_attention._in_windows: 0 <= i - j < W1 as one unsigned compare; rows without a k2 row i - t (or past
@@ -381,13 +390,7 @@ def _simplicial_fwd_gluon(q_desc, k1_desc, v1_desc, k2_desc, v2_desc, Out, Lse, 
                           NUM_BUF: gl.constexpr, V2_BUF: gl.constexpr, CONSUMERS: gl.constexpr,
                           CONSUMER_REGS: gl.constexpr, PAIRED: gl.constexpr, num_warps: gl.constexpr):
     ROWS: gl.constexpr = CONSUMERS * BLOCK_M  # query rows of the program, BLOCK_M per consumer warpgroup
-    num_m = gl.cdiv(N, ROWS)
-    pid = gl.program_id(0)
-    pid_m = pid % num_m
-    pid_bh = pid // num_m
-    b = pid_bh // H
-    h = pid_bh % H
-    program_m = pid_m * ROWS
+    pid_bh, b, h, program_m = _query_program(N, H, ROWS)
     lo, _, _, n_tiles = _query_tile_windows(program_m, N, W1, ROWS, BLOCK_N)  # the union of the consumers' tiles
 
     dtype: gl.constexpr = k1_desc.dtype
@@ -898,6 +901,26 @@ def _simplicial_bwd_dk1dv1_roles_gluon(q_desc, do_desc, k1_desc, v1_desc, k2_des
 
 
 @gluon.jit
+def _dq_buffers(q_desc, do_desc, k1_desc, v1_desc, k2_desc, v2_desc, NUM_BUF: gl.constexpr):
+    """A dQ program's shared memory: Q and dO (its query tile), K2_t and V2_t (the offset's rows), the K1/V1 ring."""
+    dtype: gl.constexpr = k1_desc.dtype
+    return (gl.allocate_shared_memory(dtype, q_desc.block_type.shape, q_desc.layout),
+            gl.allocate_shared_memory(dtype, do_desc.block_type.shape, do_desc.layout),
+            gl.allocate_shared_memory(dtype, k2_desc.block_type.shape, k2_desc.layout),
+            gl.allocate_shared_memory(dtype, v2_desc.block_type.shape, v2_desc.layout),
+            gl.allocate_shared_memory(dtype, [NUM_BUF] + k1_desc.block_type.shape, k1_desc.layout),
+            gl.allocate_shared_memory(dtype, [NUM_BUF] + v1_desc.block_type.shape, v1_desc.layout))
+
+
+@gluon.jit
+def _dq_barriers(NUM_BUF: gl.constexpr, KV_SIGNERS: gl.constexpr):
+    """A dQ program's barriers: Q/dO ready; K2_t and V2_t ready and empty; the K1/V1 ring's ready and empty (each
+    slot signed off by KV_SIGNERS consumers)."""
+    return (_barriers(1).index(0), _barriers(1).index(0), _barriers(1).index(0), _barriers(1).index(0),
+            _barriers(1).index(0), _barriers(NUM_BUF), _barriers(NUM_BUF, KV_SIGNERS))
+
+
+@gluon.jit
 def _dq_producer(q_desc, do_desc, k1_desc, v1_desc, k2_desc, v2_desc, q_s, do_s, k1_s, v1_s, k2_s, v2_s,
                  q_ready, kv_ready, kv_empty, k2_ready, k2_empty, v2_ready, v2_empty,
                  row0, col_q, col_k, start_m, lo, n_tiles, W2,
@@ -1025,30 +1048,11 @@ def _simplicial_bwd_dq_gluon(q_desc, do_desc, k1_desc, v1_desc, k2_desc, v2_desc
                              HEAD_DIM: gl.constexpr, BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr,
                              NUM_BUF: gl.constexpr, PART: gl.constexpr, DQ_ATOMIC: gl.constexpr,
                              num_warps: gl.constexpr):
-    num_m = gl.cdiv(N, BLOCK_M)
-    pid = gl.program_id(0)
-    pid_m = pid % num_m
-    pid_bh = pid // num_m
-    b = pid_bh // H
-    h = pid_bh % H
+    pid_bh, b, h, start_m = _query_program(N, H, BLOCK_M)
     hk = h // GROUP
-    start_m = pid_m * BLOCK_M
     lo, full_lo, full_hi, n_tiles = _query_tile_windows(start_m, N, W1, BLOCK_M, BLOCK_N)
-
-    dtype: gl.constexpr = k1_desc.dtype
-    q_s = gl.allocate_shared_memory(dtype, q_desc.block_type.shape, q_desc.layout)
-    do_s = gl.allocate_shared_memory(dtype, do_desc.block_type.shape, do_desc.layout)
-    k2_s = gl.allocate_shared_memory(dtype, k2_desc.block_type.shape, k2_desc.layout)
-    v2_s = gl.allocate_shared_memory(dtype, v2_desc.block_type.shape, v2_desc.layout)
-    k1_s = gl.allocate_shared_memory(dtype, [NUM_BUF] + k1_desc.block_type.shape, k1_desc.layout)
-    v1_s = gl.allocate_shared_memory(dtype, [NUM_BUF] + v1_desc.block_type.shape, v1_desc.layout)
-    q_ready = _barriers(1).index(0)
-    k2_ready = _barriers(1).index(0)
-    k2_empty = _barriers(1).index(0)
-    v2_ready = _barriers(1).index(0)
-    v2_empty = _barriers(1).index(0)
-    kv_ready = _barriers(NUM_BUF)
-    kv_empty = _barriers(NUM_BUF)
+    q_s, do_s, k2_s, v2_s, k1_s, v1_s = _dq_buffers(q_desc, do_desc, k1_desc, v1_desc, k2_desc, v2_desc, NUM_BUF)
+    q_ready, k2_ready, k2_empty, v2_ready, v2_empty, kv_ready, kv_empty = _dq_barriers(NUM_BUF, 1)
 
     gl.warp_specialize([
         (_dq_consumer, (q_s, do_s, k1_s, v1_s, k2_s, v2_s, q_ready, kv_ready, kv_empty, k2_ready, k2_empty, v2_ready,
@@ -1186,32 +1190,14 @@ def _simplicial_bwd_dq_roles_gluon(q_desc, do_desc, k1_desc, v1_desc, k2_desc, v
                                    NUM_BUF: gl.constexpr, NUM_P: gl.constexpr, DQ_ATOMIC: gl.constexpr,
                                    CONSUMER_REGS: gl.constexpr, PRODUCER_REGS: gl.constexpr,
                                    num_warps: gl.constexpr):
-    num_m = gl.cdiv(N, BLOCK_M)
-    pid = gl.program_id(0)
-    pid_m = pid % num_m
-    pid_bh = pid // num_m
-    b = pid_bh // H
-    h = pid_bh % H
+    pid_bh, b, h, start_m = _query_program(N, H, BLOCK_M)
     hk = h // GROUP
-    start_m = pid_m * BLOCK_M
     lo, full_lo, full_hi, n_tiles = _query_tile_windows(start_m, N, W1, BLOCK_M, BLOCK_N)
-
+    q_s, do_s, k2_s, v2_s, k1_s, v1_s = _dq_buffers(q_desc, do_desc, k1_desc, v1_desc, k2_desc, v2_desc, NUM_BUF)
     dtype: gl.constexpr = k1_desc.dtype
-    q_s = gl.allocate_shared_memory(dtype, q_desc.block_type.shape, q_desc.layout)
-    do_s = gl.allocate_shared_memory(dtype, do_desc.block_type.shape, do_desc.layout)
-    k2_s = gl.allocate_shared_memory(dtype, k2_desc.block_type.shape, k2_desc.layout)
-    v2_s = gl.allocate_shared_memory(dtype, v2_desc.block_type.shape, v2_desc.layout)
-    k1_s = gl.allocate_shared_memory(dtype, [NUM_BUF] + k1_desc.block_type.shape, k1_desc.layout)
-    v1_s = gl.allocate_shared_memory(dtype, [NUM_BUF] + v1_desc.block_type.shape, v1_desc.layout)
     p_s = gl.allocate_shared_memory(dtype, [NUM_P, BLOCK_M, BLOCK_N],
                                     gl.NVMMASharedLayout.get_default_for([BLOCK_M, BLOCK_N], dtype))
-    q_ready = _barriers(1).index(0)
-    k2_ready = _barriers(1).index(0)
-    k2_empty = _barriers(1).index(0)
-    v2_ready = _barriers(1).index(0)
-    v2_empty = _barriers(1).index(0)
-    kv_ready = _barriers(NUM_BUF)
-    kv_empty = _barriers(NUM_BUF, 2)  # both consumers sign off each K1/V1 tile
+    q_ready, k2_ready, k2_empty, v2_ready, v2_empty, kv_ready, kv_empty = _dq_barriers(NUM_BUF, 2)
     p_ready = _barriers(NUM_P)
     p_empty = _barriers(NUM_P)
 
