@@ -22,8 +22,10 @@ default at w1 >= 512 (simplicial_attention.gluon_fwd_config). With PAIRED (the D
 takes two K1 tiles per softmax step: both S wgmmas issued together, then one row max and one rescale of the offset
 accumulator for 128 columns, the per-step work of a tile twice as wide without its column waste. The
 backward kernels below (dK1/dV1 in the k1 frame, dQ/dK2/dV2 in the query frame) follow the same scheme and run at
-D=64 and 128. The dK1/dV1 kernel has two consumers too, one per K1 tile of a program, and two producers that form
-the per-step operands Q * K2_t and dO * V2_t, once for both consumers.
+D=64 and 128. The D=64 dK1/dV1 kernel has two consumers too, one per K1 tile of a program, and two producers that
+form the per-step operands Q * K2_t and dO * V2_t, once for both consumers. At D=128 both backward kernels split each
+step between two consumers of different roles instead (ROLES=2): one forms S and P and the sum P multiplies, and
+hands P over in bf16 to the other, which forms dP and dS and the sum dS multiplies; each holds one fp32 accumulator.
 
 Tensors are read through 2-D [B*N, H*D] TMA views. Rows before a batch's start or past its end belong to the
 neighbouring batch (or read as zero at the ends of the tensor); the window masks drop every such (i, j, k) triple,
