@@ -46,6 +46,7 @@ from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
 # one-warp producer gave wrong outputs on one shape of five with two programs per SM.
 PRODUCER_WARPS = gl.constexpr(4)
 _LOG2E = 1.4426950408889634
+_LN2 = gl.constexpr(0.6931471805599453)  # sm_scale = qk_scale * ln 2
 
 
 @gluon.constexpr_function
@@ -183,11 +184,12 @@ def _form_qk2(q_s, k2_s, k2_ready, k2_empty, t, a_layout: gl.constexpr):
 
 
 @gluon.jit
-def _masked(sc, offs_m, offs_n, m_ok, start_m, start_n, full_lo, full_hi, t, W1, BLOCK_N: gl.constexpr):
-    """The logits tile of K1 columns start_n.. with the pairs outside the windows at -inf, tested only where the
-    tile crosses a window edge."""
+def _masked(sc, offs_m, offs_n, m_ok, start_m, start_n, full_lo, full_hi, t, W1, BLOCK_N: gl.constexpr,
+            fill: gl.constexpr = float("-inf")):
+    """A [query rows, K1 columns start_n..] tile (logits, or with fill=0 probabilities) with the pairs outside the
+    windows set to fill, tested only where the tile crosses a window edge."""
     if (start_n < full_lo) | (start_n + BLOCK_N > full_hi) | (t > start_m):
-        sc = gl.where(_in_windows(offs_m, start_n + offs_n, t, m_ok, W1), sc, float("-inf"))
+        sc = gl.where(_in_windows(offs_m, start_n + offs_n, t, m_ok, W1), sc, fill)
     return sc
 
 
@@ -513,19 +515,10 @@ def _k1_frame_mask(offs_m, offs_n, m_ok, t, W1):
 
 
 @gluon.jit
-def _dk1_store(dk1, dv1, DK1, DV1, g_base, stride_gn, start_n, N, qk_scale, BLOCK_N: gl.constexpr,
-               HEAD_DIM: gl.constexpr, g_layout: gl.constexpr):
-    """The program's one store of dK1 (times sm_scale = qk_scale * ln 2: it summed dS^T @ (Q*K2), unscaled) and
-    dV1."""
-    _store_k1_rows(dk1 * (qk_scale * 0.6931471805599453), DK1, g_base, stride_gn, start_n, N, BLOCK_N, HEAD_DIM,
-                   g_layout)
-    _store_k1_rows(dv1, DV1, g_base, stride_gn, start_n, N, BLOCK_N, HEAD_DIM, g_layout)
-
-
-@gluon.jit
 def _store_k1_rows(x, X, g_base, stride_gn, start_n, N, BLOCK_N: gl.constexpr, HEAD_DIM: gl.constexpr,
                    g_layout: gl.constexpr):
-    """Rows start_n.. of one gradient of K1 or V1 ([BLOCK_N, D], fp32 in the accumulator layout), in X's dtype."""
+    """Rows start_n.. of one gradient of K1 or V1 ([BLOCK_N, D], fp32 in the accumulator layout), in X's dtype. The
+    dK1 sums are of dS^T @ (Q*K2), unscaled: their callers multiply by sm_scale = qk_scale * _LN2 first."""
     rows = start_n + gl.arange(0, BLOCK_N, layout=gl.SliceLayout(1, g_layout))
     offs_d = gl.arange(0, HEAD_DIM, layout=gl.SliceLayout(0, g_layout))
     ptrs = g_base + gl.expand_dims(rows, 1) * stride_gn + gl.expand_dims(offs_d, 0)
@@ -533,17 +526,24 @@ def _store_k1_rows(x, X, g_base, stride_gn, start_n, N, BLOCK_N: gl.constexpr, H
 
 
 @gluon.jit
+def _k1_tile_windows(start_n, N, W1, BLOCK_N: gl.constexpr):
+    """The query rows that see a row of the K1 tile start_n..: [start_n, hi) with hi = start_n + BLOCK_N - 1 + W1 - 1
+    (clipped to N), of which [full_lo, full_hi) see every row of it (simplicial_attention._simplicial_bwd_dk1dv1).
+    Returns (hi, full_lo, full_hi)."""
+    hi = gl.minimum(start_n + BLOCK_N + W1 - 1, N)
+    return hi, gl.minimum(start_n + BLOCK_N - 1, hi), gl.minimum(start_n + W1, N)
+
+
+@gluon.jit
 def _k1_program(N, W1, HKV, BLOCK_N: gl.constexpr):
-    """A dK1/dV1 program's K1 tile: (batch, kv head, first k1 row start_n), and the query rows that see a row of it,
-    [lo, hi) = [start_n, start_n + BLOCK_N - 1 + W1 - 1], of which [full_lo, full_hi) see every row of it
-    (simplicial_attention._simplicial_bwd_dk1dv1)."""
+    """A dK1/dV1 program's K1 tile: (batch, kv head, first k1 row start_n) and its _k1_tile_windows
+    (lo = start_n)."""
     num_n = gl.cdiv(N, BLOCK_N)
     pid = gl.program_id(0)
     pid_bh = pid // num_n
     start_n = (pid % num_n) * BLOCK_N
-    hi = gl.minimum(start_n + BLOCK_N + W1 - 1, N)
-    return pid_bh // HKV, pid_bh % HKV, start_n, start_n, hi, gl.minimum(start_n + BLOCK_N - 1, hi), \
-        gl.minimum(start_n + W1, N)
+    hi, full_lo, full_hi = _k1_tile_windows(start_n, N, W1, BLOCK_N)
+    return pid_bh // HKV, pid_bh % HKV, start_n, start_n, hi, full_lo, full_hi
 
 
 @gluon.jit
@@ -645,9 +645,7 @@ def _dk1_consumer(k1_s, v1_s, qk2_s, dov2_s, kv1_ready, qk_ready, dv_ready, f_em
     first: gl.constexpr = C * (BLOCK_N // BLOCK_M)
 
     start_n = program_n + C * BLOCK_N
-    hi = gl.minimum(start_n + BLOCK_N + W1 - 1, N)  # as _k1_program, for this consumer's K1 tile
-    full_lo = gl.minimum(start_n + BLOCK_N - 1, hi)
-    full_hi = gl.minimum(start_n + W1, N)
+    hi, full_lo, full_hi = _k1_tile_windows(start_n, N, W1, BLOCK_N)
     last = first + gl.maximum(gl.cdiv(hi - start_n, BLOCK_M), 0)
     k1 = k1_s.index(C)
     v1 = v1_s.index(C)
@@ -678,7 +676,8 @@ def _dk1_consumer(k1_s, v1_s, qk2_s, dov2_s, kv1_ready, qk_ready, dv_ready, f_em
                 _release(f_empty.index(f))
                 it += 1
         it = _dk1_sign_off(qk_ready, dv_ready, f_empty, it, (n_m - last) * W2, NUM_F)
-    _dk1_store(dk1, dv1, DK1, DV1, g_base, stride_gn, start_n, N, qk_scale, BLOCK_N, HEAD_DIM, g_layout)
+    _store_k1_rows(dk1 * (qk_scale * _LN2), DK1, g_base, stride_gn, start_n, N, BLOCK_N, HEAD_DIM, g_layout)
+    _store_k1_rows(dv1, DV1, g_base, stride_gn, start_n, N, BLOCK_N, HEAD_DIM, g_layout)
 
 
 @gluon.jit(do_not_specialize=["N", "W1", "W2", "HKV", "GROUP"])
@@ -771,9 +770,7 @@ def _dk1_probs_consumer(k1_s, v1_s, qk2_s, dov2_s, p_s, kv1_ready, qk_ready, dv_
     p_layout: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=g_layout, k_width=2)
     col_s: gl.constexpr = gl.SliceLayout(0, s_layout)
     dtype: gl.constexpr = k1_s.dtype
-    hi = gl.minimum(start_n + BLOCK_N + W1 - 1, N)
-    full_lo = gl.minimum(start_n + BLOCK_N - 1, hi)
-    full_hi = gl.minimum(start_n + W1, N)
+    hi, full_lo, full_hi = _k1_tile_windows(start_n, N, W1, BLOCK_N)
     k1 = k1_s.index(0)
     offs_n = start_n + gl.arange(0, BLOCK_N, layout=gl.SliceLayout(1, s_layout))
     zero_s = gl.zeros([BLOCK_N, BLOCK_M], gl.float32, layout=s_layout)
@@ -816,9 +813,7 @@ def _dk1_grads_consumer(v1_s, qk2_s, dov2_s, p_s, kv1_ready, qk_ready, dv_ready,
     p_layout: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=g_layout, k_width=2)
     col_s: gl.constexpr = gl.SliceLayout(0, s_layout)
     dtype: gl.constexpr = v1_s.dtype
-    hi = gl.minimum(start_n + BLOCK_N + W1 - 1, N)
-    full_lo = gl.minimum(start_n + BLOCK_N - 1, hi)
-    full_hi = gl.minimum(start_n + W1, N)
+    hi, full_lo, full_hi = _k1_tile_windows(start_n, N, W1, BLOCK_N)
     v1 = v1_s.index(0)
     zero_s = gl.zeros([BLOCK_N, BLOCK_M], gl.float32, layout=s_layout)
     dk1 = gl.zeros([BLOCK_N, HEAD_DIM], gl.float32, layout=g_layout)
@@ -841,8 +836,7 @@ def _dk1_grads_consumer(v1_s, qk2_s, dov2_s, p_s, kv1_ready, qk_ready, dv_ready,
                 dk1 = warpgroup_mma_wait(num_outstanding=0, deps=(dk1, ))
                 _release(f_empty.index(f))
                 it += 1
-    _store_k1_rows(dk1 * (qk_scale * 0.6931471805599453), DK1, g_base, stride_gn, start_n, N, BLOCK_N, HEAD_DIM,
-                   g_layout)
+    _store_k1_rows(dk1 * (qk_scale * _LN2), DK1, g_base, stride_gn, start_n, N, BLOCK_N, HEAD_DIM, g_layout)
 
 
 @gluon.jit(do_not_specialize=["N", "W1", "W2", "HKV", "GROUP"])
@@ -1006,10 +1000,8 @@ def _dq_consumer(q_s, do_s, k1_s, v1_s, k2_s, v2_s, q_ready, kv_ready, kv_empty,
             sc, dp = warpgroup_mma_wait(num_outstanding=0, deps=(sc, dp))
         else:
             sc = warpgroup_mma_wait(num_outstanding=0, deps=(sc, ))
-        p = gl.exp2(sc * qk_scale - gl.expand_dims(lse, 1))
-        start_n = lo + j * BLOCK_N
-        if (start_n < full_lo) | (start_n + BLOCK_N > full_hi) | (t > start_m):  # tile crosses a window edge
-            p = gl.where(_in_windows(offs_m, start_n + offs_n, t, m_ok, W1), p, 0.0)
+        p = _masked(gl.exp2(sc * qk_scale - gl.expand_dims(lse, 1)), offs_m, offs_n, m_ok, start_m, lo + j * BLOCK_N,
+                    full_lo, full_hi, t, W1, BLOCK_N, 0.0)
         if PART != 2:
             ds = p * (dp - gl.expand_dims(delta, 1))
             u = warpgroup_mma(gl.convert_layout(ds.to(dtype), p_layout), k1_s.index(s), u, use_acc=j > 0,
@@ -1112,10 +1104,8 @@ def _dq_probs_consumer(q_s, do_s, k1_s, v1_s, k2_s, p_s, q_ready, kv_ready, kv_e
         s = _ring_wait(kv_ready, step, NUM_BUF)
         sc = warpgroup_mma(qk2, k1_s.index(s).permute((1, 0)), s_zero, use_acc=False, is_async=True)
         sc = warpgroup_mma_wait(num_outstanding=0, deps=(sc, ))
-        p = gl.exp2(sc * qk_scale - gl.expand_dims(lse, 1))
-        start_n = lo + j * BLOCK_N
-        if (start_n < full_lo) | (start_n + BLOCK_N > full_hi) | (t > start_m):  # tile crosses a window edge
-            p = gl.where(_in_windows(offs_m, start_n + offs_n, t, m_ok, W1), p, 0.0)
+        p = _masked(gl.exp2(sc * qk_scale - gl.expand_dims(lse, 1)), offs_m, offs_n, m_ok, start_m, lo + j * BLOCK_N,
+                    full_lo, full_hi, t, W1, BLOCK_N, 0.0)
         p = p.to(dtype)
         w = warpgroup_mma(gl.convert_layout(p, p_layout), v1_s.index(s), w, use_acc=j > 0, is_async=True)
         f = _ring_wait(p_empty, step, NUM_P, FREE=True)
