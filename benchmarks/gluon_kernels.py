@@ -7,7 +7,7 @@
                                                    # a launch that differs shows a race
 
 A config is a launch config of a Gluon kernel (BLOCK_M, BLOCK_N, NUM_BUF K1/V1 buffers, V2_BUF V2 buffers, NUM_F
-formed operand buffers, PAIRED, CONSUMERS, SPLIT, DQ_ATOMIC, num_warps of a consumer, maxnreg at launch); the
+formed operand buffers, PAIRED, PACKED, CONSUMERS, SPLIT, DQ_ATOMIC, num_warps of a consumer, maxnreg at launch); the
 package's own are simplicial_attention's GLUON_*_CONFIG. The experiment's history (a one-warp producer, two consumer
 warpgroups, pipelined consumers, conditional rescaling: all slower or wrong) is in
 benchmarks/results/gluon-2026-11-27.md, where this script still has its first name, gluon_forward.py; those kernels
@@ -129,13 +129,16 @@ _G = dict(BLOCK_M=64, V2_BUF=1, num_warps=4, maxnreg=128)
 _G3 = dict(_G, maxnreg=80)  # three programs per SM (the consumer gets 136 registers); D=64 only, D=128 cannot fit
 _G2 = dict(_G, maxnreg=168, CONSUMERS=2, CONSUMER_REGS=240)  # one program per SM, two consumers of 240 registers
 _GP = dict(_G, PAIRED=True)  # two K1 tiles per softmax step (one consumer; two programs per SM)
+_PK = dict(PACKED=True, QUERIES=8, TAIL=16, BLOCK_M=64, BLOCK_N=64, num_warps=4, maxnreg=128)  # 8 queries x 8 offsets
 CONFIGS = {64: [dict(BLOCK_N=64, NUM_BUF=2, **_G), dict(BLOCK_N=128, NUM_BUF=2, **_G),
                 dict(BLOCK_N=64, NUM_BUF=2, **_G3), dict(BLOCK_N=64, NUM_BUF=3, **_G3),
-                dict(BLOCK_N=64, NUM_BUF=4, **_GP), dict(BLOCK_N=64, NUM_BUF=5, **_GP)],
+                dict(BLOCK_N=64, NUM_BUF=4, **_GP), dict(BLOCK_N=64, NUM_BUF=5, **_GP),
+                dict(NUM_BUF=5, PAIRED=True, **_PK), dict(NUM_BUF=4, PAIRED=True, **_PK)],
            128: [dict(BLOCK_N=64, NUM_BUF=2, **_G), dict(BLOCK_N=128, NUM_BUF=2, **_G),
                  dict(BLOCK_N=32, NUM_BUF=3, **_G),
                  # two consumer warpgroups per program sharing the K1/V1 ring (one program per SM)
-                 dict(BLOCK_N=64, NUM_BUF=3, **_G2), dict(BLOCK_N=128, NUM_BUF=2, **_G2)]}
+                 dict(BLOCK_N=64, NUM_BUF=3, **_G2), dict(BLOCK_N=128, NUM_BUF=2, **_G2),
+                 dict(NUM_BUF=2, **_PK)]}  # packed rows, one K1 tile per step
 
 
 _S = dict(BLOCK_N=64, num_warps=4, maxnreg=128)  # two K1 tiles of 64 per program, one program per SM

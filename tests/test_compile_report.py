@@ -41,8 +41,9 @@ def test_every_default_launch_compiles_for_sm90(defaults):
 
 def test_hopper_runs_the_gluon_kernels_where_they_won(defaults):
     # sm_90 with 16-bit inputs: the forward and both backward kernels at D=64 and 128 are the Gluon ones
-    # (benchmarks/results/gluon-2026-11-27.md; the D=64 forward since v8, results/attention-2026-11-27-v8.md)
-    assert defaults[("fwd", 64)]["name"] == "_simplicial_fwd_gluon"
+    # (benchmarks/results/gluon-2026-11-27.md; the D=64 forward since v8, results/attention-2026-11-27-v8.md, with
+    # packed rows since v12, -v12.md)
+    assert defaults[("fwd", 64)]["name"] == "_simplicial_fwd_packed_gluon"
     assert defaults[("fwd", 128)]["name"] == "_simplicial_fwd_gluon"
     # dK1/dV1: two K1 tiles per program since v10 (results/attention-2026-11-27-v10.md); dQ at D=128: one launch
     # and dK1/dV1 with two consumers of different roles since v11 (results/attention-2026-11-27-v11.md)
@@ -53,8 +54,9 @@ def test_hopper_runs_the_gluon_kernels_where_they_won(defaults):
 
 
 def test_forward_configs_hold_their_register_budget(defaults):
-    # D=64: two K1 tiles per softmax step, 128 registers at launch and a ring of five tiles so two programs share an
-    # SM, no spills (at 80 registers, three programs per SM, the paired step spills 80 slots and runs 1.4x slower);
+    # D=64: packed rows, two K1 tiles per softmax step, 128 registers at launch and a ring of five tiles so two
+    # programs share an SM, no spills (at 80 registers, three programs per SM, the paired step spills 80 slots and
+    # runs 1.4x slower; without _masked's FRESH masks the packed kernel spills 68);
     # D=128 at w1=512: two consumer warpgroups sharing the K1/V1 loads, one program per SM, 168 at launch (each
     # consumer 240), no spills
     fwd64, fwd128 = defaults[("fwd", 64)], defaults[("fwd", 128)]
@@ -78,14 +80,14 @@ def test_backward_configs_hold_their_budgets(defaults):
 
 
 @pytest.mark.parametrize("windows", ["128,128", "1024,16"])
-def test_the_d64_forward_is_the_paired_gluon_kernel_at_every_window_class(windows):
+def test_the_d64_forward_is_the_packed_gluon_kernel_at_every_window_class(windows):
     # the tl fallback picks per window class (per-query at w2 >= 64, K1 tiles of 128 at w1 >= 1024); on Hopper the
-    # Gluon kernel beat each of them (results/attention-2026-11-27-v8.md, -v10.md)
+    # Gluon kernel beat each of them (results/attention-2026-11-27-v8.md, -v10.md, -v12.md)
     proc = _run("--json", "--windows", windows)
     assert proc.returncode == 0, proc.stderr[-2000:]
     records = {(r["kind"], r["D"]): r for r in map(json.loads, proc.stdout.splitlines()) if "kind" in r}
     fwd64 = records[("fwd", 64)]
-    assert fwd64["name"] == "_simplicial_fwd_gluon" and fwd64["regs"] <= 128 and fwd64["spills"] == 0, fwd64
+    assert fwd64["name"] == "_simplicial_fwd_packed_gluon" and fwd64["regs"] <= 128 and fwd64["spills"] == 0, fwd64
     assert 2 * fwd64["smem"] <= 227 * 1024, fwd64
     fwd128 = records[("fwd", 128)]
     assert fwd128["name"] == "_simplicial_fwd_gluon" and fwd128["smem"] <= 227 * 1024, fwd128

@@ -620,13 +620,18 @@ CONFIG_OVERRIDE: dict[str, dict] = {}
 # of 128 there; at w1 <= 256 it lost 2-7% (benchmarks/results/attention-2026-11-27-v9.md).
 # At D=64 the consumer takes two K1 tiles per softmax step (PAIRED: one row max and one rescale per 128 columns) at
 # two programs per SM (maxnreg=128; paired at 80 spills 80 slots) with a ring of five tiles: 1.02-1.07x over the
-# three-program kernel on an H100 and an H200 (benchmarks/results/attention-2026-11-27-v10.md).
+# three-program kernel on an H100 and an H200 (benchmarks/results/attention-2026-11-27-v10.md). Since v12 its tiles
+# hold 8 queries x 8 offsets (PACKED, simplicial_attention_gluon._simplicial_fwd_packed_gluon): their k1 windows
+# span w1 + 7 columns instead of a query tile's w1 + 63, the last 7 in a 16-column tail taken with the first paired
+# step. 1.17-1.24x at (128, 128), 1.10x at (256, 64), 1.02-1.03x at (512, 32) on an H100
+# (benchmarks/results/attention-2026-11-27-v12.md). At D=128 the same form, one tile per step, ran level or slower.
 # {head dim: [(least w1, config), ...]}, the largest w1 first, the last one for every window.
 _SHARED_K1 = dict(BLOCK_M=64, V2_BUF=1, num_warps=4, maxnreg=168, CONSUMERS=2, CONSUMER_REGS=240)
 GLUON_FWD_CONFIG = {128: [(1024, dict(BLOCK_N=128, NUM_BUF=2, **_SHARED_K1)),
                           (512, dict(BLOCK_N=64, NUM_BUF=3, **_SHARED_K1)),
                           (0, dict(BLOCK_M=64, BLOCK_N=64, NUM_BUF=2, V2_BUF=1, num_warps=4, maxnreg=128))],
-                    64: [(0, dict(BLOCK_M=64, BLOCK_N=64, NUM_BUF=5, V2_BUF=1, num_warps=4, maxnreg=128, PAIRED=True))]}
+                    64: [(0, dict(PACKED=True, QUERIES=8, TAIL=16, BLOCK_M=64, BLOCK_N=64, NUM_BUF=5, num_warps=4,
+                                  maxnreg=128, PAIRED=True))]}
 
 
 def gluon_fwd_config(d: int, w1: int) -> dict:

@@ -26,6 +26,8 @@ D=64 and 128. The D=64 dK1/dV1 kernel has two consumers too, one per K1 tile of 
 form the per-step operands Q * K2_t and dO * V2_t, once for both consumers. At D=128 both backward kernels split each
 step between two consumers of different roles instead (ROLES=2): one forms S and P and the sum P multiplies, and
 hands P over in bf16 to the other, which forms dP and dS and the sum dS multiplies; each holds one fp32 accumulator.
+At D=64 the forward's tiles are packed (_simplicial_fwd_packed_gluon, below): a tile's 64 rows are 8 queries x 8
+offsets rather than 64 queries at one offset, so their k1 windows span w1 + 7 columns instead of w1 + 63.
 
 Tensors are read through 2-D [B*N, H*D] TMA views. Rows before a batch's start or past its end belong to the
 neighbouring batch (or read as zero at the ends of the tensor); the window masks drop every such (i, j, k) triple,
@@ -118,6 +120,12 @@ def _in_windows(offs_m, cols, t, m_ok, W1):
 
 
 @gluon.jit
+def _opaque(x):
+    """x through a register move the compiler cannot see through: what is computed from it stays where it is."""
+    return gl.inline_asm_elementwise("mov.b32 $0, $1;", "=r,r", [x], dtype=gl.int32, is_pure=True, pack=1)
+
+
+@gluon.jit
 def _load_k1v1_tile(k1_desc, v1_desc, k1_s, v1_s, kv_ready, kv_empty, step, row, col_k, NUM_BUF: gl.constexpr):
     """Step `step`'s K1 / V1 tiles (rows row..) into ring slot step % NUM_BUF, once the consumer freed it."""
     s = _ring_wait(kv_empty, step, NUM_BUF, FREE=True)
@@ -184,12 +192,18 @@ def _form_qk2(q_s, k2_s, k2_ready, k2_empty, t, a_layout: gl.constexpr):
 
 
 @gluon.jit
-def _masked(sc, offs_m, offs_n, m_ok, start_m, start_n, full_lo, full_hi, t, W1, BLOCK_N: gl.constexpr,
-            fill: gl.constexpr = float("-inf")):
+def _masked(sc, offs_m, offs_n, m_ok, rows_cut, start_n, full_lo, full_hi, t, W1, BLOCK_N: gl.constexpr,
+            fill: gl.constexpr = float("-inf"), FRESH: gl.constexpr = False):
     """A [query rows, K1 columns start_n..] tile (logits, or with fill=0 probabilities) with the pairs outside the
-    windows set to fill, tested only where the tile crosses a window edge."""
-    if (start_n < full_lo) | (start_n + BLOCK_N > full_hi) | (t > start_m):
-        sc = gl.where(_in_windows(offs_m, start_n + offs_n, t, m_ok, W1), sc, fill)
+    windows set to fill, tested only where the tile crosses a window edge: its columns cross full_lo or full_hi, or
+    rows_cut (some row has no k2 row at its offset t: t > start_m in a query tile). FRESH: the mask is computed from
+    the rows relative to start_n, made opaque, so that the compiler cannot hoist each element's row - column out of
+    the loop and keep it live (the packed forward spilled 68 slots to that)."""
+    if (start_n < full_lo) | (start_n + BLOCK_N > full_hi) | rows_cut:
+        if FRESH:
+            sc = gl.where(_in_windows(_opaque(offs_m - start_n), offs_n, t - start_n, m_ok, W1), sc, fill)
+        else:
+            sc = gl.where(_in_windows(offs_m, start_n + offs_n, t, m_ok, W1), sc, fill)
     return sc
 
 
@@ -203,11 +217,11 @@ def _new_max(m_i, row_max, qk_scale):
 
 
 @gluon.jit
-def _softmax_tile(sc, m_i, l_i, offs_m, offs_n, m_ok, start_m, start_n, full_lo, full_hi, t, W1, qk_scale,
+def _softmax_tile(sc, m_i, l_i, offs_m, offs_n, m_ok, rows_cut, start_n, full_lo, full_hi, t, W1, qk_scale,
                   BLOCK_N: gl.constexpr):
     """Window mask (only on tiles that cross a window edge) and one online-softmax step on the base-2 logits
     sc * qk_scale (qk_scale > 0): (p, alpha, m_new, l_new)."""
-    sc = _masked(sc, offs_m, offs_n, m_ok, start_m, start_n, full_lo, full_hi, t, W1, BLOCK_N)
+    sc = _masked(sc, offs_m, offs_n, m_ok, rows_cut, start_n, full_lo, full_hi, t, W1, BLOCK_N)
     m_new, m_use, alpha = _new_max(m_i, gl.max(sc, 1), qk_scale)
     p = gl.exp2(sc * qk_scale - gl.expand_dims(m_use, 1))
     return p, alpha, m_new, l_i * alpha + gl.sum(p, 1)
@@ -226,13 +240,13 @@ def _accumulate(p, alpha, acc_t, scale_t, v1_tile, j, p_layout: gl.constexpr, ro
 
 
 @gluon.jit
-def _step(qk2, k1_tile, v1_tile, s_zero, m_i, l_i, acc_t, scale_t, offs_m, offs_n, m_ok, start_m, start_n, full_lo,
+def _step(qk2, k1_tile, v1_tile, s_zero, m_i, l_i, acc_t, scale_t, offs_m, offs_n, m_ok, rows_cut, start_n, full_lo,
           full_hi, t, j, W1, qk_scale, BLOCK_N: gl.constexpr, p_layout: gl.constexpr, row_o: gl.constexpr):
     """One (offset t, K1 tile j) step of a consumer: S wgmma, softmax, P @ V1 wgmma (j counts the consumer's own
     tiles of the offset). Returns (m_i, l_i, acc_t, scale_t)."""
     sc = warpgroup_mma(qk2, k1_tile.permute((1, 0)), s_zero, use_acc=False, is_async=True)
     sc = warpgroup_mma_wait(num_outstanding=0, deps=(sc, ))
-    p, alpha, m_i, l_i = _softmax_tile(sc, m_i, l_i, offs_m, offs_n, m_ok, start_m, start_n, full_lo, full_hi, t, W1,
+    p, alpha, m_i, l_i = _softmax_tile(sc, m_i, l_i, offs_m, offs_n, m_ok, rows_cut, start_n, full_lo, full_hi, t, W1,
                                        qk_scale, BLOCK_N)
     pv, scale_t = _accumulate(p, alpha, acc_t, scale_t, v1_tile, j, p_layout, row_o)
     acc_t = warpgroup_mma_wait(num_outstanding=0, deps=(pv, ))
@@ -240,23 +254,68 @@ def _step(qk2, k1_tile, v1_tile, s_zero, m_i, l_i, acc_t, scale_t, offs_m, offs_
 
 
 @gluon.jit
-def _pair_step(qk2, k1_a, v1_a, k1_b, v1_b, s_zero, m_i, l_i, acc_t, scale_t, offs_m, offs_n, m_ok, start_m, start_n,
+def _narrow_mask(sc, offs_m, m_ok, rows_cut, start_c, full_lo, full_hi, t, W1, FRESH: gl.constexpr):
+    """_masked for the logits of a narrow tile (columns start_c..): the row vectors move to its layout, the same
+    registers (a wgmma accumulator's rows do not depend on its width)."""
+    row_c: gl.constexpr = gl.SliceLayout(1, sc.type.layout)
+    offs_n = gl.arange(0, sc.shape[1], layout=gl.SliceLayout(0, sc.type.layout))
+    return _masked(sc, gl.convert_layout(offs_m, row_c), offs_n, gl.convert_layout(m_ok, row_c), rows_cut, start_c,
+                   full_lo, full_hi, gl.convert_layout(t, row_c), W1, sc.shape[1], FRESH=FRESH)
+
+
+@gluon.jit
+def _pair_step(qk2, k1_a, v1_a, k1_b, v1_b, s_zero, m_i, l_i, acc_t, scale_t, offs_m, offs_n, m_ok, rows_cut, start_n,
                full_lo, full_hi, t, j, W1, qk_scale, BLOCK_N: gl.constexpr, p_layout: gl.constexpr,
-               row_o: gl.constexpr):
+               row_o: gl.constexpr, k1_c=None, v1_c=None, start_c=0, FRESH: gl.constexpr = False):
     """Two adjacent K1 tiles (columns start_n.. and start_n + BLOCK_N..) as one softmax step: both S wgmmas issued
     together, one row max, one rescale of acc_t for 2 * BLOCK_N columns, both P @ V1 wgmmas chained. The per-step
-    work of a tile twice as wide, without its column waste (tiles of 128 ran 8-10% faster per FLOP, v9)."""
+    work of a tile twice as wide, without its column waste (tiles of 128 ran 8-10% faster per FLOP, v9).
+    Without k1_b the step has one wide tile. With k1_c / v1_c a narrow tile (the packed forward's tail: columns
+    start_c.., t a row vector) joins the step, so that its few columns cost no step of their own. FRESH: see
+    _masked."""
     sa = warpgroup_mma(qk2, k1_a.permute((1, 0)), s_zero, use_acc=False, is_async=True)
-    sb = warpgroup_mma(qk2, k1_b.permute((1, 0)), s_zero, use_acc=False, is_async=True)
-    sa, sb = warpgroup_mma_wait(num_outstanding=0, deps=(sa, sb))
-    sa = _masked(sa, offs_m, offs_n, m_ok, start_m, start_n, full_lo, full_hi, t, W1, BLOCK_N)
-    sb = _masked(sb, offs_m, offs_n, m_ok, start_m, start_n + BLOCK_N, full_lo, full_hi, t, W1, BLOCK_N)
-    m_new, m_use, alpha = _new_max(m_i, gl.max(gl.maximum(sa, sb), 1), qk_scale)
+    if k1_b is not None:
+        sb = warpgroup_mma(qk2, k1_b.permute((1, 0)), s_zero, use_acc=False, is_async=True)
+    if k1_c is not None:
+        c_layout: gl.constexpr = _mma_layout(gl.num_warps(), k1_c.shape[0])
+        qk2_c = gl.convert_layout(qk2, gl.DotOperandLayout(operand_index=0, parent=c_layout, k_width=2))
+        c_zero = gl.full([qk2.shape[0], k1_c.shape[0]], 0.0, gl.float32, layout=c_layout)
+        k1_ct = k1_c.permute((1, 0))
+        sc = warpgroup_mma(qk2_c, k1_ct, c_zero, use_acc=False, is_async=True)
+        if k1_b is not None:
+            sa, sb, sc = warpgroup_mma_wait(num_outstanding=0, deps=(sa, sb, sc))
+        else:
+            sa, sc = warpgroup_mma_wait(num_outstanding=0, deps=(sa, sc))
+        sc = _narrow_mask(sc, offs_m, m_ok, rows_cut, start_c, full_lo, full_hi, t, W1, FRESH)
+    elif k1_b is not None:
+        sa, sb = warpgroup_mma_wait(num_outstanding=0, deps=(sa, sb))
+    else:
+        sa = warpgroup_mma_wait(num_outstanding=0, deps=(sa, ))
+    sa = _masked(sa, offs_m, offs_n, m_ok, rows_cut, start_n, full_lo, full_hi, t, W1, BLOCK_N, FRESH=FRESH)
+    if k1_b is not None:
+        sb = _masked(sb, offs_m, offs_n, m_ok, rows_cut, start_n + BLOCK_N, full_lo, full_hi, t, W1, BLOCK_N,
+                     FRESH=FRESH)
+        row_max = gl.max(gl.maximum(sa, sb), 1)
+    else:
+        row_max = gl.max(sa, 1)
+    if k1_c is not None:
+        row_max = gl.maximum(row_max, gl.convert_layout(gl.max(sc, 1), m_i.type.layout))
+    m_new, m_use, alpha = _new_max(m_i, row_max, qk_scale)
     pa = gl.exp2(sa * qk_scale - gl.expand_dims(m_use, 1))
-    pb = gl.exp2(sb * qk_scale - gl.expand_dims(m_use, 1))
-    l_i = l_i * alpha + gl.sum(pa + pb, 1)
+    if k1_b is not None:
+        pb = gl.exp2(sb * qk_scale - gl.expand_dims(m_use, 1))
+        row_sum = gl.sum(pa + pb, 1)
+    else:
+        row_sum = gl.sum(pa, 1)
+    if k1_c is not None:
+        pc = gl.exp2(sc * qk_scale - gl.expand_dims(gl.convert_layout(m_use, gl.SliceLayout(1, c_layout)), 1))
+        row_sum += gl.convert_layout(gl.sum(pc, 1), m_i.type.layout)
+    l_i = l_i * alpha + row_sum
     pv, scale_t = _accumulate(pa, alpha, acc_t, scale_t, v1_a, j, p_layout, row_o)
-    pv = warpgroup_mma(gl.convert_layout(pb.to(v1_b.dtype), p_layout), v1_b, pv, is_async=True)
+    if k1_b is not None:
+        pv = warpgroup_mma(gl.convert_layout(pb.to(v1_b.dtype), p_layout), v1_b, pv, is_async=True)
+    if k1_c is not None:
+        pv = warpgroup_mma(gl.convert_layout(pc.to(v1_c.dtype), p_layout), v1_c, pv, is_async=True)
     acc_t = warpgroup_mma_wait(num_outstanding=0, deps=(pv, ))
     return m_new, l_i, acc_t, scale_t
 
@@ -266,9 +325,16 @@ def _fold(acc, acc_t, scale_t, v2_s, v2_ready, v2_empty, t, o_layout: gl.constex
           V2_BUF: gl.constexpr, C: gl.constexpr, CONSUMERS: gl.constexpr):
     """acc = acc * scale_t + acc_t * V2_t at the end of offset t; frees V2_t's buffer."""
     e = t % V2_BUF
-    mbarrier.wait(v2_ready.index(e), (t // V2_BUF) & 1)
-    v2 = v2_s.index(e * CONSUMERS + C).load(o_layout)
-    _release(v2_empty.index(e))
+    return _fold_tile(acc, acc_t, scale_t, v2_s.index(e * CONSUMERS + C), v2_ready.index(e), v2_empty.index(e),
+                      (t // V2_BUF) & 1, o_layout, row_o)
+
+
+@gluon.jit
+def _fold_tile(acc, acc_t, scale_t, v2_tile, ready, empty, phase, o_layout: gl.constexpr, row_o: gl.constexpr):
+    """acc = acc * scale_t + acc_t * V2 rows, once `ready` completed its phase; frees their buffer."""
+    mbarrier.wait(ready, phase)
+    v2 = v2_tile.load(o_layout)
+    _release(empty)
     return acc * gl.expand_dims(gl.convert_layout(scale_t, row_o), 1) + acc_t * v2.to(gl.float32)
 
 
@@ -290,11 +356,11 @@ def _flat_loop(q_s, k1_s, v1_s, k2_s, v2_s, kv_ready, kv_empty, k2_ready, k2_emp
         # one consumer: every tile is its own, no window test (it cost 1-5%, results/attention-2026-11-27-v9.md)
         if CONSUMERS == 1:
             m_i, l_i, acc_t, scale_t = _step(qk2, k1_s.index(s), v1_s.index(s), s_zero, m_i, l_i, acc_t, scale_t,
-                                             offs_m, offs_n, m_ok, start_m, lo + j * BLOCK_N, full_lo, full_hi, t,
+                                             offs_m, offs_n, m_ok, t > start_m, lo + j * BLOCK_N, full_lo, full_hi, t,
                                              j, W1, qk_scale, BLOCK_N, p_layout, row_o)
         elif (j >= first) & (j < last):
             m_i, l_i, acc_t, scale_t = _step(qk2, k1_s.index(s), v1_s.index(s), s_zero, m_i, l_i, acc_t, scale_t,
-                                             offs_m, offs_n, m_ok, start_m, lo + j * BLOCK_N, full_lo, full_hi, t,
+                                             offs_m, offs_n, m_ok, t > start_m, lo + j * BLOCK_N, full_lo, full_hi, t,
                                              j - first, W1, qk_scale, BLOCK_N, p_layout, row_o)
         _release(kv_empty.index(s))
         if j == n_tiles - 1:  # the offset's last tile: out += (sum_j P V1_j) * V2_t
@@ -316,16 +382,17 @@ def _paired_loop(q_s, k1_s, v1_s, k2_s, v2_s, kv_ready, kv_empty, k2_ready, k2_e
             sa = _ring_wait(kv_ready, step0 + j, NUM_BUF)
             sb = _ring_wait(kv_ready, step0 + j + 1, NUM_BUF)
             m_i, l_i, acc_t, scale_t = _pair_step(qk2, k1_s.index(sa), v1_s.index(sa), k1_s.index(sb), v1_s.index(sb),
-                                                  s_zero, m_i, l_i, acc_t, scale_t, offs_m, offs_n, m_ok, start_m,
-                                                  lo + j * BLOCK_N, full_lo, full_hi, t, j, W1, qk_scale, BLOCK_N,
+                                                  s_zero, m_i, l_i, acc_t, scale_t, offs_m, offs_n, m_ok,
+                                                  t > start_m, lo + j * BLOCK_N, full_lo, full_hi, t, j, W1, qk_scale,
+                                                  BLOCK_N,
                                                   p_layout, row_o)
             _release(kv_empty.index(sa), kv_empty.index(sb))
         if n_tiles % 2 == 1:
             j = n_tiles - 1
             s = _ring_wait(kv_ready, step0 + j, NUM_BUF)
             m_i, l_i, acc_t, scale_t = _step(qk2, k1_s.index(s), v1_s.index(s), s_zero, m_i, l_i, acc_t, scale_t,
-                                             offs_m, offs_n, m_ok, start_m, lo + j * BLOCK_N, full_lo, full_hi, t, j,
-                                             W1, qk_scale, BLOCK_N, p_layout, row_o)
+                                             offs_m, offs_n, m_ok, t > start_m, lo + j * BLOCK_N, full_lo, full_hi,
+                                             t, j, W1, qk_scale, BLOCK_N, p_layout, row_o)
             _release(kv_empty.index(s))
         acc = _fold(acc, acc_t, scale_t, v2_s, v2_ready, v2_empty, t, o_layout, row_o, V2_BUF, 0, 1)
         step0 += n_tiles
@@ -473,6 +540,8 @@ def forward(q, k1, k2, v1, v2, w1, w2, qk_scale, out, lse, cfg: dict):
     clipped to N, qk_scale = sm_scale * log2(e). cfg: BLOCK_M (query rows per consumer), BLOCK_N, NUM_BUF, V2_BUF,
     num_warps, maxnreg, CONSUMERS (consumer warpgroups per program, 1 or 2) and CONSUMER_REGS (the second one's
     setmaxnreg). Returns the compiled kernel."""
+    if cfg.get("PACKED"):
+        return _forward_packed(q, k1, k2, v1, v2, w1, w2, qk_scale, out, lse, cfg)
     b, n, hq, d = q.shape
     consumers = cfg.get("CONSUMERS", 1)
     grid = (triton.cdiv(n, consumers * cfg["BLOCK_M"]) * b * hq,)
@@ -483,6 +552,278 @@ def forward(q, k1, k2, v1, v2, w1, w2, qk_scale, out, lse, cfg: dict):
         HEAD_DIM=d, BLOCK_M=cfg["BLOCK_M"], BLOCK_N=cfg["BLOCK_N"], NUM_BUF=cfg["NUM_BUF"], V2_BUF=cfg["V2_BUF"],
         CONSUMERS=consumers, CONSUMER_REGS=cfg.get("CONSUMER_REGS", 0), PAIRED=cfg.get("PAIRED", False),
         num_warps=cfg["num_warps"], maxnreg=cfg["maxnreg"],
+    )
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# forward with packed rows: each 64-row tile holds QUERIES queries x OFFSETS offsets
+# --------------------------------------------------------------------------------------------------------------------
+# A query tile's rows are 64 consecutive queries at one offset t: their k1 windows, one column apart, span w1 + 63
+# columns, so at w1=512 an eighth of the S / P @ V1 work is masked away (w1=128: a third). Here a tile's row
+# q * OFFSETS + s is query i0 + q at offset t0 + OFFSETS - 1 - s: QUERIES=8 queries span only w1 + 7 columns, taken
+# as wide tiles plus one narrow TAIL tile. Each row keeps its own online softmax over its offsets (the fold at the end
+# of an offset group is the query tile's, with per-row V2 rows); at the end of a query group its rows' (m, l, out)
+# merge, within a warp, into the queries' outputs and LSE.
+
+
+@gluon.jit
+def _packed_windows(i0, N, W1, W2, QUERIES: gl.constexpr, OFFSETS: gl.constexpr, BLOCK_N: gl.constexpr,
+                    TAIL: gl.constexpr):
+    """The k1 columns of queries i0..i0+QUERIES-1 (the union of their windows) as n_wide tiles of BLOCK_N from lo
+    and, where at most TAIL columns are left beside a wide tile, one narrow tail tile (tail 0 or 1) at column
+    lo + n_wide * BLOCK_N; [full_lo, full_hi), the columns
+    inside every query's window; and n_groups, the offset groups of OFFSETS that reach a k2 row >= 0."""
+    lo = gl.maximum(i0 - W1 + 1, 0)
+    hi = gl.minimum(i0 + QUERIES, N)
+    n_wide = (hi - lo) // BLOCK_N
+    rest = hi - lo - n_wide * BLOCK_N
+    tail = ((rest > 0) & (rest <= TAIL) & (n_wide > 0)).to(gl.int32)
+    n_wide = gl.where((rest > 0) & (tail == 0), n_wide + 1, n_wide)
+    full_lo = gl.maximum(i0 + QUERIES - W1, lo)
+    full_hi = gl.minimum(i0 + 1, hi)
+    n_groups = gl.minimum(gl.cdiv(W2, OFFSETS), (i0 + QUERIES - 1) // OFFSETS + 1)
+    return lo, n_wide, tail, full_lo, full_hi, n_groups
+
+
+@gluon.jit
+def _load_packed_rows(desc, diag_desc, smem, bar, base, col, QUERIES: gl.constexpr):
+    """An offset group's K2 (or V2) rows into its [QUERIES * OFFSETS, D] buffer: row q * OFFSETS + s is row
+    base + q + s (row i0 + q - t of query i0 + q at offset t = t0 + OFFSETS - 1 - s). One TMA load through diag_desc,
+    a view of the rows whose first two dims both step one row (eight loads of 8 rows each: 1.11-1.15x slower at
+    (128, 128), D=64); where base < 0 (the first rows of the tensor, which that load would zero by the whole block of a
+    query) one load of OFFSETS rows per query."""
+    mbarrier.expect(bar, diag_desc.block_type.nbytes)
+    if base >= 0:
+        tma.async_copy_global_to_shared(diag_desc, [base, 0, col], bar,
+                                        smem._reinterpret(smem.dtype, diag_desc.block_type.shape, diag_desc.layout))
+    else:
+        OFFSETS: gl.constexpr = desc.block_type.shape[0]
+        for q in gl.static_range(QUERIES):
+            tma.async_copy_global_to_shared(desc, [base + q, col], bar, smem.slice(q * OFFSETS, OFFSETS))
+
+
+@gluon.jit
+def _packed_producer(q_desc, k1_desc, v1_desc, k2_desc, v2_desc, k2_diag, v2_diag, q_s, k1_s, v1_s, k2_s, v2_s,
+                     q_ready, q_empty,
+                     kv_ready, kv_empty, k2_ready, k2_empty, v2_ready, v2_empty, row0, col_q, col_k, program_m, N, W1,
+                     W2, BLOCK_M: gl.constexpr, QUERIES: gl.constexpr, BLOCK_N: gl.constexpr, TAIL: gl.constexpr,
+                     NUM_BUF: gl.constexpr):
+    """Every TMA load of a packed program in the consumer's order: per query group its QUERIES Q rows; per offset
+    group the K2 rows, the K1 / V1 tiles (the tail first, as a whole tile of which the consumer
+    reads TAIL rows), then the V2 rows."""
+    OFFSETS: gl.constexpr = BLOCK_M // QUERIES
+    step = 0
+    grp = 0
+    g = 0
+    for i0 in range(program_m, gl.minimum(program_m + BLOCK_M, N), QUERIES):
+        lo, n_wide, tail, _, _, n_groups = _packed_windows(i0, N, W1, W2, QUERIES, OFFSETS, BLOCK_N, TAIL)
+        mbarrier.wait(q_empty, (g & 1) ^ 1)
+        mbarrier.expect(q_ready, q_desc.block_type.nbytes)
+        tma.async_copy_global_to_shared(q_desc, [row0 + i0, col_q], q_ready, q_s)
+        for u in range(0, n_groups):
+            base = row0 + i0 - u * OFFSETS - (OFFSETS - 1)
+            mbarrier.wait(k2_empty, (grp & 1) ^ 1)
+            _load_packed_rows(k2_desc, k2_diag, k2_s, k2_ready, base, col_k, QUERIES)
+            for j in range(0, n_wide + tail):  # the tail (j = 0 where there is one) first, then the wide tiles
+                col = gl.where(j < tail, n_wide, j - tail)
+                _load_k1v1_tile(k1_desc, v1_desc, k1_s, v1_s, kv_ready, kv_empty, step, row0 + lo + col * BLOCK_N,
+                                col_k, NUM_BUF)
+                step += 1
+            mbarrier.wait(v2_empty, (grp & 1) ^ 1)  # one buffer: the previous group's fold is done
+            _load_packed_rows(v2_desc, v2_diag, v2_s, v2_ready, base, col_k, QUERIES)
+            grp += 1
+        g += 1
+
+
+@gluon.jit
+def _packed_operand(q_s, k2_s, a_layout: gl.constexpr, QUERIES: gl.constexpr, OFFSETS: gl.constexpr,
+                    HEAD_DIM: gl.constexpr):
+    """The S GEMM's A operand of an offset group, row q * OFFSETS + s = q_{i0+q} * k2 row (a packed 16-bit multiply:
+    the exact product rounded once). Q is read as its QUERIES rows, in the layout of K2 viewed as [QUERIES, OFFSETS,
+    D] less the OFFSETS axis: a wgmma A operand's row r sits in lanes by r % 8, so every lane of a query's rows reads
+    the same Q row (a shared-memory broadcast) and the product needs no data movement."""
+    k2 = gl.reshape(k2_s.load(a_layout), [QUERIES, OFFSETS, HEAD_DIM])
+    q = q_s.load(gl.SliceLayout(1, k2.type.layout))
+    return gl.convert_layout(gl.reshape(gl.expand_dims(q, 1) * k2, [QUERIES * OFFSETS, HEAD_DIM]), a_layout,
+                             assert_trivial=True)
+
+
+@gluon.jit
+def _packed_store(acc, m_i, l_i, Out, Lse, out_base, lse_base, stride_on, i0, N, QUERIES: gl.constexpr,
+                  OFFSETS: gl.constexpr, row_o: gl.constexpr):
+    """Merge each query's OFFSETS rows (m, l, acc), one online softmax each, into its output row and base-2 LSE.
+    A query's rows sit in one warp (wgmma rows 16w + 8h + lane // 4), so the merge is a reduction across lanes."""
+    m = gl.reshape(gl.convert_layout(m_i, row_o), [QUERIES, OFFSETS])
+    m_q = gl.max(m, 1)
+    m_q = gl.where(m_q == float("-inf"), 0.0, m_q)
+    w = gl.exp2(m - gl.expand_dims(m_q, 1))  # each row's weight in its query's sums
+    l_q = gl.sum(gl.reshape(gl.convert_layout(l_i, row_o), [QUERIES, OFFSETS]) * w, 1)
+    l_q = gl.where(l_q > 0.0, l_q, 1.0)
+    w = gl.convert_layout(gl.reshape(w, [QUERIES * OFFSETS]), row_o)
+    out = gl.sum(gl.reshape(acc * gl.expand_dims(w, 1), [QUERIES, OFFSETS, acc.shape[1]]), 1)
+    layout: gl.constexpr = out.type.layout
+    out = out / gl.expand_dims(gl.convert_layout(l_q, gl.SliceLayout(1, layout)), 1)
+    offs_q = i0 + gl.arange(0, QUERIES, layout=gl.SliceLayout(1, layout))
+    offs_d = gl.arange(0, acc.shape[1], layout=gl.SliceLayout(0, layout))
+    ptrs = Out + out_base + gl.expand_dims(offs_q.to(gl.int64) * stride_on, 1) + gl.expand_dims(offs_d, 0)
+    gl.store(ptrs, out.to(Out.dtype.element_ty), mask=gl.expand_dims(offs_q < N, 1))
+    lse_q = i0 + gl.arange(0, QUERIES, layout=l_q.type.layout)
+    gl.store(Lse + lse_base + lse_q, m_q + gl.log2(l_q), mask=lse_q < N)
+
+
+@gluon.jit
+def _packed_consumer(q_s, k1_s, v1_s, k2_s, v2_s, q_ready, q_empty, kv_ready, kv_empty, k2_ready, k2_empty, v2_ready,
+                     v2_empty, Out, Lse, stride_on, out_base, lse_base, N, W1, W2, qk_scale, program_m,
+                     HEAD_DIM: gl.constexpr, BLOCK_M: gl.constexpr, QUERIES: gl.constexpr, BLOCK_N: gl.constexpr,
+                     TAIL: gl.constexpr, NUM_BUF: gl.constexpr, PAIRED: gl.constexpr, num_warps: gl.constexpr):
+    """The packed program's query groups one after the other. Per offset group: the A operand Q * K2 (row
+    q * OFFSETS + s: q_{i0+q} * k2_{i0+q-t}); the tail's columns together with the first step's; the wide K1 tiles
+    two per softmax step with PAIRED (_pair_step; an odd one alone), else one; the fold with the group's V2 rows.
+    Then the query group's merge and store."""
+    OFFSETS: gl.constexpr = BLOCK_M // QUERIES
+    s_layout: gl.constexpr = _mma_layout(num_warps, BLOCK_N)
+    o_layout: gl.constexpr = _mma_layout(num_warps, HEAD_DIM)
+    a_layout: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=s_layout, k_width=2)
+    p_layout: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=o_layout, k_width=2)
+    row_s: gl.constexpr = gl.SliceLayout(1, s_layout)
+    row_o: gl.constexpr = gl.SliceLayout(1, o_layout)
+
+    rows = gl.arange(0, BLOCK_M, layout=row_s)
+    row_offset = OFFSETS - 1 - rows % OFFSETS  # a row's offset within its group
+    offs_n = gl.arange(0, BLOCK_N, layout=gl.SliceLayout(0, s_layout))
+    s_zero = gl.zeros([BLOCK_M, BLOCK_N], gl.float32, layout=s_layout)
+    ring = 0  # ring step of the group's first K1 tile
+    grp = 0  # offset groups so far: the K2 / V2 buffers' phase
+    g = 0  # query groups so far: the Q buffer's phase
+    for i0 in range(program_m, gl.minimum(program_m + BLOCK_M, N), QUERIES):
+        lo, n_wide, tail, full_lo, full_hi, n_groups = _packed_windows(i0, N, W1, W2, QUERIES, OFFSETS, BLOCK_N, TAIL)
+        offs_m = i0 + rows // OFFSETS
+        mbarrier.wait(q_ready, g & 1)
+        m_i = gl.full([BLOCK_M], float("-inf"), gl.float32, layout=row_s)
+        l_i = gl.zeros([BLOCK_M], gl.float32, layout=row_s)
+        scale_t = gl.full([BLOCK_M], 1.0, gl.float32, layout=row_s)
+        acc = gl.zeros([BLOCK_M, HEAD_DIM], gl.float32, layout=o_layout)
+        acc_t = gl.zeros([BLOCK_M, HEAD_DIM], gl.float32, layout=o_layout)
+        for u in range(0, n_groups):
+            t = u * OFFSETS + row_offset
+            m_ok = (offs_m < N) & (t < W2)
+            rows_cut = (u * OFFSETS + OFFSETS > W2) | (u * OFFSETS + OFFSETS - 1 > i0)
+            mbarrier.wait(k2_ready, grp & 1)
+            qk2 = _packed_operand(q_s, k2_s, a_layout, QUERIES, OFFSETS, HEAD_DIM)
+            if u == n_groups - 1:
+                _release(k2_empty, q_empty)
+            else:
+                _release(k2_empty)
+            # the group's first step takes the tail too (ring step `ring`; the wide tiles follow it)
+            first = 0
+            if TAIL > 0:
+                if tail == 1:
+                    c = _ring_wait(kv_ready, ring, NUM_BUF)
+                    k1_c = k1_s.index(c).slice(0, TAIL)
+                    v1_c = v1_s.index(c).slice(0, TAIL)
+                    sa = _ring_wait(kv_ready, ring + 1, NUM_BUF)
+                    if PAIRED and n_wide >= 2:
+                        sb = _ring_wait(kv_ready, ring + 2, NUM_BUF)
+                        m_i, l_i, acc_t, scale_t = _pair_step(qk2, k1_s.index(sa), v1_s.index(sa), k1_s.index(sb),
+                                                              v1_s.index(sb), s_zero, m_i, l_i, acc_t, scale_t, offs_m,
+                                                              offs_n, m_ok, rows_cut, lo, full_lo, full_hi, t, 0, W1,
+                                                              qk_scale, BLOCK_N, p_layout, row_o, k1_c, v1_c,
+                                                              lo + n_wide * BLOCK_N, FRESH=True)
+                        _release(kv_empty.index(sa), kv_empty.index(sb))
+                        first = 2
+                    else:  # one wide tile (a tail is only ever beside one)
+                        m_i, l_i, acc_t, scale_t = _pair_step(qk2, k1_s.index(sa), v1_s.index(sa), None, None, s_zero,
+                                                              m_i, l_i, acc_t, scale_t, offs_m, offs_n, m_ok, rows_cut,
+                                                              lo, full_lo, full_hi, t, 0, W1, qk_scale, BLOCK_N,
+                                                              p_layout, row_o, k1_c, v1_c, lo + n_wide * BLOCK_N,
+                                                              FRESH=True)
+                        _release(kv_empty.index(sa))
+                        first = 1
+                    _release(kv_empty.index(c))
+            ring += tail
+            if PAIRED:
+                for j in range(first, n_wide - 1, 2):
+                    sa = _ring_wait(kv_ready, ring + j, NUM_BUF)
+                    sb = _ring_wait(kv_ready, ring + j + 1, NUM_BUF)
+                    m_i, l_i, acc_t, scale_t = _pair_step(qk2, k1_s.index(sa), v1_s.index(sa), k1_s.index(sb),
+                                                          v1_s.index(sb), s_zero, m_i, l_i, acc_t, scale_t, offs_m,
+                                                          offs_n, m_ok, rows_cut, lo + j * BLOCK_N, full_lo, full_hi,
+                                                          t, j, W1, qk_scale, BLOCK_N, p_layout, row_o, FRESH=True)
+                    _release(kv_empty.index(sa), kv_empty.index(sb))
+                first = gl.where((n_wide - first) % 2 == 1, n_wide - 1, n_wide)  # the odd tile left, if any
+            for j in range(first, n_wide):
+                s = _ring_wait(kv_ready, ring + j, NUM_BUF)
+                m_i, l_i, acc_t, scale_t = _pair_step(qk2, k1_s.index(s), v1_s.index(s), None, None, s_zero, m_i,
+                                                      l_i, acc_t, scale_t, offs_m, offs_n, m_ok, rows_cut,
+                                                      lo + j * BLOCK_N, full_lo, full_hi, t, j, W1, qk_scale, BLOCK_N,
+                                                      p_layout, row_o, FRESH=True)
+                _release(kv_empty.index(s))
+            ring += n_wide
+            acc = _fold_tile(acc, acc_t, scale_t, v2_s, v2_ready, v2_empty, grp & 1, o_layout, row_o)
+            grp += 1
+        _packed_store(acc, m_i, l_i, Out, Lse, out_base, lse_base, stride_on, i0, N, QUERIES, OFFSETS, row_o)
+        g += 1
+
+
+@gluon.jit(do_not_specialize=["N", "W1", "W2", "H", "GROUP"])
+def _simplicial_fwd_packed_gluon(q_desc, k1_desc, v1_desc, k2_desc, v2_desc, k2_diag, v2_diag, Out, Lse, stride_on,
+                                 stride_ob, N, W1, W2, qk_scale, H, GROUP, HEAD_DIM: gl.constexpr,
+                                 BLOCK_M: gl.constexpr, QUERIES: gl.constexpr, BLOCK_N: gl.constexpr,
+                                 TAIL: gl.constexpr, NUM_BUF: gl.constexpr, PAIRED: gl.constexpr,
+                                 num_warps: gl.constexpr):
+    pid_bh, b, h, program_m = _query_program(N, H, BLOCK_M)
+    dtype: gl.constexpr = k1_desc.dtype
+    q_s = gl.allocate_shared_memory(dtype, q_desc.block_type.shape, q_desc.layout)
+    k2_s = gl.allocate_shared_memory(dtype, [BLOCK_M, HEAD_DIM], k2_desc.layout)
+    v2_s = gl.allocate_shared_memory(dtype, [BLOCK_M, HEAD_DIM], v2_desc.layout)
+    k1_s = gl.allocate_shared_memory(dtype, [NUM_BUF] + k1_desc.block_type.shape, k1_desc.layout)
+    v1_s = gl.allocate_shared_memory(dtype, [NUM_BUF] + v1_desc.block_type.shape, v1_desc.layout)
+    q_ready = _barriers(1).index(0)
+    q_empty = _barriers(1).index(0)
+    k2_ready = _barriers(1).index(0)
+    k2_empty = _barriers(1).index(0)
+    v2_ready = _barriers(1).index(0)
+    v2_empty = _barriers(1).index(0)
+    kv_ready = _barriers(NUM_BUF)
+    kv_empty = _barriers(NUM_BUF)
+    gl.warp_specialize([
+        (_packed_consumer, (q_s, k1_s, v1_s, k2_s, v2_s, q_ready, q_empty, kv_ready, kv_empty, k2_ready, k2_empty,
+                            v2_ready, v2_empty, Out, Lse, stride_on, b.to(gl.int64) * stride_ob + h * HEAD_DIM,
+                            pid_bh.to(gl.int64) * N, N, W1, W2, qk_scale, program_m, HEAD_DIM, BLOCK_M, QUERIES,
+                            BLOCK_N, TAIL, NUM_BUF, PAIRED, num_warps)),
+        (_packed_producer, (q_desc, k1_desc, v1_desc, k2_desc, v2_desc, k2_diag, v2_diag, q_s, k1_s, v1_s, k2_s,
+                            v2_s, q_ready, q_empty, kv_ready, kv_empty, k2_ready, k2_empty, v2_ready, v2_empty,
+                            b * N, h * HEAD_DIM, (h // GROUP) * HEAD_DIM, program_m, N, W1, W2,
+                            BLOCK_M, QUERIES, BLOCK_N, TAIL, NUM_BUF)),
+    ], [PRODUCER_WARPS], [24])
+
+
+def _diagonal_descriptor(x: torch.Tensor, queries: int, offsets: int) -> TensorDescriptor:
+    """x's rows as a 3-D view [rows - offsets + 1, offsets, H*D] whose element [r, s] is row r + s, blocks of
+    [queries, offsets, D]: one TMA load gives a packed tile's K2 / V2 rows (row q * offsets + s: row base + q + s).
+    The view ends offsets - 1 rows early, so no block reads past the tensor."""
+    (rows, width), (row_stride, _) = _rows_view(x)
+    d = x.shape[3]
+    block = [queries, offsets, d]
+    layout = gl.NVMMASharedLayout.get_default_for(block, gl.bfloat16 if x.dtype == torch.bfloat16 else gl.float16)
+    return TensorDescriptor(x, [max(rows - offsets + 1, 1), offsets, width], [row_stride, row_stride, 1], block,
+                            layout)
+
+
+def _forward_packed(q, k1, k2, v1, v2, w1, w2, qk_scale, out, lse, cfg: dict):
+    """`forward` with PACKED rows (_simplicial_fwd_packed_gluon). cfg: BLOCK_M (rows per tile), QUERIES (queries per
+    tile), BLOCK_N, TAIL (the narrow last tile's columns), NUM_BUF, PAIRED, num_warps, maxnreg."""
+    b, n, hq, d = q.shape
+    queries = cfg["QUERIES"]
+    offsets = cfg["BLOCK_M"] // queries
+    grid = (triton.cdiv(n, cfg["BLOCK_M"]) * b * hq,)
+    return _simplicial_fwd_packed_gluon[grid](
+        _descriptor(q, queries), _descriptor(k1, cfg["BLOCK_N"]), _descriptor(v1, cfg["BLOCK_N"]),
+        _descriptor(k2, offsets), _descriptor(v2, offsets), _diagonal_descriptor(k2, queries, offsets),
+        _diagonal_descriptor(v2, queries, offsets), out, lse, out.stride(1), out.stride(0), n, w1, w2, qk_scale, hq,
+        hq // k1.shape[2], HEAD_DIM=d, BLOCK_M=cfg["BLOCK_M"], QUERIES=queries, BLOCK_N=cfg["BLOCK_N"],
+        TAIL=cfg["TAIL"], NUM_BUF=cfg["NUM_BUF"], PAIRED=cfg.get("PAIRED", False), num_warps=cfg["num_warps"],
+        maxnreg=cfg["maxnreg"],
     )
 
 
@@ -1000,8 +1341,8 @@ def _dq_consumer(q_s, do_s, k1_s, v1_s, k2_s, v2_s, q_ready, kv_ready, kv_empty,
             sc, dp = warpgroup_mma_wait(num_outstanding=0, deps=(sc, dp))
         else:
             sc = warpgroup_mma_wait(num_outstanding=0, deps=(sc, ))
-        p = _masked(gl.exp2(sc * qk_scale - gl.expand_dims(lse, 1)), offs_m, offs_n, m_ok, start_m, lo + j * BLOCK_N,
-                    full_lo, full_hi, t, W1, BLOCK_N, 0.0)
+        p = _masked(gl.exp2(sc * qk_scale - gl.expand_dims(lse, 1)), offs_m, offs_n, m_ok, t > start_m,
+                    lo + j * BLOCK_N, full_lo, full_hi, t, W1, BLOCK_N, 0.0)
         if PART != 2:
             ds = p * (dp - gl.expand_dims(delta, 1))
             u = warpgroup_mma(gl.convert_layout(ds.to(dtype), p_layout), k1_s.index(s), u, use_acc=j > 0,
@@ -1104,8 +1445,8 @@ def _dq_probs_consumer(q_s, do_s, k1_s, v1_s, k2_s, p_s, q_ready, kv_ready, kv_e
         s = _ring_wait(kv_ready, step, NUM_BUF)
         sc = warpgroup_mma(qk2, k1_s.index(s).permute((1, 0)), s_zero, use_acc=False, is_async=True)
         sc = warpgroup_mma_wait(num_outstanding=0, deps=(sc, ))
-        p = _masked(gl.exp2(sc * qk_scale - gl.expand_dims(lse, 1)), offs_m, offs_n, m_ok, start_m, lo + j * BLOCK_N,
-                    full_lo, full_hi, t, W1, BLOCK_N, 0.0)
+        p = _masked(gl.exp2(sc * qk_scale - gl.expand_dims(lse, 1)), offs_m, offs_n, m_ok, t > start_m,
+                    lo + j * BLOCK_N, full_lo, full_hi, t, W1, BLOCK_N, 0.0)
         p = p.to(dtype)
         w = warpgroup_mma(gl.convert_layout(p, p_layout), v1_s.index(s), w, use_acc=j > 0, is_async=True)
         f = _ring_wait(p_empty, step, NUM_P, FREE=True)
