@@ -58,9 +58,15 @@ def random_case(b, n, hq, hkv, d):
     return q, ks, torch.randn(b, n, hq, d, device="cuda", dtype=torch.bfloat16, generator=g)
 
 
+def _rel(a, b) -> float:
+    return ((a.float() - b.float()).norm() / b.float().norm()).item()
+
+
 def check(configs, repeat=3) -> bool:
     """Each config against the tl forward on CHECK_SHAPES, `repeat` launches each (a synchronisation race shows as
-    a launch that differs)."""
+    a launch that differs): the tl kernel's LSE within 1e-3, and outputs as accurate as its (at most 1.25x its error
+    against the fp32 inputs' result; the packed D=64 kernel sums in another order, so it differs from the tl kernel
+    by about one bf16 rounding of the output)."""
     ok = True
     for shape in CHECK_SHAPES:
         b, n, hq, hkv, d, w1, w2 = shape
@@ -68,24 +74,25 @@ def check(configs, repeat=3) -> bool:
         scale = 1 / math.sqrt(d)
         sa.CONFIG_OVERRIDE["fwd"] = {"GLUON": False}  # the reference is the tl kernel
         ref, ref_lse = sa._forward(q, *ks, w1, w2, scale)
+        exact, _ = sa._forward(q.float(), *(k.float() for k in ks), w1, w2, scale)
         sa.CONFIG_OVERRIDE.clear()
+        ref_err = _rel(ref, exact)
         for cfg in configs[d]:
             err = lerr = 0.0
             finite = True
             try:
                 for _ in range(repeat):
                     out, lse, _ = gluon_forward(q, ks[0], ks[1], ks[2], ks[3], w1, w2, scale, **cfg)
-                    err = max(err, ((out.float() - ref.float()).norm() / ref.float().norm()).item())
+                    err = max(err, _rel(out, exact))
                     lerr = max(lerr, (lse - ref_lse).abs().max().item())
                     finite &= torch.isfinite(out).all().item()
             except triton.runtime.errors.OutOfResources as exc:
                 print(f"check {shape} {cfg}: does not fit ({exc})", flush=True)
                 continue
-            good = err < 2e-3 and lerr < 1e-3 and finite
+            good = err <= 1.25 * ref_err + 1e-6 and lerr < 1e-3 and finite
             ok &= good
-            print(f"check {shape} {cfg}: max over {repeat} launches: out rel err {err:.2e}, lse max abs err {lerr:.2e} "
-                  f"{'ok' if good else 'FAIL'}",
-                  flush=True)
+            print(f"check {shape} {cfg}: max over {repeat} launches: out rel err vs fp32 {err:.2e} (tl {ref_err:.2e}), "
+                  f"lse max abs err {lerr:.2e} {'ok' if good else 'FAIL'}", flush=True)
     return ok
 
 
