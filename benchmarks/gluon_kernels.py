@@ -3,6 +3,7 @@
     python benchmarks/gluon_kernels.py --check     # the forward's outputs and LSE against our tl forward, bf16
     python benchmarks/gluon_kernels.py             # that check, then each forward config timed against tl and SDPA
     python benchmarks/gluon_kernels.py --dq --dk1  # each backward kernel against its tl one (checked, then timed)
+    python benchmarks/gluon_kernels.py --ab        # the default forward against an alternative, alternating rounds
     python benchmarks/gluon_kernels.py --stress    # the forward and the dK1/dV1 kernel 40 times in fp16 and bf16:
                                                    # a launch that differs shows a race
 
@@ -130,6 +131,41 @@ def bench(configs, rep=50, shapes=SHAPES) -> None:
                       f"| {kern.n_regs} | {kern.n_spills} |", flush=True)
             except Exception as exc:  # noqa: BLE001
                 print(f"| Gluon WS | {cfg} | failed: {type(exc).__name__}: {str(exc)[:200]} | | | | | |", flush=True)
+
+
+# --ab: the package's default forward against one alternative per head dim, in alternating rounds of one process
+# (H100 timings drift 4-6% under sustained load, so one config timed after another is not a comparison).
+AB_ALTERNATIVES = {64: ("v11: paired query tiles", dict(BLOCK_M=64, BLOCK_N=64, NUM_BUF=5, V2_BUF=1, num_warps=4,
+                                                        maxnreg=128, PAIRED=True)),
+                   128: ("packed rows, one tile per step", dict(PACKED=True, QUERIES=8, TAIL=16, BLOCK_M=64,
+                                                                 BLOCK_N=64, NUM_BUF=2, num_warps=4, maxnreg=128))}
+
+
+def ab(rounds=3, rep=100, shapes=SHAPES + [(16384, 512, 32)]) -> None:
+    """Per shape class and head dim: the default forward (simplicial_attention.gluon_fwd_config) and
+    AB_ALTERNATIVES[d], `rounds` alternating timings each, against SDPA (torch's default dispatch)."""
+    print("| N | w1 | w2 | D | SDPA TF/s | default ms (rounds) | alternative ms (rounds) | default / SDPA | "
+          "alternative / SDPA | speed-up of the default |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for d in (64, 128):
+        name, alt = AB_ALTERNATIVES[d]
+        for n, w1, w2 in shapes:
+            xs = inputs(n, 8, 8, d, requires_grad=False)
+            fl = 4 * 4 * 8 * d * valid_triples(n, w1, w2)
+            n_eq = sdpa_equal_length(n, w1, w2)
+            s_tf = sdpa_flops(n_eq, d) / sdpa(n_eq, d, rep, "default")[0] / 1e9
+            times = {"default": [], "alt": []}
+            for _ in range(rounds):
+                for key, cfg in (("default", sa.gluon_fwd_config(d, w1)), ("alt", alt)):
+                    times[key].append(triton.testing.do_bench(lambda: gluon_forward(*xs, w1, w2, 0.125, **cfg),
+                                                              warmup=10, rep=rep, return_mode="median"))
+            mid = {k: sorted(v)[len(v) // 2] for k, v in times.items()}
+            ratio = {k: fl / mid[k] / 1e9 / s_tf for k in mid}
+            print(f"| {n} | {w1} | {w2} | {d} | {s_tf:.0f} | {' / '.join(f'{t:.3f}' for t in times['default'])} | "
+                  f"{' / '.join(f'{t:.3f}' for t in times['alt'])} | {ratio['default']:.3f} | {ratio['alt']:.3f} | "
+                  f"{mid['alt'] / mid['default']:.3f} |", flush=True)
+    print(f"(alternative: D=64 {AB_ALTERNATIVES[64][0]}, D=128 {AB_ALTERNATIVES[128][0]}; median of the rounds in the "
+          f"ratios)")
 
 
 _G = dict(BLOCK_M=64, V2_BUF=1, num_warps=4, maxnreg=128)
@@ -297,6 +333,8 @@ def main(argv=None) -> int:
     ap.add_argument("--dq", action="store_true", help="the dQ/dK2/dV2 backward kernel instead of the forward")
     ap.add_argument("--stress", action="store_true",
                     help="repeat the forward and the dK1/dV1 kernel on one shape, report differing launches")
+    ap.add_argument("--ab", action="store_true",
+                    help="the default forward against AB_ALTERNATIVES in alternating rounds, per shape class")
     ap.add_argument("--rep", type=int, default=50)
     args = ap.parse_args(argv)
     if not torch.cuda.is_available():
@@ -305,6 +343,9 @@ def main(argv=None) -> int:
     print(f"# {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())} | {torch.cuda.get_device_name()} | "
           f"torch {torch.__version__} | triton {triton.__version__} | command: python benchmarks/gluon_kernels.py "
           f"{' '.join(argv if argv is not None else sys.argv[1:])}", flush=True)
+    if args.ab:
+        ab(rep=args.rep)
+        return 0
     ok = stress() if args.stress else True
     for kind, wanted in (("bwd_dq", args.dq), ("bwd_dk1", args.dk1)):
         if wanted:
