@@ -623,8 +623,9 @@ CONFIG_OVERRIDE: dict[str, dict] = {}
 # three-program kernel on an H100 and an H200 (benchmarks/results/attention-2026-11-27-v10.md). Since v12 its tiles
 # hold 8 queries x 8 offsets (PACKED, simplicial_attention_gluon._simplicial_fwd_packed_gluon): their k1 windows
 # span w1 + 7 columns instead of a query tile's w1 + 63, the last 7 in a 16-column tail taken with the first paired
-# step. 1.17-1.24x at (128, 128), 1.10x at (256, 64), 1.02-1.03x at (512, 32) on an H100
-# (benchmarks/results/attention-2026-11-27-v12.md). At D=128 the same form, one tile per step, ran level or slower.
+# step. Against v11's paired query tiles on an H100: 1.19x at (128, 128), 1.06x at (256, 64), 1.01-1.02x at
+# (512, 32), level at (1024, 16) (benchmarks/results/attention-2026-11-28-v12.md). At D=128 the same form, one K1
+# tile per step, ran 0.93-0.98x of the kernels below.
 # {head dim: [(least w1, config), ...]}, the largest w1 first, the last one for every window.
 _SHARED_K1 = dict(BLOCK_M=64, V2_BUF=1, num_warps=4, maxnreg=168, CONSUMERS=2, CONSUMER_REGS=240)
 GLUON_FWD_CONFIG = {128: [(1024, dict(BLOCK_N=128, NUM_BUF=2, **_SHARED_K1)),
