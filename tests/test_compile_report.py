@@ -42,7 +42,7 @@ def test_every_default_launch_compiles_for_sm90(defaults):
 def test_hopper_runs_the_gluon_kernels_where_they_won(defaults):
     # sm_90 with 16-bit inputs: the forward and both backward kernels at D=64 and 128 are the Gluon ones
     # (benchmarks/results/gluon-2026-11-27.md; the D=64 forward since v8, results/attention-2026-11-27-v8.md, with
-    # packed rows since v12, -v12.md)
+    # packed rows since v12, results/attention-2026-11-28-v12.md)
     assert defaults[("fwd", 64)]["name"] == "_simplicial_fwd_packed_gluon"
     assert defaults[("fwd", 128)]["name"] == "_simplicial_fwd_gluon"
     # dK1/dV1: two K1 tiles per program since v10 (results/attention-2026-11-27-v10.md); dQ at D=128: one launch
@@ -82,7 +82,8 @@ def test_backward_configs_hold_their_budgets(defaults):
 @pytest.mark.parametrize("windows", ["128,128", "1024,16"])
 def test_the_d64_forward_is_the_packed_gluon_kernel_at_every_window_class(windows):
     # the tl fallback picks per window class (per-query at w2 >= 64, K1 tiles of 128 at w1 >= 1024); on Hopper the
-    # Gluon kernel beat each of them (results/attention-2026-11-27-v8.md, -v10.md, -v12.md)
+    # Gluon kernel beat each of them (results/attention-2026-11-27-v8.md, -v10.md,
+    # attention-2026-11-28-v12.md)
     proc = _run("--json", "--windows", windows)
     assert proc.returncode == 0, proc.stderr[-2000:]
     records = {(r["kind"], r["D"]): r for r in map(json.loads, proc.stdout.splitlines()) if "kind" in r}
