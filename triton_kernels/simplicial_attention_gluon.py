@@ -603,14 +603,16 @@ def _load_packed_rows(desc, diag_desc, smem, bar, base, col, QUERIES: gl.constex
 
 
 @gluon.jit
-def _packed_producer(q_desc, k1_desc, v1_desc, k2_desc, v2_desc, k2_diag, v2_diag, q_s, k1_s, v1_s, k2_s, v2_s,
-                     q_ready, q_empty,
-                     kv_ready, kv_empty, k2_ready, k2_empty, v2_ready, v2_empty, row0, col_q, col_k, program_m, N, W1,
-                     W2, BLOCK_M: gl.constexpr, QUERIES: gl.constexpr, BLOCK_N: gl.constexpr, TAIL: gl.constexpr,
-                     NUM_BUF: gl.constexpr):
+def _packed_producer(q_desc, k1_desc, v1_desc, k2_desc, v2_desc, k2_diag, v2_diag, k1t_desc, v1t_desc, q_s, k1_s,
+                     v1_s, k2_s, v2_s, k1t_s, v1t_s, q_ready, q_empty, kv_ready, kv_empty, k2_ready, k2_empty,
+                     v2_ready, v2_empty, tail_ready, row0, col_q, col_k, program_m, N, W1, W2, BLOCK_M: gl.constexpr,
+                     QUERIES: gl.constexpr, BLOCK_N: gl.constexpr, TAIL: gl.constexpr, NUM_BUF: gl.constexpr,
+                     RESIDENT: gl.constexpr):
     """Every TMA load of a packed program in the consumer's order: per query group its QUERIES Q rows; per offset
-    group the K2 rows, the K1 / V1 tiles (the tail first, as a whole tile of which the consumer
-    reads TAIL rows), then the V2 rows."""
+    group the K2 rows, the K1 / V1 tiles (the tail first, as a whole tile of which the consumer reads TAIL rows), then
+    the V2 rows. RESIDENT: the query group's K1 / V1 window once instead, into all NUM_BUF slots and the tail
+    buffers (each under its own barrier, so that every barrier completes once per query group), once the consumer
+    has handed the previous window back (kv_empty[0])."""
     OFFSETS: gl.constexpr = BLOCK_M // QUERIES
     step = 0
     grp = 0
@@ -620,15 +622,27 @@ def _packed_producer(q_desc, k1_desc, v1_desc, k2_desc, v2_desc, k2_diag, v2_dia
         mbarrier.wait(q_empty, (g & 1) ^ 1)
         mbarrier.expect(q_ready, q_desc.block_type.nbytes)
         tma.async_copy_global_to_shared(q_desc, [row0 + i0, col_q], q_ready, q_s)
+        if RESIDENT:
+            mbarrier.wait(kv_empty.index(0), (g & 1) ^ 1)
+            for j in gl.static_range(NUM_BUF):
+                mbarrier.expect(kv_ready.index(j), k1_desc.block_type.nbytes + v1_desc.block_type.nbytes)
+                tma.async_copy_global_to_shared(k1_desc, [row0 + lo + j * BLOCK_N, col_k], kv_ready.index(j),
+                                                k1_s.index(j))
+                tma.async_copy_global_to_shared(v1_desc, [row0 + lo + j * BLOCK_N, col_k], kv_ready.index(j),
+                                                v1_s.index(j))
+            mbarrier.expect(tail_ready, k1t_desc.block_type.nbytes + v1t_desc.block_type.nbytes)
+            tma.async_copy_global_to_shared(k1t_desc, [row0 + lo + n_wide * BLOCK_N, col_k], tail_ready, k1t_s)
+            tma.async_copy_global_to_shared(v1t_desc, [row0 + lo + n_wide * BLOCK_N, col_k], tail_ready, v1t_s)
         for u in range(0, n_groups):
             base = row0 + i0 - u * OFFSETS - (OFFSETS - 1)
             mbarrier.wait(k2_empty, (grp & 1) ^ 1)
             _load_packed_rows(k2_desc, k2_diag, k2_s, k2_ready, base, col_k, QUERIES)
-            for j in range(0, n_wide + tail):  # the tail (j = 0 where there is one) first, then the wide tiles
-                col = gl.where(j < tail, n_wide, j - tail)
-                _load_k1v1_tile(k1_desc, v1_desc, k1_s, v1_s, kv_ready, kv_empty, step, row0 + lo + col * BLOCK_N,
-                                col_k, NUM_BUF)
-                step += 1
+            if not RESIDENT:
+                for j in range(0, n_wide + tail):  # the tail (j = 0 where there is one) first, then the wide tiles
+                    col = gl.where(j < tail, n_wide, j - tail)
+                    _load_k1v1_tile(k1_desc, v1_desc, k1_s, v1_s, kv_ready, kv_empty, step,
+                                    row0 + lo + col * BLOCK_N, col_k, NUM_BUF)
+                    step += 1
             mbarrier.wait(v2_empty, (grp & 1) ^ 1)  # one buffer: the previous group's fold is done
             _load_packed_rows(v2_desc, v2_diag, v2_s, v2_ready, base, col_k, QUERIES)
             grp += 1
@@ -672,14 +686,87 @@ def _packed_store(acc, m_i, l_i, Out, Lse, out_base, lse_base, stride_on, i0, N,
 
 
 @gluon.jit
-def _packed_consumer(q_s, k1_s, v1_s, k2_s, v2_s, q_ready, q_empty, kv_ready, kv_empty, k2_ready, k2_empty, v2_ready,
-                     v2_empty, Out, Lse, stride_on, out_base, lse_base, N, W1, W2, qk_scale, program_m,
-                     HEAD_DIM: gl.constexpr, BLOCK_M: gl.constexpr, QUERIES: gl.constexpr, BLOCK_N: gl.constexpr,
-                     TAIL: gl.constexpr, NUM_BUF: gl.constexpr, PAIRED: gl.constexpr, num_warps: gl.constexpr):
+def _packed_group_streamed(qk2, k1_s, v1_s, kv_ready, kv_empty, ring, s_zero, m_i, l_i, acc_t, scale_t, offs_m, offs_n,
+                           m_ok, rows_cut, lo, n_wide, tail, full_lo, full_hi, t, W1, qk_scale, BLOCK_N: gl.constexpr,
+                           TAIL: gl.constexpr, NUM_BUF: gl.constexpr, PAIRED: gl.constexpr, p_layout: gl.constexpr,
+                           row_o: gl.constexpr):
+    """An offset group's steps over the K1 / V1 ring, from ring step `ring`: the tail (its first TAIL rows) with the
+    first step, then the wide tiles two per step with PAIRED (an odd one alone), else one. Returns (m_i, l_i, acc_t,
+    scale_t, the next group's ring step)."""
+    first = 0
+    if TAIL > 0:
+        if tail == 1:
+            c = _ring_wait(kv_ready, ring, NUM_BUF)
+            k1_c = k1_s.index(c).slice(0, TAIL)
+            v1_c = v1_s.index(c).slice(0, TAIL)
+            sa = _ring_wait(kv_ready, ring + 1, NUM_BUF)
+            if PAIRED and n_wide >= 2:
+                sb = _ring_wait(kv_ready, ring + 2, NUM_BUF)
+                m_i, l_i, acc_t, scale_t = _pair_step(qk2, k1_s.index(sa), v1_s.index(sa), k1_s.index(sb),
+                                                      v1_s.index(sb), s_zero, m_i, l_i, acc_t, scale_t, offs_m, offs_n,
+                                                      m_ok, rows_cut, lo, full_lo, full_hi, t, 0, W1, qk_scale,
+                                                      BLOCK_N, p_layout, row_o, k1_c, v1_c, lo + n_wide * BLOCK_N,
+                                                      FRESH=True)
+                _release(kv_empty.index(sa), kv_empty.index(sb))
+                first = 2
+            else:  # one wide tile (a tail is only ever beside one)
+                m_i, l_i, acc_t, scale_t = _pair_step(qk2, k1_s.index(sa), v1_s.index(sa), None, None, s_zero, m_i,
+                                                      l_i, acc_t, scale_t, offs_m, offs_n, m_ok, rows_cut, lo, full_lo,
+                                                      full_hi, t, 0, W1, qk_scale, BLOCK_N, p_layout, row_o, k1_c,
+                                                      v1_c, lo + n_wide * BLOCK_N, FRESH=True)
+                _release(kv_empty.index(sa))
+                first = 1
+            _release(kv_empty.index(c))
+    ring += tail
+    if PAIRED:
+        for j in range(first, n_wide - 1, 2):
+            sa = _ring_wait(kv_ready, ring + j, NUM_BUF)
+            sb = _ring_wait(kv_ready, ring + j + 1, NUM_BUF)
+            m_i, l_i, acc_t, scale_t = _pair_step(qk2, k1_s.index(sa), v1_s.index(sa), k1_s.index(sb), v1_s.index(sb),
+                                                  s_zero, m_i, l_i, acc_t, scale_t, offs_m, offs_n, m_ok, rows_cut,
+                                                  lo + j * BLOCK_N, full_lo, full_hi, t, j, W1, qk_scale, BLOCK_N,
+                                                  p_layout, row_o, FRESH=True)
+            _release(kv_empty.index(sa), kv_empty.index(sb))
+        first = gl.where((n_wide - first) % 2 == 1, n_wide - 1, n_wide)  # the odd tile left, if any
+    for j in range(first, n_wide):
+        s = _ring_wait(kv_ready, ring + j, NUM_BUF)
+        m_i, l_i, acc_t, scale_t = _pair_step(qk2, k1_s.index(s), v1_s.index(s), None, None, s_zero, m_i, l_i, acc_t,
+                                              scale_t, offs_m, offs_n, m_ok, rows_cut, lo + j * BLOCK_N, full_lo,
+                                              full_hi, t, j, W1, qk_scale, BLOCK_N, p_layout, row_o, FRESH=True)
+        _release(kv_empty.index(s))
+    return m_i, l_i, acc_t, scale_t, ring + n_wide
+
+
+@gluon.jit
+def _packed_group_resident(qk2, k1_s, v1_s, k1t_s, v1t_s, s_zero, m_i, l_i, acc_t, scale_t, offs_m, offs_n, m_ok,
+                           rows_cut, lo, n_wide, tail, full_lo, full_hi, t, W1, qk_scale, BLOCK_N: gl.constexpr,
+                           p_layout: gl.constexpr, row_o: gl.constexpr):
+    """An offset group's steps over a resident window (wide tile j in slot j, the tail in k1t_s / v1t_s), one tile per
+    step, the tail with the first. Returns (m_i, l_i, acc_t, scale_t)."""
+    first = 0
+    if tail == 1:
+        m_i, l_i, acc_t, scale_t = _pair_step(qk2, k1_s.index(0), v1_s.index(0), None, None, s_zero, m_i, l_i, acc_t,
+                                              scale_t, offs_m, offs_n, m_ok, rows_cut, lo, full_lo, full_hi, t, 0, W1,
+                                              qk_scale, BLOCK_N, p_layout, row_o, k1t_s, v1t_s,
+                                              lo + n_wide * BLOCK_N, FRESH=True)
+        first = 1
+    for j in range(first, n_wide):
+        m_i, l_i, acc_t, scale_t = _pair_step(qk2, k1_s.index(j), v1_s.index(j), None, None, s_zero, m_i, l_i, acc_t,
+                                              scale_t, offs_m, offs_n, m_ok, rows_cut, lo + j * BLOCK_N, full_lo,
+                                              full_hi, t, j, W1, qk_scale, BLOCK_N, p_layout, row_o, FRESH=True)
+    return m_i, l_i, acc_t, scale_t
+
+
+@gluon.jit
+def _packed_consumer(q_s, k1_s, v1_s, k2_s, v2_s, k1t_s, v1t_s, q_ready, q_empty, kv_ready, kv_empty, k2_ready,
+                     k2_empty, v2_ready, v2_empty, tail_ready, Out, Lse, stride_on, out_base, lse_base, N, W1, W2,
+                     qk_scale, program_m, HEAD_DIM: gl.constexpr, BLOCK_M: gl.constexpr, QUERIES: gl.constexpr,
+                     BLOCK_N: gl.constexpr, TAIL: gl.constexpr, NUM_BUF: gl.constexpr, PAIRED: gl.constexpr,
+                     RESIDENT: gl.constexpr, num_warps: gl.constexpr):
     """The packed program's query groups one after the other. Per offset group: the A operand Q * K2 (row
-    q * OFFSETS + s: q_{i0+q} * k2_{i0+q-t}); the tail's columns together with the first step's; the wide K1 tiles
-    two per softmax step with PAIRED (_pair_step; an odd one alone), else one; the fold with the group's V2 rows.
-    Then the query group's merge and store."""
+    q * OFFSETS + s: q_{i0+q} * k2_{i0+q-t}); the steps over its K1 / V1 tiles, streamed through the ring or, with
+    RESIDENT, from the query group's window loaded once; the fold with the group's V2 rows. Then the query group's
+    merge and store."""
     OFFSETS: gl.constexpr = BLOCK_M // QUERIES
     s_layout: gl.constexpr = _mma_layout(num_warps, BLOCK_N)
     o_layout: gl.constexpr = _mma_layout(num_warps, HEAD_DIM)
@@ -699,6 +786,10 @@ def _packed_consumer(q_s, k1_s, v1_s, k2_s, v2_s, q_ready, q_empty, kv_ready, kv
         lo, n_wide, tail, full_lo, full_hi, n_groups = _packed_windows(i0, N, W1, W2, QUERIES, OFFSETS, BLOCK_N, TAIL)
         offs_m = i0 + rows // OFFSETS
         mbarrier.wait(q_ready, g & 1)
+        if RESIDENT:
+            for slot in gl.static_range(NUM_BUF):
+                mbarrier.wait(kv_ready.index(slot), g & 1)
+            mbarrier.wait(tail_ready, g & 1)
         m_i = gl.full([BLOCK_M], float("-inf"), gl.float32, layout=row_s)
         l_i = gl.zeros([BLOCK_M], gl.float32, layout=row_s)
         scale_t = gl.full([BLOCK_M], 1.0, gl.float32, layout=row_s)
@@ -714,63 +805,31 @@ def _packed_consumer(q_s, k1_s, v1_s, k2_s, v2_s, q_ready, q_empty, kv_ready, kv
                 _release(k2_empty, q_empty)
             else:
                 _release(k2_empty)
-            # the group's first step takes the tail too (ring step `ring`; the wide tiles follow it)
-            first = 0
-            if TAIL > 0:
-                if tail == 1:
-                    c = _ring_wait(kv_ready, ring, NUM_BUF)
-                    k1_c = k1_s.index(c).slice(0, TAIL)
-                    v1_c = v1_s.index(c).slice(0, TAIL)
-                    sa = _ring_wait(kv_ready, ring + 1, NUM_BUF)
-                    if PAIRED and n_wide >= 2:
-                        sb = _ring_wait(kv_ready, ring + 2, NUM_BUF)
-                        m_i, l_i, acc_t, scale_t = _pair_step(qk2, k1_s.index(sa), v1_s.index(sa), k1_s.index(sb),
-                                                              v1_s.index(sb), s_zero, m_i, l_i, acc_t, scale_t, offs_m,
-                                                              offs_n, m_ok, rows_cut, lo, full_lo, full_hi, t, 0, W1,
-                                                              qk_scale, BLOCK_N, p_layout, row_o, k1_c, v1_c,
-                                                              lo + n_wide * BLOCK_N, FRESH=True)
-                        _release(kv_empty.index(sa), kv_empty.index(sb))
-                        first = 2
-                    else:  # one wide tile (a tail is only ever beside one)
-                        m_i, l_i, acc_t, scale_t = _pair_step(qk2, k1_s.index(sa), v1_s.index(sa), None, None, s_zero,
-                                                              m_i, l_i, acc_t, scale_t, offs_m, offs_n, m_ok, rows_cut,
-                                                              lo, full_lo, full_hi, t, 0, W1, qk_scale, BLOCK_N,
-                                                              p_layout, row_o, k1_c, v1_c, lo + n_wide * BLOCK_N,
-                                                              FRESH=True)
-                        _release(kv_empty.index(sa))
-                        first = 1
-                    _release(kv_empty.index(c))
-            ring += tail
-            if PAIRED:
-                for j in range(first, n_wide - 1, 2):
-                    sa = _ring_wait(kv_ready, ring + j, NUM_BUF)
-                    sb = _ring_wait(kv_ready, ring + j + 1, NUM_BUF)
-                    m_i, l_i, acc_t, scale_t = _pair_step(qk2, k1_s.index(sa), v1_s.index(sa), k1_s.index(sb),
-                                                          v1_s.index(sb), s_zero, m_i, l_i, acc_t, scale_t, offs_m,
-                                                          offs_n, m_ok, rows_cut, lo + j * BLOCK_N, full_lo, full_hi,
-                                                          t, j, W1, qk_scale, BLOCK_N, p_layout, row_o, FRESH=True)
-                    _release(kv_empty.index(sa), kv_empty.index(sb))
-                first = gl.where((n_wide - first) % 2 == 1, n_wide - 1, n_wide)  # the odd tile left, if any
-            for j in range(first, n_wide):
-                s = _ring_wait(kv_ready, ring + j, NUM_BUF)
-                m_i, l_i, acc_t, scale_t = _pair_step(qk2, k1_s.index(s), v1_s.index(s), None, None, s_zero, m_i,
-                                                      l_i, acc_t, scale_t, offs_m, offs_n, m_ok, rows_cut,
-                                                      lo + j * BLOCK_N, full_lo, full_hi, t, j, W1, qk_scale, BLOCK_N,
-                                                      p_layout, row_o, FRESH=True)
-                _release(kv_empty.index(s))
-            ring += n_wide
+            if RESIDENT:
+                m_i, l_i, acc_t, scale_t = _packed_group_resident(qk2, k1_s, v1_s, k1t_s, v1t_s, s_zero, m_i, l_i,
+                                                                  acc_t, scale_t, offs_m, offs_n, m_ok, rows_cut, lo,
+                                                                  n_wide, tail, full_lo, full_hi, t, W1, qk_scale,
+                                                                  BLOCK_N, p_layout, row_o)
+            else:
+                m_i, l_i, acc_t, scale_t, ring = _packed_group_streamed(qk2, k1_s, v1_s, kv_ready, kv_empty, ring,
+                                                                        s_zero, m_i, l_i, acc_t, scale_t, offs_m,
+                                                                        offs_n, m_ok, rows_cut, lo, n_wide, tail,
+                                                                        full_lo, full_hi, t, W1, qk_scale, BLOCK_N,
+                                                                        TAIL, NUM_BUF, PAIRED, p_layout, row_o)
             acc = _fold_tile(acc, acc_t, scale_t, v2_s, v2_ready, v2_empty, grp & 1, o_layout, row_o)
             grp += 1
+        if RESIDENT:
+            _release(kv_empty.index(0))  # the window
         _packed_store(acc, m_i, l_i, Out, Lse, out_base, lse_base, stride_on, i0, N, QUERIES, OFFSETS, row_o)
         g += 1
 
 
 @gluon.jit(do_not_specialize=["N", "W1", "W2", "H", "GROUP"])
-def _simplicial_fwd_packed_gluon(q_desc, k1_desc, v1_desc, k2_desc, v2_desc, k2_diag, v2_diag, Out, Lse, stride_on,
-                                 stride_ob, N, W1, W2, qk_scale, H, GROUP, HEAD_DIM: gl.constexpr,
+def _simplicial_fwd_packed_gluon(q_desc, k1_desc, v1_desc, k2_desc, v2_desc, k2_diag, v2_diag, k1t_desc, v1t_desc,
+                                 Out, Lse, stride_on, stride_ob, N, W1, W2, qk_scale, H, GROUP, HEAD_DIM: gl.constexpr,
                                  BLOCK_M: gl.constexpr, QUERIES: gl.constexpr, BLOCK_N: gl.constexpr,
                                  TAIL: gl.constexpr, NUM_BUF: gl.constexpr, PAIRED: gl.constexpr,
-                                 num_warps: gl.constexpr):
+                                 RESIDENT: gl.constexpr, num_warps: gl.constexpr):
     pid_bh, b, h, program_m = _query_program(N, H, BLOCK_M)
     dtype: gl.constexpr = k1_desc.dtype
     q_s = gl.allocate_shared_memory(dtype, q_desc.block_type.shape, q_desc.layout)
@@ -779,6 +838,14 @@ def _simplicial_fwd_packed_gluon(q_desc, k1_desc, v1_desc, k2_desc, v2_desc, k2_
     k1_s = gl.allocate_shared_memory(dtype, [NUM_BUF] + k1_desc.block_type.shape, k1_desc.layout)
     v1_s = gl.allocate_shared_memory(dtype, [NUM_BUF] + v1_desc.block_type.shape, v1_desc.layout)
     q_ready = _barriers(1).index(0)
+    if RESIDENT:  # the window's tail: TAIL rows of its own
+        k1t_s = gl.allocate_shared_memory(dtype, k1t_desc.block_type.shape, k1t_desc.layout)
+        v1t_s = gl.allocate_shared_memory(dtype, v1t_desc.block_type.shape, v1t_desc.layout)
+        tail_ready = _barriers(1).index(0)
+    else:  # unused
+        k1t_s = q_s
+        v1t_s = q_s
+        tail_ready = q_ready
     q_empty = _barriers(1).index(0)
     k2_ready = _barriers(1).index(0)
     k2_empty = _barriers(1).index(0)
@@ -787,14 +854,15 @@ def _simplicial_fwd_packed_gluon(q_desc, k1_desc, v1_desc, k2_desc, v2_desc, k2_
     kv_ready = _barriers(NUM_BUF)
     kv_empty = _barriers(NUM_BUF)
     gl.warp_specialize([
-        (_packed_consumer, (q_s, k1_s, v1_s, k2_s, v2_s, q_ready, q_empty, kv_ready, kv_empty, k2_ready, k2_empty,
-                            v2_ready, v2_empty, Out, Lse, stride_on, b.to(gl.int64) * stride_ob + h * HEAD_DIM,
-                            pid_bh.to(gl.int64) * N, N, W1, W2, qk_scale, program_m, HEAD_DIM, BLOCK_M, QUERIES,
-                            BLOCK_N, TAIL, NUM_BUF, PAIRED, num_warps)),
-        (_packed_producer, (q_desc, k1_desc, v1_desc, k2_desc, v2_desc, k2_diag, v2_diag, q_s, k1_s, v1_s, k2_s,
-                            v2_s, q_ready, q_empty, kv_ready, kv_empty, k2_ready, k2_empty, v2_ready, v2_empty,
-                            b * N, h * HEAD_DIM, (h // GROUP) * HEAD_DIM, program_m, N, W1, W2,
-                            BLOCK_M, QUERIES, BLOCK_N, TAIL, NUM_BUF)),
+        (_packed_consumer, (q_s, k1_s, v1_s, k2_s, v2_s, k1t_s, v1t_s, q_ready, q_empty, kv_ready, kv_empty,
+                            k2_ready, k2_empty, v2_ready, v2_empty, tail_ready, Out, Lse, stride_on,
+                            b.to(gl.int64) * stride_ob + h * HEAD_DIM, pid_bh.to(gl.int64) * N, N, W1, W2, qk_scale,
+                            program_m, HEAD_DIM, BLOCK_M, QUERIES, BLOCK_N, TAIL, NUM_BUF, PAIRED, RESIDENT,
+                            num_warps)),
+        (_packed_producer, (q_desc, k1_desc, v1_desc, k2_desc, v2_desc, k2_diag, v2_diag, k1t_desc, v1t_desc, q_s,
+                            k1_s, v1_s, k2_s, v2_s, k1t_s, v1t_s, q_ready, q_empty, kv_ready, kv_empty, k2_ready,
+                            k2_empty, v2_ready, v2_empty, tail_ready, b * N, h * HEAD_DIM, (h // GROUP) * HEAD_DIM,
+                            program_m, N, W1, W2, BLOCK_M, QUERIES, BLOCK_N, TAIL, NUM_BUF, RESIDENT)),
     ], [PRODUCER_WARPS], [24])
 
 
@@ -812,18 +880,24 @@ def _diagonal_descriptor(x: torch.Tensor, queries: int, offsets: int) -> TensorD
 
 def _forward_packed(q, k1, k2, v1, v2, w1, w2, qk_scale, out, lse, cfg: dict):
     """`forward` with PACKED rows (_simplicial_fwd_packed_gluon). cfg: BLOCK_M (rows per tile), QUERIES (queries per
-    tile), BLOCK_N, TAIL (the narrow last tile's columns), NUM_BUF, PAIRED, num_warps, maxnreg."""
+    tile), BLOCK_N, TAIL (the narrow last tile's columns), NUM_BUF, PAIRED, RESIDENT (the query group's whole k1
+    window in the NUM_BUF slots: it must fit them), num_warps, maxnreg."""
     b, n, hq, d = q.shape
     queries = cfg["QUERIES"]
     offsets = cfg["BLOCK_M"] // queries
+    resident = cfg.get("RESIDENT", False)
+    span = w1 + queries - 1  # the widest k1 window union of a query group
+    if resident and span // cfg["BLOCK_N"] + (span % cfg["BLOCK_N"] > cfg["TAIL"]) > cfg["NUM_BUF"]:
+        raise ValueError(f"RESIDENT: a query group's k1 window ({span} columns at w1={w1}) does not fit "
+                         f"NUM_BUF={cfg['NUM_BUF']} tiles of {cfg['BLOCK_N']} and a tail of {cfg['TAIL']}")
     grid = (triton.cdiv(n, cfg["BLOCK_M"]) * b * hq,)
     return _simplicial_fwd_packed_gluon[grid](
         _descriptor(q, queries), _descriptor(k1, cfg["BLOCK_N"]), _descriptor(v1, cfg["BLOCK_N"]),
         _descriptor(k2, offsets), _descriptor(v2, offsets), _diagonal_descriptor(k2, queries, offsets),
-        _diagonal_descriptor(v2, queries, offsets), out, lse, out.stride(1), out.stride(0), n, w1, w2, qk_scale, hq,
-        hq // k1.shape[2], HEAD_DIM=d, BLOCK_M=cfg["BLOCK_M"], QUERIES=queries, BLOCK_N=cfg["BLOCK_N"],
-        TAIL=cfg["TAIL"], NUM_BUF=cfg["NUM_BUF"], PAIRED=cfg.get("PAIRED", False), num_warps=cfg["num_warps"],
-        maxnreg=cfg["maxnreg"],
+        _diagonal_descriptor(v2, queries, offsets), _descriptor(k1, cfg["TAIL"]), _descriptor(v1, cfg["TAIL"]), out,
+        lse, out.stride(1), out.stride(0), n, w1, w2, qk_scale, hq, hq // k1.shape[2], HEAD_DIM=d,
+        BLOCK_M=cfg["BLOCK_M"], QUERIES=queries, BLOCK_N=cfg["BLOCK_N"], TAIL=cfg["TAIL"], NUM_BUF=cfg["NUM_BUF"],
+        PAIRED=cfg.get("PAIRED", False), RESIDENT=resident, num_warps=cfg["num_warps"], maxnreg=cfg["maxnreg"],
     )
 
 
