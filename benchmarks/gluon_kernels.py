@@ -28,6 +28,7 @@ import triton
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from benchmarks.bench_attention import inputs, sdpa, sdpa_equal_length, sdpa_flops, valid_triples  # noqa: E402
+from tests.test_kernels import make_inputs, rel_err  # noqa: E402
 from triton_kernels import simplicial_attention as sa  # noqa: E402
 from triton_kernels import simplicial_attention_gluon as gluon_kernels  # noqa: E402
 
@@ -61,38 +62,45 @@ def random_case(b, n, hq, hkv, d):
     return q, ks, torch.randn(b, n, hq, d, device="cuda", dtype=torch.bfloat16, generator=g)
 
 
-def _rel(a, b) -> float:
-    return ((a.float() - b.float()).norm() / b.float().norm()).item()
+def tl_references(q, ks, w1, w2, scale, override):
+    """The tl forward's (out, lse) on the 16-bit inputs, under CONFIG_OVERRIDE `override`, and its out on the same
+    inputs in fp32: what a Gluon forward's LSE must match and its output be as close to as the tl kernel's."""
+    sa.CONFIG_OVERRIDE["fwd"] = override
+    ref, ref_lse = sa._forward(q, *ks, w1, w2, scale)
+    exact, _ = sa._forward(q.float(), *(k.float() for k in ks), w1, w2, scale)
+    sa.CONFIG_OVERRIDE.clear()
+    return ref, ref_lse, exact
+
+
+def as_accurate(err, ref_err) -> bool:
+    """An output error against fp32 at most 1.25x the tl kernel's (kernels that sum in another order, like the packed
+    D=64 forward, differ from the tl kernel by about one 16-bit rounding of the output)."""
+    return err <= 1.25 * ref_err + 1e-6
 
 
 def check(configs, repeat=3) -> bool:
     """Each config against the tl forward on CHECK_SHAPES, `repeat` launches each (a synchronisation race shows as
-    a launch that differs): the tl kernel's LSE within 1e-3, and outputs as accurate as its (at most 1.25x its error
-    against the fp32 inputs' result; the packed D=64 kernel sums in another order, so it differs from the tl kernel
-    by about one bf16 rounding of the output)."""
+    a launch that differs): the tl kernel's LSE within 1e-3, and outputs as accurate as its (as_accurate)."""
     ok = True
     for shape in CHECK_SHAPES:
         b, n, hq, hkv, d, w1, w2 = shape
         q, ks, _ = random_case(b, n, hq, hkv, d)
         scale = 1 / math.sqrt(d)
-        sa.CONFIG_OVERRIDE["fwd"] = {"GLUON": False}  # the reference is the tl kernel
-        ref, ref_lse = sa._forward(q, *ks, w1, w2, scale)
-        exact, _ = sa._forward(q.float(), *(k.float() for k in ks), w1, w2, scale)
-        sa.CONFIG_OVERRIDE.clear()
-        ref_err = _rel(ref, exact)
+        ref, ref_lse, exact = tl_references(q, ks, w1, w2, scale, {"GLUON": False})
+        ref_err = rel_err(ref, exact)
         for cfg in configs[d]:
             err = lerr = 0.0
             finite = True
             try:
                 for _ in range(repeat):
                     out, lse, _ = gluon_forward(q, ks[0], ks[1], ks[2], ks[3], w1, w2, scale, **cfg)
-                    err = max(err, _rel(out, exact))
+                    err = max(err, rel_err(out, exact))
                     lerr = max(lerr, (lse - ref_lse).abs().max().item())
                     finite &= torch.isfinite(out).all().item()
             except (triton.runtime.errors.OutOfResources, ValueError) as exc:
                 print(f"check {shape} {cfg}: does not fit or apply ({exc})", flush=True)
                 continue
-            good = err <= 1.25 * ref_err + 1e-6 and lerr < 1e-3 and finite
+            good = as_accurate(err, ref_err) and lerr < 1e-3 and finite
             ok &= good
             print(f"check {shape} {cfg}: max over {repeat} launches: out rel err vs fp32 {err:.2e} (tl {ref_err:.2e}), "
                   f"lse max abs err {lerr:.2e} {'ok' if good else 'FAIL'}", flush=True)
@@ -257,7 +265,7 @@ def check_and_bench_backward(kind, rep=50, repeat=3) -> bool:
             for _ in range(repeat):
                 outs, kernels = gluon_run(do, q, *ks, lse, delta, w1, w2, scale, cfg)
                 for i, (a, r) in enumerate(zip(outs, ref)):
-                    errs[i] = max(errs[i], ((a.float() - r.float()).norm() / r.float().norm()).item())
+                    errs[i] = max(errs[i], rel_err(a, r))
                     finite &= torch.isfinite(a).all().item()
             good = max(errs) < 1e-2 and finite
             ok &= good
@@ -283,18 +291,14 @@ def stress(launches=40, windows=((512, 32), (128, 128))) -> bool:
     at each of `windows`: every launch must give the first one's bits (a launch that differs, and where (batch, row,
     head), shows a race), and the first must be as accurate as the tl forward (check()'s bound; at D=64 the packed
     rows sum in another order, at D=128 the bits agree)."""
-    from tests.test_kernels import make_inputs
-
     ok = True
     cases = [(w, d, dt) for w in windows for d in (64, 128) for dt in (torch.float16, torch.bfloat16)]
     for (w1, w2), d, dtype in cases:
         q, k1, k2, v1, v2 = make_inputs(1, 4096, 4, 1, d, dtype, "cuda", seed=3)
-        sa.CONFIG_OVERRIDE["fwd"] = {"GLUON": False, "PER_QUERY": False}
-        ref, ref_lse = sa._forward(q, k1, k2, v1, v2, w1, w2, d ** -0.5)
-        exact, _ = sa._forward(*(x.float() for x in (q, k1, k2, v1, v2)), w1, w2, d ** -0.5)
-        sa.CONFIG_OVERRIDE.clear()
+        ref, ref_lse, exact = tl_references(q, [k1, k2, v1, v2], w1, w2, d ** -0.5,
+                                            {"GLUON": False, "PER_QUERY": False})
         first, first_lse = sa._forward(q, k1, k2, v1, v2, w1, w2, d ** -0.5)
-        err, ref_err = _rel(first, exact), _rel(ref, exact)
+        err, ref_err = rel_err(first, exact), rel_err(ref, exact)
         lse_err = (first_lse - ref_lse).abs().max().item()
         bad = 0
         for i in range(launches):
@@ -306,7 +310,7 @@ def stress(launches=40, windows=((512, 32), (128, 128))) -> bool:
                 print(f"{str(dtype)[6:]} launch {i}: max abs diff {diff.max().item():.3e} at {rows.shape[0]} rows, "
                       f"first {rows[:4].tolist()} last {rows[-2:].tolist()}; lse diff "
                       f"{(lse - first_lse).abs().max().item():.2e}", flush=True)
-        close = err <= 1.25 * ref_err + 1e-6 and lse_err < 1e-3
+        close = as_accurate(err, ref_err) and lse_err < 1e-3
         print(f"# stress ({w1}, {w2}) D={d} {str(dtype)[6:]} ({sa.LAUNCHED['fwd'].name}): {bad} of {launches} launches "
               f"differ from the first; the first's rel err vs fp32 {err:.2e} (tl {ref_err:.2e}), lse max abs err vs tl "
               f"{lse_err:.2e} {'ok' if close else 'FAIL'}", flush=True)
@@ -318,8 +322,6 @@ def stress_dk1(launches=40) -> bool:
     """The package's dK1/dV1 kernels (Gluon on Hopper: at D=64 two consumers share each formed operand, at D=128 two
     consumers of different roles hand P over) launched many times: they sum without atomics, so every launch must
     give the first one's bits; a launch that differs shows a race."""
-    from tests.test_kernels import make_inputs
-
     ok = True
     for d, dtype in ((d, dtype) for d in (64, 128) for dtype in (torch.float16, torch.bfloat16)):
         q, k1, k2, v1, v2 = make_inputs(1, 4096, 4, 1, d, dtype, "cuda", seed=3)

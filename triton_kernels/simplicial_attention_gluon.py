@@ -126,8 +126,18 @@ def _opaque(x):
 
 
 @gluon.jit
+def _load_k1v1(k1_desc, v1_desc, k1_dst, v1_dst, bar, row, col_k):
+    """K1 and V1 rows row.. into k1_dst / v1_dst, both under barrier `bar` (the packed forward's resident window)."""
+    mbarrier.expect(bar, k1_desc.block_type.nbytes + v1_desc.block_type.nbytes)
+    tma.async_copy_global_to_shared(k1_desc, [row, col_k], bar, k1_dst)
+    tma.async_copy_global_to_shared(v1_desc, [row, col_k], bar, v1_dst)
+
+
+@gluon.jit
 def _load_k1v1_tile(k1_desc, v1_desc, k1_s, v1_s, kv_ready, kv_empty, step, row, col_k, NUM_BUF: gl.constexpr):
-    """Step `step`'s K1 / V1 tiles (rows row..) into ring slot step % NUM_BUF, once the consumer freed it."""
+    """Step `step`'s K1 / V1 tiles (rows row..) into ring slot step % NUM_BUF, once the consumer freed it. Written
+    out rather than through _load_k1v1: indexing the slot before the expect costs the compiled kernel an address
+    instruction per load (PTX of the D=64 dQ kernel)."""
     s = _ring_wait(kv_empty, step, NUM_BUF, FREE=True)
     mbarrier.expect(kv_ready.index(s), k1_desc.block_type.nbytes + v1_desc.block_type.nbytes)
     tma.async_copy_global_to_shared(k1_desc, [row, col_k], kv_ready.index(s), k1_s.index(s))
@@ -528,11 +538,15 @@ def applies(q: torch.Tensor, *kv: torch.Tensor) -> bool:
     return True
 
 
+def _smem_layout(x: torch.Tensor, block: list[int]) -> gl.NVMMASharedLayout:
+    """The wgmma-ready shared-memory layout of a block of x's (16-bit) elements."""
+    return gl.NVMMASharedLayout.get_default_for(block, gl.bfloat16 if x.dtype == torch.bfloat16 else gl.float16)
+
+
 def _descriptor(x: torch.Tensor, rows: int) -> TensorDescriptor:
     shape, strides = _rows_view(x)
-    d = x.shape[3]
-    layout = gl.NVMMASharedLayout.get_default_for([rows, d], gl.bfloat16 if x.dtype == torch.bfloat16 else gl.float16)
-    return TensorDescriptor(x, shape, strides, [rows, d], layout)
+    block = [rows, x.shape[3]]
+    return TensorDescriptor(x, shape, strides, block, _smem_layout(x, block))
 
 
 def forward(q, k1, k2, v1, v2, w1, w2, qk_scale, out, lse, cfg: dict):
@@ -571,8 +585,8 @@ def _packed_windows(i0, N, W1, W2, QUERIES: gl.constexpr, OFFSETS: gl.constexpr,
                     TAIL: gl.constexpr):
     """The k1 columns of queries i0..i0+QUERIES-1 (the union of their windows) as n_wide tiles of BLOCK_N from lo
     and, where at most TAIL columns are left beside a wide tile, one narrow tail tile (tail 0 or 1) at column
-    lo + n_wide * BLOCK_N; [full_lo, full_hi), the columns
-    inside every query's window; and n_groups, the offset groups of OFFSETS that reach a k2 row >= 0."""
+    lo + n_wide * BLOCK_N; [full_lo, full_hi), the columns inside every query's window; and n_groups, the offset
+    groups of OFFSETS that reach a k2 row >= 0."""
     lo = gl.maximum(i0 - W1 + 1, 0)
     hi = gl.minimum(i0 + QUERIES, N)
     n_wide = (hi - lo) // BLOCK_N
@@ -625,14 +639,9 @@ def _packed_producer(q_desc, k1_desc, v1_desc, k2_desc, v2_desc, k2_diag, v2_dia
         if RESIDENT:
             mbarrier.wait(kv_empty.index(0), (g & 1) ^ 1)
             for j in gl.static_range(NUM_BUF):
-                mbarrier.expect(kv_ready.index(j), k1_desc.block_type.nbytes + v1_desc.block_type.nbytes)
-                tma.async_copy_global_to_shared(k1_desc, [row0 + lo + j * BLOCK_N, col_k], kv_ready.index(j),
-                                                k1_s.index(j))
-                tma.async_copy_global_to_shared(v1_desc, [row0 + lo + j * BLOCK_N, col_k], kv_ready.index(j),
-                                                v1_s.index(j))
-            mbarrier.expect(tail_ready, k1t_desc.block_type.nbytes + v1t_desc.block_type.nbytes)
-            tma.async_copy_global_to_shared(k1t_desc, [row0 + lo + n_wide * BLOCK_N, col_k], tail_ready, k1t_s)
-            tma.async_copy_global_to_shared(v1t_desc, [row0 + lo + n_wide * BLOCK_N, col_k], tail_ready, v1t_s)
+                _load_k1v1(k1_desc, v1_desc, k1_s.index(j), v1_s.index(j), kv_ready.index(j),
+                           row0 + lo + j * BLOCK_N, col_k)
+            _load_k1v1(k1t_desc, v1t_desc, k1t_s, v1t_s, tail_ready, row0 + lo + n_wide * BLOCK_N, col_k)
         for u in range(0, n_groups):
             base = row0 + i0 - u * OFFSETS - (OFFSETS - 1)
             mbarrier.wait(k2_empty, (grp & 1) ^ 1)
@@ -871,11 +880,9 @@ def _diagonal_descriptor(x: torch.Tensor, queries: int, offsets: int) -> TensorD
     [queries, offsets, D]: one TMA load gives a packed tile's K2 / V2 rows (row q * offsets + s: row base + q + s).
     The view ends offsets - 1 rows early, so no block reads past the tensor."""
     (rows, width), (row_stride, _) = _rows_view(x)
-    d = x.shape[3]
-    block = [queries, offsets, d]
-    layout = gl.NVMMASharedLayout.get_default_for(block, gl.bfloat16 if x.dtype == torch.bfloat16 else gl.float16)
+    block = [queries, offsets, x.shape[3]]
     return TensorDescriptor(x, [max(rows - offsets + 1, 1), offsets, width], [row_stride, row_stride, 1], block,
-                            layout)
+                            _smem_layout(x, block))
 
 
 def _forward_packed(q, k1, k2, v1, v2, w1, w2, qk_scale, out, lse, cfg: dict):
