@@ -80,7 +80,7 @@ def test_backward_configs_hold_their_budgets(defaults):
 
 
 @pytest.mark.parametrize("windows", ["128,128", "1024,16"])
-def test_the_d64_forward_is_the_packed_gluon_kernel_at_every_window_class(windows):
+def test_the_forward_kernels_at_other_window_classes(windows):
     # the tl fallback picks per window class (per-query at w2 >= 64, K1 tiles of 128 at w1 >= 1024); on Hopper the
     # Gluon kernel beat each of them (results/attention-2026-11-27-v8.md, -v10.md,
     # attention-2026-11-28-v12.md)
@@ -91,10 +91,15 @@ def test_the_d64_forward_is_the_packed_gluon_kernel_at_every_window_class(window
     assert fwd64["name"] == "_simplicial_fwd_packed_gluon" and fwd64["regs"] <= 128 and fwd64["spills"] == 0, fwd64
     assert 2 * fwd64["smem"] <= 227 * 1024, fwd64
     fwd128 = records[("fwd", 128)]
-    assert fwd128["name"] == "_simplicial_fwd_gluon" and fwd128["smem"] <= 227 * 1024, fwd128
     # D=128: at w1=1024 two consumers and K1 tiles of 128 (12 spill slots, measured faster than tiles of 64); at
-    # w1=128 one consumer, two programs per SM, no spills
-    assert fwd128["spills"] <= (12 if windows == "1024,16" else 0), fwd128
+    # w1=128 packed rows with the query group's k1 window resident, two programs per SM, at most the 8 spill slots
+    # it was measured with (1.36x the query-tile kernel, results/attention-2026-11-28-v12.md run 16)
+    if windows == "1024,16":
+        assert fwd128["name"] == "_simplicial_fwd_gluon" and fwd128["spills"] <= 12, fwd128
+        assert fwd128["smem"] <= 227 * 1024, fwd128
+    else:
+        assert fwd128["name"] == "_simplicial_fwd_packed_gluon" and fwd128["regs"] <= 128, fwd128
+        assert fwd128["spills"] <= 8 and 2 * fwd128["smem"] <= 227 * 1024, fwd128
 
 
 def test_bad_windows_are_refused():

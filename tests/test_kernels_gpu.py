@@ -214,10 +214,19 @@ GLUON_SHAPES = [  # (B, N, Hq, Hkv, w1, w2, non-contiguous) at D=128: batch edge
     # the last program's second consumer has no rows, and (w1 >= 1024) K1 tiles of 128
     (2, 1050, 4, 2, 600, 8, True),
     (1, 3000, 2, 1, 1100, 16, False),
+    # D=128 at w1 <= 128: packed rows with the query group's k1 window resident; a window that fills both tile
+    # slots and the tail, one that needs less than a slot, a partial last query group, and fused-projection views
+    (1, 4096, 4, 1, 128, 128, False),
+    (2, 333, 4, 2, 100, 40, True),
+    (1, 517, 2, 1, 128, 8, False),
 ]
 
 
-GLUON_FORWARD = {64: "_simplicial_fwd_packed_gluon", 128: "_simplicial_fwd_gluon"}
+def gluon_forward_kernel(d: int, w1: int) -> str:
+    """The Gluon forward kernel the package launches at head dim d and (clipped) k1 window w1."""
+    if d == 64 or w1 <= 128:  # packed rows (at D=128 with the k1 window resident)
+        return "_simplicial_fwd_packed_gluon"
+    return "_simplicial_fwd_gluon"
 
 
 @pytest.mark.parametrize("d", [64, 128])
@@ -225,13 +234,14 @@ GLUON_FORWARD = {64: "_simplicial_fwd_packed_gluon", 128: "_simplicial_fwd_gluon
 @pytest.mark.parametrize("shape", GLUON_SHAPES, ids=["x".join(map(str, s)) for s in GLUON_SHAPES])
 def test_gpu_gluon_forward_matches_tl_forward(monkeypatch, shape, dtype, d):
     """On Hopper the 16-bit forward runs a warp-specialised Gluon kernel (at D=64 with packed rows, two K1 tiles per
-    softmax step); it must give the tl query-tile kernel's log-sum-exp (the backward reads it) and outputs as
+    softmax step; at D=128 and w1 <= 128 packed rows with the k1 window resident); it must give the tl query-tile kernel's log-sum-exp (the backward reads it) and outputs as
     accurate as its. Elsewhere the Gluon kernel does not apply and the test says so."""
     if torch.cuda.get_device_capability() != (9, 0):
         pytest.skip("the Gluon forward is for sm_90 (Hopper) only")
-    _forward_matches_reference_kernel(monkeypatch, shape, dtype, d, 3, GLUON_FORWARD[d],
+    kernel = gluon_forward_kernel(d, min(shape[4], shape[1]))
+    _forward_matches_reference_kernel(monkeypatch, shape, dtype, d, 3, kernel,
                                       {"GLUON": False, "PER_QUERY": False}, "_simplicial_fwd", f"gpu-gluon-d{d}",
-                                      2e-3 if d == 128 else None)
+                                      2e-3 if kernel == "_simplicial_fwd_gluon" else None)
 
 
 PER_QUERY_SHAPES = [  # (B, N, Hq, Hkv, w1, w2, non_contiguous): w2 >= 64, one group and several, batch edges, GQA
@@ -261,7 +271,8 @@ def test_gpu_gluon_forward_d64_long_w1_matches_tl_forward(monkeypatch, shape, dt
     kernel's outputs and log-sum-exp."""
     if torch.cuda.get_device_capability() != (9, 0):
         pytest.skip("the Gluon forward is for sm_90 (Hopper) only")
-    _forward_matches_reference_kernel(monkeypatch, shape, dtype, 64, 9, GLUON_FORWARD[64], {"GLUON": False},
+    _forward_matches_reference_kernel(monkeypatch, shape, dtype, 64, 9, gluon_forward_kernel(64, shape[4]),
+                                      {"GLUON": False},
                                       "_simplicial_fwd", "gpu-gluon-d64", None)
 
 

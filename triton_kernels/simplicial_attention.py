@@ -625,12 +625,17 @@ CONFIG_OVERRIDE: dict[str, dict] = {}
 # span w1 + 7 columns instead of a query tile's w1 + 63, the last 7 in a 16-column tail taken with the first paired
 # step. Against v11's paired query tiles on an H100: 1.19x at (128, 128), 1.06x at (256, 64), 1.01-1.02x at
 # (512, 32), level at (1024, 16) (benchmarks/results/attention-2026-11-28-v12.md). At D=128 the same form, one K1
-# tile per step, ran 0.93-0.98x of the kernels below.
+# tile per step, ran 0.93-0.98x of the kernels below, except at w1 <= 128: there a query group's whole k1 window
+# (w1 + 7 columns) fits two tile slots and a 16-row tail buffer, is loaded once for all its offsets (RESIDENT), and
+# only the V2 rows stream. The query-tile kernel reloads the window every offset (L2 -> shared-memory bound): the
+# resident one ran 1.36x faster at (128, 128) (benchmarks/results/attention-2026-11-28-v12.md, run 16).
 # {head dim: [(least w1, config), ...]}, the largest w1 first, the last one for every window.
 _SHARED_K1 = dict(BLOCK_M=64, V2_BUF=1, num_warps=4, maxnreg=168, CONSUMERS=2, CONSUMER_REGS=240)
 GLUON_FWD_CONFIG = {128: [(1024, dict(BLOCK_N=128, NUM_BUF=2, **_SHARED_K1)),
                           (512, dict(BLOCK_N=64, NUM_BUF=3, **_SHARED_K1)),
-                          (0, dict(BLOCK_M=64, BLOCK_N=64, NUM_BUF=2, V2_BUF=1, num_warps=4, maxnreg=128))],
+                          (129, dict(BLOCK_M=64, BLOCK_N=64, NUM_BUF=2, V2_BUF=1, num_warps=4, maxnreg=128)),
+                          (0, dict(PACKED=True, QUERIES=8, TAIL=16, BLOCK_M=64, BLOCK_N=64, NUM_BUF=2, num_warps=4,
+                                   maxnreg=128, RESIDENT=True))],
                     64: [(0, dict(PACKED=True, QUERIES=8, TAIL=16, BLOCK_M=64, BLOCK_N=64, NUM_BUF=5, num_warps=4,
                                   maxnreg=128, PAIRED=True))]}
 
