@@ -51,6 +51,7 @@ CHECK_SHAPES = [  # (B, N, Hq, Hkv, D, w1, w2): batch and window edges, GQA, bot
     (1, 13, 1, 1, 128, 6, 3),  # fewer query tiles than the second dK1/dV1 consumer's first one (it hung there)
     (2, 2048, 4, 2, 64, 128, 128),  # w2 > w1, 16 offset groups per packed query group
     (2, 2048, 4, 2, 128, 128, 128),
+    (2, 1000, 4, 2, 128, 256, 64),  # two query groups per window: the last one's second group past the end
 ]
 
 
@@ -147,9 +148,9 @@ def bench(configs, rep=50, shapes=SHAPES) -> None:
 # (H100 timings drift 4-6% under sustained load, so one config timed after another is not a comparison).
 AB_ALTERNATIVES = {64: ("v11: paired query tiles", dict(BLOCK_M=64, BLOCK_N=64, NUM_BUF=5, V2_BUF=1, num_warps=4,
                                                         maxnreg=128, PAIRED=True)),
-                   128: ("the k1 window resident in four slots, one program per SM (w1 <= 256)",
+                   128: ("two query groups per resident k1 window, one consumer each, four slots (w1 <= 256)",
                          dict(PACKED=True, QUERIES=8, TAIL=16, BLOCK_M=64, BLOCK_N=64, NUM_BUF=4, num_warps=4,
-                              maxnreg=168, RESIDENT=True))}
+                              maxnreg=168, RESIDENT=True, CONSUMERS=2, CONSUMER_REGS=240))}
 
 
 def ab(rounds=3, rep=100, shapes=SHAPES + [(16384, 512, 32)]) -> None:
@@ -198,7 +199,9 @@ CONFIGS = {64: [dict(BLOCK_N=64, NUM_BUF=2, **_G), dict(BLOCK_N=128, NUM_BUF=2, 
                  dict(BLOCK_N=64, NUM_BUF=3, **_G2), dict(BLOCK_N=128, NUM_BUF=2, **_G2),
                  dict(NUM_BUF=2, **_PK),  # packed rows, one K1 tile per step
                  dict(NUM_BUF=2, RESIDENT=True, **_PK),  # ... with the query group's k1 window loaded once (w1<=128)
-                 dict(NUM_BUF=4, RESIDENT=True, **dict(_PK, maxnreg=168))]}  # ... in four slots (w1 <= 256)
+                 dict(NUM_BUF=4, RESIDENT=True, **dict(_PK, maxnreg=168)),  # ... in four slots (w1 <= 256)
+                 # ... shared by two query groups, one consumer warpgroup each (one program per SM)
+                 dict(NUM_BUF=4, RESIDENT=True, CONSUMERS=2, CONSUMER_REGS=240, **dict(_PK, maxnreg=168))]}
 
 
 _S = dict(BLOCK_N=64, num_warps=4, maxnreg=128)  # two K1 tiles of 64 per program, one program per SM
@@ -287,7 +290,7 @@ def check_and_bench_backward(kind, rep=50, repeat=3) -> bool:
     return ok
 
 
-def stress(launches=40, windows=((512, 32), (128, 128))) -> bool:
+def stress(launches=40, windows=((512, 32), (256, 64), (128, 128))) -> bool:
     """The package's forward (Gluon on Hopper) launched many times on the GPU test's largest shape, in fp16 and bf16,
     at each of `windows`: every launch must give the first one's bits (a launch that differs, and where (batch, row,
     head), shows a race), and the first must be as accurate as the tl forward (check()'s bound; at D=64 the packed

@@ -79,7 +79,7 @@ def test_backward_configs_hold_their_budgets(defaults):
         assert r["regs"] <= 128 and r["smem"] <= 227 * 1024 and r["spills"] <= spills, f"dK1/dV1 D={d}: {r}"
 
 
-@pytest.mark.parametrize("windows", ["128,128", "1024,16"])
+@pytest.mark.parametrize("windows", ["128,128", "256,64", "1024,16"])
 def test_the_forward_kernels_at_other_window_classes(windows):
     # the tl fallback picks per window class (per-query at w2 >= 64, K1 tiles of 128 at w1 >= 1024); on Hopper the
     # Gluon kernel beat each of them (results/attention-2026-11-27-v8.md, -v10.md,
@@ -97,9 +97,13 @@ def test_the_forward_kernels_at_other_window_classes(windows):
     if windows == "1024,16":
         assert fwd128["name"] == "_simplicial_fwd_gluon" and fwd128["spills"] <= 12, fwd128
         assert fwd128["smem"] <= 227 * 1024, fwd128
-    else:
+    elif windows == "128,128":
         assert fwd128["name"] == "_simplicial_fwd_packed_gluon" and fwd128["regs"] <= 128, fwd128
         assert fwd128["spills"] <= 8 and 2 * fwd128["smem"] <= 227 * 1024, fwd128
+    else:  # w1=256: two query groups share a window of four slots, one consumer each (240 registers), one program
+        # per SM, at most the 18 spill slots it was measured with (results/attention-2026-11-28-v13.md)
+        assert fwd128["name"] == "_simplicial_fwd_packed_gluon" and fwd128["regs"] <= 168, fwd128
+        assert fwd128["spills"] <= 18 and fwd128["smem"] <= 227 * 1024, fwd128
 
 
 def test_bad_windows_are_refused():

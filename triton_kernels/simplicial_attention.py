@@ -628,14 +628,18 @@ CONFIG_OVERRIDE: dict[str, dict] = {}
 # tile per step, ran 0.93-0.98x of the kernels below, except at w1 <= 128: there a query group's whole k1 window
 # (w1 + 7 columns) fits two tile slots and a 16-row tail buffer, is loaded once for all its offsets (RESIDENT), and
 # only the V2 rows stream. The query-tile kernel reloads the window every offset (L2 -> shared-memory bound): the
-# resident one ran 1.36x faster at (128, 128) (benchmarks/results/attention-2026-11-28-v12.md, run 16).
+# resident one ran 1.36x faster at (128, 128) (benchmarks/results/attention-2026-11-28-v12.md, run 16). Up to
+# w1 = 257 two adjacent query groups share a window of four slots and the tail (w1 + 15 columns), one consumer
+# warpgroup each, one program per SM: 1.22x the query-tile kernel at (256, 64), 0.97x the form above at (128, 128)
+# (-v13.md, run 3, H200); one consumer alone on the four slots ran 0.94x the query-tile kernel (run 2).
 # {head dim: [(least w1, config), ...]}, the largest w1 first, the last one for every window.
 _SHARED_K1 = dict(BLOCK_M=64, V2_BUF=1, num_warps=4, maxnreg=168, CONSUMERS=2, CONSUMER_REGS=240)
+_RESIDENT = dict(PACKED=True, QUERIES=8, TAIL=16, BLOCK_M=64, BLOCK_N=64, num_warps=4, RESIDENT=True)
 GLUON_FWD_CONFIG = {128: [(1024, dict(BLOCK_N=128, NUM_BUF=2, **_SHARED_K1)),
                           (512, dict(BLOCK_N=64, NUM_BUF=3, **_SHARED_K1)),
-                          (129, dict(BLOCK_M=64, BLOCK_N=64, NUM_BUF=2, V2_BUF=1, num_warps=4, maxnreg=128)),
-                          (0, dict(PACKED=True, QUERIES=8, TAIL=16, BLOCK_M=64, BLOCK_N=64, NUM_BUF=2, num_warps=4,
-                                   maxnreg=128, RESIDENT=True))],
+                          (258, dict(BLOCK_M=64, BLOCK_N=64, NUM_BUF=2, V2_BUF=1, num_warps=4, maxnreg=128)),
+                          (129, dict(NUM_BUF=4, maxnreg=168, CONSUMERS=2, CONSUMER_REGS=240, **_RESIDENT)),
+                          (0, dict(NUM_BUF=2, maxnreg=128, **_RESIDENT))],
                     64: [(0, dict(PACKED=True, QUERIES=8, TAIL=16, BLOCK_M=64, BLOCK_N=64, NUM_BUF=5, num_warps=4,
                                   maxnreg=128, PAIRED=True))]}
 

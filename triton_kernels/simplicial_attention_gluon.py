@@ -581,14 +581,15 @@ def forward(q, k1, k2, v1, v2, w1, w2, qk_scale, out, lse, cfg: dict):
 
 
 @gluon.jit
-def _packed_windows(i0, N, W1, W2, QUERIES: gl.constexpr, OFFSETS: gl.constexpr, BLOCK_N: gl.constexpr,
-                    TAIL: gl.constexpr):
-    """The k1 columns of queries i0..i0+QUERIES-1 (the union of their windows) as n_wide tiles of BLOCK_N from lo
-    and, where at most TAIL columns are left beside a wide tile, one narrow tail tile (tail 0 or 1) at column
-    lo + n_wide * BLOCK_N; [full_lo, full_hi), the columns inside every query's window; and n_groups, the offset
-    groups of OFFSETS that reach a k2 row >= 0."""
-    lo = gl.maximum(i0 - W1 + 1, 0)
-    hi = gl.minimum(i0 + QUERIES, N)
+def _packed_windows(i0u, i0, N, W1, W2, QUERIES: gl.constexpr, OFFSETS: gl.constexpr, BLOCK_N: gl.constexpr,
+                    TAIL: gl.constexpr, SPAN: gl.constexpr):
+    """The k1 columns of queries i0u..i0u+SPAN-1 (the union of their windows: a program's query groups that share
+    one window) as n_wide tiles of BLOCK_N from lo and, where at most TAIL columns are left beside a wide tile, one
+    narrow tail tile (tail 0 or 1) at column lo + n_wide * BLOCK_N; for the query group i0..i0+QUERIES-1 among them,
+    [full_lo, full_hi), the columns inside every query's window, and n_groups, the offset groups of OFFSETS that
+    reach a k2 row >= 0."""
+    lo = gl.maximum(i0u - W1 + 1, 0)
+    hi = gl.minimum(i0u + SPAN, N)
     n_wide = (hi - lo) // BLOCK_N
     rest = hi - lo - n_wide * BLOCK_N
     tail = ((rest > 0) & (rest <= TAIL) & (n_wide > 0)).to(gl.int32)
@@ -617,44 +618,83 @@ def _load_packed_rows(desc, diag_desc, smem, bar, base, col, QUERIES: gl.constex
 
 
 @gluon.jit
+def _load_packed_group(desc, diag_desc, smem, ready, empty, phase, base, col, QUERIES: gl.constexpr):
+    """Once the consumer freed its buffer (`empty` completed the phase before `phase`), an offset group's K2 or V2
+    rows into it (_load_packed_rows)."""
+    mbarrier.wait(empty, phase ^ 1)
+    _load_packed_rows(desc, diag_desc, smem, ready, base, col, QUERIES)
+
+
+@gluon.jit
 def _packed_producer(q_desc, k1_desc, v1_desc, k2_desc, v2_desc, k2_diag, v2_diag, k1t_desc, v1t_desc, q_s, k1_s,
                      v1_s, k2_s, v2_s, k1t_s, v1t_s, q_ready, q_empty, kv_ready, kv_empty, k2_ready, k2_empty,
                      v2_ready, v2_empty, tail_ready, row0, col_q, col_k, program_m, N, W1, W2, BLOCK_M: gl.constexpr,
                      QUERIES: gl.constexpr, BLOCK_N: gl.constexpr, TAIL: gl.constexpr, NUM_BUF: gl.constexpr,
-                     RESIDENT: gl.constexpr):
-    """Every TMA load of a packed program in the consumer's order: per query group its QUERIES Q rows; per offset
+                     RESIDENT: gl.constexpr, CONSUMERS: gl.constexpr):
+    """Every TMA load of a packed program in the consumers' order: per query group its QUERIES Q rows; per offset
     group the K2 rows, the K1 / V1 tiles (the tail first, as a whole tile of which the consumer reads TAIL rows), then
-    the V2 rows. RESIDENT: the query group's K1 / V1 window once instead, into all NUM_BUF slots and the tail
-    buffers (each under its own barrier, so that every barrier completes once per query group), once the consumer
-    has handed the previous window back (kv_empty[0])."""
+    the V2 rows. RESIDENT: the query groups' K1 / V1 window once instead, into the NUM_BUF slots it needs and the
+    tail buffers (each under its own barrier, and every barrier completes once per window), once the consumers have
+    handed the previous window back (kv_empty[0]). With CONSUMERS=2 (RESIDENT only) two query groups share each
+    window, one per consumer, each with its own Q, K2 and V2 buffers: their offset groups' loads alternate."""
     OFFSETS: gl.constexpr = BLOCK_M // QUERIES
+    SPAN: gl.constexpr = QUERIES * CONSUMERS
     step = 0
-    grp = 0
+    grp0 = 0  # offset groups loaded so far for consumer 0 (and 1): their K2 / V2 buffers' phases
+    grp1 = 0
     g = 0
-    for i0 in range(program_m, gl.minimum(program_m + BLOCK_M, N), QUERIES):
-        lo, n_wide, tail, _, _, n_groups = _packed_windows(i0, N, W1, W2, QUERIES, OFFSETS, BLOCK_N, TAIL)
-        mbarrier.wait(q_empty, (g & 1) ^ 1)
-        mbarrier.expect(q_ready, q_desc.block_type.nbytes)
-        tma.async_copy_global_to_shared(q_desc, [row0 + i0, col_q], q_ready, q_s)
+    for i0 in range(program_m, gl.minimum(program_m + BLOCK_M, N), SPAN):
+        lo, n_wide, tail, _, _, ng0 = _packed_windows(i0, i0, N, W1, W2, QUERIES, OFFSETS, BLOCK_N, TAIL, SPAN)
+        for c in gl.static_range(CONSUMERS):
+            if i0 + c * QUERIES < N:
+                mbarrier.wait(q_empty.index(c), (g & 1) ^ 1)
+                mbarrier.expect(q_ready.index(c), q_desc.block_type.nbytes)
+                tma.async_copy_global_to_shared(q_desc, [row0 + i0 + c * QUERIES, col_q], q_ready.index(c),
+                                                q_s.index(c))
         if RESIDENT:
             mbarrier.wait(kv_empty.index(0), (g & 1) ^ 1)
             for j in gl.static_range(NUM_BUF):
-                _load_k1v1(k1_desc, v1_desc, k1_s.index(j), v1_s.index(j), kv_ready.index(j),
-                           row0 + lo + j * BLOCK_N, col_k)
+                if j < n_wide:
+                    _load_k1v1(k1_desc, v1_desc, k1_s.index(j), v1_s.index(j), kv_ready.index(j),
+                               row0 + lo + j * BLOCK_N, col_k)
+                else:  # a slot this window does not need: its barrier completes without a load
+                    mbarrier.arrive(kv_ready.index(j), count=1)
             _load_k1v1(k1t_desc, v1t_desc, k1t_s, v1t_s, tail_ready, row0 + lo + n_wide * BLOCK_N, col_k)
+        n_groups = ng0
+        if CONSUMERS == 2:
+            _, _, _, _, _, ng1 = _packed_windows(i0, i0 + QUERIES, N, W1, W2, QUERIES, OFFSETS, BLOCK_N, TAIL, SPAN)
+            ng1 = gl.where(i0 + QUERIES < N, ng1, 0)
+            n_groups = gl.maximum(ng0, ng1)
         for u in range(0, n_groups):
             base = row0 + i0 - u * OFFSETS - (OFFSETS - 1)
-            mbarrier.wait(k2_empty, (grp & 1) ^ 1)
-            _load_packed_rows(k2_desc, k2_diag, k2_s, k2_ready, base, col_k, QUERIES)
-            if not RESIDENT:
-                for j in range(0, n_wide + tail):  # the tail (j = 0 where there is one) first, then the wide tiles
-                    col = gl.where(j < tail, n_wide, j - tail)
-                    _load_k1v1_tile(k1_desc, v1_desc, k1_s, v1_s, kv_ready, kv_empty, step,
-                                    row0 + lo + col * BLOCK_N, col_k, NUM_BUF)
-                    step += 1
-            mbarrier.wait(v2_empty, (grp & 1) ^ 1)  # one buffer: the previous group's fold is done
-            _load_packed_rows(v2_desc, v2_diag, v2_s, v2_ready, base, col_k, QUERIES)
-            grp += 1
+            if CONSUMERS == 2:
+                if u < ng0:
+                    _load_packed_group(k2_desc, k2_diag, k2_s.index(0), k2_ready.index(0), k2_empty.index(0),
+                                       (grp0 + u) & 1, base, col_k, QUERIES)
+                if u < ng1:
+                    _load_packed_group(k2_desc, k2_diag, k2_s.index(1), k2_ready.index(1), k2_empty.index(1),
+                                       (grp1 + u) & 1, base + QUERIES, col_k, QUERIES)
+                if u < ng0:
+                    _load_packed_group(v2_desc, v2_diag, v2_s.index(0), v2_ready.index(0), v2_empty.index(0),
+                                       (grp0 + u) & 1, base, col_k, QUERIES)
+                if u < ng1:
+                    _load_packed_group(v2_desc, v2_diag, v2_s.index(1), v2_ready.index(1), v2_empty.index(1),
+                                       (grp1 + u) & 1, base + QUERIES, col_k, QUERIES)
+            else:
+                _load_packed_group(k2_desc, k2_diag, k2_s.index(0), k2_ready.index(0), k2_empty.index(0),
+                                   (grp0 + u) & 1, base, col_k, QUERIES)
+                if not RESIDENT:
+                    for j in range(0, n_wide + tail):  # the tail (j = 0 where there is one) first, then the wide tiles
+                        col = gl.where(j < tail, n_wide, j - tail)
+                        _load_k1v1_tile(k1_desc, v1_desc, k1_s, v1_s, kv_ready, kv_empty, step,
+                                        row0 + lo + col * BLOCK_N, col_k, NUM_BUF)
+                        step += 1
+                # one V2 buffer: the previous group's fold is done
+                _load_packed_group(v2_desc, v2_diag, v2_s.index(0), v2_ready.index(0), v2_empty.index(0),
+                                   (grp0 + u) & 1, base, col_k, QUERIES)
+        grp0 += ng0
+        if CONSUMERS == 2:
+            grp1 += ng1
         g += 1
 
 
@@ -767,15 +807,15 @@ def _packed_group_resident(qk2, k1_s, v1_s, k1t_s, v1t_s, s_zero, m_i, l_i, acc_
 
 
 @gluon.jit
-def _packed_consumer(q_s, k1_s, v1_s, k2_s, v2_s, k1t_s, v1t_s, q_ready, q_empty, kv_ready, kv_empty, k2_ready,
-                     k2_empty, v2_ready, v2_empty, tail_ready, Out, Lse, stride_on, out_base, lse_base, N, W1, W2,
-                     qk_scale, program_m, HEAD_DIM: gl.constexpr, BLOCK_M: gl.constexpr, QUERIES: gl.constexpr,
-                     BLOCK_N: gl.constexpr, TAIL: gl.constexpr, NUM_BUF: gl.constexpr, PAIRED: gl.constexpr,
-                     RESIDENT: gl.constexpr, num_warps: gl.constexpr):
-    """The packed program's query groups one after the other. Per offset group: the A operand Q * K2 (row
-    q * OFFSETS + s: q_{i0+q} * k2_{i0+q-t}); the steps over its K1 / V1 tiles, streamed through the ring or, with
-    RESIDENT, from the query group's window loaded once; the fold with the group's V2 rows. Then the query group's
-    merge and store."""
+def _packed_query_group(qk2_parts, k1_s, v1_s, k1t_s, v1t_s, q_s, k2_s, v2_s, q_ready, q_empty, kv_ready, kv_empty,
+                        k2_ready, k2_empty, v2_ready, v2_empty, tail_ready, Out, Lse, stride_on, out_base, lse_base,
+                        N, W1, W2, qk_scale, i0u, i0, ring, grp, g, HEAD_DIM: gl.constexpr, BLOCK_M: gl.constexpr,
+                        QUERIES: gl.constexpr, BLOCK_N: gl.constexpr, TAIL: gl.constexpr, NUM_BUF: gl.constexpr,
+                        PAIRED: gl.constexpr, RESIDENT: gl.constexpr, SPAN: gl.constexpr, num_warps: gl.constexpr):
+    """One query group (queries i0.., in the window of the SPAN queries from i0u) of a packed consumer. Per offset
+    group: the A operand Q * K2 (row q * OFFSETS + s: q_{i0+q} * k2_{i0+q-t}); the steps over its K1 / V1 tiles,
+    streamed through the ring or, with RESIDENT, from the window loaded once; the fold with the group's V2 rows.
+    Then the merge and store. Returns (ring, grp): the ring step and offset-group count after it."""
     OFFSETS: gl.constexpr = BLOCK_M // QUERIES
     s_layout: gl.constexpr = _mma_layout(num_warps, BLOCK_N)
     o_layout: gl.constexpr = _mma_layout(num_warps, HEAD_DIM)
@@ -783,53 +823,93 @@ def _packed_consumer(q_s, k1_s, v1_s, k2_s, v2_s, k1t_s, v1t_s, q_ready, q_empty
     p_layout: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=o_layout, k_width=2)
     row_s: gl.constexpr = gl.SliceLayout(1, s_layout)
     row_o: gl.constexpr = gl.SliceLayout(1, o_layout)
-
-    rows = gl.arange(0, BLOCK_M, layout=row_s)
+    rows, offs_n, s_zero = qk2_parts
     row_offset = OFFSETS - 1 - rows % OFFSETS  # a row's offset within its group
+
+    lo, n_wide, tail, full_lo, full_hi, n_groups = _packed_windows(i0u, i0, N, W1, W2, QUERIES, OFFSETS, BLOCK_N, TAIL,
+                                                                   SPAN)
+    offs_m = i0 + rows // OFFSETS
+    mbarrier.wait(q_ready, g & 1)
+    if RESIDENT:
+        for slot in gl.static_range(NUM_BUF):
+            mbarrier.wait(kv_ready.index(slot), g & 1)
+        mbarrier.wait(tail_ready, g & 1)
+    m_i = gl.full([BLOCK_M], float("-inf"), gl.float32, layout=row_s)
+    l_i = gl.zeros([BLOCK_M], gl.float32, layout=row_s)
+    scale_t = gl.full([BLOCK_M], 1.0, gl.float32, layout=row_s)
+    acc = gl.zeros([BLOCK_M, HEAD_DIM], gl.float32, layout=o_layout)
+    acc_t = gl.zeros([BLOCK_M, HEAD_DIM], gl.float32, layout=o_layout)
+    for u in range(0, n_groups):
+        t = u * OFFSETS + row_offset
+        m_ok = (offs_m < N) & (t < W2)
+        rows_cut = (u * OFFSETS + OFFSETS > W2) | (u * OFFSETS + OFFSETS - 1 > i0)
+        mbarrier.wait(k2_ready, grp & 1)
+        qk2 = _packed_operand(q_s, k2_s, a_layout, QUERIES, OFFSETS, HEAD_DIM)
+        if u == n_groups - 1:
+            _release(k2_empty, q_empty)
+        else:
+            _release(k2_empty)
+        if RESIDENT:
+            m_i, l_i, acc_t, scale_t = _packed_group_resident(qk2, k1_s, v1_s, k1t_s, v1t_s, s_zero, m_i, l_i,
+                                                              acc_t, scale_t, offs_m, offs_n, m_ok, rows_cut, lo,
+                                                              n_wide, tail, full_lo, full_hi, t, W1, qk_scale,
+                                                              BLOCK_N, p_layout, row_o)
+        else:
+            m_i, l_i, acc_t, scale_t, ring = _packed_group_streamed(qk2, k1_s, v1_s, kv_ready, kv_empty, ring,
+                                                                    s_zero, m_i, l_i, acc_t, scale_t, offs_m,
+                                                                    offs_n, m_ok, rows_cut, lo, n_wide, tail,
+                                                                    full_lo, full_hi, t, W1, qk_scale, BLOCK_N,
+                                                                    TAIL, NUM_BUF, PAIRED, p_layout, row_o)
+        acc = _fold_tile(acc, acc_t, scale_t, v2_s, v2_ready, v2_empty, grp & 1, o_layout, row_o)
+        grp += 1
+    if RESIDENT:
+        _release(kv_empty.index(0))  # the window
+    _packed_store(acc, m_i, l_i, Out, Lse, out_base, lse_base, stride_on, i0, N, QUERIES, OFFSETS, row_o)
+    return ring, grp
+
+
+@gluon.jit
+def _packed_consumer(q_s, k1_s, v1_s, k2_s, v2_s, k1t_s, v1t_s, q_ready, q_empty, kv_ready, kv_empty, k2_ready,
+                     k2_empty, v2_ready, v2_empty, tail_ready, Out, Lse, stride_on, out_base, lse_base, N, W1, W2,
+                     qk_scale, program_m, HEAD_DIM: gl.constexpr, BLOCK_M: gl.constexpr, QUERIES: gl.constexpr,
+                     BLOCK_N: gl.constexpr, TAIL: gl.constexpr, NUM_BUF: gl.constexpr, PAIRED: gl.constexpr,
+                     RESIDENT: gl.constexpr, C: gl.constexpr, CONSUMERS: gl.constexpr, num_warps: gl.constexpr):
+    """Consumer C of a packed program: its query groups one after the other (_packed_query_group), with
+    CONSUMERS=2 every other one, sharing each window with the other consumer's group beside it."""
+    SPAN: gl.constexpr = QUERIES * CONSUMERS
+    s_layout: gl.constexpr = _mma_layout(num_warps, BLOCK_N)
+    rows = gl.arange(0, BLOCK_M, layout=gl.SliceLayout(1, s_layout))
     offs_n = gl.arange(0, BLOCK_N, layout=gl.SliceLayout(0, s_layout))
     s_zero = gl.zeros([BLOCK_M, BLOCK_N], gl.float32, layout=s_layout)
+    q_s = q_s.index(C)
+    k2_s = k2_s.index(C)
+    v2_s = v2_s.index(C)
+    q_ready = q_ready.index(C)
+    q_empty = q_empty.index(C)
+    k2_ready = k2_ready.index(C)
+    k2_empty = k2_empty.index(C)
+    v2_ready = v2_ready.index(C)
+    v2_empty = v2_empty.index(C)
     ring = 0  # ring step of the group's first K1 tile
     grp = 0  # offset groups so far: the K2 / V2 buffers' phase
     g = 0  # query groups so far: the Q buffer's phase
-    for i0 in range(program_m, gl.minimum(program_m + BLOCK_M, N), QUERIES):
-        lo, n_wide, tail, full_lo, full_hi, n_groups = _packed_windows(i0, N, W1, W2, QUERIES, OFFSETS, BLOCK_N, TAIL)
-        offs_m = i0 + rows // OFFSETS
-        mbarrier.wait(q_ready, g & 1)
-        if RESIDENT:
-            for slot in gl.static_range(NUM_BUF):
-                mbarrier.wait(kv_ready.index(slot), g & 1)
-            mbarrier.wait(tail_ready, g & 1)
-        m_i = gl.full([BLOCK_M], float("-inf"), gl.float32, layout=row_s)
-        l_i = gl.zeros([BLOCK_M], gl.float32, layout=row_s)
-        scale_t = gl.full([BLOCK_M], 1.0, gl.float32, layout=row_s)
-        acc = gl.zeros([BLOCK_M, HEAD_DIM], gl.float32, layout=o_layout)
-        acc_t = gl.zeros([BLOCK_M, HEAD_DIM], gl.float32, layout=o_layout)
-        for u in range(0, n_groups):
-            t = u * OFFSETS + row_offset
-            m_ok = (offs_m < N) & (t < W2)
-            rows_cut = (u * OFFSETS + OFFSETS > W2) | (u * OFFSETS + OFFSETS - 1 > i0)
-            mbarrier.wait(k2_ready, grp & 1)
-            qk2 = _packed_operand(q_s, k2_s, a_layout, QUERIES, OFFSETS, HEAD_DIM)
-            if u == n_groups - 1:
-                _release(k2_empty, q_empty)
-            else:
-                _release(k2_empty)
-            if RESIDENT:
-                m_i, l_i, acc_t, scale_t = _packed_group_resident(qk2, k1_s, v1_s, k1t_s, v1t_s, s_zero, m_i, l_i,
-                                                                  acc_t, scale_t, offs_m, offs_n, m_ok, rows_cut, lo,
-                                                                  n_wide, tail, full_lo, full_hi, t, W1, qk_scale,
-                                                                  BLOCK_N, p_layout, row_o)
-            else:
-                m_i, l_i, acc_t, scale_t, ring = _packed_group_streamed(qk2, k1_s, v1_s, kv_ready, kv_empty, ring,
-                                                                        s_zero, m_i, l_i, acc_t, scale_t, offs_m,
-                                                                        offs_n, m_ok, rows_cut, lo, n_wide, tail,
-                                                                        full_lo, full_hi, t, W1, qk_scale, BLOCK_N,
-                                                                        TAIL, NUM_BUF, PAIRED, p_layout, row_o)
-            acc = _fold_tile(acc, acc_t, scale_t, v2_s, v2_ready, v2_empty, grp & 1, o_layout, row_o)
-            grp += 1
-        if RESIDENT:
-            _release(kv_empty.index(0))  # the window
-        _packed_store(acc, m_i, l_i, Out, Lse, out_base, lse_base, stride_on, i0, N, QUERIES, OFFSETS, row_o)
+    for i0u in range(program_m, gl.minimum(program_m + BLOCK_M, N), SPAN):
+        if C == 0:
+            ring, grp = _packed_query_group((rows, offs_n, s_zero), k1_s, v1_s, k1t_s, v1t_s, q_s, k2_s, v2_s, q_ready,
+                                            q_empty, kv_ready, kv_empty, k2_ready, k2_empty, v2_ready, v2_empty,
+                                            tail_ready, Out, Lse, stride_on, out_base, lse_base, N, W1, W2, qk_scale,
+                                            i0u, i0u, ring, grp, g, HEAD_DIM, BLOCK_M, QUERIES, BLOCK_N, TAIL,
+                                            NUM_BUF, PAIRED, RESIDENT, SPAN, num_warps)
+        else:
+            # A group past the sequence's end is the program's last: no window follows, so this consumer neither
+            # waits for it nor hands it back (an early hand-back would count for the window the other consumer
+            # still reads: the producer overwrote it, seen in 1 of 3 launches at w2 = 8).
+            if i0u + C * QUERIES < N:
+                ring, grp = _packed_query_group((rows, offs_n, s_zero), k1_s, v1_s, k1t_s, v1t_s, q_s, k2_s, v2_s,
+                                                q_ready, q_empty, kv_ready, kv_empty, k2_ready, k2_empty, v2_ready,
+                                                v2_empty, tail_ready, Out, Lse, stride_on, out_base, lse_base, N, W1,
+                                                W2, qk_scale, i0u, i0u + C * QUERIES, ring, grp, g, HEAD_DIM, BLOCK_M,
+                                                QUERIES, BLOCK_N, TAIL, NUM_BUF, PAIRED, RESIDENT, SPAN, num_warps)
         g += 1
 
 
@@ -838,41 +918,61 @@ def _simplicial_fwd_packed_gluon(q_desc, k1_desc, v1_desc, k2_desc, v2_desc, k2_
                                  Out, Lse, stride_on, stride_ob, N, W1, W2, qk_scale, H, GROUP, HEAD_DIM: gl.constexpr,
                                  BLOCK_M: gl.constexpr, QUERIES: gl.constexpr, BLOCK_N: gl.constexpr,
                                  TAIL: gl.constexpr, NUM_BUF: gl.constexpr, PAIRED: gl.constexpr,
-                                 RESIDENT: gl.constexpr, num_warps: gl.constexpr):
+                                 RESIDENT: gl.constexpr, CONSUMERS: gl.constexpr, CONSUMER_REGS: gl.constexpr,
+                                 num_warps: gl.constexpr):
     pid_bh, b, h, program_m = _query_program(N, H, BLOCK_M)
     dtype: gl.constexpr = k1_desc.dtype
-    q_s = gl.allocate_shared_memory(dtype, q_desc.block_type.shape, q_desc.layout)
-    k2_s = gl.allocate_shared_memory(dtype, [BLOCK_M, HEAD_DIM], k2_desc.layout)
-    v2_s = gl.allocate_shared_memory(dtype, [BLOCK_M, HEAD_DIM], v2_desc.layout)
+    q_s = gl.allocate_shared_memory(dtype, [CONSUMERS] + q_desc.block_type.shape, q_desc.layout)
+    k2_s = gl.allocate_shared_memory(dtype, [CONSUMERS, BLOCK_M, HEAD_DIM], k2_desc.layout)
+    v2_s = gl.allocate_shared_memory(dtype, [CONSUMERS, BLOCK_M, HEAD_DIM], v2_desc.layout)
     k1_s = gl.allocate_shared_memory(dtype, [NUM_BUF] + k1_desc.block_type.shape, k1_desc.layout)
     v1_s = gl.allocate_shared_memory(dtype, [NUM_BUF] + v1_desc.block_type.shape, v1_desc.layout)
-    q_ready = _barriers(1).index(0)
+    q_ready = _barriers(CONSUMERS)
     if RESIDENT:  # the window's tail: TAIL rows of its own
         k1t_s = gl.allocate_shared_memory(dtype, k1t_desc.block_type.shape, k1t_desc.layout)
         v1t_s = gl.allocate_shared_memory(dtype, v1t_desc.block_type.shape, v1t_desc.layout)
         tail_ready = _barriers(1).index(0)
     else:  # unused
+        gl.static_assert(CONSUMERS == 1, "CONSUMERS=2: with RESIDENT only")
         k1t_s = q_s
         v1t_s = q_s
-        tail_ready = q_ready
-    q_empty = _barriers(1).index(0)
-    k2_ready = _barriers(1).index(0)
-    k2_empty = _barriers(1).index(0)
-    v2_ready = _barriers(1).index(0)
-    v2_empty = _barriers(1).index(0)
+        tail_ready = q_ready.index(0)
+    q_empty = _barriers(CONSUMERS)
+    k2_ready = _barriers(CONSUMERS)
+    k2_empty = _barriers(CONSUMERS)
+    v2_ready = _barriers(CONSUMERS)
+    v2_empty = _barriers(CONSUMERS)
     kv_ready = _barriers(NUM_BUF)
-    kv_empty = _barriers(NUM_BUF)
-    gl.warp_specialize([
-        (_packed_consumer, (q_s, k1_s, v1_s, k2_s, v2_s, k1t_s, v1t_s, q_ready, q_empty, kv_ready, kv_empty,
-                            k2_ready, k2_empty, v2_ready, v2_empty, tail_ready, Out, Lse, stride_on,
-                            b.to(gl.int64) * stride_ob + h * HEAD_DIM, pid_bh.to(gl.int64) * N, N, W1, W2, qk_scale,
-                            program_m, HEAD_DIM, BLOCK_M, QUERIES, BLOCK_N, TAIL, NUM_BUF, PAIRED, RESIDENT,
-                            num_warps)),
-        (_packed_producer, (q_desc, k1_desc, v1_desc, k2_desc, v2_desc, k2_diag, v2_diag, k1t_desc, v1t_desc, q_s,
-                            k1_s, v1_s, k2_s, v2_s, k1t_s, v1t_s, q_ready, q_empty, kv_ready, kv_empty, k2_ready,
-                            k2_empty, v2_ready, v2_empty, tail_ready, b * N, h * HEAD_DIM, (h // GROUP) * HEAD_DIM,
-                            program_m, N, W1, W2, BLOCK_M, QUERIES, BLOCK_N, TAIL, NUM_BUF, RESIDENT)),
-    ], [PRODUCER_WARPS], [24])
+    kv_empty = _barriers(NUM_BUF, CONSUMERS)  # with RESIDENT each consumer hands the window back (kv_empty[0])
+    out_base = b.to(gl.int64) * stride_ob + h * HEAD_DIM
+    lse_base = pid_bh.to(gl.int64) * N
+    if CONSUMERS == 1:
+        gl.warp_specialize([
+            (_packed_consumer, (q_s, k1_s, v1_s, k2_s, v2_s, k1t_s, v1t_s, q_ready, q_empty, kv_ready, kv_empty,
+                                k2_ready, k2_empty, v2_ready, v2_empty, tail_ready, Out, Lse, stride_on, out_base,
+                                lse_base, N, W1, W2, qk_scale, program_m, HEAD_DIM, BLOCK_M, QUERIES, BLOCK_N, TAIL,
+                                NUM_BUF, PAIRED, RESIDENT, 0, CONSUMERS, num_warps)),
+            (_packed_producer, (q_desc, k1_desc, v1_desc, k2_desc, v2_desc, k2_diag, v2_diag, k1t_desc, v1t_desc, q_s,
+                                k1_s, v1_s, k2_s, v2_s, k1t_s, v1t_s, q_ready, q_empty, kv_ready, kv_empty, k2_ready,
+                                k2_empty, v2_ready, v2_empty, tail_ready, b * N, h * HEAD_DIM, (h // GROUP) * HEAD_DIM,
+                                program_m, N, W1, W2, BLOCK_M, QUERIES, BLOCK_N, TAIL, NUM_BUF, RESIDENT, CONSUMERS)),
+        ], [PRODUCER_WARPS], [24])
+    else:
+        gl.static_assert(CONSUMERS == 2, "CONSUMERS: 1 or 2")
+        gl.warp_specialize([
+            (_packed_consumer, (q_s, k1_s, v1_s, k2_s, v2_s, k1t_s, v1t_s, q_ready, q_empty, kv_ready, kv_empty,
+                                k2_ready, k2_empty, v2_ready, v2_empty, tail_ready, Out, Lse, stride_on, out_base,
+                                lse_base, N, W1, W2, qk_scale, program_m, HEAD_DIM, BLOCK_M, QUERIES, BLOCK_N, TAIL,
+                                NUM_BUF, PAIRED, RESIDENT, 0, CONSUMERS, num_warps)),
+            (_packed_consumer, (q_s, k1_s, v1_s, k2_s, v2_s, k1t_s, v1t_s, q_ready, q_empty, kv_ready, kv_empty,
+                                k2_ready, k2_empty, v2_ready, v2_empty, tail_ready, Out, Lse, stride_on, out_base,
+                                lse_base, N, W1, W2, qk_scale, program_m, HEAD_DIM, BLOCK_M, QUERIES, BLOCK_N, TAIL,
+                                NUM_BUF, PAIRED, RESIDENT, 1, CONSUMERS, num_warps)),
+            (_packed_producer, (q_desc, k1_desc, v1_desc, k2_desc, v2_desc, k2_diag, v2_diag, k1t_desc, v1t_desc, q_s,
+                                k1_s, v1_s, k2_s, v2_s, k1t_s, v1t_s, q_ready, q_empty, kv_ready, kv_empty, k2_ready,
+                                k2_empty, v2_ready, v2_empty, tail_ready, b * N, h * HEAD_DIM, (h // GROUP) * HEAD_DIM,
+                                program_m, N, W1, W2, BLOCK_M, QUERIES, BLOCK_N, TAIL, NUM_BUF, RESIDENT, CONSUMERS)),
+        ], [num_warps, PRODUCER_WARPS], [CONSUMER_REGS, 24])
 
 
 def _diagonal_descriptor(x: torch.Tensor, queries: int, offsets: int) -> TensorDescriptor:
@@ -888,15 +988,19 @@ def _diagonal_descriptor(x: torch.Tensor, queries: int, offsets: int) -> TensorD
 def _forward_packed(q, k1, k2, v1, v2, w1, w2, qk_scale, out, lse, cfg: dict):
     """`forward` with PACKED rows (_simplicial_fwd_packed_gluon). cfg: BLOCK_M (rows per tile), QUERIES (queries per
     tile), BLOCK_N, TAIL (the narrow last tile's columns), NUM_BUF, PAIRED, RESIDENT (the query group's whole k1
-    window in the NUM_BUF slots: it must fit them), num_warps, maxnreg."""
+    window in the NUM_BUF slots: it must fit them), CONSUMERS (2: two query groups share each resident window, one
+    consumer warpgroup each, of CONSUMER_REGS registers), num_warps, maxnreg."""
     b, n, hq, d = q.shape
     queries = cfg["QUERIES"]
     offsets = cfg["BLOCK_M"] // queries
     resident = cfg.get("RESIDENT", False)
-    span = w1 + queries - 1  # the widest k1 window union of a query group
+    consumers = cfg.get("CONSUMERS", 1)
+    if consumers == 2 and not resident:
+        raise ValueError("CONSUMERS=2: the packed forward shares a resident window only (RESIDENT=True)")
+    span = w1 + queries * consumers - 1  # the widest k1 window union of the query groups that share it
     if resident and span // cfg["BLOCK_N"] + (span % cfg["BLOCK_N"] > cfg["TAIL"]) > cfg["NUM_BUF"]:
-        raise ValueError(f"RESIDENT: a query group's k1 window ({span} columns at w1={w1}) does not fit "
-                         f"NUM_BUF={cfg['NUM_BUF']} tiles of {cfg['BLOCK_N']} and a tail of {cfg['TAIL']}")
+        raise ValueError(f"RESIDENT: the k1 window of {consumers} query group(s) ({span} columns at w1={w1}) does "
+                         f"not fit NUM_BUF={cfg['NUM_BUF']} tiles of {cfg['BLOCK_N']} and a tail of {cfg['TAIL']}")
     grid = (triton.cdiv(n, cfg["BLOCK_M"]) * b * hq,)
     return _simplicial_fwd_packed_gluon[grid](
         _descriptor(q, queries), _descriptor(k1, cfg["BLOCK_N"]), _descriptor(v1, cfg["BLOCK_N"]),
@@ -904,7 +1008,8 @@ def _forward_packed(q, k1, k2, v1, v2, w1, w2, qk_scale, out, lse, cfg: dict):
         _diagonal_descriptor(v2, queries, offsets), _descriptor(k1, cfg["TAIL"]), _descriptor(v1, cfg["TAIL"]), out,
         lse, out.stride(1), out.stride(0), n, w1, w2, qk_scale, hq, hq // k1.shape[2], HEAD_DIM=d,
         BLOCK_M=cfg["BLOCK_M"], QUERIES=queries, BLOCK_N=cfg["BLOCK_N"], TAIL=cfg["TAIL"], NUM_BUF=cfg["NUM_BUF"],
-        PAIRED=cfg.get("PAIRED", False), RESIDENT=resident, num_warps=cfg["num_warps"], maxnreg=cfg["maxnreg"],
+        PAIRED=cfg.get("PAIRED", False), RESIDENT=resident, CONSUMERS=consumers,
+        CONSUMER_REGS=cfg.get("CONSUMER_REGS", 240), num_warps=cfg["num_warps"], maxnreg=cfg["maxnreg"],
     )
 
 
