@@ -903,7 +903,7 @@ def _packed_consumer(q_s, k1_s, v1_s, k2_s, v2_s, k1t_s, v1t_s, q_ready, q_empty
         else:
             # A group past the sequence's end is the program's last: no window follows, so this consumer neither
             # waits for it nor hands it back (an early hand-back would count for the window the other consumer
-            # still reads: the producer overwrote it, seen in 1 of 3 launches at w2 = 8).
+            # still reads, and the producer overwrote it: wrong rows that differed between launches at w2 = 8).
             if i0u + C * QUERIES < N:
                 ring, grp = _packed_query_group((rows, offs_n, s_zero), k1_s, v1_s, k1t_s, v1t_s, q_s, k2_s, v2_s,
                                                 q_ready, q_empty, kv_ready, kv_empty, k2_ready, k2_empty, v2_ready,
