@@ -148,9 +148,8 @@ def bench(configs, rep=50, shapes=SHAPES) -> None:
 # (H100 timings drift 4-6% under sustained load, so one config timed after another is not a comparison).
 AB_ALTERNATIVES = {64: ("v11: paired query tiles", dict(BLOCK_M=64, BLOCK_N=64, NUM_BUF=5, V2_BUF=1, num_warps=4,
                                                         maxnreg=128, PAIRED=True)),
-                   128: ("two query groups per resident k1 window, one consumer each, four slots (w1 <= 256)",
-                         dict(PACKED=True, QUERIES=8, TAIL=16, BLOCK_M=64, BLOCK_N=64, NUM_BUF=4, num_warps=4,
-                              maxnreg=168, RESIDENT=True, CONSUMERS=2, CONSUMER_REGS=240))}
+                   128: ("v12: query tiles (64 queries at one offset), two programs per SM",
+                         dict(BLOCK_M=64, BLOCK_N=64, NUM_BUF=2, V2_BUF=1, num_warps=4, maxnreg=128))}
 
 
 def ab(rounds=3, rep=100, shapes=SHAPES + [(16384, 512, 32)]) -> None:
