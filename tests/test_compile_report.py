@@ -88,8 +88,13 @@ def test_the_forward_kernels_at_other_window_classes(windows):
     assert proc.returncode == 0, proc.stderr[-2000:]
     records = {(r["kind"], r["D"]): r for r in map(json.loads, proc.stdout.splitlines()) if "kind" in r}
     fwd64 = records[("fwd", 64)]
-    assert fwd64["name"] == "_simplicial_fwd_packed_gluon" and fwd64["regs"] <= 128 and fwd64["spills"] == 0, fwd64
-    assert 2 * fwd64["smem"] <= 227 * 1024, fwd64
+    # D=64 with the k1 window resident at w1 <= 265: at w1=128 two slots, three programs per SM (80 registers, at
+    # most the 6 spill slots measured, results/attention-2026-11-28-v13.md run 7); at w1=256 four slots, two
+    # programs per SM; at w1=1024 the paired steps over the streamed ring
+    programs = 3 if windows == "128,128" else 2
+    assert fwd64["name"] == "_simplicial_fwd_packed_gluon" and fwd64["regs"] <= 256 // programs, fwd64
+    assert fwd64["spills"] <= (6 if windows == "128,128" else 0), fwd64
+    assert programs * fwd64["smem"] <= 227 * 1024, fwd64
     fwd128 = records[("fwd", 128)]
     # D=128: at w1=1024 two consumers and K1 tiles of 128 (12 spill slots, measured faster than tiles of 64); at
     # w1=128 packed rows with the query group's k1 window resident, two programs per SM, at most the 8 spill slots

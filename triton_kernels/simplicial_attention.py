@@ -632,6 +632,9 @@ CONFIG_OVERRIDE: dict[str, dict] = {}
 # w1 = 257 two adjacent query groups share a window of four slots and the tail (w1 + 15 columns), one consumer
 # warpgroup each, one program per SM: 1.22x the query-tile kernel at (256, 64), 0.97x the form above at (128, 128)
 # (-v13.md, run 3, H200); one consumer alone on the four slots ran 0.94x the query-tile kernel (run 2).
+# At D=64 a resident window (one tile per step) beat the paired streamed steps where it fits: four slots at
+# 129 <= w1 <= 265 (w1 + 7 <= 4 * 64 + 16; two programs per SM) 1.08x at (256, 64); two slots at w1 <= 128, at
+# maxnreg=80 (three programs per SM, 6 spill slots) 1.16x at (128, 128) (-v13.md, run 7, H100).
 # {head dim: [(least w1, config), ...]}, the largest w1 first, the last one for every window.
 _SHARED_K1 = dict(BLOCK_M=64, V2_BUF=1, num_warps=4, maxnreg=168, CONSUMERS=2, CONSUMER_REGS=240)
 _RESIDENT = dict(PACKED=True, QUERIES=8, TAIL=16, BLOCK_M=64, BLOCK_N=64, num_warps=4, RESIDENT=True)
@@ -640,8 +643,10 @@ GLUON_FWD_CONFIG = {128: [(1024, dict(BLOCK_N=128, NUM_BUF=2, **_SHARED_K1)),
                           (258, dict(BLOCK_M=64, BLOCK_N=64, NUM_BUF=2, V2_BUF=1, num_warps=4, maxnreg=128)),
                           (129, dict(NUM_BUF=4, maxnreg=168, CONSUMERS=2, CONSUMER_REGS=240, **_RESIDENT)),
                           (0, dict(NUM_BUF=2, maxnreg=128, **_RESIDENT))],
-                    64: [(0, dict(PACKED=True, QUERIES=8, TAIL=16, BLOCK_M=64, BLOCK_N=64, NUM_BUF=5, num_warps=4,
-                                  maxnreg=128, PAIRED=True))]}
+                    64: [(266, dict(PACKED=True, QUERIES=8, TAIL=16, BLOCK_M=64, BLOCK_N=64, NUM_BUF=5, num_warps=4,
+                                    maxnreg=128, PAIRED=True)),
+                         (129, dict(NUM_BUF=4, maxnreg=128, **_RESIDENT)),
+                         (0, dict(NUM_BUF=2, maxnreg=80, **_RESIDENT))]}
 
 
 def gluon_fwd_config(d: int, w1: int) -> dict:
