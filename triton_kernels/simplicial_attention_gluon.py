@@ -27,7 +27,9 @@ form the per-step operands Q * K2_t and dO * V2_t, once for both consumers. At D
 step between two consumers of different roles instead (ROLES=2): one forms S and P and the sum P multiplies, and
 hands P over in bf16 to the other, which forms dP and dS and the sum dS multiplies; each holds one fp32 accumulator.
 At D=64 the forward's tiles are packed (_simplicial_fwd_packed_gluon, below): a tile's 64 rows are 8 queries x 8
-offsets rather than 64 queries at one offset, so their k1 windows span w1 + 7 columns instead of w1 + 63.
+offsets rather than 64 queries at one offset, so their k1 windows span w1 + 7 columns instead of w1 + 63. Where
+that window fits shared memory (RESIDENT: w1 <= 265 at D=64, w1 <= 257 at D=128) it is loaded once per query group
+for all its offsets instead of once per offset; at D=128 and w1 > 128 two query groups share it (CONSUMERS=2).
 
 Tensors are read through 2-D [B*N, H*D] TMA views. Rows before a batch's start or past its end belong to the
 neighbouring batch (or read as zero at the ends of the tensor); the window masks drop every such (i, j, k) triple,
