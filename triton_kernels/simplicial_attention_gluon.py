@@ -809,7 +809,7 @@ def _packed_group_resident(qk2, k1_s, v1_s, k1t_s, v1t_s, s_zero, m_i, l_i, acc_
 
 
 @gluon.jit
-def _packed_query_group(qk2_parts, k1_s, v1_s, k1t_s, v1t_s, q_s, k2_s, v2_s, q_ready, q_empty, kv_ready, kv_empty,
+def _packed_query_group(tile_indices, k1_s, v1_s, k1t_s, v1t_s, q_s, k2_s, v2_s, q_ready, q_empty, kv_ready, kv_empty,
                         k2_ready, k2_empty, v2_ready, v2_empty, tail_ready, Out, Lse, stride_on, out_base, lse_base,
                         N, W1, W2, qk_scale, i0u, i0, ring, grp, g, HEAD_DIM: gl.constexpr, BLOCK_M: gl.constexpr,
                         QUERIES: gl.constexpr, BLOCK_N: gl.constexpr, TAIL: gl.constexpr, NUM_BUF: gl.constexpr,
@@ -817,7 +817,8 @@ def _packed_query_group(qk2_parts, k1_s, v1_s, k1t_s, v1t_s, q_s, k2_s, v2_s, q_
     """One query group (queries i0.., in the window of the SPAN queries from i0u) of a packed consumer. Per offset
     group: the A operand Q * K2 (row q * OFFSETS + s: q_{i0+q} * k2_{i0+q-t}); the steps over its K1 / V1 tiles,
     streamed through the ring or, with RESIDENT, from the window loaded once; the fold with the group's V2 rows.
-    Then the merge and store. Returns (ring, grp): the ring step and offset-group count after it."""
+    Then the merge and store. tile_indices: (rows, offs_n, s_zero), a tile's row and column indices and a zero S
+    accumulator. Returns (ring, grp): the ring step and offset-group count after it."""
     OFFSETS: gl.constexpr = BLOCK_M // QUERIES
     s_layout: gl.constexpr = _mma_layout(num_warps, BLOCK_N)
     o_layout: gl.constexpr = _mma_layout(num_warps, HEAD_DIM)
@@ -825,7 +826,7 @@ def _packed_query_group(qk2_parts, k1_s, v1_s, k1t_s, v1t_s, q_s, k2_s, v2_s, q_
     p_layout: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=o_layout, k_width=2)
     row_s: gl.constexpr = gl.SliceLayout(1, s_layout)
     row_o: gl.constexpr = gl.SliceLayout(1, o_layout)
-    rows, offs_n, s_zero = qk2_parts
+    rows, offs_n, s_zero = tile_indices
     row_offset = OFFSETS - 1 - rows % OFFSETS  # a row's offset within its group
 
     lo, n_wide, tail, full_lo, full_hi, n_groups = _packed_windows(i0u, i0, N, W1, W2, QUERIES, OFFSETS, BLOCK_N, TAIL,
@@ -948,6 +949,8 @@ def _simplicial_fwd_packed_gluon(q_desc, k1_desc, v1_desc, k2_desc, v2_desc, k2_
     kv_empty = _barriers(NUM_BUF, CONSUMERS)  # with RESIDENT each consumer hands the window back (kv_empty[0])
     out_base = b.to(gl.int64) * stride_ob + h * HEAD_DIM
     lse_base = pid_bh.to(gl.int64) * N
+    # The argument lists are written out per call, as in _simplicial_fwd_gluon (Gluon 3.6 drops the constexpr-ness
+    # of values held in a tuple).
     if CONSUMERS == 1:
         gl.warp_specialize([
             (_packed_consumer, (q_s, k1_s, v1_s, k2_s, v2_s, k1t_s, v1t_s, q_ready, q_empty, kv_ready, kv_empty,
