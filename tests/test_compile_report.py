@@ -111,6 +111,29 @@ def test_the_forward_kernels_at_other_window_classes(windows):
         assert fwd128["spills"] <= 18 and fwd128["smem"] <= 227 * 1024, fwd128
 
 
+def test_every_packed_forward_default_applies_at_its_windows():
+    # the least-w1 thresholds of GLUON_FWD_CONFIG must match what each resident window fits: at every w1 the default
+    # applies, and one column more than the widest window a resident config fits is refused
+    from triton_kernels import simplicial_attention as sa
+    from triton_kernels.simplicial_attention_gluon import check_packed_config
+
+    widest = {}
+    for d in sa.GLUON_FWD_CONFIG:
+        for w1 in range(1, 1200):
+            cfg = sa.gluon_fwd_config(d, w1)
+            if cfg.get("PACKED"):
+                check_packed_config(w1, cfg)
+                if cfg.get("RESIDENT"):
+                    widest[d, cfg["NUM_BUF"], cfg.get("CONSUMERS", 1)] = w1
+    assert widest == {(64, 2, 1): 128, (64, 4, 1): 265, (128, 2, 1): 128, (128, 4, 2): 257}, widest
+    with pytest.raises(ValueError, match=r"\(273 columns at w1=266\) does not fit NUM_BUF=4"):
+        check_packed_config(266, sa.gluon_fwd_config(64, 265))
+    with pytest.raises(ValueError, match=r"\(273 columns at w1=258\)"):
+        check_packed_config(258, sa.gluon_fwd_config(128, 257))
+    with pytest.raises(ValueError, match="CONSUMERS=2: .* resident window only"):
+        check_packed_config(128, dict(sa.gluon_fwd_config(128, 200), RESIDENT=False))
+
+
 def test_bad_windows_are_refused():
     proc = _run("--windows", "128")
     assert proc.returncode == 2 and "--windows '128'" in proc.stderr

@@ -990,22 +990,30 @@ def _diagonal_descriptor(x: torch.Tensor, queries: int, offsets: int) -> TensorD
                             _smem_layout(x, block))
 
 
+def check_packed_config(w1: int, cfg: dict) -> None:
+    """ValueError unless the packed forward's cfg applies at k1 window w1 (already clipped to N): two consumers share
+    a resident window only, and a resident window (the union of the windows of the query groups that share it, as
+    _packed_windows tiles it) must fit the NUM_BUF slots and the tail buffer."""
+    consumers = cfg.get("CONSUMERS", 1)
+    if consumers == 2 and not cfg.get("RESIDENT", False):
+        raise ValueError("CONSUMERS=2: the packed forward shares a resident window only (RESIDENT=True)")
+    span = w1 + cfg["QUERIES"] * consumers - 1  # the widest k1 window union of the query groups that share it
+    if cfg.get("RESIDENT", False) and span // cfg["BLOCK_N"] + (span % cfg["BLOCK_N"] > cfg["TAIL"]) > cfg["NUM_BUF"]:
+        raise ValueError(f"RESIDENT: the k1 window of {consumers} query group(s) ({span} columns at w1={w1}) does "
+                         f"not fit NUM_BUF={cfg['NUM_BUF']} tiles of {cfg['BLOCK_N']} and a tail of {cfg['TAIL']}")
+
+
 def _forward_packed(q, k1, k2, v1, v2, w1, w2, qk_scale, out, lse, cfg: dict):
     """`forward` with PACKED rows (_simplicial_fwd_packed_gluon). cfg: BLOCK_M (rows per tile), QUERIES (queries per
     tile), BLOCK_N, TAIL (the narrow last tile's columns), NUM_BUF, PAIRED, RESIDENT (the query group's whole k1
     window in the NUM_BUF slots: it must fit them), CONSUMERS (2: two query groups share each resident window, one
     consumer warpgroup each, of CONSUMER_REGS registers), num_warps, maxnreg."""
     b, n, hq, d = q.shape
+    check_packed_config(w1, cfg)
     queries = cfg["QUERIES"]
     offsets = cfg["BLOCK_M"] // queries
     resident = cfg.get("RESIDENT", False)
     consumers = cfg.get("CONSUMERS", 1)
-    if consumers == 2 and not resident:
-        raise ValueError("CONSUMERS=2: the packed forward shares a resident window only (RESIDENT=True)")
-    span = w1 + queries * consumers - 1  # the widest k1 window union of the query groups that share it
-    if resident and span // cfg["BLOCK_N"] + (span % cfg["BLOCK_N"] > cfg["TAIL"]) > cfg["NUM_BUF"]:
-        raise ValueError(f"RESIDENT: the k1 window of {consumers} query group(s) ({span} columns at w1={w1}) does "
-                         f"not fit NUM_BUF={cfg['NUM_BUF']} tiles of {cfg['BLOCK_N']} and a tail of {cfg['TAIL']}")
     grid = (triton.cdiv(n, cfg["BLOCK_M"]) * b * hq,)
     return _simplicial_fwd_packed_gluon[grid](
         _descriptor(q, queries), _descriptor(k1, cfg["BLOCK_N"]), _descriptor(v1, cfg["BLOCK_N"]),
