@@ -146,8 +146,10 @@ def bench(configs, rep=50, shapes=SHAPES) -> None:
 
 # --ab: the package's default forward against one alternative per head dim, in alternating rounds of one process
 # (H100 timings drift 4-6% under sustained load, so one config timed after another is not a comparison).
-AB_ALTERNATIVES = {64: ("v11: paired query tiles", dict(BLOCK_M=64, BLOCK_N=64, NUM_BUF=5, V2_BUF=1, num_warps=4,
-                                                        maxnreg=128, PAIRED=True)),
+AB_ALTERNATIVES = {64: ("two query groups per resident k1 window of eight slots, one consumer each (w1 <= 513; "
+                         "not measured yet)",
+                         dict(PACKED=True, QUERIES=8, TAIL=16, BLOCK_M=64, BLOCK_N=64, NUM_BUF=8, num_warps=4,
+                              maxnreg=168, RESIDENT=True, CONSUMERS=2, CONSUMER_REGS=240)),
                    128: ("v12: query tiles (64 queries at one offset), two programs per SM",
                          dict(BLOCK_M=64, BLOCK_N=64, NUM_BUF=2, V2_BUF=1, num_warps=4, maxnreg=128))}
 
@@ -191,7 +193,11 @@ _PK = dict(PACKED=True, QUERIES=8, TAIL=16, BLOCK_M=64, BLOCK_N=64, num_warps=4,
 CONFIGS = {64: [dict(BLOCK_N=64, NUM_BUF=2, **_G), dict(BLOCK_N=128, NUM_BUF=2, **_G),
                 dict(BLOCK_N=64, NUM_BUF=2, **_G3), dict(BLOCK_N=64, NUM_BUF=3, **_G3),
                 dict(BLOCK_N=64, NUM_BUF=4, **_GP), dict(BLOCK_N=64, NUM_BUF=5, **_GP),
-                dict(NUM_BUF=5, PAIRED=True, **_PK), dict(NUM_BUF=4, PAIRED=True, **_PK)],
+                dict(NUM_BUF=5, PAIRED=True, **_PK), dict(NUM_BUF=4, PAIRED=True, **_PK),
+                # the k1 window resident: two slots, three programs per SM (w1 <= 128); four slots (w1 <= 265); eight
+                # slots shared by two query groups, one consumer each (w1 <= 513)
+                dict(NUM_BUF=2, RESIDENT=True, **dict(_PK, maxnreg=80)), dict(NUM_BUF=4, RESIDENT=True, **_PK),
+                dict(NUM_BUF=8, RESIDENT=True, CONSUMERS=2, CONSUMER_REGS=240, **dict(_PK, maxnreg=168))],
            128: [dict(BLOCK_N=64, NUM_BUF=2, **_G), dict(BLOCK_N=128, NUM_BUF=2, **_G),
                  dict(BLOCK_N=32, NUM_BUF=3, **_G),
                  # two consumer warpgroups per program sharing the K1/V1 ring (one program per SM)
