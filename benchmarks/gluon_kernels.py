@@ -144,45 +144,64 @@ def bench(configs, rep=50, shapes=SHAPES) -> None:
                 print(f"| Gluon WS | {cfg} | failed: {type(exc).__name__}: {str(exc)[:200]} | | | | | |", flush=True)
 
 
-# --ab: the package's default forward against one alternative per head dim, in alternating rounds of one process
-# (H100 timings drift 4-6% under sustained load, so one config timed after another is not a comparison).
-AB_ALTERNATIVES = {64: ("two query groups per resident k1 window of eight slots, one consumer each (w1 <= 513; "
-                         "not measured yet)",
-                         dict(PACKED=True, QUERIES=8, TAIL=16, BLOCK_M=64, BLOCK_N=64, NUM_BUF=8, num_warps=4,
-                              maxnreg=168, RESIDENT=True, CONSUMERS=2, CONSUMER_REGS=240)),
-                   128: ("v12: query tiles (64 queries at one offset), two programs per SM",
-                         dict(BLOCK_M=64, BLOCK_N=64, NUM_BUF=2, V2_BUF=1, num_warps=4, maxnreg=128))}
+# --ab: the package's default forward against alternatives, per head dim, in alternating rounds of one process
+# (H100 timings drift 4-6% under sustained load, so one config timed after another is not a comparison). Each
+# alternative is (name, w1 -> config, or None where it does not apply).
+_RES = dict(PACKED=True, QUERIES=8, TAIL=16, BLOCK_M=64, BLOCK_N=64, num_warps=4, RESIDENT=True)
+
+
+def _fixed_slots(d):
+    """v13's resident kernels: the window's first slots and tail at constant indices (OPAQUE_SLOTS=False)."""
+    def alternative(w1):
+        cfg = sa.gluon_fwd_config(d, w1)
+        return dict(cfg, OPAQUE_SLOTS=False) if cfg.get("RESIDENT") else None
+    return alternative
+
+
+def _resident(w1_max, **cfg):
+    return lambda w1: dict(_RES, **cfg) if w1 <= w1_max else None
+
+
+AB_ALTERNATIVES = {
+    64: [("v13: fixed slots", _fixed_slots(64)),
+         ("four slots, paired steps", _resident(265, NUM_BUF=4, maxnreg=128, PAIRED=True)),
+         ("eight slots shared by two query groups", _resident(513, NUM_BUF=8, maxnreg=168, CONSUMERS=2,
+                                                              CONSUMER_REGS=240)),
+         ("eight slots shared by two query groups, paired steps",
+          _resident(513, NUM_BUF=8, maxnreg=168, CONSUMERS=2, CONSUMER_REGS=240, PAIRED=True))],
+    128: [("v13: fixed slots", _fixed_slots(128))]}
 
 
 def ab(rounds=3, rep=100, shapes=SHAPES + [(16384, 512, 32)]) -> None:
-    """Per shape class and head dim: the default forward (simplicial_attention.gluon_fwd_config) and
-    AB_ALTERNATIVES[d], `rounds` alternating timings each, against SDPA (torch's default dispatch)."""
-    print("| N | w1 | w2 | D | SDPA TF/s | default ms (rounds) | alternative ms (rounds) | default / SDPA | "
-          "alternative / SDPA | speed-up of the default |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    """Per shape class and head dim: the default forward (simplicial_attention.gluon_fwd_config) and each of
+    AB_ALTERNATIVES[d] that applies there, `rounds` alternating timings each, against SDPA (torch's default
+    dispatch)."""
+    print("| N | w1 | w2 | D | alternative | SDPA TF/s | default ms (rounds) | alternative ms (rounds) | "
+          "default / SDPA | alternative / SDPA | speed-up of the default |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for d in (64, 128):
-        name, alt = AB_ALTERNATIVES[d]
         for n, w1, w2 in shapes:
+            alts = {name: cfg for name, pick in AB_ALTERNATIVES[d] if (cfg := pick(w1)) is not None}
+            if not alts:
+                continue
             xs = inputs(n, 8, 8, d, requires_grad=False)
             fl = 4 * 4 * 8 * d * valid_triples(n, w1, w2)
             n_eq = sdpa_equal_length(n, w1, w2)
             s_tf = sdpa_flops(n_eq, d) / sdpa(n_eq, d, rep, "default")[0] / 1e9
-            times = {"default": [], "alt": []}
-            try:
-                gluon_forward(*xs, w1, w2, 0.125, **alt)
-            except ValueError:  # the alternative does not apply at these windows
-                continue
+            configs = {"default": sa.gluon_fwd_config(d, w1), **alts}
+            times = {k: [] for k in configs}
             for _ in range(rounds):
-                for key, cfg in (("default", sa.gluon_fwd_config(d, w1)), ("alt", alt)):
+                for key, cfg in configs.items():
                     times[key].append(triton.testing.do_bench(lambda: gluon_forward(*xs, w1, w2, 0.125, **cfg),
                                                               warmup=10, rep=rep, return_mode="median"))
             mid = {k: sorted(v)[len(v) // 2] for k, v in times.items()}
             ratio = {k: fl / mid[k] / 1e9 / s_tf for k in mid}
-            print(f"| {n} | {w1} | {w2} | {d} | {s_tf:.0f} | {' / '.join(f'{t:.3f}' for t in times['default'])} | "
-                  f"{' / '.join(f'{t:.3f}' for t in times['alt'])} | {ratio['default']:.3f} | {ratio['alt']:.3f} | "
-                  f"{mid['alt'] / mid['default']:.3f} |", flush=True)
-    print(f"(alternative: D=64 {AB_ALTERNATIVES[64][0]}, D=128 {AB_ALTERNATIVES[128][0]}; median of the rounds in the "
-          f"ratios)")
+            for name in alts:
+                print(f"| {n} | {w1} | {w2} | {d} | {name} | {s_tf:.0f} | "
+                      f"{' / '.join(f'{t:.3f}' for t in times['default'])} | "
+                      f"{' / '.join(f'{t:.3f}' for t in times[name])} | {ratio['default']:.3f} | {ratio[name]:.3f} | "
+                      f"{mid[name] / mid['default']:.3f} |", flush=True)
+    print("(median of the rounds in the ratios)")
 
 
 _G = dict(BLOCK_M=64, V2_BUF=1, num_warps=4, maxnreg=128)
@@ -197,7 +216,11 @@ CONFIGS = {64: [dict(BLOCK_N=64, NUM_BUF=2, **_G), dict(BLOCK_N=128, NUM_BUF=2, 
                 # the k1 window resident: two slots, three programs per SM (w1 <= 128); four slots (w1 <= 265); eight
                 # slots shared by two query groups, one consumer each (w1 <= 513)
                 dict(NUM_BUF=2, RESIDENT=True, **dict(_PK, maxnreg=80)), dict(NUM_BUF=4, RESIDENT=True, **_PK),
-                dict(NUM_BUF=8, RESIDENT=True, CONSUMERS=2, CONSUMER_REGS=240, **dict(_PK, maxnreg=168))],
+                dict(NUM_BUF=8, RESIDENT=True, CONSUMERS=2, CONSUMER_REGS=240, **dict(_PK, maxnreg=168)),
+                # ... with paired steps (four slots: w1 <= 265; eight, two consumers: w1 <= 513)
+                dict(NUM_BUF=4, RESIDENT=True, PAIRED=True, **_PK),
+                dict(NUM_BUF=8, RESIDENT=True, PAIRED=True, CONSUMERS=2, CONSUMER_REGS=240,
+                     **dict(_PK, maxnreg=168))],
            128: [dict(BLOCK_N=64, NUM_BUF=2, **_G), dict(BLOCK_N=128, NUM_BUF=2, **_G),
                  dict(BLOCK_N=32, NUM_BUF=3, **_G),
                  # two consumer warpgroups per program sharing the K1/V1 ring (one program per SM)

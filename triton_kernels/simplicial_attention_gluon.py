@@ -661,7 +661,8 @@ def _packed_producer(q_desc, k1_desc, v1_desc, k2_desc, v2_desc, k2_diag, v2_dia
                                row0 + lo + j * BLOCK_N, col_k)
                 else:  # a slot this window does not need: its barrier completes without a load
                     mbarrier.arrive(kv_ready.index(j), count=1)
-            _load_k1v1(k1t_desc, v1t_desc, k1t_s, v1t_s, tail_ready, row0 + lo + n_wide * BLOCK_N, col_k)
+            _load_k1v1(k1t_desc, v1t_desc, k1t_s.index(0), v1t_s.index(0), tail_ready, row0 + lo + n_wide * BLOCK_N,
+                       col_k)
         n_groups = ng0
         if CONSUMERS == 2:
             _, _, _, _, _, ng1 = _packed_windows(i0, i0 + QUERIES, N, W1, W2, QUERIES, OFFSETS, BLOCK_N, TAIL, SPAN)
@@ -791,16 +792,48 @@ def _packed_group_streamed(qk2, k1_s, v1_s, kv_ready, kv_empty, ring, s_zero, m_
 @gluon.jit
 def _packed_group_resident(qk2, k1_s, v1_s, k1t_s, v1t_s, s_zero, m_i, l_i, acc_t, scale_t, offs_m, offs_n, m_ok,
                            rows_cut, lo, n_wide, tail, full_lo, full_hi, t, W1, qk_scale, BLOCK_N: gl.constexpr,
-                           p_layout: gl.constexpr, row_o: gl.constexpr):
-    """An offset group's steps over a resident window (wide tile j in slot j, the tail in k1t_s / v1t_s), one tile per
-    step, the tail with the first. Returns (m_i, l_i, acc_t, scale_t)."""
+                           PAIRED: gl.constexpr, OPAQUE_SLOTS: gl.constexpr, p_layout: gl.constexpr,
+                           row_o: gl.constexpr):
+    """An offset group's steps over a resident window (wide tile j in slot j, the tail in k1t_s[0] / v1t_s[0]): the
+    tail with the first step, then the wide tiles two per step with PAIRED (an odd one alone), else one.
+    OPAQUE_SLOTS: the first slots and the tail are indexed through an opaque zero, so that the compiler computes
+    their shared-memory descriptors where they are used; as constants it hoisted them out of every loop and spilled
+    them (8 slots at D=128, w1 <= 128; 30 with PAIRED at D=64). Returns (m_i, l_i, acc_t, scale_t)."""
     first = 0
+    if OPAQUE_SLOTS:
+        z = _opaque(0)
+    else:
+        z = 0
+    k1t_s = k1t_s.index(z)
+    v1t_s = v1t_s.index(z)
     if tail == 1:
-        m_i, l_i, acc_t, scale_t = _pair_step(qk2, k1_s.index(0), v1_s.index(0), None, None, s_zero, m_i, l_i, acc_t,
-                                              scale_t, offs_m, offs_n, m_ok, rows_cut, lo, full_lo, full_hi, t, 0, W1,
-                                              qk_scale, BLOCK_N, p_layout, row_o, k1t_s, v1t_s,
-                                              lo + n_wide * BLOCK_N, FRESH=True)
-        first = 1
+        if PAIRED:
+            if n_wide >= 2:
+                m_i, l_i, acc_t, scale_t = _pair_step(qk2, k1_s.index(z), v1_s.index(z), k1_s.index(z + 1),
+                                                      v1_s.index(z + 1), s_zero, m_i, l_i, acc_t, scale_t, offs_m,
+                                                      offs_n, m_ok, rows_cut, lo, full_lo, full_hi, t, 0, W1, qk_scale,
+                                                      BLOCK_N, p_layout, row_o, k1t_s, v1t_s, lo + n_wide * BLOCK_N,
+                                                      FRESH=True)
+                first = 2
+            else:
+                m_i, l_i, acc_t, scale_t = _pair_step(qk2, k1_s.index(z), v1_s.index(z), None, None, s_zero, m_i, l_i,
+                                                      acc_t, scale_t, offs_m, offs_n, m_ok, rows_cut, lo, full_lo,
+                                                      full_hi, t, 0, W1, qk_scale, BLOCK_N, p_layout, row_o, k1t_s,
+                                                      v1t_s, lo + n_wide * BLOCK_N, FRESH=True)
+                first = 1
+        else:
+            m_i, l_i, acc_t, scale_t = _pair_step(qk2, k1_s.index(z), v1_s.index(z), None, None, s_zero, m_i, l_i,
+                                                  acc_t, scale_t, offs_m, offs_n, m_ok, rows_cut, lo, full_lo, full_hi,
+                                                  t, 0, W1, qk_scale, BLOCK_N, p_layout, row_o, k1t_s, v1t_s,
+                                                  lo + n_wide * BLOCK_N, FRESH=True)
+            first = 1
+    if PAIRED:
+        for j in range(first, n_wide - 1, 2):
+            m_i, l_i, acc_t, scale_t = _pair_step(qk2, k1_s.index(j), v1_s.index(j), k1_s.index(j + 1),
+                                                  v1_s.index(j + 1), s_zero, m_i, l_i, acc_t, scale_t, offs_m, offs_n,
+                                                  m_ok, rows_cut, lo + j * BLOCK_N, full_lo, full_hi, t, j, W1,
+                                                  qk_scale, BLOCK_N, p_layout, row_o, FRESH=True)
+        first = gl.where((n_wide - first) % 2 == 1, n_wide - 1, n_wide)  # the odd tile left, if any
     for j in range(first, n_wide):
         m_i, l_i, acc_t, scale_t = _pair_step(qk2, k1_s.index(j), v1_s.index(j), None, None, s_zero, m_i, l_i, acc_t,
                                               scale_t, offs_m, offs_n, m_ok, rows_cut, lo + j * BLOCK_N, full_lo,
@@ -813,7 +846,8 @@ def _packed_query_group(tile_indices, k1_s, v1_s, k1t_s, v1t_s, q_s, k2_s, v2_s,
                         k2_ready, k2_empty, v2_ready, v2_empty, tail_ready, Out, Lse, stride_on, out_base, lse_base,
                         N, W1, W2, qk_scale, i0u, i0, ring, grp, g, HEAD_DIM: gl.constexpr, BLOCK_M: gl.constexpr,
                         QUERIES: gl.constexpr, BLOCK_N: gl.constexpr, TAIL: gl.constexpr, NUM_BUF: gl.constexpr,
-                        PAIRED: gl.constexpr, RESIDENT: gl.constexpr, SPAN: gl.constexpr, num_warps: gl.constexpr):
+                        PAIRED: gl.constexpr, RESIDENT: gl.constexpr, OPAQUE_SLOTS: gl.constexpr, SPAN: gl.constexpr,
+                        num_warps: gl.constexpr):
     """One query group (queries i0.., in the window of the SPAN queries from i0u) of a packed consumer. Per offset
     group: the A operand Q * K2 (row q * OFFSETS + s: q_{i0+q} * k2_{i0+q-t}); the steps over its K1 / V1 tiles,
     streamed through the ring or, with RESIDENT, from the window loaded once; the fold with the group's V2 rows.
@@ -856,7 +890,7 @@ def _packed_query_group(tile_indices, k1_s, v1_s, k1t_s, v1t_s, q_s, k2_s, v2_s,
             m_i, l_i, acc_t, scale_t = _packed_group_resident(qk2, k1_s, v1_s, k1t_s, v1t_s, s_zero, m_i, l_i,
                                                               acc_t, scale_t, offs_m, offs_n, m_ok, rows_cut, lo,
                                                               n_wide, tail, full_lo, full_hi, t, W1, qk_scale,
-                                                              BLOCK_N, p_layout, row_o)
+                                                              BLOCK_N, PAIRED, OPAQUE_SLOTS, p_layout, row_o)
         else:
             m_i, l_i, acc_t, scale_t, ring = _packed_group_streamed(qk2, k1_s, v1_s, kv_ready, kv_empty, ring,
                                                                     s_zero, m_i, l_i, acc_t, scale_t, offs_m,
@@ -876,7 +910,8 @@ def _packed_consumer(q_s, k1_s, v1_s, k2_s, v2_s, k1t_s, v1t_s, q_ready, q_empty
                      k2_empty, v2_ready, v2_empty, tail_ready, Out, Lse, stride_on, out_base, lse_base, N, W1, W2,
                      qk_scale, program_m, HEAD_DIM: gl.constexpr, BLOCK_M: gl.constexpr, QUERIES: gl.constexpr,
                      BLOCK_N: gl.constexpr, TAIL: gl.constexpr, NUM_BUF: gl.constexpr, PAIRED: gl.constexpr,
-                     RESIDENT: gl.constexpr, C: gl.constexpr, CONSUMERS: gl.constexpr, num_warps: gl.constexpr):
+                     RESIDENT: gl.constexpr, OPAQUE_SLOTS: gl.constexpr, C: gl.constexpr, CONSUMERS: gl.constexpr,
+                     num_warps: gl.constexpr):
     """Consumer C of a packed program: its query groups one after the other (_packed_query_group), with
     CONSUMERS=2 every other one, sharing each window with the other consumer's group beside it."""
     SPAN: gl.constexpr = QUERIES * CONSUMERS
@@ -902,7 +937,7 @@ def _packed_consumer(q_s, k1_s, v1_s, k2_s, v2_s, k1t_s, v1t_s, q_ready, q_empty
                                             q_empty, kv_ready, kv_empty, k2_ready, k2_empty, v2_ready, v2_empty,
                                             tail_ready, Out, Lse, stride_on, out_base, lse_base, N, W1, W2, qk_scale,
                                             i0u, i0u, ring, grp, g, HEAD_DIM, BLOCK_M, QUERIES, BLOCK_N, TAIL,
-                                            NUM_BUF, PAIRED, RESIDENT, SPAN, num_warps)
+                                            NUM_BUF, PAIRED, RESIDENT, OPAQUE_SLOTS, SPAN, num_warps)
         else:
             # A group past the sequence's end is the program's last: no window follows, so this consumer neither
             # waits for it nor hands it back (an early hand-back would count for the window the other consumer
@@ -912,7 +947,8 @@ def _packed_consumer(q_s, k1_s, v1_s, k2_s, v2_s, k1t_s, v1t_s, q_ready, q_empty
                                                 q_ready, q_empty, kv_ready, kv_empty, k2_ready, k2_empty, v2_ready,
                                                 v2_empty, tail_ready, Out, Lse, stride_on, out_base, lse_base, N, W1,
                                                 W2, qk_scale, i0u, i0u + C * QUERIES, ring, grp, g, HEAD_DIM, BLOCK_M,
-                                                QUERIES, BLOCK_N, TAIL, NUM_BUF, PAIRED, RESIDENT, SPAN, num_warps)
+                                                QUERIES, BLOCK_N, TAIL, NUM_BUF, PAIRED, RESIDENT, OPAQUE_SLOTS, SPAN,
+                                                num_warps)
         g += 1
 
 
@@ -921,8 +957,8 @@ def _simplicial_fwd_packed_gluon(q_desc, k1_desc, v1_desc, k2_desc, v2_desc, k2_
                                  Out, Lse, stride_on, stride_ob, N, W1, W2, qk_scale, H, GROUP, HEAD_DIM: gl.constexpr,
                                  BLOCK_M: gl.constexpr, QUERIES: gl.constexpr, BLOCK_N: gl.constexpr,
                                  TAIL: gl.constexpr, NUM_BUF: gl.constexpr, PAIRED: gl.constexpr,
-                                 RESIDENT: gl.constexpr, CONSUMERS: gl.constexpr, CONSUMER_REGS: gl.constexpr,
-                                 num_warps: gl.constexpr):
+                                 RESIDENT: gl.constexpr, OPAQUE_SLOTS: gl.constexpr, CONSUMERS: gl.constexpr,
+                                 CONSUMER_REGS: gl.constexpr, num_warps: gl.constexpr):
     pid_bh, b, h, program_m = _query_program(N, H, BLOCK_M)
     dtype: gl.constexpr = k1_desc.dtype
     q_s = gl.allocate_shared_memory(dtype, [CONSUMERS] + q_desc.block_type.shape, q_desc.layout)
@@ -932,8 +968,8 @@ def _simplicial_fwd_packed_gluon(q_desc, k1_desc, v1_desc, k2_desc, v2_desc, k2_
     v1_s = gl.allocate_shared_memory(dtype, [NUM_BUF] + v1_desc.block_type.shape, v1_desc.layout)
     q_ready = _barriers(CONSUMERS)
     if RESIDENT:  # the window's tail: TAIL rows of its own
-        k1t_s = gl.allocate_shared_memory(dtype, k1t_desc.block_type.shape, k1t_desc.layout)
-        v1t_s = gl.allocate_shared_memory(dtype, v1t_desc.block_type.shape, v1t_desc.layout)
+        k1t_s = gl.allocate_shared_memory(dtype, [1] + k1t_desc.block_type.shape, k1t_desc.layout)
+        v1t_s = gl.allocate_shared_memory(dtype, [1] + v1t_desc.block_type.shape, v1t_desc.layout)
         tail_ready = _barriers(1).index(0)
     else:  # unused
         gl.static_assert(CONSUMERS == 1, "CONSUMERS=2: with RESIDENT only")
@@ -956,7 +992,7 @@ def _simplicial_fwd_packed_gluon(q_desc, k1_desc, v1_desc, k2_desc, v2_desc, k2_
             (_packed_consumer, (q_s, k1_s, v1_s, k2_s, v2_s, k1t_s, v1t_s, q_ready, q_empty, kv_ready, kv_empty,
                                 k2_ready, k2_empty, v2_ready, v2_empty, tail_ready, Out, Lse, stride_on, out_base,
                                 lse_base, N, W1, W2, qk_scale, program_m, HEAD_DIM, BLOCK_M, QUERIES, BLOCK_N, TAIL,
-                                NUM_BUF, PAIRED, RESIDENT, 0, CONSUMERS, num_warps)),
+                                NUM_BUF, PAIRED, RESIDENT, OPAQUE_SLOTS, 0, CONSUMERS, num_warps)),
             (_packed_producer, (q_desc, k1_desc, v1_desc, k2_desc, v2_desc, k2_diag, v2_diag, k1t_desc, v1t_desc, q_s,
                                 k1_s, v1_s, k2_s, v2_s, k1t_s, v1t_s, q_ready, q_empty, kv_ready, kv_empty, k2_ready,
                                 k2_empty, v2_ready, v2_empty, tail_ready, b * N, h * HEAD_DIM, (h // GROUP) * HEAD_DIM,
@@ -968,11 +1004,11 @@ def _simplicial_fwd_packed_gluon(q_desc, k1_desc, v1_desc, k2_desc, v2_desc, k2_
             (_packed_consumer, (q_s, k1_s, v1_s, k2_s, v2_s, k1t_s, v1t_s, q_ready, q_empty, kv_ready, kv_empty,
                                 k2_ready, k2_empty, v2_ready, v2_empty, tail_ready, Out, Lse, stride_on, out_base,
                                 lse_base, N, W1, W2, qk_scale, program_m, HEAD_DIM, BLOCK_M, QUERIES, BLOCK_N, TAIL,
-                                NUM_BUF, PAIRED, RESIDENT, 0, CONSUMERS, num_warps)),
+                                NUM_BUF, PAIRED, RESIDENT, OPAQUE_SLOTS, 0, CONSUMERS, num_warps)),
             (_packed_consumer, (q_s, k1_s, v1_s, k2_s, v2_s, k1t_s, v1t_s, q_ready, q_empty, kv_ready, kv_empty,
                                 k2_ready, k2_empty, v2_ready, v2_empty, tail_ready, Out, Lse, stride_on, out_base,
                                 lse_base, N, W1, W2, qk_scale, program_m, HEAD_DIM, BLOCK_M, QUERIES, BLOCK_N, TAIL,
-                                NUM_BUF, PAIRED, RESIDENT, 1, CONSUMERS, num_warps)),
+                                NUM_BUF, PAIRED, RESIDENT, OPAQUE_SLOTS, 1, CONSUMERS, num_warps)),
             (_packed_producer, (q_desc, k1_desc, v1_desc, k2_desc, v2_desc, k2_diag, v2_diag, k1t_desc, v1t_desc, q_s,
                                 k1_s, v1_s, k2_s, v2_s, k1t_s, v1t_s, q_ready, q_empty, kv_ready, kv_empty, k2_ready,
                                 k2_empty, v2_ready, v2_empty, tail_ready, b * N, h * HEAD_DIM, (h // GROUP) * HEAD_DIM,
@@ -1021,7 +1057,8 @@ def _forward_packed(q, k1, k2, v1, v2, w1, w2, qk_scale, out, lse, cfg: dict):
         _diagonal_descriptor(v2, queries, offsets), _descriptor(k1, cfg["TAIL"]), _descriptor(v1, cfg["TAIL"]), out,
         lse, out.stride(1), out.stride(0), n, w1, w2, qk_scale, hq, hq // k1.shape[2], HEAD_DIM=d,
         BLOCK_M=cfg["BLOCK_M"], QUERIES=queries, BLOCK_N=cfg["BLOCK_N"], TAIL=cfg["TAIL"], NUM_BUF=cfg["NUM_BUF"],
-        PAIRED=cfg.get("PAIRED", False), RESIDENT=resident, CONSUMERS=consumers,
+        PAIRED=cfg.get("PAIRED", False), RESIDENT=resident, OPAQUE_SLOTS=cfg.get("OPAQUE_SLOTS", True),
+        CONSUMERS=consumers,
         CONSUMER_REGS=cfg.get("CONSUMER_REGS", 240), num_warps=cfg["num_warps"], maxnreg=cfg["maxnreg"],
     )
 
