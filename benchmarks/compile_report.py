@@ -4,6 +4,8 @@
     python benchmarks/compile_report.py --variants       # bench_attention.py's sweep variants too
     python benchmarks/compile_report.py --json           # one JSON object per kernel launch, for tests and scripts
     python benchmarks/compile_report.py --windows 128,128    # other windows (the tl configs depend on them)
+    python benchmarks/compile_report.py --windows 256,64 --gluon-fwd '{"PAIRED": true}'   # the Gluon forward with
+                                                         # these keys over its default config at each head dim
 
 Why: register pressure decides these kernels' speed (benchmarks/kernel_notes.md), and a device hour is scarce. The
 Triton wheel ships ptxas and cuobjdump, so every config can be compiled for sm_90 on any machine and its resource
@@ -107,6 +109,19 @@ def compile_kind(kind: str, d: int, override: dict | None = None, dtype=torch.bf
         sa.CONFIG_OVERRIDE.clear()
 
 
+def compile_gluon_forward(d: int, override: dict, w1: int = 512, w2: int = 32, dtype=torch.bfloat16) -> dict:
+    """Resource usage of the Gluon forward (simplicial_attention_gluon.forward) at head dim d with `override`'s keys
+    over its default config at window w1 (simplicial_attention.gluon_fwd_config): a config the package does not
+    launch by default, compiled before any device time is spent on it."""
+    from triton_kernels import simplicial_attention_gluon
+
+    b, n, h = 2, 1024, 8
+    xs = [torch.zeros(b, n, h, d, dtype=dtype) for _ in range(5)]
+    out, lse = torch.zeros_like(xs[0]), torch.zeros(b, h, n, dtype=torch.float32)
+    cfg = {**sa.gluon_fwd_config(d, w1), **override}
+    return resource_usage(simplicial_attention_gluon.forward(*xs, w1, w2, 0.125, out, lse, cfg))
+
+
 def report(variants: bool, dims=(64, 128), w1: int = 512, w2: int = 32) -> list[dict]:
     """One record per compiled launch: kind, head dim, config label, registers, spills, shared memory."""
     from benchmarks.bench_attention import SWEEP_VARIANTS, variant_label
@@ -132,13 +147,33 @@ def main(argv=None) -> int:
     ap.add_argument("--json", action="store_true", help="JSON lines instead of a markdown table")
     ap.add_argument("--arch", type=int, default=90, help="compute capability to compile for (default 90: H100/H200)")
     ap.add_argument("--windows", default="512,32", metavar="W1,W2", help="the windows (w1, w2) (default 512,32)")
+    ap.add_argument("--gluon-fwd", metavar="JSON", help="only the Gluon forward, with these config keys over its "
+                    "default at each head dim (e.g. '{\"PAIRED\": true}')")
     args = ap.parse_args(argv)
     try:
         w1, w2 = (int(x) for x in args.windows.split(","))
     except ValueError:
         ap.error(f"--windows {args.windows!r}: expected W1,W2 (two integers, e.g. 128,128)")
+    override = None
+    if args.gluon_fwd is not None:
+        try:
+            override = json.loads(args.gluon_fwd)
+        except json.JSONDecodeError as exc:
+            ap.error(f"--gluon-fwd {args.gluon_fwd!r}: not JSON ({exc})")
+        if not isinstance(override, dict):
+            ap.error(f"--gluon-fwd {args.gluon_fwd!r}: expected a JSON object of config keys")
     compile_only(args.arch)
-    records = report(args.variants, w1=w1, w2=w2)
+    if override is None:
+        records = report(args.variants, w1=w1, w2=w2)
+    else:
+        records = []
+        for d in (64, 128):
+            try:
+                records.append(dict(kind="fwd", D=d, config=json.dumps(override),
+                                    **compile_gluon_forward(d, override, w1, w2)))
+            except Exception as exc:  # noqa: BLE001 - a config that does not compile or apply is a row
+                records.append(dict(kind="fwd", D=d, config=json.dumps(override),
+                                    error=f"{type(exc).__name__}: {exc}"[:200]))
     if args.json:
         for r in records:
             print(json.dumps(r))

@@ -150,11 +150,12 @@ def bench(configs, rep=50, shapes=SHAPES) -> None:
 _RES = dict(PACKED=True, QUERIES=8, TAIL=16, BLOCK_M=64, BLOCK_N=64, num_warps=4, RESIDENT=True)
 
 
-def _fixed_slots(d):
-    """v13's resident kernels: the window's first slots and tail at constant indices (OPAQUE_SLOTS=False)."""
+def _opaque_slots(d):
+    """The default resident kernels with the window's first slots and tail indexed through an opaque zero
+    (OPAQUE_SLOTS: fewer spills, compile_report; not measured yet)."""
     def alternative(w1):
         cfg = sa.gluon_fwd_config(d, w1)
-        return dict(cfg, OPAQUE_SLOTS=False) if cfg.get("RESIDENT") else None
+        return dict(cfg, OPAQUE_SLOTS=True) if cfg.get("RESIDENT") else None
     return alternative
 
 
@@ -163,13 +164,13 @@ def _resident(w1_max, **cfg):
 
 
 AB_ALTERNATIVES = {
-    64: [("v13: fixed slots", _fixed_slots(64)),
-         ("four slots, paired steps", _resident(265, NUM_BUF=4, maxnreg=128, PAIRED=True)),
+    64: [("opaque slots", _opaque_slots(64)),
+         ("four slots, paired steps", _resident(265, NUM_BUF=4, maxnreg=128, PAIRED=True, OPAQUE_SLOTS=True)),
          ("eight slots shared by two query groups", _resident(513, NUM_BUF=8, maxnreg=168, CONSUMERS=2,
-                                                              CONSUMER_REGS=240)),
+                                                              CONSUMER_REGS=240, OPAQUE_SLOTS=True)),
          ("eight slots shared by two query groups, paired steps",
-          _resident(513, NUM_BUF=8, maxnreg=168, CONSUMERS=2, CONSUMER_REGS=240, PAIRED=True))],
-    128: [("v13: fixed slots", _fixed_slots(128))]}
+          _resident(513, NUM_BUF=8, maxnreg=168, CONSUMERS=2, CONSUMER_REGS=240, PAIRED=True, OPAQUE_SLOTS=True))],
+    128: [("opaque slots", _opaque_slots(128))]}
 
 
 def ab(rounds=3, rep=100, shapes=SHAPES + [(16384, 512, 32)]) -> None:
@@ -217,9 +218,11 @@ CONFIGS = {64: [dict(BLOCK_N=64, NUM_BUF=2, **_G), dict(BLOCK_N=128, NUM_BUF=2, 
                 # slots shared by two query groups, one consumer each (w1 <= 513)
                 dict(NUM_BUF=2, RESIDENT=True, **dict(_PK, maxnreg=80)), dict(NUM_BUF=4, RESIDENT=True, **_PK),
                 dict(NUM_BUF=8, RESIDENT=True, CONSUMERS=2, CONSUMER_REGS=240, **dict(_PK, maxnreg=168)),
-                # ... with paired steps (four slots: w1 <= 265; eight, two consumers: w1 <= 513)
-                dict(NUM_BUF=4, RESIDENT=True, PAIRED=True, **_PK),
-                dict(NUM_BUF=8, RESIDENT=True, PAIRED=True, CONSUMERS=2, CONSUMER_REGS=240,
+                # ... with opaque slot indices (OPAQUE_SLOTS), and paired steps (four slots: w1 <= 265; eight, two
+                # consumers: w1 <= 513)
+                dict(NUM_BUF=2, RESIDENT=True, OPAQUE_SLOTS=True, **dict(_PK, maxnreg=80)),
+                dict(NUM_BUF=4, RESIDENT=True, PAIRED=True, OPAQUE_SLOTS=True, **_PK),
+                dict(NUM_BUF=8, RESIDENT=True, PAIRED=True, OPAQUE_SLOTS=True, CONSUMERS=2, CONSUMER_REGS=240,
                      **dict(_PK, maxnreg=168))],
            128: [dict(BLOCK_N=64, NUM_BUF=2, **_G), dict(BLOCK_N=128, NUM_BUF=2, **_G),
                  dict(BLOCK_N=32, NUM_BUF=3, **_G),
@@ -229,7 +232,11 @@ CONFIGS = {64: [dict(BLOCK_N=64, NUM_BUF=2, **_G), dict(BLOCK_N=128, NUM_BUF=2, 
                  dict(NUM_BUF=2, RESIDENT=True, **_PK),  # ... with the query group's k1 window loaded once (w1<=128)
                  dict(NUM_BUF=4, RESIDENT=True, **dict(_PK, maxnreg=168)),  # ... in four slots (w1 <= 256)
                  # ... shared by two query groups, one consumer warpgroup each (one program per SM)
-                 dict(NUM_BUF=4, RESIDENT=True, CONSUMERS=2, CONSUMER_REGS=240, **dict(_PK, maxnreg=168))]}
+                 dict(NUM_BUF=4, RESIDENT=True, CONSUMERS=2, CONSUMER_REGS=240, **dict(_PK, maxnreg=168)),
+                 # the two resident defaults with opaque slot indices (OPAQUE_SLOTS)
+                 dict(NUM_BUF=2, RESIDENT=True, OPAQUE_SLOTS=True, **_PK),
+                 dict(NUM_BUF=4, RESIDENT=True, OPAQUE_SLOTS=True, CONSUMERS=2, CONSUMER_REGS=240,
+                      **dict(_PK, maxnreg=168))]}
 
 
 _S = dict(BLOCK_N=64, num_warps=4, maxnreg=128)  # two K1 tiles of 64 per program, one program per SM

@@ -632,7 +632,7 @@ def _packed_producer(q_desc, k1_desc, v1_desc, k2_desc, v2_desc, k2_diag, v2_dia
                      v1_s, k2_s, v2_s, k1t_s, v1t_s, q_ready, q_empty, kv_ready, kv_empty, k2_ready, k2_empty,
                      v2_ready, v2_empty, tail_ready, row0, col_q, col_k, program_m, N, W1, W2, BLOCK_M: gl.constexpr,
                      QUERIES: gl.constexpr, BLOCK_N: gl.constexpr, TAIL: gl.constexpr, NUM_BUF: gl.constexpr,
-                     RESIDENT: gl.constexpr, CONSUMERS: gl.constexpr):
+                     RESIDENT: gl.constexpr, OPAQUE_SLOTS: gl.constexpr, CONSUMERS: gl.constexpr):
     """Every TMA load of a packed program in the consumers' order: per query group its QUERIES Q rows; per offset
     group the K2 rows, the K1 / V1 tiles (the tail first, as a whole tile of which the consumer reads TAIL rows), then
     the V2 rows. RESIDENT: the query groups' K1 / V1 window once instead, into the NUM_BUF slots it needs and the
@@ -661,8 +661,11 @@ def _packed_producer(q_desc, k1_desc, v1_desc, k2_desc, v2_desc, k2_diag, v2_dia
                                row0 + lo + j * BLOCK_N, col_k)
                 else:  # a slot this window does not need: its barrier completes without a load
                     mbarrier.arrive(kv_ready.index(j), count=1)
-            _load_k1v1(k1t_desc, v1t_desc, k1t_s.index(0), v1t_s.index(0), tail_ready, row0 + lo + n_wide * BLOCK_N,
-                       col_k)
+            if OPAQUE_SLOTS:
+                _load_k1v1(k1t_desc, v1t_desc, k1t_s.index(0), v1t_s.index(0), tail_ready,
+                           row0 + lo + n_wide * BLOCK_N, col_k)
+            else:
+                _load_k1v1(k1t_desc, v1t_desc, k1t_s, v1t_s, tail_ready, row0 + lo + n_wide * BLOCK_N, col_k)
         n_groups = ng0
         if CONSUMERS == 2:
             _, _, _, _, _, ng1 = _packed_windows(i0, i0 + QUERIES, N, W1, W2, QUERIES, OFFSETS, BLOCK_N, TAIL, SPAN)
@@ -797,15 +800,16 @@ def _packed_group_resident(qk2, k1_s, v1_s, k1t_s, v1t_s, s_zero, m_i, l_i, acc_
     """An offset group's steps over a resident window (wide tile j in slot j, the tail in k1t_s[0] / v1t_s[0]): the
     tail with the first step, then the wide tiles two per step with PAIRED (an odd one alone), else one.
     OPAQUE_SLOTS: the first slots and the tail are indexed through an opaque zero, so that the compiler computes
-    their shared-memory descriptors where they are used; as constants it hoisted them out of every loop and spilled
-    them (8 slots at D=128, w1 <= 128; 30 with PAIRED at D=64). Returns (m_i, l_i, acc_t, scale_t)."""
+    their shared-memory descriptors where they are used; as constants it hoists them out of every loop and spills
+    them (compile_report: 8 slots at D=128, w1 <= 128, 0 opaque; 30 -> 0 with PAIRED at D=64). Not the default
+    until measured. Returns (m_i, l_i, acc_t, scale_t)."""
     first = 0
     if OPAQUE_SLOTS:
         z = _opaque(0)
+        k1t_s = k1t_s.index(z)
+        v1t_s = v1t_s.index(z)
     else:
         z = 0
-    k1t_s = k1t_s.index(z)
-    v1t_s = v1t_s.index(z)
     if tail == 1:
         if PAIRED:
             if n_wide >= 2:
@@ -968,8 +972,12 @@ def _simplicial_fwd_packed_gluon(q_desc, k1_desc, v1_desc, k2_desc, v2_desc, k2_
     v1_s = gl.allocate_shared_memory(dtype, [NUM_BUF] + v1_desc.block_type.shape, v1_desc.layout)
     q_ready = _barriers(CONSUMERS)
     if RESIDENT:  # the window's tail: TAIL rows of its own
-        k1t_s = gl.allocate_shared_memory(dtype, [1] + k1t_desc.block_type.shape, k1t_desc.layout)
-        v1t_s = gl.allocate_shared_memory(dtype, [1] + v1t_desc.block_type.shape, v1t_desc.layout)
+        if OPAQUE_SLOTS:  # an array of one, indexed through an opaque zero
+            k1t_s = gl.allocate_shared_memory(dtype, [1] + k1t_desc.block_type.shape, k1t_desc.layout)
+            v1t_s = gl.allocate_shared_memory(dtype, [1] + v1t_desc.block_type.shape, v1t_desc.layout)
+        else:
+            k1t_s = gl.allocate_shared_memory(dtype, k1t_desc.block_type.shape, k1t_desc.layout)
+            v1t_s = gl.allocate_shared_memory(dtype, v1t_desc.block_type.shape, v1t_desc.layout)
         tail_ready = _barriers(1).index(0)
     else:  # unused
         gl.static_assert(CONSUMERS == 1, "CONSUMERS=2: with RESIDENT only")
@@ -996,7 +1004,8 @@ def _simplicial_fwd_packed_gluon(q_desc, k1_desc, v1_desc, k2_desc, v2_desc, k2_
             (_packed_producer, (q_desc, k1_desc, v1_desc, k2_desc, v2_desc, k2_diag, v2_diag, k1t_desc, v1t_desc, q_s,
                                 k1_s, v1_s, k2_s, v2_s, k1t_s, v1t_s, q_ready, q_empty, kv_ready, kv_empty, k2_ready,
                                 k2_empty, v2_ready, v2_empty, tail_ready, b * N, h * HEAD_DIM, (h // GROUP) * HEAD_DIM,
-                                program_m, N, W1, W2, BLOCK_M, QUERIES, BLOCK_N, TAIL, NUM_BUF, RESIDENT, CONSUMERS)),
+                                program_m, N, W1, W2, BLOCK_M, QUERIES, BLOCK_N, TAIL, NUM_BUF, RESIDENT, OPAQUE_SLOTS,
+                                CONSUMERS)),
         ], [PRODUCER_WARPS], [24])
     else:
         gl.static_assert(CONSUMERS == 2, "CONSUMERS: 1 or 2")
@@ -1012,7 +1021,8 @@ def _simplicial_fwd_packed_gluon(q_desc, k1_desc, v1_desc, k2_desc, v2_desc, k2_
             (_packed_producer, (q_desc, k1_desc, v1_desc, k2_desc, v2_desc, k2_diag, v2_diag, k1t_desc, v1t_desc, q_s,
                                 k1_s, v1_s, k2_s, v2_s, k1t_s, v1t_s, q_ready, q_empty, kv_ready, kv_empty, k2_ready,
                                 k2_empty, v2_ready, v2_empty, tail_ready, b * N, h * HEAD_DIM, (h // GROUP) * HEAD_DIM,
-                                program_m, N, W1, W2, BLOCK_M, QUERIES, BLOCK_N, TAIL, NUM_BUF, RESIDENT, CONSUMERS)),
+                                program_m, N, W1, W2, BLOCK_M, QUERIES, BLOCK_N, TAIL, NUM_BUF, RESIDENT, OPAQUE_SLOTS,
+                                CONSUMERS)),
         ], [num_warps, PRODUCER_WARPS], [CONSUMER_REGS, 24])
 
 
@@ -1042,8 +1052,9 @@ def check_packed_config(w1: int, cfg: dict) -> None:
 def _forward_packed(q, k1, k2, v1, v2, w1, w2, qk_scale, out, lse, cfg: dict):
     """`forward` with PACKED rows (_simplicial_fwd_packed_gluon). cfg: BLOCK_M (rows per tile), QUERIES (queries per
     tile), BLOCK_N, TAIL (the narrow last tile's columns), NUM_BUF, PAIRED, RESIDENT (the query group's whole k1
-    window in the NUM_BUF slots: it must fit them), CONSUMERS (2: two query groups share each resident window, one
-    consumer warpgroup each, of CONSUMER_REGS registers), num_warps, maxnreg."""
+    window in the NUM_BUF slots: it must fit them), OPAQUE_SLOTS (see _packed_group_resident), CONSUMERS (2: two
+    query groups share each resident window, one consumer warpgroup each, of CONSUMER_REGS registers), num_warps,
+    maxnreg."""
     b, n, hq, d = q.shape
     check_packed_config(w1, cfg)
     queries = cfg["QUERIES"]
@@ -1057,7 +1068,7 @@ def _forward_packed(q, k1, k2, v1, v2, w1, w2, qk_scale, out, lse, cfg: dict):
         _diagonal_descriptor(v2, queries, offsets), _descriptor(k1, cfg["TAIL"]), _descriptor(v1, cfg["TAIL"]), out,
         lse, out.stride(1), out.stride(0), n, w1, w2, qk_scale, hq, hq // k1.shape[2], HEAD_DIM=d,
         BLOCK_M=cfg["BLOCK_M"], QUERIES=queries, BLOCK_N=cfg["BLOCK_N"], TAIL=cfg["TAIL"], NUM_BUF=cfg["NUM_BUF"],
-        PAIRED=cfg.get("PAIRED", False), RESIDENT=resident, OPAQUE_SLOTS=cfg.get("OPAQUE_SLOTS", True),
+        PAIRED=cfg.get("PAIRED", False), RESIDENT=resident, OPAQUE_SLOTS=cfg.get("OPAQUE_SLOTS", False),
         CONSUMERS=consumers,
         CONSUMER_REGS=cfg.get("CONSUMER_REGS", 240), num_warps=cfg["num_warps"], maxnreg=cfg["maxnreg"],
     )
