@@ -741,108 +741,94 @@ def _packed_store(acc, m_i, l_i, Out, Lse, out_base, lse_base, stride_on, i0, N,
 
 
 @gluon.jit
-def _packed_group_streamed(qk2, k1_s, v1_s, kv_ready, kv_empty, ring, s_zero, m_i, l_i, acc_t, scale_t, offs_m, offs_n,
-                           m_ok, rows_cut, lo, n_wide, tail, full_lo, full_hi, t, W1, qk_scale, BLOCK_N: gl.constexpr,
-                           TAIL: gl.constexpr, NUM_BUF: gl.constexpr, PAIRED: gl.constexpr, p_layout: gl.constexpr,
-                           row_o: gl.constexpr):
-    """An offset group's steps over the K1 / V1 ring, from ring step `ring`: the tail (its first TAIL rows) with the
-    first step, then the wide tiles two per step with PAIRED (an odd one alone), else one. Returns (m_i, l_i, acc_t,
-    scale_t, the next group's ring step)."""
+def _window_slot(kv_ready, step, j, NUM_BUF: gl.constexpr, RESIDENT: gl.constexpr):
+    """Wide tile j's K1 / V1 slot: resident, slot j; streamed, ring step `step`'s slot once its load landed."""
+    if RESIDENT:
+        return j
+    else:
+        return _ring_wait(kv_ready, step, NUM_BUF)
+
+
+@gluon.jit
+def _window_release(kv_empty, sa, sb, RESIDENT: gl.constexpr):
+    """Hand streamed slots sa (and sb, unless None) back after their step; a resident window goes back whole, after
+    the query group's last offset group."""
+    if not RESIDENT:
+        if sb is None:
+            _release(kv_empty.index(sa))
+        else:
+            _release(kv_empty.index(sa), kv_empty.index(sb))
+
+
+@gluon.jit
+def _packed_group(qk2, k1_s, v1_s, k1t_s, v1t_s, kv_ready, kv_empty, ring, s_zero, m_i, l_i, acc_t, scale_t, offs_m,
+                  offs_n, m_ok, rows_cut, lo, n_wide, tail, full_lo, full_hi, t, W1, qk_scale, BLOCK_N: gl.constexpr,
+                  TAIL: gl.constexpr, NUM_BUF: gl.constexpr, PAIRED: gl.constexpr, RESIDENT: gl.constexpr,
+                  OPAQUE_SLOTS: gl.constexpr, p_layout: gl.constexpr, row_o: gl.constexpr):
+    """An offset group's steps over its K1 / V1 tiles: the tail (TAIL columns) with the first step, then the wide
+    tiles two per step with PAIRED (an odd one alone), else one. Streamed, from ring step `ring`: the tail first, as a
+    whole slot of which the step reads TAIL rows, then wide tile j at ring step ring + tail + j, each slot handed back
+    after its step. RESIDENT: wide tile j in slot j, the tail in k1t_s / v1t_s. OPAQUE_SLOTS (resident): the first
+    slots and the tail are indexed through an opaque zero, so that the compiler computes their shared-memory
+    descriptors where they are used; as constants it hoists them out of every loop and spills them (compile_report:
+    8 slots at D=128, w1 <= 128, 0 opaque; 30 -> 0 with PAIRED at D=64). Not the default until measured. Returns
+    (m_i, l_i, acc_t, scale_t, the next offset group's ring step)."""
     first = 0
     if TAIL > 0:
         if tail == 1:
-            c = _ring_wait(kv_ready, ring, NUM_BUF)
-            k1_c = k1_s.index(c).slice(0, TAIL)
-            v1_c = v1_s.index(c).slice(0, TAIL)
-            sa = _ring_wait(kv_ready, ring + 1, NUM_BUF)
+            if RESIDENT:
+                if OPAQUE_SLOTS:
+                    sa = _opaque(0)
+                    k1_c = k1t_s.index(sa)
+                    v1_c = v1t_s.index(sa)
+                else:
+                    sa = 0
+                    k1_c = k1t_s
+                    v1_c = v1t_s
+            else:
+                c = _ring_wait(kv_ready, ring, NUM_BUF)
+                k1_c = k1_s.index(c).slice(0, TAIL)
+                v1_c = v1_s.index(c).slice(0, TAIL)
+                sa = _ring_wait(kv_ready, ring + 1, NUM_BUF)
             if PAIRED and n_wide >= 2:
-                sb = _ring_wait(kv_ready, ring + 2, NUM_BUF)
+                sb = _window_slot(kv_ready, ring + 2, sa + 1, NUM_BUF, RESIDENT)
                 m_i, l_i, acc_t, scale_t = _pair_step(qk2, k1_s.index(sa), v1_s.index(sa), k1_s.index(sb),
                                                       v1_s.index(sb), s_zero, m_i, l_i, acc_t, scale_t, offs_m, offs_n,
                                                       m_ok, rows_cut, lo, full_lo, full_hi, t, 0, W1, qk_scale,
                                                       BLOCK_N, p_layout, row_o, k1_c, v1_c, lo + n_wide * BLOCK_N,
                                                       FRESH=True)
-                _release(kv_empty.index(sa), kv_empty.index(sb))
+                _window_release(kv_empty, sa, sb, RESIDENT)
                 first = 2
             else:  # one wide tile (a tail is only ever beside one)
                 m_i, l_i, acc_t, scale_t = _pair_step(qk2, k1_s.index(sa), v1_s.index(sa), None, None, s_zero, m_i,
                                                       l_i, acc_t, scale_t, offs_m, offs_n, m_ok, rows_cut, lo, full_lo,
                                                       full_hi, t, 0, W1, qk_scale, BLOCK_N, p_layout, row_o, k1_c,
                                                       v1_c, lo + n_wide * BLOCK_N, FRESH=True)
-                _release(kv_empty.index(sa))
+                _window_release(kv_empty, sa, None, RESIDENT)
                 first = 1
-            _release(kv_empty.index(c))
-    ring += tail
+            if not RESIDENT:
+                _release(kv_empty.index(c))
+    if not RESIDENT:
+        ring += tail
     if PAIRED:
         for j in range(first, n_wide - 1, 2):
-            sa = _ring_wait(kv_ready, ring + j, NUM_BUF)
-            sb = _ring_wait(kv_ready, ring + j + 1, NUM_BUF)
+            sa = _window_slot(kv_ready, ring + j, j, NUM_BUF, RESIDENT)
+            sb = _window_slot(kv_ready, ring + j + 1, j + 1, NUM_BUF, RESIDENT)
             m_i, l_i, acc_t, scale_t = _pair_step(qk2, k1_s.index(sa), v1_s.index(sa), k1_s.index(sb), v1_s.index(sb),
                                                   s_zero, m_i, l_i, acc_t, scale_t, offs_m, offs_n, m_ok, rows_cut,
                                                   lo + j * BLOCK_N, full_lo, full_hi, t, j, W1, qk_scale, BLOCK_N,
                                                   p_layout, row_o, FRESH=True)
-            _release(kv_empty.index(sa), kv_empty.index(sb))
+            _window_release(kv_empty, sa, sb, RESIDENT)
         first = gl.where((n_wide - first) % 2 == 1, n_wide - 1, n_wide)  # the odd tile left, if any
     for j in range(first, n_wide):
-        s = _ring_wait(kv_ready, ring + j, NUM_BUF)
+        s = _window_slot(kv_ready, ring + j, j, NUM_BUF, RESIDENT)
         m_i, l_i, acc_t, scale_t = _pair_step(qk2, k1_s.index(s), v1_s.index(s), None, None, s_zero, m_i, l_i, acc_t,
                                               scale_t, offs_m, offs_n, m_ok, rows_cut, lo + j * BLOCK_N, full_lo,
                                               full_hi, t, j, W1, qk_scale, BLOCK_N, p_layout, row_o, FRESH=True)
-        _release(kv_empty.index(s))
-    return m_i, l_i, acc_t, scale_t, ring + n_wide
-
-
-@gluon.jit
-def _packed_group_resident(qk2, k1_s, v1_s, k1t_s, v1t_s, s_zero, m_i, l_i, acc_t, scale_t, offs_m, offs_n, m_ok,
-                           rows_cut, lo, n_wide, tail, full_lo, full_hi, t, W1, qk_scale, BLOCK_N: gl.constexpr,
-                           PAIRED: gl.constexpr, OPAQUE_SLOTS: gl.constexpr, p_layout: gl.constexpr,
-                           row_o: gl.constexpr):
-    """An offset group's steps over a resident window (wide tile j in slot j, the tail in k1t_s[0] / v1t_s[0]): the
-    tail with the first step, then the wide tiles two per step with PAIRED (an odd one alone), else one.
-    OPAQUE_SLOTS: the first slots and the tail are indexed through an opaque zero, so that the compiler computes
-    their shared-memory descriptors where they are used; as constants it hoists them out of every loop and spills
-    them (compile_report: 8 slots at D=128, w1 <= 128, 0 opaque; 30 -> 0 with PAIRED at D=64). Not the default
-    until measured. Returns (m_i, l_i, acc_t, scale_t)."""
-    first = 0
-    if OPAQUE_SLOTS:
-        z = _opaque(0)
-        k1t_s = k1t_s.index(z)
-        v1t_s = v1t_s.index(z)
-    else:
-        z = 0
-    if tail == 1:
-        if PAIRED:
-            if n_wide >= 2:
-                m_i, l_i, acc_t, scale_t = _pair_step(qk2, k1_s.index(z), v1_s.index(z), k1_s.index(z + 1),
-                                                      v1_s.index(z + 1), s_zero, m_i, l_i, acc_t, scale_t, offs_m,
-                                                      offs_n, m_ok, rows_cut, lo, full_lo, full_hi, t, 0, W1, qk_scale,
-                                                      BLOCK_N, p_layout, row_o, k1t_s, v1t_s, lo + n_wide * BLOCK_N,
-                                                      FRESH=True)
-                first = 2
-            else:
-                m_i, l_i, acc_t, scale_t = _pair_step(qk2, k1_s.index(z), v1_s.index(z), None, None, s_zero, m_i, l_i,
-                                                      acc_t, scale_t, offs_m, offs_n, m_ok, rows_cut, lo, full_lo,
-                                                      full_hi, t, 0, W1, qk_scale, BLOCK_N, p_layout, row_o, k1t_s,
-                                                      v1t_s, lo + n_wide * BLOCK_N, FRESH=True)
-                first = 1
-        else:
-            m_i, l_i, acc_t, scale_t = _pair_step(qk2, k1_s.index(z), v1_s.index(z), None, None, s_zero, m_i, l_i,
-                                                  acc_t, scale_t, offs_m, offs_n, m_ok, rows_cut, lo, full_lo, full_hi,
-                                                  t, 0, W1, qk_scale, BLOCK_N, p_layout, row_o, k1t_s, v1t_s,
-                                                  lo + n_wide * BLOCK_N, FRESH=True)
-            first = 1
-    if PAIRED:
-        for j in range(first, n_wide - 1, 2):
-            m_i, l_i, acc_t, scale_t = _pair_step(qk2, k1_s.index(j), v1_s.index(j), k1_s.index(j + 1),
-                                                  v1_s.index(j + 1), s_zero, m_i, l_i, acc_t, scale_t, offs_m, offs_n,
-                                                  m_ok, rows_cut, lo + j * BLOCK_N, full_lo, full_hi, t, j, W1,
-                                                  qk_scale, BLOCK_N, p_layout, row_o, FRESH=True)
-        first = gl.where((n_wide - first) % 2 == 1, n_wide - 1, n_wide)  # the odd tile left, if any
-    for j in range(first, n_wide):
-        m_i, l_i, acc_t, scale_t = _pair_step(qk2, k1_s.index(j), v1_s.index(j), None, None, s_zero, m_i, l_i, acc_t,
-                                              scale_t, offs_m, offs_n, m_ok, rows_cut, lo + j * BLOCK_N, full_lo,
-                                              full_hi, t, j, W1, qk_scale, BLOCK_N, p_layout, row_o, FRESH=True)
-    return m_i, l_i, acc_t, scale_t
+        _window_release(kv_empty, s, None, RESIDENT)
+    if not RESIDENT:
+        ring += n_wide
+    return m_i, l_i, acc_t, scale_t, ring
 
 
 @gluon.jit
@@ -890,17 +876,10 @@ def _packed_query_group(tile_indices, k1_s, v1_s, k1t_s, v1t_s, q_s, k2_s, v2_s,
             _release(k2_empty, q_empty)
         else:
             _release(k2_empty)
-        if RESIDENT:
-            m_i, l_i, acc_t, scale_t = _packed_group_resident(qk2, k1_s, v1_s, k1t_s, v1t_s, s_zero, m_i, l_i,
-                                                              acc_t, scale_t, offs_m, offs_n, m_ok, rows_cut, lo,
-                                                              n_wide, tail, full_lo, full_hi, t, W1, qk_scale,
-                                                              BLOCK_N, PAIRED, OPAQUE_SLOTS, p_layout, row_o)
-        else:
-            m_i, l_i, acc_t, scale_t, ring = _packed_group_streamed(qk2, k1_s, v1_s, kv_ready, kv_empty, ring,
-                                                                    s_zero, m_i, l_i, acc_t, scale_t, offs_m,
-                                                                    offs_n, m_ok, rows_cut, lo, n_wide, tail,
-                                                                    full_lo, full_hi, t, W1, qk_scale, BLOCK_N,
-                                                                    TAIL, NUM_BUF, PAIRED, p_layout, row_o)
+        m_i, l_i, acc_t, scale_t, ring = _packed_group(qk2, k1_s, v1_s, k1t_s, v1t_s, kv_ready, kv_empty, ring, s_zero,
+                                                       m_i, l_i, acc_t, scale_t, offs_m, offs_n, m_ok, rows_cut, lo,
+                                                       n_wide, tail, full_lo, full_hi, t, W1, qk_scale, BLOCK_N, TAIL,
+                                                       NUM_BUF, PAIRED, RESIDENT, OPAQUE_SLOTS, p_layout, row_o)
         acc = _fold_tile(acc, acc_t, scale_t, v2_s, v2_ready, v2_empty, grp & 1, o_layout, row_o)
         grp += 1
     if RESIDENT:
