@@ -915,23 +915,20 @@ def _packed_consumer(q_s, k1_s, v1_s, k2_s, v2_s, k1t_s, v1t_s, q_ready, q_empty
     grp = 0  # offset groups so far: the K2 / V2 buffers' phase
     g = 0  # query groups so far: the Q buffer's phase
     for i0u in range(program_m, gl.minimum(program_m + BLOCK_M, N), SPAN):
+        # A group past the sequence's end is the program's last: no window follows, so this consumer neither waits
+        # for it nor hands it back (an early hand-back would count for the window the other consumer still reads,
+        # and the producer overwrote it: wrong rows that differed between launches at w2 = 8). Consumer 0's group
+        # always starts before the end (the loop's bound).
         if C == 0:
+            active: gl.constexpr = True
+        else:
+            active = i0u + C * QUERIES < N
+        if active:
             ring, grp = _packed_query_group((rows, offs_n, s_zero), k1_s, v1_s, k1t_s, v1t_s, q_s, k2_s, v2_s, q_ready,
                                             q_empty, kv_ready, kv_empty, k2_ready, k2_empty, v2_ready, v2_empty,
                                             tail_ready, Out, Lse, stride_on, out_base, lse_base, N, W1, W2, qk_scale,
-                                            i0u, i0u, ring, grp, g, HEAD_DIM, BLOCK_M, QUERIES, BLOCK_N, TAIL,
-                                            NUM_BUF, PAIRED, RESIDENT, OPAQUE_SLOTS, SPAN, num_warps)
-        else:
-            # A group past the sequence's end is the program's last: no window follows, so this consumer neither
-            # waits for it nor hands it back (an early hand-back would count for the window the other consumer
-            # still reads, and the producer overwrote it: wrong rows that differed between launches at w2 = 8).
-            if i0u + C * QUERIES < N:
-                ring, grp = _packed_query_group((rows, offs_n, s_zero), k1_s, v1_s, k1t_s, v1t_s, q_s, k2_s, v2_s,
-                                                q_ready, q_empty, kv_ready, kv_empty, k2_ready, k2_empty, v2_ready,
-                                                v2_empty, tail_ready, Out, Lse, stride_on, out_base, lse_base, N, W1,
-                                                W2, qk_scale, i0u, i0u + C * QUERIES, ring, grp, g, HEAD_DIM, BLOCK_M,
-                                                QUERIES, BLOCK_N, TAIL, NUM_BUF, PAIRED, RESIDENT, OPAQUE_SLOTS, SPAN,
-                                                num_warps)
+                                            i0u, i0u + C * QUERIES, ring, grp, g, HEAD_DIM, BLOCK_M, QUERIES, BLOCK_N,
+                                            TAIL, NUM_BUF, PAIRED, RESIDENT, OPAQUE_SLOTS, SPAN, num_warps)
         g += 1
 
 
