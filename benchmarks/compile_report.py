@@ -84,13 +84,18 @@ def resource_usage(kernel) -> dict:
     return dict(name=kernel.name, regs=int(m[1]), spills=int(m[2]) // 4, smem=int(kernel.metadata.shared))
 
 
+def _zero_inputs(d: int, dtype) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """q, k1, k2, v1, v2 [B, N, H, d] and one [B, H, N] fp32 statistic, all zeros: compiling needs only their strides
+    and alignment (B=2, N=1024, H=8)."""
+    b, n, h = 2, 1024, 8
+    return [torch.zeros(b, n, h, d, dtype=dtype) for _ in range(5)], torch.zeros(b, h, n, dtype=torch.float32)
+
+
 def compile_kind(kind: str, d: int, override: dict | None = None, dtype=torch.bfloat16, w1: int = 512,
                  w2: int = 32) -> dict:
     """{launch name: resource usage} for one kernel kind at head dim d, with `override` replacing the default config
-    (as bench_attention.py's sweep does). Shapes only set strides and alignment: B=2, N=1024, H=8."""
-    b, n, h = 2, 1024, 8
-    xs = [torch.zeros(b, n, h, d, dtype=dtype) for _ in range(5)]
-    stats = torch.zeros(b, h, n, dtype=torch.float32)
+    (as bench_attention.py's sweep does)."""
+    xs, stats = _zero_inputs(d, dtype)
     sa.CONFIG_OVERRIDE.clear()
     if override:
         sa.CONFIG_OVERRIDE[kind] = dict(override)
@@ -115,11 +120,9 @@ def compile_gluon_forward(d: int, override: dict, w1: int = 512, w2: int = 32, d
     launch by default, compiled before any device time is spent on it."""
     from triton_kernels import simplicial_attention_gluon
 
-    b, n, h = 2, 1024, 8
-    xs = [torch.zeros(b, n, h, d, dtype=dtype) for _ in range(5)]
-    out, lse = torch.zeros_like(xs[0]), torch.zeros(b, h, n, dtype=torch.float32)
+    xs, lse = _zero_inputs(d, dtype)
     cfg = {**sa.gluon_fwd_config(d, w1), **override}
-    return resource_usage(simplicial_attention_gluon.forward(*xs, w1, w2, 0.125, out, lse, cfg))
+    return resource_usage(simplicial_attention_gluon.forward(*xs, w1, w2, 0.125, torch.zeros_like(xs[0]), lse, cfg))
 
 
 def report(variants: bool, dims=(64, 128), w1: int = 512, w2: int = 32) -> list[dict]:

@@ -159,17 +159,26 @@ def _opaque_slots(d):
     return alternative
 
 
-def _resident(w1_max, **cfg):
-    return lambda w1: dict(_RES, **cfg) if w1 <= w1_max else None
+def _resident(**keys):
+    """A resident-window config, where its window fits (simplicial_attention_gluon.check_packed_config)."""
+    cfg = dict(_RES, **keys)
+
+    def alternative(w1):
+        try:
+            gluon_kernels.check_packed_config(w1, cfg)
+        except ValueError:
+            return None
+        return cfg
+    return alternative
 
 
 AB_ALTERNATIVES = {
     64: [("opaque slots", _opaque_slots(64)),
-         ("four slots, paired steps", _resident(265, NUM_BUF=4, maxnreg=128, PAIRED=True, OPAQUE_SLOTS=True)),
-         ("eight slots shared by two query groups", _resident(513, NUM_BUF=8, maxnreg=168, CONSUMERS=2,
+         ("four slots, paired steps", _resident(NUM_BUF=4, maxnreg=128, PAIRED=True, OPAQUE_SLOTS=True)),
+         ("eight slots shared by two query groups", _resident(NUM_BUF=8, maxnreg=168, CONSUMERS=2,
                                                               CONSUMER_REGS=240, OPAQUE_SLOTS=True)),
          ("eight slots shared by two query groups, paired steps",
-          _resident(513, NUM_BUF=8, maxnreg=168, CONSUMERS=2, CONSUMER_REGS=240, PAIRED=True, OPAQUE_SLOTS=True))],
+          _resident(NUM_BUF=8, maxnreg=168, CONSUMERS=2, CONSUMER_REGS=240, PAIRED=True, OPAQUE_SLOTS=True))],
     128: [("opaque slots", _opaque_slots(128))]}
 
 
