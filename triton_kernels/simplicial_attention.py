@@ -637,14 +637,14 @@ CONFIG_OVERRIDE: dict[str, dict] = {}
 # maxnreg=80 (three programs per SM, 6 spill slots) 1.16x at (128, 128) (-v13.md, run 7, H100).
 # {head dim: [(least w1, config), ...]}, the largest w1 first, the last one for every window.
 _SHARED_K1 = dict(BLOCK_M=64, V2_BUF=1, num_warps=4, maxnreg=168, CONSUMERS=2, CONSUMER_REGS=240)
-_RESIDENT = dict(PACKED=True, QUERIES=8, TAIL=16, BLOCK_M=64, BLOCK_N=64, num_warps=4, RESIDENT=True)
+_PACKED = dict(PACKED=True, QUERIES=8, TAIL=16, BLOCK_M=64, BLOCK_N=64, num_warps=4)  # 8 queries x 8 offsets
+_RESIDENT = dict(_PACKED, RESIDENT=True)
 GLUON_FWD_CONFIG = {128: [(1024, dict(BLOCK_N=128, NUM_BUF=2, **_SHARED_K1)),
                           (512, dict(BLOCK_N=64, NUM_BUF=3, **_SHARED_K1)),
                           (258, dict(BLOCK_M=64, BLOCK_N=64, NUM_BUF=2, V2_BUF=1, num_warps=4, maxnreg=128)),
                           (129, dict(NUM_BUF=4, maxnreg=168, CONSUMERS=2, CONSUMER_REGS=240, **_RESIDENT)),
                           (0, dict(NUM_BUF=2, maxnreg=128, **_RESIDENT))],
-                    64: [(266, dict(PACKED=True, QUERIES=8, TAIL=16, BLOCK_M=64, BLOCK_N=64, NUM_BUF=5, num_warps=4,
-                                    maxnreg=128, PAIRED=True)),
+                    64: [(266, dict(NUM_BUF=5, maxnreg=128, PAIRED=True, **_PACKED)),
                          (129, dict(NUM_BUF=4, maxnreg=128, **_RESIDENT)),
                          (0, dict(NUM_BUF=2, maxnreg=80, **_RESIDENT))]}
 
