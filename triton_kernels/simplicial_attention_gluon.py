@@ -1028,7 +1028,7 @@ def check_packed_config(w1: int, cfg: dict) -> None:
 def _forward_packed(q, k1, k2, v1, v2, w1, w2, qk_scale, out, lse, cfg: dict):
     """`forward` with PACKED rows (_simplicial_fwd_packed_gluon). cfg: BLOCK_M (rows per tile), QUERIES (queries per
     tile), BLOCK_N, TAIL (the narrow last tile's columns), NUM_BUF, PAIRED, RESIDENT (the query group's whole k1
-    window in the NUM_BUF slots: it must fit them), OPAQUE_SLOTS (see _packed_group_resident), CONSUMERS (2: two
+    window in the NUM_BUF slots: it must fit them), OPAQUE_SLOTS (see _packed_group), CONSUMERS (2: two
     query groups share each resident window, one consumer warpgroup each, of CONSUMER_REGS registers), num_warps,
     maxnreg."""
     b, n, hq, d = q.shape
