@@ -150,12 +150,15 @@ def bench(configs, rep=50, shapes=SHAPES) -> None:
 _RES = dict(PACKED=True, QUERIES=8, TAIL=16, BLOCK_M=64, BLOCK_N=64, num_warps=4, RESIDENT=True)
 
 
-def _opaque_slots(d):
+def _opaque_slots(d, on=True):
     """The default resident kernels with the window's first slots and tail indexed through an opaque zero
-    (OPAQUE_SLOTS: fewer spills, compile_report; not measured yet)."""
+    (OPAQUE_SLOTS: fewer spills, compile_report), or with on=False as constants (v13's form; the D=128 default
+    since v14 is opaque)."""
     def alternative(w1):
         cfg = sa.gluon_fwd_config(d, w1)
-        return dict(cfg, OPAQUE_SLOTS=True) if cfg.get("RESIDENT") else None
+        if not cfg.get("RESIDENT") or cfg.get("OPAQUE_SLOTS", False) == on:
+            return None
+        return dict(cfg, OPAQUE_SLOTS=on)
     return alternative
 
 
@@ -177,9 +180,9 @@ AB_ALTERNATIVES = {
          ("four slots, paired steps", _resident(NUM_BUF=4, maxnreg=128, PAIRED=True, OPAQUE_SLOTS=True)),
          ("eight slots shared by two query groups", _resident(NUM_BUF=8, maxnreg=168, CONSUMERS=2,
                                                               CONSUMER_REGS=240, OPAQUE_SLOTS=True)),
-         ("eight slots shared by two query groups, paired steps",
-          _resident(NUM_BUF=8, maxnreg=168, CONSUMERS=2, CONSUMER_REGS=240, PAIRED=True, OPAQUE_SLOTS=True))],
-    128: [("opaque slots", _opaque_slots(128))]}
+         ("eight slots shared by two query groups, paired steps",  # constant slots (opaque ones fault, v14)
+          _resident(NUM_BUF=8, maxnreg=168, CONSUMERS=2, CONSUMER_REGS=240, PAIRED=True))],
+    128: [("constant slots", _opaque_slots(128, on=False))]}
 
 
 def ab(rounds=3, rep=100, shapes=SHAPES + [(16384, 512, 32)]) -> None:
@@ -231,7 +234,7 @@ CONFIGS = {64: [dict(BLOCK_N=64, NUM_BUF=2, **_G), dict(BLOCK_N=128, NUM_BUF=2, 
                 # consumers: w1 <= 513)
                 dict(NUM_BUF=2, RESIDENT=True, OPAQUE_SLOTS=True, **dict(_PK, maxnreg=80)),
                 dict(NUM_BUF=4, RESIDENT=True, PAIRED=True, OPAQUE_SLOTS=True, **_PK),
-                dict(NUM_BUF=8, RESIDENT=True, PAIRED=True, OPAQUE_SLOTS=True, CONSUMERS=2, CONSUMER_REGS=240,
+                dict(NUM_BUF=8, RESIDENT=True, PAIRED=True, CONSUMERS=2, CONSUMER_REGS=240,
                      **dict(_PK, maxnreg=168))],
            128: [dict(BLOCK_N=64, NUM_BUF=2, **_G), dict(BLOCK_N=128, NUM_BUF=2, **_G),
                  dict(BLOCK_N=32, NUM_BUF=3, **_G),

@@ -1019,6 +1019,9 @@ def check_packed_config(w1: int, cfg: dict) -> None:
     consumers = cfg.get("CONSUMERS", 1)
     if consumers == 2 and not cfg.get("RESIDENT", False):
         raise ValueError("CONSUMERS=2: the packed forward shares a resident window only (RESIDENT=True)")
+    if consumers == 2 and cfg.get("PAIRED", False) and cfg.get("OPAQUE_SLOTS", False):
+        raise ValueError("CONSUMERS=2 with PAIRED and OPAQUE_SLOTS: an illegal memory access on an H100 at every "
+                         "window tried (benchmarks/results/attention-2026-11-28-v14.md, run 2); either key alone runs")
     span = w1 + cfg["QUERIES"] * consumers - 1  # the widest k1 window union of the query groups that share it
     if cfg.get("RESIDENT", False) and span // cfg["BLOCK_N"] + (span % cfg["BLOCK_N"] > cfg["TAIL"]) > cfg["NUM_BUF"]:
         raise ValueError(f"RESIDENT: the k1 window of {consumers} query group(s) ({span} columns at w1={w1}) does "
