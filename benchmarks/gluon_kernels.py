@@ -177,7 +177,7 @@ def _resident(**keys):
 
 AB_ALTERNATIVES = {
     64: [("opaque slots", _opaque_slots(64)),
-         ("four slots, paired steps", _resident(NUM_BUF=4, maxnreg=128, PAIRED=True, OPAQUE_SLOTS=True)),
+         ("four slots, one tile per step (v13)", _resident(NUM_BUF=4, maxnreg=128)),
          ("eight slots shared by two query groups", _resident(NUM_BUF=8, maxnreg=168, CONSUMERS=2,
                                                               CONSUMER_REGS=240, OPAQUE_SLOTS=True)),
          ("eight slots shared by two query groups, paired steps",  # constant slots (opaque ones fault, v14)

@@ -89,7 +89,7 @@ def test_the_forward_kernels_at_other_window_classes(windows):
     records = {(r["kind"], r["D"]): r for r in map(json.loads, proc.stdout.splitlines()) if "kind" in r}
     fwd64 = records[("fwd", 64)]
     # D=64 with the k1 window resident at w1 <= 265: at w1=128 two slots, three programs per SM (80 registers, at
-    # most the 6 spill slots measured, results/attention-2026-11-28-v13.md run 7); at w1=256 four slots, two
+    # most the 6 spill slots measured, results/attention-2026-11-28-v13.md run 7); at w1=256 four slots, paired steps (opaque slots), two
     # programs per SM; at w1=1024 the paired steps over the streamed ring
     programs = 3 if windows == "128,128" else 2
     assert fwd64["name"] == "_simplicial_fwd_packed_gluon" and fwd64["regs"] <= 256 // programs, fwd64

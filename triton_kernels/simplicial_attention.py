@@ -637,7 +637,9 @@ CONFIG_OVERRIDE: dict[str, dict] = {}
 # maxnreg=80 (three programs per SM, 6 spill slots) 1.16x at (128, 128) (-v13.md, run 7, H100).
 # Since v14 the D=128 resident windows index their first slots and tail through an opaque zero (OPAQUE_SLOTS: the
 # compiler no longer hoists and spills their shared-memory descriptors; 8 -> 0 and 18 -> 2 spill slots): 1.07x at
-# (128, 128), 1.10x at (256, 64). At D=64 it ran level (0.98-1.01x), so stays off there (-v14.md, run 2, H100).
+# (128, 128), 1.10x at (256, 64); at D=64 alone it ran level (0.98-1.01x) (-v14.md, run 2, H100). But at D=64 it
+# lets the four-slot window take two tiles per softmax step (PAIRED; as constants that spills 30 slots, opaque 0):
+# 1.10x the one-tile steps at (256, 64); at (128, 128) 0.98x the two slots at three programs per SM (run 4).
 # {head dim: [(least w1, config), ...]}, the largest w1 first, the last one for every window.
 _SHARED_K1 = dict(BLOCK_M=64, V2_BUF=1, num_warps=4, maxnreg=168, CONSUMERS=2, CONSUMER_REGS=240)
 _PACKED = dict(PACKED=True, QUERIES=8, TAIL=16, BLOCK_M=64, BLOCK_N=64, num_warps=4)  # 8 queries x 8 offsets
@@ -649,7 +651,7 @@ GLUON_FWD_CONFIG = {128: [(1024, dict(BLOCK_N=128, NUM_BUF=2, **_SHARED_K1)),
                                      **_RESIDENT)),
                           (0, dict(NUM_BUF=2, maxnreg=128, OPAQUE_SLOTS=True, **_RESIDENT))],
                     64: [(266, dict(NUM_BUF=5, maxnreg=128, PAIRED=True, **_PACKED)),
-                         (129, dict(NUM_BUF=4, maxnreg=128, **_RESIDENT)),
+                         (129, dict(NUM_BUF=4, maxnreg=128, PAIRED=True, OPAQUE_SLOTS=True, **_RESIDENT)),
                          (0, dict(NUM_BUF=2, maxnreg=80, **_RESIDENT))]}
 
 
