@@ -254,30 +254,32 @@ def _accumulate(p, alpha, acc_t, scale_t, v1_tile, j, p_layout: gl.constexpr, ro
 @gluon.jit
 def _step(qk2, k1_tile, v1_tile, s_zero, m_i, l_i, acc_t, scale_t, offs_m, offs_n, m_ok, rows_cut, start_n, full_lo,
           full_hi, t, j, W1, qk_scale, BLOCK_N: gl.constexpr, p_layout: gl.constexpr, row_o: gl.constexpr,
-          turn_mine=None, turn_other=None):
+          turn_mine=None, turn_other=None, s_phase=0, PV_TURN: gl.constexpr = True):
     """One (offset t, K1 tile j) step of a consumer: S wgmma, softmax, P @ V1 wgmma (j counts the consumer's own
-    tiles of the offset). With turns (PINGPONG), each wgmma is issued in this consumer's turn (_take_turn).
-    Returns (m_i, l_i, acc_t, scale_t)."""
-    _take_turn(turn_mine, 0)
+    tiles of the offset). With turns (PINGPONG), the S wgmma (and with PV_TURN the P @ V1 one) is issued in this
+    consumer's turn (_take_turn; s_phase: the S turn's phase). Returns (m_i, l_i, acc_t, scale_t)."""
+    _take_turn(turn_mine, s_phase)
     sc = warpgroup_mma(qk2, k1_tile.permute((1, 0)), s_zero, use_acc=False, is_async=True)
     _give_turn(turn_other)
     sc = warpgroup_mma_wait(num_outstanding=0, deps=(sc, ))
     p, alpha, m_i, l_i = _softmax_tile(sc, m_i, l_i, offs_m, offs_n, m_ok, rows_cut, start_n, full_lo, full_hi, t, W1,
                                        qk_scale, BLOCK_N)
-    _take_turn(turn_mine, 1)
+    if PV_TURN:
+        _take_turn(turn_mine, 1)
     pv, scale_t = _accumulate(p, alpha, acc_t, scale_t, v1_tile, j, p_layout, row_o)
-    _give_turn(turn_other)
+    if PV_TURN:
+        _give_turn(turn_other)
     acc_t = warpgroup_mma_wait(num_outstanding=0, deps=(pv, ))
     return m_i, l_i, acc_t, scale_t
 
 
 @gluon.jit
-def _take_turn(turn, phase: gl.constexpr):
+def _take_turn(turn, phase):
     """PINGPONG: wait for this consumer's turn to issue a wgmma (no-op without turns). The two consumers of a
     program alternate their wgmma issues (S, P @ V1, S, ...), as FlashAttention-3's ping-pong schedule does, so
     that one's softmax runs while the other's GEMMs hold the tensor cores, instead of both drifting into the same
-    phase. Each consumer issues two wgmmas per step, so its turn's k-th wait is for phase k & 1: 0 for S, 1 for
-    P @ V1."""
+    phase. A consumer's k-th wait is for phase k & 1: with both wgmmas in turn (PINGPONG=1) two waits per step,
+    0 for S and 1 for P @ V1; with the S wgmma alone (PINGPONG=2) one, step & 1."""
     if turn is not None:
         mbarrier.wait(turn, phase)
 
@@ -379,7 +381,8 @@ def _flat_loop(q_s, k1_s, v1_s, k2_s, v2_s, kv_ready, kv_empty, k2_ready, k2_emp
                m_i, l_i, acc, acc_t, scale_t, offs_m, offs_n, m_ok, start_m, lo, first, last, full_lo, full_hi,
                n_tiles, W1, W2, qk_scale, a_layout: gl.constexpr, p_layout: gl.constexpr, o_layout: gl.constexpr,
                row_o: gl.constexpr, BLOCK_N: gl.constexpr, NUM_BUF: gl.constexpr, V2_BUF: gl.constexpr,
-               C: gl.constexpr, CONSUMERS: gl.constexpr, turn_mine=None, turn_other=None):
+               C: gl.constexpr, CONSUMERS: gl.constexpr, turn_mine=None, turn_other=None,
+               PV_TURN: gl.constexpr = True):
     """The consumer's offsets one tile per step, as one flat loop over the program's (offset, tile) sequence; a
     second consumer signs off the tiles outside its window (with PINGPONG turns, passing its two turns on, so that
     both consumers take the same number). Returns (m_i, l_i, acc)."""
@@ -399,10 +402,14 @@ def _flat_loop(q_s, k1_s, v1_s, k2_s, v2_s, kv_ready, kv_empty, k2_ready, k2_emp
             m_i, l_i, acc_t, scale_t = _step(qk2, k1_s.index(s), v1_s.index(s), s_zero, m_i, l_i, acc_t, scale_t,
                                              offs_m, offs_n, m_ok, t > start_m, lo + j * BLOCK_N, full_lo, full_hi, t,
                                              j - first, W1, qk_scale, BLOCK_N, p_layout, row_o, turn_mine,
-                                             turn_other)
+                                             turn_other, 0 if PV_TURN else step & 1, PV_TURN)
         elif turn_mine is not None:
-            for phase in gl.static_range(2):
-                _take_turn(turn_mine, phase)
+            if PV_TURN:
+                for phase in gl.static_range(2):
+                    _take_turn(turn_mine, phase)
+                    _give_turn(turn_other)
+            else:
+                _take_turn(turn_mine, step & 1)
                 _give_turn(turn_other)
         _release(kv_empty.index(s))
         if j == n_tiles - 1:  # the offset's last tile: out += (sum_j P V1_j) * V2_t
@@ -497,7 +504,7 @@ def _consumer(q_s, k1_s, v1_s, k2_s, v2_s, q_ready, kv_ready, kv_empty, k2_ready
                                    v2_empty, qk2, s_zero, m_i, l_i, acc, acc_t, scale_t, offs_m, offs_n, m_ok,
                                    start_m, lo, first, last, full_lo, full_hi, n_tiles, W1, W2, qk_scale, a_layout,
                                    p_layout, o_layout, row_o, BLOCK_N, NUM_BUF, V2_BUF, C, CONSUMERS, turn_mine,
-                                   turn_other)
+                                   turn_other, PINGPONG == 1)
     l_safe = gl.where(l_i > 0.0, l_i, 1.0)
     gl.store(Lse + lse_base + offs_m, m_i + gl.log2(l_safe), mask=m_ok)
     out = acc / gl.expand_dims(gl.convert_layout(l_safe, row_o), 1)
@@ -604,8 +611,8 @@ def forward(q, k1, k2, v1, v2, w1, w2, qk_scale, out, lse, cfg: dict):
     """Fill out [B, N, Hq, D] and lse [B, Hq, N] (base 2) like simplicial_attention._forward; windows already
     clipped to N, qk_scale = sm_scale * log2(e). cfg: BLOCK_M (query rows per consumer), BLOCK_N, NUM_BUF, V2_BUF,
     num_warps, maxnreg, CONSUMERS (consumer warpgroups per program, 1 or 2), CONSUMER_REGS (the second one's
-    setmaxnreg) and PINGPONG (two consumers alternate their wgmma issues, _take_turn). Returns the compiled
-    kernel."""
+    setmaxnreg) and PINGPONG (two consumers alternate their wgmma issues, _take_turn: 1 both wgmmas of a step, 2
+    the S wgmma only). Returns the compiled kernel."""
     if cfg.get("PACKED"):
         return _forward_packed(q, k1, k2, v1, v2, w1, w2, qk_scale, out, lse, cfg)
     b, n, hq, d = q.shape
@@ -617,7 +624,7 @@ def forward(q, k1, k2, v1, v2, w1, w2, qk_scale, out, lse, cfg: dict):
         out, lse, out.stride(1), out.stride(0), n, w1, w2, qk_scale, hq, hq // k1.shape[2],
         HEAD_DIM=d, BLOCK_M=cfg["BLOCK_M"], BLOCK_N=cfg["BLOCK_N"], NUM_BUF=cfg["NUM_BUF"], V2_BUF=cfg["V2_BUF"],
         CONSUMERS=consumers, CONSUMER_REGS=cfg.get("CONSUMER_REGS", 0), PAIRED=cfg.get("PAIRED", False),
-        PINGPONG=cfg.get("PINGPONG", False), num_warps=cfg["num_warps"], maxnreg=cfg["maxnreg"],
+        PINGPONG=int(cfg.get("PINGPONG", 0)), num_warps=cfg["num_warps"], maxnreg=cfg["maxnreg"],
     )
 
 
