@@ -162,15 +162,6 @@ def _opaque_slots(d, on=True):
     return alternative
 
 
-def _pingpong(d):
-    """The default query-tile kernel with two consumers (D=128, w1 >= 512), its consumers alternating their wgmma
-    issues (PINGPONG; not measured yet)."""
-    def alternative(w1):
-        cfg = sa.gluon_fwd_config(d, w1)
-        return dict(cfg, PINGPONG=True) if cfg.get("CONSUMERS") == 2 and not cfg.get("PACKED") else None
-    return alternative
-
-
 def _resident(**keys):
     """A resident-window config, where its window fits (simplicial_attention_gluon.check_packed_config)."""
     cfg = dict(_RES, **keys)
@@ -191,7 +182,7 @@ AB_ALTERNATIVES = {
                                                               CONSUMER_REGS=240, OPAQUE_SLOTS=True)),
          ("eight slots shared by two query groups, paired steps",  # constant slots (opaque ones fault, v14)
           _resident(NUM_BUF=8, maxnreg=168, CONSUMERS=2, CONSUMER_REGS=240, PAIRED=True))],
-    128: [("constant slots", _opaque_slots(128, on=False)), ("ping-pong turns", _pingpong(128))]}
+    128: [("constant slots", _opaque_slots(128, on=False))]}
 
 
 def ab(rounds=3, rep=100, shapes=SHAPES + [(16384, 512, 32)]) -> None:
@@ -249,8 +240,6 @@ CONFIGS = {64: [dict(BLOCK_N=64, NUM_BUF=2, **_G), dict(BLOCK_N=128, NUM_BUF=2, 
                  dict(BLOCK_N=32, NUM_BUF=3, **_G),
                  # two consumer warpgroups per program sharing the K1/V1 ring (one program per SM)
                  dict(BLOCK_N=64, NUM_BUF=3, **_G2), dict(BLOCK_N=128, NUM_BUF=2, **_G2),
-                 # ... alternating their wgmma issues (PINGPONG)
-                 dict(BLOCK_N=64, NUM_BUF=3, PINGPONG=True, **_G2), dict(BLOCK_N=128, NUM_BUF=2, PINGPONG=True, **_G2),
                  dict(NUM_BUF=2, **_PK),  # packed rows, one K1 tile per step
                  dict(NUM_BUF=2, RESIDENT=True, **_PK),  # ... with the query group's k1 window loaded once (w1<=128)
                  dict(NUM_BUF=4, RESIDENT=True, **dict(_PK, maxnreg=168)),  # ... in four slots (w1 <= 256)

@@ -154,14 +154,6 @@ def test_opaque_slots_keep_the_resident_windows_descriptors_from_spilling():
     assert _gluon_fwd("256,64", {"PAIRED": True, "OPAQUE_SLOTS": False})[64]["spills"] > 0
 
 
-def test_pingpong_turns_cost_the_two_consumer_forward_no_registers():
-    # PINGPONG (two consumers alternating their wgmma issues through two mbarriers): the D=128 default at w1=512
-    # keeps its 168 registers without spills, and one program per SM
-    r = _gluon_fwd("512,32", {"PINGPONG": True})[128]
-    assert r["name"] == "_simplicial_fwd_gluon" and r["regs"] <= 168 and r["spills"] == 0, r
-    assert r["smem"] <= 227 * 1024, r
-
-
 def test_a_gluon_forward_config_that_does_not_apply_is_a_row_not_a_crash():
     r = _gluon_fwd("512,32", {"RESIDENT": True, "NUM_BUF": 2})
     assert "does not fit NUM_BUF=2" in r[64]["error"] and "(519 columns at w1=512)" in r[64]["error"], r[64]

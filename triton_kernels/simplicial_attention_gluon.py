@@ -253,42 +253,16 @@ def _accumulate(p, alpha, acc_t, scale_t, v1_tile, j, p_layout: gl.constexpr, ro
 
 @gluon.jit
 def _step(qk2, k1_tile, v1_tile, s_zero, m_i, l_i, acc_t, scale_t, offs_m, offs_n, m_ok, rows_cut, start_n, full_lo,
-          full_hi, t, j, W1, qk_scale, BLOCK_N: gl.constexpr, p_layout: gl.constexpr, row_o: gl.constexpr,
-          turn_mine=None, turn_other=None, s_phase=0, PV_TURN: gl.constexpr = True):
+          full_hi, t, j, W1, qk_scale, BLOCK_N: gl.constexpr, p_layout: gl.constexpr, row_o: gl.constexpr):
     """One (offset t, K1 tile j) step of a consumer: S wgmma, softmax, P @ V1 wgmma (j counts the consumer's own
-    tiles of the offset). With turns (PINGPONG), the S wgmma (and with PV_TURN the P @ V1 one) is issued in this
-    consumer's turn (_take_turn; s_phase: the S turn's phase). Returns (m_i, l_i, acc_t, scale_t)."""
-    _take_turn(turn_mine, s_phase)
+    tiles of the offset). Returns (m_i, l_i, acc_t, scale_t)."""
     sc = warpgroup_mma(qk2, k1_tile.permute((1, 0)), s_zero, use_acc=False, is_async=True)
-    _give_turn(turn_other)
     sc = warpgroup_mma_wait(num_outstanding=0, deps=(sc, ))
     p, alpha, m_i, l_i = _softmax_tile(sc, m_i, l_i, offs_m, offs_n, m_ok, rows_cut, start_n, full_lo, full_hi, t, W1,
                                        qk_scale, BLOCK_N)
-    if PV_TURN:
-        _take_turn(turn_mine, 1)
     pv, scale_t = _accumulate(p, alpha, acc_t, scale_t, v1_tile, j, p_layout, row_o)
-    if PV_TURN:
-        _give_turn(turn_other)
     acc_t = warpgroup_mma_wait(num_outstanding=0, deps=(pv, ))
     return m_i, l_i, acc_t, scale_t
-
-
-@gluon.jit
-def _take_turn(turn, phase):
-    """PINGPONG: wait for this consumer's turn to issue a wgmma (no-op without turns). The two consumers of a
-    program alternate their wgmma issues (S, P @ V1, S, ...), as FlashAttention-3's ping-pong schedule does, so
-    that one's softmax runs while the other's GEMMs hold the tensor cores, instead of both drifting into the same
-    phase. A consumer's k-th wait is for phase k & 1: with both wgmmas in turn (PINGPONG=1) two waits per step,
-    0 for S and 1 for P @ V1; with the S wgmma alone (PINGPONG=2) one, step & 1."""
-    if turn is not None:
-        mbarrier.wait(turn, phase)
-
-
-@gluon.jit
-def _give_turn(turn):
-    """PINGPONG: hand the turn to the other consumer after issuing a wgmma (no-op without turns)."""
-    if turn is not None:
-        mbarrier.arrive(turn, count=1)
 
 
 @gluon.jit
@@ -381,11 +355,9 @@ def _flat_loop(q_s, k1_s, v1_s, k2_s, v2_s, kv_ready, kv_empty, k2_ready, k2_emp
                m_i, l_i, acc, acc_t, scale_t, offs_m, offs_n, m_ok, start_m, lo, first, last, full_lo, full_hi,
                n_tiles, W1, W2, qk_scale, a_layout: gl.constexpr, p_layout: gl.constexpr, o_layout: gl.constexpr,
                row_o: gl.constexpr, BLOCK_N: gl.constexpr, NUM_BUF: gl.constexpr, V2_BUF: gl.constexpr,
-               C: gl.constexpr, CONSUMERS: gl.constexpr, turn_mine=None, turn_other=None,
-               PV_TURN: gl.constexpr = True):
+               C: gl.constexpr, CONSUMERS: gl.constexpr):
     """The consumer's offsets one tile per step, as one flat loop over the program's (offset, tile) sequence; a
-    second consumer signs off the tiles outside its window (with PINGPONG turns, passing its two turns on, so that
-    both consumers take the same number). Returns (m_i, l_i, acc)."""
+    second consumer signs off the tiles outside its window. Returns (m_i, l_i, acc)."""
     t = 0
     j = -1
     for step in range(0, W2 * n_tiles):
@@ -401,16 +373,7 @@ def _flat_loop(q_s, k1_s, v1_s, k2_s, v2_s, kv_ready, kv_empty, k2_ready, k2_emp
         elif (j >= first) & (j < last):
             m_i, l_i, acc_t, scale_t = _step(qk2, k1_s.index(s), v1_s.index(s), s_zero, m_i, l_i, acc_t, scale_t,
                                              offs_m, offs_n, m_ok, t > start_m, lo + j * BLOCK_N, full_lo, full_hi, t,
-                                             j - first, W1, qk_scale, BLOCK_N, p_layout, row_o, turn_mine,
-                                             turn_other, 0 if PV_TURN else step & 1, PV_TURN)
-        elif turn_mine is not None:
-            if PV_TURN:
-                for phase in gl.static_range(2):
-                    _take_turn(turn_mine, phase)
-                    _give_turn(turn_other)
-            else:
-                _take_turn(turn_mine, step & 1)
-                _give_turn(turn_other)
+                                             j - first, W1, qk_scale, BLOCK_N, p_layout, row_o)
         _release(kv_empty.index(s))
         if j == n_tiles - 1:  # the offset's last tile: out += (sum_j P V1_j) * V2_t
             acc = _fold(acc, acc_t, scale_t, v2_s, v2_ready, v2_empty, t, o_layout, row_o, V2_BUF, C, CONSUMERS)
@@ -453,13 +416,11 @@ def _consumer(q_s, k1_s, v1_s, k2_s, v2_s, q_ready, kv_ready, kv_empty, k2_ready
               Out, Lse, stride_on, out_base, lse_base, N, W1, W2, qk_scale, program_m, lo, n_tiles,
               HEAD_DIM: gl.constexpr, BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr, NUM_BUF: gl.constexpr,
               V2_BUF: gl.constexpr, C: gl.constexpr, CONSUMERS: gl.constexpr, PAIRED: gl.constexpr,
-              turns, PINGPONG: gl.constexpr, num_warps: gl.constexpr):
+              num_warps: gl.constexpr):
     """Consumer C of the program: query rows program_m + C * BLOCK_M.., its slice of Q / K2 / V2. Per step
     S = (Q * K2_t) @ K1_j^T (wgmma, A from registers), softmax, then acc_t = acc_t * alpha + P @ V1_j; at an
     offset's last tile the fold into acc; at the end out and the LSE. It walks the program's whole tile sequence
-    (n_tiles per offset, from lo) and signs off the tiles outside its own window without touching them. PINGPONG
-    (two consumers): turns holds one barrier per consumer, and the two alternate their wgmma issues (_take_turn);
-    consumer 1 lets consumer 0 go first."""
+    (n_tiles per offset, from lo) and signs off the tiles outside its own window without touching them."""
     start_m = program_m + C * BLOCK_M
     my_lo, full_lo, full_hi, _ = _query_tile_windows(start_m, N, W1, BLOCK_M, BLOCK_N)
     first = (my_lo - lo) // BLOCK_N  # this consumer's tiles in the program's sequence: [first, last)
@@ -484,14 +445,6 @@ def _consumer(q_s, k1_s, v1_s, k2_s, v2_s, q_ready, kv_ready, kv_empty, k2_ready
     acc_t = gl.zeros([BLOCK_M, HEAD_DIM], gl.float32, layout=o_layout)
     s_zero = gl.zeros([BLOCK_M, BLOCK_N], gl.float32, layout=s_layout)
     qk2 = gl.zeros([BLOCK_M, HEAD_DIM], dtype, layout=a_layout)
-    turn_mine = None
-    turn_other = None
-    if PINGPONG:
-        gl.static_assert(CONSUMERS == 2 and not PAIRED, "PINGPONG: two consumers, one tile per step")
-        turn_mine = turns.index(C)
-        turn_other = turns.index(1 - C)
-        if C == 1:
-            _give_turn(turn_other)
     mbarrier.wait(q_ready, 0)
     if PAIRED:  # one consumer: at D=128 paired steps spill (36-54 slots; 1.08-1.14x slower at the target shape)
         gl.static_assert(CONSUMERS == 1, "PAIRED: one consumer per program")
@@ -503,8 +456,7 @@ def _consumer(q_s, k1_s, v1_s, k2_s, v2_s, q_ready, kv_ready, kv_empty, k2_ready
         m_i, l_i, acc = _flat_loop(q_s, k1_s, v1_s, k2_s, v2_s, kv_ready, kv_empty, k2_ready, k2_empty, v2_ready,
                                    v2_empty, qk2, s_zero, m_i, l_i, acc, acc_t, scale_t, offs_m, offs_n, m_ok,
                                    start_m, lo, first, last, full_lo, full_hi, n_tiles, W1, W2, qk_scale, a_layout,
-                                   p_layout, o_layout, row_o, BLOCK_N, NUM_BUF, V2_BUF, C, CONSUMERS, turn_mine,
-                                   turn_other, PINGPONG == 1)
+                                   p_layout, o_layout, row_o, BLOCK_N, NUM_BUF, V2_BUF, C, CONSUMERS)
     l_safe = gl.where(l_i > 0.0, l_i, 1.0)
     gl.store(Lse + lse_base + offs_m, m_i + gl.log2(l_safe), mask=m_ok)
     out = acc / gl.expand_dims(gl.convert_layout(l_safe, row_o), 1)
@@ -519,8 +471,7 @@ def _simplicial_fwd_gluon(q_desc, k1_desc, v1_desc, k2_desc, v2_desc, Out, Lse, 
                           N, W1, W2, qk_scale, H, GROUP,
                           HEAD_DIM: gl.constexpr, BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr,
                           NUM_BUF: gl.constexpr, V2_BUF: gl.constexpr, CONSUMERS: gl.constexpr,
-                          CONSUMER_REGS: gl.constexpr, PAIRED: gl.constexpr, PINGPONG: gl.constexpr,
-                          num_warps: gl.constexpr):
+                          CONSUMER_REGS: gl.constexpr, PAIRED: gl.constexpr, num_warps: gl.constexpr):
     ROWS: gl.constexpr = CONSUMERS * BLOCK_M  # query rows of the program, BLOCK_M per consumer warpgroup
     pid_bh, b, h, program_m = _query_program(N, H, ROWS)
     lo, _, _, n_tiles = _query_tile_windows(program_m, N, W1, ROWS, BLOCK_N)  # the union of the consumers' tiles
@@ -538,10 +489,6 @@ def _simplicial_fwd_gluon(q_desc, k1_desc, v1_desc, k2_desc, v2_desc, Out, Lse, 
     v2_empty = _barriers(V2_BUF, CONSUMERS)
     kv_ready = _barriers(NUM_BUF)
     kv_empty = _barriers(NUM_BUF, CONSUMERS)
-    if PINGPONG:
-        turns = _barriers(2)
-    else:
-        turns = kv_empty  # unused: the consumers read it under PINGPONG only
 
     out_base = b.to(gl.int64) * stride_ob + h * HEAD_DIM
     lse_base = pid_bh.to(gl.int64) * N
@@ -551,8 +498,7 @@ def _simplicial_fwd_gluon(q_desc, k1_desc, v1_desc, k2_desc, v2_desc, Out, Lse, 
         gl.warp_specialize([
             (_consumer, (q_s, k1_s, v1_s, k2_s, v2_s, q_ready, kv_ready, kv_empty, k2_ready, k2_empty, v2_ready,
                          v2_empty, Out, Lse, stride_on, out_base, lse_base, N, W1, W2, qk_scale, program_m, lo, n_tiles,
-                         HEAD_DIM, BLOCK_M, BLOCK_N, NUM_BUF, V2_BUF, 0, CONSUMERS, PAIRED, turns, PINGPONG,
-                         num_warps)),
+                         HEAD_DIM, BLOCK_M, BLOCK_N, NUM_BUF, V2_BUF, 0, CONSUMERS, PAIRED, num_warps)),
             (_producer, (q_desc, k1_desc, v1_desc, k2_desc, v2_desc, q_s, k1_s, v1_s, k2_s, v2_s, q_ready, kv_ready,
                          kv_empty, k2_ready, k2_empty, v2_ready, v2_empty, b * N, h * HEAD_DIM, (h // GROUP) * HEAD_DIM,
                          program_m, lo, n_tiles, W2, BLOCK_M, BLOCK_N, NUM_BUF, V2_BUF, CONSUMERS)),
@@ -562,12 +508,10 @@ def _simplicial_fwd_gluon(q_desc, k1_desc, v1_desc, k2_desc, v2_desc, Out, Lse, 
         gl.warp_specialize([
             (_consumer, (q_s, k1_s, v1_s, k2_s, v2_s, q_ready, kv_ready, kv_empty, k2_ready, k2_empty, v2_ready,
                          v2_empty, Out, Lse, stride_on, out_base, lse_base, N, W1, W2, qk_scale, program_m, lo, n_tiles,
-                         HEAD_DIM, BLOCK_M, BLOCK_N, NUM_BUF, V2_BUF, 0, CONSUMERS, PAIRED, turns, PINGPONG,
-                         num_warps)),
+                         HEAD_DIM, BLOCK_M, BLOCK_N, NUM_BUF, V2_BUF, 0, CONSUMERS, PAIRED, num_warps)),
             (_consumer, (q_s, k1_s, v1_s, k2_s, v2_s, q_ready, kv_ready, kv_empty, k2_ready, k2_empty, v2_ready,
                          v2_empty, Out, Lse, stride_on, out_base, lse_base, N, W1, W2, qk_scale, program_m, lo, n_tiles,
-                         HEAD_DIM, BLOCK_M, BLOCK_N, NUM_BUF, V2_BUF, 1, CONSUMERS, PAIRED, turns, PINGPONG,
-                         num_warps)),
+                         HEAD_DIM, BLOCK_M, BLOCK_N, NUM_BUF, V2_BUF, 1, CONSUMERS, PAIRED, num_warps)),
             (_producer, (q_desc, k1_desc, v1_desc, k2_desc, v2_desc, q_s, k1_s, v1_s, k2_s, v2_s, q_ready, kv_ready,
                          kv_empty, k2_ready, k2_empty, v2_ready, v2_empty, b * N, h * HEAD_DIM, (h // GROUP) * HEAD_DIM,
                          program_m, lo, n_tiles, W2, BLOCK_M, BLOCK_N, NUM_BUF, V2_BUF, CONSUMERS)),
@@ -610,9 +554,8 @@ def _descriptor(x: torch.Tensor, rows: int) -> TensorDescriptor:
 def forward(q, k1, k2, v1, v2, w1, w2, qk_scale, out, lse, cfg: dict):
     """Fill out [B, N, Hq, D] and lse [B, Hq, N] (base 2) like simplicial_attention._forward; windows already
     clipped to N, qk_scale = sm_scale * log2(e). cfg: BLOCK_M (query rows per consumer), BLOCK_N, NUM_BUF, V2_BUF,
-    num_warps, maxnreg, CONSUMERS (consumer warpgroups per program, 1 or 2), CONSUMER_REGS (the second one's
-    setmaxnreg) and PINGPONG (two consumers alternate their wgmma issues, _take_turn: 1 both wgmmas of a step, 2
-    the S wgmma only). Returns the compiled kernel."""
+    num_warps, maxnreg, CONSUMERS (consumer warpgroups per program, 1 or 2) and CONSUMER_REGS (the second one's
+    setmaxnreg). Returns the compiled kernel."""
     if cfg.get("PACKED"):
         return _forward_packed(q, k1, k2, v1, v2, w1, w2, qk_scale, out, lse, cfg)
     b, n, hq, d = q.shape
@@ -624,7 +567,7 @@ def forward(q, k1, k2, v1, v2, w1, w2, qk_scale, out, lse, cfg: dict):
         out, lse, out.stride(1), out.stride(0), n, w1, w2, qk_scale, hq, hq // k1.shape[2],
         HEAD_DIM=d, BLOCK_M=cfg["BLOCK_M"], BLOCK_N=cfg["BLOCK_N"], NUM_BUF=cfg["NUM_BUF"], V2_BUF=cfg["V2_BUF"],
         CONSUMERS=consumers, CONSUMER_REGS=cfg.get("CONSUMER_REGS", 0), PAIRED=cfg.get("PAIRED", False),
-        PINGPONG=int(cfg.get("PINGPONG", 0)), num_warps=cfg["num_warps"], maxnreg=cfg["maxnreg"],
+        num_warps=cfg["num_warps"], maxnreg=cfg["maxnreg"],
     )
 
 
