@@ -175,7 +175,7 @@ def _resident(**keys):
     return alternative
 
 
-AB_ALTERNATIVES = {
+AB_ALTERNATIVES = {  # v14 (results/attention-2026-11-28-v14.md): every one of these ran slower than the default
     64: [("opaque slots", _opaque_slots(64)),
          ("four slots, one tile per step (v13)", _resident(NUM_BUF=4, maxnreg=128)),
          ("eight slots shared by two query groups", _resident(NUM_BUF=8, maxnreg=168, CONSUMERS=2,
@@ -230,8 +230,8 @@ CONFIGS = {64: [dict(BLOCK_N=64, NUM_BUF=2, **_G), dict(BLOCK_N=128, NUM_BUF=2, 
                 # slots shared by two query groups, one consumer each (w1 <= 513)
                 dict(NUM_BUF=2, RESIDENT=True, **dict(_PK, maxnreg=80)), dict(NUM_BUF=4, RESIDENT=True, **_PK),
                 dict(NUM_BUF=8, RESIDENT=True, CONSUMERS=2, CONSUMER_REGS=240, **dict(_PK, maxnreg=168)),
-                # ... with opaque slot indices (OPAQUE_SLOTS), and paired steps (four slots: w1 <= 265; eight, two
-                # consumers: w1 <= 513)
+                # ... with opaque slot indices (OPAQUE_SLOTS), and paired steps (four slots, opaque: the default at
+                # 129 <= w1 <= 265 since v14; eight, two consumers, constant slots: w1 <= 513)
                 dict(NUM_BUF=2, RESIDENT=True, OPAQUE_SLOTS=True, **dict(_PK, maxnreg=80)),
                 dict(NUM_BUF=4, RESIDENT=True, PAIRED=True, OPAQUE_SLOTS=True, **_PK),
                 dict(NUM_BUF=8, RESIDENT=True, PAIRED=True, CONSUMERS=2, CONSUMER_REGS=240,
@@ -245,7 +245,7 @@ CONFIGS = {64: [dict(BLOCK_N=64, NUM_BUF=2, **_G), dict(BLOCK_N=128, NUM_BUF=2, 
                  dict(NUM_BUF=4, RESIDENT=True, **dict(_PK, maxnreg=168)),  # ... in four slots (w1 <= 256)
                  # ... shared by two query groups, one consumer warpgroup each (one program per SM)
                  dict(NUM_BUF=4, RESIDENT=True, CONSUMERS=2, CONSUMER_REGS=240, **dict(_PK, maxnreg=168)),
-                 # the two resident defaults with opaque slot indices (OPAQUE_SLOTS)
+                 # ... with opaque slot indices (OPAQUE_SLOTS): the two resident defaults since v14
                  dict(NUM_BUF=2, RESIDENT=True, OPAQUE_SLOTS=True, **_PK),
                  dict(NUM_BUF=4, RESIDENT=True, OPAQUE_SLOTS=True, CONSUMERS=2, CONSUMER_REGS=240,
                       **dict(_PK, maxnreg=168))]}
