@@ -175,8 +175,8 @@ def _resident(**keys):
     return alternative
 
 
-AB_ALTERNATIVES = {  # v14 (results/attention-2026-11-28-v14.md): each ran slower than the default, but the
-    # paired eight-slot one (not timed: with opaque slots it faulted)
+AB_ALTERNATIVES = {  # v14 (results/attention-2026-11-28-v14.md): none ran more than 1% faster than the default; the
+    # paired eight-slot one has not been timed (with opaque slots it faulted)
     64: [("opaque slots", _opaque_slots(64)),
          ("four slots, one tile per step (v13)", _resident(NUM_BUF=4, maxnreg=128)),
          ("eight slots shared by two query groups", _resident(NUM_BUF=8, maxnreg=168, CONSUMERS=2,
