@@ -175,15 +175,27 @@ def _resident(**keys):
     return alternative
 
 
+# packed rows, two consumers (one query group each) over one K1 / V1 ring streamed once per offset group for both
+_SHARED_RING = dict(_RES, RESIDENT=False, NUM_BUF=4, CONSUMERS=2, CONSUMER_REGS=240, maxnreg=168)
+
+
+def _beside_query_tile(d, cfg):
+    """cfg where the default forward at head dim d is the query-tile kernel (not packed rows)."""
+    def alternative(w1):
+        return None if sa.gluon_fwd_config(d, w1).get("PACKED") else cfg
+    return alternative
+
+
 AB_ALTERNATIVES = {  # v14 (results/attention-2026-11-28-v14.md): none ran more than 1% faster than the default; the
-    # paired eight-slot one has not been timed (with opaque slots it faulted)
+    # paired eight-slot one has not been timed (with opaque slots it faulted), nor the shared streamed ring
     64: [("opaque slots", _opaque_slots(64)),
          ("four slots, one tile per step (v13)", _resident(NUM_BUF=4, maxnreg=128)),
          ("eight slots shared by two query groups", _resident(NUM_BUF=8, maxnreg=168, CONSUMERS=2,
                                                               CONSUMER_REGS=240, OPAQUE_SLOTS=True)),
          ("eight slots shared by two query groups, paired steps",  # constant slots (opaque ones fault, v14)
           _resident(NUM_BUF=8, maxnreg=168, CONSUMERS=2, CONSUMER_REGS=240, PAIRED=True))],
-    128: [("constant slots", _opaque_slots(128, on=False))]}
+    128: [("constant slots", _opaque_slots(128, on=False)),
+          ("packed rows, two query groups on one streamed ring", _beside_query_tile(128, _SHARED_RING))]}
 
 
 def ab(rounds=3, rep=100, shapes=SHAPES + [(16384, 512, 32)]) -> None:
@@ -249,7 +261,9 @@ CONFIGS = {64: [dict(BLOCK_N=64, NUM_BUF=2, **_G), dict(BLOCK_N=128, NUM_BUF=2, 
                  # ... with opaque slot indices (OPAQUE_SLOTS): the two resident defaults since v14
                  dict(NUM_BUF=2, RESIDENT=True, OPAQUE_SLOTS=True, **_PK),
                  dict(NUM_BUF=4, RESIDENT=True, OPAQUE_SLOTS=True, CONSUMERS=2, CONSUMER_REGS=240,
-                      **dict(_PK, maxnreg=168))]}
+                      **dict(_PK, maxnreg=168)),
+                 # two query groups on one streamed ring (_SHARED_RING), rings of three and four tiles
+                 dict(_SHARED_RING, NUM_BUF=3), _SHARED_RING]}
 
 
 _S = dict(BLOCK_N=64, num_warps=4, maxnreg=128)  # two K1 tiles of 64 per program, one program per SM

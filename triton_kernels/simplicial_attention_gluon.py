@@ -628,6 +628,20 @@ def _load_packed_group(desc, diag_desc, smem, ready, empty, phase, base, col, QU
 
 
 @gluon.jit
+def _load_window_tiles(k1_desc, v1_desc, k1_s, v1_s, kv_ready, kv_empty, step, row0, lo, n_wide, tail, col_k,
+                       BLOCK_N: gl.constexpr, NUM_BUF: gl.constexpr):
+    """An offset group's K1 / V1 tiles through the ring from step `step`: the tail first (j = 0 where there is one,
+    a whole tile of which the consumer reads TAIL rows), then the n_wide wide tiles from column lo (row0 + lo).
+    Returns the ring step after them."""
+    for j in range(0, n_wide + tail):
+        col = gl.where(j < tail, n_wide, j - tail)
+        _load_k1v1_tile(k1_desc, v1_desc, k1_s, v1_s, kv_ready, kv_empty, step, row0 + lo + col * BLOCK_N, col_k,
+                        NUM_BUF)
+        step += 1
+    return step
+
+
+@gluon.jit
 def _packed_producer(q_desc, k1_desc, v1_desc, k2_desc, v2_desc, k2_diag, v2_diag, k1t_desc, v1t_desc, q_s, k1_s,
                      v1_s, k2_s, v2_s, k1t_s, v1t_s, q_ready, q_empty, kv_ready, kv_empty, k2_ready, k2_empty,
                      v2_ready, v2_empty, tail_ready, row0, col_q, col_k, program_m, N, W1, W2, BLOCK_M: gl.constexpr,
@@ -637,8 +651,9 @@ def _packed_producer(q_desc, k1_desc, v1_desc, k2_desc, v2_desc, k2_diag, v2_dia
     group the K2 rows, the K1 / V1 tiles (the tail first, as a whole tile of which the consumer reads TAIL rows), then
     the V2 rows. RESIDENT: the query groups' K1 / V1 window once instead, into the NUM_BUF slots it needs and the
     tail buffers (each under its own barrier, and every barrier completes once per window), once the consumers have
-    handed the previous window back (kv_empty[0]). With CONSUMERS=2 (RESIDENT only) two query groups share each
-    window, one per consumer, each with its own Q, K2 and V2 buffers: their offset groups' loads alternate."""
+    handed the previous window back (kv_empty[0]). With CONSUMERS=2 two query groups share each window (resident
+    or streamed once per offset group for both), one per consumer, each with its own Q, K2 and V2 buffers: their
+    offset groups' K2 (and V2) loads alternate."""
     OFFSETS: gl.constexpr = BLOCK_M // QUERIES
     SPAN: gl.constexpr = QUERIES * CONSUMERS
     step = 0
@@ -680,6 +695,9 @@ def _packed_producer(q_desc, k1_desc, v1_desc, k2_desc, v2_desc, k2_diag, v2_dia
                 if u < ng1:
                     _load_packed_group(k2_desc, k2_diag, k2_s.index(1), k2_ready.index(1), k2_empty.index(1),
                                        (grp1 + u) & 1, base + QUERIES, col_k, QUERIES)
+                if not RESIDENT:  # one pass of the shared window for both consumers (each signs every tile off)
+                    step = _load_window_tiles(k1_desc, v1_desc, k1_s, v1_s, kv_ready, kv_empty, step, row0, lo, n_wide,
+                                              tail, col_k, BLOCK_N, NUM_BUF)
                 if u < ng0:
                     _load_packed_group(v2_desc, v2_diag, v2_s.index(0), v2_ready.index(0), v2_empty.index(0),
                                        (grp0 + u) & 1, base, col_k, QUERIES)
@@ -690,11 +708,8 @@ def _packed_producer(q_desc, k1_desc, v1_desc, k2_desc, v2_desc, k2_diag, v2_dia
                 _load_packed_group(k2_desc, k2_diag, k2_s.index(0), k2_ready.index(0), k2_empty.index(0),
                                    (grp0 + u) & 1, base, col_k, QUERIES)
                 if not RESIDENT:
-                    for j in range(0, n_wide + tail):  # the tail (j = 0 where there is one) first, then the wide tiles
-                        col = gl.where(j < tail, n_wide, j - tail)
-                        _load_k1v1_tile(k1_desc, v1_desc, k1_s, v1_s, kv_ready, kv_empty, step,
-                                        row0 + lo + col * BLOCK_N, col_k, NUM_BUF)
-                        step += 1
+                    step = _load_window_tiles(k1_desc, v1_desc, k1_s, v1_s, kv_ready, kv_empty, step, row0, lo, n_wide,
+                                              tail, col_k, BLOCK_N, NUM_BUF)
                 # one V2 buffer: the previous group's fold is done
                 _load_packed_group(v2_desc, v2_diag, v2_s.index(0), v2_ready.index(0), v2_empty.index(0),
                                    (grp0 + u) & 1, base, col_k, QUERIES)
@@ -832,6 +847,21 @@ def _packed_group(qk2, k1_s, v1_s, k1t_s, v1t_s, kv_ready, kv_empty, ring, s_zer
 
 
 @gluon.jit
+def _skip_shared_groups(kv_ready, kv_empty, ring, i0u, n_done, N, W1, W2, QUERIES: gl.constexpr, OFFSETS: gl.constexpr,
+                        BLOCK_N: gl.constexpr, TAIL: gl.constexpr, SPAN: gl.constexpr, NUM_BUF: gl.constexpr):
+    """A streamed window shared by two consumers: the producer streams it once per offset group of the query group
+    with the most (the later one, where it starts before N), and each consumer signs off every ring step. After its
+    own n_done offset groups, a consumer signs off the rest unread (each once its load landed, so that its arrival
+    counts for that step's phase). Returns the ring step after the window."""
+    last = gl.where(i0u + SPAN - QUERIES < N, i0u + SPAN - QUERIES, i0u)
+    lo, n_wide, tail, _, _, n_all = _packed_windows(i0u, last, N, W1, W2, QUERIES, OFFSETS, BLOCK_N, TAIL, SPAN)
+    for k in range(0, (n_all - n_done) * (n_wide + tail)):
+        s = _ring_wait(kv_ready, ring + k, NUM_BUF)
+        _release(kv_empty.index(s))
+    return ring + (n_all - n_done) * (n_wide + tail)
+
+
+@gluon.jit
 def _packed_query_group(tile_indices, k1_s, v1_s, k1t_s, v1t_s, q_s, k2_s, v2_s, q_ready, q_empty, kv_ready, kv_empty,
                         k2_ready, k2_empty, v2_ready, v2_empty, tail_ready, Out, Lse, stride_on, out_base, lse_base,
                         N, W1, W2, qk_scale, i0u, i0, ring, grp, g, HEAD_DIM: gl.constexpr, BLOCK_M: gl.constexpr,
@@ -884,6 +914,9 @@ def _packed_query_group(tile_indices, k1_s, v1_s, k1t_s, v1t_s, q_s, k2_s, v2_s,
         grp += 1
     if RESIDENT:
         _release(kv_empty.index(0))  # the window
+    elif SPAN > QUERIES:  # a streamed window shared with the other consumer's group
+        ring = _skip_shared_groups(kv_ready, kv_empty, ring, i0u, n_groups, N, W1, W2, QUERIES, OFFSETS, BLOCK_N, TAIL,
+                                   SPAN, NUM_BUF)
     _packed_store(acc, m_i, l_i, Out, Lse, out_base, lse_base, stride_on, i0, N, QUERIES, OFFSETS, row_o)
     return ring, grp
 
@@ -915,15 +948,20 @@ def _packed_consumer(q_s, k1_s, v1_s, k2_s, v2_s, k1t_s, v1t_s, q_ready, q_empty
     grp = 0  # offset groups so far: the K2 / V2 buffers' phase
     g = 0  # query groups so far: the Q buffer's phase
     for i0u in range(program_m, gl.minimum(program_m + BLOCK_M, N), SPAN):
-        # A group past the sequence's end is the program's last: no window follows, so this consumer neither waits
-        # for it nor hands it back (an early hand-back would count for the window the other consumer still reads,
-        # and the producer overwrote it: wrong rows that differed between launches at w2 = 8). Consumer 0's group
-        # always starts before the end (the loop's bound).
+        # A group past the sequence's end is the program's last: no window follows, so with RESIDENT this consumer
+        # neither waits for it nor hands it back (an early hand-back would count for the window the other consumer
+        # still reads, and the producer overwrote it: wrong rows that differed between launches at w2 = 8). A
+        # streamed window it signs off tile by tile, each once loaded, as the ring's barriers count both consumers.
+        # Consumer 0's group always starts before the end (the loop's bound).
         if C == 0:
             active: gl.constexpr = True
         else:
             active = i0u + C * QUERIES < N
-        if active:
+        if not active:
+            if not RESIDENT:  # still sign off the streamed window's tiles, which the producer loads for consumer 0
+                ring = _skip_shared_groups(kv_ready, kv_empty, ring, i0u, 0, N, W1, W2, QUERIES, BLOCK_M // QUERIES,
+                                           BLOCK_N, TAIL, SPAN, NUM_BUF)
+        else:
             ring, grp = _packed_query_group((rows, offs_n, s_zero), k1_s, v1_s, k1t_s, v1t_s, q_s, k2_s, v2_s, q_ready,
                                             q_empty, kv_ready, kv_empty, k2_ready, k2_empty, v2_ready, v2_empty,
                                             tail_ready, Out, Lse, stride_on, out_base, lse_base, N, W1, W2, qk_scale,
@@ -956,7 +994,6 @@ def _simplicial_fwd_packed_gluon(q_desc, k1_desc, v1_desc, k2_desc, v2_desc, k2_
             v1t_s = gl.allocate_shared_memory(dtype, v1t_desc.block_type.shape, v1t_desc.layout)
         tail_ready = _barriers(1).index(0)
     else:  # unused
-        gl.static_assert(CONSUMERS == 1, "CONSUMERS=2: with RESIDENT only")
         k1t_s = q_s
         v1t_s = q_s
         tail_ready = q_ready.index(0)
@@ -1013,12 +1050,10 @@ def _diagonal_descriptor(x: torch.Tensor, queries: int, offsets: int) -> TensorD
 
 
 def check_packed_config(w1: int, cfg: dict) -> None:
-    """ValueError unless the packed forward's cfg applies at k1 window w1 (already clipped to N): two consumers share
-    a resident window only, and a resident window (the union of the windows of the query groups that share it, as
-    _packed_windows tiles it) must fit the NUM_BUF slots and the tail buffer."""
+    """ValueError unless the packed forward's cfg applies at k1 window w1 (already clipped to N): a resident window
+    (the union of the windows of the query groups that share it, as _packed_windows tiles it) must fit the NUM_BUF
+    slots and the tail buffer."""
     consumers = cfg.get("CONSUMERS", 1)
-    if consumers == 2 and not cfg.get("RESIDENT", False):
-        raise ValueError("CONSUMERS=2: the packed forward shares a resident window only (RESIDENT=True)")
     if consumers == 2 and cfg.get("PAIRED", False) and cfg.get("OPAQUE_SLOTS", False):
         raise ValueError("CONSUMERS=2 with PAIRED and OPAQUE_SLOTS: an illegal memory access on an H100 at every "
                          "window tried (benchmarks/results/attention-2026-11-28-v14.md, run 2); either key alone runs")
@@ -1032,8 +1067,8 @@ def _forward_packed(q, k1, k2, v1, v2, w1, w2, qk_scale, out, lse, cfg: dict):
     """`forward` with PACKED rows (_simplicial_fwd_packed_gluon). cfg: BLOCK_M (rows per tile), QUERIES (queries per
     tile), BLOCK_N, TAIL (the narrow last tile's columns), NUM_BUF, PAIRED, RESIDENT (the query group's whole k1
     window in the NUM_BUF slots: it must fit them), OPAQUE_SLOTS (see _packed_group), CONSUMERS (2: two
-    query groups share each resident window, one consumer warpgroup each, of CONSUMER_REGS registers), num_warps,
-    maxnreg."""
+    query groups share each window, resident or streamed once for both, one consumer warpgroup each, of
+    CONSUMER_REGS registers), num_warps, maxnreg."""
     b, n, hq, d = q.shape
     check_packed_config(w1, cfg)
     queries = cfg["QUERIES"]
