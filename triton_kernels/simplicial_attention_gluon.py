@@ -854,7 +854,7 @@ def _skip_shared_groups(kv_ready, kv_empty, ring, i0u, n_done, N, W1, W2, QUERIE
     own n_done offset groups, a consumer signs off the rest unread (each once its load landed, so that its arrival
     counts for that step's phase). Returns the ring step after the window."""
     last = gl.where(i0u + SPAN - QUERIES < N, i0u + SPAN - QUERIES, i0u)
-    lo, n_wide, tail, _, _, n_all = _packed_windows(i0u, last, N, W1, W2, QUERIES, OFFSETS, BLOCK_N, TAIL, SPAN)
+    _, n_wide, tail, _, _, n_all = _packed_windows(i0u, last, N, W1, W2, QUERIES, OFFSETS, BLOCK_N, TAIL, SPAN)
     for k in range(0, (n_all - n_done) * (n_wide + tail)):
         s = _ring_wait(kv_ready, ring + k, NUM_BUF)
         _release(kv_empty.index(s))
