@@ -28,7 +28,7 @@ import triton
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from benchmarks.bench_attention import inputs, sdpa, sdpa_equal_length, sdpa_flops, valid_triples  # noqa: E402
-from tests.test_kernels import make_inputs, rel_err  # noqa: E402
+from tests.test_kernels import as_accurate, make_inputs, rel_err  # noqa: E402
 from triton_kernels import simplicial_attention as sa  # noqa: E402
 from triton_kernels import simplicial_attention_gluon as gluon_kernels  # noqa: E402
 
@@ -71,12 +71,6 @@ def tl_references(q, ks, w1, w2, scale, override):
     exact, _ = sa._forward(q.float(), *(k.float() for k in ks), w1, w2, scale)
     sa.CONFIG_OVERRIDE.clear()
     return ref, ref_lse, exact
-
-
-def as_accurate(err, ref_err) -> bool:
-    """An output error against fp32 at most 1.25x the tl kernel's (kernels that sum in another order, like the packed
-    D=64 forward, differ from the tl kernel by about one 16-bit rounding of the output)."""
-    return err <= 1.25 * ref_err + 1e-6
 
 
 def check(configs, repeat=3) -> bool:

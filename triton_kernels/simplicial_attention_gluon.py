@@ -396,8 +396,7 @@ def _paired_loop(q_s, k1_s, v1_s, k2_s, v2_s, kv_ready, kv_empty, k2_ready, k2_e
             m_i, l_i, acc_t, scale_t = _pair_step(qk2, k1_s.index(sa), v1_s.index(sa), k1_s.index(sb), v1_s.index(sb),
                                                   s_zero, m_i, l_i, acc_t, scale_t, offs_m, offs_n, m_ok,
                                                   t > start_m, lo + j * BLOCK_N, full_lo, full_hi, t, j, W1, qk_scale,
-                                                  BLOCK_N,
-                                                  p_layout, row_o)
+                                                  BLOCK_N, p_layout, row_o)
             _release(kv_empty.index(sa), kv_empty.index(sb))
         if n_tiles % 2 == 1:
             j = n_tiles - 1
@@ -786,8 +785,8 @@ def _packed_group(qk2, k1_s, v1_s, k1t_s, v1t_s, kv_ready, kv_empty, ring, s_zer
     after its step. RESIDENT: wide tile j in slot j, the tail in k1t_s / v1t_s. OPAQUE_SLOTS (resident): the first
     slots and the tail are indexed through an opaque zero, so that the compiler computes their shared-memory
     descriptors where they are used; as constants it hoists them out of every loop and spills them (compile_report:
-    8 slots at D=128, w1 <= 128, 0 opaque; 30 -> 0 with PAIRED at D=64). Not the default until measured. Returns
-    (m_i, l_i, acc_t, scale_t, the next offset group's ring step)."""
+    8 slots at D=128, w1 <= 128, 0 opaque; 30 -> 0 with PAIRED at D=64; the resident defaults at D=128 and at D=64
+    with PAIRED since v14). Returns (m_i, l_i, acc_t, scale_t, the next offset group's ring step)."""
     first = 0
     if TAIL > 0:
         if tail == 1:
@@ -1052,7 +1051,7 @@ def _diagonal_descriptor(x: torch.Tensor, queries: int, offsets: int) -> TensorD
 def check_packed_config(w1: int, cfg: dict) -> None:
     """ValueError unless the packed forward's cfg applies at k1 window w1 (already clipped to N): a resident window
     (the union of the windows of the query groups that share it, as _packed_windows tiles it) must fit the NUM_BUF
-    slots and the tail buffer."""
+    slots and the tail buffer, and two consumers do not take PAIRED with OPAQUE_SLOTS (that faults on the GPU)."""
     consumers = cfg.get("CONSUMERS", 1)
     if consumers == 2 and cfg.get("PAIRED", False) and cfg.get("OPAQUE_SLOTS", False):
         raise ValueError("CONSUMERS=2 with PAIRED and OPAQUE_SLOTS: an illegal memory access on an H100 at every "
