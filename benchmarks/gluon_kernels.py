@@ -149,7 +149,7 @@ def _opaque_slots(d, on=True):
     """The default resident kernels with the window's first slots and tail indexed through an opaque zero
     (OPAQUE_SLOTS: fewer spills, compile_report), or with on=False as constants (v13's form; the D=128 default
     since v14 is opaque)."""
-    def alternative(w1):
+    def alternative(w1, w2):
         cfg = sa.gluon_fwd_config(d, w1)
         if not cfg.get("RESIDENT") or cfg.get("OPAQUE_SLOTS", False) == on:
             return None
@@ -161,36 +161,57 @@ def _resident(**keys):
     """A resident-window config, where its window fits (simplicial_attention_gluon.check_packed_config)."""
     cfg = dict(_RES, **keys)
 
-    def alternative(w1):
+    def alternative(w1, w2):
         try:
-            gluon_kernels.check_packed_config(w1, cfg)
+            gluon_kernels.check_packed_config(w1, w2, cfg)
         except ValueError:
             return None
         return cfg
     return alternative
 
 
-# packed rows, two consumers (one query group each) over one K1 / V1 ring streamed once per offset group for both
+# packed rows, two consumers (one query group each) over one K1 / V1 ring streamed once per offset group for both:
+# the D=128 default at w1 >= 258 since v15
 _SHARED_RING = dict(_RES, RESIDENT=False, NUM_BUF=4, CONSUMERS=2, CONSUMER_REGS=240, maxnreg=168)
 
 
-def _beside_query_tile(d, cfg):
-    """cfg where the default forward at head dim d is the query-tile kernel (not packed rows)."""
-    def alternative(w1):
-        return None if sa.gluon_fwd_config(d, w1).get("PACKED") else cfg
+def _beside_streamed_ring(d, pick):
+    """pick(w1, w2) where the default forward at head dim d streams its window (not RESIDENT)."""
+    def alternative(w1, w2):
+        return None if sa.gluon_fwd_config(d, w1).get("RESIDENT") else pick(w1, w2)
     return alternative
 
 
-AB_ALTERNATIVES = {  # v14 (results/attention-2026-11-28-v14.md): none ran more than 1% faster than the default; the
-    # paired eight-slot one has not been timed (with opaque slots it faulted), nor the shared streamed ring
+def _query_tiles(w1, w2):
+    """v14's D=128 default at w1 >= 258, which the shared streamed ring replaced: query tiles of 64 rows, at
+    w1 >= 512 two consumers on one ring (_G2), with K1 tiles of 128 at w1 >= 1024."""
+    if w1 >= 1024:
+        return dict(_G2, BLOCK_N=128, NUM_BUF=2)
+    return dict(_G2, BLOCK_N=64, NUM_BUF=3) if w1 >= 512 else dict(_G, BLOCK_N=64, NUM_BUF=2)
+
+
+def _one_group(max_w2=64, **keys):
+    """Packed rows that hold all w2 offsets of BLOCK_M // w2 queries (ONE_GROUP: one offset group, so the offset
+    accumulator is the output's and the second fp32 accumulator goes), where w2 <= max_w2 divides BLOCK_M."""
+    def alternative(w1, w2):
+        if 64 % w2 or w2 > max_w2:
+            return None
+        return dict(_PK, QUERIES=64 // w2, ONE_GROUP=True, **keys)
+    return alternative
+
+
+AB_ALTERNATIVES = {  # v15 (results/attention-2026-11-28-v15.md): one offset group ran 1.03-1.04x faster than the
+    # D=128 default at (1024, 16) and level at (512, 32); at D=64 0.95x at (512, 32), level at (1024, 16)
     64: [("opaque slots", _opaque_slots(64)),
          ("four slots, one tile per step (v13)", _resident(NUM_BUF=4, maxnreg=128)),
          ("eight slots shared by two query groups", _resident(NUM_BUF=8, maxnreg=168, CONSUMERS=2,
                                                               CONSUMER_REGS=240, OPAQUE_SLOTS=True)),
-         ("eight slots shared by two query groups, paired steps",  # constant slots (opaque ones fault, v14)
-          _resident(NUM_BUF=8, maxnreg=168, CONSUMERS=2, CONSUMER_REGS=240, PAIRED=True))],
+         ("one offset group, paired", _beside_streamed_ring(64, _one_group(PAIRED=True, NUM_BUF=5)))],
     128: [("constant slots", _opaque_slots(128, on=False)),
-          ("packed rows, two query groups on one streamed ring", _beside_query_tile(128, _SHARED_RING))]}
+          ("query tiles (v14)", _beside_streamed_ring(128, _query_tiles)),
+          ("one offset group, paired, two consumers",
+           _beside_streamed_ring(128, _one_group(max_w2=32, PAIRED=True, NUM_BUF=4, CONSUMERS=2, CONSUMER_REGS=240,
+                                                 maxnreg=168)))]}
 
 
 def ab(rounds=3, rep=100, shapes=SHAPES + [(16384, 512, 32)]) -> None:
@@ -202,7 +223,7 @@ def ab(rounds=3, rep=100, shapes=SHAPES + [(16384, 512, 32)]) -> None:
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for d in (64, 128):
         for n, w1, w2 in shapes:
-            alts = {name: cfg for name, pick in AB_ALTERNATIVES[d] if (cfg := pick(w1)) is not None}
+            alts = {name: cfg for name, pick in AB_ALTERNATIVES[d] if (cfg := pick(w1, w2)) is not None}
             if not alts:
                 continue
             xs = inputs(n, 8, 8, d, requires_grad=False)
@@ -242,7 +263,9 @@ CONFIGS = {64: [dict(BLOCK_N=64, NUM_BUF=2, **_G), dict(BLOCK_N=128, NUM_BUF=2, 
                 dict(NUM_BUF=2, RESIDENT=True, OPAQUE_SLOTS=True, **dict(_PK, maxnreg=80)),
                 dict(NUM_BUF=4, RESIDENT=True, PAIRED=True, OPAQUE_SLOTS=True, **_PK),
                 dict(NUM_BUF=8, RESIDENT=True, PAIRED=True, CONSUMERS=2, CONSUMER_REGS=240,
-                     **dict(_PK, maxnreg=168))],
+                     **dict(_PK, maxnreg=168)),
+                # one offset group (ONE_GROUP), paired, streamed: 2 queries x 32 offsets, 4 x 16, 1 x 64
+                *(dict(_PK, QUERIES=q, ONE_GROUP=True, PAIRED=True, NUM_BUF=5) for q in (2, 4, 1))],
            128: [dict(BLOCK_N=64, NUM_BUF=2, **_G), dict(BLOCK_N=128, NUM_BUF=2, **_G),
                  dict(BLOCK_N=32, NUM_BUF=3, **_G),
                  # two consumer warpgroups per program sharing the K1/V1 ring (one program per SM)
@@ -256,8 +279,12 @@ CONFIGS = {64: [dict(BLOCK_N=64, NUM_BUF=2, **_G), dict(BLOCK_N=128, NUM_BUF=2, 
                  dict(NUM_BUF=2, RESIDENT=True, OPAQUE_SLOTS=True, **_PK),
                  dict(NUM_BUF=4, RESIDENT=True, OPAQUE_SLOTS=True, CONSUMERS=2, CONSUMER_REGS=240,
                       **dict(_PK, maxnreg=168)),
-                 # two query groups on one streamed ring (_SHARED_RING), rings of three and four tiles
-                 dict(_SHARED_RING, NUM_BUF=3), _SHARED_RING]}
+                 # two query groups on one streamed ring (_SHARED_RING, the default at w1 >= 258), rings of three and
+                 # four tiles, and 4 queries x 16 offsets
+                 dict(_SHARED_RING, NUM_BUF=3), _SHARED_RING, dict(_SHARED_RING, QUERIES=4),
+                 # one offset group (ONE_GROUP): 2 queries x 32 offsets, 4 x 16, 1 x 64 (where w2 fits)
+                 *(dict(_PK, QUERIES=q, ONE_GROUP=True, PAIRED=True, NUM_BUF=4, CONSUMERS=2, CONSUMER_REGS=240,
+                        maxnreg=168) for q in (2, 4, 1))]}
 
 
 _S = dict(BLOCK_N=64, num_warps=4, maxnreg=128)  # two K1 tiles of 64 per program, one program per SM

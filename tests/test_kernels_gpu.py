@@ -209,8 +209,8 @@ GLUON_SHAPES = [  # (B, N, Hq, Hkv, w1, w2, non-contiguous) at D=128: batch edge
     (2, 129, 2, 2, 64, 1, False),
     (1, 4096, 4, 1, 512, 32, False),
     (2, 700, 4, 2, 256, 8, True),
-    # D=128 at w1 >= 512: two consumers per program share the K1/V1 tiles; an odd number of 64-row query tiles, so
-    # the last program's second consumer has no rows, and (w1 >= 1024) K1 tiles of 128
+    # D=128 at w1 >= 258: two query groups per program share a streamed K1/V1 ring; the last window's second group
+    # past the end (N % 16 = 10 and 8), so its consumer signs off the ring's tiles unread
     (2, 1050, 4, 2, 600, 8, True),
     (1, 3000, 2, 1, 1100, 16, False),
     # D=128 at w1 <= 128: packed rows with the query group's k1 window resident; a window that fills both tile
@@ -224,11 +224,7 @@ GLUON_SHAPES = [  # (B, N, Hq, Hkv, w1, w2, non-contiguous) at D=128: batch edge
 ]
 
 
-def gluon_forward_kernel(d: int, w1: int) -> str:
-    """The Gluon forward kernel the package launches at head dim d and (clipped) k1 window w1."""
-    if d == 64 or w1 <= 257:  # packed rows (at D=128 with the k1 window resident)
-        return "_simplicial_fwd_packed_gluon"
-    return "_simplicial_fwd_gluon"
+GLUON_FORWARD = "_simplicial_fwd_packed_gluon"  # at every window and both head dims since v15 (packed rows)
 
 
 @pytest.mark.parametrize("d", [64, 128])
@@ -236,15 +232,13 @@ def gluon_forward_kernel(d: int, w1: int) -> str:
 @pytest.mark.parametrize("shape", GLUON_SHAPES, ids=["x".join(map(str, s)) for s in GLUON_SHAPES])
 def test_gpu_gluon_forward_matches_tl_forward(monkeypatch, shape, dtype, d):
     """On Hopper the 16-bit forward runs a warp-specialised Gluon kernel (at D=64 with packed rows, two K1 tiles per
-    softmax step; at D=128 and w1 <= 257 packed rows with the k1 window resident); it must give the tl query-tile
+    softmax step; at D=128 packed rows, with the k1 window resident at w1 <= 257); it must give the tl query-tile
     kernel's log-sum-exp (the backward reads it) and outputs as accurate as its. Elsewhere the Gluon kernel does not
     apply and the test says so."""
     if torch.cuda.get_device_capability() != (9, 0):
         pytest.skip("the Gluon forward is for sm_90 (Hopper) only")
-    kernel = gluon_forward_kernel(d, min(shape[4], shape[1]))
-    _forward_matches_reference_kernel(monkeypatch, shape, dtype, d, 3, kernel,
-                                      {"GLUON": False, "PER_QUERY": False}, "_simplicial_fwd", f"gpu-gluon-d{d}",
-                                      2e-3 if kernel == "_simplicial_fwd_gluon" else None)
+    _forward_matches_reference_kernel(monkeypatch, shape, dtype, d, 3, GLUON_FORWARD,
+                                      {"GLUON": False, "PER_QUERY": False}, "_simplicial_fwd", f"gpu-gluon-d{d}", None)
 
 
 PER_QUERY_SHAPES = [  # (B, N, Hq, Hkv, w1, w2, non_contiguous): w2 >= 64, one group and several, batch edges, GQA
@@ -274,7 +268,7 @@ def test_gpu_gluon_forward_d64_long_w1_matches_tl_forward(monkeypatch, shape, dt
     kernel's outputs and log-sum-exp."""
     if torch.cuda.get_device_capability() != (9, 0):
         pytest.skip("the Gluon forward is for sm_90 (Hopper) only")
-    _forward_matches_reference_kernel(monkeypatch, shape, dtype, 64, 9, gluon_forward_kernel(64, shape[4]),
+    _forward_matches_reference_kernel(monkeypatch, shape, dtype, 64, 9, GLUON_FORWARD,
                                       {"GLUON": False}, "_simplicial_fwd", "gpu-gluon-d64", None)
 
 

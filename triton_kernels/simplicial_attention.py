@@ -640,13 +640,16 @@ CONFIG_OVERRIDE: dict[str, dict] = {}
 # (128, 128), 1.10x at (256, 64); at D=64 alone it ran level (0.98-1.01x) (-v14.md, run 2, H100). But at D=64 it
 # lets the four-slot window take two tiles per softmax step (PAIRED; as constants that spills 30 slots, opaque 0):
 # 1.10x the one-tile steps at (256, 64); at (128, 128) 0.98x the two slots at three programs per SM (run 4).
+# Since v15 the D=128 forward is packed at every window: at w1 >= 258 two adjacent query groups (one consumer
+# warpgroup each, 240 registers, one program per SM) share one ring of four K1 / V1 tiles, which the producer
+# streams once per offset group for both (their union window, w1 + 15 columns: 528 computed per 512 useful at
+# (512, 32) where the query tile computed 576). Against the query-tile kernels it replaced (two consumers on 64-row
+# query tiles; K1 tiles of 128 at w1 >= 1024), on an H100: 1.08-1.11x at (512, 32) and N=8192, 1.09x at N=16384,
+# 1.13-1.17x at N=2048, 1.12x at (384, 32), 1.01-1.02x at (1024, 16) (-v15.md, runs 1 and 2).
 # {head dim: [(least w1, config), ...]}, the largest w1 first, the last one for every window.
-_SHARED_K1 = dict(BLOCK_M=64, V2_BUF=1, num_warps=4, maxnreg=168, CONSUMERS=2, CONSUMER_REGS=240)
 _PACKED = dict(PACKED=True, QUERIES=8, TAIL=16, BLOCK_M=64, BLOCK_N=64, num_warps=4)  # 8 queries x 8 offsets
 _RESIDENT = dict(_PACKED, RESIDENT=True)
-GLUON_FWD_CONFIG = {128: [(1024, dict(BLOCK_N=128, NUM_BUF=2, **_SHARED_K1)),
-                          (512, dict(BLOCK_N=64, NUM_BUF=3, **_SHARED_K1)),
-                          (258, dict(BLOCK_M=64, BLOCK_N=64, NUM_BUF=2, V2_BUF=1, num_warps=4, maxnreg=128)),
+GLUON_FWD_CONFIG = {128: [(258, dict(NUM_BUF=4, maxnreg=168, CONSUMERS=2, CONSUMER_REGS=240, **_PACKED)),
                           (129, dict(NUM_BUF=4, maxnreg=168, CONSUMERS=2, CONSUMER_REGS=240, OPAQUE_SLOTS=True,
                                      **_RESIDENT)),
                           (0, dict(NUM_BUF=2, maxnreg=128, OPAQUE_SLOTS=True, **_RESIDENT))],

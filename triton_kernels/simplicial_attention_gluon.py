@@ -17,8 +17,8 @@ maxnreg=80 so that three programs shared an SM, v8 ran 1.03-1.14x over every tl 
 (benchmarks/results/attention-2026-11-27-v8.md), and the paired steps below a further 1.02-1.07x (-v10.md).
 With CONSUMERS=2 a program owns two adjacent query tiles, one consumer warpgroup each: their k1 windows overlap in all
 but one tile, so the producer loads the union once into one ring and each consumer signs off every tile (the ring's
-empty barriers count both), computing only those inside its own window. That halves the K1/V1 traffic; it is the D=128
-default at w1 >= 512 (simplicial_attention.gluon_fwd_config). With PAIRED (the D=64 default) the one consumer
+empty barriers count both), computing only those inside its own window. That halves the K1/V1 traffic; it was the
+D=128 default at w1 >= 512 until v15 (simplicial_attention.gluon_fwd_config). With PAIRED (the D=64 default) the one consumer
 takes two K1 tiles per softmax step: both S wgmmas issued together, then one row max and one rescale of the offset
 accumulator for 128 columns, the per-step work of a tile twice as wide without its column waste. The
 backward kernels below (dK1/dV1 in the k1 frame, dQ/dK2/dV2 in the query frame) follow the same scheme and run at
@@ -26,10 +26,13 @@ D=64 and 128. The D=64 dK1/dV1 kernel has two consumers too, one per K1 tile of 
 form the per-step operands Q * K2_t and dO * V2_t, once for both consumers. At D=128 both backward kernels split each
 step between two consumers of different roles instead (ROLES=2): one forms S and P and the sum P multiplies, and
 hands P over in bf16 to the other, which forms dP and dS and the sum dS multiplies; each holds one fp32 accumulator.
-At D=64 the forward's tiles are packed (_simplicial_fwd_packed_gluon, below): a tile's 64 rows are 8 queries x 8
-offsets rather than 64 queries at one offset, so their k1 windows span w1 + 7 columns instead of w1 + 63. Where
-that window fits shared memory (RESIDENT: w1 <= 265 at D=64, w1 <= 257 at D=128) it is loaded once per query group
-for all its offsets instead of once per offset; at D=128 and w1 > 128 two query groups share it (CONSUMERS=2).
+The package's forward tiles are packed at every window (_simplicial_fwd_packed_gluon, below; at D=128 since v15): a
+tile's 64 rows are 8 queries x 8 offsets rather than 64 queries at one offset, so their k1 windows span w1 + 7
+columns instead of w1 + 63. Where that window fits shared memory (RESIDENT: w1 <= 265 at D=64, w1 <= 257 at D=128)
+it is loaded once per query group for all its offsets instead of once per offset; at D=128 and w1 > 128 two query
+groups share it (CONSUMERS=2), and beyond w1 = 257 two query groups share one streamed ring instead. With ONE_GROUP
+(not a default) a tile holds every offset of its queries, so each row keeps one offset for the whole window and the
+offset accumulator is the output's: no second fp32 accumulator.
 
 Tensors are read through 2-D [B*N, H*D] TMA views. Rows before a batch's start or past its end belong to the
 neighbouring batch (or read as zero at the ends of the tensor); the window masks drop every such (i, j, k) triple,
@@ -343,11 +346,16 @@ def _fold(acc, acc_t, scale_t, v2_s, v2_ready, v2_empty, t, o_layout: gl.constex
 
 @gluon.jit
 def _fold_tile(acc, acc_t, scale_t, v2_tile, ready, empty, phase, o_layout: gl.constexpr, row_o: gl.constexpr):
-    """acc = acc * scale_t + acc_t * V2 rows, once `ready` completed its phase; frees their buffer."""
+    """acc = acc * scale_t + acc_t * V2 rows (acc None: acc_t * V2 rows), once `ready` completed its phase; frees
+    their buffer."""
     mbarrier.wait(ready, phase)
     v2 = v2_tile.load(o_layout)
     _release(empty)
-    return acc * gl.expand_dims(gl.convert_layout(scale_t, row_o), 1) + acc_t * v2.to(gl.float32)
+    if acc is None:
+        acc = acc_t * v2.to(gl.float32)
+    else:
+        acc = acc * gl.expand_dims(gl.convert_layout(scale_t, row_o), 1) + acc_t * v2.to(gl.float32)
+    return acc
 
 
 @gluon.jit
@@ -861,12 +869,40 @@ def _skip_shared_groups(kv_ready, kv_empty, ring, i0u, n_done, N, W1, W2, QUERIE
 
 
 @gluon.jit
+def _packed_offset_group(u, n_groups, qk_scale, window, tile_indices, offs_m, row_offset, q_s, k2_s, k2_ready, k2_empty,
+                         q_empty, k1_s, v1_s, k1t_s, v1t_s, kv_ready, kv_empty, ring, grp, m_i, l_i, acc_t, scale_t, N,
+                         W1, W2, i0, BLOCK_M: gl.constexpr, QUERIES: gl.constexpr, BLOCK_N: gl.constexpr,
+                         TAIL: gl.constexpr, NUM_BUF: gl.constexpr, PAIRED: gl.constexpr, RESIDENT: gl.constexpr,
+                         OPAQUE_SLOTS: gl.constexpr, a_layout: gl.constexpr, p_layout: gl.constexpr,
+                         row_o: gl.constexpr):
+    """Offset group u of a packed query group (row q * OFFSETS + s at offset u * OFFSETS + OFFSETS - 1 - s): its A
+    operand Q * K2 (K2's buffer, and Q's after the last of n_groups, go back at once), then its steps over the window's
+    K1 / V1 tiles (_packed_group). Returns (m_i, l_i, acc_t, scale_t, ring)."""
+    OFFSETS: gl.constexpr = BLOCK_M // QUERIES
+    HEAD_DIM: gl.constexpr = k2_s.shape[1]
+    lo, n_wide, tail, full_lo, full_hi = window
+    rows, offs_n, s_zero = tile_indices
+    t = u * OFFSETS + row_offset
+    m_ok = (offs_m < N) & (t < W2)
+    rows_cut = (u * OFFSETS + OFFSETS > W2) | (u * OFFSETS + OFFSETS - 1 > i0)
+    mbarrier.wait(k2_ready, grp & 1)
+    qk2 = _packed_operand(q_s, k2_s, a_layout, QUERIES, OFFSETS, HEAD_DIM)
+    if u == n_groups - 1:
+        _release(k2_empty, q_empty)
+    else:
+        _release(k2_empty)
+    return _packed_group(qk2, k1_s, v1_s, k1t_s, v1t_s, kv_ready, kv_empty, ring, s_zero, m_i, l_i, acc_t, scale_t,
+                         offs_m, offs_n, m_ok, rows_cut, lo, n_wide, tail, full_lo, full_hi, t, W1, qk_scale, BLOCK_N,
+                         TAIL, NUM_BUF, PAIRED, RESIDENT, OPAQUE_SLOTS, p_layout, row_o)
+
+
+@gluon.jit
 def _packed_query_group(tile_indices, k1_s, v1_s, k1t_s, v1t_s, q_s, k2_s, v2_s, q_ready, q_empty, kv_ready, kv_empty,
                         k2_ready, k2_empty, v2_ready, v2_empty, tail_ready, Out, Lse, stride_on, out_base, lse_base,
                         N, W1, W2, qk_scale, i0u, i0, ring, grp, g, HEAD_DIM: gl.constexpr, BLOCK_M: gl.constexpr,
                         QUERIES: gl.constexpr, BLOCK_N: gl.constexpr, TAIL: gl.constexpr, NUM_BUF: gl.constexpr,
                         PAIRED: gl.constexpr, RESIDENT: gl.constexpr, OPAQUE_SLOTS: gl.constexpr, SPAN: gl.constexpr,
-                        num_warps: gl.constexpr):
+                        ONE_GROUP: gl.constexpr, num_warps: gl.constexpr):
     """One query group (queries i0.., in the window of the SPAN queries from i0u) of a packed consumer. Per offset
     group: the A operand Q * K2 (row q * OFFSETS + s: q_{i0+q} * k2_{i0+q-t}); the steps over its K1 / V1 tiles,
     streamed through the ring or, with RESIDENT, from the window loaded once; the fold with the group's V2 rows.
@@ -893,24 +929,26 @@ def _packed_query_group(tile_indices, k1_s, v1_s, k1t_s, v1t_s, q_s, k2_s, v2_s,
     m_i = gl.full([BLOCK_M], float("-inf"), gl.float32, layout=row_s)
     l_i = gl.zeros([BLOCK_M], gl.float32, layout=row_s)
     scale_t = gl.full([BLOCK_M], 1.0, gl.float32, layout=row_s)
-    acc = gl.zeros([BLOCK_M, HEAD_DIM], gl.float32, layout=o_layout)
+    if not ONE_GROUP:
+        acc = gl.zeros([BLOCK_M, HEAD_DIM], gl.float32, layout=o_layout)
     acc_t = gl.zeros([BLOCK_M, HEAD_DIM], gl.float32, layout=o_layout)
-    for u in range(0, n_groups):
-        t = u * OFFSETS + row_offset
-        m_ok = (offs_m < N) & (t < W2)
-        rows_cut = (u * OFFSETS + OFFSETS > W2) | (u * OFFSETS + OFFSETS - 1 > i0)
-        mbarrier.wait(k2_ready, grp & 1)
-        qk2 = _packed_operand(q_s, k2_s, a_layout, QUERIES, OFFSETS, HEAD_DIM)
-        if u == n_groups - 1:
-            _release(k2_empty, q_empty)
-        else:
-            _release(k2_empty)
-        m_i, l_i, acc_t, scale_t, ring = _packed_group(qk2, k1_s, v1_s, k1t_s, v1t_s, kv_ready, kv_empty, ring, s_zero,
-                                                       m_i, l_i, acc_t, scale_t, offs_m, offs_n, m_ok, rows_cut, lo,
-                                                       n_wide, tail, full_lo, full_hi, t, W1, qk_scale, BLOCK_N, TAIL,
-                                                       NUM_BUF, PAIRED, RESIDENT, OPAQUE_SLOTS, p_layout, row_o)
-        acc = _fold_tile(acc, acc_t, scale_t, v2_s, v2_ready, v2_empty, grp & 1, o_layout, row_o)
+    window = (lo, n_wide, tail, full_lo, full_hi)
+    if ONE_GROUP:  # each row keeps its offset for the whole window: acc_t sums the output, folded with V2 once
+        m_i, l_i, acc_t, scale_t, ring = _packed_offset_group(
+            0, 1, qk_scale, window, (rows, offs_n, s_zero), offs_m, row_offset, q_s, k2_s, k2_ready, k2_empty,
+            q_empty, k1_s, v1_s, k1t_s, v1t_s, kv_ready, kv_empty, ring, grp, m_i, l_i, acc_t, scale_t, N, W1, W2, i0,
+            BLOCK_M, QUERIES, BLOCK_N, TAIL, NUM_BUF, PAIRED, RESIDENT, OPAQUE_SLOTS, a_layout, p_layout, row_o)
+        acc = _fold_tile(None, acc_t, scale_t, v2_s, v2_ready, v2_empty, grp & 1, o_layout, row_o)
         grp += 1
+    else:
+        for u in range(0, n_groups):
+            m_i, l_i, acc_t, scale_t, ring = _packed_offset_group(
+                u, n_groups, qk_scale, window, (rows, offs_n, s_zero), offs_m, row_offset, q_s, k2_s,
+                k2_ready, k2_empty, q_empty, k1_s, v1_s, k1t_s, v1t_s, kv_ready, kv_empty, ring, grp, m_i, l_i, acc_t,
+                scale_t, N, W1, W2, i0, BLOCK_M, QUERIES, BLOCK_N, TAIL, NUM_BUF, PAIRED, RESIDENT, OPAQUE_SLOTS,
+                a_layout, p_layout, row_o)
+            acc = _fold_tile(acc, acc_t, scale_t, v2_s, v2_ready, v2_empty, grp & 1, o_layout, row_o)
+            grp += 1
     if RESIDENT:
         _release(kv_empty.index(0))  # the window
     elif SPAN > QUERIES:  # a streamed window shared with the other consumer's group
@@ -925,8 +963,8 @@ def _packed_consumer(q_s, k1_s, v1_s, k2_s, v2_s, k1t_s, v1t_s, q_ready, q_empty
                      k2_empty, v2_ready, v2_empty, tail_ready, Out, Lse, stride_on, out_base, lse_base, N, W1, W2,
                      qk_scale, program_m, HEAD_DIM: gl.constexpr, BLOCK_M: gl.constexpr, QUERIES: gl.constexpr,
                      BLOCK_N: gl.constexpr, TAIL: gl.constexpr, NUM_BUF: gl.constexpr, PAIRED: gl.constexpr,
-                     RESIDENT: gl.constexpr, OPAQUE_SLOTS: gl.constexpr, C: gl.constexpr, CONSUMERS: gl.constexpr,
-                     num_warps: gl.constexpr):
+                     RESIDENT: gl.constexpr, OPAQUE_SLOTS: gl.constexpr, ONE_GROUP: gl.constexpr, C: gl.constexpr,
+                     CONSUMERS: gl.constexpr, num_warps: gl.constexpr):
     """Consumer C of a packed program: its query groups one after the other (_packed_query_group), with
     CONSUMERS=2 every other one, sharing each window with the other consumer's group beside it."""
     SPAN: gl.constexpr = QUERIES * CONSUMERS
@@ -965,7 +1003,7 @@ def _packed_consumer(q_s, k1_s, v1_s, k2_s, v2_s, k1t_s, v1t_s, q_ready, q_empty
                                             q_empty, kv_ready, kv_empty, k2_ready, k2_empty, v2_ready, v2_empty,
                                             tail_ready, Out, Lse, stride_on, out_base, lse_base, N, W1, W2, qk_scale,
                                             i0u, i0u + C * QUERIES, ring, grp, g, HEAD_DIM, BLOCK_M, QUERIES, BLOCK_N,
-                                            TAIL, NUM_BUF, PAIRED, RESIDENT, OPAQUE_SLOTS, SPAN, num_warps)
+                                            TAIL, NUM_BUF, PAIRED, RESIDENT, OPAQUE_SLOTS, SPAN, ONE_GROUP, num_warps)
         g += 1
 
 
@@ -974,8 +1012,8 @@ def _simplicial_fwd_packed_gluon(q_desc, k1_desc, v1_desc, k2_desc, v2_desc, k2_
                                  Out, Lse, stride_on, stride_ob, N, W1, W2, qk_scale, H, GROUP, HEAD_DIM: gl.constexpr,
                                  BLOCK_M: gl.constexpr, QUERIES: gl.constexpr, BLOCK_N: gl.constexpr,
                                  TAIL: gl.constexpr, NUM_BUF: gl.constexpr, PAIRED: gl.constexpr,
-                                 RESIDENT: gl.constexpr, OPAQUE_SLOTS: gl.constexpr, CONSUMERS: gl.constexpr,
-                                 CONSUMER_REGS: gl.constexpr, num_warps: gl.constexpr):
+                                 RESIDENT: gl.constexpr, OPAQUE_SLOTS: gl.constexpr, ONE_GROUP: gl.constexpr,
+                                 CONSUMERS: gl.constexpr, CONSUMER_REGS: gl.constexpr, num_warps: gl.constexpr):
     pid_bh, b, h, program_m = _query_program(N, H, BLOCK_M)
     dtype: gl.constexpr = k1_desc.dtype
     q_s = gl.allocate_shared_memory(dtype, [CONSUMERS] + q_desc.block_type.shape, q_desc.layout)
@@ -1012,7 +1050,7 @@ def _simplicial_fwd_packed_gluon(q_desc, k1_desc, v1_desc, k2_desc, v2_desc, k2_
             (_packed_consumer, (q_s, k1_s, v1_s, k2_s, v2_s, k1t_s, v1t_s, q_ready, q_empty, kv_ready, kv_empty,
                                 k2_ready, k2_empty, v2_ready, v2_empty, tail_ready, Out, Lse, stride_on, out_base,
                                 lse_base, N, W1, W2, qk_scale, program_m, HEAD_DIM, BLOCK_M, QUERIES, BLOCK_N, TAIL,
-                                NUM_BUF, PAIRED, RESIDENT, OPAQUE_SLOTS, 0, CONSUMERS, num_warps)),
+                                NUM_BUF, PAIRED, RESIDENT, OPAQUE_SLOTS, ONE_GROUP, 0, CONSUMERS, num_warps)),
             (_packed_producer, (q_desc, k1_desc, v1_desc, k2_desc, v2_desc, k2_diag, v2_diag, k1t_desc, v1t_desc, q_s,
                                 k1_s, v1_s, k2_s, v2_s, k1t_s, v1t_s, q_ready, q_empty, kv_ready, kv_empty, k2_ready,
                                 k2_empty, v2_ready, v2_empty, tail_ready, b * N, h * HEAD_DIM, (h // GROUP) * HEAD_DIM,
@@ -1025,11 +1063,11 @@ def _simplicial_fwd_packed_gluon(q_desc, k1_desc, v1_desc, k2_desc, v2_desc, k2_
             (_packed_consumer, (q_s, k1_s, v1_s, k2_s, v2_s, k1t_s, v1t_s, q_ready, q_empty, kv_ready, kv_empty,
                                 k2_ready, k2_empty, v2_ready, v2_empty, tail_ready, Out, Lse, stride_on, out_base,
                                 lse_base, N, W1, W2, qk_scale, program_m, HEAD_DIM, BLOCK_M, QUERIES, BLOCK_N, TAIL,
-                                NUM_BUF, PAIRED, RESIDENT, OPAQUE_SLOTS, 0, CONSUMERS, num_warps)),
+                                NUM_BUF, PAIRED, RESIDENT, OPAQUE_SLOTS, ONE_GROUP, 0, CONSUMERS, num_warps)),
             (_packed_consumer, (q_s, k1_s, v1_s, k2_s, v2_s, k1t_s, v1t_s, q_ready, q_empty, kv_ready, kv_empty,
                                 k2_ready, k2_empty, v2_ready, v2_empty, tail_ready, Out, Lse, stride_on, out_base,
                                 lse_base, N, W1, W2, qk_scale, program_m, HEAD_DIM, BLOCK_M, QUERIES, BLOCK_N, TAIL,
-                                NUM_BUF, PAIRED, RESIDENT, OPAQUE_SLOTS, 1, CONSUMERS, num_warps)),
+                                NUM_BUF, PAIRED, RESIDENT, OPAQUE_SLOTS, ONE_GROUP, 1, CONSUMERS, num_warps)),
             (_packed_producer, (q_desc, k1_desc, v1_desc, k2_desc, v2_desc, k2_diag, v2_diag, k1t_desc, v1t_desc, q_s,
                                 k1_s, v1_s, k2_s, v2_s, k1t_s, v1t_s, q_ready, q_empty, kv_ready, kv_empty, k2_ready,
                                 k2_empty, v2_ready, v2_empty, tail_ready, b * N, h * HEAD_DIM, (h // GROUP) * HEAD_DIM,
@@ -1048,11 +1086,16 @@ def _diagonal_descriptor(x: torch.Tensor, queries: int, offsets: int) -> TensorD
                             _smem_layout(x, block))
 
 
-def check_packed_config(w1: int, cfg: dict) -> None:
-    """ValueError unless the packed forward's cfg applies at k1 window w1 (already clipped to N): a resident window
+def check_packed_config(w1: int, w2: int, cfg: dict) -> None:
+    """ValueError unless the packed forward's cfg applies at windows (w1, w2) (already clipped to N): a resident window
     (the union of the windows of the query groups that share it, as _packed_windows tiles it) must fit the NUM_BUF
-    slots and the tail buffer, and two consumers do not take PAIRED with OPAQUE_SLOTS (that faults on the GPU)."""
+    slots and the tail buffer, two consumers do not take PAIRED with OPAQUE_SLOTS (that faults on the GPU), and with
+    ONE_GROUP a tile's rows hold every offset of their queries (BLOCK_M // QUERIES >= w2)."""
     consumers = cfg.get("CONSUMERS", 1)
+    offsets = cfg["BLOCK_M"] // cfg["QUERIES"]
+    if cfg.get("ONE_GROUP", False) and offsets < w2:
+        raise ValueError(f"ONE_GROUP: a tile's {offsets} offsets per query (BLOCK_M={cfg['BLOCK_M']} // "
+                         f"QUERIES={cfg['QUERIES']}) do not hold w2={w2}")
     if consumers == 2 and cfg.get("PAIRED", False) and cfg.get("OPAQUE_SLOTS", False):
         raise ValueError("CONSUMERS=2 with PAIRED and OPAQUE_SLOTS: an illegal memory access on an H100 at every "
                          "window tried (benchmarks/results/attention-2026-11-28-v14.md, run 2); either key alone runs")
@@ -1069,7 +1112,7 @@ def _forward_packed(q, k1, k2, v1, v2, w1, w2, qk_scale, out, lse, cfg: dict):
     query groups share each window, resident or streamed once for both, one consumer warpgroup each, of
     CONSUMER_REGS registers), num_warps, maxnreg."""
     b, n, hq, d = q.shape
-    check_packed_config(w1, cfg)
+    check_packed_config(w1, w2, cfg)
     queries = cfg["QUERIES"]
     offsets = cfg["BLOCK_M"] // queries
     resident = cfg.get("RESIDENT", False)
@@ -1082,7 +1125,7 @@ def _forward_packed(q, k1, k2, v1, v2, w1, w2, qk_scale, out, lse, cfg: dict):
         lse, out.stride(1), out.stride(0), n, w1, w2, qk_scale, hq, hq // k1.shape[2], HEAD_DIM=d,
         BLOCK_M=cfg["BLOCK_M"], QUERIES=queries, BLOCK_N=cfg["BLOCK_N"], TAIL=cfg["TAIL"], NUM_BUF=cfg["NUM_BUF"],
         PAIRED=cfg.get("PAIRED", False), RESIDENT=resident, OPAQUE_SLOTS=cfg.get("OPAQUE_SLOTS", False),
-        CONSUMERS=consumers,
+        ONE_GROUP=cfg.get("ONE_GROUP", False), CONSUMERS=consumers,
         CONSUMER_REGS=cfg.get("CONSUMER_REGS", 240), num_warps=cfg["num_warps"], maxnreg=cfg["maxnreg"],
     )
 
