@@ -46,7 +46,7 @@ import triton
 from triton.experimental import gluon
 from triton.experimental.gluon import language as gl
 from triton.experimental.gluon.language.nvidia.hopper import (fence_async_shared, mbarrier, tma, warpgroup_mma,
-                                                            warpgroup_mma_init, warpgroup_mma_wait)
+                                                            warpgroup_mma_wait)
 from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
 
 # The producer is a whole warpgroup: setmaxnreg, which hands its registers to the consumer, acts per warpgroup. A
@@ -281,16 +281,13 @@ def _narrow_mask(sc, offs_m, m_ok, rows_cut, start_c, full_lo, full_hi, t, W1, F
 @gluon.jit
 def _pair_step(qk2, k1_a, v1_a, k1_b, v1_b, s_zero, m_i, l_i, acc_t, scale_t, offs_m, offs_n, m_ok, rows_cut, start_n,
                full_lo, full_hi, t, j, W1, qk_scale, BLOCK_N: gl.constexpr, p_layout: gl.constexpr,
-               row_o: gl.constexpr, k1_c=None, v1_c=None, start_c=0, FRESH: gl.constexpr = False,
-               DEFER: gl.constexpr = False, kv_empty=None, pend_a=-1, pend_b=-1):
+               row_o: gl.constexpr, k1_c=None, v1_c=None, start_c=0, FRESH: gl.constexpr = False):
     """Two adjacent K1 tiles (columns start_n.. and start_n + BLOCK_N..) as one softmax step: both S wgmmas issued
     together, one row max, one rescale of acc_t for 2 * BLOCK_N columns, both P @ V1 wgmmas chained. The per-step
     work of a tile twice as wide, without its column waste (tiles of 128 ran 8-10% faster per FLOP, v9).
     Without k1_b the step has one wide tile. With k1_c / v1_c a narrow tile (the packed forward's tail: columns
     start_c.., t a row vector) joins the step, so that its few columns cost no step of their own. FRESH: see
-    _masked. DEFER (two wide tiles, no narrow one): acc_t arrives with the previous step's P @ V1 wgmmas still in
-    flight and leaves with this step's: they are waited together with this step's S wgmmas, so that the tensor cores
-    take S right behind P @ V1; then the previous step's ring slots pend_a, pend_b (if >= 0) go back."""
+    _masked."""
     sa = warpgroup_mma(qk2, k1_a.permute((1, 0)), s_zero, use_acc=False, is_async=True)
     if k1_b is not None:
         sb = warpgroup_mma(qk2, k1_b.permute((1, 0)), s_zero, use_acc=False, is_async=True)
@@ -306,12 +303,7 @@ def _pair_step(qk2, k1_a, v1_a, k1_b, v1_b, s_zero, m_i, l_i, acc_t, scale_t, of
             sa, sc = warpgroup_mma_wait(num_outstanding=0, deps=(sa, sc))
         sc = _narrow_mask(sc, offs_m, m_ok, rows_cut, start_c, full_lo, full_hi, t, W1, FRESH)
     elif k1_b is not None:
-        if DEFER:
-            sa, sb, acc_t = warpgroup_mma_wait(num_outstanding=0, deps=(sa, sb, acc_t))
-            if pend_a >= 0:
-                _release(kv_empty.index(pend_a), kv_empty.index(pend_b))
-        else:
-            sa, sb = warpgroup_mma_wait(num_outstanding=0, deps=(sa, sb))
+        sa, sb = warpgroup_mma_wait(num_outstanding=0, deps=(sa, sb))
     else:
         sa = warpgroup_mma_wait(num_outstanding=0, deps=(sa, ))
     sa = _masked(sa, offs_m, offs_n, m_ok, rows_cut, start_n, full_lo, full_hi, t, W1, BLOCK_N, FRESH=FRESH)
@@ -339,10 +331,7 @@ def _pair_step(qk2, k1_a, v1_a, k1_b, v1_b, s_zero, m_i, l_i, acc_t, scale_t, of
         pv = warpgroup_mma(gl.convert_layout(pb.to(v1_b.dtype), p_layout), v1_b, pv, is_async=True)
     if k1_c is not None:
         pv = warpgroup_mma(gl.convert_layout(pc.to(v1_c.dtype), p_layout), v1_c, pv, is_async=True)
-    if DEFER:
-        acc_t = pv
-    else:
-        acc_t = warpgroup_mma_wait(num_outstanding=0, deps=(pv, ))
+    acc_t = warpgroup_mma_wait(num_outstanding=0, deps=(pv, ))
     return m_new, l_i, acc_t, scale_t
 
 
@@ -797,8 +786,7 @@ def _window_release(kv_empty, sa, sb, RESIDENT: gl.constexpr):
 def _packed_group(qk2, k1_s, v1_s, k1t_s, v1t_s, kv_ready, kv_empty, ring, s_zero, m_i, l_i, acc_t, scale_t, offs_m,
                   offs_n, m_ok, rows_cut, lo, n_wide, tail, full_lo, full_hi, t, W1, qk_scale, BLOCK_N: gl.constexpr,
                   TAIL: gl.constexpr, NUM_BUF: gl.constexpr, PAIRED: gl.constexpr, RESIDENT: gl.constexpr,
-                  OPAQUE_SLOTS: gl.constexpr, p_layout: gl.constexpr, row_o: gl.constexpr,
-                  DEFER_PV: gl.constexpr = False):
+                  OPAQUE_SLOTS: gl.constexpr, p_layout: gl.constexpr, row_o: gl.constexpr):
     """An offset group's steps over its K1 / V1 tiles: the tail (TAIL columns) with the first step, then the wide
     tiles two per step with PAIRED (an odd one alone), else one. Streamed, from ring step `ring`: the tail first, as a
     whole slot of which the step reads TAIL rows, then wide tile j at ring step ring + tail + j, each slot handed back
@@ -844,24 +832,7 @@ def _packed_group(qk2, k1_s, v1_s, k1t_s, v1t_s, kv_ready, kv_empty, ring, s_zer
                 _release(kv_empty.index(c))
     if not RESIDENT:
         ring += tail
-    if PAIRED and DEFER_PV:  # streamed: each step's slots go back once the next step waited its P @ V1
-        pa = -1
-        pb = -1
-        acc_t = warpgroup_mma_init(acc_t)  # the loop carries it as a wgmma accumulator
-        for j in range(first, n_wide - 1, 2):
-            sa = _ring_wait(kv_ready, ring + j, NUM_BUF)
-            sb = _ring_wait(kv_ready, ring + j + 1, NUM_BUF)
-            m_i, l_i, acc_t, scale_t = _pair_step(qk2, k1_s.index(sa), v1_s.index(sa), k1_s.index(sb), v1_s.index(sb),
-                                                  s_zero, m_i, l_i, acc_t, scale_t, offs_m, offs_n, m_ok, rows_cut,
-                                                  lo + j * BLOCK_N, full_lo, full_hi, t, j, W1, qk_scale, BLOCK_N,
-                                                  p_layout, row_o, FRESH=True, DEFER=True, kv_empty=kv_empty,
-                                                  pend_a=pa, pend_b=pb)
-            pa = sa
-            pb = sb
-        acc_t = warpgroup_mma_wait(num_outstanding=0, deps=(acc_t, ))
-        if pa >= 0:
-            _release(kv_empty.index(pa), kv_empty.index(pb))
-    elif PAIRED:
+    if PAIRED:
         for j in range(first, n_wide - 1, 2):
             sa = _window_slot(kv_ready, ring + j, j, NUM_BUF, RESIDENT)
             sb = _window_slot(kv_ready, ring + j + 1, j + 1, NUM_BUF, RESIDENT)
@@ -870,7 +841,6 @@ def _packed_group(qk2, k1_s, v1_s, k1t_s, v1t_s, kv_ready, kv_empty, ring, s_zer
                                                   lo + j * BLOCK_N, full_lo, full_hi, t, j, W1, qk_scale, BLOCK_N,
                                                   p_layout, row_o, FRESH=True)
             _window_release(kv_empty, sa, sb, RESIDENT)
-    if PAIRED:
         first = gl.where((n_wide - first) % 2 == 1, n_wide - 1, n_wide)  # the odd tile left, if any
     for j in range(first, n_wide):
         s = _window_slot(kv_ready, ring + j, j, NUM_BUF, RESIDENT)
@@ -904,7 +874,7 @@ def _packed_offset_group(u, n_groups, qk_scale, window, tile_indices, offs_m, ro
                          W1, W2, i0, BLOCK_M: gl.constexpr, QUERIES: gl.constexpr, BLOCK_N: gl.constexpr,
                          TAIL: gl.constexpr, NUM_BUF: gl.constexpr, PAIRED: gl.constexpr, RESIDENT: gl.constexpr,
                          OPAQUE_SLOTS: gl.constexpr, a_layout: gl.constexpr, p_layout: gl.constexpr,
-                         row_o: gl.constexpr, DEFER_PV: gl.constexpr):
+                         row_o: gl.constexpr):
     """Offset group u of a packed query group (row q * OFFSETS + s at offset u * OFFSETS + OFFSETS - 1 - s): its A
     operand Q * K2 (K2's buffer, and Q's after the last of n_groups, go back at once), then its steps over the window's
     K1 / V1 tiles (_packed_group). Returns (m_i, l_i, acc_t, scale_t, ring)."""
@@ -923,7 +893,7 @@ def _packed_offset_group(u, n_groups, qk_scale, window, tile_indices, offs_m, ro
         _release(k2_empty)
     return _packed_group(qk2, k1_s, v1_s, k1t_s, v1t_s, kv_ready, kv_empty, ring, s_zero, m_i, l_i, acc_t, scale_t,
                          offs_m, offs_n, m_ok, rows_cut, lo, n_wide, tail, full_lo, full_hi, t, W1, qk_scale, BLOCK_N,
-                         TAIL, NUM_BUF, PAIRED, RESIDENT, OPAQUE_SLOTS, p_layout, row_o, DEFER_PV)
+                         TAIL, NUM_BUF, PAIRED, RESIDENT, OPAQUE_SLOTS, p_layout, row_o)
 
 
 @gluon.jit
@@ -932,7 +902,7 @@ def _packed_query_group(tile_indices, k1_s, v1_s, k1t_s, v1t_s, q_s, k2_s, v2_s,
                         N, W1, W2, qk_scale, i0u, i0, ring, grp, g, HEAD_DIM: gl.constexpr, BLOCK_M: gl.constexpr,
                         QUERIES: gl.constexpr, BLOCK_N: gl.constexpr, TAIL: gl.constexpr, NUM_BUF: gl.constexpr,
                         PAIRED: gl.constexpr, RESIDENT: gl.constexpr, OPAQUE_SLOTS: gl.constexpr, SPAN: gl.constexpr,
-                        ONE_GROUP: gl.constexpr, DEFER_PV: gl.constexpr, num_warps: gl.constexpr):
+                        ONE_GROUP: gl.constexpr, num_warps: gl.constexpr):
     """One query group (queries i0.., in the window of the SPAN queries from i0u) of a packed consumer. Per offset
     group: the A operand Q * K2 (row q * OFFSETS + s: q_{i0+q} * k2_{i0+q-t}); the steps over its K1 / V1 tiles,
     streamed through the ring or, with RESIDENT, from the window loaded once; the fold with the group's V2 rows.
@@ -967,8 +937,7 @@ def _packed_query_group(tile_indices, k1_s, v1_s, k1t_s, v1t_s, q_s, k2_s, v2_s,
         m_i, l_i, acc_t, scale_t, ring = _packed_offset_group(
             0, 1, qk_scale, window, (rows, offs_n, s_zero), offs_m, row_offset, q_s, k2_s, k2_ready, k2_empty,
             q_empty, k1_s, v1_s, k1t_s, v1t_s, kv_ready, kv_empty, ring, grp, m_i, l_i, acc_t, scale_t, N, W1, W2, i0,
-            BLOCK_M, QUERIES, BLOCK_N, TAIL, NUM_BUF, PAIRED, RESIDENT, OPAQUE_SLOTS, a_layout, p_layout, row_o,
-            DEFER_PV)
+            BLOCK_M, QUERIES, BLOCK_N, TAIL, NUM_BUF, PAIRED, RESIDENT, OPAQUE_SLOTS, a_layout, p_layout, row_o)
         acc = _fold_tile(None, acc_t, scale_t, v2_s, v2_ready, v2_empty, grp & 1, o_layout, row_o)
         grp += 1
     else:
@@ -977,7 +946,7 @@ def _packed_query_group(tile_indices, k1_s, v1_s, k1t_s, v1t_s, q_s, k2_s, v2_s,
                 u, n_groups, qk_scale, window, (rows, offs_n, s_zero), offs_m, row_offset, q_s, k2_s,
                 k2_ready, k2_empty, q_empty, k1_s, v1_s, k1t_s, v1t_s, kv_ready, kv_empty, ring, grp, m_i, l_i, acc_t,
                 scale_t, N, W1, W2, i0, BLOCK_M, QUERIES, BLOCK_N, TAIL, NUM_BUF, PAIRED, RESIDENT, OPAQUE_SLOTS,
-                a_layout, p_layout, row_o, DEFER_PV)
+                a_layout, p_layout, row_o)
             acc = _fold_tile(acc, acc_t, scale_t, v2_s, v2_ready, v2_empty, grp & 1, o_layout, row_o)
             grp += 1
     if RESIDENT:
@@ -994,8 +963,8 @@ def _packed_consumer(q_s, k1_s, v1_s, k2_s, v2_s, k1t_s, v1t_s, q_ready, q_empty
                      k2_empty, v2_ready, v2_empty, tail_ready, Out, Lse, stride_on, out_base, lse_base, N, W1, W2,
                      qk_scale, program_m, HEAD_DIM: gl.constexpr, BLOCK_M: gl.constexpr, QUERIES: gl.constexpr,
                      BLOCK_N: gl.constexpr, TAIL: gl.constexpr, NUM_BUF: gl.constexpr, PAIRED: gl.constexpr,
-                     RESIDENT: gl.constexpr, OPAQUE_SLOTS: gl.constexpr, ONE_GROUP: gl.constexpr,
-                     DEFER_PV: gl.constexpr, C: gl.constexpr, CONSUMERS: gl.constexpr, num_warps: gl.constexpr):
+                     RESIDENT: gl.constexpr, OPAQUE_SLOTS: gl.constexpr, ONE_GROUP: gl.constexpr, C: gl.constexpr,
+                     CONSUMERS: gl.constexpr, num_warps: gl.constexpr):
     """Consumer C of a packed program: its query groups one after the other (_packed_query_group), with
     CONSUMERS=2 every other one, sharing each window with the other consumer's group beside it."""
     SPAN: gl.constexpr = QUERIES * CONSUMERS
@@ -1034,8 +1003,7 @@ def _packed_consumer(q_s, k1_s, v1_s, k2_s, v2_s, k1t_s, v1t_s, q_ready, q_empty
                                             q_empty, kv_ready, kv_empty, k2_ready, k2_empty, v2_ready, v2_empty,
                                             tail_ready, Out, Lse, stride_on, out_base, lse_base, N, W1, W2, qk_scale,
                                             i0u, i0u + C * QUERIES, ring, grp, g, HEAD_DIM, BLOCK_M, QUERIES, BLOCK_N,
-                                            TAIL, NUM_BUF, PAIRED, RESIDENT, OPAQUE_SLOTS, SPAN, ONE_GROUP, DEFER_PV,
-                                            num_warps)
+                                            TAIL, NUM_BUF, PAIRED, RESIDENT, OPAQUE_SLOTS, SPAN, ONE_GROUP, num_warps)
         g += 1
 
 
@@ -1045,8 +1013,7 @@ def _simplicial_fwd_packed_gluon(q_desc, k1_desc, v1_desc, k2_desc, v2_desc, k2_
                                  BLOCK_M: gl.constexpr, QUERIES: gl.constexpr, BLOCK_N: gl.constexpr,
                                  TAIL: gl.constexpr, NUM_BUF: gl.constexpr, PAIRED: gl.constexpr,
                                  RESIDENT: gl.constexpr, OPAQUE_SLOTS: gl.constexpr, ONE_GROUP: gl.constexpr,
-                                 DEFER_PV: gl.constexpr, CONSUMERS: gl.constexpr, CONSUMER_REGS: gl.constexpr,
-                                 num_warps: gl.constexpr):
+                                 CONSUMERS: gl.constexpr, CONSUMER_REGS: gl.constexpr, num_warps: gl.constexpr):
     pid_bh, b, h, program_m = _query_program(N, H, BLOCK_M)
     dtype: gl.constexpr = k1_desc.dtype
     q_s = gl.allocate_shared_memory(dtype, [CONSUMERS] + q_desc.block_type.shape, q_desc.layout)
@@ -1083,8 +1050,7 @@ def _simplicial_fwd_packed_gluon(q_desc, k1_desc, v1_desc, k2_desc, v2_desc, k2_
             (_packed_consumer, (q_s, k1_s, v1_s, k2_s, v2_s, k1t_s, v1t_s, q_ready, q_empty, kv_ready, kv_empty,
                                 k2_ready, k2_empty, v2_ready, v2_empty, tail_ready, Out, Lse, stride_on, out_base,
                                 lse_base, N, W1, W2, qk_scale, program_m, HEAD_DIM, BLOCK_M, QUERIES, BLOCK_N, TAIL,
-                                NUM_BUF, PAIRED, RESIDENT, OPAQUE_SLOTS, ONE_GROUP, DEFER_PV, 0, CONSUMERS,
-                                num_warps)),
+                                NUM_BUF, PAIRED, RESIDENT, OPAQUE_SLOTS, ONE_GROUP, 0, CONSUMERS, num_warps)),
             (_packed_producer, (q_desc, k1_desc, v1_desc, k2_desc, v2_desc, k2_diag, v2_diag, k1t_desc, v1t_desc, q_s,
                                 k1_s, v1_s, k2_s, v2_s, k1t_s, v1t_s, q_ready, q_empty, kv_ready, kv_empty, k2_ready,
                                 k2_empty, v2_ready, v2_empty, tail_ready, b * N, h * HEAD_DIM, (h // GROUP) * HEAD_DIM,
@@ -1097,13 +1063,11 @@ def _simplicial_fwd_packed_gluon(q_desc, k1_desc, v1_desc, k2_desc, v2_desc, k2_
             (_packed_consumer, (q_s, k1_s, v1_s, k2_s, v2_s, k1t_s, v1t_s, q_ready, q_empty, kv_ready, kv_empty,
                                 k2_ready, k2_empty, v2_ready, v2_empty, tail_ready, Out, Lse, stride_on, out_base,
                                 lse_base, N, W1, W2, qk_scale, program_m, HEAD_DIM, BLOCK_M, QUERIES, BLOCK_N, TAIL,
-                                NUM_BUF, PAIRED, RESIDENT, OPAQUE_SLOTS, ONE_GROUP, DEFER_PV, 0, CONSUMERS,
-                                num_warps)),
+                                NUM_BUF, PAIRED, RESIDENT, OPAQUE_SLOTS, ONE_GROUP, 0, CONSUMERS, num_warps)),
             (_packed_consumer, (q_s, k1_s, v1_s, k2_s, v2_s, k1t_s, v1t_s, q_ready, q_empty, kv_ready, kv_empty,
                                 k2_ready, k2_empty, v2_ready, v2_empty, tail_ready, Out, Lse, stride_on, out_base,
                                 lse_base, N, W1, W2, qk_scale, program_m, HEAD_DIM, BLOCK_M, QUERIES, BLOCK_N, TAIL,
-                                NUM_BUF, PAIRED, RESIDENT, OPAQUE_SLOTS, ONE_GROUP, DEFER_PV, 1, CONSUMERS,
-                                num_warps)),
+                                NUM_BUF, PAIRED, RESIDENT, OPAQUE_SLOTS, ONE_GROUP, 1, CONSUMERS, num_warps)),
             (_packed_producer, (q_desc, k1_desc, v1_desc, k2_desc, v2_desc, k2_diag, v2_diag, k1t_desc, v1t_desc, q_s,
                                 k1_s, v1_s, k2_s, v2_s, k1t_s, v1t_s, q_ready, q_empty, kv_ready, kv_empty, k2_ready,
                                 k2_empty, v2_ready, v2_empty, tail_ready, b * N, h * HEAD_DIM, (h // GROUP) * HEAD_DIM,
@@ -1132,8 +1096,6 @@ def check_packed_config(w1: int, w2: int, cfg: dict) -> None:
     if cfg.get("ONE_GROUP", False) and offsets < w2:
         raise ValueError(f"ONE_GROUP: a tile's {offsets} offsets per query (BLOCK_M={cfg['BLOCK_M']} // "
                          f"QUERIES={cfg['QUERIES']}) do not hold w2={w2}")
-    if cfg.get("DEFER_PV", False) and (cfg.get("RESIDENT", False) or not cfg.get("PAIRED", False)):
-        raise ValueError("DEFER_PV: the paired steps over a streamed ring only (PAIRED without RESIDENT)")
     if consumers == 2 and cfg.get("PAIRED", False) and cfg.get("OPAQUE_SLOTS", False):
         raise ValueError("CONSUMERS=2 with PAIRED and OPAQUE_SLOTS: an illegal memory access on an H100 at every "
                          "window tried (benchmarks/results/attention-2026-11-28-v14.md, run 2); either key alone runs")
@@ -1163,7 +1125,7 @@ def _forward_packed(q, k1, k2, v1, v2, w1, w2, qk_scale, out, lse, cfg: dict):
         lse, out.stride(1), out.stride(0), n, w1, w2, qk_scale, hq, hq // k1.shape[2], HEAD_DIM=d,
         BLOCK_M=cfg["BLOCK_M"], QUERIES=queries, BLOCK_N=cfg["BLOCK_N"], TAIL=cfg["TAIL"], NUM_BUF=cfg["NUM_BUF"],
         PAIRED=cfg.get("PAIRED", False), RESIDENT=resident, OPAQUE_SLOTS=cfg.get("OPAQUE_SLOTS", False),
-        ONE_GROUP=cfg.get("ONE_GROUP", False), DEFER_PV=cfg.get("DEFER_PV", False), CONSUMERS=consumers,
+        ONE_GROUP=cfg.get("ONE_GROUP", False), CONSUMERS=consumers,
         CONSUMER_REGS=cfg.get("CONSUMER_REGS", 240), num_warps=cfg["num_warps"], maxnreg=cfg["maxnreg"],
     )
 
