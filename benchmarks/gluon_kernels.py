@@ -200,8 +200,8 @@ def _one_group(max_w2=64, **keys):
     return alternative
 
 
-AB_ALTERNATIVES = {  # v15 (results/attention-2026-11-28-v15.md): one offset group ran 1.03-1.04x faster than the
-    # D=128 default at (1024, 16) and level at (512, 32); at D=64 0.95x at (512, 32), level at (1024, 16)
+AB_ALTERNATIVES = {  # v15 (results/attention-2026-11-28-v15.md): one offset group ran 1.02-1.03x faster than the
+    # D=128 default at (1024, 16) and 0.92x at (512, 32); at D=64 0.95x at (512, 32), 0.98-1.06x at (1024, 16)
     64: [("opaque slots", _opaque_slots(64)),
          ("four slots, one tile per step (v13)", _resident(NUM_BUF=4, maxnreg=128)),
          ("eight slots shared by two query groups", _resident(NUM_BUF=8, maxnreg=168, CONSUMERS=2,
