@@ -18,9 +18,9 @@ maxnreg=80 so that three programs shared an SM, v8 ran 1.03-1.14x over every tl 
 With CONSUMERS=2 a program owns two adjacent query tiles, one consumer warpgroup each: their k1 windows overlap in all
 but one tile, so the producer loads the union once into one ring and each consumer signs off every tile (the ring's
 empty barriers count both), computing only those inside its own window. That halves the K1/V1 traffic; it was the
-D=128 default at w1 >= 512 until v15 (simplicial_attention.gluon_fwd_config). With PAIRED (the D=64 default) the one consumer
-takes two K1 tiles per softmax step: both S wgmmas issued together, then one row max and one rescale of the offset
-accumulator for 128 columns, the per-step work of a tile twice as wide without its column waste. The
+D=128 default at w1 >= 512 until v15 (simplicial_attention.gluon_fwd_config). With PAIRED (the D=64 default) the one
+consumer takes two K1 tiles per softmax step: both S wgmmas issued together, then one row max and one rescale of the
+offset accumulator for 128 columns, the per-step work of a tile twice as wide without its column waste. The
 backward kernels below (dK1/dV1 in the k1 frame, dQ/dK2/dV2 in the query frame) follow the same scheme and run at
 D=64 and 128. The D=64 dK1/dV1 kernel has two consumers too, one per K1 tile of a program, and two producers that
 form the per-step operands Q * K2_t and dO * V2_t, once for both consumers. At D=128 both backward kernels split each
@@ -1108,9 +1108,9 @@ def check_packed_config(w1: int, w2: int, cfg: dict) -> None:
 def _forward_packed(q, k1, k2, v1, v2, w1, w2, qk_scale, out, lse, cfg: dict):
     """`forward` with PACKED rows (_simplicial_fwd_packed_gluon). cfg: BLOCK_M (rows per tile), QUERIES (queries per
     tile), BLOCK_N, TAIL (the narrow last tile's columns), NUM_BUF, PAIRED, RESIDENT (the query group's whole k1
-    window in the NUM_BUF slots: it must fit them), OPAQUE_SLOTS (see _packed_group), CONSUMERS (2: two
-    query groups share each window, resident or streamed once for both, one consumer warpgroup each, of
-    CONSUMER_REGS registers), num_warps, maxnreg."""
+    window in the NUM_BUF slots: it must fit them), OPAQUE_SLOTS (see _packed_group), ONE_GROUP (a tile holds every
+    offset of its queries: BLOCK_M // QUERIES >= w2), CONSUMERS (2: two query groups share each window, resident or
+    streamed once for both, one consumer warpgroup each, of CONSUMER_REGS registers), num_warps, maxnreg."""
     b, n, hq, d = q.shape
     check_packed_config(w1, w2, cfg)
     queries = cfg["QUERIES"]
