@@ -279,11 +279,15 @@ def _narrow_mask(sc, offs_m, m_ok, rows_cut, start_c, full_lo, full_hi, t, W1, F
 
 
 @gluon.jit
-def _pair_scores(qk2, k1_a, k1_b, k1_c, s_zero, offs_m, offs_n, m_ok, rows_cut, start_n, full_lo, full_hi, t, W1,
-                 start_c, BLOCK_N: gl.constexpr, FRESH: gl.constexpr):
-    """The logits of a step (see _pair_step): K1 tile a (and b, and the narrow c) issued together, waited once and
-    masked where they cross a window edge. Returns (sa, sb, sc), sa in place of a tile the step lacks (a JIT
-    function cannot return None in a tuple)."""
+def _pair_step(qk2, k1_a, v1_a, k1_b, v1_b, s_zero, m_i, l_i, acc_t, scale_t, offs_m, offs_n, m_ok, rows_cut, start_n,
+               full_lo, full_hi, t, j, W1, qk_scale, BLOCK_N: gl.constexpr, p_layout: gl.constexpr,
+               row_o: gl.constexpr, k1_c=None, v1_c=None, start_c=0, FRESH: gl.constexpr = False):
+    """Two adjacent K1 tiles (columns start_n.. and start_n + BLOCK_N..) as one softmax step: both S wgmmas issued
+    together, one row max, one rescale of acc_t for 2 * BLOCK_N columns, both P @ V1 wgmmas chained. The per-step
+    work of a tile twice as wide, without its column waste (tiles of 128 ran 8-10% faster per FLOP, v9).
+    Without k1_b the step has one wide tile. With k1_c / v1_c a narrow tile (the packed forward's tail: columns
+    start_c.., t a row vector) joins the step, so that its few columns cost no step of their own. FRESH: see
+    _masked."""
     sa = warpgroup_mma(qk2, k1_a.permute((1, 0)), s_zero, use_acc=False, is_async=True)
     if k1_b is not None:
         sb = warpgroup_mma(qk2, k1_b.permute((1, 0)), s_zero, use_acc=False, is_async=True)
@@ -306,52 +310,22 @@ def _pair_scores(qk2, k1_a, k1_b, k1_c, s_zero, offs_m, offs_n, m_ok, rows_cut, 
     if k1_b is not None:
         sb = _masked(sb, offs_m, offs_n, m_ok, rows_cut, start_n + BLOCK_N, full_lo, full_hi, t, W1, BLOCK_N,
                      FRESH=FRESH)
-    else:
-        sb = sa
-    if k1_c is None:
-        sc = sa
-    return sa, sb, sc
-
-
-@gluon.jit
-def _pair_probs(sa, sb, sc, m_i, l_i, qk_scale, HAS_B: gl.constexpr, HAS_C: gl.constexpr):
-    """One online-softmax update over a step's logits (sb, sc only where HAS_B, HAS_C): one row max, then
-    (pa, pb, pc, alpha, m_new, l_new) with alpha the rescale of what was summed before (pa in place of pb, pc where
-    the step lacks them)."""
-    if HAS_B:
         row_max = gl.max(gl.maximum(sa, sb), 1)
     else:
         row_max = gl.max(sa, 1)
-    if HAS_C:
+    if k1_c is not None:
         row_max = gl.maximum(row_max, gl.convert_layout(gl.max(sc, 1), m_i.type.layout))
     m_new, m_use, alpha = _new_max(m_i, row_max, qk_scale)
     pa = gl.exp2(sa * qk_scale - gl.expand_dims(m_use, 1))
-    pb = pa
-    pc = pa
-    if HAS_B:
+    if k1_b is not None:
         pb = gl.exp2(sb * qk_scale - gl.expand_dims(m_use, 1))
         row_sum = gl.sum(pa + pb, 1)
     else:
         row_sum = gl.sum(pa, 1)
-    if HAS_C:
-        pc = gl.exp2(sc * qk_scale - gl.expand_dims(gl.convert_layout(m_use, gl.SliceLayout(1, sc.type.layout)), 1))
+    if k1_c is not None:
+        pc = gl.exp2(sc * qk_scale - gl.expand_dims(gl.convert_layout(m_use, gl.SliceLayout(1, c_layout)), 1))
         row_sum += gl.convert_layout(gl.sum(pc, 1), m_i.type.layout)
-    return pa, pb, pc, alpha, m_new, l_i * alpha + row_sum
-
-
-@gluon.jit
-def _pair_step(qk2, k1_a, v1_a, k1_b, v1_b, s_zero, m_i, l_i, acc_t, scale_t, offs_m, offs_n, m_ok, rows_cut, start_n,
-               full_lo, full_hi, t, j, W1, qk_scale, BLOCK_N: gl.constexpr, p_layout: gl.constexpr,
-               row_o: gl.constexpr, k1_c=None, v1_c=None, start_c=0, FRESH: gl.constexpr = False):
-    """Two adjacent K1 tiles (columns start_n.. and start_n + BLOCK_N..) as one softmax step: both S wgmmas issued
-    together, one row max, one rescale of acc_t for 2 * BLOCK_N columns, both P @ V1 wgmmas chained. The per-step
-    work of a tile twice as wide, without its column waste (tiles of 128 ran 8-10% faster per FLOP, v9).
-    Without k1_b the step has one wide tile. With k1_c / v1_c a narrow tile (the packed forward's tail: columns
-    start_c.., t a row vector) joins the step, so that its few columns cost no step of their own. FRESH: see
-    _masked."""
-    sa, sb, sc = _pair_scores(qk2, k1_a, k1_b, k1_c, s_zero, offs_m, offs_n, m_ok, rows_cut, start_n, full_lo,
-                              full_hi, t, W1, start_c, BLOCK_N, FRESH)
-    pa, pb, pc, alpha, m_new, l_i = _pair_probs(sa, sb, sc, m_i, l_i, qk_scale, k1_b is not None, k1_c is not None)
+    l_i = l_i * alpha + row_sum
     pv, scale_t = _accumulate(pa, alpha, acc_t, scale_t, v1_a, j, p_layout, row_o)
     if k1_b is not None:
         pv = warpgroup_mma(gl.convert_layout(pb.to(v1_b.dtype), p_layout), v1_b, pv, is_async=True)
@@ -895,13 +869,19 @@ def _skip_shared_groups(kv_ready, kv_empty, ring, i0u, n_done, N, W1, W2, QUERIE
 
 
 @gluon.jit
-def _packed_offset_operand(u, n_groups, offs_m, row_offset, q_s, k2_s, k2_ready, k2_empty, q_empty, grp, N, W2, i0,
-                           BLOCK_M: gl.constexpr, QUERIES: gl.constexpr, a_layout: gl.constexpr):
-    """Offset group u of a packed query group (row q * OFFSETS + s at offset u * OFFSETS + OFFSETS - 1 - s): each
-    row's offset t, the rows inside the windows (m_ok), whether some row lacks its k2 row (rows_cut), and the A
-    operand Q * K2, once K2 landed (K2's buffer, and Q's after the last of n_groups, go back at once)."""
+def _packed_offset_group(u, n_groups, qk_scale, window, tile_indices, offs_m, row_offset, q_s, k2_s, k2_ready, k2_empty,
+                         q_empty, k1_s, v1_s, k1t_s, v1t_s, kv_ready, kv_empty, ring, grp, m_i, l_i, acc_t, scale_t, N,
+                         W1, W2, i0, BLOCK_M: gl.constexpr, QUERIES: gl.constexpr, BLOCK_N: gl.constexpr,
+                         TAIL: gl.constexpr, NUM_BUF: gl.constexpr, PAIRED: gl.constexpr, RESIDENT: gl.constexpr,
+                         OPAQUE_SLOTS: gl.constexpr, a_layout: gl.constexpr, p_layout: gl.constexpr,
+                         row_o: gl.constexpr):
+    """Offset group u of a packed query group (row q * OFFSETS + s at offset u * OFFSETS + OFFSETS - 1 - s): its A
+    operand Q * K2 (K2's buffer, and Q's after the last of n_groups, go back at once), then its steps over the window's
+    K1 / V1 tiles (_packed_group). Returns (m_i, l_i, acc_t, scale_t, ring)."""
     OFFSETS: gl.constexpr = BLOCK_M // QUERIES
     HEAD_DIM: gl.constexpr = k2_s.shape[1]
+    lo, n_wide, tail, full_lo, full_hi = window
+    rows, offs_n, s_zero = tile_indices
     t = u * OFFSETS + row_offset
     m_ok = (offs_m < N) & (t < W2)
     rows_cut = (u * OFFSETS + OFFSETS > W2) | (u * OFFSETS + OFFSETS - 1 > i0)
@@ -911,22 +891,6 @@ def _packed_offset_operand(u, n_groups, offs_m, row_offset, q_s, k2_s, k2_ready,
         _release(k2_empty, q_empty)
     else:
         _release(k2_empty)
-    return t, m_ok, rows_cut, qk2
-
-
-@gluon.jit
-def _packed_offset_group(u, n_groups, qk_scale, window, tile_indices, offs_m, row_offset, q_s, k2_s, k2_ready, k2_empty,
-                         q_empty, k1_s, v1_s, k1t_s, v1t_s, kv_ready, kv_empty, ring, grp, m_i, l_i, acc_t, scale_t, N,
-                         W1, W2, i0, BLOCK_M: gl.constexpr, QUERIES: gl.constexpr, BLOCK_N: gl.constexpr,
-                         TAIL: gl.constexpr, NUM_BUF: gl.constexpr, PAIRED: gl.constexpr, RESIDENT: gl.constexpr,
-                         OPAQUE_SLOTS: gl.constexpr, a_layout: gl.constexpr, p_layout: gl.constexpr,
-                         row_o: gl.constexpr):
-    """Offset group u of a packed query group: its A operand (_packed_offset_operand), then its steps over the
-    window's K1 / V1 tiles (_packed_group). Returns (m_i, l_i, acc_t, scale_t, ring)."""
-    lo, n_wide, tail, full_lo, full_hi = window
-    rows, offs_n, s_zero = tile_indices
-    t, m_ok, rows_cut, qk2 = _packed_offset_operand(u, n_groups, offs_m, row_offset, q_s, k2_s, k2_ready, k2_empty,
-                                                    q_empty, grp, N, W2, i0, BLOCK_M, QUERIES, a_layout)
     return _packed_group(qk2, k1_s, v1_s, k1t_s, v1t_s, kv_ready, kv_empty, ring, s_zero, m_i, l_i, acc_t, scale_t,
                          offs_m, offs_n, m_ok, rows_cut, lo, n_wide, tail, full_lo, full_hi, t, W1, qk_scale, BLOCK_N,
                          TAIL, NUM_BUF, PAIRED, RESIDENT, OPAQUE_SLOTS, p_layout, row_o)
@@ -1112,232 +1076,6 @@ def _simplicial_fwd_packed_gluon(q_desc, k1_desc, v1_desc, k2_desc, v2_desc, k2_
         ], [num_warps, PRODUCER_WARPS], [CONSUMER_REGS, 24])
 
 
-# With ROLES=2 the packed forward splits every step between two consumer warpgroups, as the D=128 backward kernels do
-# (v11): the probs role forms S, the window mask, the row max and P, and hands P (in the input dtype) and the rescale
-# alpha over through shared memory; the acc role rescales the offset accumulator, sums P @ V1 (P read by the wgmma
-# from shared memory), folds with V2 and merges. Each holds only what its half needs (the probs role S and P, the acc
-# role the two fp32 [64, D] accumulators), so at D=128 a step can take two K1 tiles, and one role's softmax runs while
-# the other's P @ V1 wgmmas do. One query group at a time per program, one program per SM; streamed ring only.
-
-
-@gluon.jit
-def _roles_step(ROLE: gl.constexpr, state, k1_s, v1_s, sa, sb, sc, j, start_n, start_c, pstep, p_s, pc_s, alpha_s,
-                p_ready, p_empty, probs_args, BLOCK_N: gl.constexpr, TAIL: gl.constexpr, NUM_P: gl.constexpr,
-                row_o: gl.constexpr):
-    """One step of a role over ring slots sa and sb (the next wide tile) and sc (the narrow tail), sb / sc None where
-    the step lacks them. The probs role (ROLE 0, state (m_i, l_i)): S, mask, P and alpha into P buffer pstep % NUM_P
-    once the acc role freed it. The acc role (ROLE 1, state (acc_t, scale_t)): once that buffer is filled,
-    acc_t * alpha + P @ V1 (acc_t restarts at an offset group's first tile, j == 0; scale_t collects the rescaling owed
-    to acc since then), then the buffer goes back. Returns the new state."""
-    if ROLE == 0:
-        m_i, l_i = state
-        qk2, s_zero, offs_m, offs_n, m_ok, rows_cut, full_lo, full_hi, t, W1, qk_scale = probs_args
-        k1_b = None
-        k1_c = None
-        if sb is not None:
-            k1_b = k1_s.index(sb)
-        if sc is not None:
-            k1_c = k1_s.index(sc).slice(0, TAIL)
-        s_a, s_b, s_c = _pair_scores(qk2, k1_s.index(sa), k1_b, k1_c, s_zero, offs_m, offs_n, m_ok, rows_cut, start_n,
-                                     full_lo, full_hi, t, W1, start_c, BLOCK_N, True)
-        pa, pb, pc, alpha, m_i, l_i = _pair_probs(s_a, s_b, s_c, m_i, l_i, qk_scale, sb is not None, sc is not None)
-        f = _ring_wait(p_empty, pstep, NUM_P, FREE=True)
-        p_s.index(2 * f).store(pa.to(p_s.dtype))
-        if sb is not None:
-            p_s.index(2 * f + 1).store(pb.to(p_s.dtype))
-        if sc is not None:
-            pc_s.index(f).store(pc.to(pc_s.dtype))
-        alpha_s.index(f).store(alpha)
-        _release(p_ready.index(f))  # every warp's stores, fenced for the wgmma's async-proxy reads, before the arrive
-        state = (m_i, l_i)
-    else:
-        acc_t, scale_t = state
-        f = _ring_wait(p_ready, pstep, NUM_P)
-        alpha = alpha_s.index(f).load(row_o)
-        acc_t = acc_t * gl.expand_dims(alpha, 1)
-        scale_t = gl.where(j == 0, 1.0, scale_t) * alpha
-        pv = warpgroup_mma(p_s.index(2 * f), v1_s.index(sa), acc_t, use_acc=j > 0, is_async=True)
-        if sb is not None:
-            pv = warpgroup_mma(p_s.index(2 * f + 1), v1_s.index(sb), pv, is_async=True)
-        if sc is not None:
-            pv = warpgroup_mma(pc_s.index(f), v1_s.index(sc).slice(0, TAIL), pv, is_async=True)
-        acc_t = warpgroup_mma_wait(num_outstanding=0, deps=(pv, ))
-        _release(p_empty.index(f))
-        state = (acc_t, scale_t)
-    return state
-
-
-@gluon.jit
-def _roles_group(ROLE: gl.constexpr, state, k1_s, v1_s, kv_ready, kv_empty, ring, pstep, p_s, pc_s, alpha_s, p_ready,
-                 p_empty, probs_args, lo, n_wide, tail, BLOCK_N: gl.constexpr, TAIL: gl.constexpr,
-                 NUM_BUF: gl.constexpr, NUM_P: gl.constexpr, row_o: gl.constexpr):
-    """One offset group of a role (_roles_step) over the streamed ring, in _packed_group's PAIRED order: the tail with
-    the first two wide tiles, then the wide tiles two per step, an odd one alone. Both roles sign off every slot.
-    Returns (state, ring, pstep)."""
-    first = 0
-    start_c = lo + n_wide * BLOCK_N
-    if tail == 1:
-        c = _ring_wait(kv_ready, ring, NUM_BUF)
-        sa = _ring_wait(kv_ready, ring + 1, NUM_BUF)
-        if n_wide >= 2:
-            sb = _ring_wait(kv_ready, ring + 2, NUM_BUF)
-            state = _roles_step(ROLE, state, k1_s, v1_s, sa, sb, c, 0, lo, start_c, pstep, p_s, pc_s, alpha_s, p_ready,
-                                p_empty, probs_args, BLOCK_N, TAIL, NUM_P, row_o)
-            _release(kv_empty.index(sa), kv_empty.index(sb))
-            first = 2
-        else:  # one wide tile (a tail is only ever beside one)
-            state = _roles_step(ROLE, state, k1_s, v1_s, sa, None, c, 0, lo, start_c, pstep, p_s, pc_s, alpha_s,
-                                p_ready, p_empty, probs_args, BLOCK_N, TAIL, NUM_P, row_o)
-            _release(kv_empty.index(sa))
-            first = 1
-        _release(kv_empty.index(c))
-        pstep += 1
-    ring += tail
-    for j in range(first, n_wide - 1, 2):
-        sa = _ring_wait(kv_ready, ring + j, NUM_BUF)
-        sb = _ring_wait(kv_ready, ring + j + 1, NUM_BUF)
-        state = _roles_step(ROLE, state, k1_s, v1_s, sa, sb, None, j, lo + j * BLOCK_N, start_c, pstep, p_s, pc_s,
-                            alpha_s, p_ready, p_empty, probs_args, BLOCK_N, TAIL, NUM_P, row_o)
-        _release(kv_empty.index(sa), kv_empty.index(sb))
-        pstep += 1
-    first = gl.where((n_wide - first) % 2 == 1, n_wide - 1, n_wide)  # the odd tile left, if any
-    for j in range(first, n_wide):
-        sa = _ring_wait(kv_ready, ring + j, NUM_BUF)
-        state = _roles_step(ROLE, state, k1_s, v1_s, sa, None, None, j, lo + j * BLOCK_N, start_c, pstep, p_s, pc_s,
-                            alpha_s, p_ready, p_empty, probs_args, BLOCK_N, TAIL, NUM_P, row_o)
-        _release(kv_empty.index(sa))
-        pstep += 1
-    return state, ring + n_wide, pstep
-
-
-@gluon.jit
-def _probs_role(q_s, k1_s, v1_s, k2_s, q_ready, q_empty, k2_ready, k2_empty, kv_ready, kv_empty, p_s, pc_s, alpha_s,
-                p_ready, p_empty, st_s, st_ready, st_empty, N, W1, W2, qk_scale, program_m, HEAD_DIM: gl.constexpr,
-                BLOCK_M: gl.constexpr, QUERIES: gl.constexpr, BLOCK_N: gl.constexpr, TAIL: gl.constexpr,
-                NUM_BUF: gl.constexpr, NUM_P: gl.constexpr, num_warps: gl.constexpr):
-    """The probs role of a ROLES=2 packed program: per query group and offset group the A operand Q * K2 and the
-    steps' S, P and alpha (_roles_group); at a query group's end its rows' (m, l) into st_s for the acc role's merge."""
-    OFFSETS: gl.constexpr = BLOCK_M // QUERIES
-    s_layout: gl.constexpr = _mma_layout(num_warps, BLOCK_N)
-    o_layout: gl.constexpr = _mma_layout(num_warps, HEAD_DIM)
-    a_layout: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=s_layout, k_width=2)
-    row_s: gl.constexpr = gl.SliceLayout(1, s_layout)
-    rows = gl.arange(0, BLOCK_M, layout=row_s)
-    offs_n = gl.arange(0, BLOCK_N, layout=gl.SliceLayout(0, s_layout))
-    s_zero = gl.zeros([BLOCK_M, BLOCK_N], gl.float32, layout=s_layout)
-    row_offset = OFFSETS - 1 - rows % OFFSETS
-    ring = 0
-    pstep = 0
-    grp = 0
-    g = 0
-    for i0 in range(program_m, gl.minimum(program_m + BLOCK_M, N), QUERIES):
-        lo, n_wide, tail, full_lo, full_hi, n_groups = _packed_windows(i0, i0, N, W1, W2, QUERIES, OFFSETS, BLOCK_N,
-                                                                       TAIL, QUERIES)
-        offs_m = i0 + rows // OFFSETS
-        mbarrier.wait(q_ready.index(0), g & 1)
-        m_i = gl.full([BLOCK_M], float("-inf"), gl.float32, layout=row_s)
-        l_i = gl.zeros([BLOCK_M], gl.float32, layout=row_s)
-        for u in range(0, n_groups):
-            t, m_ok, rows_cut, qk2 = _packed_offset_operand(u, n_groups, offs_m, row_offset, q_s.index(0), k2_s.index(0),
-                                                            k2_ready.index(0), k2_empty.index(0), q_empty.index(0),
-                                                            grp, N, W2, i0, BLOCK_M, QUERIES, a_layout)
-            state, ring, pstep = _roles_group(0, (m_i, l_i), k1_s, v1_s, kv_ready, kv_empty, ring, pstep, p_s, pc_s,
-                                              alpha_s, p_ready, p_empty,
-                                              (qk2, s_zero, offs_m, offs_n, m_ok, rows_cut, full_lo, full_hi, t, W1,
-                                               qk_scale), lo, n_wide, tail, BLOCK_N, TAIL, NUM_BUF, NUM_P,
-                                              gl.SliceLayout(1, o_layout))
-            m_i, l_i = state
-            grp += 1
-        mbarrier.wait(st_empty, (g & 1) ^ 1)
-        st_s.index(0).store(m_i)
-        st_s.index(1).store(l_i)
-        _release(st_ready)
-        g += 1
-
-
-@gluon.jit
-def _acc_role(k1_s, v1_s, v2_s, kv_ready, kv_empty, v2_ready, v2_empty, p_s, pc_s, alpha_s, p_ready, p_empty, st_s,
-              st_ready, st_empty, Out, Lse, stride_on, out_base, lse_base, N, W1, W2, program_m,
-              HEAD_DIM: gl.constexpr, BLOCK_M: gl.constexpr, QUERIES: gl.constexpr, BLOCK_N: gl.constexpr,
-              TAIL: gl.constexpr, NUM_BUF: gl.constexpr, NUM_P: gl.constexpr, num_warps: gl.constexpr):
-    """The acc role of a ROLES=2 packed program: per offset group the steps' P @ V1 into acc_t (_roles_group) and the
-    fold with the group's V2 rows; at a query group's end the merge with the probs role's (m, l) and the store."""
-    OFFSETS: gl.constexpr = BLOCK_M // QUERIES
-    o_layout: gl.constexpr = _mma_layout(num_warps, HEAD_DIM)
-    row_o: gl.constexpr = gl.SliceLayout(1, o_layout)
-    ring = 0
-    pstep = 0
-    grp = 0
-    g = 0
-    for i0 in range(program_m, gl.minimum(program_m + BLOCK_M, N), QUERIES):
-        lo, n_wide, tail, _, _, n_groups = _packed_windows(i0, i0, N, W1, W2, QUERIES, OFFSETS, BLOCK_N, TAIL, QUERIES)
-        acc = gl.zeros([BLOCK_M, HEAD_DIM], gl.float32, layout=o_layout)
-        acc_t = gl.zeros([BLOCK_M, HEAD_DIM], gl.float32, layout=o_layout)
-        scale_t = gl.full([BLOCK_M], 1.0, gl.float32, layout=row_o)
-        for u in range(0, n_groups):
-            state, ring, pstep = _roles_group(1, (acc_t, scale_t), k1_s, v1_s, kv_ready, kv_empty, ring, pstep, p_s,
-                                              pc_s, alpha_s, p_ready, p_empty, None, lo, n_wide, tail, BLOCK_N, TAIL,
-                                              NUM_BUF, NUM_P, row_o)
-            acc_t, scale_t = state
-            acc = _fold_tile(acc, acc_t, scale_t, v2_s.index(0), v2_ready.index(0), v2_empty.index(0), grp & 1,
-                             o_layout, row_o)
-            grp += 1
-        mbarrier.wait(st_ready, g & 1)
-        m_i = st_s.index(0).load(row_o)
-        l_i = st_s.index(1).load(row_o)
-        _release(st_empty)
-        _packed_store(acc, m_i, l_i, Out, Lse, out_base, lse_base, stride_on, i0, N, QUERIES, OFFSETS, row_o)
-        g += 1
-
-
-@gluon.jit(do_not_specialize=["N", "W1", "W2", "H", "GROUP"])
-def _simplicial_fwd_roles_gluon(q_desc, k1_desc, v1_desc, k2_desc, v2_desc, k2_diag, v2_diag, Out, Lse, stride_on,
-                                stride_ob, N, W1, W2, qk_scale, H, GROUP, HEAD_DIM: gl.constexpr,
-                                BLOCK_M: gl.constexpr, QUERIES: gl.constexpr, BLOCK_N: gl.constexpr,
-                                TAIL: gl.constexpr, NUM_BUF: gl.constexpr, NUM_P: gl.constexpr,
-                                CONSUMER_REGS: gl.constexpr, num_warps: gl.constexpr):
-    pid_bh, b, h, program_m = _query_program(N, H, BLOCK_M)
-    dtype: gl.constexpr = k1_desc.dtype
-    q_s = gl.allocate_shared_memory(dtype, [1] + q_desc.block_type.shape, q_desc.layout)
-    k2_s = gl.allocate_shared_memory(dtype, [1, BLOCK_M, HEAD_DIM], k2_desc.layout)
-    v2_s = gl.allocate_shared_memory(dtype, [1, BLOCK_M, HEAD_DIM], v2_desc.layout)
-    k1_s = gl.allocate_shared_memory(dtype, [NUM_BUF] + k1_desc.block_type.shape, k1_desc.layout)
-    v1_s = gl.allocate_shared_memory(dtype, [NUM_BUF] + v1_desc.block_type.shape, v1_desc.layout)
-    p_s = gl.allocate_shared_memory(dtype, [2 * NUM_P, BLOCK_M, BLOCK_N],
-                                    gl.NVMMASharedLayout.get_default_for([BLOCK_M, BLOCK_N], dtype))
-    pc_s = gl.allocate_shared_memory(dtype, [NUM_P, BLOCK_M, TAIL],
-                                     gl.NVMMASharedLayout.get_default_for([BLOCK_M, TAIL], dtype))
-    vectors: gl.constexpr = gl.SwizzledSharedLayout(vec=1, per_phase=1, max_phase=1, order=[0])
-    alpha_s = gl.allocate_shared_memory(gl.float32, [NUM_P, BLOCK_M], vectors)
-    st_s = gl.allocate_shared_memory(gl.float32, [2, BLOCK_M], vectors)
-    q_ready = _barriers(1)
-    q_empty = _barriers(1)
-    k2_ready = _barriers(1)
-    k2_empty = _barriers(1)
-    v2_ready = _barriers(1)
-    v2_empty = _barriers(1)
-    kv_ready = _barriers(NUM_BUF)
-    kv_empty = _barriers(NUM_BUF, 2)  # both roles sign off every slot
-    p_ready = _barriers(NUM_P)
-    p_empty = _barriers(NUM_P)
-    st_ready = _barriers(1).index(0)
-    st_empty = _barriers(1).index(0)
-    out_base = b.to(gl.int64) * stride_ob + h * HEAD_DIM
-    lse_base = pid_bh.to(gl.int64) * N
-    gl.warp_specialize([
-        (_probs_role, (q_s, k1_s, v1_s, k2_s, q_ready, q_empty, k2_ready, k2_empty, kv_ready, kv_empty, p_s, pc_s,
-                       alpha_s, p_ready, p_empty, st_s, st_ready, st_empty, N, W1, W2, qk_scale, program_m, HEAD_DIM,
-                       BLOCK_M, QUERIES, BLOCK_N, TAIL, NUM_BUF, NUM_P, num_warps)),
-        (_acc_role, (k1_s, v1_s, v2_s, kv_ready, kv_empty, v2_ready, v2_empty, p_s, pc_s, alpha_s, p_ready, p_empty,
-                     st_s, st_ready, st_empty, Out, Lse, stride_on, out_base, lse_base, N, W1, W2, program_m, HEAD_DIM,
-                     BLOCK_M, QUERIES, BLOCK_N, TAIL, NUM_BUF, NUM_P, num_warps)),
-        (_packed_producer, (q_desc, k1_desc, v1_desc, k2_desc, v2_desc, k2_diag, v2_diag, q_desc, q_desc, q_s, k1_s,
-                            v1_s, k2_s, v2_s, q_s, q_s, q_ready, q_empty, kv_ready, kv_empty, k2_ready, k2_empty,
-                            v2_ready, v2_empty, q_ready.index(0), b * N, h * HEAD_DIM, (h // GROUP) * HEAD_DIM,
-                            program_m, N, W1, W2, BLOCK_M, QUERIES, BLOCK_N, TAIL, NUM_BUF, False, False, 1)),
-    ], [num_warps, PRODUCER_WARPS], [CONSUMER_REGS, 24])
-
-
 def _diagonal_descriptor(x: torch.Tensor, queries: int, offsets: int) -> TensorDescriptor:
     """x's rows as a 3-D view [rows - offsets + 1, offsets, H*D] whose element [r, s] is row r + s, blocks of
     [queries, offsets, D]: one TMA load gives a packed tile's K2 / V2 rows (row q * offsets + s: row base + q + s).
@@ -1358,9 +1096,6 @@ def check_packed_config(w1: int, w2: int, cfg: dict) -> None:
     if cfg.get("ONE_GROUP", False) and offsets < w2:
         raise ValueError(f"ONE_GROUP: a tile's {offsets} offsets per query (BLOCK_M={cfg['BLOCK_M']} // "
                          f"QUERIES={cfg['QUERIES']}) do not hold w2={w2}")
-    if cfg.get("ROLES") == 2 and (cfg.get("RESIDENT", False) or consumers != 1 or cfg.get("TAIL", 0) == 0):
-        raise ValueError("ROLES=2: one query group at a time over a streamed ring with a tail (no RESIDENT, "
-                         "CONSUMERS=1, TAIL > 0)")
     if consumers == 2 and cfg.get("PAIRED", False) and cfg.get("OPAQUE_SLOTS", False):
         raise ValueError("CONSUMERS=2 with PAIRED and OPAQUE_SLOTS: an illegal memory access on an H100 at every "
                          "window tried (benchmarks/results/attention-2026-11-28-v14.md, run 2); either key alone runs")
@@ -1383,14 +1118,6 @@ def _forward_packed(q, k1, k2, v1, v2, w1, w2, qk_scale, out, lse, cfg: dict):
     resident = cfg.get("RESIDENT", False)
     consumers = cfg.get("CONSUMERS", 1)
     grid = (triton.cdiv(n, cfg["BLOCK_M"]) * b * hq,)
-    if cfg.get("ROLES") == 2:
-        return _simplicial_fwd_roles_gluon[grid](
-            _descriptor(q, queries), _descriptor(k1, cfg["BLOCK_N"]), _descriptor(v1, cfg["BLOCK_N"]),
-            _descriptor(k2, offsets), _descriptor(v2, offsets), _diagonal_descriptor(k2, queries, offsets),
-            _diagonal_descriptor(v2, queries, offsets), out, lse, out.stride(1), out.stride(0), n, w1, w2, qk_scale,
-            hq, hq // k1.shape[2], HEAD_DIM=d, BLOCK_M=cfg["BLOCK_M"], QUERIES=queries, BLOCK_N=cfg["BLOCK_N"],
-            TAIL=cfg["TAIL"], NUM_BUF=cfg["NUM_BUF"], NUM_P=cfg["NUM_P"], CONSUMER_REGS=cfg.get("CONSUMER_REGS", 240),
-            num_warps=cfg["num_warps"], maxnreg=cfg["maxnreg"])
     return _simplicial_fwd_packed_gluon[grid](
         _descriptor(q, queries), _descriptor(k1, cfg["BLOCK_N"]), _descriptor(v1, cfg["BLOCK_N"]),
         _descriptor(k2, offsets), _descriptor(v2, offsets), _diagonal_descriptor(k2, queries, offsets),
