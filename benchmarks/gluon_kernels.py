@@ -172,7 +172,7 @@ def _resident(**keys):
 
 # packed rows, two consumers (one query group each) over one K1 / V1 ring streamed once per offset group for both:
 # the D=128 default at w1 >= 258 since v15
-_SHARED_RING = dict(_RES, RESIDENT=False, NUM_BUF=4, CONSUMERS=2, CONSUMER_REGS=240, maxnreg=168)
+_SHARED_RING = dict(_PK, NUM_BUF=4, CONSUMERS=2, CONSUMER_REGS=240, maxnreg=168)
 
 
 def _beside_streamed_ring(d, pick):
@@ -190,13 +190,14 @@ def _query_tiles(w1, w2):
     return dict(_G2, BLOCK_N=64, NUM_BUF=3) if w1 >= 512 else dict(_G, BLOCK_N=64, NUM_BUF=2)
 
 
-def _one_group(max_w2=64, **keys):
-    """Packed rows that hold all w2 offsets of BLOCK_M // w2 queries (ONE_GROUP: one offset group, so the offset
-    accumulator is the output's and the second fp32 accumulator goes), where w2 <= max_w2 divides BLOCK_M."""
+def _one_group(base, max_w2=64):
+    """The packed config `base` with rows that hold all w2 offsets of BLOCK_M // w2 queries (ONE_GROUP: one offset
+    group, so the offset accumulator is the output's and the second fp32 accumulator goes), where w2 <= max_w2
+    divides BLOCK_M."""
     def alternative(w1, w2):
-        if 64 % w2 or w2 > max_w2:
+        if base["BLOCK_M"] % w2 or w2 > max_w2:
             return None
-        return dict(_PK, QUERIES=64 // w2, ONE_GROUP=True, **keys)
+        return dict(base, QUERIES=base["BLOCK_M"] // w2, ONE_GROUP=True)
     return alternative
 
 
@@ -206,12 +207,11 @@ AB_ALTERNATIVES = {  # v15 (results/attention-2026-11-28-v15.md): one offset gro
          ("four slots, one tile per step (v13)", _resident(NUM_BUF=4, maxnreg=128)),
          ("eight slots shared by two query groups", _resident(NUM_BUF=8, maxnreg=168, CONSUMERS=2,
                                                               CONSUMER_REGS=240, OPAQUE_SLOTS=True)),
-         ("one offset group, paired", _beside_streamed_ring(64, _one_group(PAIRED=True, NUM_BUF=5)))],
+         ("one offset group, paired", _beside_streamed_ring(64, _one_group(dict(_PK, PAIRED=True, NUM_BUF=5))))],
     128: [("constant slots", _opaque_slots(128, on=False)),
           ("query tiles (v14)", _beside_streamed_ring(128, _query_tiles)),
           ("one offset group, paired, two consumers",
-           _beside_streamed_ring(128, _one_group(max_w2=32, PAIRED=True, NUM_BUF=4, CONSUMERS=2, CONSUMER_REGS=240,
-                                                 maxnreg=168)))]}
+           _beside_streamed_ring(128, _one_group(dict(_SHARED_RING, PAIRED=True), max_w2=32)))]}
 
 
 def ab(rounds=3, rep=100, shapes=SHAPES + [(16384, 512, 32)]) -> None:
@@ -283,8 +283,7 @@ CONFIGS = {64: [dict(BLOCK_N=64, NUM_BUF=2, **_G), dict(BLOCK_N=128, NUM_BUF=2, 
                  # four tiles, and 4 queries x 16 offsets
                  dict(_SHARED_RING, NUM_BUF=3), _SHARED_RING, dict(_SHARED_RING, QUERIES=4),
                  # one offset group (ONE_GROUP): 2 queries x 32 offsets, 4 x 16, 1 x 64 (where w2 fits)
-                 *(dict(_PK, QUERIES=q, ONE_GROUP=True, PAIRED=True, NUM_BUF=4, CONSUMERS=2, CONSUMER_REGS=240,
-                        maxnreg=168) for q in (2, 4, 1))]}
+                 *(dict(_SHARED_RING, QUERIES=q, ONE_GROUP=True, PAIRED=True) for q in (2, 4, 1))]}
 
 
 _S = dict(BLOCK_N=64, num_warps=4, maxnreg=128)  # two K1 tiles of 64 per program, one program per SM
