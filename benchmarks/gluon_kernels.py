@@ -172,7 +172,7 @@ def _resident(**keys):
 
 # packed rows, two consumers (one query group each) over one K1 / V1 ring streamed once per offset group for both:
 # the D=128 default at w1 >= 258 since v15
-_SHARED_RING = dict(_PK, NUM_BUF=4, CONSUMERS=2, CONSUMER_REGS=240, maxnreg=168)
+_SHARED_RING = dict(sa.gluon_fwd_config(128, 258))
 
 
 def _beside_streamed_ring(d, pick):

@@ -649,9 +649,11 @@ CONFIG_OVERRIDE: dict[str, dict] = {}
 # {head dim: [(least w1, config), ...]}, the largest w1 first, the last one for every window.
 _PACKED = dict(PACKED=True, QUERIES=8, TAIL=16, BLOCK_M=64, BLOCK_N=64, num_warps=4)  # 8 queries x 8 offsets
 _RESIDENT = dict(_PACKED, RESIDENT=True)
-GLUON_FWD_CONFIG = {128: [(258, dict(NUM_BUF=4, maxnreg=168, CONSUMERS=2, CONSUMER_REGS=240, **_PACKED)),
-                          (129, dict(NUM_BUF=4, maxnreg=168, CONSUMERS=2, CONSUMER_REGS=240, OPAQUE_SLOTS=True,
-                                     **_RESIDENT)),
+# two query groups per program, one consumer warpgroup of 240 registers each, sharing four K1 / V1 slots (one program
+# per SM): streamed at D=128 and w1 >= 258, resident below
+_TWO_GROUPS = dict(_PACKED, NUM_BUF=4, maxnreg=168, CONSUMERS=2, CONSUMER_REGS=240)
+GLUON_FWD_CONFIG = {128: [(258, _TWO_GROUPS),
+                          (129, dict(_TWO_GROUPS, RESIDENT=True, OPAQUE_SLOTS=True)),
                           (0, dict(NUM_BUF=2, maxnreg=128, OPAQUE_SLOTS=True, **_RESIDENT))],
                     64: [(266, dict(NUM_BUF=5, maxnreg=128, PAIRED=True, **_PACKED)),
                          (129, dict(NUM_BUF=4, maxnreg=128, PAIRED=True, OPAQUE_SLOTS=True, **_RESIDENT)),
