@@ -4,7 +4,7 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
-# Versions checked together: torch 2.13.0 CPU wheel + triton 3.6.0 interpreter (REFERENCE.md section 3).
+# Versions checked together: torch 2.13.0 CPU wheel + triton 3.6.0 interpreter (docs/REFERENCE.md section 3).
 TORCH_PIN ?= torch==2.13.0
 TRITON_PIN ?= triton==3.6.0
 PYTEST_ARGS ?=

@@ -6,7 +6,7 @@
     python benchmarks/bench_attention.py --sweep --baseline-module old.py   # ... timed next to an earlier kernels file
     python benchmarks/bench_attention.py --streams       # the backward's two kernels on one stream vs side by side
 
-FLOPs (tensor-core convention, REFERENCE.md section 2): forward = 4 * B * Hq * D * P with P the exact number of valid
+FLOPs (tensor-core convention, docs/REFERENCE.md section 2): forward = 4 * B * Hq * D * P with P the exact number of valid
 (i, j, k) triples, sum_i min(i+1, w1) * min(i+1, w2); forward+backward = 3.5 x forward. SDPA runs causal attention at
 N_eq = sqrt(2 * N * w1 * w2) (rounded to 128), which does the same tensor-core work, and is counted the same way:
 forward = 4 * B * H * D * N_eq (N_eq + 1) / 2. SDPA is timed twice, with torch's default dispatch and with the
@@ -95,7 +95,7 @@ _SDPA_CACHE: dict = {}
 
 def sdpa(n_eq, d, rep, backend):
     """(fwd ms, fwd+bwd ms, peak MiB) of causal SDPA at N_eq. backend "default": torch's own dispatch (with torch 2.11
-    on an H200 it ran at 472 / 596 TFLOP/s forward at D = 64 / 128, about REFERENCE.md's H100 anchors; which backend it
+    on an H200 it ran at 472 / 596 TFLOP/s forward at D = 64 / 128, about docs/REFERENCE.md's H100 anchors; which backend it
     picked was not recorded); "flash": the FlashAttention-2 backend forced (300 / 337 there). Ratios use the faster."""
     key = (n_eq, d, backend)
     if key not in _SDPA_CACHE:

@@ -1,12 +1,12 @@
 """Chinchilla Approach 3: L(N, D) = E + A / N^alpha + B / D^beta fitted in log space with a Huber loss.
 
-Hoffmann et al. 2022, App. D.2 (REFERENCE.md section 4): minimise the SUM over runs of
+Hoffmann et al. 2022, App. D.2 (docs/REFERENCE.md section 4): minimise the SUM over runs of
     Huber_delta( LSE(a - alpha log N, b - beta log D, e) - log L ),  delta = 1e-3,
 with L-BFGS from a grid of 4,500 starts; A, B, E = exp(a), exp(b), exp(e).
 
 Why a SUM: with a mean the objective and its gradient shrink by the number of runs, and L-BFGS-B's relative
 tolerances stop it at (or near) its starting point -- the trap a published replication traced the original
-numbers to (REFERENCE.md section 4). ``reduction="mean"`` exists only so a test can show that failure.
+numbers to (docs/REFERENCE.md section 4). ``reduction="mean"`` exists only so a test can show that failure.
 
 How it is fast: every start is refined at once by a batched Levenberg-Marquardt (IRLS Gauss-Newton on the
 Huber loss) written in numpy, pruned to the best starts, and the best few distinct end points are then polished
@@ -88,7 +88,7 @@ class Problem:
         self.logN, self.logD, self.logL, self.w = self.logN[keep], self.logD[keep], self.logL[keep], w[keep]
         self.delta = float(delta)
         self.reduction = reduction
-        # Bound E <= min(L) (REFERENCE.md section 4): the irreducible loss cannot exceed any observed loss.
+        # Bound E <= min(L) (docs/REFERENCE.md section 4): the irreducible loss cannot exceed any observed loss.
         self.e_max = float(self.logL.min()) if bound_e else np.inf
 
     @property
@@ -228,7 +228,7 @@ def _status_from(prob: Problem, res, gtol: float) -> tuple[int, str, float]:
     """Map L-BFGS-B's exit to (status, message, grad_norm) from the shared table.
 
     L-BFGS-B can end with a line-search failure once it reaches float64 precision on this ill-conditioned
-    problem (condition number ~1e11, REFERENCE.md section 4); that is accepted as converged only when the
+    problem (condition number ~1e11, docs/REFERENCE.md section 4); that is accepted as converged only when the
     projected gradient norm is below 1e-6 of its scale, delta * sum(weights) * max|log N, log D| (every run on
     the linear part of the Huber loss pulling the same way).
     """
@@ -247,7 +247,7 @@ def _status_from(prob: Problem, res, gtol: float) -> tuple[int, str, float]:
 
 
 def to_params(x: np.ndarray) -> dict:
-    """(a, b, e, alpha, beta) -> {E, A, B, alpha, beta, a}; ``a`` = beta/(alpha+beta) (REFERENCE.md section 4)."""
+    """(a, b, e, alpha, beta) -> {E, A, B, alpha, beta, a}; ``a`` = beta/(alpha+beta) (docs/REFERENCE.md section 4)."""
     a, b, e, al, be = (float(v) for v in x)
     s = al + be
     return {"E": float(np.exp(e)), "A": float(np.exp(a)), "B": float(np.exp(b)), "alpha": al, "beta": be,
@@ -309,7 +309,7 @@ def predict_loss(params: dict, N, D) -> np.ndarray:
 
 
 def compute_optimal(params: dict, C) -> tuple[np.ndarray, np.ndarray]:
-    """(N_opt, D_opt) at compute C with C = 6 N D (REFERENCE.md section 4, Hoffmann et al. 2022 eq. 4):
+    """(N_opt, D_opt) at compute C with C = 6 N D (docs/REFERENCE.md section 4, Hoffmann et al. 2022 eq. 4):
     N_opt = G (C/6)^a, D_opt = G^-1 (C/6)^b, G = (alpha A / (beta B))^(1/(alpha+beta)),
     a = beta/(alpha+beta), b = alpha/(alpha+beta)."""
     al, be, A, B = params["alpha"], params["beta"], params["A"], params["B"]

@@ -3,7 +3,7 @@
 For fixed (alpha, beta) the model is linear in (E, A, B), so a fine (alpha, beta) grid is scanned by solving
 (E, A, B) in closed form by weighted least squares on RELATIVE residuals (L - pred)/L (weights 1/L^2), keeping only
 non-negative solutions. The best grid point then seeds a robust refinement of all five parameters: L-BFGS-B on the
-sum of Huber_delta((pred - L)/L). REFERENCE.md section 4 names this as the robust alternative to Approach 3.
+sum of Huber_delta((pred - L)/L). docs/REFERENCE.md section 4 names this as the robust alternative to Approach 3.
 
 It differs from Approach 3 in the residual (linear-space relative vs. log of an LSE), in the search (dense
 exponent grid with exact inner solves vs. 4,500 nonlinear starts) and in the optimiser path, so a disagreement

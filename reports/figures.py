@@ -74,7 +74,7 @@ def law(p, n, d):
 
 
 def frontier(p, c):
-    """Compute-optimal N_opt(C), D_opt(C) for C = 6ND (REFERENCE.md section 4); p a fit dict or (S, 5) samples."""
+    """Compute-optimal N_opt(C), D_opt(C) for C = 6ND (docs/REFERENCE.md section 4); p a fit dict or (S, 5) samples."""
     c = np.asarray(c, float)
     if isinstance(p, dict):
         E, A, B, al, be = (np.asarray([p[k]], float)[:, None] for k in ("E", "A", "B", "alpha", "beta"))

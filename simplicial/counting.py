@@ -6,7 +6,7 @@ Conventions (say them wherever a number is shown):
 - FLOPs: a multiply-add is 2 FLOPs. Forward FLOPs per token = 2 x (weights used in matmuls, the head included)
   + attention: dot-product causal attention 4 * d_attn * (average context) per layer (QK^T and PV), 2-simplicial
   attention 4 * d_attn * P / T per layer with P the exact number of valid (i, j, k) triples (the tensor-core
-  convention of REFERENCE.md section 2; the paper's 6*n*w1*w2 also counts the element-wise product).
+  convention of docs/REFERENCE.md section 2; the paper's 6*n*w1*w2 also counts the element-wise product).
   Training FLOPs per token = 3 x forward (backward = 2 x forward), as in Kaplan et al. 2020 / Chinchilla's 6N.
 """
 

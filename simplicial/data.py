@@ -2,8 +2,8 @@
 
 Sources (`DataSpec.source`):
 - `python-stdlib`: the Python standard library's own .py source (about 31 MB on Python 3.11), present on every machine
-  with Python and reachable without a network (REFERENCE.md section 6). Its content follows the Python version, which
-  is recorded in the cache metadata and in every result.
+  with Python and reachable without a network (docs/REFERENCE.md section 6). Its content follows the Python version,
+  which is recorded in the cache metadata and in every result.
 - `text`: a text file, or a folder whose files (recursively, sorted) are documents.
 - `tokens`: pre-tokenized `train.bin` / `val.bin` (raw uint16/uint32 arrays, memory-mapped, as nanoGPT writes them).
 

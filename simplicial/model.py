@@ -3,7 +3,7 @@
 Follows nanoGPT's model.py (karpathy/nanoGPT) in layout: norm, attention, MLP, Block, config, LM. Differences:
 RMSNorm instead of LayerNorm, rotary position embeddings (Su et al. 2021) instead of learned positions, no biases,
 and architecture `simplicial`, where every `simplicial_every`-th block uses 2-simplicial attention
-(Roy et al. 2025, arXiv 2507.02754; REFERENCE.md section 1) through `triton_kernels.two_simplicial_attention`.
+(Roy et al. 2025, arXiv 2507.02754; docs/REFERENCE.md section 1) through `triton_kernels.two_simplicial_attention`.
 
 The output head is TIED to the token embedding by default (`tie_embeddings=True`), as in nanoGPT.
 """
@@ -101,7 +101,7 @@ class CausalSelfAttention(nn.Module):
 class SimplicialAttention(nn.Module):
     """Sliding-window 2-simplicial attention: one query against pairs (k1_j, k2_k), trilinear logits, joint softmax,
     output sum_jk S_ijk (v1_j * v2_k). K2/V2 are the extra projections (K', V' in the paper). Rotary is applied to q
-    and k1 only: the trilinear form is not rotation-invariant (REFERENCE.md section 1 gives the determinant form),
+    and k1 only: the trilinear form is not rotation-invariant (docs/REFERENCE.md section 1 gives the determinant form),
     so k2 stays unrotated and carries content, while q.k1 carries relative position within the w1 window."""
 
     def __init__(self, cfg: ModelConfig):

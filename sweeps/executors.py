@@ -24,7 +24,7 @@ from sweeps.journal import JournalEntry, now, record
 from sweeps.state import last_step
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_MAX_ARRAY_SIZE = 1001  # SLURM's default MaxArraySize (REFERENCE.md section 5)
+DEFAULT_MAX_ARRAY_SIZE = 1001  # SLURM's default MaxArraySize (docs/REFERENCE.md section 5)
 DEFAULT_TIMEOUT_MIN = 24 * 60
 
 

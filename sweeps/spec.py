@@ -37,7 +37,7 @@ class ArchSpec:
     makes every `every`-th block (blocks every-1, 2*every-1, ...) sliding-window 2-simplicial attention."""
 
     type: str = "dot"
-    every: int = 4  # the paper's choice (REFERENCE.md section 1)
+    every: int = 4  # the paper's choice (docs/REFERENCE.md section 1)
     w1: int = 512  # (w1, w2) = (512, 32) in the paper
     w2: int = 32
     attn_backend: str = "auto"  # "auto": Triton on CUDA, exact chunked PyTorch otherwise
@@ -105,7 +105,7 @@ class BudgetSpec:
 @dataclass(frozen=True)
 class DataSpec:
     """Where tokens come from. `python-stdlib`: this Python's standard-library source, always offline
-    (REFERENCE.md section 6). `text`: a text file or a folder of text files. `tokens`: pre-tokenized memory-mapped
+    (docs/REFERENCE.md section 6). `text`: a text file or a folder of text files. `tokens`: pre-tokenized memory-mapped
     arrays `train.bin` / `val.bin` in `path` (dtype `token_dtype`, vocabulary `vocab_size`)."""
 
     source: str = "python-stdlib"
@@ -140,7 +140,7 @@ class DataSpec:
 
 @dataclass(frozen=True)
 class TrainingSpec:
-    """The recipe every run shares. Defaults follow the paper's AdamW recipe scaled down (REFERENCE.md section 1):
+    """The recipe every run shares. Defaults follow the paper's AdamW recipe scaled down (docs/REFERENCE.md section 1):
     warm-up then cosine decay to `min_lr_ratio` x peak over exactly the run's token budget."""
 
     seq_len: int = 256

@@ -15,7 +15,7 @@ from fitting.compare import compare_samples, paired_comparison
 from fitting.fixed_budget import fit_power_law
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "chinchilla_fig4_epoch_reconstruction.csv"
-# Hoffmann et al. 2022 published values (REFERENCE.md section 4), used as the synthetic truth.
+# Hoffmann et al. 2022 published values (docs/REFERENCE.md section 4), used as the synthetic truth.
 TRUE = {"E": 1.69, "A": 406.4, "B": 410.7, "alpha": 0.34, "beta": 0.28}
 
 
@@ -73,7 +73,7 @@ def test_error_shrinks_with_number_of_runs():
 
 
 def test_mean_objective_stops_early_sum_does_not():
-    """Negative control (REFERENCE.md section 4): same starts, same L-BFGS-B tolerances (ftol = gtol = 1e-12)."""
+    """Negative control (docs/REFERENCE.md section 4): same starts, same L-BFGS-B tolerances (ftol = gtol = 1e-12)."""
     N, D, L = chinchilla_data()
     s, m = chinchilla.Problem(N, D, L), chinchilla.Problem(N, D, L, reduction="mean")
     best = fit_approach3(N, D, L, starts="small").fun

@@ -2,7 +2,8 @@
 
 Outputs and all five gradients are compared with ||x - ref|| / ||ref|| (1e-4 in fp32, 2e-3 in fp16) on fresh random
 inputs, with every kernel output poisoned (NaN) before the run so an element a kernel fails to write fails the test.
-bf16 is checked on the GPU only (tests/test_kernels_gpu.py): tl.dot on bf16 is wrong in the interpreter (REFERENCE.md 3).
+bf16 is checked on the GPU only (tests/test_kernels_gpu.py): tl.dot on bf16 is wrong in the
+interpreter (docs/REFERENCE.md section 3).
 """
 
 from __future__ import annotations

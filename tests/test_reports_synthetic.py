@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-# Known parameters per architecture (Chinchilla-like magnitudes, REFERENCE.md section 4).
+# Known parameters per architecture (Chinchilla-like magnitudes, docs/REFERENCE.md section 4).
 TRUE = {
     "dot": {"E": 1.90, "A": 400.0, "B": 410.0, "alpha": 0.34, "beta": 0.28},
     "simplicial": {"E": 1.90, "A": 430.0, "B": 410.0, "alpha": 0.37, "beta": 0.28},

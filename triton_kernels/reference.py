@@ -1,6 +1,6 @@
 """Plain-PyTorch 2-simplicial attention: the naive O(N^3) definition and an exact, memory-bounded chunked version.
 
-Both compute, for query i (math in ../shared/REFERENCE.md section 1, Roy et al. 2025):
+Both compute, for query i (math in docs/REFERENCE.md section 1, Roy et al. 2025):
 
     A_ijk = sm_scale * sum_l q_il k1_jl k2_kl        for  i - w1 < j <= i  and  i - w2 < k <= i
     S_ijk = softmax over the pair (j, k) of A_ijk
@@ -82,7 +82,7 @@ def _windows(x: torch.Tensor, w: int) -> torch.Tensor:
 
 
 def _chunk(qc, k1b, k2w, v1b, v2w, valid, scale):
-    """One chunk of C queries, in the diagonal-offset form (REFERENCE.md section 2) so the work is dense matmuls.
+    """One chunk of C queries, in the diagonal-offset form (docs/REFERENCE.md section 2) so the work is dense matmuls.
 
     qc [B, C, Hkv, G, D]; k1b, v1b [B, L, Hkv, D]: the L = C + w1 - 1 positions of the chunk's union k1 window;
     k2w, v2w [B, C, Hkv, D, w2]: row i's own k2 window; valid [C, w2, L] bool (slot t of row i pairs with k2 row

@@ -1,10 +1,10 @@
 """Triton kernels for causal sliding-window 2-simplicial attention, forward and backward.
 
-Math (../shared/REFERENCE.md section 1): for query i, j in (i - w1, i] of (k1, v1), k in (i - w2, i] of (k2, v2),
+Math (docs/REFERENCE.md section 1): for query i, j in (i - w1, i] of (k1, v1), k in (i - w2, i] of (k2, v2),
 
     A_ijk = sm_scale * <q_i, k1_j, k2_k>,   S_i = softmax over (j, k) of A_i,   o_i = sum_jk S_ijk v1_j * v2_k.
 
-Structure: the diagonal-offset form (REFERENCE.md section 2). A program owns BLOCK_M consecutive queries of one head
+Structure: the diagonal-offset form (docs/REFERENCE.md section 2). A program owns BLOCK_M consecutive queries of one head
 and loops over the offset t = 0 .. w2-1 of the small window (k = i - t). For a fixed t, row r of the tile uses k2 row
 i_r - t, so Q * K2_shift(t) is a dense [BLOCK_M, D] tile and the logits against a K1 tile are one GEMM:
 
