@@ -28,6 +28,11 @@ def shape_for_params(target: float, base: ModelConfig) -> tuple[int, int, int]:
     """(n_layers, d_model, n_heads) of the family member closest to `target` non-embedding parameters."""
     if not target > 0:
         raise ValueError(f"target parameter count must be > 0, got {target}")
+    lo, hi = (param_counts(replace(base, n_layers=L, d_model=d, n_heads=H, n_kv_heads=None, arch="dot"))
+              ["params_non_embedding"] for L, d, H in (family_shape(1), family_shape(64)))
+    if not lo / 2 <= target <= hi * 2:  # off the family's ends: the closest member would be no answer
+        raise ValueError(f"{target:.3g} parameters is outside the shape family's range ({lo:.3g} to {hi:.3g}); "
+                         "give an explicit shape (n_layers, d_model, n_heads)")
     best, best_err = None, math.inf
     for n_layers in range(1, 65):
         L, d, H = family_shape(n_layers)

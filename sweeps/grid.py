@@ -18,7 +18,7 @@ from pathlib import Path
 from simplicial.counting import flops_per_token, param_counts
 from simplicial.model import ModelConfig
 from simplicial.sizes import shape_for_params
-from sweeps.spec import ResourceSpec, SweepSpec
+from sweeps.spec import ResourceSpec, SweepError, SweepSpec
 
 # TrainingSpec / DataSpec fields that do not change the trained model (excluded from the run id)
 _NOT_IDENTITY = {"threads", "device", "log_every", "checkpoint_every", "cache_dir"}
@@ -91,7 +91,10 @@ def model_config_for(spec: SweepSpec, arch_name: str, size_name: str) -> ModelCo
     arch, size, tr = spec.architectures[arch_name], spec.sizes[size_name], spec.training
     base = ModelConfig(vocab_size=spec.data.vocab_size, seq_len=tr.seq_len, tie_embeddings=tr.tie_embeddings)
     if size.params is not None:
-        n_layers, d_model, n_heads = shape_for_params(size.params, base)
+        try:
+            n_layers, d_model, n_heads = shape_for_params(size.params, base)
+        except ValueError as e:
+            raise SweepError(spec.source_path, f"sizes.{size_name}.params", str(e)) from None
         n_kv = None
     else:
         n_layers, d_model, n_heads, n_kv = size.n_layers, size.d_model, size.n_heads, size.n_kv_heads
@@ -110,6 +113,25 @@ def resources_for(spec: SweepSpec, arch: str, size: str) -> ResourceSpec:
     return res
 
 
+def _check_budget(spec: SweepSpec, kind: str, i: int, value: float, target: float, tokens: int,
+                  trained: dict[int, int], arch: str, size: str) -> None:
+    """A budget is trained in whole global batches; refuse budgets that rounding would distort: one below a single
+    batch (it would train a full batch, more than asked) and two that round to the same token count (the same run
+    twice under two ids, double-counted by the fit)."""
+    batch = spec.training.batch_tokens
+    where = f"for {arch}/{size}, " if kind == "flops" else ""
+    if target < batch:
+        raise SweepError(spec.source_path, f"budgets.{kind}[{i}]",
+                         f"{value:.4g} is {where}{target:.4g} tokens, under one global batch (training.batch_tokens="
+                         f"{batch}); lower batch_tokens or raise the budget")
+    if tokens in trained:
+        j = trained[tokens]
+        raise SweepError(spec.source_path, f"budgets.{kind}[{i}]",
+                         f"{value:.6g} trains {where}the same {tokens} tokens as budgets.{kind}[{j}]="
+                         f"{getattr(spec.budgets, kind)[j]:.6g} (budgets are rounded up to whole batches of "
+                         f"training.batch_tokens={batch}); make the budgets further apart")
+
+
 def expand(spec: SweepSpec) -> list[RunSpec]:
     """All runs of the grid, in a stable order (architecture, size, budget, seed as written in the YAML)."""
     training = dataclasses.asdict(spec.training)
@@ -120,11 +142,14 @@ def expand(spec: SweepSpec) -> list[RunSpec]:
         for size in spec.sizes:
             cfg = model_config_for(spec, arch, size)
             per_token = flops_per_token(cfg)["train"]
-            budgets = [{"tokens": float(t)} for t in spec.budgets.tokens] or [
-                {"flops": float(c)} for c in spec.budgets.flops]
-            for budget in budgets:
+            kind = "tokens" if spec.budgets.tokens else "flops"
+            budgets = [{kind: float(b)} for b in getattr(spec.budgets, kind)]
+            trained: dict[int, int] = {}  # tokens -> index of the budget that trains them
+            for i, budget in enumerate(budgets):
                 target = budget.get("tokens") or budget["flops"] / per_token
                 tokens = max(1, math.ceil(target / batch)) * batch  # whole global batches
+                _check_budget(spec, kind, i, budget[kind], target, tokens, trained, arch, size)
+                trained[tokens] = i
                 for seed in spec.seeds:
                     tr = {**training, "seed": seed}
                     identity = {

@@ -27,6 +27,12 @@ class SweepError(ValueError):
         super().__init__(f"{where}{key}: {reason}")
 
 
+# The largest budget a sweep may name. Llama 3 405B, among the largest published runs, trained on 15.6e12 tokens with
+# 3.8e25 FLOPs (Dubey et al. 2024, "The Llama 3 Herd of Models", section 3.2.1); these caps leave ~60x headroom above
+# that and catch exponent typos (1e30) before they become an astronomically long job.
+MAX_BUDGET = {"tokens": 1e15, "flops": 1e28}
+MAX_SEED = 2**63 - 1  # torch.manual_seed and numpy's SeedSequence both take seeds in [0, 2^63 - 1]
+
 # ----------------------------------------------------------------------------------------------------------------
 # Sections. Field types are simple (str, int, float, bool, list, dict, Optional) so the loader can check them.
 
@@ -90,16 +96,22 @@ class BudgetSpec:
     """Training budgets: a list of token counts, or a list of FLOP budgets (tokens = C / FLOPs-per-token of each
     model, so every size of a FLOP budget spends the same compute)."""
 
-    tokens: list = field(default_factory=list)
-    flops: list = field(default_factory=list)
+    tokens: list = field(default_factory=list, metadata={"items": float})
+    flops: list = field(default_factory=list, metadata={"items": float})
 
     def check(self, key: str) -> None:
         if bool(self.tokens) == bool(self.flops):
             raise SweepError("", key, "give exactly one non-empty list: tokens or flops")
         for name in ("tokens", "flops"):
-            for i, v in enumerate(getattr(self, name)):
+            values = getattr(self, name)
+            for i, v in enumerate(values):
                 if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
                     raise SweepError("", f"{key}.{name}[{i}]", f"must be a positive number, got {v!r}")
+                if v > MAX_BUDGET[name]:
+                    raise SweepError("", f"{key}.{name}[{i}]", f"{v:.3g} is beyond any real training run (the limit "
+                                     f"is {MAX_BUDGET[name]:.0e}; docs/DESIGN.md 'Budgets'); a typo?")
+                if v in values[:i]:
+                    raise SweepError("", f"{key}.{name}[{i}]", f"{v:.6g} is listed twice (first as [{values.index(v)}])")
 
 
 @dataclass(frozen=True)
@@ -183,6 +195,8 @@ class TrainingSpec:
             raise SweepError("", f"{key}.device", f"must be auto, cpu or cuda, got {self.device!r}")
         if self.threads is not None and self.threads <= 0:
             raise SweepError("", f"{key}.threads", f"must be >= 1, got {self.threads}")
+        if not 0 <= self.seed <= MAX_SEED:
+            raise SweepError("", f"{key}.seed", f"must be in [0, 2^63 - 1], got {self.seed}")
 
 
 @dataclass(frozen=True)
@@ -200,7 +214,7 @@ class ResourceSpec:
     account: str | None = None
     constraint: str | None = None
     additional_parameters: dict = field(default_factory=dict)  # extra sbatch flags, e.g. {"exclusive": true}
-    setup: list = field(default_factory=list)  # shell lines run before the job, e.g. module load
+    setup: list = field(default_factory=list, metadata={"items": str})  # shell lines run before the job
 
     def check(self, key: str) -> None:
         for name in ("gpus_per_node", "cpus_per_task", "timeout_min"):
@@ -266,7 +280,7 @@ class SweepSpec:
     data: DataSpec = field(default_factory=DataSpec)
     training: TrainingSpec = field(default_factory=TrainingSpec)
     executor: ExecutorSpec = field(default_factory=ExecutorSpec)
-    seeds: list = field(default_factory=lambda: [0])
+    seeds: list = field(default_factory=lambda: [0], metadata={"items": int})
     description: str = ""
     source_path: str = ""  # filled by load_sweep; not part of any run's identity
 
@@ -282,8 +296,10 @@ class SweepSpec:
         return self.output_root / self.name
 
     def check(self) -> None:
-        if not self.name or not all(c.isalnum() or c in "-_." for c in self.name):
-            raise SweepError("", "name", f"must be a non-empty name of letters, digits, '-', '_', '.', got {self.name!r}")
+        if not self.name or not all(c.isalnum() or c in "-_." for c in self.name) or self.name.startswith("."):
+            # the name is a folder under the output root: '..' (or any leading dot) would leave it or hide it
+            raise SweepError("", "name", "must be a name of letters, digits, '-', '_', '.' that does not start with "
+                             f"'.', got {self.name!r}")
         for group in ("architectures", "sizes"):
             if not getattr(self, group):
                 raise SweepError("", group, "must name at least one entry")
@@ -306,6 +322,9 @@ class SweepSpec:
             raise SweepError("", "seeds", f"must be a non-empty list of integers, got {self.seeds!r}")
         if len(set(self.seeds)) != len(self.seeds):
             raise SweepError("", "seeds", f"has duplicates: {self.seeds}")
+        for i, s in enumerate(self.seeds):
+            if not 0 <= s <= MAX_SEED:
+                raise SweepError("", f"seeds[{i}]", f"must be in [0, 2^63 - 1], got {s}")
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -316,11 +335,15 @@ _NESTED = {"resources": ResourceSpec, "data": DataSpec, "training": TrainingSpec
 _MAPS = {"architectures": ArchSpec, "sizes": SizeSpec, "per_arch": ResourceSpec, "per_size": ResourceSpec}
 
 
-def _type_ok(value: Any, annotation: Any) -> bool:
-    """Does a YAML value fit a simple field annotation? ints are accepted where floats are expected; YAML's
-    '1e6' (a string under yaml.safe_load) is accepted for numbers."""
+def _resolve(annotation: Any) -> Any:
     if isinstance(annotation, str):
         annotation = eval(annotation, {"dict": dict, "list": list})  # noqa: S307 - only our own field annotations
+    return annotation
+
+
+def _type_ok(value: Any, annotation: Any) -> bool:
+    """Does a YAML value fit a simple field annotation? ints are accepted where floats are expected."""
+    annotation = _resolve(annotation)
     origin = typing.get_origin(annotation)
     if origin in (typing.Union, types.UnionType):
         return any(_type_ok(value, a) for a in typing.get_args(annotation))
@@ -335,14 +358,45 @@ def _type_ok(value: Any, annotation: Any) -> bool:
     return isinstance(value, annotation)
 
 
+def _is_numeric(annotation: Any) -> bool:
+    """Is the field a number (int or float, possibly optional)? Only those get numeric-looking strings coerced."""
+    annotation = _resolve(annotation)
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return any(_is_numeric(a) for a in typing.get_args(annotation))
+    return annotation in (int, float)
+
+
 def _number(value: Any) -> Any:
-    """yaml.safe_load reads '1e6' as a string (YAML 1.1); treat numeric-looking strings as numbers."""
+    """yaml.safe_load reads '1e6' as a string (YAML 1.1 wants a dot in a float); in a numeric field, treat
+    numeric-looking strings as numbers. Never applied to string fields: `account: "12345"` stays a string."""
     if isinstance(value, str):
         try:
             f = float(value)
         except ValueError:
             return value
-        return int(f) if f.is_integer() and "." not in value and "e" not in value.lower() else f
+        if f.is_integer() and "." not in value and "e" not in value.lower():
+            return int(f)
+        return f
+    return value
+
+
+def _check_number(value: Any, path: str) -> None:
+    """inf and nan pass every comparison-based range check (or fail them late, inside each run): refuse them here."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise SweepError("", path, f"must be a finite number, got {value}")
+
+
+def _scalar(value: Any, annotation: Any, path: str) -> Any:
+    if _is_numeric(annotation):
+        value = _number(value)
+        _check_number(value, path)
+    if _resolve(annotation) is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not _type_ok(value, annotation):
+        hint = ""
+        if _type_ok(str(value), annotation) and isinstance(value, (int, float)) and not isinstance(value, bool):
+            hint = f" (write it quoted, \"{value}\", if you mean the string)"
+        raise SweepError("", path, f"expected {_type_name(annotation)}, got {type(value).__name__} {value!r}{hint}")
     return value
 
 
@@ -351,6 +405,10 @@ def _build(cls: type, raw: Any, key: str) -> Any:
         raise SweepError("", key or "(top level)", f"must be a mapping, got {type(raw).__name__} {raw!r}")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.name != "source_path"}
+    for name in raw:
+        if not isinstance(name, str):
+            raise SweepError("", f"{key + '.' if key else ''}{name!r}",
+                             f"keys must be strings (names of settings), got {type(name).__name__} {name!r}")
     unknown = sorted(set(raw) - set(fields))
     if unknown:
         raise SweepError("", f"{key + '.' if key else ''}{unknown[0]}", f"unknown key; allowed: {sorted(fields)}")
@@ -362,18 +420,25 @@ def _build(cls: type, raw: Any, key: str) -> Any:
         elif name in _MAPS:
             if not isinstance(value, dict):
                 raise SweepError("", path, f"must be a mapping of name -> settings, got {value!r}")
-            values[name] = {str(k): _build(_MAPS[name], v if v is not None else {}, f"{path}.{k}")
-                            for k, v in value.items()}
-        else:
-            if isinstance(value, list):
+            built = {}
+            for k, v in value.items():
+                if str(k) in built:  # e.g. 1: and "1": two spellings of one name
+                    raise SweepError("", f"{path}.{k}", "is named twice")
+                built[str(k)] = _build(_MAPS[name], v if v is not None else {}, f"{path}.{k}")
+            values[name] = built
+        elif isinstance(value, list):
+            items = fields[name].metadata.get("items")
+            if items is None:  # an untyped list: numbers as written are numbers
                 value = [_number(v) for v in value]
+                for i, v in enumerate(value):
+                    _check_number(v, f"{path}[{i}]")
             else:
-                value = _number(value)
-            if hints[name] is float and isinstance(value, int):
-                value = float(value)
+                value = [_scalar(v, items, f"{path}[{i}]") for i, v in enumerate(value)]
             if not _type_ok(value, hints[name]):
-                raise SweepError("", path, f"expected {_type_name(hints[name])}, got {type(value).__name__} {value!r}")
+                raise SweepError("", path, f"expected {_type_name(hints[name])}, got list {value!r}")
             values[name] = value
+        else:
+            values[name] = _scalar(value, hints[name], path)
     missing = [n for n, f in fields.items() if n not in values and f.default is dataclasses.MISSING
                and f.default_factory is dataclasses.MISSING]
     if missing:
@@ -391,14 +456,60 @@ def _type_name(annotation: Any) -> str:
 def parse_sweep(raw: Any, source_path: str = "") -> SweepSpec:
     """Validate a parsed YAML document and return the SweepSpec; errors name `source_path`."""
     try:
+        raw = _seed_from_training(raw)
         spec = _build(SweepSpec, raw, "")
         spec = dataclasses.replace(spec, source_path=str(source_path))
         spec.check()
+        _check_output(spec)
     except SweepError as e:
         if e.path:
             raise
         raise SweepError(str(source_path), e.key, e.reason) from None
     return spec
+
+
+def _seed_from_training(raw: Any) -> Any:
+    """`training.seed` alone is the sweep's one seed; beside `seeds:` one of the two would be ignored, so refuse."""
+    if not isinstance(raw, dict) or not isinstance(raw.get("training"), dict) or "seed" not in raw["training"]:
+        return raw
+    if "seeds" in raw:
+        raise SweepError("", "training.seed", f"{raw['training']['seed']!r} conflicts with seeds: {raw['seeds']!r}; "
+                         "give the seeds in `seeds:` only")
+    return {**raw, "seeds": [raw["training"]["seed"]]}
+
+
+def _check_output(spec: SweepSpec) -> None:
+    """The sweep folder must be creatable: the first existing path on the way to it must be a folder."""
+    for p in (spec.sweep_dir, *spec.sweep_dir.parents):
+        if p.exists():
+            if not p.is_dir():
+                raise SweepError("", "output", f"{p} exists and is not a folder (sweep folder: {spec.sweep_dir})")
+            return
+
+
+def _mapping_path(node: yaml.Node, at: str) -> str:
+    return f"{at}.{node.value}" if at else str(node.value)
+
+
+def _reject_duplicate_keys(node: yaml.Node, at: str = "") -> None:
+    """A mapping that names a key twice: YAML keeps the last silently (a second `dot:` would replace the first
+    architecture). Refuse, naming the key and both lines. Merge keys (`<<:`) are YAML's deliberate overrides."""
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[tuple, int] = {}
+        for key, value in node.value:
+            if key.tag == "tag:yaml.org,2002:merge":
+                continue
+            if isinstance(key, yaml.ScalarNode):
+                ident = (key.tag, key.value)
+                line = key.start_mark.line + 1
+                if ident in seen:
+                    raise SweepError("", _mapping_path(key, at),
+                                     f"duplicate key: line {line} repeats the key of line {seen[ident]}")
+                seen[ident] = line
+            _reject_duplicate_keys(value, _mapping_path(key, at) if isinstance(key, yaml.ScalarNode) else at)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _reject_duplicate_keys(item, f"{at}[{i}]")
 
 
 def load_sweep(path: str | Path) -> SweepSpec:
@@ -408,8 +519,18 @@ def load_sweep(path: str | Path) -> SweepSpec:
         text = path.read_text()
     except OSError as e:
         raise SweepError(str(path), "(file)", f"cannot read: {e.strerror}") from None
+    except UnicodeDecodeError as e:
+        raise SweepError(str(path), "(file)", f"not a text file (byte {e.start} is not UTF-8)") from None
+    loader = yaml.SafeLoader(text)
     try:
-        raw = yaml.safe_load(text)
+        node = loader.get_single_node()
+        if node is not None:
+            _reject_duplicate_keys(node)
+        raw = loader.construct_document(node) if node is not None else None
     except yaml.YAMLError as e:
         raise SweepError(str(path), "(yaml)", f"not valid YAML: {e}") from None
+    except SweepError as e:
+        raise SweepError(str(path), e.key, e.reason) from None
+    finally:
+        loader.dispose()
     return parse_sweep(raw, str(path))

@@ -87,3 +87,109 @@ def test_resources_merge_most_specific_wins():
     r = resources_for(spec, "simplicial", "b")
     assert (r.partition, r.gpus_per_node, r.timeout_min, r.setup) == ("gpu", 2, 120, ["module load cuda"])
     assert resources_for(spec, "dot", "a").gpus_per_node == 1
+
+
+# ---- issue 28: nothing wrong is ever silent ---------------------------------------------------------------------
+
+
+def _yaml_file(tmp_path, text, name="s.yaml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_duplicate_yaml_keys_are_refused_with_both_lines(tmp_path):
+    """A second `dot:` (or a second `training:`) used to replace the first silently."""
+    base = TINY_SWEEP.format(output=str(tmp_path / "out"), executor="local", budgets="2560")
+    nested = base.replace("  simplicial: {type: simplicial", "  dot: {type: simplicial, every: 2}\n  simplicial: {type: simplicial")
+    with pytest.raises(SweepError) as err:
+        load_sweep(_yaml_file(tmp_path, nested))
+    assert "architectures.dot: duplicate key: line 5 repeats the key of line 4" in str(err.value)
+    top = base + "training:\n  lr: 1.0e-3\n"
+    with pytest.raises(SweepError, match=r"s.yaml: training: duplicate key: line \d+ repeats the key of line 14"):
+        load_sweep(_yaml_file(tmp_path, top))
+    deep = base.replace("  lr: 3.0e-3", "  lr: 3.0e-3\n  lr: 1.0e-3")
+    with pytest.raises(SweepError, match=r"training.lr: duplicate key"):
+        load_sweep(_yaml_file(tmp_path, deep))
+
+
+@pytest.mark.parametrize("over, key", [
+    ({"training__lr": float("inf")}, "training.lr"),
+    ({"training__weight_decay": float("nan")}, "training.weight_decay"),
+    ({"training__grad_clip": float("nan")}, "training.grad_clip"),
+    ({"training__lr": "inf"}, "training.lr"),
+    ({"executor__resources": {"mem_gb": float("inf")}}, "executor.resources.mem_gb"),
+    ({"budgets": {"tokens": [2560, "nan"]}}, "budgets.tokens[1]"),
+])
+def test_non_finite_numbers_are_refused_at_load(over, key):
+    with pytest.raises(SweepError) as err:
+        parse_sweep(_raw(**over), "x.yaml")
+    assert f"x.yaml: {key}: must be a finite number" in str(err.value) or f"{key}: must be a positive" in str(err.value)
+
+
+@pytest.mark.parametrize("over, key, words", [
+    ({"seeds": [0, -1]}, "seeds[1]", "must be in [0, 2^63 - 1]"),
+    ({"training__seed": -3}, "training.seed", "must be in [0, 2^63 - 1]"),
+    ({"budgets": {"tokens": [1e30]}}, "budgets.tokens[0]", "beyond any real training run"),
+    ({"budgets": {"flops": [1e40]}}, "budgets.flops[0]", "beyond any real training run"),
+    ({"budgets": {"tokens": [2560, 2560.0]}}, "budgets.tokens[1]", "listed twice"),
+    ({"name": ".."}, "name", "does not start with '.'"),
+    ({"executor__resources": {"account": 12345}}, "executor.resources.account", 'write it quoted, "12345"'),
+])
+def test_out_of_range_values_name_key(over, key, words):
+    with pytest.raises(SweepError) as err:
+        parse_sweep(_raw(**over), "x.yaml")
+    assert f"x.yaml: {key}: " in str(err.value) and words in str(err.value), str(err.value)
+
+
+def test_training_seed_is_the_seed_or_conflicts_with_seeds():
+    raw = _raw(training__seed=7)
+    assert parse_sweep(raw).seeds == [7]  # it was silently replaced by the default seeds: [0]
+    with pytest.raises(SweepError, match=r"training.seed: 7 conflicts with seeds: \[1, 2\]"):
+        parse_sweep({**_raw(training__seed=7), "seeds": [1, 2]})
+
+
+def test_numeric_looking_strings_stay_strings_in_string_fields(tmp_path):
+    text = TINY_SWEEP.format(output=str(tmp_path / "out"), executor="slurm", budgets="2560") + (
+        '  resources: {account: "12345", partition: "2024", qos: 1e3,\n'
+        '              setup: ["2024"], timeout_min: "60"}\n')
+    spec = load_sweep(_yaml_file(tmp_path, text))
+    res = spec.executor.resources
+    assert (res.account, res.partition, res.qos, res.setup, res.timeout_min) == ("12345", "2024", "1e3", ["2024"], 60)
+
+
+def test_mixed_type_and_binary_yaml_are_messages(tmp_path):
+    text = TINY_SWEEP.format(output=str(tmp_path / "out"), executor="local", budgets="2560")
+    with pytest.raises(SweepError, match=r"s.yaml: 1: keys must be strings"):
+        load_sweep(_yaml_file(tmp_path, text + "1: x\n"))
+    binary = tmp_path / "b.yaml"
+    binary.write_bytes(b"name: x\n\xff\xfe\x00\x01")
+    with pytest.raises(SweepError, match=r"b.yaml: \(file\): not a text file"):
+        load_sweep(binary)
+
+
+def test_output_root_that_is_a_file_is_refused(tmp_path):
+    (tmp_path / "afile").write_text("")
+    with pytest.raises(SweepError, match=r"x.yaml: output: .*afile exists and is not a folder"):
+        parse_sweep(_raw(output=str(tmp_path / "afile")), "x.yaml")
+
+
+@pytest.mark.parametrize("budgets, words", [
+    ({"tokens": [100]}, "under one global batch (training.batch_tokens=256)"),
+    ({"tokens": [2600, 2700]}, "trains the same 2816 tokens as budgets.tokens[0]=2600"),
+])
+def test_budgets_that_rounding_distorts_are_refused(budgets, words):
+    from sweeps import expand
+
+    with pytest.raises(SweepError) as err:
+        expand(parse_sweep(_raw(budgets=budgets), "x.yaml"))
+    assert "x.yaml: budgets.tokens[" in str(err.value) and words in str(err.value), str(err.value)
+
+
+def test_params_off_the_family_names_the_size():
+    from sweeps import expand
+
+    with pytest.raises(SweepError, match=r"x.yaml: sizes.a.params: 1e\+20 parameters is outside"):
+        expand(parse_sweep(_raw(sizes={"a": {"params": 1e20}}), "x.yaml"))
+    with pytest.raises(SweepError, match=r"sizes.a.params: must be a finite number"):
+        parse_sweep(_raw(sizes={"a": {"params": "inf"}}), "x.yaml")
