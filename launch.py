@@ -121,15 +121,29 @@ def cmd_cancel(spec, runs, out=print) -> int:
 def cmd_run(spec, runs, args, out=print) -> int:
     from sweeps.state import run_states
 
+    from sweeps import SweepError
+    from sweeps.grid import check_epochs, data_epochs, simplicial_blocks
+
     executor = args.executor or spec.executor.name
+    epochs = data_epochs(spec, runs)
+    try:
+        warnings = check_epochs(spec, runs, epochs)
+    except SweepError as e:
+        print(f"launch.py: {e}", file=sys.stderr)
+        return 2
+    for line in warnings:
+        print(line, file=sys.stderr)
     states = run_states(runs, spec.sweep_dir)
     if args.dry_run:
-        rows = [[r.run_id, r.arch, r.size, _shape(r), f"{r.params['params_non_embedding']:,}", f"{r.tokens:,}",
-                 f"{r.flops:.3e}", st.status] for r, st in zip(runs, states)]
-        out(_table(rows, ["run", "arch", "size", "shape", "params (non-emb)", "tokens", "FLOPs", "status"]))
+        rows = [[r.run_id, r.arch, r.size, _shape(r), f"{simplicial_blocks(r.model_config)}/{r.model['n_layers']}",
+                 f"{r.params['params_non_embedding']:,}", f"{r.tokens:,}", "?" if ep is None else f"{ep:.3f}",
+                 f"{r.flops:.3e}", st.status] for r, st, ep in zip(runs, states, epochs)]
+        out(_table(rows, ["run", "arch", "size", "shape", "2-simplicial", "params (non-emb)", "tokens", "epochs",
+                          "FLOPs", "status"]))
         todo = sum(not (st.finished or st.active) for st in states)
         out(f"\n{len(runs)} runs, {todo} to submit, {sum(r.flops for r in runs):.3e} training FLOPs in all "
-            f"(executor: {executor}; FLOPs = tokens x 3 x forward FLOPs/token, attention included)")
+            f"(executor: {executor}; FLOPs = tokens x 3 x forward FLOPs/token, attention included; epochs = tokens / "
+            f"unique training tokens, '?' until a BPE cache is built; 2-simplicial = such blocks / layers)")
         return 0
     todo = [r for r, st in zip(runs, states)
             if not (st.finished or st.active) or (args.resubmit_unknown and st.status == "unknown")]

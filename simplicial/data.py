@@ -79,35 +79,68 @@ def _is_validation(name: str, val_fraction: float) -> bool:
     return h / 2**64 < val_fraction
 
 
-def _split_texts(data: dict) -> tuple[list[bytes], list[bytes], str]:
-    """Train and validation documents as bytes, plus a description of the corpus."""
-    docs = _stdlib_documents() if data["source"] == "python-stdlib" else _text_documents(data["path"])
+def _plan_split(data: dict, docs: list[tuple[str, Path]]) -> dict[str, list[tuple[Path, int]]]:
+    """Which bytes of which documents each split reads: {"train": [(path, n_bytes)], "val": [...]}, from file sizes
+    alone. The one home of the split rule, so the dry run counts exactly the tokens training will see."""
     cap = data.get("max_bytes") or float("inf")
     vf = data["val_fraction"]
+    if len(docs) == 1:  # one file: split by position
+        path = docs[0][1]
+        n = int(min(cap, path.stat().st_size))
+        cut = int(n * (1 - vf))
+        return {"train": [(path, cut)], "val": [(path, n - cut)]}  # val: the n - cut bytes after the cut
     caps = {"train": cap * (1 - vf), "val": cap * vf}  # max_bytes is shared between the splits in proportion
-    split: dict[str, list[bytes]] = {"train": [], "val": []}
+    plan: dict[str, list[tuple[Path, int]]] = {"train": [], "val": []}
     used = {"train": 0, "val": 0}
     for name, path in docs:
-        if len(docs) == 1:  # one file: split by position
-            blob = path.read_bytes()[: int(min(cap, path.stat().st_size))]
-            cut = int(len(blob) * (1 - vf))
-            split["train"].append(blob[:cut])
-            split["val"].append(blob[cut:])
-            used = {"train": cut, "val": len(blob) - cut}
-            break
         which = "val" if _is_validation(name, vf) else "train"
         if used[which] >= caps[which]:
             continue
-        blob = path.read_bytes()[: int(min(caps[which] - used[which], path.stat().st_size))]
-        split[which].append(blob)
-        used[which] += len(blob)
-    train, val, total = split["train"], split["val"], used["train"] + used["val"]
+        n = int(min(caps[which] - used[which], path.stat().st_size))
+        plan[which].append((path, n))
+        used[which] += n
+    return plan
+
+
+def _documents(data: dict) -> list[tuple[str, Path]]:
+    return _stdlib_documents() if data["source"] == "python-stdlib" else _text_documents(data["path"])
+
+
+def _split_texts(data: dict) -> tuple[list[bytes], list[bytes], str]:
+    """Train and validation documents as bytes, plus a description of the corpus."""
+    docs = _documents(data)
+    plan = _plan_split(data, docs)
+    if len(docs) == 1:
+        (path, cut), (_, rest) = plan["train"][0], plan["val"][0]
+        blob = path.read_bytes()[: cut + rest]
+        train, val = [blob[:cut]], [blob[cut:]]
+    else:
+        train = [path.read_bytes()[:n] for path, n in plan["train"]]
+        val = [path.read_bytes()[:n] for path, n in plan["val"]]
+    total = sum(map(len, train)) + sum(map(len, val))
     if not train or not val:
         raise DataError(f"data {data['source']!r}: the split left an empty {'train' if not train else 'validation'} "
                         f"set ({len(docs)} documents, val_fraction={data['val_fraction']})")
     where = f"Python {sys.version.split()[0]}, " if data["source"] == "python-stdlib" else f"{data['path']}, "
     desc = f"{data['source']} ({where}{len(docs)} documents, {total / 1e6:.1f} MB)"
     return train, val, desc
+
+
+def train_token_count(data: dict, cache_root: Path) -> int | None:
+    """The number of unique training tokens a run of this DataSpec draws from, without building anything: the cache's
+    count when it exists, the size of train.bin for `tokens`, the planned bytes (plus the 2-byte document
+    separators) for the byte tokenizer. None for a BPE corpus whose cache is not built yet (its count is known only
+    after the tokenizer is trained)."""
+    if data["source"] == "tokens":
+        f = Path(data["path"]).expanduser() / "train.bin"
+        return f.stat().st_size // np.dtype(data["token_dtype"]).itemsize if f.is_file() else None
+    meta = Path(data.get("cache_dir") or cache_root) / cache_key(data) / "meta.json"
+    if meta.exists():
+        return int(json.loads(meta.read_text())["train_tokens"])
+    if data["tokenizer"] != "byte":
+        return None
+    train = _plan_split(data, _documents(data))["train"]
+    return sum(n for _, n in train) + 2 * max(0, len(train) - 1)
 
 
 # ----------------------------------------------------------------------------------------------------------------

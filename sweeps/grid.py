@@ -21,7 +21,7 @@ from simplicial.sizes import shape_for_params
 from sweeps.spec import ResourceSpec, SweepError, SweepSpec
 
 # TrainingSpec / DataSpec fields that do not change the trained model (excluded from the run id)
-_NOT_IDENTITY = {"threads", "device", "log_every", "checkpoint_every", "cache_dir"}
+_NOT_IDENTITY = {"threads", "device", "log_every", "checkpoint_every", "cache_dir", "max_epochs"}
 
 
 @dataclass(frozen=True)
@@ -85,6 +85,52 @@ def _short_number(x: float) -> str:
 def run_id_for(identity: dict, arch: str, size: str, tokens: int, seed: int) -> str:
     digest = hashlib.sha256(_canonical(identity).encode()).hexdigest()[:10]
     return f"{arch}-{size}-{_short_number(tokens)}tok-s{seed}-{digest}"
+
+
+def simplicial_blocks(cfg: ModelConfig) -> int:
+    """How many blocks of `cfg` are 2-simplicial (ModelConfig.is_simplicial decides)."""
+    return sum(cfg.is_simplicial(layer) for layer in range(cfg.n_layers))
+
+
+def check_shapes(spec: SweepSpec) -> None:
+    """Refuse grids whose comparison would be meaningless, naming the key: a `params` size the shape family cannot
+    reach within the size's tolerance, and a simplicial architecture that has no 2-simplicial block at some size
+    (it would be the dot-product model under another name)."""
+    for size_name, size in spec.sizes.items():
+        if size.params is None:
+            continue
+        cfg = model_config_for(spec, next(iter(spec.architectures)), size_name)
+        achieved = param_counts(dataclasses.replace(cfg, arch="dot"))["params_non_embedding"]
+        if abs(achieved / size.params - 1) > size.tolerance:
+            raise SweepError(spec.source_path, f"sizes.{size_name}.params",
+                             f"target {size.params:,.0f} is not reachable by the shape family within "
+                             f"tolerance {size.tolerance:g}: its nearest member ({cfg.n_layers}x{cfg.d_model}, "
+                             f"{cfg.n_heads} heads) has {achieved:,} non-embedding parameters "
+                             f"({achieved / size.params - 1:+.0%}); {_family_neighbours(spec, size.params)}; "
+                             f"give a reachable target, an explicit shape, or a larger sizes.{size_name}.tolerance")
+    for arch_name, arch in spec.architectures.items():
+        if arch.type != "simplicial":
+            continue
+        for size_name in spec.sizes:
+            cfg = model_config_for(spec, arch_name, size_name)
+            if simplicial_blocks(cfg) == 0:
+                raise SweepError(spec.source_path, f"architectures.{arch_name}.every",
+                                 f"every={arch.every} gives size {size_name!r} ({cfg.n_layers} layers) no "
+                                 f"2-simplicial block, so it would train the dot-product model; use every <= "
+                                 f"{cfg.n_layers} or sizes with at least {arch.every} layers")
+
+
+def _family_neighbours(spec: SweepSpec, target: float) -> str:
+    from simplicial.sizes import family_shape
+
+    base = ModelConfig(vocab_size=spec.data.vocab_size, seq_len=spec.training.seq_len)
+    counts = []
+    for n_layers in range(1, 65):
+        L, d, H = family_shape(n_layers)
+        counts.append(param_counts(dataclasses.replace(base, n_layers=L, d_model=d, n_heads=H))["params_non_embedding"])
+    below = [c for c in counts if c <= target][-1:]
+    above = [c for c in counts if c > target][:1]
+    return "reachable counts nearby: " + ", ".join(f"{c:,}" for c in below + above)
 
 
 def model_config_for(spec: SweepSpec, arch_name: str, size_name: str) -> ModelConfig:
@@ -167,3 +213,26 @@ def expand(spec: SweepSpec) -> list[RunSpec]:
         dup = sorted({i for i in ids if ids.count(i) > 1})
         raise ValueError(f"sweep {spec.name!r} expands to duplicate runs (same config twice): {dup[:3]}")
     return runs
+
+
+def data_epochs(spec: SweepSpec, runs: list[RunSpec]) -> list[float | None]:
+    """Passes each run makes over the unique training tokens (its tokens / the train split's tokens); None where
+    the count is not known before the data cache is built (a BPE corpus)."""
+    from simplicial.data import train_token_count
+
+    unique = train_token_count(dataclasses.asdict(spec.data), spec.output_root / ".cache" / "data")
+    return [r.tokens / unique if unique else None for r in runs]
+
+
+def check_epochs(spec: SweepSpec, runs: list[RunSpec], epochs: list[float | None]) -> list[str]:
+    """Refuse (SweepError on data.max_epochs) a run that would repeat its data more than data.max_epochs times;
+    return a warning line for each run above one epoch."""
+    over = [(r, e) for r, e in zip(runs, epochs) if e is not None and e > spec.data.max_epochs]
+    if over:
+        run, e = max(over, key=lambda x: x[1])
+        raise SweepError(spec.source_path, "data.max_epochs",
+                         f"{len(over)} run(s) would repeat the training data more than max_epochs="
+                         f"{spec.data.max_epochs:g} times, up to {e:.2f} epochs ({run.run_id}: {run.tokens:,} "
+                         f"tokens); give more data (data.max_bytes), smaller budgets, or a larger data.max_epochs")
+    return [f"warning: {r.run_id} passes over its unique training tokens {e:.2f} times (> 1 epoch)"
+            for r, e in zip(runs, epochs) if e is not None and e > 1]

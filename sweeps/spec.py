@@ -68,9 +68,14 @@ class SizeSpec:
     n_heads: int | None = None
     n_kv_heads: int | None = None  # grouped-query attention; default: n_heads
     params: float | None = None
+    # with params: the family member picked must be within this relative distance of the target, else the size
+    # is refused (the family's steps are coarse at small depths: 49k, 393k, 1.3M, 3.1M, ... parameters)
+    tolerance: float = 0.25
 
     def check(self, key: str) -> None:
         explicit = (self.n_layers, self.d_model, self.n_heads)
+        if not self.tolerance > 0:
+            raise SweepError("", f"{key}.tolerance", f"must be > 0, got {self.tolerance}")
         if self.params is not None:
             if any(v is not None for v in explicit):
                 raise SweepError("", key, "give either params or (n_layers, d_model, n_heads), not both")
@@ -128,6 +133,11 @@ class DataSpec:
     max_bytes: int | None = None  # cap the corpus (None: all of it)
     token_dtype: str = "uint16"
     cache_dir: str | None = None  # default: <output>/.cache/data
+    # A run may pass over its unique training tokens at most this many times (the launcher refuses more and warns
+    # above 1). Muennighoff et al. 2023, "Scaling Data-Constrained Language Models" (arXiv 2305.16264): up to about
+    # 4 epochs repeated tokens are worth almost as much as fresh ones; beyond that their value decays quickly, so
+    # a loss measured there is not the loss of a data-rich run of the same budget.
+    max_epochs: float = 4.0
 
     def check(self, key: str) -> None:
         if self.source not in ("python-stdlib", "text", "tokens"):
@@ -148,6 +158,8 @@ class DataSpec:
             raise SweepError("", f"{key}.val_fraction", f"must be in (0, 1), got {self.val_fraction}")
         if self.max_bytes is not None and self.max_bytes <= 0:
             raise SweepError("", f"{key}.max_bytes", f"must be > 0, got {self.max_bytes}")
+        if not self.max_epochs > 0:
+            raise SweepError("", f"{key}.max_epochs", f"must be > 0, got {self.max_epochs}")
 
 
 @dataclass(frozen=True)
@@ -461,6 +473,9 @@ def parse_sweep(raw: Any, source_path: str = "") -> SweepSpec:
         spec = dataclasses.replace(spec, source_path=str(source_path))
         spec.check()
         _check_output(spec)
+        from sweeps.grid import check_shapes  # grid resolves shapes from this module's specs
+
+        check_shapes(spec)
     except SweepError as e:
         if e.path:
             raise
