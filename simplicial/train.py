@@ -162,9 +162,15 @@ class Trainer:
         self.model.train()
         return total / count
 
+    def batch_starts(self, n_train_tokens: int, step: int):
+        """Window starts of the global batch of `step`: a function of (seed, step) and the batch shape only, never
+        of the architecture, size or learning rate, so runs of one seed see the same batches in the same order
+        (common random numbers: comparing architectures cell by cell cancels the data order)."""
+        return step_starts(n_train_tokens, self.tr["seq_len"], self.n_seq, self.run.seed, step)
+
     def train_step(self, data: TokenSplits) -> float:
         """One optimizer step over the global batch; returns its mean training loss."""
-        starts = step_starts(len(data.train), self.tr["seq_len"], self.n_seq, self.run.seed, self.step)
+        starts = self.batch_starts(len(data.train), self.step)
         module = self.ddp or self.model
         self.phase = "accumulating"
         loss_sum = torch.zeros((), device=self.device)

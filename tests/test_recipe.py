@@ -73,3 +73,33 @@ def test_epochs_warn_above_one_and_refuse_above_max_epochs(tmp_path):
     warnings = check_epochs(spec, runs, epochs)
     assert len(warnings) == 2 and all("> 1 epoch" in w for w in warnings)
     assert [r.run_id for r in expand(spec)] == [r.run_id for r in expand(parse_sweep(_raw(tmp_path, budgets="5e5, 2e6")))]
+
+
+# -- seeds -------------------------------------------------------------------------------------------------------
+
+
+def test_seeds_replicate_init_and_data_order_with_common_batches_across_archs(tmp_path):
+    import numpy as np
+    import torch
+
+    from simplicial.distributed import DistInfo
+    from simplicial.train import Trainer
+
+    spec = parse_sweep(_raw(tmp_path, seeds=[0, 1, 2]))
+    runs = expand(spec)
+    assert len(runs) == 2 * 2 * 1 * 3 and sorted({r.seed for r in runs}) == [0, 1, 2]
+    assert len({r.run_id for r in runs}) == len(runs) and all(f"-s{r.seed}-" in r.run_id for r in runs)
+    pick = {(r.arch, r.size, r.seed): r for r in runs}
+    cpu = torch.device("cpu")
+    t = {key: Trainer(pick[key], DistInfo(), cpu) for key in
+         [("dot", "a", 0), ("simplicial", "a", 0), ("dot", "b", 0), ("dot", "a", 1)]}
+    for step in (0, 1, 7):
+        same = [t[k].batch_starts(100_000, step) for k in [("dot", "a", 0), ("simplicial", "a", 0), ("dot", "b", 0)]]
+        assert all(np.array_equal(same[0], s) for s in same[1:])  # one seed: one data order for every arch and size
+        assert not np.array_equal(same[0], t[("dot", "a", 1)].batch_starts(100_000, step))  # another seed: another
+    def emb(trainer):
+        return trainer.model.embed.weight.detach()
+
+    again = Trainer(pick[("dot", "a", 0)], DistInfo(), cpu)
+    assert torch.equal(emb(again), emb(t[("dot", "a", 0)]))  # a seed replicates its init
+    assert not torch.equal(emb(t[("dot", "a", 1)]), emb(t[("dot", "a", 0)]))  # and another seed changes it
