@@ -37,7 +37,7 @@ $(VENV)/.test-installed: $(VENV)/.installed
 test-setup: $(VENV)/.test-installed
 
 demo: setup
-	$(PY) launch.py sweeps/demo.yaml --fit --report
+	$(VENV)/bin/simplex-scaling run sweeps/demo.yaml --fit --report
 
 # The whole suite, SLURM tests included: bring up the loopback SLURM cluster, run everything, take it down.
 test: test-setup

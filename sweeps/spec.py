@@ -7,6 +7,7 @@ or an impossible value raises `SweepError` with the file, the key path and the r
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import types
@@ -527,8 +528,10 @@ def _reject_duplicate_keys(node: yaml.Node, at: str = "") -> None:
             _reject_duplicate_keys(item, f"{at}[{i}]")
 
 
-def load_sweep(path: str | Path) -> SweepSpec:
-    """Read and validate a sweep YAML (yaml.safe_load). Raises SweepError naming the file, key path and reason."""
+def load_sweep(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> SweepSpec:
+    """Read and validate a sweep YAML (yaml.safe_load), with dotted `key=value` overrides applied to the document
+    first (`apply_overrides`). Raises SweepError naming the file, key path and reason, and the override when the
+    bad value came from one."""
     path = Path(path)
     try:
         text = path.read_text()
@@ -548,4 +551,74 @@ def load_sweep(path: str | Path) -> SweepSpec:
         raise SweepError(str(path), e.key, e.reason) from None
     finally:
         loader.dispose()
-    return parse_sweep(raw, str(path))
+    if not overrides:
+        return parse_sweep(raw, str(path))
+    raw = apply_overrides(raw, overrides, str(path))
+    try:
+        return parse_sweep(raw, str(path))
+    except SweepError as e:
+        culprit = _override_for(e.key, overrides)
+        where = f"{path} (override {culprit})" if culprit else f"{path} (with overrides {' '.join(overrides)})"
+        raise SweepError(where, e.key, e.reason) from None
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Dotted overrides, in the spirit of hydra's and OLMo-core's command lines: `training.lr=1e-3 sizes.s.n_layers=6`.
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """'a.b.c=VALUE' -> (['a', 'b', 'c'], value), VALUE read as a YAML scalar or flow collection (so `1e-3`, `true`,
+    `null`, `[1, 2]` and `{type: dot}` mean what they mean in the file). Raises SweepError naming the argument."""
+    key, sep, value = text.partition("=")
+    parts = key.split(".")
+    if not sep or not key or any(not p or p != p.strip() for p in parts):
+        raise SweepError("", f"override {text!r}", "expected KEY=VALUE with a dotted key, e.g. training.lr=1e-3")
+    try:
+        parsed = yaml.safe_load(value) if value.strip() else ""
+    except yaml.YAMLError as e:
+        raise SweepError("", f"override {text!r}", f"value is not valid YAML: {e}") from None
+    return parts, parsed
+
+
+def apply_overrides(raw: Any, overrides: list[str] | tuple[str, ...], source: str = "") -> dict:
+    """The sweep document with each override applied in order (a later one wins). A missing intermediate mapping is
+    created (`sizes.l.params=1e8` adds a size); the result is validated by `parse_sweep` exactly like the file."""
+    if not isinstance(raw, dict):
+        raise SweepError(source, "(top level)", f"must be a mapping, got {type(raw).__name__}")
+    doc = copy.deepcopy(raw)
+    for text in overrides:
+        try:
+            parts, value = parse_override(text)
+        except SweepError as e:
+            raise SweepError(source, e.key, e.reason) from None
+        node = doc
+        for i, part in enumerate(parts[:-1]):
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                raise SweepError(source, ".".join(parts[: i + 1]),
+                                 f"override {text!r}: is a {type(child).__name__} ({child!r}), not a mapping")
+            node = child
+        node[parts[-1]] = value
+    return doc
+
+
+def _override_for(key: str, overrides) -> str | None:
+    """The last override whose dotted key is, contains or lies inside the error's key path."""
+    err = key.split("[")[0].split("/")[0]
+    for text in reversed(list(overrides)):
+        ov = text.partition("=")[0]
+        if err == ov or err.startswith(ov + ".") or ov.startswith(err + "."):
+            return text
+    return None
+
+
+def resolved_document(spec: SweepSpec) -> dict:
+    """The validated sweep as a plain document that `parse_sweep` reads back to an equal spec (defaults filled in,
+    `output` absolute so the file works from any folder): what `<sweep_dir>/sweep.yaml` holds."""
+    doc = dataclasses.asdict(spec)
+    doc.pop("source_path")
+    doc["training"].pop("seed")  # `seeds` holds it; both in one file is refused as ambiguous
+    doc["output"] = str(spec.output_root)
+    return doc

@@ -40,9 +40,19 @@ def _ok(out: subprocess.CompletedProcess) -> str:
     return out.stdout
 
 
+def _status(path: Path, rc: int) -> str:
+    """`launch.py status` in a fresh process; its exit status must be `rc` (0 all finished, 3 a failed or unknown
+    run, 4 runs still pending or running)."""
+    out = launch("status", path, timeout=60)
+    assert out.returncode == rc, f"rc {out.returncode}, expected {rc}\n{out.stdout[-4000:]}\n{out.stderr[-4000:]}"
+    return out.stdout
+
+
 def _status_rows(path: Path) -> dict[str, dict]:
     """run id -> {status, job, scheduler} from `launch.py status` (a fresh process each time)."""
-    out = _ok(launch("status", path, timeout=60))
+    out = launch("status", path, timeout=60)
+    assert out.returncode in (0, 3, 4), f"rc {out.returncode}\n{out.stdout[-4000:]}\n{out.stderr[-4000:]}"
+    out = out.stdout
     rows = {}
     for line in out.splitlines():
         parts = line.split()
@@ -128,7 +138,7 @@ def test_sweep_goes_out_as_chunked_arrays(grid_sweep):
 def test_status_and_collect_after_launcher_exit(grid_sweep):
     path = grid_sweep["path"]
     t0 = time.monotonic()
-    out = _ok(launch("status", path, timeout=60))
+    out = _status(path, 0)
     assert time.monotonic() - t0 < 30
     assert "done 8 (of 8)" in out, out
     rows = _status_rows(path)
@@ -195,7 +205,7 @@ def test_scancel_fails_relaunch_resubmits_only_it_and_preempted_run_resumes(tmp_
     row, _ = _wait_status(path, killed.run_id, {"failed"}, timeout=60)
     assert time.monotonic() - t_kill < 60
     assert row["scheduler"] == "CANCELLED", row
-    status = _ok(launch("status", path, timeout=60))
+    status = _status(path, 3)
     assert f"--- {killed.run_id} (failed) ---" in status and "CANCELLED" in status and "log tail" in status, status
     assert not (killed.run_dir / "result.json").exists()
 
@@ -243,7 +253,7 @@ def test_run_that_raises_shows_traceback_in_status(tmp_path):
     _ok(launch(path))
     run_id = expand(load_sweep(path))[0].run_id
     _wait_status(path, run_id, {"failed"}, timeout=90)
-    out = _ok(launch("status", path, timeout=60))
+    out = _status(path, 3)
     assert "failed 1 (of 1)" in out and "Traceback (most recent call last)" in out and "missing-corpus.txt" in out, out
     table_out = _ok(launch("collect", path, timeout=60))
     assert "0 done" in table_out
@@ -299,7 +309,7 @@ def test_unknown_job_is_left_alone_until_resubmit_unknown(tmp_path):
     spec.sweep_dir.mkdir(parents=True, exist_ok=True)
     record(spec.sweep_dir, [JournalEntry(run.run_id, "987654_0", "slurm", str(tmp_path / "nowhere"), "2026-01-01")])
     assert _status_rows(path)[run.run_id]["status"] == "unknown"
-    status = _ok(launch("status", path, timeout=60))
+    status = _status(path, 3)
     assert "--resubmit-unknown" in status and "1 run(s) unknown" in status, status
     again = _ok(launch(path))
     assert "0 to run" in again and "submitted array" not in again, again
