@@ -80,10 +80,10 @@ def test_overrides_change_ids_only_for_what_is_trained(tiny_sweep):
 
 def test_override_values_are_yaml_and_validated_like_the_file(tiny_sweep):
     spec = load_sweep(tiny_sweep, ["training.lr=1e-3", "budgets.tokens=[2560, 7680]", "training.tie_embeddings=false",
-                                   "executor.per_size.a.cpus_per_task=4", "sizes.c.params=2e4"])
+                                   "executor.per_size.a.cpus_per_task=4", "sizes.c.params=4e5"])
     assert spec.training.lr == 1e-3 and isinstance(spec.training.lr, float)
     assert spec.budgets.tokens == [2560, 7680] and spec.training.tie_embeddings is False
-    assert spec.executor.per_size["a"].cpus_per_task == 4 and spec.sizes["c"].params == 2e4
+    assert spec.executor.per_size["a"].cpus_per_task == 4 and spec.sizes["c"].params == 4e5
     cases = {
         "training.lr=fast": "(override training.lr=fast): training.lr: expected float",
         "training.lrr=1": "(override training.lrr=1): training.lrr: unknown key",
