@@ -10,10 +10,7 @@ Exit status: 0 fitted (an unconverged fit is a printed WARNING, and ``converged:
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -86,13 +83,16 @@ def _read(args):
 
 
 def _write_json(path: str, doc: dict) -> None:
-    """Atomic write (tmp + rename); allow_nan=False so a NaN can never produce invalid JSON."""
+    """The project's atomic writer (tmp + rename, umask honoured); allow_nan=False: a NaN never makes invalid JSON."""
+    from simplicial.checkpoint import write_json_atomic
+
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=target.name, suffix=".tmp")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(clean_json(doc), fh, indent=1, allow_nan=False)
-    os.replace(tmp, target)
+    if target.is_dir():
+        raise FittingInputError(f"--json {path}: is a folder; give a file name, e.g. {target / 'fits.json'}")
+    try:
+        write_json_atomic(target, clean_json(doc), indent=1, sort_keys=False)
+    except OSError as exc:
+        raise FittingInputError(f"--json {path}: cannot write ({exc.strerror or exc})") from exc
 
 
 def _fmt(v) -> str:

@@ -297,7 +297,7 @@ def train_run(run: RunSpec, job: "TrainJob | None" = None) -> dict:
         trainer = Trainer(run, dist, device)
         if job is not None:
             job._trainer = trainer
-        state = load_checkpoint(run_dir / CHECKPOINT)
+        state = load_checkpoint(run_dir / CHECKPOINT, log=lambda m: print(f"[{run.run_id}] {m}", flush=True))
         if state is not None and state.get("run_id") == run.run_id:
             trainer.restore(state)
             print(f"[{run.run_id}] resuming from step {trainer.step}/{trainer.total_steps}", flush=True)

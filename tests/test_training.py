@@ -101,3 +101,70 @@ def test_killed_run_resumes_from_checkpoint_bit_exact(tmp_path):
     assert result["val_loss"] == reference["val_loss"] and result["train_loss"] == reference["train_loss"]
     steps = [json.loads(l)["step"] for l in (run.run_dir / "metrics.jsonl").read_text().splitlines()]
     assert steps == sorted(steps) and len(steps) == len(set(steps)), steps  # no duplicated rows after resume
+
+
+# ---- issue 28: checkpoints that cannot be trusted, files teammates cannot read ------------------------------------
+
+
+def test_truncated_checkpoint_falls_back_to_the_previous_one(tmp_path, capsys):
+    """A truncated checkpoint.pt used to fail every re-launch with torch's zip error, naming no file."""
+    run = _run(tmp_path, budgets="5120")  # 20 steps, checkpoint every 5
+    ref = train_run(run)
+    ckpt = run.run_dir / "checkpoint.pt"
+    prev = run.run_dir / "checkpoint.prev.pt"
+    assert ckpt.exists() and prev.exists()
+    prev_step = torch.load(prev, weights_only=True)["step"]
+    ckpt.write_bytes(ckpt.read_bytes()[:1000])  # truncated
+    (run.run_dir / "result.json").unlink()
+    capsys.readouterr()
+    again = train_run(run)
+    out = capsys.readouterr().out
+    assert f"checkpoint {ckpt} is unreadable" in out and "moved to checkpoint.pt.bad" in out, out
+    assert f"resuming from the previous checkpoint {prev}" in out and f"resuming from step {prev_step}/20" in out
+    assert again["status"] == "done" and again["val_loss"] == ref["val_loss"]  # resumed bit-exact from the previous
+
+
+def test_unreadable_checkpoints_restart_the_run_and_say_so(tmp_path, capsys):
+    run = _run(tmp_path, budgets="2560")
+    run.run_dir.mkdir(parents=True)
+    (run.run_dir / "checkpoint.pt").write_bytes(b"PK\x03\x04 not a zip")
+    result = train_run(run)
+    out = capsys.readouterr().out
+    assert "is unreadable" in out and "the run restarts from step 0" in out, out
+    assert result["status"] == "done" and result["steps"] == 10
+
+
+def test_planted_checkpoint_cannot_run_code(tmp_path, capsys):
+    """checkpoint.pt was unpickled with weights_only=False: a planted one ran a command."""
+    import pickle
+
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    run = _run(tmp_path, budgets="2560")
+    run.run_dir.mkdir(parents=True)
+    with open(run.run_dir / "checkpoint.pt", "wb") as f:
+        pickle.dump({"run_id": run.run_id, "x": Evil()}, f)
+    result = train_run(run)
+    assert not marker.exists()
+    assert result["status"] == "done" and "is unreadable" in capsys.readouterr().out
+    state = torch.load(run.run_dir / "checkpoint.pt", weights_only=True)  # our own checkpoints are plain
+    assert state["run_id"] == run.run_id and state["step"] == 5
+
+
+def test_written_files_honour_the_umask(tmp_path):
+    """mkstemp made result.json, config.json, checkpoints and results.csv 0600: unreadable to teammates."""
+    old = os.umask(0o022)
+    try:
+        run = _run(tmp_path, budgets="2560")
+        train_run(run)
+        from simplicial.checkpoint import write_json_atomic
+
+        write_json_atomic(tmp_path / "x.json", {"a": 1})
+    finally:
+        os.umask(old)
+    for p in [*run.run_dir.iterdir(), tmp_path / "x.json"]:
+        assert p.stat().st_mode & 0o777 == 0o644, (p, oct(p.stat().st_mode))
