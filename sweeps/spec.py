@@ -124,7 +124,10 @@ class BudgetSpec:
 class DataSpec:
     """Where tokens come from. `python-stdlib`: this Python's standard-library source, always offline
     (docs/REFERENCE.md section 6). `text`: a text file or a folder of text files. `tokens`: pre-tokenized memory-mapped
-    arrays `train.bin` / `val.bin` in `path` (dtype `token_dtype`, vocabulary `vocab_size`)."""
+    arrays `train.bin` / `val.bin` in `path` (dtype `token_dtype`, vocabulary `vocab_size`). `files`: the files
+    under `roots` (absolute folders) and `modules` (Python packages, resolved to their installed folders on the
+    machine that loads the sweep or runs the job) whose path below the root matches an `include` glob and no
+    `exclude` glob (`**` spans folders); the roots and patterns are checked against the file system on load."""
 
     source: str = "python-stdlib"
     path: str | None = None
@@ -139,12 +142,17 @@ class DataSpec:
     # 4 epochs repeated tokens are worth almost as much as fresh ones; beyond that their value decays quickly, so
     # a loss measured there is not the loss of a data-rich run of the same budget.
     max_epochs: float = 4.0
+    roots: list = field(default_factory=list, metadata={"items": str})  # source files: absolute folders (or files)
+    modules: list = field(default_factory=list, metadata={"items": str})  # source files: Python packages, e.g. [torch, transformers]
+    include: list = field(default_factory=list, metadata={"items": str})  # source files: globs below each root (default: every file)
+    exclude: list = field(default_factory=list, metadata={"items": str})  # source files: globs below each root, e.g. ["**/test*/**"]
 
     def check(self, key: str) -> None:
-        if self.source not in ("python-stdlib", "text", "tokens"):
-            raise SweepError("", f"{key}.source", f"must be python-stdlib, text or tokens, got {self.source!r}")
+        if self.source not in ("python-stdlib", "text", "tokens", "files"):
+            raise SweepError("", f"{key}.source", f"must be python-stdlib, text, tokens or files, got {self.source!r}")
         if self.source in ("text", "tokens") and not self.path:
             raise SweepError("", f"{key}.path", f"source {self.source!r} needs a path")
+        self._check_files(key)
         if self.tokenizer not in ("byte", "bpe"):
             raise SweepError("", f"{key}.tokenizer", f"must be byte or bpe, got {self.tokenizer!r}")
         if self.tokenizer == "byte" and self.source != "tokens" and self.vocab_size != 256:
@@ -161,6 +169,28 @@ class DataSpec:
             raise SweepError("", f"{key}.max_bytes", f"must be > 0, got {self.max_bytes}")
         if not self.max_epochs > 0:
             raise SweepError("", f"{key}.max_epochs", f"must be > 0, got {self.max_epochs}")
+
+    def _check_files(self, key: str) -> None:
+        """The `files` keys: only with that source, strings, and (on this machine) roots that exist and patterns
+        that match files, so a typo stops the launcher before anything is queued."""
+        names = ("roots", "modules", "include", "exclude")
+        if self.source != "files":
+            for name in names:
+                if getattr(self, name):
+                    raise SweepError("", f"{key}.{name}", f"applies to source 'files' only (source is {self.source!r})")
+            return
+        if self.path is not None:
+            raise SweepError("", f"{key}.path", f"source 'files' takes roots and modules, not path ({self.path!r})")
+        for name in names:
+            for i, v in enumerate(getattr(self, name)):
+                if not isinstance(v, str) or not v:
+                    raise SweepError("", f"{key}.{name}[{i}]", f"must be a non-empty string, got {v!r}")
+        from simplicial.data import DataError, gather_files
+
+        try:
+            gather_files(dataclasses.asdict(self), key)
+        except DataError as e:
+            raise SweepError("", e.key or key, e.reason) from None
 
 
 @dataclass(frozen=True)

@@ -48,7 +48,7 @@ def test_numbers_written_as_1e6_are_numbers():
     ({"training__tie_embeddings": "yes"}, "training.tie_embeddings", "expected bool"),
     ({"budgets": {"tokens": [1000], "flops": [1e12]}}, "budgets", "exactly one"),
     ({"budgets": {"tokens": [0]}}, "budgets.tokens[0]", "positive number"),
-    ({"data__source": "hub"}, "data.source", "python-stdlib, text or tokens"),
+    ({"data__source": "hub"}, "data.source", "python-stdlib, text, tokens or files"),
     ({"data__source": "text"}, "data.path", "needs a path"),
     ({"executor__name": "k8s"}, "executor.name", "local, slurm or debug"),
     ({"executor__per_arch": {"nope": {"gpus_per_node": 1}}}, "executor.per_arch.nope", "no such entry"),
