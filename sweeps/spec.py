@@ -142,10 +142,12 @@ class DataSpec:
     # 4 epochs repeated tokens are worth almost as much as fresh ones; beyond that their value decays quickly, so
     # a loss measured there is not the loss of a data-rich run of the same budget.
     max_epochs: float = 4.0
-    roots: list = field(default_factory=list, metadata={"items": str})  # source files: absolute folders (or files)
-    modules: list = field(default_factory=list, metadata={"items": str})  # source files: Python packages, e.g. [torch, transformers]
-    include: list = field(default_factory=list, metadata={"items": str})  # source files: globs below each root (default: every file)
-    exclude: list = field(default_factory=list, metadata={"items": str})  # source files: globs below each root, e.g. ["**/test*/**"]
+    # source `files`: absolute folders (or files); Python packages, e.g. [torch, transformers]; globs below each
+    # root to keep (default: every file) and to drop, e.g. ["**/test*/**"]
+    roots: list = field(default_factory=list, metadata={"items": str})
+    modules: list = field(default_factory=list, metadata={"items": str})
+    include: list = field(default_factory=list, metadata={"items": str})
+    exclude: list = field(default_factory=list, metadata={"items": str})
 
     def check(self, key: str) -> None:
         if self.source not in ("python-stdlib", "text", "tokens", "files"):
