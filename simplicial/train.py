@@ -32,6 +32,7 @@ from simplicial.data import TokenSplits, check_length, load_tokens, step_starts,
 from simplicial.distributed import DistInfo, init_distributed, shutdown
 from simplicial.model import LM
 from sweeps.grid import RunSpec
+from sweeps.recipe import warmup_steps
 
 CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.jsonl"
@@ -102,7 +103,7 @@ class Trainer:
         self.optimizer = torch.optim.AdamW(self.model.optimizer_groups(tr["weight_decay"]), lr=tr["lr"],
                                            betas=(tr["beta1"], tr["beta2"]), fused=fused)
         self.total_steps = run.steps
-        warmup = max(1, int(tr["warmup_fraction"] * self.total_steps))
+        warmup = warmup_steps(tr, self.total_steps)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lr_lambda(self.total_steps, warmup, tr["min_lr_ratio"]))
         self.step = 0

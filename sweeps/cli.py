@@ -211,15 +211,22 @@ def cmd_run(args, spec, runs, out=print) -> int:
         print(line, file=sys.stderr)
     states = run_states(runs, spec.sweep_dir)
     if args.dry_run:
-        rows = [[r.run_id, r.arch, r.size, _shape(r), f"{simplicial_blocks(r.model_config)}/{r.model['n_layers']}",
-                 f"{r.params['params_non_embedding']:,}", f"{r.tokens:,}", "?" if ep is None else f"{ep:.3f}",
-                 f"{r.flops:.3e}", st.status] for r, st, ep in zip(runs, states, epochs)]
+        from sweeps.recipe import describe
+
+        rows = []
+        for r, st, ep in zip(runs, states, epochs):
+            recipe = describe(r.training, r.steps)
+            rows.append([r.run_id, r.arch, r.size, _shape(r), f"{simplicial_blocks(r.model_config)}/{r.model['n_layers']}",
+                         f"{r.params['params_non_embedding']:,}", f"{r.tokens:,}", "?" if ep is None else f"{ep:.3f}",
+                         f"{r.flops:.3e}", recipe["lr"], recipe["batch"], recipe["warmup"], recipe["schedule"],
+                         st.status])
         out(_table(rows, ["run", "arch", "size", "shape", "2-simplicial", "params (non-emb)", "tokens", "epochs",
-                          "FLOPs", "status"]))
+                          "FLOPs", "lr", "batch", "warmup", "schedule", "status"]))
         todo = sum(not (st.finished or st.active) for st in states)
         out(f"\n{len(runs)} runs, {todo} to submit, {sum(r.flops for r in runs):.3e} training FLOPs in all "
             f"(executor: {executor}; FLOPs = tokens x 3 x forward FLOPs/token, attention included; epochs = tokens / "
-            f"unique training tokens, '?' until a BPE cache is built; 2-simplicial = such blocks / layers)")
+            f"unique training tokens, '?' until a BPE cache is built; 2-simplicial = such blocks / layers; lr = peak, batch in "
+            f"tokens, warmup in steps)")
         return EXIT_OK
     todo = [r for r, st in zip(runs, states)
             if not (st.finished or st.active) or (args.resubmit_unknown and st.status == "unknown")]

@@ -22,6 +22,9 @@ from sweeps.spec import ResourceSpec, SweepError, SweepSpec
 
 # TrainingSpec / DataSpec fields that do not change the trained model (excluded from the run id)
 _NOT_IDENTITY = {"threads", "device", "log_every", "checkpoint_every", "cache_dir", "max_epochs"}
+# recipe definitions: the values they resolve to (lr, batch_tokens) are in the identity, so a rule that yields the
+# lr one would write by hand gives the same run
+_NOT_IDENTITY |= {"scaling_rule", "lr_multipliers"}
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,7 @@ class RunSpec:
     sweep_dir: str
     resources: dict  # ResourceSpec fields (not part of the id)
     executor: str = "local"
+    lr_mult: float = 1.0  # this run's multiple of its cell's resolved lr (the LR axis); training["lr"] includes it
 
     @property
     def model_config(self) -> ModelConfig:
@@ -82,9 +86,11 @@ def _short_number(x: float) -> str:
     return f"{x:.3g}"
 
 
-def run_id_for(identity: dict, arch: str, size: str, tokens: int, seed: int) -> str:
+def run_id_for(identity: dict, arch: str, size: str, tokens: int, seed: int, lr_mult: float | None = None) -> str:
+    """`lr_mult` (given when the cell sweeps the learning rate) adds e.g. '-lr0.5x' to the readable prefix."""
     digest = hashlib.sha256(_canonical(identity).encode()).hexdigest()[:10]
-    return f"{arch}-{size}-{_short_number(tokens)}tok-s{seed}-{digest}"
+    lr = f"-lr{lr_mult:g}x" if lr_mult is not None else ""
+    return f"{arch}-{size}-{_short_number(tokens)}tok{lr}-s{seed}-{digest}"
 
 
 def simplicial_blocks(cfg: ModelConfig) -> int:
@@ -160,11 +166,10 @@ def resources_for(spec: SweepSpec, arch: str, size: str) -> ResourceSpec:
 
 
 def _check_budget(spec: SweepSpec, kind: str, i: int, value: float, target: float, tokens: int,
-                  trained: dict[int, int], arch: str, size: str) -> None:
+                  trained: dict[int, int], arch: str, size: str, batch: int) -> None:
     """A budget is trained in whole global batches; refuse budgets that rounding would distort: one below a single
     batch (it would train a full batch, more than asked) and two that round to the same token count (the same run
     twice under two ids, double-counted by the fit)."""
-    batch = spec.training.batch_tokens
     where = f"for {arch}/{size}, " if kind == "flops" else ""
     if target < batch:
         raise SweepError(spec.source_path, f"budgets.{kind}[{i}]",
@@ -179,10 +184,10 @@ def _check_budget(spec: SweepSpec, kind: str, i: int, value: float, target: floa
 
 
 def expand(spec: SweepSpec) -> list[RunSpec]:
-    """All runs of the grid, in a stable order (architecture, size, budget, seed as written in the YAML)."""
-    training = dataclasses.asdict(spec.training)
+    """All runs of the grid, in a stable order (architecture, size, budget, lr multiplier, seed as written)."""
+    from sweeps.recipe import resolve
+
     data = dataclasses.asdict(spec.data)
-    batch = spec.training.batch_tokens
     runs = []
     for arch in spec.architectures:
         for size in spec.sizes:
@@ -193,21 +198,26 @@ def expand(spec: SweepSpec) -> list[RunSpec]:
             trained: dict[int, int] = {}  # tokens -> index of the budget that trains them
             for i, budget in enumerate(budgets):
                 target = budget.get("tokens") or budget["flops"] / per_token
+                recipe = resolve(spec, arch, size, cfg, target)
+                batch = recipe.batch_tokens
                 tokens = max(1, math.ceil(target / batch)) * batch  # whole global batches
-                _check_budget(spec, kind, i, budget[kind], target, tokens, trained, arch, size)
+                _check_budget(spec, kind, i, budget[kind], target, tokens, trained, arch, size, batch)
                 trained[tokens] = i
-                for seed in spec.seeds:
-                    tr = {**training, "seed": seed}
-                    identity = {
-                        "model": cfg.to_dict(), "tokens": tokens, "budget": budget,
-                        "training": {k: v for k, v in tr.items() if k not in _NOT_IDENTITY},
-                        "data": {k: v for k, v in data.items() if k not in _NOT_IDENTITY},
-                    }
-                    runs.append(RunSpec(
-                        run_id=run_id_for(identity, arch, size, tokens, seed), sweep=spec.name, arch=arch,
-                        size=size, seed=seed, model=cfg.to_dict(), tokens=tokens, budget=budget, training=tr,
-                        data=data, sweep_dir=str(spec.sweep_dir),
-                        resources=dataclasses.asdict(resources_for(spec, arch, size)), executor=spec.executor.name))
+                axis = recipe.lr_multipliers != [1.0]
+                for mult in recipe.lr_multipliers:
+                    for seed in spec.seeds:
+                        tr = {**dataclasses.asdict(recipe), "seed": seed, "lr": recipe.lr * mult}
+                        identity = {
+                            "model": cfg.to_dict(), "tokens": tokens, "budget": budget,
+                            "training": {k: v for k, v in tr.items() if k not in _NOT_IDENTITY},
+                            "data": {k: v for k, v in data.items() if k not in _NOT_IDENTITY},
+                        }
+                        runs.append(RunSpec(
+                            run_id=run_id_for(identity, arch, size, tokens, seed, mult if axis else None),
+                            sweep=spec.name, arch=arch, size=size, seed=seed, model=cfg.to_dict(), tokens=tokens,
+                            budget=budget, training=tr, data=data, sweep_dir=str(spec.sweep_dir),
+                            resources=dataclasses.asdict(resources_for(spec, arch, size)),
+                            executor=spec.executor.name, lr_mult=float(mult)))
     ids = [r.run_id for r in runs]
     if len(set(ids)) != len(ids):
         dup = sorted({i for i in ids if ids.count(i) > 1})

@@ -48,6 +48,7 @@ class ArchSpec:
     w1: int = 512  # (w1, w2) = (512, 32) in the paper
     w2: int = 32
     attn_backend: str = "auto"  # "auto": Triton on CUDA, exact chunked PyTorch otherwise
+    training: dict = field(default_factory=dict)  # `training` settings for this architecture (sizes' win over them)
 
     def check(self, key: str) -> None:
         if self.type not in ("dot", "simplicial"):
@@ -72,6 +73,7 @@ class SizeSpec:
     # with params: the family member picked must be within this relative distance of the target, else the size
     # is refused (the family's steps are coarse at small depths: 49k, 393k, 1.3M, 3.1M, ... parameters)
     tolerance: float = 0.25
+    training: dict = field(default_factory=dict)  # `training` settings for this size (the most specific level)
 
     def check(self, key: str) -> None:
         explicit = (self.n_layers, self.d_model, self.n_heads)
@@ -197,8 +199,14 @@ class DataSpec:
 
 @dataclass(frozen=True)
 class TrainingSpec:
-    """The recipe every run shares. Defaults follow the paper's AdamW recipe scaled down (docs/REFERENCE.md section 1):
-    warm-up then cosine decay to `min_lr_ratio` x peak over exactly the run's token budget."""
+    """The training recipe. Defaults follow the paper's AdamW recipe scaled down (docs/REFERENCE.md section 1):
+    warm-up then cosine decay to `min_lr_ratio` x peak over exactly the run's token budget.
+
+    The sweep's `training:` applies to every run; `architectures.<a>.training` and `sizes.<s>.training` override
+    any of its keys (but `seed`) for that architecture or size, the size winning (as executor resources do).
+    `scaling_rule` sets lr and batch_tokens from each run's compute (sweeps/recipe.py: the rule, its source and
+    why); an lr or batch_tokens set under an architecture or size still wins over the rule. `lr_multipliers`
+    makes the learning rate a grid axis: every (arch, size, budget, seed) cell trains each multiple of its lr."""
 
     seq_len: int = 256
     batch_tokens: int = 16384  # global batch in tokens; reached by gradient accumulation
@@ -218,8 +226,21 @@ class TrainingSpec:
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda
     threads: int | None = None  # torch CPU threads per run (default: cores / parallel runs)
+    scaling_rule: str = "none"  # none | deepseek-llm (sweeps/recipe.py)
+    lr_multipliers: list = field(default_factory=lambda: [1.0], metadata={"items": float})
 
     def check(self, key: str) -> None:
+        from sweeps.recipe import RULES
+
+        if self.scaling_rule not in RULES:
+            raise SweepError("", f"{key}.scaling_rule", f"must be one of {', '.join(RULES)}, got {self.scaling_rule!r}")
+        if not self.lr_multipliers:
+            raise SweepError("", f"{key}.lr_multipliers", "must list at least one multiplier (1.0: the lr as resolved)")
+        for i, m in enumerate(self.lr_multipliers):
+            if not m > 0:
+                raise SweepError("", f"{key}.lr_multipliers[{i}]", f"must be > 0, got {m}")
+        if len(set(self.lr_multipliers)) != len(self.lr_multipliers):
+            raise SweepError("", f"{key}.lr_multipliers", f"has duplicates: {self.lr_multipliers}")
         positive = ("seq_len", "batch_tokens", "micro_batch_size", "eval_tokens", "log_every", "checkpoint_every")
         for name in positive:
             if getattr(self, name) <= 0:
@@ -460,7 +481,11 @@ def _build(cls: type, raw: Any, key: str) -> Any:
     values = {}
     for name, value in raw.items():
         path = f"{key}.{name}" if key else name
-        if name in _NESTED:
+        if name == "training" and cls in (ArchSpec, SizeSpec):
+            values[name] = _training_overrides(value if value is not None else {}, path)
+        elif name in _NESTED:
+            if name == "training":
+                _check_rule_conflict(value or {}, path)
             values[name] = _build(_NESTED[name], value if value is not None else {}, path)
         elif name in _MAPS:
             if not isinstance(value, dict):
@@ -491,6 +516,28 @@ def _build(cls: type, raw: Any, key: str) -> Any:
     return cls(**values)
 
 
+def _training_overrides(raw: Any, path: str) -> dict:
+    """An architecture's or size's `training:`: any TrainingSpec keys but `seed`, type-checked, kept as given (only
+    the keys written override the sweep's training)."""
+    built = _build(TrainingSpec, raw, path)
+    if "seed" in raw:
+        raise SweepError("", f"{path}.seed", "seeds are sweep-wide: list them in `seeds:`")
+    _check_rule_conflict(raw, path)
+    return {k: getattr(built, k) for k in raw}
+
+
+def _check_rule_conflict(raw: Any, path: str) -> None:
+    """A scaling rule sets lr and batch_tokens: writing either beside it, in the same section, would be ignored."""
+    from sweeps.recipe import RULES
+
+    if not isinstance(raw, dict) or raw.get("scaling_rule", "none") not in RULES[1:]:
+        return  # no rule (an unknown one is refused by TrainingSpec.check)
+    for name in ("lr", "batch_tokens"):
+        if name in raw:
+            raise SweepError("", f"{path}.{name}", f"{raw[name]!r} conflicts with scaling_rule {raw['scaling_rule']!r}, "
+                             f"which sets {name}; remove one (an architecture's or size's {name} overrides the rule)")
+
+
 def _type_name(annotation: Any) -> str:
     args = typing.get_args(annotation)
     if args:
@@ -506,8 +553,10 @@ def parse_sweep(raw: Any, source_path: str = "") -> SweepSpec:
         spec = dataclasses.replace(spec, source_path=str(source_path))
         spec.check()
         _check_output(spec)
-        from sweeps.grid import check_shapes  # grid resolves shapes from this module's specs
+        from sweeps.grid import check_shapes  # grid and recipe resolve shapes and recipes from this module's specs
+        from sweeps.recipe import check_recipes
 
+        check_recipes(spec)
         check_shapes(spec)
     except SweepError as e:
         if e.path:

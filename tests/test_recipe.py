@@ -20,7 +20,10 @@ def _raw(tmp_path=None, budgets="2560", **over):
         node, keys = raw, dotted.split("__")
         for k in keys[:-1]:
             node = node.setdefault(k, {})
-        node[keys[-1]] = value
+        if value is KeyError:
+            del node[keys[-1]]
+        else:
+            node[keys[-1]] = value
     return raw
 
 
@@ -103,3 +106,68 @@ def test_seeds_replicate_init_and_data_order_with_common_batches_across_archs(tm
     again = Trainer(pick[("dot", "a", 0)], DistInfo(), cpu)
     assert torch.equal(emb(again), emb(t[("dot", "a", 0)]))  # a seed replicates its init
     assert not torch.equal(emb(t[("dot", "a", 1)]), emb(t[("dot", "a", 0)]))  # and another seed changes it
+
+
+# -- recipes -----------------------------------------------------------------------------------------------------
+
+
+def _cells(spec):
+    return {(r.arch, r.size, r.tokens, r.lr_mult, r.seed): r for r in expand(spec)}
+
+
+def test_training_overrides_most_specific_wins():
+    spec = parse_sweep(_raw(architectures__simplicial__training={"lr": 1e-3, "warmup_fraction": 0.2},
+                            sizes__b__training={"lr": 5e-4, "min_lr_ratio": 0.0}))
+    got = {(r.arch, r.size): r.training for r in expand(spec)}
+    assert got[("dot", "a")]["lr"] == 3e-3 and got[("dot", "a")]["warmup_fraction"] == 0.05  # the sweep's
+    assert got[("simplicial", "a")]["lr"] == 1e-3 and got[("simplicial", "a")]["warmup_fraction"] == 0.2  # arch
+    assert got[("dot", "b")]["lr"] == 5e-4 and got[("dot", "b")]["min_lr_ratio"] == 0.0  # size
+    assert got[("simplicial", "b")]["lr"] == 5e-4 and got[("simplicial", "b")]["warmup_fraction"] == 0.2  # both
+    plain = {(r.arch, r.size): r.run_id for r in expand(parse_sweep(_raw()))}
+    ids = {(r.arch, r.size): r.run_id for r in expand(spec)}
+    assert ids[("dot", "a")] == plain[("dot", "a")] and ids[("dot", "b")] != plain[("dot", "b")]
+
+
+def test_deepseek_rule_sets_lr_and_batch_from_compute_and_explicit_settings_win():
+    from sweeps.recipe import deepseek_llm, rule_compute
+
+    lr, batch = deepseek_llm(1e20)
+    assert abs(lr - 0.3118 * 1e20 ** -0.125) < 1e-15 and 3e5 < batch < 1e7  # DeepSeek's 1e20 regime: ~4M tokens
+    spec = parse_sweep(_raw(budgets="1e5, 4e5", training__scaling_rule="deepseek-llm", training__lr=KeyError,
+                            training__batch_tokens=KeyError, sizes__b__training={"lr": 1e-3}))
+    runs = expand(spec)
+    for r in runs:
+        exp_lr, exp_batch = deepseek_llm(rule_compute(r.model_config, r.budget["tokens"]))
+        assert r.training["batch_tokens"] % 32 == 0 and abs(r.training["batch_tokens"] - exp_batch) <= 16
+        assert r.training["lr"] == (1e-3 if r.size == "b" else pytest.approx(exp_lr, rel=1e-3))
+        assert r.tokens % r.training["batch_tokens"] == 0
+    a = sorted((r for r in runs if (r.arch, r.size) == ("dot", "a")), key=lambda r: r.tokens)
+    assert a[1].training["lr"] < a[0].training["lr"] and a[1].training["batch_tokens"] > a[0].training["batch_tokens"]
+
+
+@pytest.mark.parametrize("over, key, words", [
+    ({"training__scaling_rule": "olmo"}, "training.scaling_rule", "must be one of none, deepseek-llm"),
+    ({"training__scaling_rule": "deepseek-llm", "training__lr": 1e-3}, "training.lr", "conflicts with scaling_rule"),
+    ({"sizes__a__training": {"seed": 3}}, "sizes.a.training.seed", "seeds are sweep-wide"),
+    ({"sizes__a__training": {"lr": -1.0}}, "sizes.a.training.lr", "must be > 0"),
+    ({"sizes__a__training": {"lrr": 1.0}}, "sizes.a.training.lrr", "unknown key"),
+    ({"architectures__dot__training": {"batch_tokens": 100}}, "architectures.dot.training.batch_tokens",
+     "not a multiple of seq_len"),
+    ({"sizes__a__training": {"lr_multipliers": [0.5, 0.5]}}, "sizes.a.training.lr_multipliers", "duplicates"),
+    ({"training__lr_multipliers": [0.0, 1.0]}, "training.lr_multipliers[0]", "must be > 0"),
+])
+def test_bad_recipes_name_key(over, key, words):
+    with pytest.raises(SweepError) as err:
+        parse_sweep(_raw(**over), "sweeps/x.yaml")
+    msg = str(err.value)
+    assert msg.startswith(f"sweeps/x.yaml: {key}:") and words in msg, msg
+
+
+def test_lr_axis_trains_every_cell_at_each_multiplier():
+    spec = parse_sweep(_raw(seeds=[0, 1], sizes__a__training={"lr_multipliers": [0.5, 1, 2]}))
+    runs = expand(spec)
+    a = [r for r in runs if r.size == "a"]
+    assert len(a) == 2 * 3 * 2 and len([r for r in runs if r.size == "b"]) == 2 * 2  # b: no axis
+    assert sorted({r.training["lr"] for r in a}) == [1.5e-3, 3e-3, 6e-3]
+    assert all(f"-lr{r.lr_mult:g}x-" in r.run_id for r in a)
+    assert not any("-lr" in r.run_id for r in runs if r.size == "b")

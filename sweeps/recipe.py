@@ -1,0 +1,89 @@
+"""Each run's training recipe, resolved: the sweep's `training`, then the architecture's, then the size's overrides
+(the most specific wins), then an optional scaling rule for the peak learning rate and the batch, then the
+learning-rate multiplier of the grid's LR axis.
+
+The rule (`training.scaling_rule`):
+
+- `deepseek-llm`: DeepSeek-AI 2024, "DeepSeek LLM: Scaling Open-Source Language Models with Longtermism" (arXiv
+  2401.02954, section 3.1), fitted the near-optimal peak learning rate and batch size of AdamW runs with warm-up and
+  a decaying schedule as power laws of the compute budget C = M * D, with M the non-embedding training FLOPs per
+  token (attention included) and D the training tokens:
+
+      lr_opt = 0.3118 * C ** -0.1250        B_opt = 0.2920 * C ** 0.3271   (B in tokens)
+
+  Why this rule: it gives both the learning rate and the batch from one published fit, and it is a function of
+  compute with attention's FLOPs in M, so an architecture whose attention costs more per token (2-simplicial) is
+  placed by what it spends rather than by its parameter count alone. OLMo-core's ladder configurators scale by
+  parameter count and were tuned for its own architecture and data. The fit was made on runs of 1e17 FLOPs and
+  more, far above a CPU ladder's 1e10-1e13: there it is an extrapolation, which is why `lr_multipliers` exists (sweep
+  a few multiples of the rule's lr, and the report flags a cell whose best lr sits at the edge of the range).
+  The batch is rounded to whole sequences (at least one).
+
+An `lr` or `batch_tokens` written under an architecture or a size wins over the rule.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from simplicial.counting import flops_per_token
+from simplicial.model import ModelConfig
+from sweeps.spec import SweepSpec, TrainingSpec
+
+RULES = ("none", "deepseek-llm")
+
+
+def deepseek_llm(compute: float) -> tuple[float, float]:
+    """(peak lr, batch in tokens) of DeepSeek LLM's fits for compute C = M * D (arXiv 2401.02954, section 3.1)."""
+    return 0.3118 * compute ** -0.1250, 0.2920 * compute ** 0.3271
+
+
+def rule_compute(cfg: ModelConfig, tokens: float) -> float:
+    """DeepSeek's C = M * D: M the training FLOPs per token without the vocabulary projection (the output head;
+    the input embedding is a lookup), attention included."""
+    return (flops_per_token(cfg)["train"] - 6.0 * cfg.d_model * cfg.vocab_size) * tokens
+
+
+def training_for(spec: SweepSpec, arch: str, size: str) -> TrainingSpec:
+    """The sweep's training with the architecture's, then the size's overrides (the rule not yet applied)."""
+    return dataclasses.replace(spec.training, **{**spec.architectures[arch].training, **spec.sizes[size].training})
+
+
+def explicit(spec: SweepSpec, arch: str, size: str) -> set[str]:
+    """Keys set under the architecture or the size (they win over the rule)."""
+    return set(spec.architectures[arch].training) | set(spec.sizes[size].training)
+
+
+def check_recipes(spec: SweepSpec) -> None:
+    """Every (architecture, size) recipe must itself be valid; errors name the most specific section involved."""
+    for arch in spec.architectures:
+        for size in spec.sizes:
+            key = (f"sizes.{size}.training" if spec.sizes[size].training
+                   else f"architectures.{arch}.training" if spec.architectures[arch].training else "training")
+            training_for(spec, arch, size).check(key)
+
+
+def resolve(spec: SweepSpec, arch: str, size: str, cfg: ModelConfig, target_tokens: float) -> TrainingSpec:
+    """The recipe of the runs of one (arch, size, budget) cell before the LR axis: overrides, then the rule."""
+    tr = training_for(spec, arch, size)
+    if tr.scaling_rule == "none":
+        return tr
+    lr, batch = deepseek_llm(rule_compute(cfg, target_tokens))
+    given = explicit(spec, arch, size)
+    values = {}
+    if "lr" not in given:
+        values["lr"] = float(f"{lr:.4g}")
+    if "batch_tokens" not in given:
+        values["batch_tokens"] = max(1, round(batch / tr.seq_len)) * tr.seq_len
+    return dataclasses.replace(tr, **values)
+
+
+def warmup_steps(training: dict, steps: int) -> int:
+    """Linear warm-up length of a run of `steps` steps (at least one step)."""
+    return max(1, int(training["warmup_fraction"] * steps))
+
+
+def describe(training: dict, steps: int) -> dict[str, str]:
+    """The dry run's recipe columns for one run: lr, batch, warm-up steps, schedule."""
+    return {"lr": f"{training['lr']:.3g}", "batch": f"{training['batch_tokens']:,}",
+            "warmup": str(warmup_steps(training, steps)), "schedule": f"cosine to {training['min_lr_ratio']:g}x"}
