@@ -28,9 +28,10 @@ import torch
 
 from simplicial.checkpoint import load_checkpoint, save_checkpoint, write_json_atomic
 from simplicial.counting import flops_per_token, param_counts
-from simplicial.data import TokenSplits, check_length, load_tokens, step_starts, val_batches, windows
+from simplicial.data import TokenSplits, check_length, load_tokens, step_starts, val_batches
 from simplicial.distributed import DistInfo, init_distributed, shutdown
 from simplicial.model import LM
+from simplicial.prefetch import BatchPrefetcher
 from sweeps.grid import RunSpec
 from sweeps.recipe import warmup_steps
 
@@ -56,12 +57,18 @@ def lr_lambda(total_steps: int, warmup_steps: int, min_ratio: float):
     return factor
 
 
-def resolve_device(preference: str) -> torch.device:
+def resolve_device(preference: str) -> tuple[torch.device, str | None]:
+    """The device to train on, and a note when `auto` falls back to the CPU (printed and kept in result.json)."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     if preference == "cuda" or (preference == "auto" and torch.cuda.is_available()):
         if not torch.cuda.is_available():
-            raise RuntimeError("training.device is 'cuda' but no CUDA device is visible")
-        return torch.device("cuda", torch.cuda.current_device())
-    return torch.device("cpu")
+            raise RuntimeError(f"training.device is 'cuda' but no CUDA device is visible "
+                               f"(CUDA_VISIBLE_DEVICES={visible!r})")
+        return torch.device("cuda", torch.cuda.current_device()), None
+    if preference == "auto":
+        return torch.device("cpu"), (f"training.device is auto and no CUDA device is visible "
+                                     f"(CUDA_VISIBLE_DEVICES={visible!r}): training on the CPU")
+    return torch.device("cpu"), None
 
 
 def versions() -> dict:
@@ -97,7 +104,11 @@ class Trainer:
         self.cfg = run.model_config
         torch.manual_seed(run.seed)
         self.model = LM(self.cfg).to(device)
-        self.ddp = (torch.nn.parallel.DistributedDataParallel(self.model, device_ids=[device.index] if device.type == "cuda" else None)
+        # training.compile: the forward and backward through torch.compile (TorchDynamo + Inductor); the state
+        # stays the plain module's, so checkpoints do not depend on it. Compile before DDP, as nanoGPT does.
+        self.compiled = torch.compile(self.model) if tr.get("compile") else None
+        self.ddp = (torch.nn.parallel.DistributedDataParallel(self.compiled or self.model,
+                                                              device_ids=[device.index] if device.type == "cuda" else None)
                     if dist.enabled else None)
         fused = device.type == "cuda"
         self.optimizer = torch.optim.AdamW(self.model.optimizer_groups(tr["weight_decay"]), lr=tr["lr"],
@@ -109,6 +120,7 @@ class Trainer:
         self.step = 0
         self.train_time_s = 0.0  # time spent in training steps, summed over all attempts
         self.phase = "idle"  # idle | accumulating | updating
+        self.first_bad_step = torch.full((), -1, dtype=torch.long, device=device)
         self.n_seq = tr["batch_tokens"] // tr["seq_len"]
         micro = min(tr["micro_batch_size"], self.n_seq)
         n_micro = math.ceil(self.n_seq / micro)
@@ -158,10 +170,10 @@ class Trainer:
         with torch.no_grad(), self.autocast:
             for x, y in val_batches(data.val, self.tr["seq_len"], self.tr["micro_batch_size"], self.tr["eval_tokens"]):
                 _, loss = self.model(x.to(self.device), y.to(self.device))
-                total += loss.item() * len(x)
+                total += loss.float() * len(x)  # summed on the device: one sync at the end, not one per batch
                 count += len(x)
         self.model.train()
-        return total / count
+        return float(total) / count
 
     def batch_starts(self, n_train_tokens: int, step: int):
         """Window starts of the global batch of `step`: a function of (seed, step) and the batch shape only, never
@@ -169,14 +181,18 @@ class Trainer:
         (common random numbers: comparing architectures cell by cell cancels the data order)."""
         return step_starts(n_train_tokens, self.tr["seq_len"], self.n_seq, self.run.seed, step)
 
-    def train_step(self, data: TokenSplits) -> float:
-        """One optimizer step over the global batch; returns its mean training loss."""
-        starts = self.batch_starts(len(data.train), self.step)
-        module = self.ddp or self.model
+    def batches(self, data: TokenSplits) -> BatchPrefetcher:
+        """This process's micro-batches of each step, built ahead on a background thread (pinned on CUDA)."""
+        return BatchPrefetcher(data.train, self.tr["seq_len"], lambda step: self.batch_starts(len(data.train), step),
+                               self.micro_slices, self.total_steps, pin=self.device.type == "cuda")
+
+    def train_step(self, batches: BatchPrefetcher) -> torch.Tensor:
+        """One optimizer step over the global batch; returns its mean training loss as a 0-d device tensor (reading
+        it is a host sync, which `fit` does only when it logs, evaluates or checkpoints)."""
+        module = self.ddp or self.compiled or self.model
         self.phase = "accumulating"
         loss_sum = torch.zeros((), device=self.device)
-        for i, sl in enumerate(self.micro_slices):
-            x, y = windows(data.train, starts[sl], self.tr["seq_len"])
+        for i, (x, y) in enumerate(batches.get(self.step)):
             x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
             weight = len(x) / self.n_seq * self.dist.world_size  # DDP averages over ranks; undo it
             sync = self.ddp is None or i == len(self.micro_slices) - 1
@@ -187,9 +203,10 @@ class Trainer:
             loss_sum += loss.detach() * len(x)
         if self.dist.enabled:
             torch.distributed.all_reduce(loss_sum)
-        mean_loss = (loss_sum / self.n_seq).item()
-        if not math.isfinite(mean_loss):
-            raise Diverged(f"training loss is {mean_loss} at step {self.step}")
+        mean_loss = loss_sum / self.n_seq
+        # the first step whose loss was not finite, kept on the device (-1: none yet); `fit` reads it at its syncs
+        self.first_bad_step = torch.where((self.first_bad_step < 0) & ~torch.isfinite(mean_loss),
+                                          torch.full_like(self.first_bad_step, self.step), self.first_bad_step)
         self.phase = "updating"
         if self.tr["grad_clip"] > 0:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.tr["grad_clip"])
@@ -200,21 +217,40 @@ class Trainer:
         self.phase = "idle"
         return mean_loss
 
+    def checked_loss(self, loss: torch.Tensor) -> float:
+        """The host value of a step's loss (a sync); raises Diverged if any step so far had a non-finite loss."""
+        value, bad = loss.item(), int(self.first_bad_step.item())
+        if bad >= 0:
+            raise Diverged(f"training loss is not finite at step {bad} (loss {value} at step {self.step})")
+        return value
+
     def fit(self, data: TokenSplits, log) -> dict:
-        """Train from `self.step` to the end of the budget; returns the final losses."""
-        tr, last_train = self.tr, float("nan")
+        """Train from `self.step` to the end of the budget; returns the final losses.
+
+        The host waits for the device only at steps that log, evaluate or checkpoint (and the last): elsewhere
+        steps are queued back to back. Training time is measured between those syncs, evaluation and
+        checkpointing excluded."""
+        tr = self.tr
         check_length(data.train, tr["seq_len"], "train")
         check_length(data.val, tr["seq_len"], "validation")
-        t_window, tok_window = time.perf_counter(), 0
+        with self.batches(data) as batches:
+            return self._fit(data, batches, log)
+
+    def _fit(self, data: TokenSplits, batches: BatchPrefetcher, log) -> dict:
+        tr, last_train = self.tr, float("nan")
+        t_window = t_segment = time.perf_counter()
+        tok_window = 0
         while self.step < self.total_steps:
-            t0 = time.perf_counter()
-            last_train = self.train_step(data)
-            if self.device.type == "cuda":
-                torch.cuda.synchronize()
-            dt = time.perf_counter() - t0
-            self.train_time_s += dt
+            loss = self.train_step(batches)
             tok_window += tr["batch_tokens"]
             step = self.step
+            evaluate = bool(tr["eval_every"]) and step % tr["eval_every"] == 0
+            checkpoint = step % tr["checkpoint_every"] == 0
+            if not (step % tr["log_every"] == 0 or evaluate or checkpoint or step == self.total_steps):
+                continue
+            last_train = self.checked_loss(loss)  # waits for the queued steps
+            now = time.perf_counter()
+            self.train_time_s += now - t_segment
             row = None
             if step % tr["log_every"] == 0 and step < self.total_steps:
                 now = time.perf_counter()
@@ -222,13 +258,14 @@ class Trainer:
                        "lr": self.scheduler.get_last_lr()[0], "time_s": round(self.train_time_s, 4),
                        "tokens_per_s": tok_window / max(now - t_window, 1e-9)}
                 t_window, tok_window = now, 0
-            if tr["eval_every"] and step % tr["eval_every"] == 0 and step < self.total_steps:
+            if evaluate and step < self.total_steps:
                 row = row or {"step": step, "tokens": step * tr["batch_tokens"], "train_loss": last_train}
                 row["val_loss"] = self.evaluate(data)
             if row is not None:
                 log(row)
-            if step % tr["checkpoint_every"] == 0 and step < self.total_steps:
+            if checkpoint and step < self.total_steps:
                 self.save()
+            t_segment = time.perf_counter()
         val = self.evaluate(data)
         log({"step": self.step, "tokens": self.step * tr["batch_tokens"], "train_loss": last_train, "val_loss": val,
              "lr": self.scheduler.get_last_lr()[0], "time_s": round(self.train_time_s, 4)})
@@ -281,7 +318,9 @@ def train_run(run: RunSpec, job: "TrainJob | None" = None) -> dict:
     """Train or resume one run; write result.json (status done, diverged or failed) and return it."""
     run_dir = run.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
-    device = resolve_device(run.training["device"])
+    device, device_note = resolve_device(run.training["device"])
+    if device_note:
+        print(f"[{run.run_id}] {device_note}", flush=True)
     dist = init_distributed(device.type)
     if device.type == "cuda" and dist.enabled:
         device = torch.device("cuda", torch.cuda.current_device())
@@ -289,7 +328,8 @@ def train_run(run: RunSpec, job: "TrainJob | None" = None) -> dict:
         torch.set_num_threads(int(run.training["threads"]))
     started = time.time()
     result = {"run_id": run.run_id, "sweep": run.sweep, "arch": run.arch, "size": run.size, "seed": run.seed,
-              "status": "failed", "error": None, "train_loss": None, "val_loss": None}
+              "status": "failed", "error": None, "train_loss": None, "val_loss": None,
+              "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"), "device_note": device_note}
     trainer = None
     try:
         if dist.is_main:

@@ -228,6 +228,7 @@ class TrainingSpec:
     threads: int | None = None  # torch CPU threads per run (default: cores / parallel runs)
     scaling_rule: str = "none"  # none | deepseek-llm (sweeps/recipe.py)
     lr_multipliers: list = field(default_factory=lambda: [1.0], metadata={"items": float})
+    compile: bool = False  # torch.compile the model (off until measured: benchmarks/bench_training.py)
 
     def check(self, key: str) -> None:
         from sweeps.recipe import RULES
@@ -320,6 +321,7 @@ class ExecutorSpec:
     per_arch: dict = field(default_factory=dict)  # arch name -> ResourceSpec
     per_size: dict = field(default_factory=dict)  # size name -> ResourceSpec
     max_array_size: int | None = None  # default: the cluster's MaxArraySize (scontrol show config)
+    runs_per_gpu: int = 1  # local: runs sharing one GPU at once (sweeps/gpus.py); > 1 packs small runs
 
     def check(self, key: str) -> None:
         if self.name not in ("local", "slurm", "debug"):
@@ -328,6 +330,8 @@ class ExecutorSpec:
             raise SweepError("", f"{key}.max_parallel", f"must be >= 1, got {self.max_parallel}")
         if self.max_array_size is not None and self.max_array_size < 1:
             raise SweepError("", f"{key}.max_array_size", f"must be >= 1, got {self.max_array_size}")
+        if self.runs_per_gpu < 1:
+            raise SweepError("", f"{key}.runs_per_gpu", f"must be >= 1, got {self.runs_per_gpu}")
         self.resources.check(f"{key}.resources")
         for group in ("per_arch", "per_size"):
             for name, res in getattr(self, group).items():
