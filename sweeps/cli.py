@@ -254,8 +254,13 @@ def cmd_run(args, spec, runs, out=print) -> int:
         run_debug(todo, spec.sweep_dir, log=out)
     elif todo:
         from sweeps.executors import run_local
+        from sweeps.gpus import GpuAllocationError
 
-        run_local(todo, spec.sweep_dir, max_parallel, log=out)
+        try:
+            run_local(todo, spec.sweep_dir, max_parallel, log=out, runs_per_gpu=spec.executor.runs_per_gpu)
+        except GpuAllocationError as e:
+            print(f"{args.prog}: error: {spec.source_path}: {e}", file=sys.stderr)
+            return EXIT_USAGE
     if todo:
         out(f"training finished in {time.time() - t0:.0f} s")
     final = run_states(runs, spec.sweep_dir)

@@ -19,6 +19,7 @@ from pathlib import Path
 import submitit
 
 from simplicial.train import TrainJob
+from sweeps.gpus import GpuPool, detect_devices, gpus_needed, submitit_gpu_parameters
 from sweeps.grid import RunSpec
 from sweeps.journal import JournalEntry, now, record
 from sweeps.state import last_step
@@ -127,38 +128,73 @@ def _fmt_s(seconds: float) -> str:
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
 
 
+def _gpu_plan(runs: list[RunSpec], devices: list[str], max_parallel: int, runs_per_gpu: int, log) -> list[int]:
+    """GPUs each run needs (checked for every run before any starts); logs where the runs will train."""
+    needs = [gpus_needed(r.resources, r.training["device"], len(devices)) for r in runs]
+    pool = GpuPool(devices, runs_per_gpu)
+    if not devices:
+        log(f"no GPU visible (CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')!r}, torch counts 0 CUDA "
+            f"devices): runs train on the CPU")
+    elif any(needs):
+        per_run = max(needs)
+        slots = pool.slots(per_run)
+        note = (f"; max_parallel {max_parallel} is more than that (executor.runs_per_gpu packs several runs on a GPU)"
+                if max_parallel > slots else "")
+        log(f"GPUs {','.join(devices)}: {per_run} per run, {runs_per_gpu} run(s) per GPU, so at most "
+            f"{min(slots, max_parallel)} run(s) at once{note}")
+    if devices and not all(needs):
+        log(f"{needs.count(0)} run(s) train on the CPU by request (gpus_per_node 0 or training.device cpu)")
+    return needs
+
+
 def run_local(runs: list[RunSpec], sweep_dir: Path, max_parallel: int, log=print, poll_s: float = 1.0,
-              heartbeat_s: float = 30.0) -> dict[str, str]:
+              heartbeat_s: float = 30.0, runs_per_gpu: int = 1, devices: list[str] | None = None) -> dict[str, str]:
     """Run on this machine as submitit local jobs, `max_parallel` at a time; returns run id -> final status.
 
-    CPU threads per run default to cores / max_parallel so parallel runs do not oversubscribe the machine."""
+    Each run gets its own GPU(s) from `devices` (default: what this process sees, `sweeps.gpus.detect_devices`),
+    at most `runs_per_gpu` runs on one GPU; a run waits while too few GPUs are free. CPU threads per run default to
+    cores / max_parallel so parallel runs do not oversubscribe the machine."""
+    devices = detect_devices() if devices is None else list(devices)
+    needs = dict(zip((r.run_id for r in runs), _gpu_plan(runs, devices, max_parallel, runs_per_gpu, log)))
+    pool = GpuPool(devices, runs_per_gpu)
     cores = len(os.sched_getaffinity(0))
     queue = [_with_threads(r, max(1, cores // (max_parallel * (r.resources.get("tasks_per_node") or 1))))
              for r in runs]
     total_flops = sum(r.flops for r in queue) or 1.0
     done_flops, outcome, active = 0.0, {}, {}
     t_start = last_beat = time.time()
-    executor = submitit.AutoExecutor(folder=submitit_folder(sweep_dir), cluster="local")
+    # LocalExecutor itself, not AutoExecutor(cluster="local"): only it takes `visible_gpus`
+    executor = submitit.LocalExecutor(folder=submitit_folder(sweep_dir))
     n = len(queue)
     try:
         while queue or active:
             while queue and len(active) < max_parallel:
+                gpus = pool.acquire(needs[queue[0].run_id])
+                if gpus is None:
+                    break  # wait for a running job to free its GPUs
                 run = queue.pop(0)
                 res = run.resources
                 executor.update_parameters(timeout_min=res.get("timeout_min") or DEFAULT_TIMEOUT_MIN,
                                            tasks_per_node=res.get("tasks_per_node") or 1,
-                                           gpus_per_node=res.get("gpus_per_node") or 0)
-                job = executor.submit(TrainJob(run))
+                                           **submitit_gpu_parameters(gpus))
+                try:
+                    job = executor.submit(TrainJob(run))
+                except BaseException:
+                    pool.release(gpus)
+                    raise
                 record(sweep_dir, [JournalEntry(run.run_id, job.job_id, "local", str(job.paths.folder), now())])
-                active[job.job_id] = (run, job, time.time())
-                log(f"  start   {run.run_id}  ({run.steps} steps, {run.flops:.2e} FLOPs)")
+                active[job.job_id] = (run, job, time.time(), gpus)
+                where = f"GPU {','.join(gpus)}" if gpus else "CPU"
+                log(f"  start   {run.run_id}  ({run.steps} steps, {run.flops:.2e} FLOPs; {where})")
             time.sleep(poll_s)
-            for job_id in [j for j, (_, job, _) in active.items() if job.done()]:
-                run, job, t0 = active.pop(job_id)
+            for job_id in [j for j, (_, job, _, _) in active.items() if job.done()]:
+                run, job, t0, gpus = active.pop(job_id)
+                pool.release(gpus)
                 try:
                     result = job.results()[0]  # rank 0's (a multi-task job returns one per task)
                     status = result.get("status", "failed")
                     detail = f"val_loss {result['val_loss']:.4f}" if result.get("val_loss") is not None else result.get("error", "")
+                    detail += f" on {result['device']}" if result.get("device") else ""
                 except Exception as e:  # the run raised; result.json (if any) holds the traceback
                     status, detail = "failed", str(e).strip().splitlines()[-1] if str(e).strip() else repr(e)
                 outcome[run.run_id] = status
@@ -169,15 +205,15 @@ def run_local(runs: list[RunSpec], sweep_dir: Path, max_parallel: int, log=print
                     f"elapsed {_fmt_s(elapsed)}, ETA {_fmt_s(eta)})")
             if active and time.time() - last_beat >= heartbeat_s:
                 last_beat = time.time()
-                parts = [f"{run.run_id}: step {last_step(run.run_dir) or 0}/{run.steps}" for run, _, _ in active.values()]
+                parts = [f"{run.run_id}: step {last_step(run.run_dir) or 0}/{run.steps}" for run, *_ in active.values()]
                 progress = done_flops + sum(run.flops * (last_step(run.run_dir) or 0) / max(run.steps, 1)
-                                            for run, _, _ in active.values())
+                                            for run, *_ in active.values())
                 elapsed = time.time() - t_start
                 eta = elapsed * (total_flops - progress) / max(progress, 1e-9) if progress > 0 else float("nan")
                 log(f"  ... {'; '.join(parts)}  (elapsed {_fmt_s(elapsed)}"
                     f"{', ETA ' + _fmt_s(eta) if eta == eta else ''})")
     except KeyboardInterrupt:
-        for _, job, _ in active.values():
+        for _, job, *_ in active.values():
             job.cancel(check=False)
         log("interrupted: running jobs cancelled; re-launch to resume them from their checkpoints")
         raise
