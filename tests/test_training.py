@@ -168,3 +168,18 @@ def test_written_files_honour_the_umask(tmp_path):
         os.umask(old)
     for p in [*run.run_dir.iterdir(), tmp_path / "x.json"]:
         assert p.stat().st_mode & 0o777 == 0o644, (p, oct(p.stat().st_mode))
+
+def test_prefetched_batches_equal_the_steps_own_batches():
+    """The prefetcher builds ahead, but step s always gets the batch of (seed, s), also after a jump (resume)."""
+    from simplicial.data import windows
+    from simplicial.prefetch import BatchPrefetcher
+
+    tokens = np.arange(5000, dtype=np.uint16)
+    slices = [slice(0, 3), slice(3, 6)]
+    starts_of = lambda step: step_starts(len(tokens), 16, 6, seed=1, step=step)  # noqa: E731
+    with BatchPrefetcher(tokens, 16, starts_of, slices, total_steps=20, pin=False) as pf:
+        for step in [0, 1, 2, 7, 8, 3, 19]:
+            got = pf.get(step)
+            want = [windows(tokens, starts_of(step)[sl], 16) for sl in slices]
+            assert len(got) == 2 and all(torch.equal(a, c) and torch.equal(b, d) for (a, b), (c, d) in zip(got, want))
+        assert not pf._pending  # nothing is built past the last step
