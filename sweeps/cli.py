@@ -231,8 +231,17 @@ def cmd_run(args, spec, runs, out=print) -> int:
     todo = [r for r, st in zip(runs, states)
             if not (st.finished or st.active) or (args.resubmit_unknown and st.status == "unknown")]
     skipped = len(runs) - len(todo)
-    out(f"sweep {spec.name}: {len(runs)} runs, {skipped} done or in flight, {len(todo)} to run ({executor}) "
-        f"-> {spec.sweep_dir}")
+    if args.only:
+        from fnmatch import fnmatchcase
+
+        unmatched = [p for p in args.only if not any(fnmatchcase(r.run_id, p) for r in runs)]
+        if unmatched:
+            print(f"{args.prog}: error: --only {unmatched[0]!r} matches no run of sweep {spec.name!r}", file=sys.stderr)
+            return EXIT_USAGE
+        todo = [r for r in todo if any(fnmatchcase(r.run_id, p) for p in args.only)]
+        skipped = len(runs) - len(todo)
+    out(f"sweep {spec.name}: {len(runs)} runs, {skipped} done or in flight{' or not selected' if args.only else ''}, "
+        f"{len(todo)} to run ({executor}) -> {spec.sweep_dir}")
     spec.sweep_dir.mkdir(parents=True, exist_ok=True)
     save_resolved(spec, args.overrides, out)
     t0 = time.time()
@@ -346,6 +355,9 @@ def parser(prog: str = PROG) -> argparse.ArgumentParser:
     r.add_argument("--fit", action="store_true", help="after training: collect and fit L(N, D) per architecture")
     r.add_argument("--report", action="store_true", help="after training: collect and write the PDF report")
     r.add_argument("--wait", action="store_true", help="slurm: wait until the queued runs end")
+    r.add_argument("--only", action="append", metavar="RUN_ID_GLOB",
+                   help="run only the pending runs whose id matches this glob (repeatable; e.g. 'dot-s1-*'): a "
+                        "time-limited sitting takes its share of a sweep; the rest stay pending")
     r.add_argument("--resubmit-unknown", action="store_true",
                    help="also submit runs whose job neither squeue nor sacct knows (state 'unknown')")
     _bootstrap_args(r)

@@ -138,3 +138,20 @@ def test_status_exit_codes_from_run_folders(tiny_sweep):
     (runs[3].run_dir / "result.json").write_text(json.dumps({"status": "failed", "error": "Boom: it broke"}))
     failed = cli("status", tiny_sweep)
     assert failed.returncode == 3 and "Boom: it broke" in failed.stdout, failed.stdout
+
+
+def test_run_only_takes_the_runs_matching_its_globs(tiny_sweep):
+    runs = expand(load_sweep(tiny_sweep))
+    pending = [runs[0].run_id, runs[5].run_id]
+    for run in runs:
+        if run.run_id not in pending:
+            run.run_dir.mkdir(parents=True)
+            (run.run_dir / "result.json").write_text(json.dumps({"status": "done", "val_loss": 2.0}))
+    bad = cli("run", tiny_sweep, "--only", pending[0], "--only", "nothing-*")
+    assert bad.returncode == 2 and "--only 'nothing-*' matches no run" in bad.stderr, bad.stderr
+    out = cli("run", tiny_sweep, "--executor", "debug", "--only", pending[0][:-3] + "*", timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "7 done or in flight or not selected, 1 to run" in out.stdout, out.stdout
+    assert json.loads((runs[0].run_dir / "result.json").read_text())["status"] == "done"
+    assert not runs[5].run_dir.exists()  # not selected: still pending
+    assert cli("status", tiny_sweep).returncode == 4
