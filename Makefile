@@ -20,18 +20,21 @@ setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	@command -v python3 >/dev/null && python3 -c 'import venv, ensurepip' 2>/dev/null || \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3 python3-venv python3-pip >/dev/null)
+	@# rsync: SLURM jobs run an rsync'd snapshot of the code as launched (sweeps/snapshot.py)
+	@command -v rsync >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq rsync >/dev/null)
 	@if python3 -c 'import torch' 2>/dev/null; then \
 	  echo "[setup] keeping the torch already installed: $$(python3 -c 'import torch; print(torch.__version__)')"; \
 	  python3 -m venv --system-site-packages $(VENV); \
 	else python3 -m venv $(VENV); fi
 	$(PIP) install -q --upgrade pip
 	@$(PY) -c 'import torch' 2>/dev/null || $(PIP) install -q "$(TORCH_PIN)"
-	@$(PY) -c 'import triton' 2>/dev/null || $(PIP) install -q "$(TRITON_PIN)"
-	$(PIP) install -q -e .
+	@# triton has Linux wheels only (pyproject's marker skips it elsewhere)
+	@[ "$$(uname -s)" != Linux ] || $(PY) -c 'import triton' 2>/dev/null || $(PIP) install -q "$(TRITON_PIN)"
+	$(PIP) install -q -e '.[train]'
 	@touch $@
 
 $(VENV)/.test-installed: $(VENV)/.installed
-	$(PIP) install -q -e '.[test]'
+	$(PIP) install -q -e '.[test]'   # test pulls in train and tracking (TensorBoard, wandb)
 	@touch $@
 
 test-setup: $(VENV)/.test-installed

@@ -12,7 +12,7 @@ Conventions (say them wherever a number is shown):
 
 from __future__ import annotations
 
-from simplicial.model import ModelConfig
+from simplicial.config import ModelConfig
 
 
 def param_counts(cfg: ModelConfig) -> dict[str, int]:

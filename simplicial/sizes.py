@@ -13,7 +13,7 @@ import math
 from dataclasses import replace
 
 from simplicial.counting import param_counts
-from simplicial.model import ModelConfig
+from simplicial.config import ModelConfig
 
 ASPECT_RATIO = 64
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from simplicial.counting import flops_per_token, param_counts
-from simplicial.model import ModelConfig
+from simplicial.config import ModelConfig
 from simplicial.sizes import shape_for_params
 from sweeps.spec import ResourceSpec, SweepError, SweepSpec
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 import dataclasses
 
 from simplicial.counting import flops_per_token
-from simplicial.model import ModelConfig
+from simplicial.config import ModelConfig
 from sweeps.spec import SweepSpec, TrainingSpec
 
 RULES = ("none", "deepseek-llm")
