@@ -43,6 +43,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--loss-col", default="loss", help="loss column (default: loss)")
     p.add_argument("--group-col", default=None,
                    help="architecture column (default: arch; if absent all rows are one group); 'none': one group")
+    p.add_argument("--all-lr", action="store_true",
+                   help="fit every learning rate of the LR axis, not only each cell's best (column best_lr)")
     p.add_argument("--json", default=None, metavar="PATH", help="write the result file here")
     p.add_argument("--insufficient", choices=["error", "mark"], default="error",
                    help="a group too small to fit: stop with exit 2 (default), or mark it and fit the others "
@@ -79,7 +81,8 @@ def _read(args):
     explicit = args.group_col is not None
     group_col = None if (args.group_col or "").lower() == "none" else (args.group_col or "arch")
     return read_table(args.csv, params_col=args.params_col, tokens_col=args.tokens_col, flops_col=args.flops_col,
-                      loss_col=args.loss_col, group_col=group_col, group_col_explicit=explicit)
+                      loss_col=args.loss_col, group_col=group_col, group_col_explicit=explicit,
+                      best_lr_only=not args.all_lr)
 
 
 def _write_json(path: str, doc: dict) -> None:

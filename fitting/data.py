@@ -40,7 +40,8 @@ class RunTable:
 
 
 def read_table(csv, *, params_col: str = "params", tokens_col: str | None = None, flops_col: str | None = None,
-               loss_col: str = "loss", group_col: str | None = "arch", group_col_explicit: bool = False) -> RunTable:
+               loss_col: str = "loss", group_col: str | None = "arch", group_col_explicit: bool = False,
+               best_lr_only: bool = True) -> RunTable:
     """Read CSV (a path or a DataFrame), keep runs with status ``done``, derive D, and check values.
 
     ``flops_col`` derives tokens as flops / (6 * params) (C = 6 N D, Hoffmann et al. 2022). A missing group
@@ -76,6 +77,12 @@ def read_table(csv, *, params_col: str = "params", tokens_col: str | None = None
             counts = raw.loc[bad, "status"].astype(str).value_counts().to_dict()
             notes.append(f"excluded {int(bad.sum())} run(s) whose status is not 'done': {counts}")
         raw = raw[~bad]
+    if best_lr_only and "best_lr" in raw.columns:  # the LR axis (sweeps/collect.py): each cell's best lr only
+        other = raw["best_lr"].astype(str).str.lower() != "true"
+        if other.any():
+            notes.append(f"excluded {int(other.sum())} run(s) that are not their cell's best learning rate "
+                         f"(best_lr; --all-lr fits them too)")
+        raw = raw[~other]
     if raw.empty:
         raise FittingInputError(f"{source}: no runs to fit (after excluding runs whose status is not 'done')")
     group = raw[group_col].astype(str) if group_col else pd.Series("all", index=raw.index)

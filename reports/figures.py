@@ -748,6 +748,60 @@ def runs_table(inputs: ReportInputs) -> list[Figure]:
     return pages
 
 
+def _numeric_col(df: pd.DataFrame, col: str) -> np.ndarray:
+    return pd.to_numeric(df[col], errors="coerce").to_numpy(float) if col in df.columns else np.full(len(df), np.nan)
+
+
+def lr_cells(results: pd.DataFrame) -> pd.DataFrame:
+    """Done runs of the cells that swept several learning rates (collect's CELL), with a `budget` label column."""
+    if "lr" not in results.columns or "best_lr" not in results.columns:
+        return results.iloc[0:0]
+    r = results[(results["status"] == "done") & np.isfinite(pd.to_numeric(results["val_loss"], errors="coerce"))]
+    r = r.assign(lr=pd.to_numeric(r["lr"], errors="coerce"), val_loss=pd.to_numeric(r["val_loss"], errors="coerce"),
+                  budget=[f"D={short_sci(t)}" if np.isfinite(t) else f"C={short_sci(c)}" for t, c in
+                         zip(_numeric_col(r, "budget_tokens"), _numeric_col(r, "budget_flops"))])
+    swept = r.groupby(["arch", "size", "budget", "seed"])["lr"].transform("nunique")
+    return r[swept > 1]
+
+
+def loss_vs_lr(inputs: ReportInputs) -> list[Figure]:
+    """Loss against learning rate per size (panels) and architecture (colour), one line per (budget, seed) cell,
+    its best lr starred; cells whose best lr is the smallest or largest swept are named in red. No page when the
+    sweep has no LR axis."""
+    r = lr_cells(inputs.results)
+    if r.empty:
+        return []
+    fig = new_page("Loss vs learning rate, per model size",
+                   "Each line: one (architecture, budget, seed) cell of the LR axis, final validation loss at each "
+                   "peak learning rate swept; star: the cell's best, which the fits use (column best_lr). A best lr "
+                   "at the edge of the swept range means the optimum may lie outside it: widen the multipliers.")
+    colors = arch_colors(inputs.archs)
+    sizes = [s for s in size_order(r) if s in set(r["size"])]
+    axes, _ = panel_grid(fig, len(sizes), sharey=False)
+    edge = []
+    for ax, size in zip(axes, sizes):
+        sub = r[r["size"] == size]
+        for (arch, budget, seed), cell in sub.groupby(["arch", "budget", "seed"], sort=True):
+            cell = cell.sort_values("lr")
+            ax.plot(cell["lr"], cell["val_loss"], "-o", color=colors[arch], ms=3.5, lw=1, alpha=0.85)
+            best = cell.loc[cell["val_loss"].idxmin()]
+            ax.plot([best["lr"]], [best["val_loss"]], "*", color=colors[arch], ms=11, mec="black", mew=0.5, zorder=5)
+            if best["lr"] in (cell["lr"].min(), cell["lr"].max()):
+                edge.append(f"{arch}/{size}/{budget}/seed {seed} ({'low' if best['lr'] == cell['lr'].min() else 'high'})")
+        loglog(ax, ylog=False)
+        ax.set_title(f"size {size}")
+        ax.set_xlabel("peak learning rate")
+    for ax in axes[:: _ncols(len(sizes))]:
+        ax.set_ylabel(LOSS_LABEL)
+    handles = [Line2D([], [], color=colors[a], marker="o", ms=4, label=a) for a in inputs.archs if a in set(r["arch"])]
+    handles.append(Line2D([], [], color="black", marker="*", ls="none", ms=9, label="best lr of a cell"))
+    legend(fig, handles)
+    if edge:
+        text = f"{len(edge)} cell(s) with the best lr at the edge of the range: " + "; ".join(edge)
+        note(fig, textwrap.fill(textwrap.shorten(text, width=270, placeholder=" ..."), width=135), y=0.93)
+    return [fig]
+
+
 PAGES = (
     ("01_title", title_page),
     ("02_loss_vs_params", loss_vs_params),
@@ -757,5 +811,6 @@ PAGES = (
     ("06_parameters", parameter_table),
     ("07_residuals", residuals),
     ("08_training_curves", training_curves),
+    ("08b_loss_vs_lr", loss_vs_lr),
     ("09_runs", runs_table),
 )

@@ -60,9 +60,12 @@ class ReportInputs:
 
     @property
     def done(self) -> pd.DataFrame:
-        """Runs the fit-related pages use: status done and a finite loss."""
+        """Runs the fit-related pages use: status done and a finite loss, and of an LR axis each cell's best
+        learning rate only (column best_lr, as the fits; the loss-vs-lr page shows the others)."""
         r = self.results
         ok = (r["status"] == "done") & np.isfinite(r["loss"]) & (r["loss"] > 0) & (r["params"] > 0) & (r["tokens"] > 0)
+        if "best_lr" in r.columns:
+            ok &= r["best_lr"].astype(str).str.lower() == "true"
         return r[ok]
 
     @property

@@ -19,7 +19,10 @@ COLUMNS = [
     "loss", "train_loss", "val_loss", "n_layers", "d_model", "n_heads", "simplicial_every", "w1", "w2", "seq_len",
     "batch_tokens", "steps", "wall_time_s", "tokens_per_s", "device", "error", "finished_at", "dataset", "tokenizer",
     "vocab_size", "torch_version", "triton_version", "git_commit", "budget_tokens", "budget_flops",
+    "lr", "lr_mult", "best_lr", "lr_at_edge",
 ]
+# A grid cell: the runs that differ only by learning rate (the LR axis); best_lr marks its lowest validation loss.
+CELL = ["arch", "size", "budget_tokens", "budget_flops", "seed"]
 CURVE_COLUMNS = ["run_id", "arch", "size", "params", "step", "tokens", "train_loss", "val_loss"]
 
 
@@ -46,12 +49,32 @@ def _row(run: RunSpec, state: RunState) -> dict:
         "tokenizer": r.get("tokenizer", run.data["tokenizer"]), "vocab_size": cfg.vocab_size,
         "torch_version": v.get("torch"), "triton_version": v.get("triton"), "git_commit": v.get("git_commit"),
         "budget_tokens": run.budget.get("tokens"), "budget_flops": run.budget.get("flops"),
+        "lr": run.training["lr"], "lr_mult": run.lr_mult,
     }
 
 
 def results_table(runs: list[RunSpec], sweep_dir: Path, states: list[RunState] | None = None) -> pd.DataFrame:
     states = states if states is not None else run_states(runs, sweep_dir)
-    return pd.DataFrame([_row(run, st) for run, st in zip(runs, states)], columns=COLUMNS)
+    return mark_best_lr(pd.DataFrame([_row(run, st) for run, st in zip(runs, states)], columns=COLUMNS))
+
+
+def mark_best_lr(table: pd.DataFrame) -> pd.DataFrame:
+    """Fill `best_lr` (the done run of lowest validation loss in its cell; fits use only these by default, so a
+    cell with one learning rate is its own best) and `lr_at_edge` (on a best row of a cell that swept several
+    learning rates: its lr is the smallest or largest swept, so the optimum may lie outside the range)."""
+    table = table.copy()
+    table["best_lr"] = False
+    table["lr_at_edge"] = False
+    for _, cell in table.groupby(CELL, dropna=False, sort=False):
+        done = cell[(cell["status"] == "done") & cell["val_loss"].notna()]
+        if done.empty:
+            continue
+        best = done["val_loss"].astype(float).idxmin()
+        table.loc[best, "best_lr"] = True
+        swept = cell["lr"].astype(float)
+        if swept.nunique() > 1:
+            table.loc[best, "lr_at_edge"] = bool(table.loc[best, "lr"] in (swept.min(), swept.max()))
+    return table
 
 
 def curves_table(runs: list[RunSpec]) -> pd.DataFrame:

@@ -171,3 +171,77 @@ def test_lr_axis_trains_every_cell_at_each_multiplier():
     assert sorted({r.training["lr"] for r in a}) == [1.5e-3, 3e-3, 6e-3]
     assert all(f"-lr{r.lr_mult:g}x-" in r.run_id for r in a)
     assert not any("-lr" in r.run_id for r in runs if r.size == "b")
+
+
+# -- the LR axis through collect, fitting and the report ---------------------------------------------------------
+
+
+def _lr_table():
+    """A results table of an LR axis: 2 archs x 2 sizes x 3 budgets x 3 lrs, loss a bowl in log lr whose minimum
+    is at the middle lr except for simplicial/s2, whose best sits at the high edge."""
+    import math
+
+    import numpy as np
+    import pandas as pd
+
+    from sweeps.collect import COLUMNS, mark_best_lr
+
+    rows = []
+    for arch in ("dot", "simplicial"):
+        for size, n in (("s1", 1e5), ("s2", 4e5)):
+            for d in (1e6, 2e6, 4e6):
+                for mult in (0.5, 1.0, 2.0):
+                    opt = 2.0 if (arch, size) == ("simplicial", "s2") else 1.0
+                    loss = 1.5 + 30 / n ** 0.3 + 40 / d ** 0.3 + 0.2 * math.log(mult / opt) ** 2
+                    rows.append({"run_id": f"{arch}-{size}-{d:g}-lr{mult:g}x", "arch": arch, "size": size, "seed": 0,
+                                 "status": "done", "params": n, "tokens": d, "flops": 6 * n * d, "loss": loss,
+                                 "val_loss": loss, "budget_tokens": d, "lr": 3e-3 * mult, "lr_mult": mult})
+    rows.append({**rows[0], "run_id": "dot-s1-failed", "status": "failed", "loss": None, "val_loss": None,
+                 "lr": 1e-1, "lr_mult": 33.0})  # a failed run: never best, but part of the swept range
+    return mark_best_lr(pd.DataFrame(rows, columns=COLUMNS)), np
+
+
+def test_collect_marks_the_best_lr_per_cell_and_the_edge():
+    table, np = _lr_table()
+    best = table[table["best_lr"]]
+    assert len(best) == 2 * 2 * 3  # one per (arch, size, budget, seed) cell
+    assert set(best.loc[best["arch"] + best["size"] != "simplicials2", "lr_mult"]) == {1.0}
+    assert set(best.loc[best["arch"] + best["size"] == "simplicials2", "lr_mult"]) == {2.0}
+    assert set(best.loc[best["lr_at_edge"], "arch"] + best.loc[best["lr_at_edge"], "size"]) == {"simplicials2"}
+    assert not table.loc[table["status"] != "done", "best_lr"].any()
+
+
+def test_fits_use_the_best_lr_by_default_and_all_with_all_lr(tmp_path):
+    from fitting.cli import main as fitting_main
+    from fitting.data import read_table
+
+    table, _ = _lr_table()
+    csv = tmp_path / "results.csv"
+    table.to_csv(csv, index=False)
+    t = read_table(str(csv))
+    assert len(t.df) == 12 and t.df["best_lr"].all() and any("best learning rate" in n for n in t.notes)
+    assert len(read_table(str(csv), best_lr_only=False).df) == 36
+    rc = fitting_main(["fixed-budget", str(csv), "--json", str(tmp_path / "fb.json")])
+    assert rc == 0
+    import json
+
+    points = [g["n_points"] for g in json.loads((tmp_path / "fb.json").read_text())["fixed_tokens"]["dot"]]
+    assert points == [2, 2, 2]  # two sizes per budget, each at its best lr
+    rc = fitting_main(["fixed-budget", str(csv), "--all-lr", "--json", str(tmp_path / "fb_all.json")])
+    points = [g["n_points"] for g in json.loads((tmp_path / "fb_all.json").read_text())["fixed_tokens"]["dot"]]
+    assert rc == 0 and points == [6, 6, 6]
+
+
+def test_report_has_a_loss_vs_lr_page_that_flags_edges(tmp_path):
+    from reports import figures
+    from reports.inputs import ReportInputs
+
+    table, _ = _lr_table()
+    inputs = ReportInputs(results=table, results_path=tmp_path / "results.csv")
+    assert len(inputs.done) == 12  # the fit pages plot the best lr of each cell only
+    pages = figures.loss_vs_lr(inputs)
+    assert len(pages) == 1
+    texts = [t.get_text() for t in pages[0].texts]
+    assert any("3 cell(s) with the best lr at the edge" in t and "simplicial/s2" in t for t in texts), texts
+    no_axis = table[table["lr_mult"] == 1.0]
+    assert figures.loss_vs_lr(ReportInputs(results=no_axis, results_path=tmp_path / "r.csv")) == []
