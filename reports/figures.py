@@ -802,6 +802,56 @@ def loss_vs_lr(inputs: ReportInputs) -> list[Figure]:
     return [fig]
 
 
+def eval_sets(results: pd.DataFrame) -> list[str]:
+    """Names of the evaluation sets in a results table (columns loss_<name>, collect's convention)."""
+    return sorted(c.removeprefix("loss_") for c in results.columns if c.startswith("loss_"))
+
+
+def loss_per_eval_set(inputs: ReportInputs) -> list[Figure]:
+    """The architectures compared on each evaluation set: loss minus the first architecture's loss at the same
+    (size, budget, seed), against N, one line per budget. No page when the sweep has no evaluation sets."""
+    names = eval_sets(inputs.results)
+    done = inputs.done
+    archs = [a for a in inputs.archs if a in set(done["arch"])]
+    if not names or len(archs) < 2:
+        return []
+    ref = archs[0]
+    cols = ["val_loss"] + [f"loss_{n}" for n in names]
+    fig = new_page(f"Loss per evaluation set, relative to {ref}",
+                   f"Each panel: one evaluation set (val: the training corpus's validation split). y: final loss of an "
+                   f"architecture minus {ref}'s at the same size, budget and seed (mean over seeds), in nats/token; "
+                   f"below zero the architecture does better on that set. Lines: one per token budget. Runs: each "
+                   f"cell's best learning rate.")
+    key = ["size", "tokens", "seed"]
+    table = done.assign(**{c: pd.to_numeric(done[c], errors="coerce") for c in cols if c in done.columns})
+    base = table[table["arch"] == ref].set_index(key)
+    axes, _ = panel_grid(fig, len(cols), sharey=False)
+    budgets = sorted(table["tokens"].unique())
+    cmap = mpl.colormaps["viridis"]
+    styles = ["-", "--", ":", "-."]
+    for ax, col in zip(axes, cols):
+        for j, arch in enumerate(archs[1:]):
+            other = table[table["arch"] == arch].set_index(key)
+            both = other[[col, "params"]].join(base[[col]].add_suffix("_ref"), how="inner").reset_index()
+            both["diff"] = both[col] - both[f"{col}_ref"]
+            for i, d in enumerate(budgets):
+                b = both[both["tokens"] == d].groupby("params")["diff"].mean().sort_index()
+                if len(b):
+                    ax.plot(b.index, b.values, styles[j % 4], marker="o", ms=4,
+                            color=cmap(0.9 * i / max(len(budgets) - 1, 1)))
+        ax.axhline(0, color="0.4", lw=0.8)
+        ax.set_xscale("log")
+        ax.set_title("val" if col == "val_loss" else col.removeprefix("loss_"))
+        ax.set_xlabel(N_LABEL)
+    for ax in axes[:: _ncols(len(cols))]:
+        ax.set_ylabel(f"loss - {ref} loss")
+    handles = [Line2D([], [], color=cmap(0.9 * i / max(len(budgets) - 1, 1)), marker="o", label=f"D = {short_sci(d)}")
+               for i, d in enumerate(budgets)]
+    handles += [Line2D([], [], color="black", ls=styles[j % 4], label=f"{a} - {ref}") for j, a in enumerate(archs[1:])]
+    legend(fig, handles)
+    return [fig]
+
+
 PAGES = (
     ("01_title", title_page),
     ("02_loss_vs_params", loss_vs_params),
@@ -812,5 +862,6 @@ PAGES = (
     ("07_residuals", residuals),
     ("08_training_curves", training_curves),
     ("08b_loss_vs_lr", loss_vs_lr),
+    ("08c_eval_sets", loss_per_eval_set),
     ("09_runs", runs_table),
 )

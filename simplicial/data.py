@@ -30,7 +30,7 @@ import os
 import re
 import sys
 import sysconfig
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -55,6 +55,7 @@ class TokenSplits:
     vocab_size: int
     description: str  # e.g. "python-stdlib (Python 3.11.7, 1893 files, 31.2 MB)"
     tokenizer: str
+    evals: dict = field(default_factory=dict)  # name -> token array of an evaluation set (`load_eval`)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -391,6 +392,97 @@ def _load_pretokenized(data: dict) -> TokenSplits:
             raise DataError(f"{f}: token id {int(head.max())} >= data.vocab_size={data['vocab_size']}")
     return TokenSplits(train=arrays["train"], val=arrays["val"], vocab_size=data["vocab_size"],
                        description=f"tokens ({folder}, {len(arrays['train'])} train tokens)", tokenizer="pretokenized")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Evaluation sets (`evals:`), each never seen in training:
+# - built-in domains of python-stdlib come from its validation documents only: a document is in validation when the
+#   hash of its path falls under val_fraction (`_is_validation`), the same rule that keeps it out of the train split,
+#   so no byte of them is trained on (the validation cap `max_bytes` does not apply: the whole held-out half is used);
+# - `text` sets are refused when any of their documents is byte-identical to a training document (a copied file);
+#   overlap inside documents is not looked for;
+# - `tokens` sets are the caller's responsibility (nothing is known of their text).
+
+_TEST_PARTS = {"test", "tests", "idle_test", "idlelib_test"}
+
+
+def stdlib_kind(rel: str) -> str:
+    """'tests' for a test file of the standard library (a test folder or a test_*.py name), else 'code'."""
+    parts = rel.split("/")
+    return "tests" if _TEST_PARTS & set(parts[:-1]) or parts[-1].startswith("test_") else "code"
+
+
+def prose(source: bytes) -> bytes:
+    """The comments and docstrings of Python source (statement-level strings), one per paragraph; b"" when the file
+    does not tokenize."""
+    import io
+    import tokenize
+
+    out, prev = [], tokenize.NEWLINE
+    try:
+        for tok in tokenize.tokenize(io.BytesIO(source).readline):
+            if tok.type == tokenize.COMMENT:
+                out.append(tok.string.lstrip("#").strip())
+            elif tok.type == tokenize.STRING and prev in (tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT,
+                                                          tokenize.ENCODING, tokenize.NL):
+                body = re.match(r"[rRbBuUfF]*(\"\"\"|'''|\"|')(.*)\1$", tok.string, re.S)
+                out.append(body.group(2).strip() if body else "")
+            if tok.type not in (tokenize.COMMENT, tokenize.NL):
+                prev = tok.type
+    except (tokenize.TokenError, SyntaxError, UnicodeDecodeError):
+        return b""
+    return "\n\n".join(t for t in out if t).encode()
+
+
+def _eval_documents(data: dict, ev: dict) -> list[bytes]:
+    if ev["source"].startswith("stdlib-"):
+        held_out = [(rel, path) for rel, path in _stdlib_documents() if _is_validation(rel, data["val_fraction"])]
+        kind = ev["source"].removeprefix("stdlib-")
+        if kind == "prose":
+            return [p for p in (prose(path.read_bytes()) for _, path in held_out) if p]
+        return [path.read_bytes() for rel, path in held_out if stdlib_kind(rel) == kind]
+    docs = [path.read_bytes() for _, path in _text_documents(ev["path"])]
+    if data["source"] != "tokens":
+        train = {hashlib.sha256(path.read_bytes()[:n]).digest() for path, n in _plan_split(data, _documents(data))["train"]}
+        copied = sum(hashlib.sha256(d).digest() in train for d in docs)
+        if copied:
+            raise DataError(f"evaluation set {ev['path']!r}: {copied} document(s) are identical to training documents")
+    return docs
+
+
+def load_eval(data: dict, name: str, ev: dict, cache_root: Path) -> np.ndarray:
+    """The token array of one evaluation set, tokenized as the training data and cached beside its cache."""
+    dtype = np.dtype(data["token_dtype"])
+    if ev["source"] == "tokens":
+        f = Path(ev["path"]).expanduser()
+        if not f.is_file() or f.stat().st_size % dtype.itemsize:
+            raise DataError(f"evals.{name}.path {ev['path']!r}: not a file of {data['token_dtype']} tokens")
+        arr = np.memmap(f, dtype=dtype, mode="r")
+        if len(arr) and int(np.asarray(arr[: 1 << 20]).max()) >= data["vocab_size"]:
+            raise DataError(f"evals.{name}.path {ev['path']!r}: token ids >= data.vocab_size={data['vocab_size']}")
+        return arr
+    key = hashlib.sha256(json.dumps({**ev, "python": sys.version.split()[0], "version": CACHE_VERSION},
+                                    sort_keys=True).encode()).hexdigest()[:12]
+    folder = Path(data.get("cache_dir") or cache_root) / cache_key(data)
+    if data["source"] != "tokens":
+        load_tokens(data, cache_root)  # the training cache (and its tokenizer) first
+    folder.mkdir(parents=True, exist_ok=True)
+    out = folder / f"eval-{key}.bin"
+    with open(folder / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not out.exists():
+            docs = _eval_documents(data, ev)
+            if not docs:
+                raise DataError(f"evals.{name}: the set {ev['source']!r} has no documents")
+            if data["tokenizer"] == "byte":
+                arr = _encode_bytes(docs)
+            else:
+                from tokenizers import Tokenizer
+
+                arr = _encode_bpe(Tokenizer.from_file(str(folder / "tokenizer.json")), docs, dtype)
+            arr.astype(dtype).tofile(f"{out}.tmp")
+            os.replace(f"{out}.tmp", out)
+    return np.memmap(out, dtype=dtype, mode="r")
 
 
 # ----------------------------------------------------------------------------------------------------------------

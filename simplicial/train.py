@@ -28,7 +28,7 @@ import torch
 
 from simplicial.checkpoint import load_checkpoint, save_checkpoint, write_json_atomic
 from simplicial.counting import flops_per_token, param_counts
-from simplicial.data import TokenSplits, check_length, load_tokens, step_starts, val_batches
+from simplicial.data import TokenSplits, check_length, load_eval, load_tokens, step_starts, val_batches
 from simplicial.distributed import DistInfo, init_distributed, shutdown
 from simplicial.model import LM
 from simplicial.prefetch import BatchPrefetcher
@@ -164,11 +164,12 @@ class Trainer:
 
     # -- loop --------------------------------------------------------------------------------------------------
 
-    def evaluate(self, data: TokenSplits) -> float:
+    def evaluate(self, tokens) -> float:
+        """Mean loss over the fixed evenly spaced windows of `tokens` (the validation split or an evaluation set)."""
         self.model.eval()
         total, count = 0.0, 0
         with torch.no_grad(), self.autocast:
-            for x, y in val_batches(data.val, self.tr["seq_len"], self.tr["micro_batch_size"], self.tr["eval_tokens"]):
+            for x, y in val_batches(tokens, self.tr["seq_len"], self.tr["micro_batch_size"], self.tr["eval_tokens"]):
                 _, loss = self.model(x.to(self.device), y.to(self.device))
                 total += loss.float() * len(x)  # summed on the device: one sync at the end, not one per batch
                 count += len(x)
@@ -233,6 +234,8 @@ class Trainer:
         tr = self.tr
         check_length(data.train, tr["seq_len"], "train")
         check_length(data.val, tr["seq_len"], "validation")
+        for name, tokens in data.evals.items():
+            check_length(tokens, tr["seq_len"], f"evaluation set {name!r}")
         with self.batches(data) as batches:
             return self._fit(data, batches, log)
 
@@ -260,16 +263,21 @@ class Trainer:
                 t_window, tok_window = now, 0
             if evaluate and step < self.total_steps:
                 row = row or {"step": step, "tokens": step * tr["batch_tokens"], "train_loss": last_train}
-                row["val_loss"] = self.evaluate(data)
+                row.update(self.evaluate_all(data))
             if row is not None:
                 log(row)
             if checkpoint and step < self.total_steps:
                 self.save()
             t_segment = time.perf_counter()
-        val = self.evaluate(data)
-        log({"step": self.step, "tokens": self.step * tr["batch_tokens"], "train_loss": last_train, "val_loss": val,
+        losses = self.evaluate_all(data)
+        log({"step": self.step, "tokens": self.step * tr["batch_tokens"], "train_loss": last_train, **losses,
              "lr": self.scheduler.get_last_lr()[0], "time_s": round(self.train_time_s, 4)})
-        return {"train_loss": last_train, "val_loss": val}
+        return {"train_loss": last_train, "val_loss": losses["val_loss"],
+                "eval_losses": {name: losses[f"loss_{name}"] for name in data.evals}}
+
+    def evaluate_all(self, data: TokenSplits) -> dict:
+        """{"val_loss": ..., "loss_<name>": ...}: the validation split and every evaluation set."""
+        return {"val_loss": self.evaluate(data.val), **{f"loss_{n}": self.evaluate(t) for n, t in data.evals.items()}}
 
 
 def _split(n: int, parts: int) -> list[slice]:
@@ -334,7 +342,9 @@ def train_run(run: RunSpec, job: "TrainJob | None" = None) -> dict:
     try:
         if dist.is_main:
             write_json_atomic(run_dir / CONFIG, run.to_dict())
-        data = load_tokens(run.data, Path(run.sweep_dir).parent / ".cache" / "data")
+        cache = Path(run.sweep_dir).parent / ".cache" / "data"
+        data = load_tokens(run.data, cache)
+        data.evals = {name: load_eval(run.data, name, ev, cache) for name, ev in run.evals.items()}
         trainer = Trainer(run, dist, device)
         if job is not None:
             job._trainer = trainer
@@ -382,6 +392,9 @@ def _write_result(run: RunSpec, result: dict, trainer: Trainer | None, started: 
     for key in ("train_loss", "val_loss"):  # JSON has no NaN
         if result.get(key) is not None and not math.isfinite(result[key]):
             result[key] = None
+    if result.get("eval_losses"):
+        result["eval_losses"] = {k: v if v is not None and math.isfinite(v) else None
+                                 for k, v in result["eval_losses"].items()}
     write_json_atomic(run.run_dir / RESULT, result)
     return result
 

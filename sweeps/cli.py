@@ -126,6 +126,11 @@ def _fit(spec, results: Path, bootstrap: int, seed: int) -> int:
     if rc == 0:
         rc = fitting_main(["fixed-budget", str(results), "--insufficient", "mark",
                            "--json", str(spec.sweep_dir / "fixed_budget.json")])
+    for name in spec.evals:  # each evaluation set's own L(N, D): fits_<name>.json (the 243-start grid, for time)
+        if rc == 0:
+            rc = fitting_main(["chinchilla", str(results), "--loss-col", f"loss_{name}", "--bootstrap", str(bootstrap),
+                               "--seed", str(seed), "--method", "both", "--starts", "small", "--insufficient", "mark",
+                               "--json", str(spec.sweep_dir / f"fits_{name}.json")])
     return rc
 
 

@@ -50,12 +50,14 @@ def _row(run: RunSpec, state: RunState) -> dict:
         "torch_version": v.get("torch"), "triton_version": v.get("triton"), "git_commit": v.get("git_commit"),
         "budget_tokens": run.budget.get("tokens"), "budget_flops": run.budget.get("flops"),
         "lr": run.training["lr"], "lr_mult": run.lr_mult,
+        **{f"loss_{name}": (r.get("eval_losses") or {}).get(name) for name in run.evals},
     }
 
 
 def results_table(runs: list[RunSpec], sweep_dir: Path, states: list[RunState] | None = None) -> pd.DataFrame:
     states = states if states is not None else run_states(runs, sweep_dir)
-    return mark_best_lr(pd.DataFrame([_row(run, st) for run, st in zip(runs, states)], columns=COLUMNS))
+    evals = sorted({f"loss_{name}" for run in runs for name in run.evals})  # one column per evaluation set
+    return mark_best_lr(pd.DataFrame([_row(run, st) for run, st in zip(runs, states)], columns=COLUMNS + evals))
 
 
 def mark_best_lr(table: pd.DataFrame) -> pd.DataFrame:

@@ -45,6 +45,9 @@ class RunSpec:
     resources: dict  # ResourceSpec fields (not part of the id)
     executor: str = "local"
     lr_mult: float = 1.0  # this run's multiple of its cell's resolved lr (the LR axis); training["lr"] includes it
+    # name -> EvalSpec fields: evaluation sets scored at the end and every eval_every steps. Not part of the id:
+    # adding a set does not retrain finished runs (they have no loss for it; a new run of the grid will)
+    evals: dict = dataclasses.field(default_factory=dict)
 
     @property
     def model_config(self) -> ModelConfig:
@@ -217,7 +220,8 @@ def expand(spec: SweepSpec) -> list[RunSpec]:
                             sweep=spec.name, arch=arch, size=size, seed=seed, model=cfg.to_dict(), tokens=tokens,
                             budget=budget, training=tr, data=data, sweep_dir=str(spec.sweep_dir),
                             resources=dataclasses.asdict(resources_for(spec, arch, size)),
-                            executor=spec.executor.name, lr_mult=float(mult)))
+                            executor=spec.executor.name, lr_mult=float(mult),
+                            evals={n: dataclasses.asdict(e) for n, e in spec.evals.items()}))
     ids = [r.run_id for r in runs]
     if len(set(ids)) != len(ids):
         dup = sorted({i for i in ids if ids.count(i) > 1})

@@ -197,6 +197,33 @@ class DataSpec:
             raise SweepError("", e.key or key, e.reason) from None
 
 
+EVAL_KINDS = ("stdlib-code", "stdlib-tests", "stdlib-prose")
+
+
+@dataclass(frozen=True)
+class EvalSpec:
+    """An evaluation set (`evals: {name: {...}}`), scored at the end of every run and at each eval_every step.
+    Built-in held-out domains of the python-stdlib corpus, drawn from its validation documents only (never in the
+    train split; simplicial/data.py): `stdlib-code` (library modules), `stdlib-tests` (test files), `stdlib-prose`
+    (their comments and docstrings). Or, as `data` takes them: `text` (a file or folder, tokenized with the
+    training tokenizer; a document identical to a training document is refused) or `tokens` (a pre-tokenized
+    array file of data.token_dtype)."""
+
+    source: str = "stdlib-code"
+    path: str | None = None
+
+    def check(self, key: str) -> None:
+        if self.source not in (*EVAL_KINDS, "text", "tokens"):
+            raise SweepError("", f"{key}.source", f"must be one of {', '.join(EVAL_KINDS)}, text or tokens, "
+                             f"got {self.source!r}")
+        if self.source in ("text", "tokens") and not self.path:
+            raise SweepError("", f"{key}.path", f"source {self.source!r} needs a path")
+        if self.source in EVAL_KINDS and self.path is not None:
+            raise SweepError("", f"{key}.path", f"the built-in set {self.source!r} takes no path")
+        if self.path is not None and not Path(self.path).expanduser().exists():
+            raise SweepError("", f"{key}.path", f"{self.path!r}: no such file or folder")
+
+
 @dataclass(frozen=True)
 class TrainingSpec:
     """The training recipe. Defaults follow the paper's AdamW recipe scaled down (docs/REFERENCE.md section 1):
@@ -351,6 +378,7 @@ class SweepSpec:
     training: TrainingSpec = field(default_factory=TrainingSpec)
     executor: ExecutorSpec = field(default_factory=ExecutorSpec)
     seeds: list = field(default_factory=lambda: [0], metadata={"items": int})
+    evals: dict = field(default_factory=dict)  # name -> EvalSpec: extra evaluation sets (results: loss_<name>)
     description: str = ""
     source_path: str = ""  # filled by load_sweep; not part of any run's identity
 
@@ -380,6 +408,17 @@ class SweepSpec:
             arch.check(f"architectures.{name}")
         for name, size in self.sizes.items():
             size.check(f"sizes.{name}")
+        for name, ev in self.evals.items():
+            if not name.isidentifier() or name in ("val", "train"):
+                raise SweepError("", f"evals.{name}", "names must be identifiers (they become columns loss_<name>), "
+                                 "not 'val' or 'train'")
+            ev.check(f"evals.{name}")
+            if ev.source in EVAL_KINDS and self.data.source != "python-stdlib":
+                raise SweepError("", f"evals.{name}.source", f"{ev.source!r} is a held-out split of the python-stdlib "
+                                 f"corpus; data.source is {self.data.source!r}")
+            if ev.source == "tokens" and self.data.source != "tokens" and self.data.tokenizer != "byte":
+                raise SweepError("", f"evals.{name}.source", "pre-tokenized evaluation tokens need a tokenizer "
+                                 "known before training: use data.tokenizer byte or data.source tokens")
         self.budgets.check("budgets")
         self.data.check("data")
         self.training.check("training")
@@ -402,7 +441,8 @@ class SweepSpec:
 
 _NESTED = {"resources": ResourceSpec, "data": DataSpec, "training": TrainingSpec, "executor": ExecutorSpec,
            "budgets": BudgetSpec}
-_MAPS = {"architectures": ArchSpec, "sizes": SizeSpec, "per_arch": ResourceSpec, "per_size": ResourceSpec}
+_MAPS = {"architectures": ArchSpec, "sizes": SizeSpec, "per_arch": ResourceSpec, "per_size": ResourceSpec,
+         "evals": EvalSpec}
 
 
 def _resolve(annotation: Any) -> Any:

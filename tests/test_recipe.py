@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
+
 import pytest
 import yaml
 
@@ -245,3 +247,107 @@ def test_report_has_a_loss_vs_lr_page_that_flags_edges(tmp_path):
     assert any("3 cell(s) with the best lr at the edge" in t and "simplicial/s2" in t for t in texts), texts
     no_axis = table[table["lr_mult"] == 1.0]
     assert figures.loss_vs_lr(ReportInputs(results=no_axis, results_path=tmp_path / "r.csv")) == []
+
+
+# -- evaluation sets ---------------------------------------------------------------------------------------------
+
+
+def test_builtin_eval_sets_are_held_out_documents_by_kind():
+    from simplicial.data import _eval_documents, _is_validation, _plan_split, _stdlib_documents, prose, stdlib_kind
+
+    data = {"source": "python-stdlib", "val_fraction": 0.05, "max_bytes": None}
+    docs = _stdlib_documents()
+    trained = {p for p, _ in _plan_split(data, docs)["train"]}
+    held = [(rel, p) for rel, p in docs if _is_validation(rel, 0.05)]
+    assert held and not trained & {p for _, p in held}  # no held-out document is in the train split
+    by_kind = {k: _eval_documents(data, {"source": f"stdlib-{k}", "path": None}) for k in ("code", "tests", "prose")}
+    assert all(by_kind.values())
+    assert len(by_kind["code"]) + len(by_kind["tests"]) == len(held)
+    assert stdlib_kind("test/test_os.py") == "tests" and stdlib_kind("os.py") == "code"
+    assert prose(b'def f():\n    """Read a buffer"""\n    return 1  # one\n') == b"Read a buffer\n\none"
+
+
+def test_text_eval_set_identical_to_a_training_document_is_refused(tmp_path):
+    from simplicial.data import DataError, load_eval
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for i in range(40):
+        (corpus / f"doc{i}.txt").write_text(f"document {i} " * 200)
+    data = {"source": "text", "path": str(corpus), "tokenizer": "byte", "vocab_size": 256, "val_fraction": 0.1,
+            "max_bytes": None, "token_dtype": "uint16", "cache_dir": None}
+    from simplicial.data import _is_validation
+
+    trained = next(i for i in range(40) if not _is_validation(f"doc{i}.txt", 0.1))
+    (tmp_path / "ev.txt").write_text(f"document {trained} " * 200)
+    with pytest.raises(DataError, match="identical to training documents"):
+        load_eval(data, "copy", {"source": "text", "path": str(tmp_path / "ev.txt")}, tmp_path / "cache")
+    (tmp_path / "fresh.txt").write_text("something never trained on " * 50)
+    arr = load_eval(data, "fresh", {"source": "text", "path": str(tmp_path / "fresh.txt")}, tmp_path / "cache")
+    assert bytes(np.asarray(arr, dtype=np.uint8)).startswith(b"something never")
+
+
+@pytest.mark.parametrize("over, key, words", [
+    ({"evals": {"code": {"source": "stdlib-poetry"}}}, "evals.code.source", "must be one of"),
+    ({"evals": {"val": {"source": "stdlib-code"}}}, "evals.val", "names must be identifiers"),
+    ({"evals": {"w": {"source": "text"}}}, "evals.w.path", "needs a path"),
+    ({"evals": {"w": {"source": "text", "path": "/no/such/file"}}}, "evals.w.path", "no such file"),
+])
+def test_bad_eval_sets_name_key(over, key, words):
+    with pytest.raises(SweepError) as err:
+        parse_sweep(_raw(**over), "sweeps/x.yaml")
+    assert str(err.value).startswith(f"sweeps/x.yaml: {key}:") and words in str(err.value), str(err.value)
+
+
+def test_eval_sets_reach_result_collect_and_fitting(tmp_path):
+    import json
+
+    from fitting.data import read_table
+    from simplicial.train import train_run
+    from sweeps.collect import results_table
+
+    spec = parse_sweep(_raw(tmp_path, budgets="1280, 2560", evals={
+        "code": {"source": "stdlib-code"}, "tests": {"source": "stdlib-tests"}, "prose": {"source": "stdlib-prose"}},
+        training__eval_every=2))
+    runs = [r for r in expand(spec) if r.arch == "dot"]
+    plain = parse_sweep(_raw(tmp_path, budgets="1280, 2560", training__eval_every=2))
+    assert runs[0].run_id == expand(plain)[0].run_id  # evaluation sets are not part of the id
+    for run in runs:
+        result = train_run(dataclasses.replace(run, training={**run.training, "threads": 1}))
+        assert result["status"] == "done" and set(result["eval_losses"]) == {"code", "tests", "prose"}
+    on_disk = json.loads((runs[0].run_dir / "result.json").read_text())
+    assert all(0 < v < 6 for v in on_disk["eval_losses"].values())
+    rows = [json.loads(l) for l in (runs[0].run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert any("loss_prose" in r for r in rows[:-1]) and "loss_prose" in rows[-1]  # every eval_every, and the end
+    table = results_table(runs, spec.sweep_dir)
+    for name in ("code", "tests", "prose"):
+        assert table[f"loss_{name}"].notna().all()
+    assert len(set(table[["loss_code", "loss_tests", "loss_prose"]].iloc[0])) == 3  # three domains, three losses
+    t = read_table(table, loss_col="loss_prose")
+    assert list(t.df["L"]) == list(table["loss_prose"])
+
+
+def test_report_compares_architectures_per_eval_set(tmp_path):
+    import pandas as pd
+
+    from reports import figures
+    from reports.inputs import ReportInputs
+
+    rows = []
+    for arch, gain in (("dot", 0.0), ("simplicial", -0.05)):
+        for n in (1e5, 4e5):
+            for d in (1e6, 2e6):
+                base = 2 + 10 / n ** 0.3 + 10 / d ** 0.3
+                rows.append({"run_id": f"{arch}{n}{d}", "arch": arch, "size": f"s{n:g}", "seed": 0, "status": "done",
+                             "params": n, "tokens": d, "loss": base, "val_loss": base, "loss_code": base + gain,
+                             "loss_prose": base + 1 - gain, "best_lr": True})
+    inputs = ReportInputs(results=pd.DataFrame(rows), results_path=tmp_path / "results.csv")
+    assert figures.eval_sets(inputs.results) == ["code", "prose"]
+    [fig] = figures.loss_per_eval_set(inputs)
+    panels = {ax.get_title(): ax for ax in fig.axes if ax.get_visible() and ax.get_title()}
+    assert set(panels) == {"val", "code", "prose"}
+    ys = {t: sorted({round(float(y), 6) for line in ax.get_lines()[:-1] for y in line.get_ydata()})
+          for t, ax in panels.items()}
+    assert ys == {"val": [0.0], "code": [-0.05], "prose": [0.05]}
+    assert figures.loss_per_eval_set(ReportInputs(results=pd.DataFrame(rows).drop(
+        columns=["loss_code", "loss_prose"]), results_path=tmp_path / "r.csv")) == []
