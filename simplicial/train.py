@@ -107,7 +107,8 @@ class Trainer:
         # training.compile: the forward and backward through torch.compile (TorchDynamo + Inductor); the state
         # stays the plain module's, so checkpoints do not depend on it. Compile before DDP, as nanoGPT does.
         self.compiled = torch.compile(self.model) if tr.get("compile") else None
-        self.ddp = (torch.nn.parallel.DistributedDataParallel(self.compiled or self.model,
+        forward = self.model if self.compiled is None else self.compiled  # (a compiled module has no truth value)
+        self.ddp = (torch.nn.parallel.DistributedDataParallel(forward,
                                                               device_ids=[device.index] if device.type == "cuda" else None)
                     if dist.enabled else None)
         fused = device.type == "cuda"
@@ -190,7 +191,7 @@ class Trainer:
     def train_step(self, batches: BatchPrefetcher) -> torch.Tensor:
         """One optimizer step over the global batch; returns its mean training loss as a 0-d device tensor (reading
         it is a host sync, which `fit` does only when it logs, evaluates or checkpoints)."""
-        module = self.ddp or self.compiled or self.model
+        module = self.ddp or (self.model if self.compiled is None else self.compiled)
         self.phase = "accumulating"
         loss_sum = torch.zeros((), device=self.device)
         for i, (x, y) in enumerate(batches.get(self.step)):
