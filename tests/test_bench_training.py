@@ -1,0 +1,64 @@
+"""benchmarks/bench_training.py: the shapes it trains are the ones it claims; on a GPU, its table and the compiled
+model's loss curve against eager."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from tests.conftest import REPO_ROOT
+
+sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
+
+import bench_training  # noqa: E402
+
+
+def test_paper_layout_is_the_papers(tmp_path):
+    """Every 4th layer 2-simplicial, (w1, w2) = (512, 32), head dim 128, T >= 2048, >= 300M parameters, built
+    through the sweep path (the RunSpec a sweep would train)."""
+    dot = bench_training.build_run("paper", "dot", 4, str(tmp_path))
+    simp = bench_training.build_run("paper", "simplicial", 4, str(tmp_path))
+    cfg = simp.model_config
+    assert [cfg.is_simplicial(i) for i in range(8)] == [False, False, False, True] * 2
+    assert (cfg.w1, cfg.w2, cfg.head_dim, cfg.seq_len) == (512, 32, 128, 2048)
+    assert dot.params["params_non_embedding"] >= 300e6 and simp.params["params_non_embedding"] > dot.params[
+        "params_non_embedding"]
+    assert {k: v for k, v in dot.model.items() if k != "arch"} == {k: v for k, v in simp.model.items() if k != "arch"}
+    assert dot.training["batch_tokens"] == 2 * 8 * 2048 and dot.steps == 4
+    small = bench_training.build_run("small", "dot", 1, str(tmp_path)).model_config
+    assert (small.d_model, small.seq_len) == (512, 1024)
+
+
+def test_compare_curves():
+    c = bench_training.compare_curves([5.0, 4.0, 3.0, 2.9, 2.8, 2.85], [5.0, 4.01, 3.02, 2.9, 2.81, 2.83])
+    assert c["max_abs_diff"] == pytest.approx(0.02) and c["final_abs_diff"] == pytest.approx(0.02)
+    assert c["eager_step_noise"] == pytest.approx(0.1)  # |2.8-2.9|, |2.85-2.8|: the upper median
+
+
+def test_kernel_groups():
+    assert bench_training.kernel_group("_simplicial_fwd_packed_gluon") == "2-simplicial attention kernels"
+    assert bench_training.kernel_group("flash_fwd_kernel") == "dot-product attention (SDPA)"
+    assert bench_training.kernel_group("nvjet_tst_128x256") == "matrix products (GEMM)"
+
+
+@pytest.mark.gpu
+@pytest.mark.timeout(900)
+def test_benchmark_table_on_the_gpu(capsys):
+    assert bench_training.main(["--shapes", "small", "--steps", "3", "--warmup", "2"]) == 0
+    out = capsys.readouterr().out
+    rows = [l for l in out.splitlines() if l.startswith("| small |")]
+    assert len(rows) == 2 and not any("failed" in r for r in rows), out
+    ratio = float(rows[1].split("|")[-2].split(",")[0])
+    assert 0 < ratio < 2, rows
+
+
+@pytest.mark.gpu
+@pytest.mark.timeout(900)
+def test_compiled_dot_model_follows_the_eager_curve(tmp_path):
+    eager = bench_training.loss_curve("small", "dot", False, 30, str(tmp_path))
+    compiled = bench_training.loss_curve("small", "dot", True, 30, str(tmp_path))
+    c = bench_training.compare_curves(eager, compiled)
+    assert eager[-1] < eager[0] - 1.0  # it learns
+    # bf16 noise: the curves differ by less than the eager curve moves from one step to the next
+    assert c["max_abs_diff"] < max(0.05, 2 * c["eager_step_noise"]), c
