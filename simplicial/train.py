@@ -32,6 +32,7 @@ from simplicial.data import TokenSplits, check_length, load_eval, load_tokens, s
 from simplicial.distributed import DistInfo, init_distributed, shutdown
 from simplicial.model import LM
 from simplicial.prefetch import BatchPrefetcher
+from simplicial.tracking import open_trackers
 from sweeps.grid import RunSpec
 from sweeps.recipe import warmup_steps
 
@@ -296,10 +297,11 @@ class _nullcontext:
 
 
 class MetricsLog:
-    """Appends rows to metrics.jsonl; on resume, drops rows past the checkpoint's step (they will be redone)."""
+    """Appends rows to metrics.jsonl and hands each to the run's trackers (TensorBoard, W&B: simplicial.tracking);
+    on resume, drops rows past the checkpoint's step (they will be redone)."""
 
-    def __init__(self, path: Path, resume_step: int, enabled: bool):
-        self.path, self.enabled = path, enabled
+    def __init__(self, path: Path, resume_step: int, enabled: bool, trackers: list | None = None):
+        self.path, self.enabled, self.trackers = path, enabled, list(trackers or [])
         if not enabled:
             return
         import json
@@ -321,6 +323,13 @@ class MetricsLog:
 
             with open(self.path, "a") as f:
                 f.write(json.dumps(row) + "\n")
+            for tracker in self.trackers:
+                tracker.log(row)
+
+    def close(self, ok: bool) -> None:
+        for tracker in self.trackers:
+            tracker.close(ok)
+        self.trackers = []
 
 
 def train_run(run: RunSpec, job: "TrainJob | None" = None) -> dict:
@@ -353,12 +362,15 @@ def train_run(run: RunSpec, job: "TrainJob | None" = None) -> dict:
         if state is not None and state.get("run_id") == run.run_id:
             trainer.restore(state)
             print(f"[{run.run_id}] resuming from step {trainer.step}/{trainer.total_steps}", flush=True)
-        log = MetricsLog(run_dir / METRICS, trainer.step, dist.is_main)
+        log = MetricsLog(run_dir / METRICS, trainer.step, dist.is_main,
+                         open_trackers(run, trainer.step) if dist.is_main else [])
         try:
             result.update(trainer.fit(data, log))
             result["status"] = "done"
         except Diverged as e:
             result.update(status="diverged", error=str(e))
+        finally:
+            log.close(ok=result["status"] == "done")
         result["data"] = data.description
         result["tokenizer"] = data.tokenizer
     except Exception:

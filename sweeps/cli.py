@@ -28,6 +28,7 @@ or running.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -202,6 +203,7 @@ def _flat(doc, prefix: str = "") -> dict:
 def cmd_run(args, spec, runs, out=print) -> int:
     from sweeps import SweepError
     from sweeps.grid import check_epochs, data_epochs, simplicial_blocks
+    from simplicial.tracking import missing_packages
     from sweeps.state import run_states
 
     executor = args.executor or spec.executor.name
@@ -214,6 +216,11 @@ def cmd_run(args, spec, runs, out=print) -> int:
         return EXIT_USAGE
     for line in warnings:
         print(line, file=sys.stderr)
+    missing = missing_packages(dataclasses.asdict(spec.tracking))
+    if missing:
+        print(f"{args.prog}: error: {spec.source_path}: tracking: needs {', '.join(missing)}, not importable here; "
+              f"pip install 'simplex-scaling[tracking]'", file=sys.stderr)
+        return EXIT_USAGE
     states = run_states(runs, spec.sweep_dir)
     if args.dry_run:
         from sweeps.recipe import describe

@@ -48,6 +48,7 @@ class RunSpec:
     # name -> EvalSpec fields: evaluation sets scored at the end and every eval_every steps. Not part of the id:
     # adding a set does not retrain finished runs (they have no loss for it; a new run of the grid will)
     evals: dict = dataclasses.field(default_factory=dict)
+    tracking: dict = dataclasses.field(default_factory=dict)  # TrackingSpec fields (not part of the id)
 
     @property
     def model_config(self) -> ModelConfig:
@@ -221,7 +222,8 @@ def expand(spec: SweepSpec) -> list[RunSpec]:
                             budget=budget, training=tr, data=data, sweep_dir=str(spec.sweep_dir),
                             resources=dataclasses.asdict(resources_for(spec, arch, size)),
                             executor=spec.executor.name, lr_mult=float(mult),
-                            evals={n: dataclasses.asdict(e) for n, e in spec.evals.items()}))
+                            evals={n: dataclasses.asdict(e) for n, e in spec.evals.items()},
+                            tracking=dataclasses.asdict(spec.tracking)))
     ids = [r.run_id for r in runs]
     if len(set(ids)) != len(ids):
         dup = sorted({i for i in ids if ids.count(i) > 1})

@@ -366,6 +366,31 @@ class ExecutorSpec:
 
 
 @dataclass(frozen=True)
+class TrackingSpec:
+    """Live curves beside metrics.jsonl (simplicial/tracking.py), keyed by run id so a requeued or re-launched run
+    continues its tracked run. Not part of any run's identity. Needs `pip install 'simplex-scaling[tracking]'`."""
+
+    tensorboard: bool = False  # event files in <run_dir>/tensorboard/ (`tensorboard --logdir <sweep_dir>/runs`)
+    wandb: str = "off"  # off | online | offline (no network: `wandb sync <sweep_dir>/wandb/offline-run-*` later)
+    wandb_project: str | None = None  # default: the sweep name
+    wandb_entity: str | None = None  # default: your W&B default entity
+    wandb_dir: str | None = None  # default: <sweep_dir> (W&B adds wandb/); relative: to the sweep folder
+    wandb_tags: list = field(default_factory=list, metadata={"items": str})
+
+    def check(self, key: str) -> None:
+        if self.wandb not in ("off", "online", "offline"):
+            raise SweepError("", f"{key}.wandb", f"must be off, online or offline, got {self.wandb!r}")
+        for name in ("wandb_project", "wandb_entity"):
+            v = getattr(self, name)
+            if v is not None and (not v or any(c in v for c in "/\\#?%:")):
+                raise SweepError("", f"{key}.{name}", f"must be a non-empty name without / \\ # ? % :, got {v!r}")
+
+    @property
+    def enabled(self) -> bool:
+        return self.tensorboard or self.wandb != "off"
+
+
+@dataclass(frozen=True)
 class SweepSpec:
     """A whole sweep: the grid and everything its runs share. Load with `load_sweep(path)`."""
 
@@ -377,6 +402,7 @@ class SweepSpec:
     data: DataSpec = field(default_factory=DataSpec)
     training: TrainingSpec = field(default_factory=TrainingSpec)
     executor: ExecutorSpec = field(default_factory=ExecutorSpec)
+    tracking: TrackingSpec = field(default_factory=TrackingSpec)
     seeds: list = field(default_factory=lambda: [0], metadata={"items": int})
     evals: dict = field(default_factory=dict)  # name -> EvalSpec: extra evaluation sets (results: loss_<name>)
     description: str = ""
@@ -423,6 +449,7 @@ class SweepSpec:
         self.data.check("data")
         self.training.check("training")
         self.executor.check("executor")
+        self.tracking.check("tracking")
         for group, known in (("per_arch", self.architectures), ("per_size", self.sizes)):
             for name in getattr(self.executor, group):
                 if name not in known:
@@ -440,7 +467,7 @@ class SweepSpec:
 # Loading: a small typed converter in the spirit of nanoGPT's configurator (unknown keys and type changes rejected).
 
 _NESTED = {"resources": ResourceSpec, "data": DataSpec, "training": TrainingSpec, "executor": ExecutorSpec,
-           "budgets": BudgetSpec}
+           "budgets": BudgetSpec, "tracking": TrackingSpec}
 _MAPS = {"architectures": ArchSpec, "sizes": SizeSpec, "per_arch": ResourceSpec, "per_size": ResourceSpec,
          "evals": EvalSpec}
 
