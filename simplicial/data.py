@@ -399,7 +399,8 @@ def _load_pretokenized(data: dict) -> TokenSplits:
 # - built-in domains of python-stdlib come from its validation documents only: a document is in validation when the
 #   hash of its path falls under val_fraction (`_is_validation`), the same rule that keeps it out of the train split,
 #   so no byte of them is trained on (the validation cap `max_bytes` does not apply: the whole held-out half is used);
-# - `text` sets are refused when any of their documents is byte-identical to a training document (a copied file);
+# - `text` and `files` sets are refused when any of their documents is byte-identical to a training document (a
+#   copied file, or a package that the training data also gathers);
 #   overlap inside documents is not looked for;
 # - `tokens` sets are the caller's responsibility (nothing is known of their text).
 
@@ -441,12 +442,15 @@ def _eval_documents(data: dict, ev: dict) -> list[bytes]:
         if kind == "prose":
             return [p for p in (prose(path.read_bytes()) for _, path in held_out) if p]
         return [path.read_bytes() for rel, path in held_out if stdlib_kind(rel) == kind]
-    docs = [path.read_bytes() for _, path in _text_documents(ev["path"])]
+    named = gather_files(ev, "evals") if ev["source"] == "files" else _text_documents(ev["path"])
+    docs = [path.read_bytes() for _, path in named]
     if data["source"] != "tokens":
         train = {hashlib.sha256(path.read_bytes()[:n]).digest() for path, n in _plan_split(data, _documents(data))["train"]}
-        copied = sum(hashlib.sha256(d).digest() in train for d in docs)
+        copied = [n for (n, _), d in zip(named, docs) if d and hashlib.sha256(d).digest() in train]  # empty: no copy
         if copied:
-            raise DataError(f"evaluation set {ev['path']!r}: {copied} document(s) are identical to training documents")
+            what = ev["path"] if ev["source"] != "files" else [*ev.get("roots", []), *ev.get("modules", [])]
+            raise DataError(f"evaluation set {what!r}: {len(copied)} document(s) are identical to training documents "
+                            f"(e.g. {', '.join(copied[:3])})")
     return docs
 
 
@@ -461,8 +465,9 @@ def load_eval(data: dict, name: str, ev: dict, cache_root: Path) -> np.ndarray:
         if len(arr) and int(np.asarray(arr[: 1 << 20]).max()) >= data["vocab_size"]:
             raise DataError(f"evals.{name}.path {ev['path']!r}: token ids >= data.vocab_size={data['vocab_size']}")
         return arr
-    key = hashlib.sha256(json.dumps({**ev, "python": sys.version.split()[0], "version": CACHE_VERSION},
-                                    sort_keys=True).encode()).hexdigest()[:12]
+    content = files_fingerprint(gather_files(ev, f"evals.{name}"))["sha256"] if ev["source"] == "files" else None
+    key = hashlib.sha256(json.dumps({**ev, "python": sys.version.split()[0], "version": CACHE_VERSION,
+                                     "content": content}, sort_keys=True).encode()).hexdigest()[:12]
     folder = Path(data.get("cache_dir") or cache_root) / cache_key(data)
     if data["source"] != "tokens":
         load_tokens(data, cache_root)  # the training cache (and its tokenizer) first

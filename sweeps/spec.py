@@ -122,6 +122,31 @@ class BudgetSpec:
                     raise SweepError("", f"{key}.{name}[{i}]", f"{v:.6g} is listed twice (first as [{values.index(v)}])")
 
 
+FILES_KEYS = ("roots", "modules", "include", "exclude")
+
+
+def check_files_keys(section, key: str) -> None:
+    """The `files` keys of a data or evaluation section: only with that source, strings, and (on this machine) roots
+    that exist and patterns that match files, so a typo stops the launcher before anything is queued."""
+    if section.source != "files":
+        for name in FILES_KEYS:
+            if getattr(section, name):
+                raise SweepError("", f"{key}.{name}", f"applies to source 'files' only (source is {section.source!r})")
+        return
+    if section.path is not None:
+        raise SweepError("", f"{key}.path", f"source 'files' takes roots and modules, not path ({section.path!r})")
+    for name in FILES_KEYS:
+        for i, v in enumerate(getattr(section, name)):
+            if not isinstance(v, str) or not v:
+                raise SweepError("", f"{key}.{name}[{i}]", f"must be a non-empty string, got {v!r}")
+    from simplicial.data import DataError, gather_files
+
+    try:
+        gather_files(dataclasses.asdict(section), key)
+    except DataError as e:
+        raise SweepError("", e.key or key, e.reason) from None
+
+
 @dataclass(frozen=True)
 class DataSpec:
     """Where tokens come from. `python-stdlib`: this Python's standard-library source, always offline
@@ -175,26 +200,7 @@ class DataSpec:
             raise SweepError("", f"{key}.max_epochs", f"must be > 0, got {self.max_epochs}")
 
     def _check_files(self, key: str) -> None:
-        """The `files` keys: only with that source, strings, and (on this machine) roots that exist and patterns
-        that match files, so a typo stops the launcher before anything is queued."""
-        names = ("roots", "modules", "include", "exclude")
-        if self.source != "files":
-            for name in names:
-                if getattr(self, name):
-                    raise SweepError("", f"{key}.{name}", f"applies to source 'files' only (source is {self.source!r})")
-            return
-        if self.path is not None:
-            raise SweepError("", f"{key}.path", f"source 'files' takes roots and modules, not path ({self.path!r})")
-        for name in names:
-            for i, v in enumerate(getattr(self, name)):
-                if not isinstance(v, str) or not v:
-                    raise SweepError("", f"{key}.{name}[{i}]", f"must be a non-empty string, got {v!r}")
-        from simplicial.data import DataError, gather_files
-
-        try:
-            gather_files(dataclasses.asdict(self), key)
-        except DataError as e:
-            raise SweepError("", e.key or key, e.reason) from None
+        check_files_keys(self, key)
 
 
 EVAL_KINDS = ("stdlib-code", "stdlib-tests", "stdlib-prose")
@@ -206,16 +212,22 @@ class EvalSpec:
     Built-in held-out domains of the python-stdlib corpus, drawn from its validation documents only (never in the
     train split; simplicial/data.py): `stdlib-code` (library modules), `stdlib-tests` (test files), `stdlib-prose`
     (their comments and docstrings). Or, as `data` takes them: `text` (a file or folder, tokenized with the
-    training tokenizer; a document identical to a training document is refused) or `tokens` (a pre-tokenized
-    array file of data.token_dtype)."""
+    training tokenizer; a document identical to a training document is refused), `files` (roots / modules with
+    include / exclude globs; the same refusal) or `tokens` (a pre-tokenized array file of data.token_dtype)."""
 
     source: str = "stdlib-code"
     path: str | None = None
+    # source `files`, as in `data`: e.g. a package the training data leaves out, or the standard library's packages
+    roots: list = field(default_factory=list, metadata={"items": str})
+    modules: list = field(default_factory=list, metadata={"items": str})
+    include: list = field(default_factory=list, metadata={"items": str})
+    exclude: list = field(default_factory=list, metadata={"items": str})
 
     def check(self, key: str) -> None:
-        if self.source not in (*EVAL_KINDS, "text", "tokens"):
-            raise SweepError("", f"{key}.source", f"must be one of {', '.join(EVAL_KINDS)}, text or tokens, "
+        if self.source not in (*EVAL_KINDS, "text", "tokens", "files"):
+            raise SweepError("", f"{key}.source", f"must be one of {', '.join(EVAL_KINDS)}, text, tokens or files, "
                              f"got {self.source!r}")
+        check_files_keys(self, key)
         if self.source in ("text", "tokens") and not self.path:
             raise SweepError("", f"{key}.path", f"source {self.source!r} needs a path")
         if self.source in EVAL_KINDS and self.path is not None:

@@ -151,3 +151,39 @@ def test_good_files_sweep_loads(tmp_path):
     assert spec.data.roots == [str(root)] and spec.data.modules == ["yaml"]
     with pytest.raises(DataError, match=r"data.modules\[0\]"):
         gather_files({**BASE, "modules": ["no_such_module_xyz"]})
+
+
+def test_files_evaluation_set(tmp_path):
+    from simplicial.data import load_eval
+
+    train_root, other = _tree(tmp_path / "corpus"), _tree(tmp_path / "other")
+    (other / "pkg" / "core.py").write_text("def g():\n    return 'held out'\n" * 30)
+    (other / "pkg" / "empty.py").write_text("")
+    data = {**BASE, "roots": [str(train_root)], "include": ["**/*.py"]}
+    ev = {"source": "files", "path": None, "roots": [str(other / "pkg")], "modules": [], "include": ["core.py"],
+          "exclude": []}
+    arr = load_eval(data, "other", ev, tmp_path / "cache")
+    assert b"held out" in bytes(np.asarray(arr, dtype=np.uint8))
+    # a file the training split also holds is refused by name; an empty one is no copy
+    trained = next(p for n, p in gather_files(data) if not _is_validation(n, 0.2))
+    (other / "pkg" / "copy.py").write_bytes(trained.read_bytes())
+    copy = {**ev, "include": ["core.py", "copy.py", "empty.py"]}
+    with pytest.raises(DataError, match=r"1 document\(s\) are identical to training documents \(e.g. .*pkg/copy.py\)"):
+        load_eval(data, "copy", copy, tmp_path / "cache")
+    # the set follows its content: an edit gives a new cached array
+    (other / "pkg" / "core.py").write_text("def g():\n    return 'edited'\n" * 30)
+    assert b"edited" in bytes(np.asarray(load_eval(data, "other", ev, tmp_path / "cache"), dtype=np.uint8))
+
+
+def test_files_evaluation_keys_are_checked_at_load(tmp_path):
+    root = _tree(tmp_path / "corpus")
+    path = _sweep(tmp_path, {"source": "files", "roots": [str(root)], "include": ["**/*.py"]})
+    doc = yaml.safe_load(path.read_text())
+    doc["evals"] = {"held": {"source": "files", "roots": [str(root / "pkg")], "include": ["**/*.py", "**/*.rs"]}}
+    path.write_text(yaml.safe_dump(doc))
+    with pytest.raises(SweepError, match=r"evals.held.include\[1\]: '\*\*/\*.rs' matches no file"):
+        load_sweep(path)
+    doc["evals"] = {"held": {"source": "text", "path": str(root), "include": ["**/*.py"]}}
+    path.write_text(yaml.safe_dump(doc))
+    with pytest.raises(SweepError, match=r"evals.held.include: applies to source 'files' only"):
+        load_sweep(path)

@@ -1,0 +1,319 @@
+"""A study in sittings: run a committed sweep a few minutes at a time on a borrowed GPU, keep its small files in git.
+
+    python3 scripts/study_sitting.py plan   studies/NAME/study.yaml [--seconds 480]   # what the next sitting runs
+    python3 scripts/study_sitting.py run    studies/NAME/study.yaml [--seconds 480] [--out DIR]   # on the GPU
+    python3 scripts/study_sitting.py unpack studies/NAME TARBALL                      # here, then git commit
+    python3 scripts/study_sitting.py report studies/NAME [--bootstrap 1000] [--out DIR]  # fits + PDF from results.csv
+
+A study's sweep writes into its own folder (`output: ..` and `name:` equal to the folder's name), so finished runs
+land in `studies/NAME/runs/<run_id>/`. A sitting is one command on a machine that lasts minutes: `run` plans the
+pending runs that fit in `--seconds` (each run's time from the tokens/s and start-up that finished runs of the same
+architecture and size measured, else from its FLOPs at an assumed rate, below), launches exactly those through the
+product's CLI (`launch.py run STUDY --only ID ...`, the sweep's own executor), stops the launcher at a hard limit,
+collects `results.csv`, and packs the small files of every finished run (config.json, metrics.jsonl, result.json;
+never checkpoints) with the tables into `DIR/<name>-sitting.tar.gz`. `unpack` puts them into the study folder here;
+committing them makes the next sitting skip those runs. A run that a sitting could not finish is not packed and
+starts from scratch next time (its checkpoint lives only on the machine that is given back), which is why the plan
+takes only runs whose estimate fits, longest expected first, and why every run of a study must fit one sitting.
+
+Refusals, before any compute: a committed run folder whose id the sweep no longer produces (the code or the sweep
+changed what a run is: finish the study on the commit its runs record, or start it again on purpose), a pending
+run whose estimate exceeds a whole sitting.
+
+The assumed rates (ASSUMED) are estimates for an H100, not measurements: a model's training FLOPs per token over an
+effective rate, capped for small models, whose step is bound by kernel launches rather than by arithmetic. They
+only order and pack the first sitting; later sittings use what the runs measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tarfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+SMALL_FILES = ("config.json", "metrics.jsonl", "result.json")
+TABLES = ("results.csv", "results_curves.csv", "sweep.yaml")
+SITTING_LOG = "sittings.log"
+
+# Assumed H100 rates for runs no finished run has measured yet (estimates; see the module docstring). effective
+# TFLOP/s of the model's own FLOP count (simplicial/counting.py) and a ceiling in tokens/s for launch-bound small
+# models; start-up covers process start, imports, the data cache and (2-simplicial) the Triton kernels' first build.
+ASSUMED = {
+    "dot": {"tflops": 100.0, "max_tokens_per_s": 1.5e6, "startup_s": 25.0},
+    "simplicial": {"tflops": 50.0, "max_tokens_per_s": 0.6e6, "startup_s": 60.0},
+}
+
+
+@dataclass
+class Estimate:
+    run_id: str
+    seconds: float  # expected wall time of the run in a sitting (start-up included)
+    source: str  # "measured" (finished runs of this arch and size) or "assumed"
+
+
+def _load(study: Path):
+    from sweeps import expand, load_sweep
+
+    spec = load_sweep(study)
+    return spec, expand(spec)
+
+
+def committed_orphans(spec, runs) -> list[str]:
+    """Run folders in the study that the sweep (as this code expands it) does not produce."""
+    known = {r.run_id for r in runs}
+    root = spec.sweep_dir / "runs"
+    return sorted(p.name for p in root.iterdir() if p.is_dir() and p.name not in known) if root.is_dir() else []
+
+
+def estimates(spec, runs, states, assumed: dict = ASSUMED) -> dict[str, Estimate]:
+    """Expected wall time of every run: tokens / tokens-per-second + start-up, from the finished runs of the same
+    (architecture, size) where there are any (medians), else from the assumed rates. The measured numbers already
+    carry the sharing of the GPU by `executor.max_parallel` concurrent runs; the assumed ones are scaled by it."""
+    measured: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    for run, st in zip(runs, states):
+        res = st.result or {}
+        if st.finished and res.get("tokens_per_s") and res.get("wall_time_s"):
+            startup = max(0.0, res["wall_time_s"] - res.get("train_time_s", res["tokens"] / res["tokens_per_s"]))
+            measured.setdefault((run.arch, run.size), []).append((res["tokens_per_s"], startup))
+    share = max(1, spec.executor.max_parallel)
+    out = {}
+    for run in runs:
+        seen = measured.get((run.arch, run.size))
+        if seen:
+            rate = statistics.median(r for r, _ in seen)
+            startup = statistics.median(s for _, s in seen)
+            out[run.run_id] = Estimate(run.run_id, run.tokens / rate + startup, "measured")
+            continue
+        a = assumed[spec.architectures[run.arch].type]
+        per_token = run.flops / run.tokens
+        rate = min(a["max_tokens_per_s"], a["tflops"] * 1e12 / per_token) / share
+        out[run.run_id] = Estimate(run.run_id, run.tokens / rate + a["startup_s"], "assumed")
+    return out
+
+
+def tier(run, first_seed: int) -> int:
+    """Which runs a study needs first: 0 the main grid (first seed, the lr as resolved), 1 the learning-rate axis
+    around it, 2 the further seeds. A study cut short then still has whole grids to fit."""
+    return 2 if run.seed != first_seed else (1 if run.lr_mult != 1.0 else 0)
+
+
+def plan(spec, runs, states, seconds: float, assumed: dict = ASSUMED) -> tuple[list[str], float, list[str]]:
+    """(run ids to launch, expected makespan, refusals). Pending runs are packed by tier (`tier`), longest first
+    within a tier, onto `executor.max_parallel` slots (list scheduling); a run joins only if its slot still ends
+    within `seconds`. A pending run longer than a whole sitting is refused: it could never finish."""
+    est = estimates(spec, runs, states, assumed)
+    pending = [r for r, st in zip(runs, states) if not (st.finished or st.active)]
+    too_long = [f"{r.run_id}: expected {est[r.run_id].seconds:.0f} s ({est[r.run_id].source}) > a sitting of "
+                f"{seconds:.0f} s" for r in pending if est[r.run_id].seconds > seconds]
+    slots = [0.0] * max(1, spec.executor.max_parallel)
+    chosen = []
+    first_seed = spec.seeds[0]
+    for run in sorted(pending, key=lambda r: (tier(r, first_seed), -est[r.run_id].seconds)):
+        t = est[run.run_id].seconds
+        i = min(range(len(slots)), key=lambda k: slots[k])
+        if slots[i] + t <= seconds:
+            slots[i] += t
+            chosen.append(run.run_id)
+    return chosen, max(slots), too_long
+
+
+def _plan_or_refuse(study: Path, seconds: float):
+    from sweeps.state import run_states
+
+    spec, runs = _load(study)
+    orphans = committed_orphans(spec, runs)
+    if orphans:
+        raise SystemExit(f"{study}: {len(orphans)} committed run folder(s) are not runs of this sweep as the code now "
+                         f"expands it (e.g. {orphans[0]}): the run identity changed since they ran. Finish the study "
+                         f"on the commit in their result.json versions, or move them aside to start again.")
+    states = run_states(runs, spec.sweep_dir, query_scheduler=False)
+    chosen, makespan, too_long = plan(spec, runs, states, seconds)
+    if too_long:
+        raise SystemExit(f"{study}: pending run(s) cannot finish in one sitting:\n  " + "\n  ".join(too_long))
+    done = sum(st.finished for st in states)
+    return spec, runs, states, chosen, makespan, done
+
+
+def cmd_plan(args) -> int:
+    spec, runs, states, chosen, makespan, done = _plan_or_refuse(args.study, args.seconds)
+    est = estimates(spec, runs, states)
+    pending = [r for r, st in zip(runs, states) if not st.finished]
+    print(f"{spec.name}: {done}/{len(runs)} runs done, {len(pending)} pending, "
+          f"{sum(est[r.run_id].seconds for r in pending) / 60:.1f} min of runs left (sum of estimates, "
+          f"{spec.executor.max_parallel} at a time)")
+    for rid in chosen:
+        print(f"  {rid}  {est[rid].seconds:6.0f} s  ({est[rid].source})")
+    print(f"this sitting: {len(chosen)} run(s), expected {makespan:.0f} s of {args.seconds:.0f} s")
+    return 0
+
+
+def _pack(spec, out_dir: Path, log_lines: list[str]) -> Path:
+    """A tarball of the study's small files: every finished run's SMALL_FILES and the TABLES, plus this sitting's
+    log appended to the study's SITTING_LOG."""
+    from sweeps.state import read_result
+
+    folder = spec.sweep_dir
+    with open(folder / SITTING_LOG, "a") as f:
+        f.write("\n".join(log_lines) + "\n")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tar_path = out_dir / f"{spec.name}-sitting.tar.gz"
+    with tarfile.open(tar_path, "w:gz") as tar:
+        for name in (*TABLES, SITTING_LOG):
+            if (folder / name).is_file():
+                tar.add(folder / name, arcname=name)
+        for run_dir in sorted((folder / "runs").glob("*")):
+            res = read_result(run_dir)
+            if not res or res.get("status") not in ("done", "diverged"):
+                continue
+            for name in SMALL_FILES:
+                if (run_dir / name).is_file():
+                    tar.add(run_dir / name, arcname=f"runs/{run_dir.name}/{name}")
+    return tar_path
+
+
+def cmd_run(args) -> int:
+    spec, runs, states, chosen, makespan, done = _plan_or_refuse(args.study, args.seconds)
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    log = [f"# sitting {stamp}: {done}/{len(runs)} done before; launching {len(chosen)} run(s), expected "
+           f"{makespan:.0f} s of {args.seconds:.0f} s"]
+    print(log[0], flush=True)
+    rc = 0
+    if chosen:
+        cmd = [sys.executable, str(REPO / "launch.py"), "run", str(args.study)]
+        for rid in chosen:
+            cmd += ["--only", rid]
+        hard = args.seconds + args.grace
+        t0 = time.time()
+        # The launcher's output streams through. It and its runs (submitit's local jobs stay in its process group)
+        # are stopped together at the hard limit, SIGTERM then SIGKILL (a local job may bypass SIGTERM), so nothing
+        # keeps writing into the run folders while they are packed.
+        proc = subprocess.Popen(cmd, cwd=REPO, start_new_session=True)
+        try:
+            rc = proc.wait(timeout=hard)
+        except subprocess.TimeoutExpired:
+            rc = 124
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                pass
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait()
+        log.append(f"launcher exit {rc} after {time.time() - t0:.0f} s (hard limit {hard:.0f} s)")
+        print(log[-1], flush=True)
+    subprocess.run([sys.executable, str(REPO / "launch.py"), "collect", str(args.study)], cwd=REPO, check=False)
+    from sweeps.state import run_states
+
+    after = run_states(runs, spec.sweep_dir, query_scheduler=False)
+    for run, st in zip(runs, after):
+        if run.run_id in chosen:
+            res = st.result or {}
+            log.append(f"{run.run_id}: {st.status} wall {res.get('wall_time_s', '-')} s, "
+                       f"{res.get('tokens_per_s') or 0:.0f} tok/s, device {res.get('device', '-')}")
+    log.append(f"{sum(st.finished for st in after)}/{len(runs)} done after this sitting")
+    print("\n".join(log[1:]), flush=True)
+    tar = _pack(spec, Path(args.out or os.environ.get("OUT") or "."), log)
+    print(f"packed {tar}")
+    return 0 if rc == 0 else 1
+
+
+def cmd_unpack(args) -> int:
+    """Extract a sitting's tarball into the study folder: only the small files of run folders and the tables, and
+    only names a sitting writes (nothing outside the folder, no links). It needs no sweep loading, so it works on a
+    machine without the study's corpus."""
+    folder = args.study_dir.resolve()
+    if not (folder / "study.yaml").is_file():
+        raise SystemExit(f"{args.study_dir}: not a study folder (no study.yaml)")
+    allowed_top = {*TABLES, SITTING_LOG}
+    n = 0
+    with tarfile.open(args.tarball) as tar:
+        for m in tar.getmembers():
+            parts = Path(m.name).parts
+            ok = m.isfile() and (
+                (len(parts) == 1 and parts[0] in allowed_top)
+                or (len(parts) == 3 and parts[0] == "runs" and parts[2] in SMALL_FILES and ".." not in parts))
+            if not ok:
+                raise SystemExit(f"{args.tarball}: unexpected member {m.name!r}; nothing after it was extracted")
+            target = folder / m.name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with tar.extractfile(m) as src, open(target, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+            n += 1
+    print(f"{n} file(s) into {folder}; commit them: git add {folder} && git commit")
+    return 0
+
+
+def regenerate(study_dir: Path, out: Path, bootstrap: int, seed: int = 0) -> dict[str, Path]:
+    """fits.json, fixed_budget.json, report.pdf and the figures from the study's committed results.csv alone (no
+    run folders, no GPU): what CI re-runs so the committed answer keeps following the code."""
+    from fitting.cli import main as fitting_main
+    from reports.cli import main as reports_main
+
+    results = study_dir / "results.csv"
+    if not results.is_file():
+        raise SystemExit(f"{study_dir}: no results.csv yet (a sitting writes it)")
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"fits": out / "fits.json", "fixed_budget": out / "fixed_budget.json", "report": out / "report.pdf",
+             "figures": out / "figures"}
+    rc = fitting_main(["chinchilla", str(results), "--bootstrap", str(bootstrap), "--seed", str(seed),
+                       "--insufficient", "mark", "--json", str(paths["fits"])])
+    if rc:
+        raise SystemExit(f"fitting chinchilla exited {rc}")
+    rc = fitting_main(["fixed-budget", str(results), "--json", str(paths["fixed_budget"])])
+    if rc:
+        raise SystemExit(f"fitting fixed-budget exited {rc}")
+    curves = study_dir / "results_curves.csv"
+    rc = reports_main([str(results), "--fits", str(paths["fits"]), "--fixed-budget", str(paths["fixed_budget"]),
+                       *(["--curves", str(curves)] if curves.is_file() else []), "-o", str(paths["report"]),
+                       "--png-dir", str(paths["figures"])])
+    if rc:
+        raise SystemExit(f"reports exited {rc}")
+    return paths
+
+
+def cmd_report(args) -> int:
+    paths = regenerate(args.study_dir, Path(args.out or args.study_dir), args.bootstrap)
+    print("\n".join(str(p) for p in paths.values()))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="study_sitting.py", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+    for name in ("plan", "run"):
+        s = sub.add_parser(name)
+        s.add_argument("study", type=Path, help="the study's sweep file, studies/NAME/study.yaml")
+        s.add_argument("--seconds", type=float, default=480.0, help="training time of the sitting (default 480)")
+        if name == "run":
+            s.add_argument("--grace", type=float, default=45.0,
+                           help="seconds past --seconds before the launcher is stopped (default 45)")
+            s.add_argument("--out", help="where the tarball goes (default $OUT, else .)")
+    u = sub.add_parser("unpack")
+    u.add_argument("study_dir", type=Path, help="studies/NAME")
+    u.add_argument("tarball", type=Path)
+    r = sub.add_parser("report")
+    r.add_argument("study_dir", type=Path, help="studies/NAME (reads its results.csv)")
+    r.add_argument("--bootstrap", type=int, default=1000)
+    r.add_argument("--out", help="output folder (default: the study folder)")
+    args = p.parse_args(argv)
+    return {"plan": cmd_plan, "run": cmd_run, "unpack": cmd_unpack, "report": cmd_report}[args.command](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,134 @@
+"""scripts/study_sitting.py: the plan of a time-limited sitting (measured rates beat assumed ones, tiers first,
+runs that cannot finish refused), refusal of committed runs the sweep no longer produces, the tarball a sitting
+packs and the unpacking that admits only small files; and every committed study regenerated from its results.csv."""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import json
+import math
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from sweeps import expand, load_sweep
+from sweeps.state import run_states
+from tests.conftest import REPO_ROOT, write_sweep
+
+_spec = importlib.util.spec_from_file_location("study_sitting", REPO_ROOT / "scripts" / "study_sitting.py")
+sitting = importlib.util.module_from_spec(_spec)
+sys.modules["study_sitting"] = sitting  # its dataclasses look their module up there
+_spec.loader.exec_module(sitting)
+
+# one token per 10 us for every run, start-up 5 s: easy numbers to check the packing by hand
+FLAT = {k: {"tflops": 1e9, "max_tokens_per_s": 1e5, "startup_s": 5.0} for k in ("dot", "simplicial")}
+
+
+def _finish(run, tokens_per_s: float, startup_s: float) -> None:
+    run.run_dir.mkdir(parents=True, exist_ok=True)
+    train = run.tokens / tokens_per_s
+    (run.run_dir / "result.json").write_text(json.dumps({
+        "status": "done", "tokens": run.tokens, "tokens_per_s": tokens_per_s, "train_time_s": train,
+        "wall_time_s": train + startup_s, "val_loss": 2.0}))
+    (run.run_dir / "config.json").write_text(json.dumps(run.to_dict()))
+    (run.run_dir / "metrics.jsonl").write_text('{"step": 1}\n')
+    (run.run_dir / "checkpoint.pt").write_bytes(b"big")
+
+
+def test_plan_fits_the_sitting_and_prefers_measured_rates(tmp_path):
+    path = write_sweep(tmp_path, budgets="2560, 5120, 10240", extra="""
+        seeds: [0, 1]
+    """)
+    spec = load_sweep(path)
+    runs = expand(spec)  # 2 archs x 2 sizes x 3 budgets x 2 seeds
+    states = run_states(runs, spec.sweep_dir, query_scheduler=False)
+    est = sitting.estimates(spec, runs, states, FLAT)
+    # assumed: tokens / (1e5 / max_parallel 2) + 5 s
+    assert all(e.source == "assumed" and math.isclose(e.seconds, r.tokens / 5e4 + 5) for r, e in
+               zip(runs, (est[r.run_id] for r in runs)))
+    chosen, makespan, too_long = sitting.plan(spec, runs, states, 0.6, FLAT)
+    assert too_long and not chosen  # nothing fits 0.6 s: every run is refused by name
+    chosen, makespan, too_long = sitting.plan(spec, runs, states, 40.0, FLAT)
+    assert not too_long and makespan <= 40.0 and chosen
+    # the first seed's grid (12 runs of about 5.1 s, about 31 s on two slots) goes first; seed 1 fills what is left
+    assert {r.run_id for r in runs if r.seed == 0} <= set(chosen) and len(chosen) < len(runs)
+    slots = [0.0, 0.0]  # the plan's makespan is what two slots of the chosen runs give
+    for rid in chosen:
+        slots[slots.index(min(slots))] += est[rid].seconds
+    assert max(slots) <= 40.0 and math.isclose(sum(slots), sum(est[rid].seconds for rid in chosen))
+
+    # one finished run of (dot, a) measured 1e4 tok/s and 2 s start-up: the other dot-a runs use that
+    dot_a = [r for r in runs if r.arch == "dot" and r.size == "a"]
+    _finish(dot_a[0], 1e4, 2.0)
+    states = run_states(runs, spec.sweep_dir, query_scheduler=False)
+    est = sitting.estimates(spec, runs, states, FLAT)
+    assert all(est[r.run_id].source == "measured" and math.isclose(est[r.run_id].seconds, r.tokens / 1e4 + 2.0)
+               for r in dot_a)
+    assert est[[r for r in runs if r.arch == "dot" and r.size == "b"][0].run_id].source == "assumed"
+    chosen, _, _ = sitting.plan(spec, runs, states, 1000.0, FLAT)
+    assert dot_a[0].run_id not in chosen and len(chosen) == len(runs) - 1
+
+
+def test_orphan_committed_runs_refuse_a_sitting(tmp_path):
+    path = write_sweep(tmp_path)
+    spec = load_sweep(path)
+    assert sitting.committed_orphans(spec, expand(spec)) == []
+    (spec.sweep_dir / "runs" / "dot-a-2.56ktok-s0-0123456789").mkdir(parents=True)
+    assert sitting.committed_orphans(spec, expand(spec)) == ["dot-a-2.56ktok-s0-0123456789"]
+    with pytest.raises(SystemExit, match="not runs of this sweep as the code now expands it"):
+        sitting._plan_or_refuse(path, 480.0)
+
+
+def test_pack_and_unpack_small_files_only(tmp_path):
+    path = write_sweep(tmp_path)
+    spec = load_sweep(path)
+    runs = expand(spec)
+    _finish(runs[0], 1e4, 1.0)
+    runs[1].run_dir.mkdir(parents=True)  # unfinished: not packed
+    (runs[1].run_dir / "metrics.jsonl").write_text("{}\n")
+    (spec.sweep_dir / "results.csv").write_text("run_id\n")
+    tar = sitting._pack(spec, tmp_path / "out", ["# sitting test"])
+    with tarfile.open(tar) as t:
+        names = sorted(t.getnames())
+    assert names == sorted(["results.csv", "sittings.log", *(f"runs/{runs[0].run_id}/{n}" for n in
+                                                              ("config.json", "metrics.jsonl", "result.json"))])
+
+    study = tmp_path / "study"
+    study.mkdir()
+    (study / "study.yaml").write_text("name: study\n")
+    assert sitting.main(["unpack", str(study), str(tar)]) == 0
+    assert json.loads((study / "runs" / runs[0].run_id / "result.json").read_text())["status"] == "done"
+    assert not (study / "runs" / runs[0].run_id / "checkpoint.pt").exists()
+
+    evil = tmp_path / "evil.tar.gz"
+    with tarfile.open(evil, "w:gz") as t:
+        info = tarfile.TarInfo("runs/x/checkpoint.pt")
+        info.size = 3
+        t.addfile(info, io.BytesIO(b"big"))
+    with pytest.raises(SystemExit, match="unexpected member 'runs/x/checkpoint.pt'"):
+        sitting.main(["unpack", str(study), str(evil)])
+
+
+STUDIES = sorted(p.parent for p in (REPO_ROOT / "studies").glob("*/study.yaml"))
+
+
+@pytest.mark.parametrize("study", STUDIES or [None], ids=[p.name for p in STUDIES] or ["none"])
+def test_committed_study_regenerates_from_its_results(study, tmp_path):
+    """Fits, fixed-budget fits and the PDF from the committed results.csv, on the CPU in seconds; the point
+    estimates must equal the committed fits.json (its intervals depend on the bootstrap count, not checked here)."""
+    if study is None or not (study / "results.csv").is_file():
+        pytest.skip(f"no committed study results yet ({'no study' if study is None else study.name}: no results.csv)")
+    paths = sitting.regenerate(study, tmp_path, bootstrap=20)
+    fresh = json.loads(paths["fits"].read_text())
+    assert paths["report"].read_bytes()[:5] == b"%PDF-"
+    committed = study / "fits.json"
+    if committed.is_file():
+        old = json.loads(committed.read_text())
+        for group, fit in old["fits"].items():
+            for name in ("E", "A", "B", "alpha", "beta"):
+                a, b = fit.get(name), fresh["fits"][group].get(name)
+                if isinstance(a, (int, float)):
+                    assert math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-9), (study.name, group, name, a, b)
