@@ -336,7 +336,14 @@ def train_run(run: RunSpec, job: "TrainJob | None" = None) -> dict:
     """Train or resume one run; write result.json (status done, diverged or failed) and return it."""
     run_dir = run.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
-    device, device_note = resolve_device(run.training["device"])
+    try:
+        device, device_note = resolve_device(run.training["device"])
+    except Exception as e:  # e.g. device: cuda where none is visible: say so in result.json, not only in the log
+        write_json_atomic(run.paths.result, {
+            "run_id": run.run_id, "sweep": run.sweep, "arch": run.arch, "size": run.size, "seed": run.seed,
+            "status": "failed", "error": traceback.format_exc(),
+            "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+        raise
     if device_note:
         print(f"[{run.run_id}] {device_note}", flush=True)
     dist = init_distributed(device.type)

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import signal
 import sys
 import time
 from pathlib import Path
@@ -161,9 +162,11 @@ def cmd_cancel(args, spec, runs, out=print) -> int:
 
     journal = latest(spec.sweep_dir)
     live = [journal[st.run_id] for st in run_states(runs, spec.sweep_dir) if st.active and st.run_id in journal]
-    cancelled = cancel_jobs(live)
+    cancelled, refused = cancel_jobs(live)
     out(f"cancelled {len(cancelled)} job(s): {' '.join(cancelled) or '-'}")
-    return EXIT_OK
+    for line in refused:
+        print(f"{args.prog}: not cancelled: {line}", file=sys.stderr)
+    return EXIT_RUN_FAILED if refused else EXIT_OK
 
 
 def save_resolved(spec, overrides, out=print) -> Path:
@@ -287,7 +290,7 @@ def cmd_run(args, spec, runs, out=print) -> int:
     final = run_states(runs, spec.sweep_dir)
     failed = [st for st in final if st.status == "failed"]
     for st in failed:
-        out(f"FAILED {st.run_id}: {(st.error or '').strip().splitlines()[-1] if st.error else 'no result'}")
+        out(f"FAILED {st.run_id}: {failure_cause(st)}")
     rc = EXIT_RUN_FAILED if failed else EXIT_OK
     if args.fit or args.report:
         results = _collect(spec, runs, None, out)
@@ -296,6 +299,17 @@ def cmd_run(args, spec, runs, out=print) -> int:
         if args.report:
             rc = _report(spec, results) or rc
     return rc
+
+
+def failure_cause(st) -> str:
+    """One line saying why a run failed: the exception that ended it, from result.json's traceback or, for a job
+    that ended without one, the last line of its log (where the traceback landed)."""
+    lines = [line.strip() for line in (st.error or "").strip().splitlines() if line.strip()]
+    cause = lines[-1] if lines else "no result"
+    tail = [line.strip() for line in (st.log_tail or "").splitlines() if line.strip()]
+    if tail and "without writing result.json" in cause:
+        cause = f"{cause}: {tail[-1]}"
+    return cause
 
 
 def _wait_for(spec, runs, out, poll_s: float = 10.0) -> None:
@@ -407,7 +421,12 @@ def main(argv: list[str] | None = None, prog: str = PROG) -> int:
     except (SweepError, ValueError) as e:  # ValueError: the grid expands to duplicate runs
         print(f"{prog}: error: {e}", file=sys.stderr)
         return EXIT_USAGE
-    return args.handler(args, spec, runs)
+    try:
+        return args.handler(args, spec, runs)
+    except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM / SIGHUP in a launcher (executors.LauncherSignal)
+        signum = getattr(e, "signum", signal.SIGINT)
+        print(f"{prog}: stopped by {signal.Signals(signum).name}", file=sys.stderr)
+        return 128 + signum
 
 
 if __name__ == "__main__":

@@ -11,9 +11,12 @@ import dataclasses
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
+import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import submitit
@@ -21,8 +24,10 @@ import submitit
 from simplicial.train import TrainJob
 from sweeps.gpus import GpuPool, detect_devices, gpus_needed, submitit_gpu_parameters
 from sweeps.grid import RunSpec
+from sweeps.claims import Claim, try_claim
 from sweeps.journal import JournalEntry, now, record
-from sweeps.state import last_step
+from sweeps.procs import ProcessId, stop
+from sweeps.state import last_step, run_states
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MAX_ARRAY_SIZE = 1001  # SLURM's default MaxArraySize (docs/REFERENCE.md section 5)
@@ -85,7 +90,18 @@ def submit_slurm(runs: list[RunSpec], sweep_dir: Path, max_parallel: int, max_ar
                  log=print) -> list[JournalEntry]:
     """Queue runs as job arrays and return: one array per resource shape, each chunked below the cluster's
     MaxArraySize (array indices must be < it) and below `max_array_size` when the sweep sets one; at most
-    `max_parallel` tasks of an array run at once. Every chunk is journaled as soon as sbatch accepted it."""
+    `max_parallel` tasks of an array run at once. Every chunk is journaled as soon as sbatch accepted it.
+    Runs are claimed (sweeps/claims.py) until journaled, so two launches never queue one run twice."""
+    runs, claims = claim_runs(runs, sweep_dir, log)
+    try:
+        return _submit_arrays(runs, sweep_dir, max_parallel, max_array_size, log)
+    finally:
+        for claim in claims:
+            claim.release()
+
+
+def _submit_arrays(runs: list[RunSpec], sweep_dir: Path, max_parallel: int, max_array_size: int | None,
+                   log) -> list[JournalEntry]:
     cluster_limit = cluster_max_array_size()
     chunk = min(cluster_limit, max_array_size) if max_array_size else cluster_limit
     folder = submitit_folder(sweep_dir)
@@ -147,13 +163,69 @@ def _gpu_plan(runs: list[RunSpec], devices: list[str], max_parallel: int, runs_p
     return needs
 
 
+class LauncherSignal(KeyboardInterrupt):
+    """SIGTERM or SIGHUP reached the launcher (a `timeout`, a closed terminal): handled like Ctrl-C, so the
+    launcher's local runs are stopped rather than left training as orphans nobody watches."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+@contextmanager
+def signals_interrupt():
+    """While active, SIGTERM and SIGHUP raise LauncherSignal in the main thread (as SIGINT raises KeyboardInterrupt)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise LauncherSignal(signum)
+
+    old = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, h in old.items():
+            signal.signal(sig, h)
+
+
+def claim_runs(runs: list[RunSpec], sweep_dir: Path, log=print) -> tuple[list[RunSpec], list[Claim]]:
+    """Hold each run and confirm it is still to do (another launch of the sweep may have finished, queued or started
+    it since this one planned): the runs this launcher may start now, and the claims to release after. A run not
+    ours to start is logged with the reason."""
+    held: list[tuple[RunSpec, Claim]] = []
+    for run in runs:
+        claim, who = try_claim(run.paths)
+        if claim is None:
+            log(f"  skip    {run.run_id}: claimed by {who}")
+        else:
+            held.append((run, claim))
+    kept, claims = [], []
+    states = run_states([run for run, _ in held], sweep_dir) if held else []
+    for (run, claim), st in zip(held, states):
+        if st.finished or st.status in ("queued", "running", "preempted"):
+            claim.release()
+            log(f"  skip    {run.run_id}: {st.status} (another launch of this sweep got there first)")
+        else:
+            kept.append(run)
+            claims.append(claim)
+    return kept, claims
+
+
 def run_local(runs: list[RunSpec], sweep_dir: Path, max_parallel: int, log=print, poll_s: float = 1.0,
-              heartbeat_s: float = 30.0, runs_per_gpu: int = 1, devices: list[str] | None = None) -> dict[str, str]:
-    """Run on this machine as submitit local jobs, `max_parallel` at a time; returns run id -> final status.
+              heartbeat_s: float = 30.0, runs_per_gpu: int = 1, devices: list[str] | None = None,
+              stop_grace_s: float = 20.0) -> dict[str, str]:
+    """Run on this machine as submitit local jobs, `max_parallel` at a time; returns run id -> final status
+    ("skipped" for a run another launch of the sweep holds or has done).
 
     Each run gets its own GPU(s) from `devices` (default: what this process sees, `sweeps.gpus.detect_devices`),
     at most `runs_per_gpu` runs on one GPU; a run waits while too few GPUs are free. CPU threads per run default to
-    cores / max_parallel so parallel runs do not oversubscribe the machine."""
+    cores / max_parallel so parallel runs do not oversubscribe the machine. Each run is claimed (sweeps/claims.py)
+    just before it starts and released when it ends; Ctrl-C, SIGTERM and SIGHUP stop the running jobs (and wait
+    until they are gone) before the interrupt propagates."""
+    if max_parallel < 1:
+        raise ValueError(f"max_parallel must be >= 1, got {max_parallel}")
     devices = detect_devices() if devices is None else list(devices)
     needs = dict(zip((r.run_id for r in runs), _gpu_plan(runs, devices, max_parallel, runs_per_gpu, log)))
     pool = GpuPool(devices, runs_per_gpu)
@@ -162,62 +234,94 @@ def run_local(runs: list[RunSpec], sweep_dir: Path, max_parallel: int, log=print
              for r in runs]
     total_flops = sum(r.flops for r in queue) or 1.0
     done_flops, outcome, active = 0.0, {}, {}
+    claims: dict[str, Claim] = {}
     t_start = last_beat = time.time()
     # LocalExecutor itself, not AutoExecutor(cluster="local"): only it takes `visible_gpus`
     executor = submitit.LocalExecutor(folder=submitit_folder(sweep_dir))
     n = len(queue)
     try:
-        while queue or active:
-            while queue and len(active) < max_parallel:
-                gpus = pool.acquire(needs[queue[0].run_id])
-                if gpus is None:
-                    break  # wait for a running job to free its GPUs
-                run = queue.pop(0)
-                res = run.resources
-                executor.update_parameters(timeout_min=res.get("timeout_min") or DEFAULT_TIMEOUT_MIN,
-                                           tasks_per_node=res.get("tasks_per_node") or 1,
-                                           **submitit_gpu_parameters(gpus))
-                try:
-                    job = executor.submit(TrainJob(run))
-                except BaseException:
+        with signals_interrupt():
+            while queue or active:
+                while queue and len(active) < max_parallel:
+                    gpus = pool.acquire(needs[queue[0].run_id])
+                    if gpus is None:
+                        break  # wait for a running job to free its GPUs
+                    run = queue.pop(0)
+                    kept, held = claim_runs([run], sweep_dir, log)
+                    if not kept:
+                        pool.release(gpus)
+                        outcome[run.run_id] = "skipped"
+                        total_flops -= run.flops
+                        continue
+                    claims[run.run_id] = held[0]
+                    res = run.resources
+                    executor.update_parameters(timeout_min=res.get("timeout_min") or DEFAULT_TIMEOUT_MIN,
+                                               tasks_per_node=res.get("tasks_per_node") or 1,
+                                               **submitit_gpu_parameters(gpus))
+                    try:
+                        job = executor.submit(TrainJob(run))
+                    except BaseException:
+                        pool.release(gpus)
+                        raise
+                    proc = ProcessId.of(int(job.job_id))
+                    record(sweep_dir, [JournalEntry(run.run_id, job.job_id, "local", str(job.paths.folder), now(),
+                                                    proc.host, proc.boot_id, proc.start_ticks)])
+                    active[job.job_id] = (run, job, time.time(), gpus, proc)
+                    where = f"GPU {','.join(gpus)}" if gpus else "CPU"
+                    log(f"  start   {run.run_id}  ({run.steps} steps, {run.flops:.2e} FLOPs; {where})")
+                if not active and not queue:
+                    break
+                time.sleep(poll_s)
+                for job_id in [j for j, (_, job, *_) in active.items() if job.done()]:
+                    run, job, t0, gpus, _ = active.pop(job_id)
                     pool.release(gpus)
-                    raise
-                record(sweep_dir, [JournalEntry(run.run_id, job.job_id, "local", str(job.paths.folder), now())])
-                active[job.job_id] = (run, job, time.time(), gpus)
-                where = f"GPU {','.join(gpus)}" if gpus else "CPU"
-                log(f"  start   {run.run_id}  ({run.steps} steps, {run.flops:.2e} FLOPs; {where})")
-            time.sleep(poll_s)
-            for job_id in [j for j, (_, job, _, _) in active.items() if job.done()]:
-                run, job, t0, gpus = active.pop(job_id)
-                pool.release(gpus)
-                try:
-                    result = job.results()[0]  # rank 0's (a multi-task job returns one per task)
-                    status = result.get("status", "failed")
-                    detail = f"val_loss {result['val_loss']:.4f}" if result.get("val_loss") is not None else result.get("error", "")
-                    detail += f" on {result['device']}" if result.get("device") else ""
-                except Exception as e:  # the run raised; result.json (if any) holds the traceback
-                    status, detail = "failed", str(e).strip().splitlines()[-1] if str(e).strip() else repr(e)
-                outcome[run.run_id] = status
-                done_flops += run.flops
-                elapsed = time.time() - t_start
-                eta = elapsed * (total_flops - done_flops) / max(done_flops, 1e-9)
-                log(f"[{len(outcome)}/{n}] {status:8s} {run.run_id}  {detail}  ({_fmt_s(time.time() - t0)}; "
-                    f"elapsed {_fmt_s(elapsed)}, ETA {_fmt_s(eta)})")
-            if active and time.time() - last_beat >= heartbeat_s:
-                last_beat = time.time()
-                parts = [f"{run.run_id}: step {last_step(run.run_dir) or 0}/{run.steps}" for run, *_ in active.values()]
-                progress = done_flops + sum(run.flops * (last_step(run.run_dir) or 0) / max(run.steps, 1)
-                                            for run, *_ in active.values())
-                elapsed = time.time() - t_start
-                eta = elapsed * (total_flops - progress) / max(progress, 1e-9) if progress > 0 else float("nan")
-                log(f"  ... {'; '.join(parts)}  (elapsed {_fmt_s(elapsed)}"
-                    f"{', ETA ' + _fmt_s(eta) if eta == eta else ''})")
-    except KeyboardInterrupt:
-        for _, job, *_ in active.values():
-            job.cancel(check=False)
-        log("interrupted: running jobs cancelled; re-launch to resume them from their checkpoints")
+                    claims.pop(run.run_id).release()
+                    try:
+                        result = job.results()[0]  # rank 0's (a multi-task job returns one per task)
+                        status = result.get("status", "failed")
+                        detail = (f"val_loss {result['val_loss']:.4f}" if result.get("val_loss") is not None
+                                  else result.get("error", ""))
+                        detail += f" on {result['device']}" if result.get("device") else ""
+                    except Exception as e:  # the run raised; result.json (if any) holds the traceback
+                        status, detail = "failed", _cause(e)
+                    outcome[run.run_id] = status
+                    done_flops += run.flops
+                    elapsed = time.time() - t_start
+                    eta = elapsed * max(total_flops - done_flops, 0.0) / max(done_flops, 1e-9)
+                    log(f"[{len(outcome)}/{n}] {status:8s} {run.run_id}  {detail}  ({_fmt_s(time.time() - t0)}; "
+                        f"elapsed {_fmt_s(elapsed)}, ETA {_fmt_s(eta)})")
+                if active and time.time() - last_beat >= heartbeat_s:
+                    last_beat = time.time()
+                    parts = [f"{run.run_id}: step {last_step(run.run_dir) or 0}/{run.steps}"
+                             for run, *_ in active.values()]
+                    progress = done_flops + sum(run.flops * (last_step(run.run_dir) or 0) / max(run.steps, 1)
+                                                for run, *_ in active.values())
+                    elapsed = time.time() - t_start
+                    eta = elapsed * (total_flops - progress) / max(progress, 1e-9) if progress > 0 else float("nan")
+                    log(f"  ... {'; '.join(parts)}  (elapsed {_fmt_s(elapsed)}"
+                        f"{', ETA ' + _fmt_s(eta) if eta == eta else ''})")
+    except KeyboardInterrupt as e:
+        by = f" by {e.signum and signal.Signals(e.signum).name}" if isinstance(e, LauncherSignal) else ""
+        entries = list(active.values())
+        gone = stop([x[-1] for x in entries], grace_s=stop_grace_s)
+        stopped = [x[0].run_id for x, ok in zip(entries, gone) if ok]
+        alive = [f"{x[0].run_id} (pid {x[-1].pid})" for x, ok in zip(entries, gone) if not ok]
+        log(f"interrupted{by}: stopped {len(stopped)} running job(s)"
+            + (f"; STILL RUNNING: {', '.join(alive)}" if alive else "")
+            + "; re-launch to resume them from their checkpoints")
         raise
+    finally:
+        for claim in claims.values():
+            claim.release()
     return outcome
+
+
+def _cause(e: BaseException) -> str:
+    """The last line of a failed job's error: the exception that ended it (submitit's message holds the traceback)."""
+    lines = [line for line in str(e).strip().splitlines() if line.strip()]
+    return lines[-1].strip() if lines else repr(e)
+
+
 
 
 def run_debug(runs: list[RunSpec], sweep_dir: Path, log=print) -> dict[str, str]:
@@ -225,28 +329,54 @@ def run_debug(runs: list[RunSpec], sweep_dir: Path, log=print) -> dict[str, str]
     executor = submitit.AutoExecutor(folder=submitit_folder(sweep_dir), cluster="debug")
     outcome = {}
     for i, run in enumerate(runs, 1):
-        job = executor.submit(TrainJob(run))
-        result = job.result()
+        kept, claims = claim_runs([run], sweep_dir, log)
+        if not kept:
+            outcome[run.run_id] = "skipped"
+            continue
+        try:
+            job = executor.submit(TrainJob(run))
+            result = job.result()
+        finally:
+            claims[0].release()
         outcome[run.run_id] = result.get("status", "failed")
         log(f"[{i}/{len(runs)}] {outcome[run.run_id]:8s} {run.run_id}")
     return outcome
 
 
-def cancel_jobs(entries: list[JournalEntry]) -> list[str]:
-    """Cancel the given journaled jobs (scancel for SLURM, a signal for local processes); returns the job ids."""
-    cancelled = []
+def cancel_jobs(entries: list[JournalEntry], grace_s: float = 20.0) -> tuple[list[str], list[str]]:
+    """Cancel journaled jobs; returns (job ids cancelled, "id: why not" for the others).
+
+    SLURM jobs: scancel (cancelled once scancel accepts them; the job's signal handling is SLURM's). Local jobs: a
+    process whose recorded identity (host, boot, start time) still matches is stopped and waited for (procs.stop);
+    one that cannot be identified is never signalled: its pid may belong to another process by now."""
+    cancelled, refused = [], []
     slurm_ids = [e.job_id for e in entries if e.executor == "slurm"]
     if slurm_ids:
-        subprocess.run(["scancel", *slurm_ids], check=False, capture_output=True, text=True)
-        cancelled += slurm_ids
-    for e in entries:
-        if e.executor == "local":
-            try:
-                os.kill(int(e.job_id), 15)
-                cancelled.append(e.job_id)
-            except (ValueError, ProcessLookupError, PermissionError):
-                pass
-    return cancelled
+        try:
+            out = subprocess.run(["scancel", *slurm_ids], check=False, capture_output=True, text=True, timeout=60)
+            ok, why = out.returncode == 0, (out.stderr or out.stdout).strip()
+        except (OSError, subprocess.TimeoutExpired) as e:
+            ok, why = False, str(e)
+        if ok:
+            cancelled += slurm_ids
+        else:
+            refused += [f"{j}: scancel failed ({why})" for j in slurm_ids]
+    local = [e for e in entries if e.executor == "local"]
+    procs = [e.process for e in local]
+    known = [(e, p) for e, p in zip(local, procs) if p is not None]
+    for e, p in zip(local, procs):
+        if p is None:
+            refused.append(f"{e.job_id}: journaled without the process's identity (an older launcher); not signalled")
+    for (e, p), gone in zip(known, stop([p for _, p in known], grace_s=grace_s)):
+        if gone:
+            cancelled.append(e.job_id)
+        elif p.alive() is None:
+            refused.append(f"{e.job_id}: a process on host {p.host}; cancel it there")
+        elif p.alive():
+            refused.append(f"{e.job_id}: still running after SIGINT and SIGKILL")
+        else:
+            refused.append(f"{e.job_id}: had already ended")
+    return cancelled, refused
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -18,6 +18,7 @@ from pathlib import Path
 from simplicial.counting import flops_per_token, param_counts
 from simplicial.config import ModelConfig
 from simplicial.sizes import shape_for_params
+from sweeps.paths import RunPaths
 from sweeps.spec import ResourceSpec, SweepError, SweepSpec
 
 # TrainingSpec / DataSpec fields that do not change the trained model (excluded from the run id)
@@ -57,6 +58,10 @@ class RunSpec:
     @property
     def run_dir(self) -> Path:
         return Path(self.sweep_dir) / "runs" / self.run_id
+
+    @property
+    def paths(self) -> RunPaths:
+        return RunPaths(self.run_dir)
 
     @property
     def steps(self) -> int:

@@ -1,7 +1,8 @@
 """The sweep journal: which job ran (or runs) which run, kept on disk so any later process can find it.
 
 `<sweep_dir>/journal.jsonl` gets one line per submission: {"run_id", "job_id", "executor", "folder",
-"submitted_at"}. The latest line of a run wins. `launch.py status / collect / cancel` read it after the launching
+"submitted_at"}, and for a local job (whose id is a pid) the process's identity too: "host", "boot_id" and
+"start_ticks" (sweeps/procs.py), checked before the pid is trusted or signalled. The latest line of a run wins. `launch.py status / collect / cancel` read it after the launching
 process has exited, from any login that sees the shared file system, and re-attach to jobs through submitit.
 """
 
@@ -23,6 +24,18 @@ class JournalEntry:
     executor: str  # local | slurm | debug
     folder: str  # the submitit folder holding the job's logs and pickles
     submitted_at: str
+    host: str | None = None  # local jobs: where the pid lives, and which process it was (pids are reused)
+    boot_id: str | None = None
+    start_ticks: int | None = None
+
+    @property
+    def process(self):
+        """The local job's ProcessId, or None (a SLURM job, or a journal line written before identities)."""
+        from sweeps.procs import ProcessId
+
+        if self.executor != "local" or self.host is None:
+            return None
+        return ProcessId(self.host, int(self.job_id), self.boot_id, self.start_ticks)
 
 
 def journal_path(sweep_dir: Path) -> Path:
@@ -36,7 +49,7 @@ def record(sweep_dir: Path, entries: list[JournalEntry]) -> None:
     with open(path, "a") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
         for e in entries:
-            f.write(json.dumps(e.__dict__) + "\n")
+            f.write(json.dumps({k: v for k, v in e.__dict__.items() if v is not None}) + "\n")
         f.flush()
 
 

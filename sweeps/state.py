@@ -191,8 +191,15 @@ def _word(state: str) -> str:
 
 
 def _local_state(entry: JournalEntry) -> tuple[str, str]:
-    """A local-executor job is a process on this machine (its id is the pid)."""
-    try:
+    """A local-executor job is a process on the launching machine. Its journaled identity (host, boot, start time)
+    must match before its pid is believed: a reused pid is another process, and the job is gone."""
+    proc = entry.process
+    if proc is not None:
+        alive = proc.alive()
+        if alive is None:
+            return "unknown", f"pid {proc.pid} on host {proc.host}: cannot be checked from this host"
+        return ("running", "process alive") if alive else ("ended", "process gone")
+    try:  # a journal line without an identity (written before they were recorded): the pid is all there is
         pid = int(entry.job_id)
         os.kill(pid, 0)
     except (ValueError, ProcessLookupError, PermissionError):
@@ -240,6 +247,8 @@ def run_states(runs: list[RunSpec], sweep_dir: Path, query_scheduler: bool = Tru
             st.scheduler_state = word
             if status == "ended":
                 _ended_without_result(st, entry, word)
+            elif status == "unknown":
+                st.status, st.error = "unknown", f"job {entry.job_id}: {word}"
             else:
                 st.status = status
                 st.elapsed_s = _since(entry.submitted_at)

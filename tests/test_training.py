@@ -194,3 +194,17 @@ def test_compiled_training_matches_eager(tmp_path):
     assert compiled["status"] == "done", compiled.get("error")
     assert compiled["run_id"] == eager["run_id"]  # compile does not change what is trained: the same run
     assert compiled["val_loss"] == pytest.approx(eager["val_loss"], rel=1e-3)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_device_failure_names_its_cause(tmp_path):
+    """A `device: cuda` failure was summarised as "ended without writing result.json", the cause only in status."""
+    from sweeps.cli import failure_cause
+    from sweeps.state import run_states
+
+    run = _run(tmp_path, budgets="2560", device="cuda")
+    with pytest.raises(RuntimeError):
+        train_run(run)
+    st = run_states([run], run.run_dir.parents[1])[0]
+    assert st.status == "failed"
+    assert failure_cause(st).startswith("RuntimeError: training.device is 'cuda' but no CUDA device is visible")
