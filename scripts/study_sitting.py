@@ -1,7 +1,7 @@
 """A study in sittings: run a committed sweep a few minutes at a time on a borrowed GPU, keep its small files in git.
 
-    python3 scripts/study_sitting.py plan   studies/NAME/study.yaml [--seconds 480]   # what the next sitting runs
-    python3 scripts/study_sitting.py run    studies/NAME/study.yaml [--seconds 480] [--out DIR]   # on the GPU
+    python3 scripts/study_sitting.py plan   studies/NAME/study.yaml [--seconds 450]   # what the next sitting runs
+    python3 scripts/study_sitting.py run    studies/NAME/study.yaml [--seconds 450] [--out DIR]   # on the GPU
     python3 scripts/study_sitting.py unpack studies/NAME TARBALL                      # here, then git commit
     python3 scripts/study_sitting.py report studies/NAME [--bootstrap 1000] [--out DIR]  # fits + PDF from results.csv
 
@@ -51,15 +51,16 @@ SITTING_LOG = "sittings.log"
 # TFLOP/s of the model's own FLOP count (simplicial/counting.py) and a ceiling in tokens/s for launch-bound small
 # models; start-up covers process start, imports, the data cache and (2-simplicial) the Triton kernels' first build.
 ASSUMED = {
-    "dot": {"tflops": 100.0, "max_tokens_per_s": 1.5e6, "startup_s": 25.0},
-    "simplicial": {"tflops": 50.0, "max_tokens_per_s": 0.6e6, "startup_s": 60.0},
+    "dot": {"tflops": 120.0, "max_tokens_per_s": 4.0e5, "startup_s": 30.0},
+    "simplicial": {"tflops": 80.0, "max_tokens_per_s": 2.0e5, "startup_s": 60.0},
 }
 
 
 @dataclass
 class Estimate:
     run_id: str
-    seconds: float  # expected wall time of the run in a sitting (start-up included)
+    seconds: float  # expected wall time of the run, start-up included, as if it had the GPU to itself
+    gpu_seconds: float  # the GPU's busy time it needs: its FLOPs at the assumed effective rate
     source: str  # "measured" (finished runs of this arch and size) or "assumed"
 
 
@@ -78,28 +79,27 @@ def committed_orphans(spec, runs) -> list[str]:
 
 
 def estimates(spec, runs, states, assumed: dict = ASSUMED) -> dict[str, Estimate]:
-    """Expected wall time of every run: tokens / tokens-per-second + start-up, from the finished runs of the same
-    (architecture, size) where there are any (medians), else from the assumed rates. The measured numbers already
-    carry the sharing of the GPU by `executor.max_parallel` concurrent runs; the assumed ones are scaled by it."""
+    """Every run's expected wall time (tokens / tokens-per-second + start-up) and GPU time (FLOPs / effective rate).
+    The wall time comes from the finished runs of the same (architecture, size) where there are any (medians of
+    their tokens/s and start-up, which carry whatever sharing of the GPU they met), else from the assumed rates."""
     measured: dict[tuple[str, str], list[tuple[float, float]]] = {}
     for run, st in zip(runs, states):
         res = st.result or {}
         if st.finished and res.get("tokens_per_s") and res.get("wall_time_s"):
             startup = max(0.0, res["wall_time_s"] - res.get("train_time_s", res["tokens"] / res["tokens_per_s"]))
             measured.setdefault((run.arch, run.size), []).append((res["tokens_per_s"], startup))
-    share = max(1, spec.executor.max_parallel)
     out = {}
     for run in runs:
+        a = assumed[spec.architectures[run.arch].type]
+        gpu = run.flops / (a["tflops"] * 1e12)
         seen = measured.get((run.arch, run.size))
         if seen:
             rate = statistics.median(r for r, _ in seen)
             startup = statistics.median(s for _, s in seen)
-            out[run.run_id] = Estimate(run.run_id, run.tokens / rate + startup, "measured")
-            continue
-        a = assumed[spec.architectures[run.arch].type]
-        per_token = run.flops / run.tokens
-        rate = min(a["max_tokens_per_s"], a["tflops"] * 1e12 / per_token) / share
-        out[run.run_id] = Estimate(run.run_id, run.tokens / rate + a["startup_s"], "assumed")
+            out[run.run_id] = Estimate(run.run_id, run.tokens / rate + startup, gpu, "measured")
+        else:
+            rate = min(a["max_tokens_per_s"], run.tokens / gpu)
+            out[run.run_id] = Estimate(run.run_id, run.tokens / rate + a["startup_s"], gpu, "assumed")
     return out
 
 
@@ -110,23 +110,27 @@ def tier(run, first_seed: int) -> int:
 
 
 def plan(spec, runs, states, seconds: float, assumed: dict = ASSUMED) -> tuple[list[str], float, list[str]]:
-    """(run ids to launch, expected makespan, refusals). Pending runs are packed by tier (`tier`), longest first
-    within a tier, onto `executor.max_parallel` slots (list scheduling); a run joins only if its slot still ends
-    within `seconds`. A pending run longer than a whole sitting is refused: it could never finish."""
+    """(run ids to launch, expected duration, refusals). Pending runs are taken by tier (`tier`), longest first
+    within a tier, onto `executor.max_parallel` slots (list scheduling). A run joins when its slot still ends within
+    `seconds` and the GPU time of all chosen runs stays within `seconds` too (runs that share the GPU overlap their
+    start-up and launch gaps, not their arithmetic). The expected duration is the larger of the two. A pending run
+    longer than a whole sitting is refused: it could never finish."""
     est = estimates(spec, runs, states, assumed)
     pending = [r for r, st in zip(runs, states) if not (st.finished or st.active)]
     too_long = [f"{r.run_id}: expected {est[r.run_id].seconds:.0f} s ({est[r.run_id].source}) > a sitting of "
                 f"{seconds:.0f} s" for r in pending if est[r.run_id].seconds > seconds]
     slots = [0.0] * max(1, spec.executor.max_parallel)
+    gpu = 0.0
     chosen = []
     first_seed = spec.seeds[0]
     for run in sorted(pending, key=lambda r: (tier(r, first_seed), -est[r.run_id].seconds)):
-        t = est[run.run_id].seconds
+        e = est[run.run_id]
         i = min(range(len(slots)), key=lambda k: slots[k])
-        if slots[i] + t <= seconds:
-            slots[i] += t
+        if slots[i] + e.seconds <= seconds and gpu + e.gpu_seconds <= seconds:
+            slots[i] += e.seconds
+            gpu += e.gpu_seconds
             chosen.append(run.run_id)
-    return chosen, max(slots), too_long
+    return chosen, max(max(slots), gpu), too_long
 
 
 def _plan_or_refuse(study: Path, seconds: float):
@@ -150,11 +154,12 @@ def cmd_plan(args) -> int:
     spec, runs, states, chosen, makespan, done = _plan_or_refuse(args.study, args.seconds)
     est = estimates(spec, runs, states)
     pending = [r for r, st in zip(runs, states) if not st.finished]
-    print(f"{spec.name}: {done}/{len(runs)} runs done, {len(pending)} pending, "
-          f"{sum(est[r.run_id].seconds for r in pending) / 60:.1f} min of runs left (sum of estimates, "
-          f"{spec.executor.max_parallel} at a time)")
+    k = max(1, spec.executor.max_parallel)
+    left = max(sum(est[r.run_id].seconds for r in pending) / k, sum(est[r.run_id].gpu_seconds for r in pending))
+    print(f"{spec.name}: {done}/{len(runs)} runs done, {len(pending)} pending, about {left / 60:.1f} min of sittings "
+          f"left (the larger of the runs' wall time over {k} slots and their GPU time)")
     for rid in chosen:
-        print(f"  {rid}  {est[rid].seconds:6.0f} s  ({est[rid].source})")
+        print(f"  {rid}  wall {est[rid].seconds:5.0f} s  GPU {est[rid].gpu_seconds:5.0f} s  ({est[rid].source})")
     print(f"this sitting: {len(chosen)} run(s), expected {makespan:.0f} s of {args.seconds:.0f} s")
     return 0
 
@@ -183,12 +188,32 @@ def _pack(spec, out_dir: Path, log_lines: list[str]) -> Path:
     return tar_path
 
 
+def preflight(runs) -> list[str]:
+    """Build the token cache and every evaluation set's cache once, in this process, with the code the runs use
+    (simplicial.data, the cache root simplicial.train uses): a corpus or evaluation problem then stops the sitting
+    in seconds instead of failing every run, and the runs find the caches built."""
+    from simplicial.data import load_eval, load_tokens
+
+    run = runs[0]
+    cache = Path(run.sweep_dir).parent / ".cache" / "data"
+    t0 = time.time()
+    splits = load_tokens(run.data, cache)
+    lines = [f"data: {splits.description}: {len(splits.train):,} train / {len(splits.val):,} val tokens"]
+    for name, ev in run.evals.items():
+        lines.append(f"eval {name}: {len(load_eval(run.data, name, ev, cache)):,} tokens")
+    lines.append(f"caches ready in {time.time() - t0:.0f} s")
+    return lines
+
+
 def cmd_run(args) -> int:
     spec, runs, states, chosen, makespan, done = _plan_or_refuse(args.study, args.seconds)
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     log = [f"# sitting {stamp}: {done}/{len(runs)} done before; launching {len(chosen)} run(s), expected "
            f"{makespan:.0f} s of {args.seconds:.0f} s"]
     print(log[0], flush=True)
+    if chosen:
+        log += preflight(runs)
+        print("\n".join(log[-len(runs[0].evals) - 2:]), flush=True)
     rc = 0
     if chosen:
         cmd = [sys.executable, str(REPO / "launch.py"), "run", str(args.study)]
@@ -299,10 +324,11 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("plan", "run"):
         s = sub.add_parser(name)
         s.add_argument("study", type=Path, help="the study's sweep file, studies/NAME/study.yaml")
-        s.add_argument("--seconds", type=float, default=480.0, help="training time of the sitting (default 480)")
+        s.add_argument("--seconds", type=float, default=450.0, help="training time of the sitting (default 450)")
         if name == "run":
             s.add_argument("--grace", type=float, default=45.0,
-                           help="seconds past --seconds before the launcher is stopped (default 45)")
+                           help="seconds past --seconds before the launcher is stopped (default 45); the caches are "
+                                "built before --seconds starts")
             s.add_argument("--out", help="where the tarball goes (default $OUT, else .)")
     u = sub.add_parser("unpack")
     u.add_argument("study_dir", type=Path, help="studies/NAME")
