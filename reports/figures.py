@@ -287,8 +287,7 @@ def title_page(inputs: ReportInputs) -> Figure:
 
     finished = sorted(set(res["finished_at"]) - {"", "nan"})
     lines.append(("Date", (finished[-1][:10] + f" (last run finished {finished[-1]})") if finished else "unknown"))
-    commits = sorted(set(res["git_commit"]) - {"", "nan"})
-    lines.append(("Git commit", first("git_commit") + (" (runs made at several commits)" if len(commits) > 1 else "")))
+    lines.append(("Code", tables.code_versions(res)))
     lines.append(("Versions", f"torch {first('torch_version')}, triton {first('triton_version')}; report drawn with "
                               f"matplotlib {mpl.__version__}, numpy {np.__version__}"))
     lines.append(("Hardware", first("device")))

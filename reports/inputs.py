@@ -23,6 +23,7 @@ NUMERIC_RESULTS_COLUMNS = (
 )
 TEXT_RESULTS_COLUMNS = (
     "sweep", "device", "error", "finished_at", "dataset", "tokenizer", "torch_version", "triton_version", "git_commit",
+    "code_dirty",
 )
 REQUIRED_CURVES_COLUMNS = ("run_id", "arch", "tokens", "train_loss")
 #: The five parameters of L(N, D) = E + A / N^alpha + B / D^beta, in the order of `bootstrap.samples` rows.

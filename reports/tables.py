@@ -318,3 +318,17 @@ def status_counts(results: pd.DataFrame) -> dict[str, int]:
     order = ["done", "diverged", "failed", "running", "pending", "preempted", "timeout"]
     keys = [k for k in order if k in counts] + sorted(k for k in counts.index if k not in order)
     return {k: int(counts[k]) for k in keys}
+
+
+def code_versions(results: pd.DataFrame) -> str:
+    """The commits the runs' code came from, each with its number of runs and whether it had uncommitted changes
+    (results.csv's git_commit and code_dirty, from each result.json's `code`), most used first."""
+    known = results[results["git_commit"] != ""]
+    if known.empty:
+        return "unknown"
+    dirty = known["code_dirty"].str.lower() == "true"
+    groups = known.assign(dirty=dirty).groupby(["git_commit", "dirty"]).size().sort_values(ascending=False)
+    parts = [f"{commit}{' with uncommitted changes' if is_dirty else ''} ({n} run{'s' if n != 1 else ''})"
+             for (commit, is_dirty), n in groups.items()]
+    missing = len(results) - len(known)
+    return "; ".join(parts) + (f"; {missing} run(s) without a record" if missing else "")

@@ -16,7 +16,6 @@ from __future__ import annotations
 import math
 import os
 import platform
-import subprocess
 import sys
 import time
 import traceback
@@ -35,6 +34,7 @@ from simplicial.prefetch import BatchPrefetcher
 from simplicial.tracking import open_trackers
 from sweeps.grid import RunSpec
 from sweeps.recipe import warmup_steps
+from sweeps.snapshot import running_code
 
 CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.jsonl"
@@ -86,11 +86,8 @@ def versions() -> dict:
         out["simplex_scaling"] = version("simplex-scaling")
     except Exception:
         out["simplex_scaling"] = None
-    try:
-        out["git_commit"] = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=Path(__file__).parent,
-                                           capture_output=True, text=True, timeout=10).stdout.strip() or None
-    except Exception:
-        out["git_commit"] = None
+    commit = running_code()["commit"]
+    out["git_commit"] = commit[:12] if commit else None
     return out
 
 
@@ -408,7 +405,7 @@ def _write_result(run: RunSpec, result: dict, trainer: Trainer | None, started: 
         w1=cfg.w1, w2=cfg.w2, seq_len=cfg.seq_len, batch_tokens=run.training["batch_tokens"],
         world_size=dist.world_size,
         device=torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({os.cpu_count()} cores)",
-        versions=versions(), finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+        versions=versions(), code=running_code(), finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
     for key in ("train_loss", "val_loss"):  # JSON has no NaN
         if result.get(key) is not None and not math.isfinite(result[key]):
             result[key] = None

@@ -18,7 +18,7 @@ COLUMNS = [
     "run_id", "sweep", "arch", "size", "seed", "status", "params", "params_with_embeddings", "tokens", "flops",
     "loss", "train_loss", "val_loss", "n_layers", "d_model", "n_heads", "simplicial_every", "w1", "w2", "seq_len",
     "batch_tokens", "steps", "wall_time_s", "tokens_per_s", "device", "error", "finished_at", "dataset", "tokenizer",
-    "vocab_size", "torch_version", "triton_version", "git_commit", "budget_tokens", "budget_flops",
+    "vocab_size", "torch_version", "triton_version", "git_commit", "code_dirty", "budget_tokens", "budget_flops",
     "lr", "lr_mult", "best_lr", "lr_at_edge",
 ]
 # A grid cell: the runs that differ only by learning rate (the LR axis); best_lr marks its lowest validation loss.
@@ -30,6 +30,7 @@ def _row(run: RunSpec, state: RunState) -> dict:
     cfg = run.model_config
     r = state.result or {}
     v = r.get("versions") or {}
+    code = {k: (x[:12] if k == "commit" and x else x) for k, x in (r.get("code") or {}).items()}
     counts = run.params
     error = state.error
     if state.log_tail and state.status in ("failed", "timeout"):
@@ -47,7 +48,8 @@ def _row(run: RunSpec, state: RunState) -> dict:
         "wall_time_s": r.get("wall_time_s", state.elapsed_s), "tokens_per_s": r.get("tokens_per_s"),
         "device": r.get("device"), "error": error, "finished_at": r.get("finished_at"), "dataset": r.get("data"),
         "tokenizer": r.get("tokenizer", run.data["tokenizer"]), "vocab_size": cfg.vocab_size,
-        "torch_version": v.get("torch"), "triton_version": v.get("triton"), "git_commit": v.get("git_commit"),
+        "torch_version": v.get("torch"), "triton_version": v.get("triton"), "git_commit": code.get("commit", v.get("git_commit")),
+        "code_dirty": code.get("dirty"),
         "budget_tokens": run.budget.get("tokens"), "budget_flops": run.budget.get("flops"),
         "lr": run.training["lr"], "lr_mult": run.lr_mult,
         **{f"loss_{name}": (r.get("eval_losses") or {}).get(name) for name in run.evals},

@@ -7,6 +7,7 @@ prints a line per finished run with an ETA; `run_debug` runs each job in this pr
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -27,6 +28,7 @@ from sweeps.grid import RunSpec
 from sweeps.claims import Claim, try_claim
 from sweeps.journal import JournalEntry, now, record
 from sweeps.procs import ProcessId, stop
+from sweeps.snapshot import snapshot_code
 from sweeps.state import last_step, run_states
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -109,19 +111,22 @@ def _submit_arrays(runs: list[RunSpec], sweep_dir: Path, max_parallel: int, max_
     for run in runs:
         groups.setdefault(_resource_key(run), []).append(run)
     entries = []
+    # jobs import a snapshot of the code as launched (sweeps/snapshot.py), not the live checkout
+    code = snapshot_code(sweep_dir, log=log) or REPO_ROOT
     for group in groups.values():
         res = group[0].resources
         params = slurm_parameters(res, max_parallel)
-        # the job runs this interpreter (sys.executable); the repository on PYTHONPATH makes `simplicial` importable
-        # even where the package is not installed in that interpreter's environment
-        params["slurm_setup"] = [f"export PYTHONPATH={REPO_ROOT}${{PYTHONPATH:+:$PYTHONPATH}}", *params["slurm_setup"]]
+        # the job runs this interpreter (sys.executable); the code folder on PYTHONPATH makes `simplicial` importable
+        # even where the package is not installed in that interpreter's environment, and ahead of an editable install
+        params["slurm_setup"] = [f"export PYTHONPATH={code}${{PYTHONPATH:+:$PYTHONPATH}}", *params["slurm_setup"]]
         executor = submitit.AutoExecutor(folder=folder, cluster="slurm")
         executor.update_parameters(name=f"{group[0].sweep}", **params)
         threads = int(res.get("cpus_per_task") or 1)  # one intra-op thread per allocated CPU: no oversubscription
         for start in range(0, len(group), chunk):
             part = group[start : start + chunk]
             try:
-                with executor.batch():
+                # sbatch from the code folder: the job starts there, and `python -m` puts its cwd first on sys.path
+                with contextlib.chdir(code), executor.batch():
                     jobs = [executor.submit(TrainJob(_with_threads(run, threads))) for run in part]
             except Exception as e:  # sbatch refused it: bad partition, account, qos, limits ...
                 done = f"; {len(entries)} runs were queued before (journaled)" if entries else ""

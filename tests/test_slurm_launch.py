@@ -20,7 +20,7 @@ import pytest
 from sweeps import expand, load_sweep
 from sweeps.executors import cluster_max_array_size
 from sweeps.journal import latest
-from tests.conftest import write_sweep
+from tests.conftest import REPO_ROOT, write_sweep
 from tests.slurm_utils import (launch, max_array_size, require_slurm, sacct_state, single_run_sweep,
                                wait_for_job_state, wait_sweep)
 
@@ -133,6 +133,21 @@ def test_sweep_goes_out_as_chunked_arrays(grid_sweep):
     assert out.count("submitted array") == len(arrays) == 2
     # the launcher reads the cluster's own limit (make test starts the cluster with MaxArraySize=5)
     assert cluster_max_array_size() == grid_sweep["limit"]
+
+
+def test_jobs_run_the_code_snapshot(grid_sweep):
+    """Every job imported the code copied at launch (sweeps/snapshot.py), not the live checkout, and result.json
+    records its commit and dirty flag."""
+    from sweeps.snapshot import code_state
+
+    sweep_dir = grid_sweep["sweep_dir"]
+    assert "code snapshot: " in grid_sweep["launch_out"], grid_sweep["launch_out"]
+    state = code_state(REPO_ROOT)
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True).stdout.strip()
+    for run in expand(load_sweep(grid_sweep["path"])):
+        code = json.loads((run.run_dir / "result.json").read_text())["code"]
+        assert Path(code["snapshot"]).parent == sweep_dir / "code", code  # where the job's modules came from
+        assert code["commit"] == head and code["dirty"] == state["dirty"], (code, state)
 
 
 def test_status_and_collect_after_launcher_exit(grid_sweep):
