@@ -211,9 +211,14 @@ def cmd_run(args, spec, runs, out=print) -> int:
 
     executor = args.executor or spec.executor.name
     max_parallel = args.max_parallel or spec.executor.max_parallel
-    epochs = data_epochs(spec, runs)
+    from simplicial.data import DataError
+
     try:
+        epochs = data_epochs(spec, runs)
         warnings = check_epochs(spec, runs, epochs)
+    except DataError as e:  # a corpus that cannot be read: refused before anything is submitted
+        print(f"{args.prog}: error: {spec.source_path}: {e}", file=sys.stderr)
+        return EXIT_USAGE
     except SweepError as e:
         print(f"{args.prog}: error: {e}", file=sys.stderr)
         return EXIT_USAGE

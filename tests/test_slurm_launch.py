@@ -263,13 +263,21 @@ def test_scancel_fails_relaunch_resubmits_only_it_and_preempted_run_resumes(tmp_
 
 
 def test_run_that_raises_shows_traceback_in_status(tmp_path):
-    path = single_run_sweep(tmp_path, extra=RES,
-                            data=f"  source: text\n  path: {tmp_path / 'missing-corpus.txt'}")
+    (tmp_path / "missing").mkdir()
+    missing = single_run_sweep(tmp_path / "missing", extra=RES,
+                               data=f"  source: text\n  path: {tmp_path / 'missing-corpus.txt'}")
+    refused = launch(missing)  # a corpus that is not there is known at launch: nothing is submitted
+    assert refused.returncode == 2 and "missing-corpus.txt" in refused.stderr and "data.path" in refused.stderr
+    assert not (load_sweep(missing).sweep_dir / "journal.jsonl").exists()
+    # a run that raises inside its job: CUDA asked for on the CPU-only test node
+    path = single_run_sweep(tmp_path, extra=RES)
+    path.write_text(path.read_text().replace("  checkpoint_every: 5\n", "  checkpoint_every: 5\n  device: cuda\n"))
     _ok(launch(path))
     run_id = expand(load_sweep(path))[0].run_id
     _wait_status(path, run_id, {"failed"}, timeout=90)
     out = _status(path, 3)
-    assert "failed 1 (of 1)" in out and "Traceback (most recent call last)" in out and "missing-corpus.txt" in out, out
+    assert "failed 1 (of 1)" in out and "Traceback (most recent call last)" in out, out
+    assert "training.device is 'cuda' but no CUDA device is visible" in out, out
     table_out = _ok(launch("collect", path, timeout=60))
     assert "0 done" in table_out
     # a re-launch retries it (failed is neither done nor in flight)
