@@ -2,13 +2,13 @@
 
     python benchmarks/bench_attention.py                 # the full grid, one table (markdown) on stdout
     python benchmarks/bench_attention.py --target        # only B=4, H=8, N=8192, w1=512, w2=32, D in {64, 128}
-    python benchmarks/bench_attention.py --sweep         # launch-config variants of each kernel at the target shape
-    python benchmarks/bench_attention.py --sweep --baseline-module old.py   # ... timed next to an earlier kernels file
+    python benchmarks/bench_attention.py --sweep         # every launch of the plan's table, at the target shape
     python benchmarks/bench_attention.py --streams       # the backward's two kernels on one stream vs side by side
 
-FLOPs (tensor-core convention, docs/REFERENCE.md section 2): forward = 4 * B * Hq * D * P with P the exact number of valid
-(i, j, k) triples, sum_i min(i+1, w1) * min(i+1, w2); forward+backward = 3.5 x forward. SDPA runs causal attention at
-N_eq = sqrt(2 * N * w1 * w2) (rounded to 128), which does the same tensor-core work, and is counted the same way:
+FLOPs (tensor-core convention, docs/REFERENCE.md section 2): forward = 4 * B * Hq * D * P with P the exact number of
+valid (i, j, k) triples, sum_i min(i+1, w1) * min(i+1, w2); forward+backward = 3.5 x forward. SDPA runs causal
+attention at N_eq = sqrt(2 * N * w1 * w2) (rounded to 128), which does the same tensor-core work, and is counted the
+same way:
 forward = 4 * B * H * D * N_eq (N_eq + 1) / 2. SDPA is timed twice, with torch's default dispatch and with the
 FlashAttention-2 backend forced; the ratios ours/SDPA use the faster of the two. Every time is a median of
 triton.testing.do_bench in this run.
@@ -32,7 +32,6 @@ import torch
 import triton
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from triton_kernels import simplicial_attention as sa  # noqa: E402
 from triton_kernels import two_simplicial_attention  # noqa: E402
 
 GRID_N = (2048, 8192, 16384)
@@ -95,8 +94,9 @@ _SDPA_CACHE: dict = {}
 
 def sdpa(n_eq, d, rep, backend):
     """(fwd ms, fwd+bwd ms, peak MiB) of causal SDPA at N_eq. backend "default": torch's own dispatch (with torch 2.11
-    on an H200 it ran at 472 / 596 TFLOP/s forward at D = 64 / 128, about docs/REFERENCE.md's H100 anchors; which backend it
-    picked was not recorded); "flash": the FlashAttention-2 backend forced (300 / 337 there). Ratios use the faster."""
+    on an H200 it ran at 472 / 596 TFLOP/s forward at D = 64 / 128, about docs/REFERENCE.md's H100 anchors; which
+    backend it picked was not recorded); "flash": the FlashAttention-2 backend forced (300 / 337 there). Ratios use
+    the faster."""
     key = (n_eq, d, backend)
     if key not in _SDPA_CACHE:
         from contextlib import nullcontext
@@ -194,73 +194,31 @@ def print_row(r):
           f"| {fmt(pf, '.1f')} | {fmt(pb, '.1f')} | {r['mem']:.0f} | {r['s_mem']:.0f} |", flush=True)
 
 
-def load_module(path):
-    """A kernels module from a file (an earlier version, e.g. `git show REV:triton_kernels/simplicial_attention.py`)."""
-    spec = importlib.util.spec_from_file_location("baseline_simplicial_attention", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+def sweep_variants(kind: str, d: int) -> list:
+    """The launches a sweep times for pass `kind` at head dim d in bf16: every row of the plan's table that can run
+    them (triton_kernels/plan.py; a Gluon row only on Hopper), each a (kernel, config) Launch. These are the configs a
+    default reaches at some window; alternatives that no default reaches are in git history (kernel_notes.md)."""
+    from triton_kernels.plan import Launch, table
+
+    return [Launch(r["kernel"], r["config"]) for r in table()
+            if r["pass_"] == kind and (r["dims"] is None or d in r["dims"])
+            and (r["dtypes"] is None or "bfloat16" in r["dtypes"])]
 
 
-# Every flag a launch config can set, at its off value: a variant replaces the whole default config, so a flag it
-# leaves out is off rather than inherited from the default (which would time a config other than its label).
-_FLAGS_OFF = dict(TMA=False, RELOAD=False, SPLIT=False, DQ_ATOMIC=False, GLUON=False, PER_QUERY=False, QUERIES=None,
-                  maxnreg=None)
-
-
-def variant(block_m, block_n, warps, stages, **flags) -> dict:
-    """One complete launch config for the sweep: blocks, warps, stages and flags (TMA, RELOAD, SPLIT, DQ_ATOMIC,
-    GLUON, PER_QUERY with QUERIES, maxnreg)."""
-    unknown = set(flags) - set(_FLAGS_OFF)
-    if unknown:
-        raise ValueError(f"variant: unknown flags {sorted(unknown)}; known: {sorted(_FLAGS_OFF)}")
-    return dict(BLOCK_M=block_m, BLOCK_N=block_n, num_warps=warps, num_stages=stages, **{**_FLAGS_OFF, **flags})
-
-
-def variant_label(cfg: dict) -> str:
-    """'64x64 w4 s3 TMA RELOAD maxnreg=168': blocks, warps, stages and the flags that are on."""
+def variant_label(launch) -> str:
+    """'triton_fwd 64x64 w4 s3 TMA RELOAD maxnreg=168': the kernel, blocks, warps, stages and the keys that are on."""
+    cfg = dict(launch.config)
     flags = " ".join(k if v is True else f"{k}={v}" for k, v in cfg.items()
                      if k not in ("BLOCK_M", "BLOCK_N", "num_warps", "num_stages") and v)
-    return f"{cfg['BLOCK_M']}x{cfg['BLOCK_N']} w{cfg['num_warps']} s{cfg['num_stages']} {flags}".strip()
+    shape = f"{cfg['BLOCK_M']}x{cfg['BLOCK_N']} w{cfg['num_warps']}" + (f" s{cfg['num_stages']}"
+                                                                       if "num_stages" in cfg else "")
+    return f"{launch.kernel} {shape} {flags}".strip()
 
 
-def _per_query(d: int) -> list[dict]:
-    """The per-query forward's variants (simplicial_attention._simplicial_fwd_per_query; BLOCK_M = k2 rows per step,
-    QUERIES = queries per program)."""
-    pq = dict(PER_QUERY=True, TMA=True, QUERIES=16)
-    if d == 64:
-        return [variant(64, 64, 4, 3, maxnreg=168, GLUON=True, **pq), variant(64, 64, 4, 3, maxnreg=168, **pq),
-                variant(64, 64, 4, 3, maxnreg=168, **dict(pq, QUERIES=64)), variant(64, 64, 4, 3, **pq)]
-    return [variant(64, 64, 4, 3, GLUON=True, **pq), variant(64, 64, 4, 3, **pq)]
-
-
-_TR = dict(TMA=True, RELOAD=True)
-# Variants per kernel and head dim. maxnreg caps the registers per thread: at <= 168 (4 warps) three programs fit an
-# SM's 64K registers, at <= 128 four (8 warps: two). benchmarks/compile_report.py lists each one's registers and
-# spills without a GPU, so only configs that fit go to the device. A GLUON=True variant runs simplicial_attention's
-# GLUON_*_CONFIG kernel where it applies (Hopper); its blocks, warps and stages are those of the tl fallback.
-SWEEP_VARIANTS = {
-    "fwd": {
-        64: [variant(64, 64, 4, 3, maxnreg=168, **_TR), variant(64, 32, 4, 3, maxnreg=128, **_TR),
-             variant(64, 32, 4, 2, maxnreg=128, **_TR), variant(64, 32, 4, 3, maxnreg=168, **_TR),
-             variant(64, 128, 4, 3, **_TR), variant(128, 32, 8, 3, maxnreg=128, **_TR),
-             variant(64, 64, 4, 4, maxnreg=168, **_TR), variant(64, 32, 4, 4, maxnreg=128, **_TR),
-             *_per_query(64)],
-        128: [variant(64, 64, 4, 3, GLUON=True, **_TR), variant(64, 64, 4, 3, **_TR), variant(64, 32, 4, 3, **_TR),
-              variant(128, 64, 8, 3, **_TR), variant(64, 64, 4, 2, **_TR), *_per_query(128)],
-    },
-    "bwd_dq": {
-        64: [variant(64, 64, 4, 3, GLUON=True, **_TR), variant(64, 64, 4, 3, **_TR)],
-        128: [variant(64, 64, 4, 2, SPLIT=True, DQ_ATOMIC=True, GLUON=True, **_TR),
-              variant(64, 64, 4, 2, SPLIT=True, DQ_ATOMIC=True, **_TR)],
-    },
-    "bwd_dk1": {64: [variant(64, 64, 4, 2, GLUON=True), variant(64, 64, 4, 2), variant(32, 128, 8, 2)],
-                128: [variant(32, 128, 8, 2, GLUON=True), variant(32, 128, 8, 2), variant(64, 64, 4, 2)]},
-}
 TARGET_SHAPE = (8192, 512, 32)  # (N, w1, w2) of issue 4's targets
 
 
-def _compiled_info(*kernels) -> str:
+def _compiled_info(kernels) -> str:
     """Registers per thread, spills and the PTX atomic instructions of compiled kernels ("a / b" for a config that
     launches two, SPLIT); blank where a launch did not return one."""
     if any(getattr(k, "n_regs", None) is None for k in kernels):
@@ -270,69 +228,54 @@ def _compiled_info(*kernels) -> str:
                        ", ".join(atomics) or "-"])
 
 
-def sweep(rep, baseline=None, dump_ir=None, kinds=("fwd", "bwd_dq", "bwd_dk1"), shape=TARGET_SHAPE):
-    """Launch-config variants of each kernel at one shape (bf16, B=4, H=8, (N, w1, w2), the target by default), each
-    kernel timed alone and checked against the default config; with `baseline` (a kernels module loaded from a file)
-    that module's forward and whole backward are timed in the same run and the errors are taken against its outputs.
-    dump_ir: a folder for the TTGIR of forward variants 0 and 3 at D=64."""
+def sweep(rep, kinds=("fwd", "bwd_dq", "bwd_dk1"), shape=TARGET_SHAPE):
+    """Every launch the plan's table has for each pass at one shape (bf16, B=4, H=8, (N, w1, w2), the target by
+    default), each kernel timed alone and checked against the default plan's outputs. A config whose resident window
+    does not fit these windows is a row that says so."""
+    from triton_kernels import attention
+    from triton_kernels.plan import make_plan
+    from triton_kernels.triton_common import backward_delta
+
     n, w1, w2 = shape
     fl = 4 * B * H * valid_triples(n, w1, w2)
     for d in (64, 128):
         xs = inputs(n, H, H, d, requires_grad=False)
         scale = 1 / math.sqrt(d)
-        sa.CONFIG_OVERRIDE.clear()
-        ref = baseline if baseline is not None else sa
-        out_ref, lse = ref._forward(*xs, w1, w2, scale)
+        plan = make_plan(*xs, w1, w2)
+        out_ref, lse = attention.forward(*xs, w1, w2, scale, plan)
         dout = torch.randn_like(out_ref)
-        g_ref = ref._backward(dout, *xs, out_ref, lse, w1, w2, scale)
-        delta = sa._backward_delta(dout, out_ref)
+        g_ref = attention.backward(dout, *xs, out_ref, lse, w1, w2, scale, plan)
+        delta = backward_delta(dout, out_ref, False)
         print(f"\n### sweep N={n} (w1, w2)=({w1}, {w2}) D={d}: TF/s of each pass counts fwd FLOPs for fwd and for "
-              f"each of the two backward kernels 1.25x fwd (their sum = the 2.5x of the convention); rel err vs "
-              f"{'the baseline module' if baseline else 'the default config'}")
-        print("| kernel | BLOCK_MxBLOCK_N warps stages flags | ms | TF/s | rel err | regs | spills | atomics |")
+              f"each of the two backward kernels 1.25x fwd (their sum = the 2.5x of the convention); rel err vs the "
+              f"default plan ({plan.fwd.kernel}, {plan.bwd_dq.kernel}, {plan.bwd_dk1.kernel})")
+        print("| pass | kernel BLOCK_MxBLOCK_N warps stages keys | ms | TF/s | rel err | regs | spills | atomics |")
         print("|---|---|---|---|---|---|---|---|")
-        if baseline is not None:
-            t_f = bench(lambda: baseline._forward(*xs, w1, w2, scale), rep)
-            t_b = bench(lambda: baseline._backward(dout, *xs, out_ref, lse, w1, w2, scale), rep)
-            print(f"| baseline fwd | its default | {t_f:.3f} | {fl * d / t_f / 1e9:.0f} | 0 | - | - | - |")
-            print(f"| baseline whole bwd | its default | {t_b:.3f} | {2.5 * fl * d / t_b / 1e9:.0f} | 0 | - | - | - |",
-                  flush=True)
         for kind in kinds:
-            for i, v in enumerate(SWEEP_VARIANTS[kind][d]):
-                sa.CONFIG_OVERRIDE.clear()
-                sa.CONFIG_OVERRIDE[kind] = dict(v)
+            for v in sweep_variants(kind, d):
+                launcher = attention._launcher(v.kernel)
+                if kind == "fwd":
+                    def run():
+                        return launcher(*xs, w1, w2, scale, v.config)
+                    refs, work = [out_ref], fl * d
+                elif kind == "bwd_dq":
+                    def run():
+                        return launcher(dout, *xs, lse, delta, w1, w2, scale, v.config)
+                    refs, work = [g_ref[0], g_ref[2], g_ref[4]], 1.25 * fl * d
+                else:
+                    def run():
+                        return launcher(dout, *xs, lse, delta, w1, w2, scale, v.config)
+                    refs, work = [g_ref[1], g_ref[3]], 1.25 * fl * d
                 try:
-                    if kind == "fwd":
-                        def run():
-                            return sa._forward(*xs, w1, w2, scale)[0]
-                        refs, work = [out_ref], fl * d
-                    elif kind == "bwd_dq":
-                        def run():
-                            return sa._backward_dq_dk2dv2(dout, *xs, lse, delta, w1, w2, scale)
-                        refs, work = [g_ref[0], g_ref[2], g_ref[4]], 1.25 * fl * d
-                    else:
-                        def run():
-                            return sa._backward_dk1dv1(dout, *xs, lse, delta, w1, w2, scale)
-                        refs, work = [g_ref[1], g_ref[3]], 1.25 * fl * d
-                    outs = run()
-                    outs = [outs] if torch.is_tensor(outs) else list(outs)
+                    *outs, kernels = run()
+                    outs = outs[:1] if kind == "fwd" else outs
                     err = max(((a.float() - r.float()).norm() / r.float().norm()).item() for a, r in zip(outs, refs))
                     ms = bench(run, rep)
-                    kernel = sa.LAUNCHED.get(kind)
-                    # SPLIT launches the dq kernel twice: the dQ/dK2 part, then the dV2 part
-                    split = kind == "bwd_dq" and v.get("SPLIT")
-                    info = _compiled_info(kernel, sa.LAUNCHED.get("bwd_dq_w")) if split else _compiled_info(kernel)
-                    print(f"| {kind} | {variant_label(v)} | {ms:.3f} | {work / ms / 1e9:.0f} | {err:.1e} | {info} |",
-                          flush=True)
-                    if dump_ir and kind == "fwd" and i in (0, 3) and d == 64 and hasattr(kernel, "asm"):
-                        os.makedirs(dump_ir, exist_ok=True)
-                        tag = variant_label(v).replace(" ", "-").replace("=", "")  # no "=" in file names
-                        with open(os.path.join(dump_ir, f"simplicial-fwd-D{d}-{tag}.ttgir"), "w") as fh:
-                            fh.write(kernel.asm.get("ttgir", ""))
-                except Exception as exc:  # noqa: BLE001
+                    print(f"| {kind} | {variant_label(v)} | {ms:.3f} | {work / ms / 1e9:.0f} | {err:.1e} "
+                          f"| {_compiled_info(kernels)} |", flush=True)
+                except Exception as exc:  # noqa: BLE001 - a launch that does not apply here is a row
                     print(f"| {kind} | {variant_label(v)} | failed: {type(exc).__name__}: {str(exc)[:120]} | | | | | |",
                           flush=True)
-        sa.CONFIG_OVERRIDE.clear()
         del xs
         torch.cuda.empty_cache()
 
@@ -350,25 +293,25 @@ def parse_shape(ap, text: str) -> tuple[int, int, int]:
 
 def streams(rep, rounds=3) -> None:
     """Forward+backward at the target shape with the backward's dQ and dK1 kernels on one stream and on two
-    (simplicial_attention.BACKWARD_STREAMS), alternating in each round so that clock drift hits both alike."""
+    (KernelPlan.backward_streams), alternating in each round so that clock drift hits both alike."""
+    from triton_kernels.attention import simplicial_attention
+    from triton_kernels.plan import make_plan
+
     print("| D | round | f+b one stream ms | f+b two streams ms | ratio |")
     print("|---|---|---|---|---|")
-    try:
-        for d in GRID_D:
-            xs = inputs(TARGET_SHAPE[0], H, H, d)
-            dout = torch.randn_like(xs[0])
-
-            def fb():
-                two_simplicial_attention(*xs, TARGET_SHAPE[1], TARGET_SHAPE[2]).backward(dout)
-
-            for r in range(rounds):
-                times = []
-                for on in (False, True):
-                    sa.BACKWARD_STREAMS = on
-                    times.append(triton.testing.do_bench(fb, warmup=25, rep=rep, grad_to_none=xs))
-                print(f"| {d} | {r} | {times[0]:.3f} | {times[1]:.3f} | {times[0] / times[1]:.3f} |", flush=True)
-    finally:
-        sa.BACKWARD_STREAMS = True
+    n, w1, w2 = TARGET_SHAPE
+    for d in GRID_D:
+        xs = inputs(n, H, H, d)
+        dout = torch.randn_like(xs[0])
+        plan = make_plan(*xs, w1, w2)
+        for r in range(rounds):
+            times = []
+            for on in (False, True):
+                p = plan.replace(backward_streams=on)
+                times.append(triton.testing.do_bench(
+                    lambda: simplicial_attention(*xs, w1, w2, plan=p).backward(dout), warmup=25, rep=rep,
+                    grad_to_none=xs))
+            print(f"| {d} | {r} | {times[0]:.3f} | {times[1]:.3f} | {times[0] / times[1]:.3f} |", flush=True)
 
 
 def main(argv=None) -> int:
@@ -379,17 +322,13 @@ def main(argv=None) -> int:
     ap.add_argument("--no-package", action="store_true")
     ap.add_argument("--streams", action="store_true",
                     help="f+b at the target shape with the backward's kernels on one stream vs two")
-    ap.add_argument("--baseline-module", metavar="PATH",
-                    help="with --sweep: also time this kernels file's defaults and check errors against it")
     ap.add_argument("--kinds", default="fwd,bwd_dq,bwd_dk1", help="with --sweep: which kernels to sweep")
     ap.add_argument("--shape", action="append", metavar="N,W1,W2",
                     help="with --sweep: sweep at this (N, w1, w2) instead of the target (repeatable)")
-    ap.add_argument("--dump-ir", metavar="DIR",
-                    help="with --sweep: write the TTGIR of forward variants 0 and 3 at D=64 here")
     args = ap.parse_args(argv)
     kinds = tuple(args.kinds.split(","))
-    if set(kinds) - set(SWEEP_VARIANTS):
-        ap.error(f"--kinds {args.kinds!r}: each must be one of {', '.join(SWEEP_VARIANTS)}")
+    if set(kinds) - {"fwd", "bwd_dq", "bwd_dk1"}:
+        ap.error(f"--kinds {args.kinds!r}: each must be one of fwd, bwd_dq, bwd_dk1")
     shapes = [parse_shape(ap, text) for text in args.shape] if args.shape else [TARGET_SHAPE]
     if not torch.cuda.is_available():
         print("bench_attention.py needs a CUDA GPU")
@@ -404,9 +343,8 @@ def main(argv=None) -> int:
         streams(max(args.rep, 1000))  # a 15-35 ms call needs a second of samples per median to resolve 1%
         return 0
     if args.sweep:
-        baseline = load_module(args.baseline_module) if args.baseline_module else None
         for shape in shapes:
-            sweep(args.rep, baseline, args.dump_ir, kinds, shape)
+            sweep(args.rep, kinds, shape)
         return 0
     pkg = None if args.no_package else load_package()
     print(HEADER)

@@ -1,9 +1,9 @@
 """Registers, spills and shared memory of the 2-simplicial kernels' launch configs, compiled for Hopper without a GPU.
 
     python benchmarks/compile_report.py                  # the default config of each kernel, D in {64, 128}, bf16
-    python benchmarks/compile_report.py --variants       # bench_attention.py's sweep variants too
+    python benchmarks/compile_report.py --variants       # every launch of the plan's table too (bench --sweep's)
     python benchmarks/compile_report.py --json           # one JSON object per kernel launch, for tests and scripts
-    python benchmarks/compile_report.py --windows 128,128    # other windows (the tl configs depend on them)
+    python benchmarks/compile_report.py --windows 128,128    # other windows (the plan depends on them)
     python benchmarks/compile_report.py --windows 256,64 --gluon-fwd '{"PAIRED": true}'   # the Gluon forward with
                                                          # these keys over its default config at each head dim
 
@@ -12,9 +12,10 @@ Triton wheel ships ptxas and cuobjdump, so every config can be compiled for sm_9
 usage read from the cubin: the same registers and spill bytes the GPU reports (checked against the device's
 `n_regs` / `n_spills` for the v5 defaults: 165 regs, no spills, for the D=64 forward; 110 spills for the D=64 dk1).
 Nothing runs: each launch compiles only (JITFunction.warmup) against a compile target that stands in for the CUDA
-driver's device query. Timings still need the GPU (bench_attention.py). For the warp-specialised Gluon kernels
-(triton_kernels/simplicial_attention_gluon.py) regs is the count at launch, which sets how many programs share an
-SM; their partitions then re-divide it (setmaxnreg: 24 for the TMA producer, 232 for the consumer).
+driver's device query, so the plan (triton_kernels/plan.py) sees sm_90 and picks what an H100 runs. Timings still
+need the GPU (bench_attention.py). For the warp-specialised Gluon kernels (triton_kernels/gluon_*.py) regs is the
+count at launch, which sets how many programs share an SM; their partitions then re-divide it (setmaxnreg: 24 for the
+TMA producer, 232-240 for a consumer).
 """
 
 from __future__ import annotations
@@ -37,7 +38,8 @@ from triton.runtime import driver  # noqa: E402
 from triton.runtime.jit import JITFunction  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from triton_kernels import simplicial_attention as sa  # noqa: E402
+from triton_kernels import attention  # noqa: E402
+from triton_kernels.plan import make_plan  # noqa: E402
 
 KINDS = ("fwd", "bwd_dq", "bwd_dk1")
 CUOBJDUMP = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "cuobjdump")
@@ -91,56 +93,54 @@ def _zero_inputs(d: int, dtype) -> tuple[list[torch.Tensor], torch.Tensor]:
     return [torch.zeros(b, n, h, d, dtype=dtype) for _ in range(5)], torch.zeros(b, h, n, dtype=torch.float32)
 
 
-def compile_kind(kind: str, d: int, override: dict | None = None, dtype=torch.bfloat16, w1: int = 512,
-                 w2: int = 32) -> dict:
-    """{launch name: resource usage} for one kernel kind at head dim d, with `override` replacing the default config
-    (as bench_attention.py's sweep does)."""
+def compile_kind(kind: str, d: int, launch=None, dtype=torch.bfloat16, w1: int = 512, w2: int = 32) -> dict:
+    """{launch name: resource usage} for one pass at head dim d: the default plan's kernel, or `launch` (a plan.Launch:
+    kernel and config, as bench_attention.py's sweep runs it). Names are the pass, then pass_1 for a second launch
+    (the tl dQ kernel's SPLIT)."""
     xs, stats = _zero_inputs(d, dtype)
-    sa.CONFIG_OVERRIDE.clear()
-    if override:
-        sa.CONFIG_OVERRIDE[kind] = dict(override)
-    sa.LAUNCHED.clear()
-    try:
-        if kind == "fwd":
-            sa._forward(*xs, w1, w2, 0.125)
-        elif kind == "bwd_dq":
-            sa._backward_dq_dk2dv2(xs[0], *xs, stats, stats, w1, w2, 0.125)
-        elif kind == "bwd_dk1":
-            sa._backward_dk1dv1(xs[0], *xs, stats, stats, w1, w2, 0.125)
-        else:
-            raise ValueError(f"kind {kind!r}: expected one of {KINDS}")
-        return {name: resource_usage(k) for name, k in sa.LAUNCHED.items()}
-    finally:
-        sa.CONFIG_OVERRIDE.clear()
+    plan = make_plan(*xs, w1, w2)
+    if launch is not None:
+        plan = plan.replace(kind, kernel=launch.kernel, config=launch.config)
+    chosen = getattr(plan, kind)
+    if kind == "fwd":
+        *_, kernels = attention._launcher(chosen.kernel)(*xs, w1, w2, 0.125, chosen.config)
+    elif kind in ("bwd_dq", "bwd_dk1"):
+        *_, kernels = attention._launcher(chosen.kernel)(xs[0], *xs, stats, stats, w1, w2, 0.125, chosen.config)
+    else:
+        raise ValueError(f"kind {kind!r}: expected one of {KINDS}")
+    return {kind if i == 0 else f"{kind}_{i}": resource_usage(k) for i, k in enumerate(kernels)}
 
 
 def compile_gluon_forward(d: int, override: dict, w1: int = 512, w2: int = 32, dtype=torch.bfloat16) -> dict:
-    """Resource usage of the Gluon forward (simplicial_attention_gluon.forward) at head dim d with `override`'s keys
-    over its default config at window w1 (simplicial_attention.gluon_fwd_config): a config the package does not
-    launch by default, compiled before any device time is spent on it."""
-    from triton_kernels import simplicial_attention_gluon
+    """Resource usage of the Gluon forward (triton_kernels/gluon_fwd.py) at head dim d with `override`'s keys over the
+    plan's config at window w1: a config the package does not launch by default, compiled before any device time is
+    spent on it."""
+    from triton_kernels import gluon_fwd
 
-    xs, lse = _zero_inputs(d, dtype)
-    cfg = {**sa.gluon_fwd_config(d, w1), **override}
-    return resource_usage(simplicial_attention_gluon.forward(*xs, w1, w2, 0.125, torch.zeros_like(xs[0]), lse, cfg))
+    xs, _ = _zero_inputs(d, dtype)
+    plan = make_plan(*xs, w1, w2)
+    if plan.fwd.kernel != "gluon_fwd":
+        raise ValueError(f"the plan runs {plan.fwd.kernel} here, not the Gluon forward")
+    *_, kernels = gluon_fwd.forward(*xs, w1, w2, 0.125, {**plan.fwd.config, **override})
+    return resource_usage(kernels[0])
 
 
 def report(variants: bool, dims=(64, 128), w1: int = 512, w2: int = 32) -> list[dict]:
     """One record per compiled launch: kind, head dim, config label, registers, spills, shared memory."""
-    from benchmarks.bench_attention import SWEEP_VARIANTS, variant_label
+    from benchmarks.bench_attention import sweep_variants, variant_label
 
     records = []
     for d in dims:
         for kind in KINDS:
-            for cfg in [None, *(SWEEP_VARIANTS[kind][d] if variants else [])]:
-                label = "default" if cfg is None else variant_label(cfg)
+            for launch in [None, *(sweep_variants(kind, d) if variants else [])]:
+                label = "default" if launch is None else variant_label(launch)
                 try:
-                    usage = compile_kind(kind, d, cfg, w1=w1, w2=w2)
+                    usage = compile_kind(kind, d, launch, w1=w1, w2=w2)
                 except Exception as exc:  # noqa: BLE001 - a config that does not compile is a row, not a crash
                     records.append(dict(kind=kind, D=d, config=label, error=f"{type(exc).__name__}: {exc}"[:200]))
                     continue
-                for launch, u in usage.items():
-                    records.append(dict(kind=launch, D=d, config=label, **u))
+                for name, u in usage.items():
+                    records.append(dict(kind=name, D=d, config=label, **u))
     return records
 
 

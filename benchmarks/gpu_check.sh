@@ -1,8 +1,6 @@
 #!/usr/bin/env bash
 # Device run for the Triton 2-simplicial kernels: GPU tests + benchmark, logs under $OUT (or ./gpu_out).
 #   benchmarks/gpu_check.sh [tests] [target] [sweep] [grid] [ceiling]     (default: tests target)
-# BASELINE=path/to/old_simplicial_attention.py also times an earlier kernels file in the sweep
-# (bench_attention.py --baseline-module).
 # Run through the device tool from the repo root with carry [".whl"] so the simplicial-attention 0.1.6 wheel
 # (a benchmark comparison only) can be installed into /tmp/site.
 # Logs: kernels-gpu.log, attention.log, sweep.log, ceiling.log (and TTGIR dumps under ir/).
@@ -27,8 +25,7 @@ for m in $MODES; do
       timeout 420 python3 -m pytest -q -rs -s -p no:cacheprovider -m gpu tests/test_kernels_gpu.py 2>&1 \
         | tee -a "$OUT/kernels-gpu.log" | grep -v '^\[gpu-table\]' | tail -40 ;;
     target) timeout 200 python3 benchmarks/bench_attention.py --target 2>&1 | tee "$OUT/attention-target.log" ;;
-    sweep) timeout 420 python3 benchmarks/bench_attention.py --sweep --rep 50 --dump-ir "$OUT/ir" \
-        ${BASELINE:+--baseline-module "$BASELINE"} 2>&1 | tee "$OUT/sweep.log" ;;
+    sweep) timeout 420 python3 benchmarks/bench_attention.py --sweep --rep 50 2>&1 | tee "$OUT/sweep.log" ;;
     ceiling) timeout 200 python3 benchmarks/triton_flash_ceiling.py --rep 50 --dump-ir "$OUT/ir" 2>&1 \
         | tee "$OUT/ceiling.log" ;;
     grid) timeout 540 python3 benchmarks/bench_attention.py --rep 50 2>&1 | tee "$OUT/attention.log" ;;

@@ -11,7 +11,7 @@ reasons and, per source line, the instructions executed. The forward pass profil
 default config at the shape), the plain causal Triton kernel of triton_flash_ceiling.py at the FLOP-equal length (the
 ceiling of the same idioms) and torch's SDPA there; --backward profiles our two backward kernels (dQ/dK2/dV2 and
 dK1/dV1) instead. Each runs a few times untimed first, so that compilation stays outside the profiled range.
-(Named profile_forward.py in results/forward-profile-2026-11-27.md.)
+(Named profile_forward.py in results/kernels-issue4-2026-11.md, forward-profile-2026-11-27.)
 """
 
 from __future__ import annotations
@@ -26,7 +26,11 @@ import torch
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from benchmarks.bench_attention import B, H, inputs, parse_shape, sdpa_equal_length  # noqa: E402
 from benchmarks.triton_flash_ceiling import causal_attention  # noqa: E402
-from triton_kernels import simplicial_attention as sa  # noqa: E402
+from triton_kernels import attention  # noqa: E402
+from triton_kernels.plan import make_plan  # noqa: E402
+from triton_kernels.triton_common import backward_delta  # noqa: E402
+
+LAUNCHED: dict = {}  # what the launches below recorded: their compiled kernels
 
 
 def forwards(n: int, w1: int, w2: int, d: int) -> dict:
@@ -35,7 +39,7 @@ def forwards(n: int, w1: int, w2: int, d: int) -> dict:
     n_eq = sdpa_equal_length(n, w1, w2)
     q, k, v = (torch.randn(B, H, n_eq, d, device="cuda", dtype=torch.bfloat16) for _ in range(3))
     return {
-        "ours": lambda: sa._forward(*xs, w1, w2, 1 / math.sqrt(d)),
+        "ours": lambda: attention.forward(*xs, w1, w2, 1 / math.sqrt(d), make_plan(*xs, w1, w2), LAUNCHED),
         "plain causal Triton (64, 64, 4, 3), TMA": lambda: causal_attention(q, k, v, 64, 64, 4, 3, tma=True),
         "SDPA": lambda: torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True),
     }
@@ -45,13 +49,16 @@ def backwards(n: int, w1: int, w2: int, d: int) -> dict:
     """{name: zero-argument launch} of our two backward kernels at (N, w1, w2), on a real forward's lse and delta."""
     xs = inputs(n, H, H, d, requires_grad=False)
     scale = 1 / math.sqrt(d)
-    out, lse = sa._forward(*xs, w1, w2, scale)
+    plan = make_plan(*xs, w1, w2)
+    out, lse = attention.forward(*xs, w1, w2, scale, plan)
     dout = torch.randn_like(out)
-    delta = sa._backward_delta(dout, out)
-    return {
-        "dQ/dK2/dV2": lambda: sa._backward_dq_dk2dv2(dout, *xs, lse, delta, w1, w2, scale),
-        "dK1/dV1": lambda: sa._backward_dk1dv1(dout, *xs, lse, delta, w1, w2, scale),
-    }
+    delta = backward_delta(dout, out, False)
+
+    def run(kind):
+        launch = getattr(plan, kind)
+        *_, LAUNCHED[kind] = attention._launcher(launch.kernel)(dout, *xs, lse, delta, w1, w2, scale, launch.config)
+
+    return {"dQ/dK2/dV2": lambda: run("bwd_dq"), "dK1/dV1": lambda: run("bwd_dk1")}
 
 
 def main(argv=None) -> int:
@@ -75,7 +82,7 @@ def main(argv=None) -> int:
         torch.cuda.nvtx.range_pop()
     torch.cuda.synchronize()
     torch.cuda.profiler.stop()
-    kernels = ", ".join(k.name for k in sa.LAUNCHED.values() if hasattr(k, "name"))
+    kernels = ", ".join(k.name for ks in LAUNCHED.values() if isinstance(ks, tuple) for k in ks)
     print(f"profiled at N={n} (w1, w2)=({w1}, {w2}) D={args.d}: {', '.join(launches)}; our kernels: {kernels}")
     return 0
 

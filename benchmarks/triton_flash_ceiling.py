@@ -37,9 +37,9 @@ from triton.tools.tensor_descriptor import TensorDescriptor
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 # importing the kernels module under TRITON_INTERPRET=1 fixes the interpreter's runtime loop bounds (NumPy >= 2.3)
-from triton_kernels import simplicial_attention as _kernels  # noqa: E402,F401
+from triton_kernels.triton_common import LOG2E  # noqa: E402 - its import fixes the interpreter's loop bounds too
 
-_LOG2E = 1.4426950408889634
+_LOG2E = LOG2E.value
 
 
 @triton.jit

@@ -1,7 +1,10 @@
 """Triton 2-simplicial attention kernels against the float64 naive reference (CPU: TRITON_INTERPRET=1).
 
 Outputs and all five gradients are compared with ||x - ref|| / ||ref|| (1e-4 in fp32, 2e-3 in fp16) on fresh random
-inputs, with every kernel output poisoned (NaN) before the run so an element a kernel fails to write fails the test.
+inputs, with every kernel output poisoned (NaN) before the run (KernelPlan.poison_outputs) so an element a kernel fails
+to write fails the test. The kernels run through `triton_kernels.attention.simplicial_attention` with a plan; the
+public entry and its torch.library op are checked on their own (the op's registration and fake implementation with
+torch.library.opcheck, and a torch.compile of a small model with fullgraph=True).
 bf16 is checked on the GPU only (tests/test_kernels_gpu.py): tl.dot on bf16 is wrong in the
 interpreter (docs/REFERENCE.md section 3).
 """
@@ -13,8 +16,10 @@ import torch
 
 # On CPU the kernels run in Triton's interpreter, which tests/conftest.py selects before any test module imports them.
 from triton_kernels import two_simplicial_attention
-from triton_kernels import simplicial_attention as sa
+from triton_kernels.attention import simplicial_attention
+from triton_kernels.plan import KERNELS, PASSES, make_plan
 from triton_kernels.reference import two_simplicial_attention_naive
+from triton_kernels.testing import make_inputs, rel_err
 
 # (id, B, N, Hq, Hkv, D, w1, w2, non_contiguous). N is never a multiple of the 16-row interpreter block unless noted.
 CASES = [
@@ -36,33 +41,22 @@ CASES = [
 TOL = {torch.float32: 1e-4, torch.float16: 2e-3, torch.bfloat16: 1e-2}
 
 
-def rel_err(x: torch.Tensor, ref: torch.Tensor) -> float:
-    x, ref = x.double(), ref.double()
-    return ((x - ref).norm() / ref.norm().clamp_min(1e-30)).item()
+def poisoned_plan(xs, w1, w2, **flags):
+    """The default plan for inputs xs (windows clipped to their N), outputs poisoned with NaN; flags: per pass a
+    kernel name and/or config keys over the default config, e.g. fwd=dict(TMA=True), fwd_kernel="..."."""
+    n = xs[0].shape[1]
+    plan = make_plan(*xs, min(w1, n), min(w2, n)).replace(poison_outputs=True)
+    for p in PASSES:
+        if p in flags or f"{p}_kernel" in flags:
+            plan = plan.replace(p, kernel=flags.get(f"{p}_kernel"), config={**getattr(plan, p).config,
+                                                                             **flags.get(p, {})})
+    return plan
 
 
-def as_accurate(err: float, ref_err: float) -> bool:
-    """An output error against fp32 at most 1.25x a reference kernel's (kernels that sum in another order, like the
-    packed D=64 forward's per-query merge, differ from the tl kernel by about one 16-bit rounding of the output)."""
-    return err <= 1.25 * ref_err + 1e-6
-
-
-def make_inputs(B, N, Hq, Hkv, D, dtype, device, non_contiguous=False, seed=0):
-    """Fresh random inputs; non_contiguous ones are slices of one fused projection [B, N, Hq*D + 4*Hkv*D]."""
-    g = torch.Generator(device="cpu").manual_seed(seed)
-    if non_contiguous:
-        fused = torch.randn(B, N, (Hq + 4 * Hkv) * D, generator=g).to(device=device, dtype=dtype)
-        parts = torch.split(fused, [Hq * D] + [Hkv * D] * 4, dim=-1)
-        q = parts[0].unflatten(-1, (Hq, D))
-        ks = [p.unflatten(-1, (Hkv, D)) for p in parts[1:]]
-        assert not q.is_contiguous()
-        return [q, *ks]
-    q = torch.randn(B, N, Hq, D, generator=g).to(device=device, dtype=dtype)
-    return [q] + [torch.randn(B, N, Hkv, D, generator=g).to(device=device, dtype=dtype) for _ in range(4)]
-
-
-def check_case(case, dtype, device, backend="triton", tol=None):
-    """Run the case; return {name: rel error} for out and the five gradients (asserting nothing)."""
+def check_case(case, dtype, device, backend="triton", tol=None, record=None, **flags):
+    """Run the case through the kernels with a poisoned default plan (flags: see poisoned_plan; backend="public":
+    the public entry, i.e. the torch.library op); return {name: rel error} for out and the five gradients (asserting
+    nothing)."""
     _, B, N, Hq, Hkv, D, w1, w2, nc = case
     inputs = make_inputs(B, N, Hq, Hkv, D, dtype, device, nc)
     xs = [x.detach().requires_grad_() if not nc else x for x in inputs]
@@ -73,7 +67,10 @@ def check_case(case, dtype, device, backend="triton", tol=None):
         grads_of = [leaf]
     else:
         grads_of = xs
-    out = two_simplicial_attention(*xs, w1, w2, backend=backend)
+    if backend == "public":
+        out = two_simplicial_attention(*xs, w1, w2, backend="triton")
+    else:
+        out = simplicial_attention(*xs, w1, w2, plan=poisoned_plan(inputs, w1, w2, **flags), record=record)
     g = torch.Generator(device="cpu").manual_seed(1)
     dout = torch.randn(out.shape, generator=g).to(device=device, dtype=dtype)
     grads = torch.autograd.grad(out, grads_of, dout)
@@ -95,11 +92,6 @@ def check_case(case, dtype, device, backend="triton", tol=None):
     return errs
 
 
-@pytest.fixture(autouse=True)
-def _poison(monkeypatch):
-    monkeypatch.setattr(sa, "POISON_OUTPUTS", True)
-
-
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=["fp32", "fp16"])
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
 def test_matches_naive_reference(case, dtype):
@@ -108,10 +100,11 @@ def test_matches_naive_reference(case, dtype):
     assert not bad, f"{case[0]} {dtype}: rel errors over {TOL[dtype]}: {bad} (all: {errs})"
 
 
-# The GPU configs' paths, which the interpreter's default config does not take: K1/V1/K2/V2 through TMA tensor
-# descriptors (rows outside [0, N) read as zero, so batch and sequence edges matter), RELOAD (per-query operands
-# re-read at an offset's first and last tile), SPLIT (the dq kernel as two launches, dQ/dK2 and dV2) and DQ_ATOMIC
-# (dQ summed through fp32 atomic adds). Cases: batch 2 with GQA, interior tiles, windows longer than N.
+# The GPU configs' paths (plan.py's tl rows), which the interpreter's default config does not take: K1/V1/K2/V2
+# through TMA tensor descriptors (rows outside [0, N) read as zero, so batch and sequence edges matter), RELOAD
+# (per-query operands re-read at an offset's first and last tile), SPLIT (the dq kernel as two launches, dQ/dK2 and
+# dV2) and DQ_ATOMIC (dQ summed through fp32 atomic adds). Cases: batch 2 with GQA, interior tiles, windows longer
+# than N.
 PATH_CASES = [c for c in CASES if c[0] in ("basic", "gqa2", "interior_tiles", "windows_longer_than_N")]
 PATH_FLAGS = {"tma": dict(TMA=True), "reload": dict(RELOAD=True), "both": dict(TMA=True, RELOAD=True),
               "split": dict(TMA=True, RELOAD=True, SPLIT=True), "dq_atomic": dict(RELOAD=True, DQ_ATOMIC=True),
@@ -120,10 +113,9 @@ PATH_FLAGS = {"tma": dict(TMA=True), "reload": dict(RELOAD=True), "both": dict(T
 
 @pytest.mark.parametrize("flags", PATH_FLAGS.values(), ids=PATH_FLAGS.keys())
 @pytest.mark.parametrize("case", PATH_CASES, ids=[c[0] for c in PATH_CASES])
-def test_gpu_config_paths_match_reference(monkeypatch, case, flags):
+def test_gpu_config_paths_match_reference(case, flags):
     fwd_flags = {k: v for k, v in flags.items() if k not in ("SPLIT", "DQ_ATOMIC")}
-    monkeypatch.setattr(sa, "CONFIG_OVERRIDE", {"fwd": fwd_flags, "bwd_dq": flags})
-    errs = check_case(case, torch.float32, "cpu")
+    errs = check_case(case, torch.float32, "cpu", fwd=fwd_flags, bwd_dq=flags)
     bad = {k: v for k, v in errs.items() if not v < TOL[torch.float32]}
     assert not bad, f"{case[0]} {flags}: rel errors over 1e-4: {bad}"
 
@@ -132,19 +124,17 @@ def test_gpu_config_paths_match_reference(monkeypatch, case, flags):
 # the Gluon kernel does not apply): every case of the table (windows longer than N, w1 or w2 of 1, GQA, batch edges),
 # with pointer and TMA loads, and programs whose last one has fewer than QUERIES queries (N = 21, 19, ... with
 # QUERIES = 4 or 3). The backward is the usual one.
-PER_QUERY_FLAGS = {"pointers": dict(PER_QUERY=True), "tma_3_queries": dict(PER_QUERY=True, TMA=True, QUERIES=3)}
+PER_QUERY_FLAGS = {"pointers": dict(), "tma_3_queries": dict(TMA=True, QUERIES=3)}
 
 
 @pytest.mark.parametrize("flags", PER_QUERY_FLAGS.values(), ids=PER_QUERY_FLAGS.keys())
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
-def test_per_query_forward_matches_reference(monkeypatch, case, flags):
-    launches = []
-    launch = sa._forward_per_query
-    monkeypatch.setattr(sa, "_forward_per_query", lambda *a: launches.append(a[-1]) or launch(*a))
-    monkeypatch.setattr(sa, "CONFIG_OVERRIDE", {"fwd": flags})
+def test_per_query_forward_matches_reference(case, flags):
+    flags = {k: v for k, v in flags.items() if k != "PER_QUERY"}
     dtype = torch.float16 if flags.get("TMA") else torch.float32
-    errs = check_case(case, dtype, "cpu")
-    assert launches and all(cfg["PER_QUERY"] for cfg in launches), "the per-query kernel did not run"
+    record = {}
+    errs = check_case(case, dtype, "cpu", record=record, fwd=flags, fwd_kernel="triton_fwd_per_query")
+    assert record["plan"].fwd.kernel == "triton_fwd_per_query", "the per-query kernel did not run"
     bad = {k: v for k, v in errs.items() if not v < TOL[dtype]}
     assert not bad, f"{case[0]} {flags}: rel errors over {TOL[dtype]}: {bad}"
 
@@ -187,10 +177,12 @@ def test_triton_matches_torch_backend():
 
 
 def test_auto_uses_reference_on_cpu(monkeypatch):
+    import triton_kernels
+
     def boom(*a, **k):
         raise AssertionError("auto must not call the Triton path for CPU tensors")
 
-    monkeypatch.setattr(sa, "two_simplicial_attention_triton", boom)
+    monkeypatch.setattr(triton_kernels, "two_simplicial_attention_triton", boom)
     xs = make_inputs(1, 9, 2, 2, 16, torch.float32, "cpu")
     out = two_simplicial_attention(*xs, 4, 2)
     assert out.shape == (1, 9, 2, 16)
@@ -243,3 +235,72 @@ def test_different_devices_raise():
     xs[2] = xs[2].to("meta")
     with pytest.raises(ValueError, match=r"k2 is on meta but q is on cpu"):
         two_simplicial_attention(*xs, 4, 2, backend="triton")
+
+
+# ------------------------------------------------------------------------------------ the plan and the library op
+
+
+def test_every_planned_kernel_has_a_launcher_and_bad_plans_are_refused():
+    from triton_kernels import attention
+    from triton_kernels.plan import table
+
+    assert set(attention._LAUNCHERS) == {k for p in PASSES for k in KERNELS[p]}
+    assert all(row["kernel"] in KERNELS[row["pass_"]] and row["why"] for row in table())
+    xs = make_inputs(1, 9, 2, 1, 16, torch.float32, "cpu")
+    plan = make_plan(*xs, 4, 2)
+    with pytest.raises(ValueError, match=r"kernel 'gluon_fwd' does not run pass 'bwd_dq'"):
+        plan.replace("bwd_dq", kernel="gluon_fwd")
+    with pytest.raises(ValueError, match=r"pass 'bwd' is not one of"):
+        plan.replace("bwd", config={})
+    with pytest.raises(TypeError, match="plan must be a KernelPlan"):
+        simplicial_attention(*xs, 4, 2, plan={"fwd": {}})
+    with pytest.raises(TypeError):  # frozen: a plan is a value, passed in, never patched
+        plan.fwd.config["BLOCK_M"] = 32
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c[0] in ("basic", "gqa2", "non_contiguous")],
+                         ids=lambda c: c[0])
+def test_public_entry_runs_the_library_op(case):
+    """two_simplicial_attention(backend="triton") goes through torch.ops.triton_kernels.two_simplicial_attention and
+    its registered backward: outputs and all five gradients against the float64 reference."""
+    errs = check_case(case, torch.float32, "cpu", backend="public")
+    bad = {k: v for k, v in errs.items() if not v < TOL[torch.float32]}
+    assert not bad, f"{case[0]}: rel errors over 1e-4: {bad}"
+
+
+def test_library_op_registration_and_fake_implementations():
+    """torch.library.opcheck: the schema, the autograd registration, the fake (meta) implementations against the real
+    kernels, and AOT dispatch with dynamic shapes; for the forward op (with and without inputs that need gradients)
+    and the backward op."""
+    from torch.library import opcheck
+
+    xs = make_inputs(1, 21, 2, 1, 16, torch.float32, "cpu", seed=2)
+    fwd = torch.ops.triton_kernels.two_simplicial_attention
+    for args in ((*xs, 6, 3, 0.25), (*(x.clone().requires_grad_() for x in xs), 6, 3, 0.25)):
+        result = opcheck(fwd, args)
+        assert set(result.values()) == {"SUCCESS"}, result
+    out, lse = fwd(*xs, 6, 3, 0.25)
+    assert out.shape == xs[0].shape and lse.shape == (1, 2, 21) and lse.dtype == torch.float32
+    do = torch.randn(out.shape, generator=torch.Generator().manual_seed(3))
+    result = opcheck(torch.ops.triton_kernels.two_simplicial_attention_backward, (do, *xs, out, lse, 6, 3, 0.25))
+    assert set(result.values()) == {"SUCCESS"}, result
+
+
+def test_torch_compile_traces_a_simplicial_model_without_graph_breaks():
+    """A small 2-simplicial LM (simplicial.model, attn_backend "triton", so its attention is the library op) under
+    torch.compile(fullgraph=True): a graph break would raise. Its loss and gradients equal the eager model's.
+    (backend="aot_eager": the graph capture and autograd tracing are what is tested, without a C++ toolchain.)"""
+    from simplicial.model import LM, ModelConfig
+
+    torch.manual_seed(0)
+    cfg = ModelConfig(vocab_size=32, seq_len=24, n_layers=2, d_model=32, n_heads=2, arch="simplicial",
+                      simplicial_every=1, w1=8, w2=4, attn_backend="triton")
+    model = LM(cfg)
+    idx = torch.randint(0, 32, (2, cfg.seq_len + 1), generator=torch.Generator().manual_seed(1))
+    _, eager_loss = model(idx[:, :-1], idx[:, 1:])
+    eager_grads = torch.autograd.grad(eager_loss, list(model.parameters()))
+    compiled = torch.compile(model, fullgraph=True, backend="aot_eager")
+    _, loss = compiled(idx[:, :-1], idx[:, 1:])
+    grads = torch.autograd.grad(loss, list(model.parameters()))
+    assert abs(loss.item() - eager_loss.item()) < 1e-5, (loss.item(), eager_loss.item())
+    assert max(rel_err(a, b) for a, b in zip(grads, eager_grads)) < 1e-4

@@ -1,5 +1,5 @@
 """GPU checks of the Triton 2-simplicial attention kernels (marked `gpu`; skipped without CUDA; run on the device by
-benchmarks/gpu_check.sh, whose log is committed under benchmarks/results/kernels-gpu-*.md).
+benchmarks/gpu_check.sh, whose logs are committed under benchmarks/results/).
 
 * the CPU table of tests/test_kernels.py in fp32, fp16 and bf16 against the float64 naive reference
   (relative error under 1e-4, 2e-3, 1e-2);
@@ -7,8 +7,10 @@ benchmarks/gpu_check.sh, whose log is committed under benchmarks/results/kernels
   bf16 inputs, outputs and all five gradients (relative error under 1e-2);
 * training a small model with backend "triton" gives the loss curve of backend "torch" within bf16 noise;
 * the per-query forward (w2 >= 64, D=64) gives the query-tile forward's outputs and log-sum-exp;
-* on Hopper, each warp-specialised Gluon kernel (triton_kernels/simplicial_attention_gluon.py) gives its tl kernel's
-  outputs on shapes with batch and window edges, GQA and fused-projection slices (and the package really ran it).
+* on Hopper, each warp-specialised Gluon kernel (triton_kernels/gluon_*.py) gives its tl kernel's outputs on shapes
+  with batch and window edges, GQA and fused-projection slices (and the default plan really ran it);
+* torch.compile of a small model runs the library op on the GPU and gives the eager model's loss and gradients.
+Every kernel output is poisoned with NaN first (KernelPlan.poison_outputs), so an unwritten element fails.
 """
 
 from __future__ import annotations
@@ -16,10 +18,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tests.test_kernels import CASES, TOL, as_accurate, check_case, make_inputs, rel_err
-from triton_kernels import simplicial_attention as sa
-from triton_kernels import two_simplicial_attention
+from tests.test_kernels import CASES, TOL, check_case
+from triton_kernels import attention, two_simplicial_attention
+from triton_kernels.plan import make_plan
 from triton_kernels.reference import two_simplicial_attention_chunked
+from triton_kernels.testing import as_accurate, make_inputs, rel_err
+from triton_kernels.triton_common import backward_delta
 
 pytestmark = [
     pytest.mark.gpu,
@@ -27,11 +31,6 @@ pytestmark = [
 ]
 
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]
-
-
-@pytest.fixture(autouse=True)
-def _poison(monkeypatch):
-    monkeypatch.setattr(sa, "POISON_OUTPUTS", True)
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=["fp32", "fp16", "bf16"])
@@ -65,7 +64,7 @@ def test_gpu_mid_shapes(case, dtype):
 LARGE_SHAPES = [  # (B, N, Hq, Hkv, D, w1, w2)
     (1, 8192, 2, 1, 64, 512, 32),
     (1, 8192, 2, 1, 128, 512, 32),
-    (1, 4096, 2, 1, 64, 1024, 16),  # w1 >= 1024: the D=64 forward's 128-wide TMA tiles (kernels' _config)
+    (1, 4096, 2, 1, 64, 1024, 16),  # w1 >= 1024: the D=64 tl forward's 128-wide TMA tiles (plan.py)
     (16, 1024, 12, 12, 64, 512, 32),  # the micro-batches of benchmarks/ddp_gpu_check.py's model (B*Hq = 192)
     (8, 1024, 12, 12, 64, 512, 32),
     (1, 8192, 2, 1, 64, 128, 128),  # w2 >= 64 at D=64: the per-query forward off Hopper, Gluon on it
@@ -173,29 +172,36 @@ def test_gpu_gradient_independent_of_micro_batch_split():
     assert d_split < 2 * max(d16, d8), (d_split, d16, d8)
 
 
-def _forward_matches_reference_kernel(monkeypatch, shape, dtype, d, seed, kernel, override, ref_kernel, tag, tol,
-                                      run_override=None):
-    """The package's forward at shape (B, N, Hq, Hkv, w1, w2, non_contiguous), with CONFIG_OVERRIDE `run_override`
-    (none: the default), must run `kernel` and give the log-sum-exp (the backward reads it) of `ref_kernel`, the one
-    CONFIG_OVERRIDE `override` selects, and its outputs: within `tol` or, with tol=None, as accurately as it does
-    against the fp32 inputs' result (tests.test_kernels.as_accurate)."""
+def _poisoned(plan):
+    return plan.replace(poison_outputs=True)
+
+
+def _forward_matches_reference_kernel(shape, dtype, d, seed, kernel, ref_kernel, tag, tol, plan_kernel=None):
+    """The forward at shape (B, N, Hq, Hkv, w1, w2, non_contiguous) by the default plan (or, with plan_kernel, the
+    tl plan with that forward kernel) must run `kernel` and give the log-sum-exp (the backward reads it) of the tl
+    plan's forward run as the query-tile kernel `ref_kernel` with its config, and its outputs: within `tol` or, with
+    tol=None, as accurately as it does against the fp32 inputs' result (triton_kernels.testing.as_accurate)."""
     B, N, Hq, Hkv, w1, w2, non_contiguous = shape
     q, k1, k2, v1, v2 = make_inputs(B, N, Hq, Hkv, d, dtype, "cuda", non_contiguous, seed=seed)
     assert q.is_contiguous() != non_contiguous
     w1, w2, scale = min(w1, N), min(w2, N), d ** -0.5
-    monkeypatch.setattr(sa, "CONFIG_OVERRIDE", {"fwd": run_override or {}})
-    out, lse = sa._forward(q, k1, k2, v1, v2, w1, w2, scale)
-    assert sa.LAUNCHED["fwd"].name == kernel, sa.LAUNCHED["fwd"].name
-    monkeypatch.setattr(sa, "CONFIG_OVERRIDE", {"fwd": override})
-    ref, ref_lse = sa._forward(q, k1, k2, v1, v2, w1, w2, scale)
-    assert sa.LAUNCHED["fwd"].name == ref_kernel, sa.LAUNCHED["fwd"].name
+    xs = (q, k1, k2, v1, v2)
+    tl_plan = _poisoned(make_plan(*xs, w1, w2, gluon=False))
+    plan = _poisoned(make_plan(*xs, w1, w2)) if plan_kernel is None else tl_plan.replace("fwd", kernel=plan_kernel)
+    record = {}
+    out, lse = attention.forward(*xs, w1, w2, scale, plan, record)
+    assert record["fwd"][0].name == kernel, record["fwd"][0].name
+    ref_plan = tl_plan.replace("fwd", kernel="triton_fwd")
+    ref, ref_lse = attention.forward(*xs, w1, w2, scale, ref_plan, record)
+    assert record["fwd"][0].name == ref_kernel, record["fwd"][0].name
     err, lse_err = rel_err(out, ref), (lse - ref_lse).abs().max().item()
     print(f"[{tag}] {shape} {str(dtype)[6:]} out rel err {err:.2e} lse max abs err {lse_err:.2e}")
     assert torch.isfinite(out).all() and lse_err < 1e-3, (err, lse_err)
     if tol is not None:
         assert err < tol, err
         return
-    exact, _ = sa._forward(*(x.float() for x in (q, k1, k2, v1, v2)), w1, w2, scale)
+    x32 = [x.float() for x in xs]
+    exact, _ = attention.forward(*x32, w1, w2, scale, make_plan(*x32, w1, w2))
     ours, theirs = rel_err(out, exact), rel_err(ref, exact)
     print(f"[{tag}]   against fp32: {ours:.2e} (reference kernel {theirs:.2e})")
     assert as_accurate(ours, theirs), (ours, theirs)
@@ -230,15 +236,14 @@ GLUON_FORWARD = "_simplicial_fwd_packed_gluon"  # at every window and both head 
 @pytest.mark.parametrize("d", [64, 128])
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["fp16", "bf16"])
 @pytest.mark.parametrize("shape", GLUON_SHAPES, ids=["x".join(map(str, s)) for s in GLUON_SHAPES])
-def test_gpu_gluon_forward_matches_tl_forward(monkeypatch, shape, dtype, d):
+def test_gpu_gluon_forward_matches_tl_forward(shape, dtype, d):
     """On Hopper the 16-bit forward runs a warp-specialised Gluon kernel (at D=64 with packed rows, two K1 tiles per
     softmax step; at D=128 packed rows, with the k1 window resident at w1 <= 257); it must give the tl query-tile
     kernel's log-sum-exp (the backward reads it) and outputs as accurate as its. Elsewhere the Gluon kernel does not
     apply and the test says so."""
     if torch.cuda.get_device_capability() != (9, 0):
         pytest.skip("the Gluon forward is for sm_90 (Hopper) only")
-    _forward_matches_reference_kernel(monkeypatch, shape, dtype, d, 3, GLUON_FORWARD,
-                                      {"GLUON": False, "PER_QUERY": False}, "_simplicial_fwd", f"gpu-gluon-d{d}", None)
+    _forward_matches_reference_kernel(shape, dtype, d, 3, GLUON_FORWARD, "_simplicial_fwd", f"gpu-gluon-d{d}", None)
 
 
 PER_QUERY_SHAPES = [  # (B, N, Hq, Hkv, w1, w2, non_contiguous): w2 >= 64, one group and several, batch edges, GQA
@@ -252,39 +257,44 @@ PER_QUERY_SHAPES = [  # (B, N, Hq, Hkv, w1, w2, non_contiguous): w2 >= 64, one g
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["fp16", "bf16"])
 @pytest.mark.parametrize("shape", PER_QUERY_SHAPES, ids=["x".join(map(str, s)) for s in PER_QUERY_SHAPES])
-def test_gpu_per_query_forward_matches_tile_forward(monkeypatch, shape, dtype):
+def test_gpu_per_query_forward_matches_tile_forward(shape, dtype):
     """At w2 >= 64 and D=64 the 16-bit forward's tl fallback (off Hopper) is the per-query kernel; it must give the
     query-tile kernel's outputs and log-sum-exp (the backward reads both)."""
-    _forward_matches_reference_kernel(monkeypatch, shape, dtype, 64, 8, "_simplicial_fwd_per_query",
-                                      {"GLUON": False, "PER_QUERY": False}, "_simplicial_fwd", "gpu-per-query", 4e-3,
-                                      run_override={"GLUON": False})
+    _forward_matches_reference_kernel(shape, dtype, 64, 8, "_simplicial_fwd_per_query", "_simplicial_fwd",
+                                      "gpu-per-query", 4e-3, plan_kernel="triton_fwd_per_query")
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["fp16", "bf16"])
 @pytest.mark.parametrize("shape", [(1, 4096, 4, 1, 1024, 16, False), (2, 1500, 4, 2, 1100, 8, True)],
                          ids=["1x4096x4x1x1024x16", "2x1500x4x2x1100x8-noncontig"])
-def test_gpu_gluon_forward_d64_long_w1_matches_tl_forward(monkeypatch, shape, dtype):
+def test_gpu_gluon_forward_d64_long_w1_matches_tl_forward(shape, dtype):
     """The D=64 Gluon forward at w1 >= 1024, where the tl fallback takes K1 tiles of 128: it must give the tl
     kernel's outputs and log-sum-exp."""
     if torch.cuda.get_device_capability() != (9, 0):
         pytest.skip("the Gluon forward is for sm_90 (Hopper) only")
-    _forward_matches_reference_kernel(monkeypatch, shape, dtype, 64, 9, GLUON_FORWARD,
-                                      {"GLUON": False}, "_simplicial_fwd", "gpu-gluon-d64", None)
+    _forward_matches_reference_kernel(shape, dtype, 64, 9, GLUON_FORWARD, "_simplicial_fwd", "gpu-gluon-d64", None)
 
 
-# The backward kernels: (the launcher in simplicial_attention, its Gluon kernel, its tl kernel); outputs in order.
+# The backward kernels: (the pass, its Gluon kernel per head dim, its tl kernel, the outputs in order).
 GLUON_BACKWARD = {  # at D=64 dK1/dV1 with two K1 tiles per program; at D=128 both two-role kernels
-    "bwd_dk1": ("_backward_dk1dv1", {64: "_simplicial_bwd_dk1dv1_gluon", 128: "_simplicial_bwd_dk1dv1_roles_gluon"},
+    "bwd_dk1": ({64: "_simplicial_bwd_dk1dv1_gluon", 128: "_simplicial_bwd_dk1dv1_roles_gluon"},
                 "_simplicial_bwd_dk1dv1", ("dk1", "dv1")),
-    "bwd_dq": ("_backward_dq_dk2dv2", {64: "_simplicial_bwd_dq_gluon", 128: "_simplicial_bwd_dq_roles_gluon"},
+    "bwd_dq": ({64: "_simplicial_bwd_dq_dk2dv2_gluon", 128: "_simplicial_bwd_dq_dk2dv2_roles_gluon"},
                "_simplicial_bwd_dq_dk2dv2", ("dq", "dk2", "dv2")),
 }
+
+
+def _run_pass(kind, plan, do, xs, lse, delta, w1, w2, scale):
+    launch = getattr(plan, kind)
+    *grads, kernels = attention._launcher(launch.kernel)(do, *xs, lse, delta, w1, w2, scale, launch.config,
+                                                         plan.poison_outputs)
+    return grads, kernels
 
 
 @pytest.mark.parametrize("kind", GLUON_BACKWARD)
 @pytest.mark.parametrize("d", [64, 128])
 @pytest.mark.parametrize("shape", GLUON_SHAPES, ids=["x".join(map(str, s)) for s in GLUON_SHAPES])
-def test_gpu_gluon_backward_matches_tl_kernel(monkeypatch, kind, shape, d):
+def test_gpu_gluon_backward_matches_tl_kernel(kind, shape, d):
     """On Hopper both backward kernels run warp-specialised Gluon kernels (at D=128 with two consumers of different
     roles, which hand P over rounded to bf16, so their dS rounds once more than the tl kernel's). Same lse / delta
     in, each must be as accurate as its tl kernel: against the tl kernel run on the same inputs in fp32, its error
@@ -292,22 +302,46 @@ def test_gpu_gluon_backward_matches_tl_kernel(monkeypatch, kind, shape, d):
     bf16 for its GEMM, grows that error by at most about sqrt(2))."""
     if torch.cuda.get_device_capability() != (9, 0):
         pytest.skip("the Gluon kernels are for sm_90 (Hopper) only")
-    launcher, gluon_name, tl_name, names = GLUON_BACKWARD[kind]
+    gluon_name, tl_name, names = GLUON_BACKWARD[kind]
     B, N, Hq, Hkv, w1, w2, non_contiguous = shape
-    q, k1, k2, v1, v2 = make_inputs(B, N, Hq, Hkv, d, torch.bfloat16, "cuda", non_contiguous, seed=4)
+    xs = make_inputs(B, N, Hq, Hkv, d, torch.bfloat16, "cuda", non_contiguous, seed=4)
     w1, w2, scale = min(w1, N), min(w2, N), d ** -0.5
-    do = torch.randn(q.shape, generator=torch.Generator(device="cuda").manual_seed(7), device="cuda",
-                     dtype=q.dtype)
-    out, lse = sa._forward(q, k1, k2, v1, v2, w1, w2, scale)
-    delta = sa._backward_delta(do, out)
-    grads = getattr(sa, launcher)(do, q, k1, k2, v1, v2, lse, delta, w1, w2, scale)
-    assert sa.LAUNCHED[kind].name == gluon_name[d], sa.LAUNCHED[kind].name
-    monkeypatch.setattr(sa, "CONFIG_OVERRIDE", {kind: {"GLUON": False}})
-    refs = getattr(sa, launcher)(do, q, k1, k2, v1, v2, lse, delta, w1, w2, scale)
-    assert sa.LAUNCHED[kind].name == tl_name
-    exact = getattr(sa, launcher)(*(x.float() for x in (do, q, k1, k2, v1, v2)), lse, delta, w1, w2, scale)
+    do = torch.randn(xs[0].shape, generator=torch.Generator(device="cuda").manual_seed(7), device="cuda",
+                     dtype=xs[0].dtype)
+    plan = _poisoned(make_plan(*xs, w1, w2, do=do))
+    out, lse = attention.forward(*xs, w1, w2, scale, plan)
+    delta = backward_delta(do, out, False)
+    grads, kernels = _run_pass(kind, plan, do, xs, lse, delta, w1, w2, scale)
+    assert kernels[0].name == gluon_name[d], kernels[0].name
+    refs, kernels = _run_pass(kind, _poisoned(make_plan(*xs, w1, w2, gluon=False)), do, xs, lse, delta, w1, w2, scale)
+    assert kernels[0].name == tl_name
+    x32 = [x.float() for x in (do, *xs)]
+    exact, _ = _run_pass(kind, make_plan(*x32[1:], w1, w2), x32[0], x32[1:], lse, delta, w1, w2, scale)
     errs = {n: (rel_err(a, e), rel_err(r, e), rel_err(a, r)) for n, a, r, e in zip(names, grads, refs, exact)}
     print(f"[gpu-gluon-{kind}] {shape} D={d} rel err vs fp32 (Gluon, tl; Gluon vs tl) "
           + " ".join(f"{n} {g:.2e} {t:.2e} {x:.2e}" for n, (g, t, x) in errs.items()))
     assert all(torch.isfinite(a).all() for a in grads)
     assert all(g <= 1.5 * t for g, t, _ in errs.values()), errs
+
+
+def test_gpu_torch_compile_runs_the_library_op():
+    """torch.compile(fullgraph=True, inductor) of a small 2-simplicial LM on the GPU: its attention is the library op
+    (the Gluon kernels on Hopper), and loss and gradients equal the eager model's within bf16 noise."""
+    from simplicial.model import LM, ModelConfig
+
+    torch.manual_seed(0)
+    cfg = ModelConfig(vocab_size=128, seq_len=512, n_layers=2, d_model=256, n_heads=4, arch="simplicial",
+                      simplicial_every=1, w1=128, w2=16, attn_backend="triton")
+    model = LM(cfg).cuda()
+    idx = torch.randint(0, 128, (4, cfg.seq_len + 1), generator=torch.Generator().manual_seed(1)).cuda()
+
+    def loss_and_grads(m):
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            _, loss = m(idx[:, :-1], idx[:, 1:])
+        return loss.float(), torch.autograd.grad(loss, list(model.parameters()))
+
+    eager_loss, eager_grads = loss_and_grads(model)
+    loss, grads = loss_and_grads(torch.compile(model, fullgraph=True))
+    err = max(rel_err(a, b) for a, b in zip(grads, eager_grads))
+    print(f"[gpu-compile] loss eager {eager_loss.item():.5f} compiled {loss.item():.5f}; max grad rel err {err:.2e}")
+    assert abs(loss.item() - eager_loss.item()) < 1e-2 and err < 5e-2, (loss.item(), eager_loss.item(), err)

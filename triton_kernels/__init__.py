@@ -13,6 +13,7 @@ import os
 
 import torch
 
+from .attention import two_simplicial_attention_triton  # registers torch.ops.triton_kernels.two_simplicial_attention
 from .reference import two_simplicial_attention_chunked, two_simplicial_attention_naive
 
 __all__ = [
@@ -110,8 +111,4 @@ def two_simplicial_attention(q, k1, k2, v1, v2, w1, w2, *, sm_scale=None, backen
             f"two_simplicial_attention: backend='triton' needs CUDA tensors (or TRITON_INTERPRET=1 for CPU ones); "
             f"q is on {q.device}"
         )
-    try:
-        from .simplicial_attention import two_simplicial_attention_triton
-    except ImportError as exc:  # pragma: no cover - until the kernels land
-        raise NotImplementedError("the Triton 2-simplicial kernels are not available yet") from exc
     return two_simplicial_attention_triton(q, k1, k2, v1, v2, w1, w2, sm_scale=sm_scale)
