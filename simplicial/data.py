@@ -83,8 +83,8 @@ def _text_documents(path: str) -> list[tuple[str, Path]]:
         docs = [(f.relative_to(p).as_posix(), f) for f in sorted(p.rglob("*")) if f.is_file()]
         if docs:
             return docs
-        raise DataError(f"data.path {path!r}: the folder holds no files")
-    raise DataError(f"data.path {path!r}: no such file or folder")
+        raise DataError(f"{path!r}: the folder holds no files", "data.path")
+    raise DataError(f"{path!r}: no such file or folder", "data.path")
 
 
 # `files`: folders gathered with include / exclude globs.
@@ -325,14 +325,72 @@ def _encode_bpe(tok, docs: list[bytes], dtype) -> np.ndarray:
 # Cache
 
 
+SAMPLE_BYTES = 1 << 20
+
+
+def _sampled_sha256(path: Path, size: int) -> str:
+    """SHA-256 of a whole file up to 3 MiB, else of its first, middle and last MiB."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        if size <= 3 * SAMPLE_BYTES:
+            h.update(f.read())
+        else:
+            for offset in (0, size // 2 - SAMPLE_BYTES // 2, size - SAMPLE_BYTES):
+                f.seek(offset)
+                h.update(f.read(SAMPLE_BYTES))
+    return h.hexdigest()
+
+
+def data_fingerprint(data: dict) -> dict:
+    """What the corpus holds now, cheaply, wherever it lives: {"files", "bytes", "sha256"}.
+
+    The digest covers each document's name and size, and its content: all of it for `files` sources
+    (`files_fingerprint`) and for files up to 3 MiB, else its first, middle and last MiB; for `python-stdlib`, the
+    Python version and the files' names and sizes (its content follows the version). Modification times are left out
+    (copies of the same files differ in them). An edit that keeps every size and touches no sampled byte of a file
+    over 3 MiB goes unnoticed. The digest is part of the data cache key and of every run id (sweeps/grid.py), so a
+    changed corpus gets a new cache and new runs, and the runs trained on the old one show as stale."""
+    if data["source"] == "files":
+        return files_fingerprint(gather_files(data))
+    h, total = hashlib.sha256(), 0
+    if data["source"] == "python-stdlib":
+        docs = _stdlib_documents()
+        h.update(f"python {sys.version.split()[0]}\n".encode())
+        for name, path in docs:
+            size = path.stat().st_size
+            total += size
+            h.update(f"{name}\0{size}\n".encode())
+        return {"files": len(docs), "bytes": total, "sha256": h.hexdigest()}
+    docs = _token_files(data) if data["source"] == "tokens" else _text_documents(data["path"])
+    for name, path in docs:
+        size = path.stat().st_size
+        total += size
+        h.update(f"{name}\0{size}\0{_sampled_sha256(path, size)}\n".encode())
+    return {"files": len(docs), "bytes": total, "sha256": h.hexdigest()}
+
+
+def _fingerprint_of(data: dict) -> str:
+    """The corpus digest a RunSpec was resolved with (`data["fingerprint"]`), else computed now."""
+    return data.get("fingerprint") or data_fingerprint(data)["sha256"]
+
+
+def check_fingerprint(data: dict) -> None:
+    """Refuse to train when the corpus changed after the run was resolved (its id names the old content)."""
+    if data.get("fingerprint") is None:
+        return
+    now = data_fingerprint(data)["sha256"]
+    if now != data["fingerprint"]:
+        where = data.get("path") or data["source"]
+        raise DataError(f"{where}: the corpus changed after this run was launched (content {data['fingerprint'][:12]}, "
+                        f"now {now[:12]}); re-launch the sweep: the changed corpus gives new runs", "data")
+
+
 def cache_key(data: dict) -> str:
     keyed = {k: data.get(k) for k in ("source", "path", "tokenizer", "vocab_size", "val_fraction", "max_bytes",
                                       "token_dtype")}
-    if data["source"] == "python-stdlib":
-        keyed["python"] = sys.version.split()[0]
-    if data["source"] == "files":  # the gathered content itself, wherever the roots resolve on this machine
+    if data["source"] == "files":
         keyed.update({k: data.get(k) for k in ("roots", "modules", "include", "exclude")})
-        keyed["content"] = files_fingerprint(gather_files(data))["sha256"]
+    keyed["content"] = _fingerprint_of(data)  # the cache follows the corpus's content, not only its path
     keyed["version"] = CACHE_VERSION
     return hashlib.sha256(json.dumps(keyed, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -359,6 +417,7 @@ def _build_cache(data: dict, folder: Path) -> None:
 
 def load_tokens(data: dict, cache_root: Path) -> TokenSplits:
     """Token arrays for a DataSpec dict, building (once, under a file lock) and caching them when needed."""
+    check_fingerprint(data)
     if data["source"] == "tokens":
         return _load_pretokenized(data)
     folder = Path(data.get("cache_dir") or cache_root) / cache_key(data)
@@ -376,22 +435,72 @@ def load_tokens(data: dict, cache_root: Path) -> TokenSplits:
                        vocab_size=data["vocab_size"], description=meta["description"], tokenizer=meta["tokenizer"])
 
 
+def _token_files(data: dict) -> list[tuple[str, Path]]:
+    """train.bin and val.bin of a `tokens` source, each a whole number of token_dtype items."""
+    folder = Path(data["path"]).expanduser()
+    if not folder.is_dir():
+        raise DataError(f"{data['path']!r}: no such folder (source 'tokens' expects train.bin, val.bin in it)",
+                        "data.path")
+    itemsize = np.dtype(data["token_dtype"]).itemsize
+    out = []
+    for name in ("train.bin", "val.bin"):
+        f = folder / name
+        if not f.is_file():
+            raise DataError(f"{data['path']!r}: missing {name} (source 'tokens' expects train.bin, val.bin)",
+                            "data.path")
+        if f.stat().st_size % itemsize:
+            raise DataError(f"{f}: size {f.stat().st_size} is not a multiple of {data['token_dtype']} "
+                            f"({itemsize} bytes): a truncated or foreign file?", "data.token_dtype")
+        out.append((name, f))
+    return out
+
+
+def max_token(tokens: np.ndarray, chunk: int = 1 << 24) -> tuple[int, int]:
+    """(largest id, its position) over every token, in chunks (a memory-mapped file is never read whole)."""
+    best, where = -1, -1
+    for start in range(0, len(tokens), chunk):
+        part = np.asarray(tokens[start : start + chunk])
+        i = int(part.argmax()) if part.size else 0
+        if part.size and int(part[i]) > best:
+            best, where = int(part[i]), start + i
+    return best, where
+
+
 def _load_pretokenized(data: dict) -> TokenSplits:
     folder = Path(data["path"]).expanduser()
     dtype = np.dtype(data["token_dtype"])
     arrays = {}
-    for name in ("train", "val"):
-        f = folder / f"{name}.bin"
-        if not f.is_file():
-            raise DataError(f"data.path {data['path']!r}: missing {f.name} (source 'tokens' expects train.bin, val.bin)")
-        if f.stat().st_size % dtype.itemsize:
-            raise DataError(f"{f}: size {f.stat().st_size} is not a multiple of {data['token_dtype']}")
-        arrays[name] = np.memmap(f, dtype=dtype, mode="r")
-        head = np.asarray(arrays[name][: 1 << 20])
-        if head.size and int(head.max()) >= data["vocab_size"]:
-            raise DataError(f"{f}: token id {int(head.max())} >= data.vocab_size={data['vocab_size']}")
+    for name, f in _token_files(data):
+        split = name.removesuffix(".bin")
+        arrays[split] = np.memmap(f, dtype=dtype, mode="r")
+        top, at = max_token(arrays[split])
+        if top >= data["vocab_size"]:
+            raise DataError(f"{f}: token id {top} at position {at:,} >= data.vocab_size={data['vocab_size']}",
+                            "data.vocab_size")
     return TokenSplits(train=arrays["train"], val=arrays["val"], vocab_size=data["vocab_size"],
                        description=f"tokens ({folder}, {len(arrays['train'])} train tokens)", tokenizer="pretokenized")
+
+
+def preflight(data: dict, seq_len: int) -> None:
+    """What can be checked about the data before any job is submitted (DataError naming the key): the corpus exists
+    and is readable; token files are whole arrays whose every id is below vocab_size; each split holds at least
+    seq_len + 2 tokens (counted from the cache, the token files, or, for the byte tokenizer, the planned bytes; a
+    BPE corpus not yet cached is counted when its job builds the cache)."""
+    if data["source"] == "tokens":
+        splits = _load_pretokenized(data)
+        counts = {"train": len(splits.train), "validation": len(splits.val)}
+    else:
+        docs = _documents(data)
+        if data["tokenizer"] != "byte":
+            return
+        plan = _plan_split(data, docs)
+        counts = {name: sum(n for _, n in plan[key]) + 2 * max(0, len(plan[key]) - 1)
+                  for key, name in (("train", "train"), ("val", "validation"))}
+    for split, n in counts.items():
+        if n < seq_len + 2:
+            raise DataError(f"the {split} split has {n:,} tokens, fewer than training.seq_len + 2 = {seq_len + 2} "
+                            f"(give more data, or a larger val_fraction for validation)",
+                            "data.val_fraction" if split == "validation" else "data.path")
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -73,7 +73,7 @@ def status_exit_code(states) -> int:
 
 
 def cmd_status(args, spec, runs, out=print) -> int:
-    from sweeps.state import run_states
+    from sweeps.state import run_states, stale_runs
 
     states = run_states(runs, spec.sweep_dir)
     counts: dict[str, int] = {}
@@ -95,6 +95,12 @@ def cmd_status(args, spec, runs, out=print) -> int:
                 out(st.error.rstrip())
             if st.log_tail and st.log_tail not in (st.error or ""):
                 out("log tail:\n" + st.log_tail)
+    stale = stale_runs(runs, spec.sweep_dir)
+    if stale:
+        out(f"\nstale: {len(stale)} finished run(s) in {spec.sweep_dir / 'runs'} were trained on data that has changed "
+            f"since (another data fingerprint); kept, not counted above, and not fitted:")
+        out(_table([[s.run_id, s.arch, s.size, f"{s.tokens:,}", "-" if s.val_loss is None else f"{s.val_loss:.4f}"]
+                    for s in stale], ["run", "arch", "size", "tokens", "val_loss"]))
     unknown = [st.run_id for st in states if st.status == "unknown"]
     if unknown:
         out(f"\n{len(unknown)} run(s) unknown: neither squeue nor sacct knows their job (scheduler unreachable, or "
@@ -211,9 +217,11 @@ def cmd_run(args, spec, runs, out=print) -> int:
 
     executor = args.executor or spec.executor.name
     max_parallel = args.max_parallel or spec.executor.max_parallel
-    from simplicial.data import DataError
+    from simplicial.data import DataError, preflight
 
     try:
+        if runs:  # the data, checked here rather than once per job after queueing (the longest seq_len decides)
+            preflight(runs[0].data, max(r.model["seq_len"] for r in runs))
         epochs = data_epochs(spec, runs)
         warnings = check_epochs(spec, runs, epochs)
     except DataError as e:  # a corpus that cannot be read: refused before anything is submitted

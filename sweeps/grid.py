@@ -196,7 +196,14 @@ def expand(spec: SweepSpec) -> list[RunSpec]:
     """All runs of the grid, in a stable order (architecture, size, budget, lr multiplier, seed as written)."""
     from sweeps.recipe import resolve
 
+    from simplicial.data import DataError, data_fingerprint
+
     data = dataclasses.asdict(spec.data)
+    try:
+        # the corpus's content is part of each run's identity: edit the data and the runs are new ones
+        data["fingerprint"] = data_fingerprint(data)["sha256"]
+    except (DataError, OSError) as e:
+        raise SweepError(spec.source_path, getattr(e, "key", None) or "data", getattr(e, "reason", None) or str(e))
     runs = []
     for arch in spec.architectures:
         for size in spec.sizes:
@@ -241,7 +248,8 @@ def data_epochs(spec: SweepSpec, runs: list[RunSpec]) -> list[float | None]:
     the count is not known before the data cache is built (a BPE corpus)."""
     from simplicial.data import train_token_count
 
-    unique = train_token_count(dataclasses.asdict(spec.data), spec.output_root / ".cache" / "data")
+    data = runs[0].data if runs else dataclasses.asdict(spec.data)  # with the corpus digest expand computed
+    unique = train_token_count(data, spec.output_root / ".cache" / "data")
     return [r.tokens / unique if unique else None for r in runs]
 
 

@@ -188,6 +188,10 @@ class DataSpec:
             raise SweepError("", f"{key}.vocab_size", f"the byte tokenizer has 256 tokens, got {self.vocab_size}")
         if self.vocab_size < 2:
             raise SweepError("", f"{key}.vocab_size", f"must be >= 2, got {self.vocab_size}")
+        if self.tokenizer == "bpe" and self.vocab_size < 256:
+            # byte-level BPE starts from the 256 byte symbols (HF tokenizers' ByteLevel alphabet) and adds merges
+            raise SweepError("", f"{key}.vocab_size", f"byte-level BPE needs at least its 256 byte symbols, got "
+                             f"{self.vocab_size}")
         if self.token_dtype not in ("uint16", "uint32"):
             raise SweepError("", f"{key}.token_dtype", f"must be uint16 or uint32, got {self.token_dtype!r}")
         if self.token_dtype == "uint16" and self.vocab_size > 65536:

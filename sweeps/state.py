@@ -289,3 +289,41 @@ def _since(iso: str) -> float | None:
         return (datetime.now().astimezone() - datetime.fromisoformat(iso)).total_seconds()
     except ValueError:
         return None
+
+
+@dataclass(frozen=True)
+class StaleRun:
+    """A finished run in the sweep folder that the sweep no longer names because its data changed since."""
+
+    run_id: str
+    arch: str
+    size: str
+    tokens: int
+    val_loss: float | None
+
+
+def stale_runs(runs: list[RunSpec], sweep_dir: Path) -> list[StaleRun]:
+    """Finished runs under `<sweep_dir>/runs/` trained on another version of the data than the sweep's runs now use
+    (their config.json's data fingerprint differs): kept on disk, no longer counted, listed by `status`."""
+    if not runs:
+        return []
+    current = {r.run_id for r in runs}
+    fingerprint = runs[0].data.get("fingerprint")
+    folder = Path(sweep_dir) / "runs"
+    out = []
+    for run_dir in sorted(folder.iterdir()) if folder.is_dir() else []:
+        if run_dir.name in current:
+            continue
+        result = read_result(run_dir)
+        if not result or result.get("status") not in ("done", "diverged"):
+            continue
+        try:
+            config = json.loads((run_dir / "config.json").read_text())
+        except (OSError, ValueError):
+            continue
+        data = config.get("data") or {}
+        if data.get("fingerprint") != fingerprint:
+            out.append(StaleRun(run_dir.name, config.get("arch", "?"), config.get("size", "?"),
+                                int(config.get("tokens") or 0), result.get("val_loss")))
+    return out
+

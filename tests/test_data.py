@@ -55,5 +55,5 @@ def test_bad_data_is_named(tmp_path):
     with pytest.raises(DataError, match="missing val.bin"):
         load_tokens({**BASE, "source": "tokens", "path": str(tmp_path / "tok")}, tmp_path)
     np.array([5, 300], dtype=np.uint16).tofile(tmp_path / "tok" / "val.bin")
-    with pytest.raises(DataError, match="token id 300 >= data.vocab_size=256"):
+    with pytest.raises(DataError, match="token id 300 at position 1 >= data.vocab_size=256"):
         load_tokens({**BASE, "source": "tokens", "path": str(tmp_path / "tok")}, tmp_path)
