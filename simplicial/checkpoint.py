@@ -117,3 +117,38 @@ def load_checkpoint(path: Path, log=print) -> dict | None:
     if damaged:
         log(f"no readable checkpoint in {path.parent}: the run restarts from step 0")
     return None
+
+
+class TrunkStore:
+    """The stable trunk of a wsd ladder (one per arch, size, lr, seed): `<sweep_dir>/trunks/<id>/step-<n>.pt` at
+    each branch point, written by whichever run of the ladder reaches it first. `locked()` is an exclusive lock
+    (fcntl, as the data cache's; released by the kernel if the holder dies) that a run holds while it extends the
+    trunk by one segment, so no segment is trained twice and a shorter run waits at most one segment."""
+
+    def __init__(self, folder: Path):
+        self.folder = Path(folder)
+
+    @contextmanager
+    def locked(self):
+        import fcntl
+
+        self.folder.mkdir(parents=True, exist_ok=True)
+        with open(self.folder / ".lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield self
+
+    def path(self, step: int) -> Path:
+        return self.folder / f"step-{step}.pt"
+
+    def steps(self) -> list[int]:
+        """Branch points saved so far, ascending."""
+        import re
+
+        found = (re.fullmatch(r"step-(\d+)\.pt", p.name) for p in self.folder.glob("step-*.pt"))
+        return sorted(int(m.group(1)) for m in found if m)
+
+    def save(self, step: int, state: dict) -> None:
+        save_checkpoint(self.path(step), state)
+
+    def load(self, step: int, log=print) -> dict | None:
+        return load_checkpoint(self.path(step), log=log)

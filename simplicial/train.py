@@ -25,7 +25,7 @@ from pathlib import Path
 import submitit
 import torch
 
-from simplicial.checkpoint import load_checkpoint, save_checkpoint, write_json_atomic
+from simplicial.checkpoint import TrunkStore, load_checkpoint, save_checkpoint, write_json_atomic
 from simplicial.counting import flops_per_token, param_counts
 from simplicial.data import TokenSplits, check_length, load_eval, load_tokens, step_starts, val_batches
 from simplicial.distributed import DistInfo, init_distributed, shutdown
@@ -54,6 +54,23 @@ def lr_lambda(total_steps: int, warmup_steps: int, min_ratio: float):
             return (step + 1) / warmup_steps
         progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
         return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+    return factor
+
+
+def wsd_lambda(total_steps: int, warmup_steps: int, decay_start: int, min_ratio: float):
+    """Warm-up / stable / decay (Hagele et al. 2024, "Scaling Laws and Compute-Optimal Training Beyond Fixed
+    Training Durations", arXiv 2405.18392; OLMo-core's WSD-S schedule): linear warm-up, the peak held until
+    `decay_start`, then the 1-sqrt cool-down that paper finds best, to min_ratio x peak at the last step. Before
+    `decay_start` the factor depends on the warm-up alone, so every budget of a ladder shares those steps."""
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        if step < decay_start:
+            return 1.0
+        progress = (step - decay_start) / max(1, total_steps - decay_start)
+        return min_ratio + (1 - min_ratio) * (1 - math.sqrt(min(1.0, progress)))
 
     return factor
 
@@ -113,9 +130,14 @@ class Trainer:
         self.optimizer = torch.optim.AdamW(self.model.optimizer_groups(tr["weight_decay"]), lr=tr["lr"],
                                            betas=(tr["beta1"], tr["beta2"]), fused=fused)
         self.total_steps = run.steps
-        warmup = warmup_steps(tr, self.total_steps)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lr_lambda(self.total_steps, warmup, tr["min_lr_ratio"]))
+        if run.trunk:
+            schedule = wsd_lambda(self.total_steps, run.trunk["warmup_steps"], run.trunk["branch_step"],
+                                  tr["min_lr_ratio"])
+            self.trunk = TrunkStore(Path(run.sweep_dir) / "trunks" / run.trunk["id"])
+        else:
+            schedule = lr_lambda(self.total_steps, warmup_steps(tr, self.total_steps), tr["min_lr_ratio"])
+            self.trunk = None
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, schedule)
         self.step = 0
         self.train_time_s = 0.0  # time spent in training steps, summed over all attempts
         self.phase = "idle"  # idle | accumulating | updating
@@ -236,19 +258,47 @@ class Trainer:
         for name, tokens in data.evals.items():
             check_length(tokens, tr["seq_len"], f"evaluation set {name!r}")
         with self.batches(data) as batches:
+            if self.trunk is not None:
+                self._reach_branch(data, batches, log)
             return self._fit(data, batches, log)
 
-    def _fit(self, data: TokenSplits, batches: BatchPrefetcher, log) -> dict:
+    def _reach_branch(self, data: TokenSplits, batches: BatchPrefetcher, log) -> None:
+        """A wsd run: take the shared trunk to this run's branch point. Under the trunk's lock, start from the
+        furthest saved branch point at or before ours (or from our own checkpoint if it is further), train to the
+        next branch point of the ladder, save it there for the other budgets, release; until ours is reached. Every
+        step before a branch point is the same in every run of the ladder (same batches, same lr), so a trunk
+        extended by any of them is the trunk of all."""
+        branch, ladder = self.run.trunk["branch_step"], self.run.trunk.get("branch_steps") or []
+        say = lambda m: print(f"[{self.run.run_id}] {m}", flush=True)  # noqa: E731
+        while self.step < branch:
+            with self.trunk.locked():
+                saved = [s for s in self.trunk.steps() if self.step < s <= branch]
+                if saved:
+                    state = self.trunk.load(saved[-1], log=say)
+                    if state is not None:
+                        own_time = self.train_time_s
+                        self.restore(state)
+                        self.train_time_s = own_time
+                        say(f"took the trunk at step {self.step}/{branch} (branch point)")
+                        continue
+                stop = min([s for s in ladder if self.step < s < branch] + [branch])
+                self._fit(data, batches, log, until=stop)
+                if self.dist.is_main:
+                    self.trunk.save(stop, self.state())
+
+    def _fit(self, data: TokenSplits, batches: BatchPrefetcher, log, until: int | None = None) -> dict:
+        """Train to `until` (default: the end of the budget, then the final evaluation)."""
         tr, last_train = self.tr, float("nan")
         t_window = t_segment = time.perf_counter()
         tok_window = 0
-        while self.step < self.total_steps:
+        stop = self.total_steps if until is None else until
+        while self.step < stop:
             loss = self.train_step(batches)
             tok_window += tr["batch_tokens"]
             step = self.step
             evaluate = bool(tr["eval_every"]) and step % tr["eval_every"] == 0
             checkpoint = step % tr["checkpoint_every"] == 0
-            if not (step % tr["log_every"] == 0 or evaluate or checkpoint or step == self.total_steps):
+            if not (step % tr["log_every"] == 0 or evaluate or checkpoint or step == stop):
                 continue
             last_train = self.checked_loss(loss)  # waits for the queued steps
             now = time.perf_counter()
@@ -268,6 +318,8 @@ class Trainer:
             if checkpoint and step < self.total_steps:
                 self.save()
             t_segment = time.perf_counter()
+        if stop < self.total_steps:
+            return {}
         losses = self.evaluate_all(data)
         log({"step": self.step, "tokens": self.step * tr["batch_tokens"], "train_loss": last_train, **losses,
              "lr": self.scheduler.get_last_lr()[0], "time_s": round(self.train_time_s, 4)})

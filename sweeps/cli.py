@@ -243,7 +243,7 @@ def cmd_run(args, spec, runs, out=print) -> int:
 
         rows = []
         for r, st, ep in zip(runs, states, epochs):
-            recipe = describe(r.training, r.steps)
+            recipe = describe(r.training, r.steps, r.trunk)
             rows.append([r.run_id, r.arch, r.size, _shape(r), f"{simplicial_blocks(r.model_config)}/{r.model['n_layers']}",
                          f"{r.params['params_non_embedding']:,}", f"{r.tokens:,}", "?" if ep is None else f"{ep:.3f}",
                          f"{r.flops:.3e}", recipe["lr"], recipe["batch"], recipe["warmup"], recipe["schedule"],
@@ -255,6 +255,11 @@ def cmd_run(args, spec, runs, out=print) -> int:
             f"(executor: {executor}; FLOPs = tokens x 3 x forward FLOPs/token, attention included; epochs = tokens / "
             f"unique training tokens, '?' until a BPE cache is built; 2-simplicial = such blocks / layers; lr = peak, batch in "
             f"tokens, warmup in steps)")
+        if any(r.trunk for r in runs):
+            from sweeps.grid import trained_flops
+
+            out(f"wsd: the budgets of each ladder share a stable trunk, so training spends {trained_flops(runs):.3e} "
+                f"FLOPs ({sum(r.flops for r in runs) / trained_flops(runs):.2f}x less than separate runs)")
         return EXIT_OK
     todo = [r for r, st in zip(runs, states)
             if not (st.finished or st.active) or (args.resubmit_unknown and st.status == "unknown")]

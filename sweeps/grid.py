@@ -50,6 +50,9 @@ class RunSpec:
     # adding a set does not retrain finished runs (they have no loss for it; a new run of the grid will)
     evals: dict = dataclasses.field(default_factory=dict)
     tracking: dict = dataclasses.field(default_factory=dict)  # TrackingSpec fields (not part of the id)
+    # schedule wsd: {"id", "warmup_steps", "branch_step"}: the stable trunk this run branches off (shared by every
+    # budget of its (arch, size, lr, seed) ladder, saved under <sweep_dir>/trunks/<id>/) and the step it leaves it
+    trunk: dict | None = None
 
     @property
     def model_config(self) -> ModelConfig:
@@ -194,7 +197,7 @@ def _check_budget(spec: SweepSpec, kind: str, i: int, value: float, target: floa
 
 def expand(spec: SweepSpec) -> list[RunSpec]:
     """All runs of the grid, in a stable order (architecture, size, budget, lr multiplier, seed as written)."""
-    from sweeps.recipe import resolve
+    from sweeps.recipe import resolve, wsd_branch_step
 
     from simplicial.data import DataError, data_fingerprint
 
@@ -212,22 +215,35 @@ def expand(spec: SweepSpec) -> list[RunSpec]:
             kind = "tokens" if spec.budgets.tokens else "flops"
             budgets = [{kind: float(b)} for b in getattr(spec.budgets, kind)]
             trained: dict[int, int] = {}  # tokens -> index of the budget that trains them
+            targets = [b.get("tokens") or b["flops"] / per_token for b in budgets]
+            warmup = None
             for i, budget in enumerate(budgets):
-                target = budget.get("tokens") or budget["flops"] / per_token
-                recipe = resolve(spec, arch, size, cfg, target)
+                target = targets[i]
+                recipe = resolve(spec, arch, size, cfg, target, max(targets))
                 batch = recipe.batch_tokens
                 tokens = max(1, math.ceil(target / batch)) * batch  # whole global batches
                 _check_budget(spec, kind, i, budget[kind], target, tokens, trained, arch, size, batch)
                 trained[tokens] = i
+                if recipe.schedule == "wsd" and warmup is None:  # one warm-up for the ladder: the shortest run's
+                    ladder = [max(1, math.ceil(t / batch)) for t in targets]
+                    warmup = _ladder_warmup(spec, recipe, ladder, arch, size)
+                    branches = sorted({wsd_branch_step(dataclasses.asdict(recipe), n) for n in ladder})
                 axis = recipe.lr_multipliers != [1.0]
                 for mult in recipe.lr_multipliers:
                     for seed in spec.seeds:
                         tr = {**dataclasses.asdict(recipe), "seed": seed, "lr": recipe.lr * mult}
+                        hashed = {k: v for k, v in tr.items() if k not in _NOT_IDENTITY}
+                        if recipe.schedule == "cosine":  # the default: ids of sweeps that predate wsd stay
+                            hashed = {k: v for k, v in hashed.items() if k not in ("schedule", "decay_fraction")}
                         identity = {
-                            "model": cfg.to_dict(), "tokens": tokens, "budget": budget,
-                            "training": {k: v for k, v in tr.items() if k not in _NOT_IDENTITY},
+                            "model": cfg.to_dict(), "tokens": tokens, "budget": budget, "training": hashed,
                             "data": {k: v for k, v in data.items() if k not in _NOT_IDENTITY},
                         }
+                        trunk = None
+                        if recipe.schedule == "wsd":
+                            trunk = _trunk(identity, warmup, wsd_branch_step(tr, tokens // batch), arch, size, seed)
+                            trunk["branch_steps"] = branches  # where the ladder's runs save the trunk
+                            identity["trunk"] = {k: trunk[k] for k in ("warmup_steps", "branch_step")}
                         runs.append(RunSpec(
                             run_id=run_id_for(identity, arch, size, tokens, seed, mult if axis else None),
                             sweep=spec.name, arch=arch, size=size, seed=seed, model=cfg.to_dict(), tokens=tokens,
@@ -235,12 +251,50 @@ def expand(spec: SweepSpec) -> list[RunSpec]:
                             resources=dataclasses.asdict(resources_for(spec, arch, size)),
                             executor=spec.executor.name, lr_mult=float(mult),
                             evals={n: dataclasses.asdict(e) for n, e in spec.evals.items()},
-                            tracking=dataclasses.asdict(spec.tracking)))
+                            tracking=dataclasses.asdict(spec.tracking), trunk=trunk))
     ids = [r.run_id for r in runs]
     if len(set(ids)) != len(ids):
         dup = sorted({i for i in ids if ids.count(i) > 1})
         raise ValueError(f"sweep {spec.name!r} expands to duplicate runs (same config twice): {dup[:3]}")
     return runs
+
+
+def _ladder_warmup(spec: SweepSpec, recipe, steps: list[int], arch: str, size: str) -> int:
+    """The warm-up of a wsd ladder: warmup_fraction of its shortest run, which must still decay after it."""
+    from sweeps.recipe import warmup_steps, wsd_branch_step
+
+    tr = dataclasses.asdict(recipe)
+    warmup = warmup_steps(tr, min(steps))
+    if wsd_branch_step(tr, min(steps)) < warmup:
+        raise SweepError(spec.source_path, "training.decay_fraction",
+                         f"for {arch}/{size}, the shortest run ({min(steps)} steps) would start its decay (step "
+                         f"{wsd_branch_step(tr, min(steps))}) before its warm-up ends (step {warmup}); lower "
+                         f"decay_fraction or warmup_fraction, or raise the smallest budget")
+    return warmup
+
+
+def _trunk(identity: dict, warmup: int, branch_step: int, arch: str, size: str, seed: int) -> dict:
+    """The stable trunk of a wsd run: identified by everything that shapes steps before any decay (model, data,
+    recipe, lr, seed, warm-up), not by the budget, so every budget of a ladder (and one added later) shares it."""
+    shared = {"model": identity["model"], "data": identity["data"], "warmup_steps": warmup,
+              "training": {k: v for k, v in identity["training"].items() if k not in ("decay_fraction", "min_lr_ratio")}}
+    digest = hashlib.sha256(_canonical(shared).encode()).hexdigest()[:10]
+    return {"id": f"{arch}-{size}-s{seed}-{digest}", "warmup_steps": warmup, "branch_step": branch_step}
+
+
+def trained_flops(runs: list[RunSpec]) -> float:
+    """Training FLOPs the runs spend: a wsd trunk once (to its furthest branch point), then each run's own decay;
+    a cosine run its whole budget."""
+    trunks: dict[str, float] = {}
+    total = 0.0
+    for r in runs:
+        per_step = r.flops / r.steps
+        if r.trunk is None:
+            total += r.flops
+            continue
+        total += (r.steps - r.trunk["branch_step"]) * per_step
+        trunks[r.trunk["id"]] = max(trunks.get(r.trunk["id"], 0.0), r.trunk["branch_step"] * per_step)
+    return total + sum(trunks.values())
 
 
 def data_epochs(spec: SweepSpec, runs: list[RunSpec]) -> list[float | None]:

@@ -28,7 +28,7 @@ import dataclasses
 
 from simplicial.counting import flops_per_token
 from simplicial.config import ModelConfig
-from sweeps.spec import SweepSpec, TrainingSpec
+from sweeps.spec import SweepError, SweepSpec, TrainingSpec
 
 RULES = ("none", "deepseek-llm")
 
@@ -60,15 +60,28 @@ def check_recipes(spec: SweepSpec) -> None:
         for size in spec.sizes:
             key = (f"sizes.{size}.training" if spec.sizes[size].training
                    else f"architectures.{arch}.training" if spec.architectures[arch].training else "training")
-            training_for(spec, arch, size).check(key)
+            tr = training_for(spec, arch, size)
+            tr.check(key)
+            if tr.schedule == "wsd":
+                from sweeps.grid import resources_for
+
+                tasks = resources_for(spec, arch, size).tasks_per_node or 1
+                if tasks > 1:
+                    raise SweepError(spec.source_path, f"{key}.schedule",
+                                     f"wsd trunks are shared by single-process runs only; {arch}/{size} runs "
+                                     f"{tasks} processes (executor tasks_per_node): use cosine there")
 
 
-def resolve(spec: SweepSpec, arch: str, size: str, cfg: ModelConfig, target_tokens: float) -> TrainingSpec:
-    """The recipe of the runs of one (arch, size, budget) cell before the LR axis: overrides, then the rule."""
+def resolve(spec: SweepSpec, arch: str, size: str, cfg: ModelConfig, target_tokens: float,
+            ladder_tokens: float | None = None) -> TrainingSpec:
+    """The recipe of the runs of one (arch, size, budget) cell before the LR axis: overrides, then the rule. With
+    the wsd schedule every budget of the ladder shares one trunk, hence one lr and batch: the rule is evaluated at
+    the ladder's largest budget (`ladder_tokens`)."""
     tr = training_for(spec, arch, size)
     if tr.scaling_rule == "none":
         return tr
-    lr, batch = deepseek_llm(rule_compute(cfg, target_tokens))
+    at = ladder_tokens if tr.schedule == "wsd" and ladder_tokens else target_tokens
+    lr, batch = deepseek_llm(rule_compute(cfg, at))
     given = explicit(spec, arch, size)
     values = {}
     if "lr" not in given:
@@ -83,7 +96,19 @@ def warmup_steps(training: dict, steps: int) -> int:
     return max(1, int(training["warmup_fraction"] * steps))
 
 
-def describe(training: dict, steps: int) -> dict[str, str]:
+def wsd_branch_step(training: dict, steps: int) -> int:
+    """Where a wsd run of `steps` steps leaves the stable trunk: its last decay_fraction of steps (at least one)
+    decay. Hagele et al. 2024 find a 1-sqrt cool-down over about 20% of the steps matches a cosine run's loss."""
+    return steps - max(1, round(training["decay_fraction"] * steps))
+
+
+def describe(training: dict, steps: int, trunk: dict | None = None) -> dict[str, str]:
     """The dry run's recipe columns for one run: lr, batch, warm-up steps, schedule."""
-    return {"lr": f"{training['lr']:.3g}", "batch": f"{training['batch_tokens']:,}",
-            "warmup": str(warmup_steps(training, steps)), "schedule": f"cosine to {training['min_lr_ratio']:g}x"}
+    if trunk:
+        warmup = trunk["warmup_steps"]
+        schedule = (f"wsd: 1-sqrt to {training['min_lr_ratio']:g}x from step {trunk['branch_step']}/{steps}, "
+                    f"trunk {trunk['id'].rsplit('-', 1)[-1][:8]}")
+    else:
+        warmup, schedule = warmup_steps(training, steps), f"cosine to {training['min_lr_ratio']:g}x"
+    return {"lr": f"{training['lr']:.3g}", "batch": f"{training['batch_tokens']:,}", "warmup": str(warmup),
+            "schedule": schedule}

@@ -271,11 +271,20 @@ class TrainingSpec:
     threads: int | None = None  # torch CPU threads per run (default: cores / parallel runs)
     scaling_rule: str = "none"  # none | deepseek-llm (sweeps/recipe.py)
     lr_multipliers: list = field(default_factory=lambda: [1.0], metadata={"items": float})
+    # cosine: warm-up, cosine decay over each run's budget. wsd: warm-up, stable, then a 1-sqrt decay over the last
+    # decay_fraction of each budget's steps, every budget of an (arch, size, lr, seed) ladder branching off one
+    # shared stable trunk (Hagele et al. 2024, arXiv 2405.18392; simplicial/train.py)
+    schedule: str = "cosine"
+    decay_fraction: float = 0.2
     compile: bool = False  # torch.compile the model (off until measured: benchmarks/bench_training.py)
 
     def check(self, key: str) -> None:
         from sweeps.recipe import RULES
 
+        if self.schedule not in ("cosine", "wsd"):
+            raise SweepError("", f"{key}.schedule", f"must be cosine or wsd, got {self.schedule!r}")
+        if not 0 < self.decay_fraction <= 1:
+            raise SweepError("", f"{key}.decay_fraction", f"must be in (0, 1], got {self.decay_fraction}")
         if self.scaling_rule not in RULES:
             raise SweepError("", f"{key}.scaling_rule", f"must be one of {', '.join(RULES)}, got {self.scaling_rule!r}")
         if not self.lr_multipliers:

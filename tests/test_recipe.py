@@ -4,6 +4,7 @@ seeds that replicate (common batches across architectures)."""
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 
@@ -351,3 +352,68 @@ def test_report_compares_architectures_per_eval_set(tmp_path):
     assert ys == {"val": [0.0], "code": [-0.05], "prose": [0.05]}
     assert figures.loss_per_eval_set(ReportInputs(results=pd.DataFrame(rows).drop(
         columns=["loss_code", "loss_prose"]), results_path=tmp_path / "r.csv")) == []
+
+
+# -- WSD ladders -------------------------------------------------------------------------------------------------
+
+
+def _wsd_runs(folder, budgets="12800, 25600"):
+    spec = parse_sweep(_raw(folder, budgets=budgets, training__schedule="wsd"))
+    return [dataclasses.replace(r, training={**r.training, "threads": 1}) for r in expand(spec)
+            if (r.arch, r.size) == ("dot", "a")]
+
+
+def test_wsd_schedule_shares_one_trunk_per_ladder():
+    from simplicial.train import wsd_lambda
+    from sweeps.grid import trained_flops
+
+    runs = _wsd_runs("/tmp/x", budgets="12800, 25600, 51200")  # 50, 100, 200 steps: decays of 10, 20, 40
+    assert [r.trunk["branch_step"] for r in runs] == [40, 80, 160]
+    assert len({r.trunk["id"] for r in runs}) == 1 and runs[0].trunk["branch_steps"] == [40, 80, 160]
+    assert len({r.run_id for r in runs}) == 3
+    f = wsd_lambda(100, 2, 80, 0.1)
+    assert [f(0), f(1), f(2), f(79), f(80)] == [0.5, 1.0, 1.0, 1.0, 1.0] and 0.1 < f(99) < f(90) < 1
+    assert abs(f(95) - (0.1 + 0.9 * (1 - (15 / 20) ** 0.5))) < 1e-12  # the 1-sqrt cool-down
+    separate = sum(r.flops for r in runs)
+    assert 1.5 < separate / trained_flops(runs) < 1.6  # a 1:2:4 ladder: 7 / (3.2 + 1.4) = 1.52x less compute
+    cosine = expand(parse_sweep(_raw("/tmp/x", budgets="12800, 25600, 51200")))
+    assert all(r.trunk is None for r in cosine) and trained_flops(cosine) == sum(r.flops for r in cosine)
+
+
+@pytest.mark.timeout(600)
+def test_wsd_trunk_with_two_branches_resumes_after_a_kill(tmp_path):
+    """The long run is killed after it saved the trunk at the short run's branch point; the short run branches
+    from that trunk, the long run resumes; both end bit-exact as in an uninterrupted ladder."""
+    import json
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from simplicial.train import train_run
+    from tests.conftest import REPO_ROOT
+
+    reference = [train_run(r) for r in _wsd_runs(tmp_path / "ref")]
+    short, long = _wsd_runs(tmp_path / "killed")
+    long.run_dir.mkdir(parents=True)
+    (long.run_dir / "config.json").write_text(json.dumps(long.to_dict()))
+    cmd = [sys.executable, "-m", "simplicial.train", str(long.run_dir / "config.json")]
+    trunk = Path(long.sweep_dir) / "trunks" / long.trunk["id"]
+    proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 120
+    while not (trunk / "step-40.pt").exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert (trunk / "step-40.pt").exists() and not (long.run_dir / "result.json").exists(), "killed too late"
+    assert not (trunk / "step-80.pt").exists()
+
+    got_short = train_run(short)  # branches from the trunk the killed run left
+    out = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "resuming from step" in out.stdout or "took the trunk at step 40" in out.stdout, out.stdout
+    got_long = json.loads((long.run_dir / "result.json").read_text())
+    assert (trunk / "step-80.pt").exists()
+    for got, ref in zip((got_short, got_long), reference):
+        assert got["status"] == "done" and got["steps"] == ref["steps"]
+        assert got["val_loss"] == ref["val_loss"] and got["train_loss"] == ref["train_loss"]
