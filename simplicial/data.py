@@ -554,7 +554,8 @@ def _eval_documents(data: dict, ev: dict) -> list[bytes]:
     named = gather_files(ev, "evals") if ev["source"] == "files" else _text_documents(ev["path"])
     docs = [path.read_bytes() for _, path in named]
     if data["source"] != "tokens":
-        train = {hashlib.sha256(path.read_bytes()[:n]).digest() for path, n in _plan_split(data, _documents(data))["train"]}
+        plan = _plan_split(data, _documents(data))["train"]
+        train = {hashlib.sha256(path.read_bytes()[:n]).digest() for path, n in plan}
         copied = [n for (n, _), d in zip(named, docs) if d and hashlib.sha256(d).digest() in train]  # empty: no copy
         if copied:
             what = ev["path"] if ev["source"] != "files" else [*ev.get("roots", []), *ev.get("modules", [])]

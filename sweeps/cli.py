@@ -244,7 +244,8 @@ def cmd_run(args, spec, runs, out=print) -> int:
         rows = []
         for r, st, ep in zip(runs, states, epochs):
             recipe = describe(r.training, r.steps, r.trunk)
-            rows.append([r.run_id, r.arch, r.size, _shape(r), f"{simplicial_blocks(r.model_config)}/{r.model['n_layers']}",
+            blocks = f"{simplicial_blocks(r.model_config)}/{r.model['n_layers']}"
+            rows.append([r.run_id, r.arch, r.size, _shape(r), blocks,
                          f"{r.params['params_non_embedding']:,}", f"{r.tokens:,}", "?" if ep is None else f"{ep:.3f}",
                          f"{r.flops:.3e}", recipe["lr"], recipe["batch"], recipe["warmup"], recipe["schedule"],
                          st.status])
@@ -253,8 +254,8 @@ def cmd_run(args, spec, runs, out=print) -> int:
         todo = sum(not (st.finished or st.active) for st in states)
         out(f"\n{len(runs)} runs, {todo} to submit, {sum(r.flops for r in runs):.3e} training FLOPs in all "
             f"(executor: {executor}; FLOPs = tokens x 3 x forward FLOPs/token, attention included; epochs = tokens / "
-            f"unique training tokens, '?' until a BPE cache is built; 2-simplicial = such blocks / layers; lr = peak, batch in "
-            f"tokens, warmup in steps)")
+            f"unique training tokens, '?' until a BPE cache is built; 2-simplicial = such blocks / layers; "
+            f"lr = peak, batch in tokens, warmup in steps)")
         if any(r.trunk for r in runs):
             from sweeps.grid import trained_flops
 

@@ -277,7 +277,8 @@ def _trunk(identity: dict, warmup: int, branch_step: int, arch: str, size: str, 
     """The stable trunk of a wsd run: identified by everything that shapes steps before any decay (model, data,
     recipe, lr, seed, warm-up), not by the budget, so every budget of a ladder (and one added later) shares it."""
     shared = {"model": identity["model"], "data": identity["data"], "warmup_steps": warmup,
-              "training": {k: v for k, v in identity["training"].items() if k not in ("decay_fraction", "min_lr_ratio")}}
+              "training": {k: v for k, v in identity["training"].items()
+                           if k not in ("decay_fraction", "min_lr_ratio")}}
     digest = hashlib.sha256(_canonical(shared).encode()).hexdigest()[:10]
     return {"id": f"{arch}-{size}-s{seed}-{digest}", "warmup_steps": warmup, "branch_step": branch_step}
 

@@ -78,7 +78,8 @@ def test_epochs_warn_above_one_and_refuse_above_max_epochs(tmp_path):
     spec = parse_sweep(_raw(tmp_path, budgets="5e5, 2e6", data__max_epochs=8))
     warnings = check_epochs(spec, runs, epochs)
     assert len(warnings) == 2 and all("> 1 epoch" in w for w in warnings)
-    assert [r.run_id for r in expand(spec)] == [r.run_id for r in expand(parse_sweep(_raw(tmp_path, budgets="5e5, 2e6")))]
+    default = parse_sweep(_raw(tmp_path, budgets="5e5, 2e6"))
+    assert [r.run_id for r in expand(spec)] == [r.run_id for r in expand(default)]  # max_epochs is not in ids
 
 
 # -- seeds -------------------------------------------------------------------------------------------------------
@@ -417,3 +418,14 @@ def test_wsd_trunk_with_two_branches_resumes_after_a_kill(tmp_path):
     for got, ref in zip((got_short, got_long), reference):
         assert got["status"] == "done" and got["steps"] == ref["steps"]
         assert got["val_loss"] == ref["val_loss"] and got["train_loss"] == ref["train_loss"]
+
+
+def test_resolved_sweep_round_trips_recipes_and_eval_sets(tmp_path):
+    from sweeps.spec import resolved_document
+
+    spec = parse_sweep(_raw(tmp_path, sizes__a__training={"lr_multipliers": [0.5, 1, 2]},
+                            architectures__simplicial__training={"warmup_fraction": 0.1},
+                            training__schedule="wsd", evals={"tests": {"source": "stdlib-tests"}}))
+    again = parse_sweep(resolved_document(spec))
+    assert [r.run_id for r in expand(again)] == [r.run_id for r in expand(spec)]
+    assert again.evals == spec.evals and again.sizes["a"].training == {"lr_multipliers": [0.5, 1.0, 2.0]}
