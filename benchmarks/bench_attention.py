@@ -253,7 +253,7 @@ def sweep(rep, kinds=("fwd", "bwd_dq", "bwd_dk1"), shape=TARGET_SHAPE):
         print("|---|---|---|---|---|---|---|---|")
         for kind in kinds:
             for v in sweep_variants(kind, d):
-                launcher = attention._launcher(v.kernel)
+                launcher = attention.launcher(v.kernel)
                 if kind == "fwd":
                     def run():
                         return launcher(*xs, w1, w2, scale, v.config)

@@ -103,9 +103,9 @@ def compile_kind(kind: str, d: int, launch=None, dtype=torch.bfloat16, w1: int =
         plan = plan.replace(kind, kernel=launch.kernel, config=launch.config)
     chosen = getattr(plan, kind)
     if kind == "fwd":
-        *_, kernels = attention._launcher(chosen.kernel)(*xs, w1, w2, 0.125, chosen.config)
+        *_, kernels = attention.launcher(chosen.kernel)(*xs, w1, w2, 0.125, chosen.config)
     elif kind in ("bwd_dq", "bwd_dk1"):
-        *_, kernels = attention._launcher(chosen.kernel)(xs[0], *xs, stats, stats, w1, w2, 0.125, chosen.config)
+        *_, kernels = attention.launcher(chosen.kernel)(xs[0], *xs, stats, stats, w1, w2, 0.125, chosen.config)
     else:
         raise ValueError(f"kind {kind!r}: expected one of {KINDS}")
     return {kind if i == 0 else f"{kind}_{i}": resource_usage(k) for i, k in enumerate(kernels)}

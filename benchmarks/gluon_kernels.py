@@ -73,7 +73,7 @@ def stress_dk1(launches=40) -> bool:
         plan = make_plan(*xs, 512, 32, do=do)
         out, lse = attention.forward(*xs, 512, 32, 0.125, plan)
         delta = backward_delta(do, out, False)
-        launch = attention._launcher(plan.bwd_dk1.kernel)
+        launch = attention.launcher(plan.bwd_dk1.kernel)
 
         def run():
             return launch(do, *xs, lse, delta, 512, 32, 0.125, plan.bwd_dk1.config)

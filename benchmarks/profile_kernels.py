@@ -56,7 +56,7 @@ def backwards(n: int, w1: int, w2: int, d: int) -> dict:
 
     def run(kind):
         launch = getattr(plan, kind)
-        *_, LAUNCHED[kind] = attention._launcher(launch.kernel)(dout, *xs, lse, delta, w1, w2, scale, launch.config)
+        *_, LAUNCHED[kind] = attention.launcher(launch.kernel)(dout, *xs, lse, delta, w1, w2, scale, launch.config)
 
     return {"dQ/dK2/dV2": lambda: run("bwd_dq"), "dK1/dV1": lambda: run("bwd_dk1")}
 

@@ -9,7 +9,7 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "benchmarks"))
 import bench_attention as bench  # noqa: E402
-from triton_kernels.plan import KERNELS, Launch, _select  # noqa: E402
+from triton_kernels.plan import KERNELS, Launch, default_launch  # noqa: E402
 
 
 @pytest.mark.parametrize("kind", ["fwd", "bwd_dq", "bwd_dk1"])
@@ -18,7 +18,7 @@ def test_sweep_times_every_default_that_a_bf16_call_reaches_and_nothing_else(kin
     """Each default the plan picks for a bf16 call at head dim d (Gluon or not, at every window class) is one of the
     sweep's launches, and each launch is one of those defaults."""
     variants = bench.sweep_variants(kind, d)
-    reached = {_select(kind, gluon, d, torch.bfloat16, w1, w2) for gluon in (True, False)
+    reached = {default_launch(kind, gluon, d, torch.bfloat16, w1, w2) for gluon in (True, False)
                for w1, w2 in ((128, 128), (200, 32), (256, 64), (300, 16), (512, 32), (1024, 16))}
     assert set(variants) == reached, (kind, d)
     assert all(v.kernel in KERNELS[kind] for v in variants)

@@ -115,10 +115,10 @@ def test_every_packed_forward_default_applies_at_its_windows():
     import torch
 
     from triton_kernels.gluon_fwd import check_config
-    from triton_kernels.plan import _select
+    from triton_kernels.plan import default_launch
 
     def cfg(d, w1):
-        launch = _select("fwd", True, d, torch.bfloat16, w1, 32)
+        launch = default_launch("fwd", True, d, torch.bfloat16, w1, 32)
         assert launch.kernel == "gluon_fwd"
         return launch.config
 

@@ -244,7 +244,7 @@ def test_every_planned_kernel_has_a_launcher_and_bad_plans_are_refused():
     from triton_kernels import attention
     from triton_kernels.plan import table
 
-    assert set(attention._LAUNCHERS) == {k for p in PASSES for k in KERNELS[p]}
+    assert set(attention.LAUNCHERS) == {k for p in PASSES for k in KERNELS[p]}
     assert all(row["kernel"] in KERNELS[row["pass_"]] and row["why"] for row in table())
     xs = make_inputs(1, 9, 2, 1, 16, torch.float32, "cpu")
     plan = make_plan(*xs, 4, 2)

@@ -286,7 +286,7 @@ GLUON_BACKWARD = {  # at D=64 dK1/dV1 with two K1 tiles per program; at D=128 bo
 
 def _run_pass(kind, plan, do, xs, lse, delta, w1, w2, scale):
     launch = getattr(plan, kind)
-    *grads, kernels = attention._launcher(launch.kernel)(do, *xs, lse, delta, w1, w2, scale, launch.config,
+    *grads, kernels = attention.launcher(launch.kernel)(do, *xs, lse, delta, w1, w2, scale, launch.config,
                                                          plan.poison_outputs)
     return grads, kernels
 

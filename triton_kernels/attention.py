@@ -24,11 +24,11 @@ import torch
 from .plan import KernelPlan, make_plan, plan_backward
 from .triton_common import backward_delta
 
-__all__ = ["simplicial_attention", "two_simplicial_attention_triton", "forward", "backward"]
+__all__ = ["simplicial_attention", "two_simplicial_attention_triton", "forward", "backward", "launcher"]
 
 # kernel name (plan.KERNELS) -> (module, launcher). Modules are imported at first use, so that a machine without
 # Gluon's Hopper module never loads the Gluon ones.
-_LAUNCHERS = {
+LAUNCHERS = {
     "gluon_fwd": ("gluon_fwd", "forward"),
     "triton_fwd": ("triton_fwd", "forward"),
     "triton_fwd_per_query": ("triton_fwd", "forward_per_query"),
@@ -41,8 +41,10 @@ _LAUNCHERS = {
 }
 
 
-def _launcher(kernel: str):
-    module, name = _LAUNCHERS[kernel]
+def launcher(kernel: str):
+    """The host launcher of a kernel named in plan.KERNELS: (inputs..., w1, w2, sm_scale, config, poison=False) ->
+    (outputs..., compiled kernels)."""
+    module, name = LAUNCHERS[kernel]
     return getattr(importlib.import_module(f".{module}", __package__), name)
 
 
@@ -51,7 +53,7 @@ def forward(q, k1, k2, v1, v2, w1, w2, sm_scale, plan: KernelPlan, record: dict 
     contiguous head dim. record, if given, gets record["fwd"] = the compiled kernels that ran (None under the CPU
     interpreter) and record["plan"] = the plan."""
     launch = plan.fwd
-    out, lse, kernels = _launcher(launch.kernel)(q, k1, k2, v1, v2, w1, w2, sm_scale, launch.config,
+    out, lse, kernels = launcher(launch.kernel)(q, k1, k2, v1, v2, w1, w2, sm_scale, launch.config,
                                                  plan.poison_outputs)
     if record is not None:
         record["fwd"], record["plan"] = kernels, plan
@@ -87,10 +89,10 @@ def backward(do, q, k1, k2, v1, v2, out, lse, w1, w2, sm_scale, plan: KernelPlan
     args = (do, q, k1, k2, v1, v2, lse, delta, w1, w2, sm_scale)
 
     def dq_dk2dv2():
-        return _launcher(plan.bwd_dq.kernel)(*args, plan.bwd_dq.config, plan.poison_outputs)
+        return launcher(plan.bwd_dq.kernel)(*args, plan.bwd_dq.config, plan.poison_outputs)
 
     def dk1dv1():
-        return _launcher(plan.bwd_dk1.kernel)(*args, plan.bwd_dk1.config, plan.poison_outputs)
+        return launcher(plan.bwd_dk1.kernel)(*args, plan.bwd_dk1.config, plan.poison_outputs)
 
     if q.is_cuda and plan.backward_streams:
         (dq, dk2, dv2, dq_kernels), (dk1, dv1, dk1_kernels) = _on_two_streams(dq_dk2dv2, dk1dv1)

@@ -212,7 +212,8 @@ def gluon_applies(*tensors: torch.Tensor) -> bool:
     return gluon_common.applies(*tensors)
 
 
-def _select(pass_: str, gluon: bool, d: int, dtype: torch.dtype, w1: int, w2: int) -> Launch:
+def default_launch(pass_: str, gluon: bool, d: int, dtype: torch.dtype, w1: int, w2: int) -> Launch:
+    """The first row of the table for pass_ at these conditions (gluon: whether the Gluon kernels apply)."""
     for row in _TABLE:
         if (row.pass_ == pass_ and (row.gluon is None or row.gluon == gluon) and (row.dims is None or d in row.dims)
                 and (row.dtypes is None or dtype in row.dtypes) and w1 >= row.min_w1 and w2 >= row.min_w2):
@@ -231,9 +232,9 @@ def make_plan(q, k1, k2, v1, v2, w1: int, w2: int, do: torch.Tensor | None = Non
     d, dtype = q.shape[-1], q.dtype
     fwd_gluon = gluon_applies(q, k1, k2, v1, v2) if gluon is None else gluon
     bwd_gluon = fwd_gluon and (do is None or gluon_applies(do))
-    return KernelPlan(fwd=_select("fwd", fwd_gluon, d, dtype, w1, w2),
-                      bwd_dq=_select("bwd_dq", bwd_gluon, d, dtype, w1, w2),
-                      bwd_dk1=_select("bwd_dk1", bwd_gluon, d, dtype, w1, w2))
+    return KernelPlan(fwd=default_launch("fwd", fwd_gluon, d, dtype, w1, w2),
+                      bwd_dq=default_launch("bwd_dq", bwd_gluon, d, dtype, w1, w2),
+                      bwd_dk1=default_launch("bwd_dk1", bwd_gluon, d, dtype, w1, w2))
 
 
 def plan_backward(plan: KernelPlan, do: torch.Tensor, q, k1, k2, v1, v2, w1: int, w2: int) -> KernelPlan:
@@ -242,8 +243,8 @@ def plan_backward(plan: KernelPlan, do: torch.Tensor, q, k1, k2, v1, v2, w1: int
     if plan.bwd_dq.kernel.startswith("gluon") or plan.bwd_dk1.kernel.startswith("gluon"):
         if not gluon_applies(do):
             d, dtype = q.shape[-1], q.dtype
-            return dataclasses.replace(plan, bwd_dq=_select("bwd_dq", False, d, dtype, w1, w2),
-                                       bwd_dk1=_select("bwd_dk1", False, d, dtype, w1, w2))
+            return dataclasses.replace(plan, bwd_dq=default_launch("bwd_dq", False, d, dtype, w1, w2),
+                                       bwd_dk1=default_launch("bwd_dk1", False, d, dtype, w1, w2))
     return plan
 
 
