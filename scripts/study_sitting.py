@@ -55,6 +55,10 @@ ASSUMED = {
     "simplicial": {"tflops": 80.0, "max_tokens_per_s": 2.0e5, "startup_s": 60.0},
 }
 
+# A run's result.json times it from inside its process; starting that process (interpreter, imports, the job's
+# pickle) comes on top in a sitting: about 10 s on a 2-core CPU machine, taken as 15 s.
+PROCESS_START_S = 15.0
+
 
 @dataclass
 class Estimate:
@@ -95,7 +99,7 @@ def estimates(spec, runs, states, assumed: dict = ASSUMED) -> dict[str, Estimate
         seen = measured.get((run.arch, run.size))
         if seen:
             rate = statistics.median(r for r, _ in seen)
-            startup = statistics.median(s for _, s in seen)
+            startup = statistics.median(s for _, s in seen) + PROCESS_START_S
             out[run.run_id] = Estimate(run.run_id, run.tokens / rate + startup, gpu, "measured")
         else:
             rate = min(a["max_tokens_per_s"], run.tokens / gpu)
@@ -239,8 +243,9 @@ def cmd_run(args) -> int:
         except ProcessLookupError:
             pass
         proc.wait()
-        log.append(f"launcher exit {rc} after {time.time() - t0:.0f} s (hard limit {hard:.0f} s)")
-        print(log[-1], flush=True)
+        launched = f"launcher exit {rc} after {time.time() - t0:.0f} s (hard limit {hard:.0f} s)"
+        log.append(launched)
+        print(launched, flush=True)
     subprocess.run([sys.executable, str(REPO / "launch.py"), "collect", str(args.study)], cwd=REPO, check=False)
     from sweeps.state import run_states
 
@@ -251,7 +256,7 @@ def cmd_run(args) -> int:
             log.append(f"{run.run_id}: {st.status} wall {res.get('wall_time_s', '-')} s, "
                        f"{res.get('tokens_per_s') or 0:.0f} tok/s, device {res.get('device', '-')}")
     log.append(f"{sum(st.finished for st in after)}/{len(runs)} done after this sitting")
-    print("\n".join(log[1:]), flush=True)
+    print("\n".join(log[log.index(launched) + 1:] if chosen else log[1:]), flush=True)
     tar = _pack(spec, Path(args.out or os.environ.get("OUT") or "."), log)
     print(f"packed {tar}")
     return 0 if rc == 0 else 1

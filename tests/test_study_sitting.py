@@ -74,8 +74,8 @@ def test_plan_fits_the_sitting_and_prefers_measured_rates(tmp_path):
     _finish(dot_a[0], 1e4, 2.0)
     states = run_states(runs, spec.sweep_dir, query_scheduler=False)
     est = sitting.estimates(spec, runs, states, FLAT)
-    assert all(est[r.run_id].source == "measured" and math.isclose(est[r.run_id].seconds, r.tokens / 1e4 + 2.0)
-               for r in dot_a)
+    assert all(est[r.run_id].source == "measured" and
+               math.isclose(est[r.run_id].seconds, r.tokens / 1e4 + 2.0 + sitting.PROCESS_START_S) for r in dot_a)
     assert est[[r for r in runs if r.arch == "dot" and r.size == "b"][0].run_id].source == "assumed"
     chosen, _, _ = sitting.plan(spec, runs, states, 1000.0, FLAT)
     assert dot_a[0].run_id not in chosen and len(chosen) == len(runs) - 1
