@@ -28,6 +28,7 @@ only order and pack the first sitting; later sittings use what the runs measured
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import shutil
@@ -137,6 +138,19 @@ def plan(spec, runs, states, seconds: float, assumed: dict = ASSUMED) -> tuple[l
     return chosen, max(max(slots), gpu), too_long
 
 
+def code_fingerprint(root: Path = REPO) -> str:
+    """SHA-256 (16 hex digits) of the product's Python source (launch.py and the packages), names and contents in
+    order: the device's copy of the repository has no git history, so a sitting records this instead of a commit,
+    and `unpack` compares it with the code here."""
+    digest = hashlib.sha256()
+    files = [root / "launch.py", *sorted(p for pkg in ("sweeps", "simplicial", "triton_kernels", "fitting", "reports")
+                                         for p in (root / pkg).rglob("*.py"))]
+    for f in files:
+        if f.is_file():
+            digest.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
 def _plan_or_refuse(study: Path, seconds: float):
     from sweeps.state import run_states
 
@@ -212,8 +226,8 @@ def preflight(runs) -> list[str]:
 def cmd_run(args) -> int:
     spec, runs, states, chosen, makespan, done = _plan_or_refuse(args.study, args.seconds)
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    log = [f"# sitting {stamp}: {done}/{len(runs)} done before; launching {len(chosen)} run(s), expected "
-           f"{makespan:.0f} s of {args.seconds:.0f} s"]
+    log = [f"# sitting {stamp}: code {code_fingerprint()}; {done}/{len(runs)} done before; launching "
+           f"{len(chosen)} run(s), expected {makespan:.0f} s of {args.seconds:.0f} s"]
     print(log[0], flush=True)
     if chosen:
         log += preflight(runs)
@@ -285,6 +299,11 @@ def cmd_unpack(args) -> int:
                 shutil.copyfileobj(src, dst)
             n += 1
     print(f"{n} file(s) into {folder}; commit them: git add {folder} && git commit")
+    log = folder / SITTING_LOG
+    last = [line for line in log.read_text().splitlines() if line.startswith("# sitting ")] if log.is_file() else []
+    here = code_fingerprint()
+    if last and f"code {here};" not in last[-1]:
+        print(f"WARNING: the last sitting ran other code than this checkout's (code {here}): {last[-1]}")
     return 0
 
 

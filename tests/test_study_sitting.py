@@ -91,7 +91,7 @@ def test_orphan_committed_runs_refuse_a_sitting(tmp_path):
         sitting._plan_or_refuse(path, 480.0)
 
 
-def test_pack_and_unpack_small_files_only(tmp_path):
+def test_pack_and_unpack_small_files_only(tmp_path, capsys):
     path = write_sweep(tmp_path)
     spec = load_sweep(path)
     runs = expand(spec)
@@ -99,7 +99,7 @@ def test_pack_and_unpack_small_files_only(tmp_path):
     runs[1].run_dir.mkdir(parents=True)  # unfinished: not packed
     (runs[1].run_dir / "metrics.jsonl").write_text("{}\n")
     (spec.sweep_dir / "results.csv").write_text("run_id\n")
-    tar = sitting._pack(spec, tmp_path / "out", ["# sitting test"])
+    tar = sitting._pack(spec, tmp_path / "out", [f"# sitting T: code {sitting.code_fingerprint()}; test"])
     with tarfile.open(tar) as t:
         names = sorted(t.getnames())
     assert names == sorted(["results.csv", "sittings.log", *(f"runs/{runs[0].run_id}/{n}" for n in
@@ -109,6 +109,10 @@ def test_pack_and_unpack_small_files_only(tmp_path):
     study.mkdir()
     (study / "study.yaml").write_text("name: study\n")
     assert sitting.main(["unpack", str(study), str(tar)]) == 0
+    assert "WARNING" not in capsys.readouterr().out  # the same code packed and unpacks
+    other = sitting._pack(spec, tmp_path / "out2", ["# sitting U: code 0123456789abcdef; test"])
+    assert sitting.main(["unpack", str(study), str(other)]) == 0
+    assert "WARNING: the last sitting ran other code" in capsys.readouterr().out
     assert json.loads((study / "runs" / runs[0].run_id / "result.json").read_text())["status"] == "done"
     assert not (study / "runs" / runs[0].run_id / "checkpoint.pt").exists()
 
