@@ -18,7 +18,6 @@ from tests.slurm_utils import (
     gpu_env,
     max_array_size,
     require_slurm,
-    sacct_state,
     slurm_executor,
     square,
     touch_and_sleep,
@@ -89,7 +88,7 @@ def test_scancel_gives_uncompleted_job_error(tmp_path):
     with pytest.raises(submitit.core.utils.UncompletedJobError):
         job.result()  # without accounting this would hang: there is no result file
     assert time.monotonic() - t0 < 60
-    assert sacct_state(job.job_id) == "CANCELLED"
+    assert wait_for_job_state(job.job_id, "CANCELLED", timeout=60) == "CANCELLED"
 
 
 def test_interrupt_requeues_checkpointable(tmp_path):
@@ -110,7 +109,9 @@ def test_interrupt_requeues_checkpointable(tmp_path):
     result = job.result()  # requeued job restarts after cred_expire (10 s) and resumes from the checkpoint
     assert result["step"] == n_steps
     assert result["starts"] == 2, result  # started twice: checkpointed state (step) survived the requeue
-    assert sacct_state(job.job_id) == "COMPLETED"
+    # job.result() returns once the result pickle exists, which can be before the controller records the end
+    # (RUNNING / COMPLETING for a moment): wait for the state with a deadline instead of reading it once
+    assert wait_for_job_state(job.job_id, "COMPLETED", timeout=60) == "COMPLETED"
     log = Path(job.paths.stderr).read_text() if Path(job.paths.stderr).exists() else ""
     assert "Requeued job" in log or "requeue" in log.lower(), log[-2000:]
 
