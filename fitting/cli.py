@@ -10,12 +10,13 @@ Exit status: 0 fitted (an unconverged fit is a printed WARNING, and ``converged:
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import warnings
 from pathlib import Path
 
 from .chinchilla import DEFAULT_DELTA
-from .data import FittingInputError, insufficiency, read_table
+from .data import FittingInputError, insufficiency, read_table, table_sha256
 from .fixed_budget import fixed_budget
 from .pipeline import clean_json, fit_groups
 
@@ -28,10 +29,17 @@ def _floats(text: str) -> list[float]:
 
 
 def _pairs(text: str) -> list[tuple[float, float]]:
-    try:
-        return [tuple(float(v) for v in t.split(":")) for t in text.split(",") if t.strip()]  # type: ignore
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"expected N:D,N:D,..., got {text!r}") from exc
+    pairs = []
+    for part in (t for t in text.split(",") if t.strip()):
+        try:
+            pair = tuple(float(v) for v in part.split(":"))
+        except ValueError:
+            pair = ()
+        if len(pair) != 2 or not all(math.isfinite(v) and v > 0 for v in pair):
+            raise argparse.ArgumentTypeError(f"expected N:D pairs of positive numbers (e.g. 1e8:2e9,4e8:8e9); "
+                                             f"{part!r} in {text!r} is not one")
+        pairs.append(pair)
+    return pairs
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -163,7 +171,8 @@ def _chinchilla(args) -> int:
     if args.seed < 0:
         raise FittingInputError(f"--seed must be >= 0, got {args.seed}")
     meta = {"csv": str(args.csv), "params_col": args.params_col, "tokens_col": table.tokens_col,
-            "flops_col": table.flops_col, "loss_col": args.loss_col, "group_col": table.group_col}
+            "flops_col": table.flops_col, "loss_col": args.loss_col, "group_col": table.group_col,
+            "best_lr_only": not args.all_lr, "table_sha256": table_sha256(table)}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # convergence problems are printed from doc["notes"] below
         doc = fit_groups(table, method=args.method, n_boot=args.bootstrap, seed=args.seed, level=args.level,
@@ -205,7 +214,7 @@ def _fixed_budget(args) -> int:
                       + (f" | loglinear slope {ll['alpha']:.4g} R^2 {_fmt(ll['r2'])}" if ll else ""))
     doc["meta"] = {"csv": str(args.csv), "params_col": args.params_col, "tokens_col": table.tokens_col,
                    "flops_col": table.flops_col, "loss_col": args.loss_col, "group_col": table.group_col,
-                   "rel_tol": args.rel_tol}
+                   "rel_tol": args.rel_tol, "best_lr_only": not args.all_lr, "table_sha256": table_sha256(table)}
     if args.json:
         _write_json(args.json, doc)
         print(f"\nwrote {args.json}")

@@ -5,6 +5,8 @@ results.csv fails at the boundary with a message that says what to fix; the CLI 
 """
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -62,6 +64,7 @@ def read_table(csv, *, params_col: str = "params", tokens_col: str | None = None
         except Exception as exc:  # pandas raises several types for unreadable files
             raise FittingInputError(f"{source}: cannot read as CSV ({exc})") from exc
     notes: list[str] = []
+    _refuse_duplicate_runs(raw, source)
     cols = [params_col, tokens_col or flops_col, loss_col]
     for col in cols:
         if col not in raw.columns:
@@ -85,9 +88,15 @@ def read_table(csv, *, params_col: str = "params", tokens_col: str | None = None
         raw = raw[~other]
     if raw.empty:
         raise FittingInputError(f"{source}: no runs to fit (after excluding runs whose status is not 'done')")
-    group = raw[group_col].astype(str) if group_col else pd.Series("all", index=raw.index)
     ident = raw["run_id"].astype(str) if "run_id" in raw.columns else pd.Series(
         [f"row {i + 2}" for i in range(len(raw))], index=raw.index)  # +2: header line, 1-based
+    if group_col:
+        empty = raw[group_col].isna() | (raw[group_col].astype(str).str.strip() == "")
+        if empty.any():
+            i = empty.idxmax()
+            raise FittingInputError(f"{source}: column {group_col!r} is empty for {int(empty.sum())} run(s); first: "
+                                    f"{ident[i]} (row {raw.index.get_loc(i) + 2} of the runs kept)")
+    group = raw[group_col].astype(str) if group_col else pd.Series("all", index=raw.index)
 
     def numeric(col: str) -> pd.Series:
         vals = pd.to_numeric(raw[col], errors="coerce")
@@ -107,6 +116,31 @@ def read_table(csv, *, params_col: str = "params", tokens_col: str | None = None
     df["N"], df["D"], df["L"], df["group"] = N.values, D.values, L.values, group.values
     return RunTable(df=df, source=source, params_col=params_col, tokens_col=tokens_col, flops_col=flops_col,
                     loss_col=loss_col, group_col=group_col, notes=notes)
+
+
+def _refuse_duplicate_runs(raw: pd.DataFrame, source: str) -> None:
+    """A run id listed twice (a concatenated or twice-collected table) would be fitted as two runs, narrowing every
+    interval: refuse it, naming the id and its rows."""
+    if "run_id" not in raw.columns:
+        return
+    dup = raw["run_id"].duplicated(keep=False) & raw["run_id"].notna()
+    if dup.any():
+        ids = raw.loc[dup, "run_id"].astype(str)
+        first = ids.iloc[0]
+        rows = [int(k) + 2 for k in raw.index[dup & (raw["run_id"].astype(str) == first)]]  # +2: header, 1-based
+        raise FittingInputError(f"{source}: run_id {first!r} appears {len(rows)} times (rows {rows}); "
+                                f"{ids.nunique()} run id(s) are repeated in all. Each run must appear once (keep one "
+                                f"row per run, e.g. re-collect the sweep)")
+
+
+def table_sha256(table: "RunTable") -> str:
+    """A digest of what a fit used: each run's (run_id, group, N, D, L), sorted, numbers as exact reprs. Stored in
+    fits.json's meta and recomputed by the report, so a fits file is never drawn over another table's points."""
+    df = table.df
+    ids = df["run_id"].astype(str) if "run_id" in df.columns else pd.Series("", index=df.index)
+    rows = sorted(zip(ids, df["group"].astype(str), map(repr, df["N"].astype(float)),
+                      map(repr, df["D"].astype(float)), map(repr, df["L"].astype(float))))
+    return hashlib.sha256(json.dumps(rows, separators=(",", ":")).encode()).hexdigest()
 
 
 def insufficiency(sub: pd.DataFrame, n_params: int = N_PARAMS) -> str | None:

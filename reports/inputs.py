@@ -261,8 +261,39 @@ def resolve_inputs(source: str | Path, *, fits: str | Path | None = None, fixed_
     fb_path = Path(fixed_budget) if fixed_budget else folder / FIXED_BUDGET_NAME
     if fixed_budget or fb_path.is_file():
         inputs.fixed_budget, inputs.fixed_budget_path = load_fixed_budget(fb_path), fb_path
+    for doc, path in ((inputs.fits, inputs.fits_path), (inputs.fixed_budget, inputs.fixed_budget_path)):
+        if doc is not None:
+            _check_provenance(doc, path, results_path, inputs.notes)
     _cross_check(inputs)
     return inputs
+
+
+def _check_provenance(doc: dict, path: Path, results_path: Path, notes: list[str]) -> None:
+    """A fit file records a digest of the runs it was fitted to (`meta.table_sha256`, fitting.data.table_sha256);
+    recompute it from this results table with the fit's own column choices. Another table's fits would draw curves
+    that do not belong to the points: refused. A file without the digest is only noted (it cannot be checked)."""
+    from fitting.data import FittingInputError, read_table, table_sha256
+
+    meta = doc.get("meta") or {}
+    recorded = meta.get("table_sha256")
+    if not recorded:
+        notes.append(f"{path.name} records no digest of the table it was fitted to; it could not be checked "
+                     f"against {results_path.name}")
+        return
+    try:
+        table = read_table(results_path, params_col=meta.get("params_col") or "params",
+                           tokens_col=meta.get("tokens_col"), flops_col=meta.get("flops_col"),
+                           loss_col=meta.get("loss_col") or "loss", group_col=meta.get("group_col"),
+                           best_lr_only=meta.get("best_lr_only", True))
+        now = table_sha256(table)
+    except FittingInputError as e:
+        now, why = None, str(e)
+    else:
+        why = f"table digest {recorded[:12]} there, {now[:12]} here"
+    if now != recorded:
+        raise ReportInputError(f"{path} was fitted to other runs than {results_path} holds ({why}): its curves would "
+                               f"not match the points. Re-fit: python -m fitting "
+                               f"{'chinchilla' if 'fits' in doc else 'fixed-budget'} {results_path} --json {path}")
 
 
 def _cross_check(inputs: ReportInputs) -> None:

@@ -8,14 +8,14 @@ or on object addresses. The PDF is written to a temporary name and renamed, so a
 from __future__ import annotations
 
 import datetime as dt
-import os
 from pathlib import Path
 
 import matplotlib as mpl
 from matplotlib.backends.backend_pdf import PdfPages
 
 from reports import figures
-from reports.inputs import ReportInputs, resolve_inputs
+from reports.inputs import ReportInputError, ReportInputs, resolve_inputs
+from simplicial.checkpoint import atomic_path
 
 FALLBACK_DATE = dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc)
 
@@ -55,17 +55,12 @@ def write_pdf(inputs: ReportInputs, out: str | Path, png_dir: str | Path | None 
         "CreationDate": report_date(inputs),
         "ModDate": None,
     }
-    tmp = out.with_name(out.name + ".tmp")
     with mpl.rc_context(figures.RC):
         pages = render_pages(inputs)
-        try:
+        with atomic_path(out) as tmp:  # the project's one atomic writer (umask honoured)
             with PdfPages(tmp, metadata=metadata) as pdf:
                 for _, fig in pages:
                     pdf.savefig(fig)
-            os.replace(tmp, out)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
         if png_dir is not None:
             png_dir = Path(png_dir)
             png_dir.mkdir(parents=True, exist_ok=True)
@@ -83,6 +78,8 @@ def build_report(source: str | Path, out: str | Path | None = None, *, fits: str
     Raises `ReportInputError` for missing/unreadable inputs before anything is written. `out` defaults to
     report.pdf beside the results table.
     """
+    if out is not None and Path(out).is_dir():
+        raise ReportInputError(f"-o {out}: is a folder; give the PDF's file name, e.g. {Path(out) / 'report.pdf'}")
     inputs = resolve_inputs(source, fits=fits, fixed_budget=fixed_budget, curves=curves)
     if out is None:
         out = inputs.results_path.with_name("report.pdf")

@@ -493,13 +493,20 @@ class TrainJob(submitit.helpers.Checkpointable):
 
 
 def main(argv: list[str] | None = None) -> int:
+    import argparse
     import json
 
-    argv = sys.argv[1:] if argv is None else argv
-    if len(argv) != 1:
-        print("usage: python -m simplicial.train RUN_DIR/config.json", file=sys.stderr)
-        return 2
-    run = RunSpec.from_dict(json.loads(Path(argv[0]).read_text()))
+    p = argparse.ArgumentParser(prog="python -m simplicial.train",
+                                description="Run or resume one run of a sweep in this process (its run folder's "
+                                            "config.json, written by the launcher); prints its final losses.")
+    p.add_argument("config", help="RUN_DIR/config.json: the resolved RunSpec of the run")
+    args = p.parse_args(argv)
+    try:
+        run = RunSpec.from_dict(json.loads(Path(args.config).read_text()))
+    except OSError as e:
+        p.error(f"{args.config}: cannot read ({e.strerror})")
+    except (ValueError, TypeError) as e:  # not JSON, or not a RunSpec's keys
+        p.error(f"{args.config}: not a run's config.json ({e})")
     result = train_run(run)
     print(json.dumps({k: result[k] for k in ("run_id", "status", "train_loss", "val_loss")}))
     return 0 if result["status"] == "done" else 1
