@@ -79,6 +79,7 @@ def test_claim_is_exclusive_names_its_holder_and_dies_with_it(tmp_path):
     claim, who = _wait(lambda: (lambda c: c if c[0] else None)(try_claim(paths)), 10, "the claim to be free")
     assert who is None
     claim.release()
+    assert not paths.claim.exists()  # released claims leave nothing behind
 
 
 @pytest.mark.timeout(300)
@@ -97,6 +98,7 @@ def test_two_launches_of_one_sweep_train_each_run_once(tmp_path):
     assert all(json.loads(r.paths.result.read_text())["status"] == "done" for r in runs)
     stdout = outs[0][0] + outs[1][0]
     assert stdout.count("  start   ") == 4, stdout
+    assert not any(r.paths.claim.exists() for r in runs)
 
 
 # ---- item 4: local job ids are identities; cancel stops the run and says so only when it did --------------------
@@ -177,3 +179,16 @@ def test_signalled_launcher_stops_its_local_runs(tmp_path, sig):
         _kill_tree(proc)
         launcher.kill()
         launcher.communicate()
+
+
+@pytest.mark.parametrize("value", ["-1", "0"])
+def test_max_parallel_below_one_is_refused(tmp_path, capsys, value):
+    """--max-parallel -1 hung the launcher with no output; 0 silently fell back to the YAML's value."""
+    from sweeps.cli import main
+    from sweeps.executors import run_local
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["run", str(write_sweep(tmp_path)), "--max-parallel", value])
+    assert exit_.value.code == 2 and f"must be >= 1, got {value}" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="max_parallel must be >= 1"):
+        run_local([], tmp_path, int(value))
