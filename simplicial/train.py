@@ -262,6 +262,18 @@ class Trainer:
                 self._reach_branch(data, batches, log)
             return self._fit(data, batches, log)
 
+    def retune_threads(self) -> None:
+        """Take the CPU threads the local launcher now gives this run (its `threads` file: more once the queue is
+        empty and other runs have ended; sweeps/throughput.py). No file, or a GPU run: nothing changes."""
+        if self.device.type != "cpu":
+            return
+        try:
+            n = int(self.run.paths.threads.read_text())
+        except (OSError, ValueError):
+            return
+        if n >= 1 and n != torch.get_num_threads():
+            torch.set_num_threads(n)
+
     def _reach_branch(self, data: TokenSplits, batches: BatchPrefetcher, log) -> None:
         """A wsd run: take the shared trunk to this run's branch point. Under the trunk's lock, start from the
         furthest saved branch point at or before ours (or from our own checkpoint if it is further), train to the
@@ -317,6 +329,7 @@ class Trainer:
                 log(row)
             if checkpoint and step < self.total_steps:
                 self.save()
+            self.retune_threads()
             t_segment = time.perf_counter()
         if stop < self.total_steps:
             return {}

@@ -30,6 +30,7 @@ from sweeps.journal import JournalEntry, now, record
 from sweeps.procs import ProcessId, stop
 from sweeps.snapshot import snapshot_code
 from sweeps.state import last_step, run_states
+from sweeps.throughput import Throughput, share_threads
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MAX_ARRAY_SIZE = 1001  # SLURM's default MaxArraySize (docs/REFERENCE.md section 5)
@@ -124,6 +125,8 @@ def _submit_arrays(runs: list[RunSpec], sweep_dir: Path, max_parallel: int, max_
         threads = int(res.get("cpus_per_task") or 1)  # one intra-op thread per allocated CPU: no oversubscription
         for start in range(0, len(group), chunk):
             part = group[start : start + chunk]
+            for run in part:  # threads follow cpus_per_task there, not a local launch's thread file
+                run.paths.threads.unlink(missing_ok=True)
             try:
                 # sbatch from the code folder: the job starts there, and `python -m` puts its cwd first on sys.path
                 with contextlib.chdir(code), executor.batch():
@@ -235,10 +238,14 @@ def run_local(runs: list[RunSpec], sweep_dir: Path, max_parallel: int, log=print
     needs = dict(zip((r.run_id for r in runs), _gpu_plan(runs, devices, max_parallel, runs_per_gpu, log)))
     pool = GpuPool(devices, runs_per_gpu)
     cores = len(os.sched_getaffinity(0))
+    # threads follow the runs (sweeps/throughput.py) unless the sweep fixed them; not for DDP or GPU runs
+    elastic = {r.run_id for r in runs if not r.training.get("threads") and (r.resources.get("tasks_per_node") or 1) == 1
+               and not needs[r.run_id]}
     queue = [_with_threads(r, max(1, cores // (max_parallel * (r.resources.get("tasks_per_node") or 1))))
              for r in runs]
-    total_flops = sum(r.flops for r in queue) or 1.0
-    done_flops, outcome, active = 0.0, {}, {}
+    queue.sort(key=lambda r: -r.flops)  # largest first: the last runs to finish are the short ones
+    throughput = Throughput(budget=cores)
+    outcome, active = {}, {}
     claims: dict[str, Claim] = {}
     t_start = last_beat = time.time()
     # LocalExecutor itself, not AutoExecutor(cluster="local"): only it takes `visible_gpus`
@@ -256,9 +263,9 @@ def run_local(runs: list[RunSpec], sweep_dir: Path, max_parallel: int, log=print
                     if not kept:
                         pool.release(gpus)
                         outcome[run.run_id] = "skipped"
-                        total_flops -= run.flops
                         continue
                     claims[run.run_id] = held[0]
+                    _give_threads(run, run.training["threads"])
                     res = run.resources
                     executor.update_parameters(timeout_min=res.get("timeout_min") or DEFAULT_TIMEOUT_MIN,
                                                tasks_per_node=res.get("tasks_per_node") or 1,
@@ -272,6 +279,8 @@ def run_local(runs: list[RunSpec], sweep_dir: Path, max_parallel: int, log=print
                     record(sweep_dir, [JournalEntry(run.run_id, job.job_id, "local", str(job.paths.folder), now(),
                                                     proc.host, proc.boot_id, proc.start_ticks)])
                     active[job.job_id] = (run, job, time.time(), gpus, proc)
+                    base = last_step(run.run_dir) or 0  # a resumed run: only the steps left count
+                    throughput.start(run, run.training["threads"], time.time(), base)
                     where = f"GPU {','.join(gpus)}" if gpus else "CPU"
                     log(f"  start   {run.run_id}  ({run.steps} steps, {run.flops:.2e} FLOPs; {where})")
                 if not active and not queue:
@@ -290,21 +299,20 @@ def run_local(runs: list[RunSpec], sweep_dir: Path, max_parallel: int, log=print
                     except Exception as e:  # the run raised; result.json (if any) holds the traceback
                         status, detail = "failed", _cause(e)
                     outcome[run.run_id] = status
-                    done_flops += run.flops
+                    throughput.finish(run.run_id, time.time())
+                    if not queue:
+                        _rebalance(active, elastic, cores, throughput, log)
+                    _measure(active, throughput)
                     elapsed = time.time() - t_start
-                    eta = elapsed * max(total_flops - done_flops, 0.0) / max(done_flops, 1e-9)
                     log(f"[{len(outcome)}/{n}] {status:8s} {run.run_id}  {detail}  ({_fmt_s(time.time() - t0)}; "
-                        f"elapsed {_fmt_s(elapsed)}, ETA {_fmt_s(eta)})")
+                        f"elapsed {_fmt_s(elapsed)}, ETA {_eta(throughput, queue)})")
                 if active and time.time() - last_beat >= heartbeat_s:
                     last_beat = time.time()
                     parts = [f"{run.run_id}: step {last_step(run.run_dir) or 0}/{run.steps}"
                              for run, *_ in active.values()]
-                    progress = done_flops + sum(run.flops * (last_step(run.run_dir) or 0) / max(run.steps, 1)
-                                                for run, *_ in active.values())
-                    elapsed = time.time() - t_start
-                    eta = elapsed * (total_flops - progress) / max(progress, 1e-9) if progress > 0 else float("nan")
-                    log(f"  ... {'; '.join(parts)}  (elapsed {_fmt_s(elapsed)}"
-                        f"{', ETA ' + _fmt_s(eta) if eta == eta else ''})")
+                    _measure(active, throughput)
+                    log(f"  ... {'; '.join(parts)}  (elapsed {_fmt_s(time.time() - t_start)}, "
+                        f"ETA {_eta(throughput, queue)})")
     except KeyboardInterrupt as e:
         by = f" by {e.signum and signal.Signals(e.signum).name}" if isinstance(e, LauncherSignal) else ""
         entries = list(active.values())
@@ -319,6 +327,40 @@ def run_local(runs: list[RunSpec], sweep_dir: Path, max_parallel: int, log=print
         for claim in claims.values():
             claim.release()
     return outcome
+
+
+def _give_threads(run: RunSpec, threads: int) -> None:
+    """Write the run's `threads` file: the trainer takes it at its next log step (Trainer.retune_threads)."""
+    from simplicial.checkpoint import atomic_path
+
+    with atomic_path(run.paths.threads) as tmp:
+        tmp.write_text(f"{int(threads)}\n")
+
+
+def _rebalance(active: dict, elastic: set, cores: int, throughput: Throughput, log) -> None:
+    """The queue is empty: share the threads the fixed runs do not hold among the running elastic ones."""
+    now = time.time()
+    fixed = sum(throughput.clocks[run.run_id].threads for run, *_ in active.values() if run.run_id not in elastic)
+    left = {run.run_id: throughput.left_tokens(run.run_id) for run, *_ in active.values() if run.run_id in elastic}
+    runs = {run.run_id: run for run, *_ in active.values()}
+    for run_id, threads in share_threads(cores - fixed, left).items():
+        if threads != throughput.clocks[run_id].threads:
+            _give_threads(runs[run_id], threads)
+            throughput.set_threads(run_id, threads, now)
+            log(f"  threads {run_id}: {threads} (the queue is empty: freed cores go to the runs still going)")
+
+
+def _measure(active: dict, throughput: Throughput) -> None:
+    """The running runs' progress from their metrics (the last logged step)."""
+    for run, *_ in active.values():
+        step = last_step(run.run_dir)
+        if step is not None:
+            throughput.progress(run.run_id, step * run.training["batch_tokens"])
+
+
+def _eta(throughput: Throughput, queue: list[RunSpec]) -> str:
+    eta = throughput.eta(queue, time.time())
+    return "? (no run has logged a step yet)" if eta is None else _fmt_s(eta)
 
 
 def _cause(e: BaseException) -> str:
@@ -338,6 +380,7 @@ def run_debug(runs: list[RunSpec], sweep_dir: Path, log=print) -> dict[str, str]
         if not kept:
             outcome[run.run_id] = "skipped"
             continue
+        run.paths.threads.unlink(missing_ok=True)  # in this process: a local launch's thread file is not ours
         try:
             job = executor.submit(TrainJob(run))
             result = job.result()

@@ -31,3 +31,7 @@ class RunPaths:
     @property
     def claim(self) -> Path:  # locked by the launcher that starts the run (sweeps/claims.py)
         return self.root / "claim.lock"
+
+    @property
+    def threads(self) -> Path:  # CPU threads the local launcher gives the run now; the trainer re-reads it
+        return self.root / "threads"

@@ -1,0 +1,97 @@
+"""The local executor's thread budget and measured-throughput ETA (sweeps/throughput.py)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+
+from sweeps.throughput import Throughput, share_threads
+
+
+@dataclass
+class Run:
+    run_id: str
+    arch: str
+    size: str
+    tokens: int
+    flops: float
+    training: dict
+
+
+def _run(run_id, arch, size, tokens, fpt):
+    return Run(run_id, arch, size, tokens, tokens * fpt, {"batch_tokens": 100})
+
+
+def test_share_threads_gives_every_core_away():
+    assert share_threads(2, {"a": 5.0}) == {"a": 2}
+    assert share_threads(4, {"a": 1.0, "b": 9.0, "c": 3.0}) == {"b": 2, "c": 1, "a": 1}
+    assert share_threads(1, {"a": 1.0, "b": 2.0}) == {"b": 1, "a": 1}  # at least one each
+    assert share_threads(8, {}) == {}
+
+
+def test_eta_from_measured_pace_not_flops():
+    """Two kinds with equal FLOPs per token, one 4x slower per token on this machine: the ETA follows the pace."""
+    tp = Throughput(budget=2)
+    fast, slow = _run("f", "dot", "s", 1000, 1.0), _run("s", "simplicial", "s", 1000, 1.0)
+    tp.start(fast, 1, now=0.0)
+    tp.start(slow, 1, now=0.0)
+    assert tp.eta([], now=0.0) is None  # nothing measured yet
+    tp.progress("f", 500)  # after 10 s: 50 tokens/s (0.02 core-s per token)
+    tp.progress("s", 125)  # 12.5 tokens/s (0.08 core-s per token)
+    # left: fast 500 x 0.02 = 10 core-s, slow 875 x 0.08 = 70 core-s; 2 threads -> 40 s
+    assert tp.eta([], now=10.0) == pytest.approx(40.0)
+    # a queued run of each kind adds its measured cost; an unmeasured size of a measured arch scales by FLOPs/token
+    queued = [_run("f2", "dot", "s", 1000, 1.0), _run("s2", "simplicial", "m", 1000, 2.0)]
+    assert tp.eta(queued, now=10.0) == pytest.approx((80.0 + 1000 * 0.02 + 1000 * 0.08 * 2) / 2)
+
+
+def test_threads_count_in_the_cost_and_resumed_steps_do_not():
+    tp = Throughput(budget=2)
+    run = _run("r", "dot", "s", 1000, 1.0)
+    tp.start(run, 1, now=0.0, base_step=4)  # resumed at step 4 of batch 100: 600 tokens left
+    tp.set_threads("r", 2, now=10.0)  # 10 core-s so far
+    tp.progress("r", 700)  # 300 of the 600 new tokens after 10 s x 1 + 5 s x 2 = 20 core-s
+    assert tp.left_tokens("r") == 300
+    assert tp.eta([], now=15.0) == pytest.approx(300 * (20 / 300) / 2)
+    tp.finish("r", now=20.0)
+    assert tp.left_tokens("r") == 0 and tp.eta([], now=20.0) == 0.0
+
+
+def test_trainer_takes_the_threads_file(tmp_path):
+    import torch
+
+    from simplicial.train import train_run
+    from sweeps import expand, load_sweep
+    from tests.conftest import write_sweep
+
+    run = expand(load_sweep(write_sweep(tmp_path, budgets="2560"), ["training.threads=1"]))[0]
+    run.paths.root.mkdir(parents=True)
+    run.paths.threads.write_text("2\n")
+    before = torch.get_num_threads()
+    try:
+        assert train_run(run)["status"] == "done"
+        assert torch.get_num_threads() == 2  # set to 1 at the start, then the file's 2 at the first log step
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_freed_cores_go_to_the_last_run(tmp_path):
+    import os
+
+    from sweeps import expand, load_sweep
+    from sweeps.executors import run_local
+    from tests.slurm_utils import single_run_sweep
+
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("needs 2 cores")
+    path = single_run_sweep(tmp_path, executor="local", budgets="2560, 25600")  # 10 and 100 steps
+    runs = expand(load_sweep(path, ["executor.max_parallel=2"]))
+    lines = []
+    outcome = run_local(runs, load_sweep(path).sweep_dir, max_parallel=2, log=lines.append)
+    assert set(outcome.values()) == {"done"}, lines
+    long_run = max(runs, key=lambda r: r.tokens)
+    cores = len(os.sched_getaffinity(0))
+    assert long_run.paths.threads.read_text().strip() == str(cores), lines  # it started with cores // 2
+    assert any(line.startswith(f"  threads {long_run.run_id}: {cores}") for line in lines), lines
+    assert all("ETA ?" not in line for line in lines if line.startswith("[2/2]")), lines
