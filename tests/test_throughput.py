@@ -85,7 +85,7 @@ def test_freed_cores_go_to_the_last_run(tmp_path):
 
     if len(os.sched_getaffinity(0)) < 2:
         pytest.skip("needs 2 cores")
-    path = single_run_sweep(tmp_path, executor="local", budgets="2560, 25600")  # 10 and 100 steps
+    path = single_run_sweep(tmp_path, executor="local", budgets="2560, 51200")  # 10 and 200 steps
     runs = expand(load_sweep(path, ["executor.max_parallel=2"]))
     lines = []
     outcome = run_local(runs, load_sweep(path).sweep_dir, max_parallel=2, log=lines.append)
