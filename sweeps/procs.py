@@ -31,6 +31,19 @@ def _stat(pid: int) -> tuple[str, int] | None:
     return fields[0], int(fields[19])  # fields 3 and 22 of proc(5), counted after the ")" that ends the name
 
 
+def started_at(pid: int) -> float | None:
+    """When a live process started (seconds since the epoch: boot time + its start ticks), or None."""
+    st = _stat(pid)
+    if st is None:
+        return None
+    try:
+        btime = next(int(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
+                     if line.startswith("btime "))
+    except (OSError, StopIteration, ValueError):
+        return None
+    return btime + st[1] / os.sysconf("SC_CLK_TCK")
+
+
 @dataclass(frozen=True)
 class ProcessId:
     host: str

@@ -204,6 +204,15 @@ def _local_state(entry: JournalEntry) -> tuple[str, str]:
         os.kill(pid, 0)
     except (ValueError, ProcessLookupError, PermissionError):
         return "ended", "process gone"
+    from sweeps.procs import started_at
+
+    begun = started_at(pid)
+    try:
+        submitted = datetime.fromisoformat(entry.submitted_at).timestamp()
+    except ValueError:
+        submitted = None
+    if begun is not None and submitted is not None and begun > submitted + 60:
+        return "ended", f"process gone (pid {pid} is now a process started after the submission)"
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
         if stat.rsplit(")", 1)[1].split()[0] == "Z":

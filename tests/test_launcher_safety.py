@@ -192,3 +192,21 @@ def test_max_parallel_below_one_is_refused(tmp_path, capsys, value):
     assert exit_.value.code == 2 and f"must be >= 1, got {value}" in capsys.readouterr().err
     with pytest.raises(ValueError, match="max_parallel must be >= 1"):
         run_local([], tmp_path, int(value))
+
+
+def test_legacy_journal_line_is_not_trusted_for_a_newer_process(tmp_path):
+    """A journal line without an identity (an older launcher): a live pid that started after the submission is
+    another process."""
+    from sweeps.state import run_states
+
+    spec = load_sweep(write_sweep(tmp_path, budgets="2560"))
+    run = expand(spec)[0]
+    bystander = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        record(spec.sweep_dir, [JournalEntry(run.run_id, str(bystander.pid), "local", str(tmp_path),
+                                             "2020-01-01T00:00:00+00:00")])
+        st = run_states([run], spec.sweep_dir)[0]
+        assert st.status == "failed" and "started after the submission" in st.error, (st.status, st.error)
+    finally:
+        bystander.kill()
+        bystander.wait()
