@@ -175,3 +175,158 @@ def percentile_ci(values: np.ndarray, level: float = 0.95):
     q = (1.0 - level) / 2.0
     lo, hi = np.quantile(v, [q, 1.0 - q])
     return [float(lo), float(hi)]
+
+
+# ------------------------------------------------------------------------- wild cluster bootstrap (fixed design)
+# Webb's six-point weights (Webb 2023, "Reworking wild bootstrap-based inference for clustered errors", Canadian
+# J. Econ. 56(3); working paper 2013): mean 0, variance 1, and 6^G distinct draws where Rademacher signs give only
+# 2^G, which matters with the 4-10 clusters (model sizes) of a scaling sweep.
+WEBB = np.array([-np.sqrt(1.5), -1.0, -np.sqrt(0.5), np.sqrt(0.5), 1.0, np.sqrt(1.5)])
+
+
+def cell_weights(n_cells: int, n_boot: int, seed) -> np.ndarray:
+    """(n_boot, n_cells) Webb weights, one per error-sharing cell and resample."""
+    rng = np.random.default_rng(seed)
+    return WEBB[rng.integers(0, len(WEBB), size=(n_boot, n_cells))]
+
+
+def adjusted_residuals(N, D, L, x, cells) -> np.ndarray:
+    """Log residuals of the fit at x, each cell's block scaled by (I - H_gg)^(-1/2) (the CR2 correction of Bell &
+    McCaffrey 2002), H = J (J'J)^+ J' the hat matrix of the linearised model.
+
+    A fitted model absorbs part of every cluster's shared error (most of it when clusters are few), so raw
+    residuals understate the errors a resample should carry; CR2 undoes that shrinkage to first order.
+    """
+    from .design import log_law_jacobian
+
+    prob = chinchilla.Problem(N, D, L)
+    r = prob.logL - prob._lse(np.asarray(x, float)[None, :])[0][0]
+    J = log_law_jacobian(chinchilla.to_params(x), N, D)
+    s = np.sqrt(np.maximum((J * J).sum(axis=0), 1e-300))
+    Jn = J / s
+    H = Jn @ np.linalg.pinv(Jn.T @ Jn) @ Jn.T
+    out = np.empty_like(r)
+    cells = np.asarray(cells)
+    for c in np.unique(cells):
+        idx = np.flatnonzero(cells == c)
+        M = np.eye(len(idx)) - H[np.ix_(idx, idx)]
+        w, U = np.linalg.eigh((M + M.T) / 2)
+        # a cell the model fits exactly (leverage 1) has no residual to rescale; cap the inflation at 10x
+        inv_sqrt = U @ np.diag(1.0 / np.sqrt(np.maximum(w, 1e-2))) @ U.T
+        out[idx] = inv_sqrt @ r[idx]
+    return out
+
+
+class _RowsProblem(chinchilla.Problem):
+    """The Approach-3 objective with one vector of log losses per row of X (a fixed design, resampled losses)."""
+
+    def __init__(self, N, D, logY, *, delta: float, e_max=None):
+        self.logN = np.log(np.asarray(N, dtype=float))
+        self.logD = np.log(np.asarray(D, dtype=float))
+        self.logL = np.asarray(logY, dtype=float)  # (S, n)
+        self.w = np.ones(self.logL.shape[1])
+        self.delta = float(delta)
+        self.reduction = "sum"
+        self.e_max = np.inf if e_max is None else e_max  # scalar or (S,)
+
+
+def _lm_rows(prob: _RowsProblem, X: np.ndarray, iters: int, lam0: float = 1e-2) -> tuple[np.ndarray, np.ndarray]:
+    """chinchilla.lm_batch for a problem whose data differ by row: every row steps every iteration."""
+    X = np.array(X, dtype=float, copy=True)
+    X[:, 2] = np.minimum(X[:, 2], prob.e_max)
+    lam = np.full(len(X), lam0)
+    f, g, M = prob.values_grads(X, gn=True)
+    eye = np.eye(5)
+    for _ in range(iters):
+        d = np.diagonal(M, axis1=1, axis2=2)
+        scale = np.maximum(d, 1e-9 * (d.max(axis=1, keepdims=True) + 1e-300))
+        A = M + lam[:, None, None] * (scale[:, :, None] * eye)
+        step = -np.linalg.solve(A, g[..., None])[..., 0]
+        Xn = X + step
+        Xn[:, 2] = np.minimum(Xn[:, 2], prob.e_max)
+        fn, gn_, Mn = prob.values_grads(Xn, gn=True)
+        ok = np.isfinite(fn) & (fn < f)
+        X[ok], f[ok], g[ok], M[ok] = Xn[ok], fn[ok], gn_[ok], Mn[ok]
+        lam = np.where(ok, np.maximum(lam / 3.0, 1e-12), np.minimum(lam * 4.0, 1e12))
+    return X, f
+
+
+def refit_rows(N, D, logY: np.ndarray, x_full, *, delta=chinchilla.DEFAULT_DELTA, bound_e=False,
+               extra_starts=(), lm_iters: int = 60, polish: bool = True):
+    """Approach-3 fits of many loss vectors on one design: (x (B, 5), converged (B,), n_polished).
+
+    Each row starts from the full-data optimum and ``extra_starts``; a batched Levenberg-Marquardt takes all of
+    them at once, the best end point per row is kept, and rows whose projected gradient is not small by the
+    rule of the full fit (chinchilla._status_from) are polished by L-BFGS-B one at a time.
+    """
+    N, D = np.asarray(N, float), np.asarray(D, float)
+    logY = np.atleast_2d(np.asarray(logY, float))
+    B = len(logY)
+    starts = np.vstack([np.asarray(x_full, float)[None, :]] + [np.atleast_2d(s) for s in extra_starts if len(s)])
+    K = len(starts)
+    Y = np.repeat(logY, K, axis=0)
+    X0 = np.tile(starts, (B, 1))
+    e_max = Y.min(axis=1) if bound_e else None
+    with single_blas_thread():
+        prob = _RowsProblem(N, D, Y, delta=delta, e_max=e_max)
+        X, f = _lm_rows(prob, X0, lm_iters)
+        f = np.where(np.isfinite(f), f, np.inf).reshape(B, K)
+        best = np.argmin(f, axis=1)
+        X = X.reshape(B, K, 5)[np.arange(B), best]
+        rows = _RowsProblem(N, D, logY, delta=delta, e_max=logY.min(axis=1) if bound_e else None)
+        _, g = rows.values_grads(X)
+        if bound_e:
+            at = (X[:, 2] >= rows.e_max - 1e-12) & (g[:, 2] < 0)
+            g[at, 2] = 0.0
+        gnorm = np.linalg.norm(g, axis=1)
+        scale = delta * len(N) * max(np.abs(rows.logN).max(), np.abs(rows.logD).max(), 1.0)
+        ok = np.isfinite(gnorm) & (gnorm <= 1e-6 * scale)
+        n_polished = 0
+        if polish:
+            for i in np.flatnonzero(~ok):
+                prob_i = chinchilla.Problem(N, D, np.exp(logY[i]), delta=delta, bound_e=bound_e)
+                res = chinchilla.polish_restarted(prob_i, X[i])
+                n_polished += 1
+                status, _, _ = chinchilla._status_from(prob_i, res, chinchilla.GTOL)
+                if np.isfinite(res.fun):
+                    X[i] = res.x
+                ok[i] = status == 0
+    return X, ok, n_polished
+
+
+def wild_cluster(N, D, L, full: FitResult, cells, weights: np.ndarray, *, method: str = "approach3",
+                 delta: float = chinchilla.DEFAULT_DELTA, bound_e: bool = False, starts="published",
+                 n_grid_starts: int = 3) -> FitResult:
+    """Wild cluster bootstrap of a fit on its fixed design (Cameron, Gelbach & Miller 2008).
+
+    Resample b refits the losses exp(fitted + weights[b, cell] * adjusted residual): every run of one cell moves
+    with one weight, so errors shared within a cell stay shared, and the design (every size, every budget) is the
+    same in every resample, so no resample loses identifiability. ``cells[i]`` indexes the columns of
+    ``weights``; drawing one weight matrix for two architectures' cells pairs them cell by cell.
+    Returns samples (rows E, A, B, alpha, beta; NaN where unconverged) like ``bootstrap``.
+    """
+    N, D, L = (np.asarray(v, dtype=float) for v in (N, D, L))
+    cells = np.asarray(cells, dtype=int)
+    prob = chinchilla.Problem(N, D, L, delta=delta)
+    logfit = prob._lse(np.asarray(full.x, float)[None, :])[0][0]
+    r = adjusted_residuals(N, D, L, full.x, cells)
+    logY = logfit[None, :] + weights[:, cells] * r[None, :]
+    n_polished = 0
+    if method == "approach3":
+        grid = chinchilla.make_starts(starts)
+        gv = prob.values(grid)
+        extra = grid[np.argsort(gv)[:n_grid_starts]]
+        xs, ok, n_polished = refit_rows(N, D, logY, full.x, delta=delta, bound_e=bound_e, extra_starts=[extra])
+    else:
+        xs, ok = np.full((len(logY), 5), np.nan), np.zeros(len(logY), bool)
+        with single_blas_thread():
+            for i, y in enumerate(logY):
+                res = varpro.fit_problem(varpro.VarproProblem(N, D, np.exp(y), delta=delta), grid=varpro.COARSE_GRID,
+                                         extra_starts=[full.x])
+                xs[i], ok[i] = res.x, bool(res.success)
+    samples = np.full((len(logY), 5), np.nan)
+    good = ok & np.isfinite(xs).all(axis=1)
+    a, b, e, al, be = xs[good].T
+    samples[good] = np.column_stack([np.exp(e), np.exp(a), np.exp(b), al, be])
+    return FitResult(method=method, samples=samples, converged_mask=good, n=int(len(logY)),
+                     n_converged=int(good.sum()), n_skipped=0, n_polished=int(n_polished))

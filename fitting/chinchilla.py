@@ -126,7 +126,7 @@ class Problem:
             return f, g
         # IRLS weight psi(r)/r = min(1, delta/|r|) gives a quadratic that majorises the Huber loss.
         omega = self.w * np.where(inside, 1.0, self.delta / np.maximum(a, 1e-300))
-        M = np.einsum("sni,sn,snj->sij", J, omega, J)
+        M = np.matmul((J * omega[..., None]).transpose(0, 2, 1), J)  # batched J' diag(omega) J
         return f, g, M
 
     def fun_grad(self, x: np.ndarray):

@@ -64,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     c = sub.add_parser("chinchilla", help="L(N, D) = E + A/N^alpha + B/D^beta per group, bootstrap CIs, comparison")
     _common(c)
-    c.add_argument("--bootstrap", type=int, default=200, help="resamples over runs (default 200; 0: none)")
+    c.add_argument("--bootstrap", type=int, default=200, help="resamples (default 200; 0: none)")
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--method", choices=["approach3", "varpro", "both"], default="both")
     c.add_argument("--level", type=float, default=0.95, help="confidence level of the percentile CIs")
@@ -78,7 +78,14 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--jobs", type=int, default=None, help="worker processes for the bootstrap (default: all cores)")
     c.add_argument("--compare", default=None, metavar="A,B",
                    help="compare group B against A (default: every group against the first, sorted)")
-    c.add_argument("--pair-tol", type=float, default=0.01, help="relative N and D tolerance for paired runs")
+    c.add_argument("--pair-tol", type=float, default=0.01,
+                   help="--resample runs: relative N and D tolerance for the paired comparison")
+    c.add_argument("--resample", choices=["auto", "cells", "runs"], default="auto",
+                   help="resampling unit: cells = wild cluster bootstrap over (size, seed) cells, paired across "
+                        "architectures; runs = case bootstrap over runs (Hoffmann et al., Epoch); auto (default): "
+                        "cells when the table has a size column")
+    c.add_argument("--effect", type=float, default=0.06,
+                   help="the delta alpha the design analysis asks about (default 0.06)")
     f = sub.add_parser("fixed-budget", help="L(N) at each token budget and L(D) at each model size")
     _common(f)
     f.add_argument("--rel-tol", type=float, default=0.02, help="token budgets within this relative gap are one")
@@ -110,8 +117,12 @@ def _fmt(v) -> str:
     return "-" if v is None else f"{v:.4g}"
 
 
+NOT_IDENTIFIED = "not identified"
+
+
 def _print_fits(doc: dict) -> None:
     level = doc["meta"]["level"]
+    print(f"resampling: {doc['meta'].get('resample_method', '-')}")
     for g, fit in doc["fits"].items():
         print(f"\n== group {g} ({fit.get('n_runs')} runs) ==")
         if fit["status"] != "ok":
@@ -120,12 +131,19 @@ def _print_fits(doc: dict) -> None:
         for m, e in fit["methods"].items():
             b = e["bootstrap"]
             print(f"-- {m}: {'converged' if e['converged'] else 'NOT CONVERGED'}; objective {e['objective']:.6g}, "
-                  f"|grad| {_fmt(e['grad_norm'])}; bootstrap {b['n_converged']}/{b['n']} converged"
-                  + (f", {b['n_skipped_unidentifiable']} unidentifiable" if b.get("n_skipped_unidentifiable") else ""))
+                  f"|grad| {_fmt(e['grad_norm'])}; resamples {b['n_converged']}/{b['n']} converged"
+                  + (f", {b.get('n_unconverged')} unconverged (dropped)" if b.get("n_unconverged") else "")
+                  + (f", {b['n_skipped_unidentifiable']} unidentifiable (dropped)"
+                     if b.get("n_skipped_unidentifiable") else ""))
+            if not e.get("identified", True):
+                print(f"   NOT IDENTIFIED: {'; '.join(e['identifiability'])}")
             print(f"   {'':24s} {'value':>12s}   {int(round(level * 100))}% CI")
             for k in list(e["ci"]) or ["E", "A", "B", "alpha", "beta", "a"]:
                 v = e.get(k, e.get("derived", {}).get(k))
                 ci = e["ci"].get(k)
+                if not e.get("identified", True):  # never a confident number for an unidentified fit
+                    print(f"   {k:24s} {NOT_IDENTIFIED:>12s}   (point {_fmt(v)})")
+                    continue
                 cis = f"[{_fmt(ci[0])}, {_fmt(ci[1])}]" if ci else ""
                 print(f"   {k:24s} {_fmt(v):>12s}   {cis}")
         agree = fit.get("methods_agree")
@@ -140,10 +158,19 @@ def _print_fits(doc: dict) -> None:
         if "status" in comp:
             print(f"   {comp['status']}: {comp['reason']}")
             continue
+        b, a = key.split(" - ", 1)
         for k, c in comp.items():
+            if c.get("verdict") == NOT_IDENTIFIED:
+                print(f"   {k:6s} {NOT_IDENTIFIED}: {'; '.join(c.get('identifiability') or [])}")
+                continue
             ci = c["ci"]
+            word = {"larger": f"larger for {b}", "smaller": f"smaller for {b}",
+                    "not resolved": "not resolved"}.get(c.get("verdict"), c.get("verdict"))
             print(f"   {k:6s} diff {_fmt(c['diff'])} " + (f"[{_fmt(ci[0])}, {_fmt(ci[1])}]" if ci else "")
-                  + f"  ratio {_fmt(c['ratio'])}  p_sign {_fmt(c['p_sign'])}  P(diff > 0) {_fmt(c.get('p_positive'))}")
+                  + f"  ratio {_fmt(c['ratio'])}  -> {word} at {level:.0%}"
+                  + (f" ({c['n_dropped']} resample pairs dropped)" if c.get("n_dropped") else ""))
+        print(f"   method: {next(iter(comp.values())).get('method')}; 3 exponents compared: each interval is "
+              f"{level:.0%} on its own, not jointly")
         pc = doc["comparison_paired"].get(key)
         if pc is not None:
             if pc.get("status") != "ok":
@@ -152,6 +179,13 @@ def _print_fits(doc: dict) -> None:
                 print(f"   paired on {pc['n_pairs']} matched (N, D): " + "; ".join(
                     f"{k} diff {_fmt(pc[k]['diff'])} CI {pc[k]['ci'] and [round(x, 4) for x in pc[k]['ci']]}"
                     for k in ("alpha", "beta", "a")))
+    d = doc.get("design")
+    if d:
+        from .design import summary_lines
+
+        print("\n== design (what this grid can resolve; fitting.design) ==")
+        for line in summary_lines(d):
+            print("   " + line)
 
 
 def _chinchilla(args) -> int:
@@ -170,6 +204,10 @@ def _chinchilla(args) -> int:
         raise FittingInputError(f"--bootstrap must be >= 0 (0: no bootstrap), got {args.bootstrap}")
     if args.seed < 0:
         raise FittingInputError(f"--seed must be >= 0, got {args.seed}")
+    if not args.delta > 0:  # delta <= 0 makes the Huber loss constant and the optimiser never stops
+        raise FittingInputError(f"--delta (the Huber delta) must be > 0, got {args.delta}")
+    if not args.effect > 0:
+        raise FittingInputError(f"--effect must be > 0, got {args.effect}")
     meta = {"csv": str(args.csv), "params_col": args.params_col, "tokens_col": table.tokens_col,
             "flops_col": table.flops_col, "loss_col": args.loss_col, "group_col": table.group_col,
             "best_lr_only": not args.all_lr, "table_sha256": table_sha256(table)}
@@ -178,7 +216,8 @@ def _chinchilla(args) -> int:
         doc = fit_groups(table, method=args.method, n_boot=args.bootstrap, seed=args.seed, level=args.level,
                          delta=args.delta, starts=args.starts, bound_e=args.bound_e,
                          compute_budgets=args.compute_budgets, predict=args.predict, jobs=args.jobs,
-                         on_insufficient=args.insufficient, compare=compare, pair_tol=args.pair_tol, meta=meta)
+                         on_insufficient=args.insufficient, compare=compare, pair_tol=args.pair_tol, meta=meta,
+                         resample=args.resample, effect=args.effect)
     _print_fits(doc)
     for note in doc["notes"]:
         print(note, file=sys.stderr)

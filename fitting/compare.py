@@ -1,11 +1,12 @@
 """Comparing exponents between two architectures, with bootstrap intervals.
 
-Unpaired: the i-th resample of group A is set against the i-th (independent) resample of group B; the difference
-B - A and the ratio B / A of alpha, beta and a = beta/(alpha+beta) get percentile intervals, and ``p_sign`` is the
-fraction of resample pairs in which the difference has the sign of the point estimate (1.0: every resample agrees);
-``p_positive`` is the fraction in which B - A > 0, what a report prints as P(B > A).
-Paired: runs of A and B at the same (N, D) are matched, and each resample draws matched PAIRS, so both fits see the
-same grid cells; this removes the cell-to-cell variation the two groups share.
+The i-th resample of group A is set against the i-th resample of group B; the difference B - A and the ratio B / A
+of alpha, beta and a = beta/(alpha+beta) get percentile intervals. With the wild cluster bootstrap (fitting.pipeline,
+resample "cells") the i-th resamples of both groups use one weight per (size, seed) cell, so the comparison is paired
+by grid cell; with the case bootstrap over runs they are independent (unpaired). No fraction of resamples is
+reported: a bootstrap fraction is not the probability that B > A (under a null it is often near 0 or 1).
+``paired_comparison`` (case bootstrap only, tables without a size column): runs of A and B at the same (N, D)
+within a tolerance are matched and matched PAIRS are resampled.
 """
 from __future__ import annotations
 
@@ -21,14 +22,14 @@ COMPARED = ("alpha", "beta", "a")
 
 def compare_samples(point_a: dict, point_b: dict, samples_a: np.ndarray | None, samples_b: np.ndarray | None,
                     level: float = 0.95) -> dict:
-    """{"alpha": {"diff", "ci", "ratio", "ratio_ci", "p_sign", "p_positive", "n"}, ...} for B - A (None where
-    undefined)."""
+    """{"alpha": {"diff", "ci", "ratio", "ratio_ci", "n", "n_dropped"}, ...} for B - A (None where undefined);
+    ``n`` resample pairs in which both fits converged, ``n_dropped`` the others."""
     out = {}
     da = bs.derived_samples(samples_a) if samples_a is not None else None
     db = bs.derived_samples(samples_b) if samples_b is not None else None
     for k in COMPARED:
         pa, pb = point_a.get(k), point_b.get(k)
-        entry = {"diff": None, "ci": None, "ratio": None, "ratio_ci": None, "p_sign": None, "p_positive": None, "n": 0}
+        entry = {"diff": None, "ci": None, "ratio": None, "ratio_ci": None, "n": 0, "n_dropped": 0}
         if pa is None or pb is None or not (np.isfinite(pa) and np.isfinite(pb)):
             out[k] = entry
             continue
@@ -40,13 +41,10 @@ def compare_samples(point_a: dict, point_b: dict, samples_a: np.ndarray | None, 
             ok = np.isfinite(sa) & np.isfinite(sb)
             d = sb[ok] - sa[ok]
             entry["n"] = int(ok.sum())
+            entry["n_dropped"] = int(m - ok.sum())
             entry["ci"] = bs.percentile_ci(d, level)
             with np.errstate(all="ignore"):
                 entry["ratio_ci"] = bs.percentile_ci(sb[ok] / sa[ok], level)
-            if d.size:
-                sign = np.sign(entry["diff"])
-                entry["p_sign"] = float(np.mean(np.sign(d) == sign)) if sign != 0 else 0.5
-                entry["p_positive"] = float(np.mean(d > 0))
         out[k] = entry
     return out
 

@@ -151,7 +151,8 @@ def analyse(groups: dict, *, noise: float = DEFAULT_NOISE, shared: float = DEFAU
         J[:n0, :5], J[n0:, 5:] = blocks[0], blocks[1]
         cov = parameter_covariance(J, np.array(cells[: n0 + n1]), noise=noise, shared=shared, delta=delta,
                                    cross=np.array(cross[: n0 + n1]), cross_arch=cross_arch)
-        var = cov[3, 3] + cov[8, 8] - 2 * cov[3, 8]
+        with np.errstate(invalid="ignore"):  # inf - inf where the grid leaves alpha unidentified
+            var = cov[3, 3] + cov[8, 8] - 2 * cov[3, 8]
         sdd = _finite(math.sqrt(var)) if np.isfinite(var) and var >= 0 else None
         out["sd_delta_alpha"] = sdd
         out["compared"] = [names[0], names[1]]

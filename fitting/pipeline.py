@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 
 from . import bootstrap as bs
-from .chinchilla import DEFAULT_DELTA, ConvergenceWarning, fit_approach3
+from . import design, identify
+from .chinchilla import DEFAULT_DELTA, ConvergenceWarning, fit_approach3, predict_loss
 from .compare import compare_samples, paired_comparison
 from .data import FittingInputError, RunTable, insufficiency, read_table
 from .varpro import fit_varpro
@@ -31,40 +32,81 @@ def _fit_one(method: str, sub: pd.DataFrame, *, delta, starts, bound_e):
     return fit_varpro(N, D, L, delta=delta)
 
 
-def _method_entry(res, sub, method, *, n_boot, seed, level, delta, starts, bound_e, jobs, compute_budgets,
-                  predict):
+RESAMPLE = ("auto", "cells", "runs")
+
+
+def _method_entry(res, sub, method, *, draw, level, delta, starts, bound_e, jobs, compute_budgets, predict):
+    """fits.json entry of one method: parameters, derived numbers, resampling intervals and their counts.
+
+    ``draw``: None (no resampling), ("runs", n_boot, seed) for the case bootstrap over runs, or
+    ("cells", weights, cell index per run, description) for the wild cluster bootstrap.
+    """
     entry = res.to_json()
     entry.update(bs.derived_point(res.params, compute_budgets, predict))
     entry["derived"] = {k: v for k, v in bs.derived_point(res.params, compute_budgets, predict).items()
                         if k not in bs.SAMPLE_NAMES and k != "a"}
     samples = None
-    if n_boot > 0:
-        b = bs.bootstrap(sub["N"].values, sub["D"].values, sub["L"].values, res, n_boot=n_boot, seed=seed,
-                         method=method, delta=delta, starts=starts, bound_e=bound_e, jobs=jobs)
+    N, D, L = sub["N"].values, sub["D"].values, sub["L"].values
+    if draw is not None:
+        if draw[0] == "runs":
+            b = bs.bootstrap(N, D, L, res, n_boot=draw[1], seed=draw[2], method=method, delta=delta, starts=starts,
+                             bound_e=bound_e, jobs=jobs)
+        else:
+            b = bs.wild_cluster(N, D, L, res, draw[2], draw[1], method=method, delta=delta, bound_e=bound_e,
+                                starts=starts)
         samples = b.samples
         good = samples[b.converged_mask]
         entry["ci"] = {k: bs.percentile_ci(v, level)
                        for k, v in bs.derived_samples(good, compute_budgets, predict).items()}
-        entry["bootstrap"] = {"n": b.n, "n_converged": b.n_converged, "n_skipped_unidentifiable": b.n_skipped,
-                              "level": level, "samples": good.tolist()}
+        entry["bootstrap"] = {"n": b.n, "n_converged": b.n_converged, "n_unconverged": b.n - b.n_converged - b.n_skipped,
+                              "n_skipped_unidentifiable": b.n_skipped, "level": level, "samples": good.tolist()}
     else:
         entry["ci"] = {}
-        entry["bootstrap"] = {"n": 0, "n_converged": 0, "n_skipped_unidentifiable": 0, "level": level,
-                              "samples": []}
+        entry["bootstrap"] = {"n": 0, "n_converged": 0, "n_unconverged": 0, "n_skipped_unidentifiable": 0,
+                              "level": level, "samples": []}
     return entry, samples
+
+
+def cell_labels(df: pd.DataFrame) -> pd.Series:
+    """The error-sharing cell of each run: its size name and seed (runs of one size and seed share their
+    initialisation and batch order, in every architecture)."""
+    seed = df["seed"].astype(str) if "seed" in df.columns else pd.Series("0", index=df.index)
+    return df["size"].astype(str) + "|seed " + seed
+
+
+def resample_method(df: pd.DataFrame, resample: str) -> str:
+    if resample not in RESAMPLE:
+        raise FittingInputError(f"--resample must be one of {', '.join(RESAMPLE)}; got {resample!r}")
+    if resample == "auto":
+        return "cells" if "size" in df.columns else "runs"
+    if resample == "cells" and "size" not in df.columns:
+        raise FittingInputError("--resample cells needs a 'size' column (the results table of a sweep has one)")
+    return resample
+
+
+def method_text(kind: str, df: pd.DataFrame, n_boot: int) -> str:
+    if kind == "runs":
+        return f"case bootstrap over runs ({n_boot} resamples; runs treated as independent)"
+    seeds = df["seed"].nunique() if "seed" in df.columns else 1
+    unit = "(size, seed) cell" if seeds > 1 else "model size (one seed: a size's runs share their errors)"
+    return (f"wild cluster bootstrap, one weight per {unit} shared by both architectures "
+            f"({n_boot} resamples, Webb weights, CR2-adjusted residuals)")
 
 
 def fit_groups(table: RunTable | pd.DataFrame, *, method: str = "both", n_boot: int = 200, seed: int = 0,
                level: float = 0.95, delta: float = DEFAULT_DELTA, starts="published", bound_e: bool = False,
                compute_budgets=(), predict=(), jobs: int | None = None, on_insufficient: str = "error",
-               compare: list[tuple[str, str]] | None = None, pair_tol: float = 0.01, meta: dict | None = None) -> dict:
+               compare: list[tuple[str, str]] | None = None, pair_tol: float = 0.01, meta: dict | None = None,
+               resample: str = "auto", effect: float = design.DEFAULT_EFFECT) -> dict:
     """Fit each group; returns the fits.json document (plain Python, NaN already replaced by None).
 
     ``table``: a ``RunTable``, a DataFrame with columns N, D, L, group, or a raw results table (columns params,
     tokens, loss, arch, status; read with ``read_table`` defaults). ``on_insufficient="error"`` raises
     ``FittingInputError`` for a group with fewer runs than parameters or one N / one D only; ``"mark"`` records it
     with ``status: "not enough runs"`` and a ``reason`` (what the report uses). ``compare``: (A, B) pairs,
-    reported as "B - A"; by default every other group against the first (sorted).
+    reported as "B - A"; by default every other group against the first (sorted). ``resample``: "cells" (wild
+    cluster bootstrap over (size, seed) cells, paired across groups), "runs" (case bootstrap over runs, the
+    procedure of Hoffmann et al. and Epoch's replication), "auto" (cells when the table has a ``size`` column).
     """
     if isinstance(table, RunTable):
         df = table.df
@@ -74,6 +116,9 @@ def fit_groups(table: RunTable | pd.DataFrame, *, method: str = "both", n_boot: 
         df = read_table(table).df
     if on_insufficient not in ("error", "mark"):
         raise ValueError(f"on_insufficient must be 'error' or 'mark', got {on_insufficient!r}")
+    if not delta > 0:
+        raise FittingInputError(f"--delta (the Huber delta) must be > 0, got {delta}")
+    kind = resample_method(df, resample)
     methods = _methods(method)
     primary = "varpro" if method == "varpro" else "approach3"
     groups = sorted(df["group"].astype(str).unique())
@@ -83,6 +128,12 @@ def fit_groups(table: RunTable | pd.DataFrame, *, method: str = "both", n_boot: 
             if r:
                 raise FittingInputError(f"group {g!r}: {r}")
     seeds = np.random.SeedSequence(seed).spawn(len(groups))  # independent resamples per group
+    weights = cell_index = None
+    if kind == "cells":
+        labels = cell_labels(df)
+        uniq = sorted(labels.unique())
+        cell_index = pd.Series(np.searchsorted(uniq, labels.values), index=df.index)
+        weights = bs.cell_weights(len(uniq), n_boot, seed)  # one draw for every group: pairs them by cell
     fits, samples, notes = {}, {}, []
     for g, ss in zip(groups, seeds):
         sub = df[df["group"].astype(str) == g]
@@ -90,10 +141,15 @@ def fit_groups(table: RunTable | pd.DataFrame, *, method: str = "both", n_boot: 
             fits[g] = {k: None for k in bs.SAMPLE_NAMES + ("a",)}
             fits[g].update(converged=False, n_runs=int(len(sub)), method=primary, ci={}, methods={},
                            bootstrap={"n": 0, "n_converged": 0, "samples": []}, status="not enough runs",
-                           reason=reasons[g])
+                           reason=reasons[g], identified=False, identifiability=[reasons[g]])
             notes.append(f"group {g!r}: not enough runs ({reasons[g]})")
             continue
-        grp_seed = int(ss.generate_state(1)[0])
+        if n_boot <= 0:
+            draw = None
+        elif kind == "runs":
+            draw = ("runs", n_boot, int(ss.generate_state(1)[0]))
+        else:
+            draw = ("cells", weights, cell_index[sub.index].to_numpy())
         entries = {}
         for m in methods:
             res = _fit_one(m, sub, delta=delta, starts=starts, bound_e=bound_e)
@@ -102,12 +158,17 @@ def fit_groups(table: RunTable | pd.DataFrame, *, method: str = "both", n_boot: 
                 notes.append("WARNING " + msg)
                 warnings.warn(msg, ConvergenceWarning, stacklevel=2)
             entries[m], samples[(g, m)] = _method_entry(
-                res, sub, m, n_boot=n_boot, seed=grp_seed, level=level, delta=delta, starts=starts,
-                bound_e=bound_e, jobs=jobs, compute_budgets=compute_budgets, predict=predict)
+                res, sub, m, draw=draw, level=level, delta=delta, starts=starts, bound_e=bound_e, jobs=jobs,
+                compute_budgets=compute_budgets, predict=predict)
+            why = identify.check_fit(sub["N"].values, sub["D"].values, sub["L"].values, entries[m],
+                                     entries[m]["ci"], samples[(g, m)], bound_e=bound_e, level=level)
+            entries[m].update(identified=not why, identifiability=why)
         top = dict(entries[primary])
         top.update(methods=entries, status="ok", reason=None)
         if len(entries) == 2:
             top["methods_agree"] = _agreement(entries["approach3"], entries["varpro"])
+        if not top["identified"]:
+            notes.append(f"group {g!r}: not identified: " + "; ".join(top["identifiability"]))
         fits[g] = top
     ok_groups = [g for g in groups if fits[g]["status"] == "ok"]
     if compare is None:
@@ -121,18 +182,62 @@ def fit_groups(table: RunTable | pd.DataFrame, *, method: str = "both", n_boot: 
         if a not in ok_groups or b not in ok_groups:
             comparison[key] = {"status": "not enough runs", "reason": "one of the groups could not be fitted"}
             continue
-        comparison[key] = compare_samples(fits[a], fits[b], samples.get((a, primary)), samples.get((b, primary)),
-                                          level)
         sub_a = df[df["group"].astype(str) == a]
         sub_b = df[df["group"].astype(str) == b]
-        paired[key] = paired_comparison(sub_a, sub_b, method=primary, n_boot=n_boot, seed=seed, level=level,
-                                        rel_tol=pair_tol, jobs=jobs, delta=delta, starts=starts, bound_e=bound_e)
+        why = identify.comparison_reasons({a: (sub_a["N"].values, fits[a]["identified"], None),
+                                           b: (sub_b["N"].values, fits[b]["identified"], None)})
+        comp = compare_samples(fits[a], fits[b], samples.get((a, primary)), samples.get((b, primary)), level)
+        for k, c in comp.items():
+            c["method"] = method_text(kind, df, n_boot) if n_boot > 0 else "none (--bootstrap 0)"
+            c["verdict"] = identify.verdict(c["ci"], level, why)
+            c["identifiability"] = why
+        comparison[key] = comp
+        if kind == "runs":
+            paired[key] = paired_comparison(sub_a, sub_b, method=primary, n_boot=n_boot, seed=seed, level=level,
+                                            rel_tol=pair_tol, jobs=jobs, delta=delta, starts=starts,
+                                            bound_e=bound_e)
     doc = {"meta": dict(meta or {}, method=method, bootstrap=n_boot, seed=seed, level=level, delta=delta,
                         bound_e=bound_e, starts=starts if isinstance(starts, str) else "custom",
                         n_runs=int(len(df)), groups=groups, primary_method=primary,
-                        compute_budgets=list(compute_budgets), predict=[list(p) for p in predict]),
-           "fits": fits, "comparison": comparison, "comparison_paired": paired, "notes": notes}
+                        compute_budgets=list(compute_budgets), predict=[list(p) for p in predict],
+                        resample=kind, resample_method=method_text(kind, df, n_boot)),
+           "fits": fits, "comparison": comparison, "comparison_paired": paired, "notes": notes,
+           "design": _design(df, fits, ok_groups, primary, delta, effect)}
     return clean_json(doc)
+
+
+def residual_noise(df: pd.DataFrame, fits: dict, ok_groups: list[str]) -> float | None:
+    """Pooled residual SD of log loss over the fitted groups, corrected for the 5 fitted parameters per group."""
+    ss, dof = 0.0, 0
+    for g in ok_groups:
+        f = fits[g]
+        if any(f.get(k) is None for k in bs.SAMPLE_NAMES):
+            continue
+        sub = df[df["group"].astype(str) == g]
+        r = np.log(sub["L"].values) - np.log(predict_loss(f, sub["N"].values, sub["D"].values))
+        ss += float(r @ r)
+        dof += len(r) - 5
+    return float(np.sqrt(ss / dof)) if dof > 0 else None
+
+
+def _design(df, fits, ok_groups, primary, delta, effect) -> dict:
+    """The design analysis (fitting.design) of the grid as run, at the residual noise the fits observed and at
+    the first identified fit's parameters (the published Chinchilla law if none is identified)."""
+    noise_obs = residual_noise(df, fits, ok_groups)
+    params = next((dict((k, fits[g][k]) for k in bs.SAMPLE_NAMES) for g in ok_groups if fits[g].get("identified")),
+                  None)
+    groups = {}
+    for g, sub in sorted(df.groupby(df["group"].astype(str))):
+        groups[g] = {"N": sub["N"].values, "D": sub["D"].values,
+                     "seed": sub["seed"].values if "seed" in sub.columns else np.zeros(len(sub)),
+                     "size": sub["size"].astype(str).values if "size" in sub.columns else None}
+        if groups[g]["size"] is None:
+            groups[g].pop("size")
+    noise = noise_obs if noise_obs and noise_obs > 0 else design.DEFAULT_NOISE
+    out = design.analyse(groups, noise=noise, effect=effect, params=params, delta=delta)
+    out.update(noise_observed=noise_obs, params_source="first identified fit" if params else
+               "Hoffmann et al. 2022 (no identified fit)")
+    return out
 
 
 def _agreement(a3: dict, vp: dict) -> dict:
