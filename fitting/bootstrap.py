@@ -294,27 +294,38 @@ def refit_rows(N, D, logY: np.ndarray, x_full, *, delta=chinchilla.DEFAULT_DELTA
     return X, ok, n_polished
 
 
-def wild_cluster(N, D, L, full: FitResult, cells, weights: np.ndarray, *, method: str = "approach3",
+def log_fitted(N, D, x) -> np.ndarray:
+    """log L(N, D) of the law at x = (log A, log B, log E, alpha, beta)."""
+    prob = chinchilla.Problem(N, D, np.ones(len(np.asarray(N))))
+    return prob._lse(np.asarray(x, float)[None, :])[0][0]
+
+
+def wild_cluster_losses(N, D, L, x, cells, weights: np.ndarray) -> np.ndarray:
+    """Wild cluster bootstrap losses on the fixed design (Cameron, Gelbach & Miller 2008): (B, n) log losses
+    fitted + weights[b, cell] * CR2-adjusted residual, so every run of one cell moves with one weight and errors
+    shared within a cell stay shared. ``cells[i]`` indexes the columns of ``weights``; one weight matrix for two
+    architectures pairs them cell by cell."""
+    cells = np.asarray(cells, dtype=int)
+    r = adjusted_residuals(N, D, L, x, cells)
+    return log_fitted(N, D, x)[None, :] + weights[:, cells] * r[None, :]
+
+
+def refit_design(N, D, logY: np.ndarray, full: FitResult, *, method: str = "approach3",
                  delta: float = chinchilla.DEFAULT_DELTA, bound_e: bool = False, starts="published",
                  n_grid_starts: int = 3) -> FitResult:
-    """Wild cluster bootstrap of a fit on its fixed design (Cameron, Gelbach & Miller 2008).
+    """Refit every row of resampled log losses ``logY`` (B, n) on the fixed design (N, D).
 
-    Resample b refits the losses exp(fitted + weights[b, cell] * adjusted residual): every run of one cell moves
-    with one weight, so errors shared within a cell stay shared, and the design (every size, every budget) is the
-    same in every resample, so no resample loses identifiability. ``cells[i]`` indexes the columns of
-    ``weights``; drawing one weight matrix for two architectures' cells pairs them cell by cell.
-    Returns samples (rows E, A, B, alpha, beta; NaN where unconverged) like ``bootstrap``.
+    Approach 3: all rows at once (``refit_rows``) from the full-data optimum and the ``n_grid_starts`` best
+    published starts for the full data. Returns samples (rows E, A, B, alpha, beta; NaN where a refit did not
+    converge) and counts, like ``bootstrap``. The design is the same in every resample, so none loses
+    identifiability (``n_skipped`` is 0).
     """
-    N, D, L = (np.asarray(v, dtype=float) for v in (N, D, L))
-    cells = np.asarray(cells, dtype=int)
-    prob = chinchilla.Problem(N, D, L, delta=delta)
-    logfit = prob._lse(np.asarray(full.x, float)[None, :])[0][0]
-    r = adjusted_residuals(N, D, L, full.x, cells)
-    logY = logfit[None, :] + weights[:, cells] * r[None, :]
+    N, D = np.asarray(N, dtype=float), np.asarray(D, dtype=float)
     n_polished = 0
     if method == "approach3":
         grid = chinchilla.make_starts(starts)
-        gv = prob.values(grid)
+        y0 = log_fitted(N, D, full.x)
+        gv = chinchilla.Problem(N, D, np.exp(y0), delta=delta).values(grid)
         extra = grid[np.argsort(gv)[:n_grid_starts]]
         xs, ok, n_polished = refit_rows(N, D, logY, full.x, delta=delta, bound_e=bound_e, extra_starts=[extra])
     else:
@@ -330,3 +341,95 @@ def wild_cluster(N, D, L, full: FitResult, cells, weights: np.ndarray, *, method
     samples[good] = np.column_stack([np.exp(e), np.exp(a), np.exp(b), al, be])
     return FitResult(method=method, samples=samples, converged_mask=good, n=int(len(logY)),
                      n_converged=int(good.sum()), n_skipped=0, n_polished=int(n_polished))
+
+
+# --------------------------------------------------------------- parametric bootstrap with variance components
+def variance_components(resid: dict) -> dict:
+    """Per-run and per-cell error SDs, and the cross-architecture correlation of cell errors, from residuals.
+
+    ``resid``: {group: (log residuals r, cell labels)}. Method of moments on the one-way layout of each group
+    (Searle, Casella & McCulloch 1992, ch. 3), with the fitted law's degrees of freedom taken out: within cells
+    the D-terms (B, beta) absorb 2, between cells the N-terms and E (A, alpha, E) absorb 3, so
+        sigma_run^2  = sum_g SS_within,g / sum_g (n_g - C_g - 2)
+        sigma_cell^2 = (sum_g SS_between,g / sum_g (C_g - 3) - sigma_run^2) / mean runs per cell, floored at 0,
+    and rho = mean over matched cells of (cell mean in A) x (cell mean in B) / sigma_cell^2, clipped to [0, 1].
+    ``df_run``/``df_cell`` are those denominators (df_cell <= 0: the cell SD cannot be estimated).
+    """
+    ss_w = ss_b = 0.0
+    df_w = df_b = 0
+    m_tot = c_tot = 0
+    means = {}
+    for g, (r, cells) in resid.items():
+        r, cells = np.asarray(r, float), np.asarray(cells)
+        labs, inv, counts = np.unique(cells, return_inverse=True, return_counts=True)
+        mu = np.bincount(inv, weights=r) / counts
+        ss_w += float(((r - mu[inv]) ** 2).sum())
+        ss_b += float((counts * mu ** 2).sum())
+        df_w += len(r) - len(labs) - 2
+        df_b += len(labs) - 3
+        m_tot += len(r)
+        c_tot += len(labs)
+        means[g] = dict(zip(labs.tolist(), mu.tolist()))
+    s2_run = ss_w / df_w if df_w > 0 else (ss_w + ss_b) / max(m_tot - 5 * len(resid), 1)
+    m_bar = m_tot / max(c_tot, 1)
+    s2_cell = max((ss_b / df_b - s2_run) / m_bar, 0.0) if df_b > 0 else 0.0
+    rho = 0.0
+    names = list(means)
+    if len(names) >= 2 and s2_cell > 0:
+        a, b = means[names[0]], means[names[1]]
+        common = sorted(set(a) & set(b))
+        if len(common) > 3:
+            prod = np.mean([a[c] * b[c] for c in common]) * len(common) / (len(common) - 3)
+            rho = float(np.clip(prod / s2_cell, 0.0, 1.0))
+    return {"sigma_run": float(np.sqrt(s2_run)), "sigma_cell": float(np.sqrt(s2_cell)), "rho": rho,
+            "df_run": int(df_w), "df_cell": int(df_b)}
+
+
+def parametric_losses(N, D, x, cells, comps: dict, z_common: np.ndarray, z_own: np.ndarray,
+                      z_run: np.ndarray) -> np.ndarray:
+    """(B, n) log losses: fitted + sigma_cell (sqrt(rho) z_common + sqrt(1 - rho) z_own)[cell] + sigma_run z_run.
+
+    ``z_common`` (B, cells) is drawn once for all groups, so cells of one (size, seed) share it across
+    architectures as their real errors share the batch order; ``z_own`` (B, cells) and ``z_run`` (B, n) are the
+    group's own."""
+    cells = np.asarray(cells, dtype=int)
+    rho = comps["rho"]
+    u = comps["sigma_cell"] * (np.sqrt(rho) * z_common + np.sqrt(1.0 - rho) * z_own)
+    return log_fitted(N, D, x)[None, :] + u[:, cells] + comps["sigma_run"] * z_run
+
+
+def satterthwaite_df(jac_blocks: list, cells_blocks: list, comps: dict, contrast: np.ndarray) -> float:
+    """Welch-Satterthwaite degrees of freedom of a linear contrast of the parameters (Satterthwaite 1946).
+
+    Var(c'theta) ~ s_cell^2 a + s_run^2 b, with a and b from the least-squares sandwich of the stacked design
+    (``jac_blocks`` per group, block-diagonal; ``cells_blocks`` global cell labels, correlation rho across groups);
+    each variance estimate carries its own df, and the sum has df (a s_c^2 + b s_r^2)^2 / ((a s_c^2)^2/df_c +
+    (b s_r^2)^2/df_r)."""
+    n = sum(len(j) for j in jac_blocks)
+    p = 5 * len(jac_blocks)
+    J = np.zeros((n, p))
+    grp = np.zeros(n, int)
+    i = 0
+    for k, j in enumerate(jac_blocks):
+        J[i:i + len(j), 5 * k:5 * k + 5] = j
+        grp[i:i + len(j)] = k
+        i += len(j)
+    cells = np.concatenate(cells_blocks)
+    s = np.sqrt(np.maximum((J * J).sum(axis=0), 1e-300))
+    G = np.linalg.pinv((J / s).T @ (J / s)) / np.outer(s, s)
+    w = J @ (G @ contrast)  # influence of each run on the contrast
+    same_cell = cells[:, None] == cells[None, :]
+    corr = np.where(grp[:, None] == grp[None, :], 1.0, comps["rho"]) * same_cell
+    a = float(w @ corr @ w)
+    b = float(w @ w)
+    vc, vr = a * comps["sigma_cell"] ** 2, b * comps["sigma_run"] ** 2
+    terms = (vc ** 2 / comps["df_cell"] if comps["df_cell"] > 0 else (np.inf if vc > 0 else 0.0)) + \
+        (vr ** 2 / comps["df_run"] if comps["df_run"] > 0 else (np.inf if vr > 0 else 0.0))
+    return float((vc + vr) ** 2 / terms) if terms > 0 else np.inf
+
+
+def widen(point: float, ci, factor: float):
+    """The interval ``ci`` stretched about ``point`` by ``factor`` (a t quantile over the normal one)."""
+    if ci is None or point is None or not np.isfinite(point) or factor == 1.0:
+        return ci
+    return [float(point + factor * (ci[0] - point)), float(point + factor * (ci[1] - point))]

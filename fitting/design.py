@@ -104,14 +104,15 @@ def _grid_cells(N, seeds) -> np.ndarray:
 
 def analyse(groups: dict, *, noise: float = DEFAULT_NOISE, shared: float = DEFAULT_SHARED, delta: float = 1e-3,
             effect: float = DEFAULT_EFFECT, params: dict | None = None, cross_arch: float = 0.0,
-            alternatives: bool = True) -> dict:
+            alternatives: bool = True, group_params: dict | None = None) -> dict:
     """Design analysis of a grid: ``groups`` maps an architecture to a dict of equal-length arrays N, D, seed and
     size (the size's name: it pairs cells across architectures; defaults to the N rank).
 
     Returns the fits.json ``design`` object: per-architecture ``sd_alpha``/``sd_beta``, the first two
     architectures' ``sd_delta_alpha`` and ``min_detectable_delta_alpha``, ``resolvable`` (the stated effect at
     least that large), the structural reasons a grid cannot identify alpha (``problems``), and with
-    ``alternatives`` what would resolve the effect (more seeds, a wider N range).
+    ``alternatives`` what would resolve the effect (more seeds, a wider N range). ``group_params`` overrides
+    ``params`` for the groups it names (each architecture at its own fitted law).
     """
     if effect <= 0:
         raise ValueError(f"effect must be > 0, got {effect}")
@@ -126,7 +127,7 @@ def analyse(groups: dict, *, noise: float = DEFAULT_NOISE, shared: float = DEFAU
         seeds = np.asarray(spec.get("seed", np.zeros(len(N))))
         sizes = np.asarray(spec.get("size", _rank_names(N)), dtype=str)
         n_N, n_D, n_seed = len(np.unique(N)), len(np.unique(D)), len(np.unique(seeds))
-        jac = log_law_jacobian(p, N, D)
+        jac = log_law_jacobian((group_params or {}).get(g, p), N, D)
         cov = parameter_covariance(jac, _grid_cells(N, seeds), noise=noise, shared=shared, delta=delta)
         sd = np.sqrt(np.diag(cov))
         out["per_arch"][g] = {"n_runs": int(len(N)), "n_sizes": n_N, "n_budgets": n_D, "n_seeds": n_seed,

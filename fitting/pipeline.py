@@ -32,39 +32,33 @@ def _fit_one(method: str, sub: pd.DataFrame, *, delta, starts, bound_e):
     return fit_varpro(N, D, L, delta=delta)
 
 
-RESAMPLE = ("auto", "cells", "runs")
+RESAMPLE = ("auto", "cells", "wild", "runs")
+WIDENED = ("alpha", "beta", "a")  # the exponent-type quantities whose intervals take the small-sample t factor
 
 
-def _method_entry(res, sub, method, *, draw, level, delta, starts, bound_e, jobs, compute_budgets, predict):
-    """fits.json entry of one method: parameters, derived numbers, resampling intervals and their counts.
-
-    ``draw``: None (no resampling), ("runs", n_boot, seed) for the case bootstrap over runs, or
-    ("cells", weights, cell index per run, description) for the wild cluster bootstrap.
-    """
+def _entry(res, compute_budgets, predict) -> dict:
     entry = res.to_json()
     entry.update(bs.derived_point(res.params, compute_budgets, predict))
     entry["derived"] = {k: v for k, v in bs.derived_point(res.params, compute_budgets, predict).items()
                         if k not in bs.SAMPLE_NAMES and k != "a"}
-    samples = None
-    N, D, L = sub["N"].values, sub["D"].values, sub["L"].values
-    if draw is not None:
-        if draw[0] == "runs":
-            b = bs.bootstrap(N, D, L, res, n_boot=draw[1], seed=draw[2], method=method, delta=delta, starts=starts,
-                             bound_e=bound_e, jobs=jobs)
-        else:
-            b = bs.wild_cluster(N, D, L, res, draw[2], draw[1], method=method, delta=delta, bound_e=bound_e,
-                                starts=starts)
-        samples = b.samples
-        good = samples[b.converged_mask]
-        entry["ci"] = {k: bs.percentile_ci(v, level)
-                       for k, v in bs.derived_samples(good, compute_budgets, predict).items()}
-        entry["bootstrap"] = {"n": b.n, "n_converged": b.n_converged, "n_unconverged": b.n - b.n_converged - b.n_skipped,
-                              "n_skipped_unidentifiable": b.n_skipped, "level": level, "samples": good.tolist()}
-    else:
-        entry["ci"] = {}
-        entry["bootstrap"] = {"n": 0, "n_converged": 0, "n_unconverged": 0, "n_skipped_unidentifiable": 0,
-                              "level": level, "samples": []}
-    return entry, samples
+    entry["ci"] = {}
+    entry["bootstrap"] = {"n": 0, "n_converged": 0, "n_unconverged": 0, "n_skipped_unidentifiable": 0,
+                          "samples": []}
+    return entry
+
+
+def _add_intervals(entry: dict, b, *, level, compute_budgets, predict, factor: float = 1.0) -> np.ndarray:
+    """Percentile intervals of every reported quantity from resamples ``b``; exponents widened by ``factor``."""
+    samples = b.samples
+    good = samples[b.converged_mask]
+    ci = {k: bs.percentile_ci(v, level) for k, v in bs.derived_samples(good, compute_budgets, predict).items()}
+    for k in WIDENED:
+        ci[k] = bs.widen(entry.get(k), ci.get(k), factor)
+    entry["ci"] = ci
+    entry["bootstrap"] = {"n": b.n, "n_converged": b.n_converged, "n_unconverged": b.n - b.n_converged - b.n_skipped,
+                          "n_skipped_unidentifiable": b.n_skipped, "level": level, "t_factor": factor,
+                          "samples": good.tolist()}
+    return samples
 
 
 def cell_labels(df: pd.DataFrame) -> pd.Series:
@@ -79,8 +73,8 @@ def resample_method(df: pd.DataFrame, resample: str) -> str:
         raise FittingInputError(f"--resample must be one of {', '.join(RESAMPLE)}; got {resample!r}")
     if resample == "auto":
         return "cells" if "size" in df.columns else "runs"
-    if resample == "cells" and "size" not in df.columns:
-        raise FittingInputError("--resample cells needs a 'size' column (the results table of a sweep has one)")
+    if resample in ("cells", "wild") and "size" not in df.columns:
+        raise FittingInputError(f"--resample {resample} needs a 'size' column (a sweep's results table has one)")
     return resample
 
 
@@ -88,9 +82,19 @@ def method_text(kind: str, df: pd.DataFrame, n_boot: int) -> str:
     if kind == "runs":
         return f"case bootstrap over runs ({n_boot} resamples; runs treated as independent)"
     seeds = df["seed"].nunique() if "seed" in df.columns else 1
-    unit = "(size, seed) cell" if seeds > 1 else "model size (one seed: a size's runs share their errors)"
-    return (f"wild cluster bootstrap, one weight per {unit} shared by both architectures "
-            f"({n_boot} resamples, Webb weights, CR2-adjusted residuals)")
+    unit = "(size, seed) cell" if seeds > 1 else "model size (one seed per size)"
+    if kind == "wild":
+        return (f"wild cluster bootstrap, one Webb weight per {unit} shared by the architectures "
+                f"({n_boot} resamples, CR2-adjusted residuals)")
+    return (f"parametric bootstrap on the fixed design: a shared error per {unit} and one per run, SDs estimated "
+            f"from the residuals, paired across architectures by cell ({n_boot} resamples, t-widened)")
+
+
+def _t_factor(df_: float, level: float) -> float:
+    from scipy.stats import norm, t
+
+    q = (1 + level) / 2
+    return float(t.ppf(q, df_) / norm.ppf(q)) if np.isfinite(df_) and df_ > 0 else 1.0
 
 
 def fit_groups(table: RunTable | pd.DataFrame, *, method: str = "both", n_boot: int = 200, seed: int = 0,
@@ -104,9 +108,10 @@ def fit_groups(table: RunTable | pd.DataFrame, *, method: str = "both", n_boot: 
     tokens, loss, arch, status; read with ``read_table`` defaults). ``on_insufficient="error"`` raises
     ``FittingInputError`` for a group with fewer runs than parameters or one N / one D only; ``"mark"`` records it
     with ``status: "not enough runs"`` and a ``reason`` (what the report uses). ``compare``: (A, B) pairs,
-    reported as "B - A"; by default every other group against the first (sorted). ``resample``: "cells" (wild
-    cluster bootstrap over (size, seed) cells, paired across groups), "runs" (case bootstrap over runs, the
-    procedure of Hoffmann et al. and Epoch's replication), "auto" (cells when the table has a ``size`` column).
+    reported as "B - A"; by default every other group against the first (sorted). ``resample`` (docs/FITTING.md):
+    "cells" (parametric bootstrap with per-(size, seed) and per-run errors, paired across groups by cell), "wild"
+    (wild cluster bootstrap over cells), "runs" (case bootstrap over runs, the procedure of Hoffmann et al. and
+    Epoch's replication), "auto" (cells when the table has a ``size`` column, else runs).
     """
     if isinstance(table, RunTable):
         df = table.df
@@ -128,15 +133,11 @@ def fit_groups(table: RunTable | pd.DataFrame, *, method: str = "both", n_boot: 
             if r:
                 raise FittingInputError(f"group {g!r}: {r}")
     seeds = np.random.SeedSequence(seed).spawn(len(groups))  # independent resamples per group
-    weights = cell_index = None
-    if kind == "cells":
-        labels = cell_labels(df)
-        uniq = sorted(labels.unique())
-        cell_index = pd.Series(np.searchsorted(uniq, labels.values), index=df.index)
-        weights = bs.cell_weights(len(uniq), n_boot, seed)  # one draw for every group: pairs them by cell
-    fits, samples, notes = {}, {}, []
-    for g, ss in zip(groups, seeds):
-        sub = df[df["group"].astype(str) == g]
+    fits, samples, notes, full = {}, {}, [], {}
+    subs = {g: df[df["group"].astype(str) == g] for g in groups}
+    # pass 1: the fits
+    for g in groups:
+        sub = subs[g]
         if reasons[g]:
             fits[g] = {k: None for k in bs.SAMPLE_NAMES + ("a",)}
             fits[g].update(converged=False, n_runs=int(len(sub)), method=primary, ci={}, methods={},
@@ -144,24 +145,70 @@ def fit_groups(table: RunTable | pd.DataFrame, *, method: str = "both", n_boot: 
                            reason=reasons[g], identified=False, identifiability=[reasons[g]])
             notes.append(f"group {g!r}: not enough runs ({reasons[g]})")
             continue
-        if n_boot <= 0:
-            draw = None
-        elif kind == "runs":
-            draw = ("runs", n_boot, int(ss.generate_state(1)[0]))
-        else:
-            draw = ("cells", weights, cell_index[sub.index].to_numpy())
-        entries = {}
         for m in methods:
             res = _fit_one(m, sub, delta=delta, starts=starts, bound_e=bound_e)
             if not res.success:
                 msg = f"group {g!r}, {m}: best fit did not converge: {res.message}"
                 notes.append("WARNING " + msg)
                 warnings.warn(msg, ConvergenceWarning, stacklevel=2)
-            entries[m], samples[(g, m)] = _method_entry(
-                res, sub, m, draw=draw, level=level, delta=delta, starts=starts, bound_e=bound_e, jobs=jobs,
-                compute_budgets=compute_budgets, predict=predict)
-            why = identify.check_fit(sub["N"].values, sub["D"].values, sub["L"].values, entries[m],
-                                     entries[m]["ci"], samples[(g, m)], bound_e=bound_e, level=level)
+            full[(g, m)] = res
+    ok_groups = [g for g in groups if not reasons[g]]
+    # pass 2: the resamples
+    cells = cell_index = comps = None
+    factors = {g: 1.0 for g in groups}
+    if kind in ("cells", "wild"):
+        labels = cell_labels(df)
+        cells = sorted(labels.unique())
+        cell_index = pd.Series(np.searchsorted(cells, labels.values), index=df.index)
+    rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(len(groups) + 1)[-1])
+    if n_boot > 0 and kind == "wild":
+        weights = bs.cell_weights(len(cells), n_boot, rng)  # one draw for every group: pairs them by cell
+    if n_boot > 0 and kind == "cells" and ok_groups:
+        resid = {g: (np.log(subs[g]["L"].values) - bs.log_fitted(subs[g]["N"].values, subs[g]["D"].values,
+                                                                  full[(g, primary)].x),
+                     cell_index[subs[g].index].to_numpy()) for g in ok_groups}
+        comps = bs.variance_components(resid)
+        z_common = rng.standard_normal((n_boot, len(cells)))
+        jac = {g: design.log_law_jacobian(full[(g, primary)].params, subs[g]["N"].values, subs[g]["D"].values)
+               for g in ok_groups}
+        for g in ok_groups:
+            c = np.zeros(5)
+            dfs = []
+            for k in (3, 4):
+                c[:] = 0
+                c[k] = 1
+                dfs.append(bs.satterthwaite_df([jac[g]], [resid[g][1]], comps, c))
+            factors[g] = _t_factor(min(dfs), level)
+    for g, ss in zip(groups, seeds):
+        if reasons[g]:
+            continue
+        sub = subs[g]
+        N, D, L = sub["N"].values, sub["D"].values, sub["L"].values
+        grng = np.random.default_rng(ss)
+        logY = None
+        if n_boot > 0 and kind == "cells":
+            logY = bs.parametric_losses(N, D, full[(g, primary)].x, cell_index[sub.index].to_numpy(), comps,
+                                        z_common, grng.standard_normal((n_boot, len(cells))),
+                                        grng.standard_normal((n_boot, len(sub))))
+        entries = {}
+        for m in methods:
+            res = full[(g, m)]
+            entries[m] = _entry(res, compute_budgets, predict)
+            b = None
+            if n_boot > 0 and kind == "runs":
+                b = bs.bootstrap(N, D, L, res, n_boot=n_boot, seed=int(ss.generate_state(1)[0]), method=m,
+                                 delta=delta, starts=starts, bound_e=bound_e, jobs=jobs)
+            elif n_boot > 0:
+                y = logY if kind == "cells" else bs.wild_cluster_losses(N, D, L, res.x,
+                                                                        cell_index[sub.index].to_numpy(), weights)
+                b = bs.refit_design(N, D, y, res, method=m, delta=delta, bound_e=bound_e, starts=starts)
+            samples[(g, m)] = None
+            if b is not None:
+                samples[(g, m)] = _add_intervals(entries[m], b, level=level, compute_budgets=compute_budgets,
+                                                 predict=predict, factor=factors[g])
+            entries[m]["bootstrap"]["level"] = level
+            why = identify.check_fit(N, D, L, entries[m], entries[m]["ci"], samples[(g, m)], bound_e=bound_e,
+                                     level=level)
             entries[m].update(identified=not why, identifiability=why)
         top = dict(entries[primary])
         top.update(methods=entries, status="ok", reason=None)
@@ -170,7 +217,6 @@ def fit_groups(table: RunTable | pd.DataFrame, *, method: str = "both", n_boot: 
         if not top["identified"]:
             notes.append(f"group {g!r}: not identified: " + "; ".join(top["identifiability"]))
         fits[g] = top
-    ok_groups = [g for g in groups if fits[g]["status"] == "ok"]
     if compare is None:
         compare = [(groups[0], g) for g in groups[1:]] if groups else []
     comparison, paired = {}, {}
@@ -182,12 +228,24 @@ def fit_groups(table: RunTable | pd.DataFrame, *, method: str = "both", n_boot: 
         if a not in ok_groups or b not in ok_groups:
             comparison[key] = {"status": "not enough runs", "reason": "one of the groups could not be fitted"}
             continue
-        sub_a = df[df["group"].astype(str) == a]
-        sub_b = df[df["group"].astype(str) == b]
+        sub_a, sub_b = subs[a], subs[b]
         why = identify.comparison_reasons({a: (sub_a["N"].values, fits[a]["identified"], None),
                                            b: (sub_b["N"].values, fits[b]["identified"], None)})
         comp = compare_samples(fits[a], fits[b], samples.get((a, primary)), samples.get((b, primary)), level)
+        factor = 1.0
+        if comps is not None:
+            jac = [design.log_law_jacobian(full[(g, primary)].params, subs[g]["N"].values, subs[g]["D"].values)
+                   for g in (a, b)]
+            cb = [cell_index[subs[g].index].to_numpy() for g in (a, b)]
+            dfs = []
+            for k in (3, 4):
+                c = np.zeros(10)
+                c[k], c[5 + k] = -1.0, 1.0
+                dfs.append(bs.satterthwaite_df(jac, cb, comps, c))
+            factor = _t_factor(min(dfs), level)
         for k, c in comp.items():
+            c["ci"] = bs.widen(c["diff"], c["ci"], factor)
+            c["t_factor"] = factor
             c["method"] = method_text(kind, df, n_boot) if n_boot > 0 else "none (--bootstrap 0)"
             c["verdict"] = identify.verdict(c["ci"], level, why)
             c["identifiability"] = why
@@ -200,7 +258,8 @@ def fit_groups(table: RunTable | pd.DataFrame, *, method: str = "both", n_boot: 
                         bound_e=bound_e, starts=starts if isinstance(starts, str) else "custom",
                         n_runs=int(len(df)), groups=groups, primary_method=primary,
                         compute_budgets=list(compute_budgets), predict=[list(p) for p in predict],
-                        resample=kind, resample_method=method_text(kind, df, n_boot)),
+                        resample=kind, resample_method=method_text(kind, df, n_boot),
+                        noise_components=comps),
            "fits": fits, "comparison": comparison, "comparison_paired": paired, "notes": notes,
            "design": _design(df, fits, ok_groups, primary, delta, effect)}
     return clean_json(doc)
@@ -234,7 +293,8 @@ def _design(df, fits, ok_groups, primary, delta, effect) -> dict:
         if groups[g]["size"] is None:
             groups[g].pop("size")
     noise = noise_obs if noise_obs and noise_obs > 0 else design.DEFAULT_NOISE
-    out = design.analyse(groups, noise=noise, effect=effect, params=params, delta=delta)
+    own = {g: {k: fits[g][k] for k in bs.SAMPLE_NAMES} for g in ok_groups if fits[g].get("identified")}
+    out = design.analyse(groups, noise=noise, effect=effect, params=params, delta=delta, group_params=own)
     out.update(noise_observed=noise_obs, params_source="first identified fit" if params else
                "Hoffmann et al. 2022 (no identified fit)")
     return out
