@@ -252,8 +252,9 @@ def main(argv=None) -> int:
             f"Machine: {platform.machine()}, {os.cpu_count()} cores ({args.jobs} processes); python "
             f"{platform.python_version()}, numpy {np.__version__}, scipy {scipy.__version__}, pandas {pd.__version__}",
             f"Fits: fitting.fit_groups(method='approach3', {n_boot} resamples, published 4,500-start grid, Huber "
-            "delta 1e-3); resampling as the CLI chooses (resample 'auto': wild cluster bootstrap over (size, seed) "
-            "cells) unless the design says 'case bootstrap over runs' (the method before issue 26).", ""]
+            "delta 1e-3); resampling as the CLI chooses (resample 'auto': parametric bootstrap over (size, seed) "
+            "cells, t-widened) unless the design names another: 'wild cluster bootstrap' (--resample wild) or "
+            "'case bootstrap over runs' (--resample runs, the method before issue 26).", ""]
     print("\n".join(head), flush=True)
     rows = run(ds, n_boot, args.jobs, log=lambda s: print(s, flush=True))
     body = table(rows)

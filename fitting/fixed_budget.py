@@ -4,7 +4,9 @@ Two fits per slice (x = N at fixed D, or x = D at fixed N):
 - nonlinear L(x) = E' + A' x^-alpha': for each alpha' on a grid the pair (E', A') >= 0 is solved in closed form by
   least squares on relative residuals, then alpha' is refined by a bounded scalar search (variable projection in
   one dimension; exactly determined with 3 points, so ``converged`` only says the search ended inside its range);
-- log-linear -log L = alpha log x + beta, the form of the 2-simplicial paper, with R^2.
+- log-linear -log L = alpha log x + beta, the form of the 2-simplicial paper, with R^2 and a t interval of the
+  slope (``ci``). That slope is a LOCAL slope: at fixed D, d log L / d log N = -alpha A N^-alpha / L, which shrinks
+  as E dominates, so between architectures it can move opposite to the joint fit's alpha.
 Token budgets of different runs that differ by less than ``rel_tol`` (default 2%) are one budget: token counts are
 whole numbers of batches, so "the same D" can differ slightly between model sizes.
 """
@@ -51,6 +53,23 @@ def _profile(alpha: float, x: np.ndarray, L: np.ndarray):
     return best
 
 
+def slope_ci(lx: np.ndarray, y: np.ndarray, slope: float, level: float = 0.95):
+    """Student-t interval of a least-squares slope (n - 2 degrees of freedom); None with fewer than 3 points.
+
+    At fixed D the runs are different model sizes (or seeds), whose errors are independent; at fixed N they share
+    their size's error, which moves every point together and so cancels in the slope (it is the intercept's)."""
+    from scipy.stats import t
+
+    n = len(lx)
+    if n < 3 or len(np.unique(lx)) < 2:
+        return None
+    resid = y - (slope * lx + (y.mean() - slope * lx.mean()))
+    sxx = float(((lx - lx.mean()) ** 2).sum())
+    se = float(np.sqrt((resid @ resid) / (n - 2) / sxx))
+    q = float(t.ppf((1 + level) / 2, n - 2))
+    return [float(slope - q * se), float(slope + q * se)]
+
+
 def fit_power_law(x, L) -> dict:
     """L(x) = E' + A' x^-alpha' and the log-linear form for one slice; JSON-ready dict (None where undefined)."""
     x, L = np.asarray(x, dtype=float), np.asarray(L, dtype=float)
@@ -61,7 +80,7 @@ def fit_power_law(x, L) -> dict:
         ss_res = float(((y - (slope * lx + intercept)) ** 2).sum())
         ss_tot = float(((y - y.mean()) ** 2).sum())
         out["loglinear"] = {"alpha": float(slope), "beta": float(intercept),
-                            "r2": (1.0 - ss_res / ss_tot) if ss_tot > 0 else None}
+                            "r2": (1.0 - ss_res / ss_tot) if ss_tot > 0 else None, "ci": slope_ci(lx, y, slope)}
     else:
         out["loglinear"] = None
     if len(np.unique(x)) < 3:
