@@ -1,8 +1,9 @@
 """One function per report page, each returning a matplotlib Figure (no pyplot: no global figure state).
 
 Conventions stated in the captions: N = non-embedding parameters (the `params` column), D = training tokens,
-C = 6ND for the frontier and IsoFLOP pages (the results' `flops` column is the model's own count, attention
-included, and is only listed). Fitted curves come from the fits file's joint fit L(N, D) = E + A/N^alpha + B/D^beta;
+C = each run's own training FLOPs (the results' `flops` column, attention included) on the frontier and IsoFLOP
+pages, with C = 6ND drawn only as a labelled alternative: a 2-simplicial layer costs more FLOPs per token than
+6 N, so at one C the two architectures train different (N, D). Fitted curves come from the fits file's joint fit L(N, D) = E + A/N^alpha + B/D^beta;
 bands are pointwise quantiles of the curve over the bootstrap samples. A fit that did not converge is drawn dashed
 and labelled "(not converged)".
 """
@@ -30,7 +31,7 @@ MAX_PANELS = 6
 LOSS_LABEL = "final validation loss (nats/token)"
 N_LABEL = "N: non-embedding parameters"
 D_LABEL = "D: training tokens"
-C_LABEL = "C = 6ND (FLOPs)"
+C_LABEL = "C: training FLOPs (each run's own count, attention included)"
 RC = {
     "pdf.fonttype": 42,  # TrueType with a unicode map: the PDF's text can be searched and extracted
     "font.size": 9, "axes.titlesize": 9.5, "axes.labelsize": 9, "legend.fontsize": 8,
@@ -85,6 +86,51 @@ def frontier(p, c):
         a, b = be / (al + be), al / (al + be)
         n_opt = G * (c[None, :] / 6.0) ** a
         d_opt = (c[None, :] / 6.0) ** b / G
+    if isinstance(p, dict):
+        return n_opt[0], d_opt[0]
+    return n_opt, d_opt
+
+
+def flops_law(inputs: ReportInputs, arch: str) -> tuple[float, float, str]:
+    """Training FLOPs per token of an architecture as k N^gamma, fitted (least squares in log) to its done runs'
+    own `flops` / `tokens`; (6, 1, "6ND") when the table has no usable FLOPs for it."""
+    d = inputs.done
+    s = d[(d["arch"] == arch) & np.isfinite(d["flops"]) & (d["flops"] > 0)] if "flops" in d.columns else d.iloc[:0]
+    if s.empty:
+        return 6.0, 1.0, "6ND"
+    x = np.log(s["params"].to_numpy(float))
+    y = np.log(s["flops"].to_numpy(float) / s["tokens"].to_numpy(float))
+    if np.ptp(x) < 1e-9:
+        return float(np.exp(np.mean(y - x))), 1.0, "own FLOPs"
+    gamma, logk = np.polyfit(x, y, 1)
+    return float(np.exp(logk)), float(gamma), "own FLOPs"
+
+
+def tokens_at(c, n, k: float, gamma: float):
+    """D such that the training FLOPs k N^gamma D equal c."""
+    return np.asarray(c, float) / (k * np.asarray(n, float) ** gamma)
+
+
+def frontier_flops(p, c, k: float, gamma: float, n_lo: float, n_hi: float, points: int = 400):
+    """N_opt(C), D_opt(C) minimising the fitted L(N, D) along C = k N^gamma D (each architecture's own FLOPs),
+    by a search over a log grid of N in [n_lo, n_hi]; NaN where the minimum is at an end of the grid.
+    p: a fit dict or (S, 5) samples; returns arrays (len(c),) or (S, len(c))."""
+    c = np.asarray(c, float)
+    ng = np.geomspace(n_lo, n_hi, points)
+    dg = tokens_at(c[:, None], ng[None, :], k, gamma)  # (C, G)
+    if isinstance(p, dict):
+        P = np.array([[p[k_] for k_ in ("E", "A", "B", "alpha", "beta")]], float)
+    else:
+        P = np.asarray(p, float)
+    E, A, B, al, be = (P[:, i][:, None, None] for i in range(5))
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        L = E + A / ng[None, None, :] ** al + B / dg[None, :, :] ** be  # (S, C, G)
+    L = np.where(np.isfinite(L), L, np.inf)
+    i = np.argmin(L, axis=2)
+    n_opt = ng[i]
+    edge = (i == 0) | (i == points - 1)
+    n_opt = np.where(edge, np.nan, n_opt)
+    d_opt = tokens_at(c[None, :], n_opt, k, gamma)
     if isinstance(p, dict):
         return n_opt[0], d_opt[0]
     return n_opt, d_opt
@@ -309,9 +355,9 @@ def title_page(inputs: ReportInputs) -> Figure:
 
     y = 0.875
     for k, v in lines:
-        fig.text(0.04, y, k, fontsize=10, weight="bold", va="top")
-        fig.text(0.20, y, v, fontsize=10, va="top")
-        y -= 0.032
+        fig.text(0.04, y, k, fontsize=9.5, weight="bold", va="top")
+        fig.text(0.20, y, v, fontsize=9.5, va="top")
+        y -= 0.027
 
     missing = _missing_lines(inputs)
     if missing:
@@ -322,31 +368,68 @@ def title_page(inputs: ReportInputs) -> Figure:
         y -= 0.01
     y -= 0.02
 
-    fig.text(0.04, y, "Headline: fitted exponents", fontsize=12.5, weight="bold", va="top")
+    demo = tables.demonstration_only(inputs)
+    head = ("Pipeline demonstration: fitted exponents (this grid cannot resolve the comparison; see Design below)"
+            if demo else "Headline: fitted exponents")
+    fig.text(0.04, y, head, fontsize=12.5, weight="bold", va="top", color="#A00000" if demo else "black")
     y -= 0.035
     if not inputs.fits:
         note(fig, no_fits_text(inputs), y=y)
         return fig
     header, rows = tables.headline_rows(inputs)
-    h = 0.036 * (len(rows) + 1)
+    h = 0.03 * (len(rows) + 1)
     widths = [0.6] + [1.0] * (len(header) - 1)
-    _draw_table(fig, [0.04, y - h, 0.92, h], header, rows, fontsize=10, col_widths=widths)
-    y -= h + 0.03
+    _draw_table(fig, [0.04, y - h, 0.92, h], header, rows, fontsize=9, col_widths=widths)
+    y -= h + 0.02
     for line in tables.verdict_lines(inputs):
-        fig.text(0.04, y, line, fontsize=9.5, va="top")
-        y -= 0.028
+        for i, part in enumerate(textwrap.wrap(line, 190)):
+            fig.text(0.04 + (0.015 if i else 0), y, part, fontsize=7.5, va="top")
+            y -= 0.0185
+    y -= 0.006
+    for line in design_lines(inputs):
+        bad = line.strip().startswith("WARNING") or line.startswith("One seed")
+        for i, part in enumerate(textwrap.wrap(line, 190)):
+            fig.text(0.04 + (0.015 if i else 0), y, part, fontsize=7.5, va="top",
+                     color="#A00000" if bad else "0.1")
+            y -= 0.0185
     lv = tables.level(inputs)
-    meta = inputs.fits.get("meta", {})
     caption = (f"Exponents of the joint fit L(N, D) = E + A/N^alpha + B/D^beta (Chinchilla Approach 3), N = "
                f"non-embedding parameters, D = training tokens; a = beta/(alpha+beta) is the exponent of the "
-               f"compute-optimal N_opt ~ C^a for C = 6ND. Brackets: {lv:.0%} bootstrap intervals "
-               f"({meta.get('bootstrap', '?')} resamples of runs); P(diff > 0) is the fraction of bootstrap "
-               f"resamples in which the difference is positive. Larger alpha means loss falls faster with model size.")
+               f"compute-optimal N_opt ~ C^a. Brackets: {lv:.0%} intervals from the resampling method named above. "
+               f"A verdict is 'larger'/'smaller' only when the interval of the difference excludes 0; 'not "
+               f"identified' means the data do not pin the number down (reasons on the parameters page). Larger "
+               f"alpha means loss falls faster with model size.")
     for ln in inputs.notes:
-        fig.text(0.04, y, "Note: " + ln, fontsize=9, va="top", color="#A00000")
-        y -= 0.026
+        for part in textwrap.wrap("Note: " + ln, 190):
+            fig.text(0.04, y, part, fontsize=7.5, va="top", color="#A00000")
+            y -= 0.0185
     caption_text(fig, caption)
     return fig
+
+
+def design_lines(inputs: ReportInputs) -> list[str]:
+    """What the grid as run can resolve (fitting.design at the observed residual noise), and how the intervals
+    treat shared errors: the title page's Design block."""
+    from fitting.design import summary_lines
+
+    d = tables.design_of(inputs)
+    if d is None:
+        return []
+    out = ["Design (fitting.design, at this sweep's observed residual noise "
+           + (f"{d['noise_observed']:.4f}" if d.get("noise_observed") else "unknown") + " in log loss):"]
+    out += ["  " + ln for ln in summary_lines(d)]
+    comps = (inputs.fits or {}).get("meta", {}).get("noise_components")
+    if comps:
+        out.append(f"  Residual errors estimated from the runs: per run SD {comps['sigma_run']:.4f} "
+                   f"({comps['df_run']} df), per (size, seed) cell SD {comps['sigma_cell']:.4f} ({comps['df_cell']} df), "
+                   f"cross-architecture correlation of cell errors {comps['rho']:.2f}.")
+    seeds = inputs.done["seed"].nunique() if "seed" in inputs.done.columns and len(inputs.done) else 1
+    if seeds <= 1:
+        out.append("One seed per size: a size's runs share one initialisation and batch order, so its error is "
+                   "shared by all its budgets and cannot be told apart from the law's curve with "
+                   f"{max(len(set(inputs.done['size'])) - 3, 0) if len(inputs.done) else 0} degrees of freedom per "
+                   "architecture; the intervals widen for that (t factor), and more seeds would measure it.")
+    return out
 
 
 def _missing_lines(inputs: ReportInputs) -> list[str]:
@@ -454,16 +537,20 @@ def isoflop_bands(c: np.ndarray, width_dec: float = 0.5, max_bands: int = MAX_PA
 
 
 def isoflop(inputs: ReportInputs) -> Figure:
-    """Page 4: loss vs N inside compute bands C = 6ND, with each architecture's fitted optimum."""
+    """Page 4: loss vs N inside compute bands of each run's own training FLOPs, with each fitted optimum."""
     fig = new_page("IsoFLOP view: loss vs model size at fixed compute",
-                   "C = 6ND with N = non-embedding parameters and D = training tokens (not the model's own FLOP count). "
-                   "Runs are grouped into half-decade bands of C; lines: the joint fit along the band's centre C "
-                   "(D = C/(6N)); stars: the fitted compute-optimal N_opt(C) = G (C/6)^a; shaded: bootstrap band.")
+                   "C = each run's own training FLOPs (the `flops` column: forward + backward, attention included), "
+                   "not 6ND: a 2-simplicial layer costs more per token, so at one C it trains on fewer tokens. Runs are "
+                   "grouped into half-decade bands of C; lines: the joint fit along the band's centre C, D = C / "
+                   "(k N^gamma) with k N^gamma each architecture's FLOPs per token fitted to its runs; stars: the "
+                   "fitted optimum N_opt(C) along that line; shaded: bootstrap band.")
     done = inputs.done
     if done.empty:
         return _no_done_page(fig)
     colors = arch_colors(inputs.archs)
-    c = 6.0 * done["params"].to_numpy() * done["tokens"].to_numpy()
+    laws = {a: flops_law(inputs, a) for a in inputs.archs}
+    c = np.array([laws[a][0] * n ** laws[a][1] * t for a, n, t in
+                  zip(done["arch"], done["params"].to_numpy(float), done["tokens"].to_numpy(float))])
     k, bands = isoflop_bands(c)
     if not bands:
         return _no_done_page(fig, "no compute band holds two runs: nothing to compare")
@@ -475,12 +562,14 @@ def isoflop(inputs: ReportInputs) -> Figure:
         sub = done[k == kk]
         for arch in inputs.archs:
             s = sub[sub["arch"] == arch]
-            draw_fit(ax, inputs, arch, colors[arch], n_grid, cc / (6 * n_grid), n_grid)
+            kf, gam, _ = laws[arch]
+            draw_fit(ax, inputs, arch, colors[arch], n_grid, tokens_at(cc, n_grid, kf, gam), n_grid)
             g = inputs.group_fit(arch)
             if g is not None:
-                n_opt, d_opt = frontier(g, [cc])
-                ax.plot(n_opt, law(g, n_opt, d_opt), marker="*", ms=13, color=colors[arch], mec="black", mew=0.6,
-                        ls="none", zorder=5)
+                n_opt, d_opt = frontier_flops(g, [cc], kf, gam, n_grid[0], n_grid[-1])
+                if np.isfinite(n_opt).all():
+                    ax.plot(n_opt, law(g, n_opt, d_opt), marker="*", ms=13, color=colors[arch], mec="black",
+                            mew=0.6, ls="none", zorder=5)
             ax.plot(s["params"], s["loss"], "o", color=colors[arch], ms=5, mec="white", mew=0.6, zorder=4)
         loglog(ax)
         ax.set_xlim(n_grid[0], n_grid[-1])
@@ -489,6 +578,8 @@ def isoflop(inputs: ReportInputs) -> Figure:
     for ax in axes[:: _ncols(len(bands))]:
         ax.set_ylabel(LOSS_LABEL)
     extra = [Line2D([], [], marker="*", ms=11, color="0.5", mec="black", ls="none", label="fitted optimum N_opt(C)")]
+    extra += [Line2D([], [], ls="none", label=f"{a}: FLOPs/token = {laws[a][0]:.3g} N^{laws[a][1]:.3f}"
+                     + (" (no flops column: 6N)" if laws[a][2] == "6ND" else "")) for a in inputs.archs]
     arch_legend(fig, inputs, colors, extra=extra)
     if not inputs.fits:
         note(fig, no_fits_text(inputs))
@@ -496,12 +587,14 @@ def isoflop(inputs: ReportInputs) -> Figure:
 
 
 def frontier_page(inputs: ReportInputs) -> Figure:
-    """Page 5: compute-optimal N_opt(C) and D_opt(C) per architecture with bootstrap bands."""
+    """Page 5: compute-optimal N_opt(C) and D_opt(C) per architecture on its own FLOPs, with bootstrap bands; the
+    C = 6ND closed form as a thin labelled alternative."""
     fig = new_page("Compute-optimal frontier",
-                   "C = 6ND (N = non-embedding parameters, D = training tokens). N_opt = G (C/6)^a, "
-                   "D_opt = G^-1 (C/6)^b, G = (alpha A / (beta B))^(1/(alpha+beta)), a = beta/(alpha+beta), "
-                   "b = alpha/(alpha+beta), from each architecture's joint fit; shaded: bootstrap band. Grey: the range "
-                   "of C = 6ND covered by done runs; beyond it the curves extrapolate.")
+                   "C = training FLOPs as each architecture really spends them: k N^gamma per token, fitted to its runs' "
+                   "`flops` column (attention included). N_opt(C) minimises the joint fit L(N, D) along C = k N^gamma D; "
+                   "shaded: bootstrap band. Thin dotted: the alternative C = 6ND closed form N_opt = G (C/6)^a, "
+                   "G = (alpha A / (beta B))^(1/(alpha+beta)), a = beta/(alpha+beta), which ignores attention FLOPs. "
+                   "Grey: the C range of done runs; beyond it the curves extrapolate.")
     colors = arch_colors(inputs.archs)
     if not inputs.fits:
         note(fig, no_fits_text(inputs))
@@ -512,14 +605,17 @@ def frontier_page(inputs: ReportInputs) -> Figure:
              "; ".join(f"{a}: {tables.group_status(inputs, a)}" for a in inputs.archs))
         return _no_done_page(fig, "frontier needs at least one fitted architecture")
     done = inputs.done
+    laws = {a: flops_law(inputs, a) for a in inputs.archs}
     if len(done):
-        c_data = 6.0 * done["params"].to_numpy() * done["tokens"].to_numpy()
+        c_data = np.array([laws[a][0] * n ** laws[a][1] * t for a, n, t in
+                           zip(done["arch"], done["params"].to_numpy(float), done["tokens"].to_numpy(float))])
         c_lo, c_hi = c_data.min(), c_data.max()
+        n_lo, n_hi = done["params"].min() / 1e3, done["params"].max() * 1e4
     else:
-        c_lo, c_hi = 1e15, 1e18
-    c = np.geomspace(c_lo / 10, c_hi * 100, 80)
+        c_lo, c_hi, n_lo, n_hi = 1e15, 1e18, 1e3, 1e12
+    c = np.geomspace(c_lo / 10, c_hi * 100, 60)
     axes = fig.subplots(1, 2, squeeze=True)
-    fig.subplots_adjust(left=0.07, right=0.78, top=0.86, bottom=0.2, wspace=0.25)
+    fig.subplots_adjust(left=0.07, right=0.78, top=0.86, bottom=0.24, wspace=0.25)
     lv = tables.level(inputs)
     handles = []
     for arch in inputs.archs:
@@ -529,18 +625,27 @@ def frontier_page(inputs: ReportInputs) -> Figure:
                                   label=f"{arch}: {tables.group_status(inputs, arch)}"))
             continue
         ls, suffix = fit_style(g)
-        n_opt, d_opt = frontier(g, c)
+        kf, gam, src = laws[arch]
+        n_opt, d_opt = frontier_flops(g, c, kf, gam, n_lo, n_hi)
         axes[0].plot(c, n_opt, color=colors[arch], ls=ls, zorder=3)
         axes[1].plot(c, d_opt, color=colors[arch], ls=ls, zorder=3)
+        n6, d6 = frontier(g, c)
+        axes[0].plot(c, n6, color=colors[arch], ls=":", lw=0.9, zorder=2)
+        axes[1].plot(c, d6, color=colors[arch], ls=":", lw=0.9, zorder=2)
         s = samples_of(g)
         if s is not None:
-            sn, sd = frontier(s, c)
+            sn, sd = frontier_flops(s, c, kf, gam, n_lo, n_hi)
             for ax, v in ((axes[0], sn), (axes[1], sd)):
                 b = band(v, lv)
                 if b is not None:
                     ax.fill_between(c, b[0], b[1], color=colors[arch], alpha=0.18, lw=0, zorder=1)
-        a_txt = tables.fmt_ci(tables.exponent_a(g), tables.group_ci(g, "a", lv))
-        handles.append(Line2D([], [], color=colors[arch], ls=ls, label=f"{arch}{suffix}\n  a = {a_txt}"))
+        a_txt = ("not identified" if not tables.identified(g) else
+                 tables.fmt_ci(tables.exponent_a(g), tables.group_ci(g, "a", lv)))
+        handles.append(Line2D([], [], color=colors[arch], ls=ls,
+                              label=f"{arch}{suffix}\n  FLOPs/token {kf:.3g} N^{gam:.3f}"
+                                    + (" (6N: no flops column)" if src == "6ND" else "")
+                                    + f"\n  6ND exponent a = {a_txt}"))
+        handles.append(Line2D([], [], color=colors[arch], ls=":", lw=0.9, label=f"{arch}: C = 6ND alternative"))
     for ax, what in ((axes[0], "N_opt: non-embedding parameters"), (axes[1], "D_opt: training tokens")):
         ax.set_xscale("log")
         ax.set_yscale("log")
@@ -595,9 +700,11 @@ def parameter_table(inputs: ReportInputs) -> Figure:
                    f"Joint fit L(N, D) = E + A/N^alpha + B/D^beta per architecture and method (* = primary method, "
                    f"Chinchilla Approach 3; varpro = variable projection), {lv:.0%} bootstrap intervals in brackets. "
                    "A and B trade off against alpha and beta (ill-conditioned); a = beta/(alpha+beta) is better "
-                   "determined. Fixed-budget table: log L = -slope log N + c at each fixed D (and vs log D at fixed N), "
-                   "the form of Roy et al. 2025, Table 3; 'change' = second architecture vs first; 'sat. fit' = the "
-                   "exponent of the saturating form L = E + A/N^alpha (or E + B/D^beta) at that budget.")
+                   "determined. Fixed-budget tables: LOCAL slopes of log L against log N at each fixed D (and against "
+                   "log D at fixed N), the form of Roy et al. 2025, Table 3, with t intervals; at fixed D that slope "
+                   "is alpha A N^-alpha / L, not alpha, so it can move opposite to alpha between architectures. "
+                   "'difference' = second architecture minus first; 'sat. fit' = the exponent of the saturating form "
+                   "L = E + A/N^alpha (or E + B/D^beta) at that budget.")
     y, row_h, gap = 0.88, 0.026, 0.075
     if inputs.fits:
         header, rows = tables.parameter_rows(inputs)
@@ -605,12 +712,17 @@ def parameter_table(inputs: ReportInputs) -> Figure:
         widths = [0.07, 0.08] + [0.12] * 6 + [0.04, 0.13]
         _draw_table(fig, [0.04, y - h - 0.02, 0.92, h], header, rows, fontsize=7.5,
                     title="Joint fit L(N, D)", col_widths=widths)
-        y -= h + gap
+        y -= h + 0.035
+        for line in tables.fit_notes(inputs):
+            for part in textwrap.wrap(line, 175):
+                fig.text(0.04, y, part, fontsize=8, va="top", color="#A00000")
+                y -= 0.019
+        y -= gap - 0.035
         header, rows = tables.comparison_rows(inputs)
         if rows:
             h = row_h * (len(rows) + 1)
             _draw_table(fig, [0.04, y - h - 0.02, 0.6, h], header, rows, fontsize=8,
-                        title="Differences between architectures (bootstrap)", col_widths=[0.2, 0.1, 0.3, 0.3, 0.12])
+                        title="Differences between architectures", col_widths=[0.2, 0.1, 0.3, 0.3, 0.25])
             y -= h + gap
     else:
         note(fig, no_fits_text(inputs), y=y)

@@ -104,25 +104,62 @@ def parse_comparison_key(key: str) -> tuple[str, str]:
     return key, ""
 
 
-def prob_positive(c: dict) -> float | None:
-    """P(B - A > 0) over the bootstrap: `p_positive` where the fits file has it; else from `p_sign`, the fraction
-    of resamples agreeing with the point estimate's sign (older fits files)."""
-    if c.get("p_positive") is not None:
-        return c["p_positive"]
-    p, diff = c.get("p_sign"), c.get("diff")
-    if p is None or diff is None:
-        return None
-    return p if diff > 0 else 1.0 - p if diff < 0 else None
+NOT_IDENTIFIED = "not identified"
+EXPONENT_WORDS = {"alpha": "N-exponent alpha", "beta": "D-exponent beta", "a": "frontier exponent a"}
+
+
+def identified(g: dict | None) -> bool:
+    """A fit whose exponents may be shown as numbers (fits files before issue 26 have no flag: shown)."""
+    return bool(g) and g.get("identified", True) is not False
+
+
+def verdict_of(c: dict, lv: float) -> str:
+    """The comparison's verdict: the fits file's, or (older files) from the interval alone."""
+    v = c.get("verdict")
+    if v:
+        return v
+    ci = c.get("ci")
+    if ci is None:
+        return "not resolved"
+    return "larger" if ci[0] > 0 else "smaller" if ci[1] < 0 else "not resolved"
+
+
+def verdict_text(c: dict, b: str, lv: float) -> str:
+    v = verdict_of(c, lv)
+    if v == "larger":
+        return f"larger for {b} at {lv:.0%}"
+    if v == "smaller":
+        return f"smaller for {b} at {lv:.0%}"
+    if v == NOT_IDENTIFIED:
+        return NOT_IDENTIFIED
+    return f"not resolved at {lv:.0%}"
+
+
+def design_of(inputs: ReportInputs) -> dict | None:
+    d = (inputs.fits or {}).get("design")
+    return d if isinstance(d, dict) and d.get("per_arch") else None
+
+
+def demonstration_only(inputs: ReportInputs) -> bool:
+    """True when the grid as run cannot resolve the comparison it was built for: the design analysis gives it under
+    50% power at the stated effect (fitting.design ``demonstration``), or every comparison is not identified."""
+    d = design_of(inputs)
+    if d is not None and len(d.get("per_arch", {})) >= 2 and d.get("demonstration", not d.get("resolvable", False)):
+        return True
+    comps = (inputs.fits or {}).get("comparison", {}) or {}
+    verdicts = [verdict_of(c, 0.95) for comp in comps.values() if isinstance(comp, dict) and "status" not in comp
+                for c in comp.values() if isinstance(c, dict)]
+    return bool(verdicts) and all(v == NOT_IDENTIFIED for v in verdicts)
 
 
 def headline_rows(inputs: ReportInputs) -> tuple[list[str], list[list[str]]]:
-    """Title-page table: one row per exponent, a column per architecture, then each difference with P(sign)."""
+    """Title-page table: one row per exponent, a column per architecture, then each difference and its verdict."""
     archs = inputs.archs
     lv = level(inputs)
     comps = (inputs.fits or {}).get("comparison", {}) or {}
     header = ["exponent"] + archs
     for key in sorted(comps):
-        header += [f"{key}", "P(diff > 0)"]
+        header += [f"{key}", "verdict"]
     rows = []
     for name in EXPONENTS:
         row = [name]
@@ -130,6 +167,9 @@ def headline_rows(inputs: ReportInputs) -> tuple[list[str], list[list[str]]]:
             g = inputs.group_fit(arch)
             if g is None:
                 row.append(group_status(inputs, arch))
+                continue
+            if not identified(g):
+                row.append(NOT_IDENTIFIED)
                 continue
             val = exponent_a(g) if name == "a" else g[name]
             cell = fmt_ci(val, group_ci(g, name, lv))
@@ -141,31 +181,42 @@ def headline_rows(inputs: ReportInputs) -> tuple[list[str], list[list[str]]]:
             if not c:
                 row += ["-", "-"]
                 continue
-            row += [fmt_ci(c.get("diff"), c.get("ci"), "signed"), fmt(prob_positive(c), "prob")]
+            b, _ = parse_comparison_key(key)
+            if verdict_of(c, lv) == NOT_IDENTIFIED:
+                row += [NOT_IDENTIFIED, NOT_IDENTIFIED]
+                continue
+            row += [fmt_ci(c.get("diff"), c.get("ci"), "signed"), verdict_text(c, b, lv)]
         rows.append(row)
     return header, rows
 
 
 def verdict_lines(inputs: ReportInputs) -> list[str]:
-    """Plain sentences: for each difference, whether its interval excludes zero."""
+    """Plain sentences: for each difference its verdict, the method behind it, and why when not identified."""
     comps = (inputs.fits or {}).get("comparison", {}) or {}
     lv = level(inputs)
     out = []
+    methods = set()
     for key in sorted(comps):
         b, a = parse_comparison_key(key)
         for name in ("alpha", "beta", "a"):
             c = comps[key].get(name)
-            if not c or c.get("ci") is None or c.get("diff") is None:
+            if not c or c.get("diff") is None:
                 continue
-            lo, hi = c["ci"]
-            what = {"alpha": "N-exponent alpha", "beta": "D-exponent beta", "a": "frontier exponent a"}[name]
-            p = prob_positive(c)
-            ptxt = f", P({b} > {a}) = {fmt(p, 'prob')}" if p is not None else ""
-            head = f"{what}: {b} - {a} = {fmt_ci(c['diff'], c['ci'], 'signed')}{ptxt}"
-            if lo > 0 or hi < 0:
-                out.append(f"{head}: {b} is {'larger' if lo > 0 else 'smaller'} ({lv:.0%} interval excludes zero).")
-            else:
-                out.append(f"{head}: not resolved ({lv:.0%} interval includes zero).")
+            if c.get("method"):
+                methods.add(c["method"])
+            what = EXPONENT_WORDS[name]
+            if verdict_of(c, lv) == NOT_IDENTIFIED:
+                why = "; ".join(c.get("identifiability") or [])
+                out.append(f"{what}: {b} - {a} not identified" + (f" ({why})." if why else "."))
+                continue
+            out.append(f"{what}: {b} - {a} = {fmt_ci(c['diff'], c.get('ci'), 'signed')}: "
+                       f"{verdict_text(c, b, lv)}.")
+    for m in sorted(methods):
+        out.append(f"Intervals: {m}.")
+    if out:
+        out.append(f"Multiplicity: three exponents are compared (a is a function of alpha and beta, so two "
+                   f"independent ones); each interval holds {lv:.0%} on its own, and the chance that at least one "
+                   f"of two true nulls reads 'larger' or 'smaller' is up to {1 - lv ** 2:.0%}.")
     return out
 
 
@@ -191,34 +242,64 @@ def parameter_rows(inputs: ReportInputs) -> tuple[list[str], list[list[str]]]:
                 continue
             cells = []
             for k in names:
+                if not identified(gm):
+                    cells.append(NOT_IDENTIFIED)
+                    continue
                 val = exponent_a(gm) if k == "a" else gm[k]
                 ci = (gm.get("ci") or {}).get(k)
                 if ci is None and m == primary:
                     ci = group_ci(g_all, k, lv)
                 cells.append(fmt_ci(val, ci, param_kind(k)))
             status = "converged" if gm.get("converged", True) else "not converged"
+            boot = gm.get("bootstrap") or {}
+            dropped = int(boot.get("n", 0)) - int(boot.get("n_converged", 0))
+            if boot.get("n"):
+                status += f"; {dropped}/{boot['n']} resamples dropped"
             rows.append([arch, m + (" *" if m == primary else ""), *cells, str(gm.get("n_runs", g_all.get("n_runs", "-"))),
                          status])
     return header, rows
 
 
+def fit_notes(inputs: ReportInputs) -> list[str]:
+    """Identifiability and method-disagreement notes for the parameters page, one sentence each."""
+    out = []
+    for arch in inputs.archs:
+        g = (inputs.fits or {}).get("fits", {}).get(arch) or {}
+        for m, gm in sorted((g.get("methods") or {}).items()):
+            if gm.get("identified") is False:
+                out.append(f"{arch} ({m}): not identified: " + "; ".join(gm.get("identifiability") or []) + ".")
+        bad = [k for k, v in (g.get("methods_agree") or {}).items() if v.get("within_cis") is False]
+        if bad:
+            out.append(f"{arch}: approach3 and varpro disagree beyond each other's intervals on {', '.join(bad)}: "
+                       "the optimum is not well determined by these runs.")
+    return out
+
+
 def comparison_rows(inputs: ReportInputs) -> tuple[list[str], list[list[str]]]:
-    header = ["difference", "exponent", "diff [CI]", "ratio [CI]", "P(diff > 0)"]
+    header = ["difference", "exponent", "diff [CI]", "ratio [CI]", "verdict"]
     rows = []
+    lv = level(inputs)
     for key, comp in sorted(((inputs.fits or {}).get("comparison") or {}).items()):
+        b, _ = parse_comparison_key(key)
         for name in EXPONENTS:
             c = comp.get(name)
-            if c:
-                rows.append([key, name, fmt_ci(c.get("diff"), c.get("ci"), "signed"),
-                             fmt_ci(c.get("ratio"), c.get("ratio_ci")), fmt(prob_positive(c), "prob")])
+            if not c:
+                continue
+            if verdict_of(c, lv) == NOT_IDENTIFIED:
+                rows.append([key, name, NOT_IDENTIFIED, NOT_IDENTIFIED, NOT_IDENTIFIED])
+                continue
+            rows.append([key, name, fmt_ci(c.get("diff"), c.get("ci"), "signed"),
+                         fmt_ci(c.get("ratio"), c.get("ratio_ci")), verdict_text(c, b, lv)])
     return header, rows
 
 
 def fixed_budget_rows(inputs: ReportInputs, which: str) -> tuple[list[str], list[list[str]]]:
-    """The paper's Table 3 layout: one row per budget, each architecture's log-linear exponent and R^2, and the
-    relative change of the exponent (second architecture vs first, as in "Transformer -> 2-simplicial").
+    """The paper's Table 3 layout: one row per budget, each architecture's log-linear local slope with its
+    interval and R^2, and the difference of the slopes (second architecture minus first).
 
-    which: "fixed_tokens" (exponent of N at fixed D) or "fixed_params" (exponent of D at fixed N).
+    which: "fixed_tokens" (local slope in N at fixed D) or "fixed_params" (local slope in D at fixed N). The slope
+    of log L against log N at fixed D is alpha A N^-alpha / L, not alpha: it falls as E dominates, so it can move
+    opposite to alpha between architectures (docs/FITTING.md).
     """
     fb = (inputs.fixed_budget or {}).get(which) or {}
     archs = [a for a in inputs.archs if a in fb]
@@ -229,9 +310,9 @@ def fixed_budget_rows(inputs: ReportInputs, which: str) -> tuple[list[str], list
         for r in fb[arch]:
             if isinstance(r, dict) and isinstance(r.get(key), (int, float)):
                 budgets.setdefault(float(r[key]), {})[arch] = r
-    header = [sym] + [f"{a}: pts" for a in archs] + [f"{a}: slope" for a in archs]
+    header = [sym] + [f"{a}: pts" for a in archs] + [f"{a}: local slope [CI]" for a in archs]
     if len(archs) == 2:
-        header.append("change")
+        header.append("difference")
     header += [f"{a}: R^2" for a in archs] + [f"{a}: sat. fit" for a in archs]
     rows = []
     # Fixed params: budgets are the sizes of each arch, which differ between archs; match them by rank.
@@ -252,16 +333,23 @@ def fixed_budget_rows(inputs: ReportInputs, which: str) -> tuple[list[str], list
             label = " / ".join(fmt(entry[a][key], "sci") if a in entry else "-" for a in archs)
         else:
             label = fmt(b, "sci")
-        slopes = {}
+        slopes, cis = {}, {}
         row = [label]
         row += [str(entry[a].get("n_points", "-")) if a in entry else "-" for a in archs]
         for a in archs:
             ll = (entry.get(a) or {}).get("loglinear") or {}
-            slopes[a] = ll.get("alpha")
-            row.append(fmt(slopes[a]) if a in entry else "-")
+            slopes[a], cis[a] = ll.get("alpha"), ll.get("ci")
+            row.append(fmt_ci(slopes[a], cis[a]) if a in entry else "-")
         if len(archs) == 2:
             s0, s1 = slopes[archs[0]], slopes[archs[1]]
-            row.append(f"{(s1 / s0 - 1) * 100:+.1f}%" if s0 and s1 is not None and s0 != 0 else "-")
+            c0, c1 = cis[archs[0]], cis[archs[1]]
+            if s0 is None or s1 is None:
+                row.append("-")
+            elif c0 and c1:  # independent runs at different sizes: the half-widths add in quadrature
+                hw = math.hypot((c0[1] - c0[0]) / 2, (c1[1] - c1[0]) / 2)
+                row.append(f"{s1 - s0:+.3f} [{s1 - s0 - hw:+.3f}, {s1 - s0 + hw:+.3f}]")
+            else:
+                row.append(f"{s1 - s0:+.3f}")
         for a in archs:
             ll = (entry.get(a) or {}).get("loglinear") or {}
             row.append(fmt(ll.get("r2"), "r2") if a in entry else "-")

@@ -83,14 +83,15 @@ def test_headline_numbers_are_text(full):
     comp = full["fits"]["comparison"]["simplicial - dot"]
     for name in ("alpha", "beta", "a"):
         assert ci_text(comp[name]["diff"], comp[name]["ci"], signed=True) in title
-        assert f"{comp[name]['p_positive']:.3f}" in title
+        assert "P(" not in title  # no resampling fraction dressed as a probability
     assert "30 done, 2 failed" in title and "abc1234" in title and "stdlib-py" in title
     # The parameter page carries A with its CI, and the fixed-budget table its R^2 values.
     assert "approach3" in pages[5] and "varpro" in pages[5] and "R^2" in pages[5]
     # The runs page lists the failed runs with their reason.
     assert "dot-l-4e08" in pages[8] and "RuntimeError: CUDA out of memory" in pages[8]
     # Captions state conventions on the compute pages.
-    assert "C = 6ND" in pages[3] and "C = 6ND" in pages[4] and "non-embedding" in pages[4]
+    assert "own training FLOPs" in pages[3] and "not 6ND" in pages[3]
+    assert "C = 6ND alternative" in pages[4] and "non-embedding" in pages[4]
 
 
 def test_same_inputs_give_identical_bytes(full, tmp_path):
@@ -246,20 +247,24 @@ def test_sweep_with_nothing_done_yet(sweep, tmp_path):
     assert "no done runs yet" in pages[1] and "no training curves" in pages[7]
 
 
-def test_negative_difference_reports_probability_of_positive(tmp_path):
-    """P(B > A) on the title page is the bootstrap fraction with B - A > 0, also for a negative difference and for a
-    fits file that carries only p_sign (the fraction agreeing with the point estimate's sign)."""
-    from reports.tables import prob_positive
-
-    assert prob_positive({"diff": -0.06, "p_sign": 0.9}) == pytest.approx(0.1)
-    assert prob_positive({"diff": 0.06, "p_sign": 0.9}) == pytest.approx(0.9)
-    assert prob_positive({"diff": -0.06, "p_sign": 0.9, "p_positive": 0.12}) == 0.12
+def test_negative_difference_reads_smaller_with_its_method(tmp_path):
+    """A difference whose interval lies below 0 reads "smaller for simplicial at 95%", names the resampling method,
+    and carries a multiplicity note; an unidentified comparison reads "not identified", with no number."""
     s = make_sweep(tmp_path)
     fits = json.loads(s["paths"]["fits"].read_text())
     comp = fits["comparison"]["simplicial - dot"]["alpha"]
-    comp.update(diff=-abs(comp["diff"]), ci=[-abs(comp["ci"][1]), -abs(comp["ci"][0])], p_sign=0.987)
-    comp.pop("p_positive")
+    comp.update(diff=-abs(comp["diff"]), ci=[-abs(comp["ci"][1]), -abs(comp["ci"][0])], verdict="smaller")
     s["paths"]["fits"].write_text(json.dumps(fits))
     title = pdf_text(build_report(s["paths"]["results"], tmp_path / "neg.pdf"))[0]
-    assert "P(simplicial > dot) = 0.013" in title, title
-    assert "simplicial is smaller" in title
+    assert "smaller for simplicial at 95%" in title, title
+    assert "parametric bootstrap on the fixed design (synthetic)" in title and "Multiplicity" in title
+    for c in fits["comparison"]["simplicial - dot"].values():
+        c.update(verdict="not identified", identifiability=["dot: 3 distinct model sizes"])
+    fits["fits"]["dot"].update(identified=False, identifiability=["E = 0 is at its lower boundary 0"])
+    s["paths"]["fits"].write_text(json.dumps(fits))
+    pages = pdf_text(build_report(s["paths"]["results"], tmp_path / "noid.pdf"))
+    assert "not identified (dot: 3 distinct model sizes)" in pages[0]
+    assert ci_text(comp["diff"], comp["ci"], signed=True) not in pages[0]
+    assert "Pipeline demonstration" in pages[0]
+    dot = fits["fits"]["dot"]
+    assert ci_text(dot["alpha"], dot["ci"]["alpha"]) not in pages[0]  # the unidentified fit shows no number
