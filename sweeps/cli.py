@@ -9,6 +9,7 @@
     simplex-scaling cancel  sweeps/demo.yaml                 # cancel the sweep's queued and running jobs
     simplex-scaling fit     sweeps/demo.yaml                 # collect, then fits.json and fixed_budget.json
     simplex-scaling report  sweeps/demo.yaml                 # collect, then report.pdf
+    simplex-scaling design  sweeps/demo.yaml --noise 0.01 --effect 0.06   # what the grid can resolve, before compute
 
 `python launch.py ...` is the same CLI (`python launch.py SWEEP.yaml` means `run`). Every subcommand takes the sweep
 file and then any number of KEY=VALUE overrides (YAML values: training.lr=1e-3, sizes.s.n_layers=6,
@@ -209,6 +210,33 @@ def _flat(doc, prefix: str = "") -> dict:
     return flat
 
 
+def cmd_design(args, spec, runs, out=print) -> int:
+    """What the grid can resolve before any compute (fitting.design, docs/FITTING.md): the expected SD of alpha,
+    beta and delta alpha and the smallest delta alpha detectable, from each architecture's N, D and seeds as
+    expanded. Runs that differ only in learning rate are one grid cell (the fit uses the best of them)."""
+    from fitting.design import DEFAULT_EFFECT, DEFAULT_NOISE, analyse, summary_lines
+
+    groups: dict[str, dict[str, list]] = {}
+    seen = set()
+    for r in runs:
+        key = (r.arch, r.size, r.tokens, r.seed)
+        if key in seen:
+            continue
+        seen.add(key)
+        g = groups.setdefault(r.arch, {"N": [], "D": [], "seed": [], "size": []})
+        g["N"].append(r.params["params_non_embedding"])
+        g["D"].append(r.tokens)
+        g["seed"].append(r.seed)
+        g["size"].append(r.size)
+    noise = getattr(args, "noise", None) or DEFAULT_NOISE
+    effect = getattr(args, "effect", None) or DEFAULT_EFFECT
+    design = analyse({a: groups[a] for a in sorted(groups)}, noise=noise, effect=effect)
+    out("design analysis (fitting.design; docs/FITTING.md):")
+    for line in summary_lines(design):
+        out("  " + line)
+    return EXIT_OK
+
+
 def cmd_run(args, spec, runs, out=print) -> int:
     from sweeps import SweepError
     from sweeps.grid import check_epochs, data_epochs, simplicial_blocks
@@ -261,7 +289,8 @@ def cmd_run(args, spec, runs, out=print) -> int:
 
             out(f"wsd: the budgets of each ladder share a stable trunk, so training spends {trained_flops(runs):.3e} "
                 f"FLOPs ({sum(r.flops for r in runs) / trained_flops(runs):.2f}x less than separate runs)")
-        return EXIT_OK
+        out("")
+        return cmd_design(args, spec, runs, out)
     todo = [r for r, st in zip(runs, states)
             if not (st.finished or st.active) or (args.resubmit_unknown and st.status == "unknown")]
     skipped = len(runs) - len(todo)
@@ -367,6 +396,23 @@ def _positive(text: str) -> int:
     return value
 
 
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text!r}")
+    return value
+
+
+def _design_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--noise", type=_positive_float, default=None,
+                   help="design: assumed SD of log(final loss) between repeat runs (default 0.01)")
+    p.add_argument("--effect", type=_positive_float, default=None,
+                   help="design: the difference in alpha the comparison should resolve (default 0.06)")
+
+
 def _sweep_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("sweep", help="the sweep YAML (or a sweep folder's resolved sweep.yaml)")
     p.add_argument("overrides", nargs="*", type=_override, metavar="KEY=VALUE",
@@ -406,6 +452,7 @@ def parser(prog: str = PROG) -> argparse.ArgumentParser:
     r.add_argument("--resubmit-unknown", action="store_true",
                    help="also submit runs whose job neither squeue nor sacct knows (state 'unknown')")
     _bootstrap_args(r)
+    _design_args(r)
 
     add("status", cmd_status, "where each run stands (exit 0 only when every run is finished; 3 failed/unknown; "
                               "4 still pending or running)")
@@ -417,6 +464,8 @@ def parser(prog: str = PROG) -> argparse.ArgumentParser:
     _bootstrap_args(f)
     rep = add("report", cmd_report, "collect, then write report.pdf from the results and fits")
     rep.add_argument("-o", "--output", help="the results CSV (default <sweep_dir>/results.csv)")
+    _design_args(add("design", cmd_design, "what the grid can resolve before any compute: expected SD of alpha, "
+                                           "beta, delta alpha and the smallest delta alpha detectable"))
     return p
 
 
