@@ -424,9 +424,6 @@ def _bootstrap_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bootstrap-seed", type=int, default=0, help="seed of the bootstrap resampling (default 0)")
 
 
-COMMANDS = {}  # name -> handler, filled by parser()
-
-
 def parser(prog: str = PROG) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
@@ -436,7 +433,6 @@ def parser(prog: str = PROG) -> argparse.ArgumentParser:
         sp = sub.add_parser(name, help=help_, description=help_)
         _sweep_args(sp)
         sp.set_defaults(handler=handler)
-        COMMANDS[name] = handler
         return sp
 
     r = add("run", cmd_run, "train the runs that are not done (or --dry-run: list them), then optionally fit/report")
