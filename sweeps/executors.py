@@ -355,7 +355,7 @@ def _measure(active: dict, throughput: Throughput) -> None:
     for run, *_ in active.values():
         step = last_step(run.run_dir)
         if step is not None:
-            throughput.progress(run.run_id, step * run.training["batch_tokens"])
+            throughput.progress(run.run_id, step * run.training["batch_tokens"], time.time())
 
 
 def _eta(throughput: Throughput, queue: list[RunSpec]) -> str:

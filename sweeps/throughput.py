@@ -9,9 +9,11 @@ its setting.
 ETA. Runs of different architectures cost very different time per FLOP on a CPU (the 2-simplicial reference path is
 several times slower per FLOP than dot-product attention at the demo's sizes), so a FLOP share of the elapsed time is
 no forecast. `Throughput` measures each run's cost in core-seconds (wall seconds x the threads it held) per training
-token, from the runs that finished and the progress of the running ones, and predicts every other run from the
-closest measured kind: the same architecture and size, else the same architecture scaled by FLOPs per token, else
-any run scaled the same way. ETA = the predicted core-seconds left / the thread budget.
+token, from the runs that finished and the progress of the running ones (counted from the first progress seen, so a
+run's start-up is not read as slow training; start-up is measured apart and added once per run still to start), and
+predicts every other run from the closest measured kind: the same architecture and size, else the same
+architecture scaled by FLOPs per token, else any run scaled the same way. ETA = the predicted core-seconds left / the
+thread budget.
 """
 
 from __future__ import annotations
@@ -41,9 +43,23 @@ class _Clock:
     core_s: float = 0.0  # core-seconds spent before `since`
     done_tokens: int = 0
     finished: bool = False
+    first: tuple | None = None  # (core-seconds, tokens) at the first progress seen: start-up is before it
 
     def spent(self, now: float) -> float:
         return self.core_s + (0.0 if self.finished else self.threads * max(now - self.since, 0.0))
+
+    def rate(self, now: float) -> float | None:
+        """Core-seconds per token: after the first progress seen (start-up, data loading and the first steps' warm-up
+        excluded) once there is more, else overall."""
+        if self.first is not None and self.done_tokens > self.first[1]:
+            return (self.spent(now) - self.first[0]) / (self.done_tokens - self.first[1])
+        return self.spent(now) / self.done_tokens if self.done_tokens > 0 else None
+
+    def overhead(self, now: float) -> float | None:
+        """Core-seconds before training proper (process start, imports, data), once a pace after it is known."""
+        if self.first is None or self.done_tokens <= self.first[1]:
+            return None
+        return max(self.first[0] - self.first[1] * self.rate(now), 0.0)
 
 
 @dataclass
@@ -62,10 +78,12 @@ class Throughput:
         c = self.clocks[run_id]
         c.core_s, c.threads, c.since = c.spent(now), threads, now
 
-    def progress(self, run_id: str, trained_tokens: int) -> None:
-        """The run has trained `trained_tokens` in all (its last logged step x batch tokens)."""
+    def progress(self, run_id: str, trained_tokens: int, now: float) -> None:
+        """The run has trained `trained_tokens` in all (its last logged step x batch tokens) at `now`."""
         c = self.clocks[run_id]
         c.done_tokens = min(max(trained_tokens - c.base_tokens, 0), c.tokens)
+        if c.first is None and c.done_tokens > 0:
+            c.first = (c.spent(now), c.done_tokens)
 
     def left_tokens(self, run_id: str) -> int:
         c = self.clocks[run_id]
@@ -77,8 +95,12 @@ class Throughput:
 
     def _rates(self, now: float) -> list[tuple[tuple, float, float]]:
         """(kind, flops per token, core-seconds per token) of every run with measured progress."""
-        return [(c.kind, c.flops_per_token, c.spent(now) / c.done_tokens)
-                for c in self.clocks.values() if c.done_tokens > 0]
+        return [(c.kind, c.flops_per_token, c.rate(now)) for c in self.clocks.values() if c.done_tokens > 0]
+
+    def overhead(self, now: float) -> float:
+        """A run's typical core-seconds before training proper (0 until measured)."""
+        known = [o for o in (c.overhead(now) for c in self.clocks.values()) if o is not None]
+        return statistics.median(known) if known else 0.0
 
     def cost_per_token(self, kind: tuple, flops_per_token: float, now: float) -> float | None:
         rates = self._rates(now)
@@ -97,15 +119,15 @@ class Throughput:
             if c.finished:
                 continue
             if c.done_tokens > 0:  # its own pace so far
-                left += c.spent(now) / c.done_tokens * (c.tokens - c.done_tokens)
+                left += c.rate(now) * (c.tokens - c.done_tokens)
                 continue
             rate = self.cost_per_token(c.kind, c.flops_per_token, now)
             if rate is None:
                 return None
-            left += max(c.tokens * rate - c.spent(now), 0.1 * c.tokens * rate)  # started, no step logged yet
+            left += max(self.overhead(now) + c.tokens * rate - c.spent(now), c.tokens * rate * 0.1)  # no step yet
         for run in queued:
             rate = self.cost_per_token((run.arch, run.size), run.flops / max(run.tokens, 1), now)
             if rate is None:
                 return None
-            left += run.tokens * rate
+            left += self.overhead(now) + run.tokens * rate
         return left / max(self.budget, 1)

@@ -31,29 +31,36 @@ def test_share_threads_gives_every_core_away():
 
 
 def test_eta_from_measured_pace_not_flops():
-    """Two kinds with equal FLOPs per token, one 4x slower per token on this machine: the ETA follows the pace."""
+    """Two kinds with equal FLOPs per token, one 4x slower per token on this machine: the ETA follows the pace, and
+    each run's start-up (2 s here) is measured apart from its training pace."""
     tp = Throughput(budget=2)
     fast, slow = _run("f", "dot", "s", 1000, 1.0), _run("s", "simplicial", "s", 1000, 1.0)
     tp.start(fast, 1, now=0.0)
     tp.start(slow, 1, now=0.0)
-    assert tp.eta([], now=0.0) is None  # nothing measured yet
-    tp.progress("f", 500)  # after 10 s: 50 tokens/s (0.02 core-s per token)
-    tp.progress("s", 125)  # 12.5 tokens/s (0.08 core-s per token)
+    assert tp.eta([], now=1.0) is None  # nothing measured yet
+    tp.progress("f", 100, now=4.0)  # 2 s of start-up, then 50 tokens/s (0.02 core-s per token)
+    tp.progress("s", 25, now=4.0)  # ... and 12.5 tokens/s (0.08 core-s per token)
+    tp.progress("f", 500, now=12.0)
+    tp.progress("s", 125, now=12.0)
+    assert tp.overhead(12.0) == pytest.approx(2.0)
     # left: fast 500 x 0.02 = 10 core-s, slow 875 x 0.08 = 70 core-s; 2 threads -> 40 s
-    assert tp.eta([], now=10.0) == pytest.approx(40.0)
-    # a queued run of each kind adds its measured cost; an unmeasured size of a measured arch scales by FLOPs/token
+    assert tp.eta([], now=12.0) == pytest.approx(40.0)
+    # a queued run of each kind: start-up + its measured cost; an unmeasured size of a measured arch scales by
+    # FLOPs per token (simplicial m: twice the FLOPs per token of simplicial s)
     queued = [_run("f2", "dot", "s", 1000, 1.0), _run("s2", "simplicial", "m", 1000, 2.0)]
-    assert tp.eta(queued, now=10.0) == pytest.approx((80.0 + 1000 * 0.02 + 1000 * 0.08 * 2) / 2)
+    assert tp.eta(queued, now=12.0) == pytest.approx((80.0 + (2 + 1000 * 0.02) + (2 + 1000 * 0.08 * 2)) / 2)
 
 
 def test_threads_count_in_the_cost_and_resumed_steps_do_not():
     tp = Throughput(budget=2)
     run = _run("r", "dot", "s", 1000, 1.0)
     tp.start(run, 1, now=0.0, base_step=4)  # resumed at step 4 of batch 100: 600 tokens left
+    tp.progress("r", 400, now=2.0)  # nothing new yet
     tp.set_threads("r", 2, now=10.0)  # 10 core-s so far
-    tp.progress("r", 700)  # 300 of the 600 new tokens after 10 s x 1 + 5 s x 2 = 20 core-s
+    tp.progress("r", 500, now=10.0)  # the first new step seen
+    tp.progress("r", 700, now=15.0)  # 200 more tokens for 5 s x 2 threads = 10 core-s: 0.05 per token
     assert tp.left_tokens("r") == 300
-    assert tp.eta([], now=15.0) == pytest.approx(300 * (20 / 300) / 2)
+    assert tp.eta([], now=15.0) == pytest.approx(300 * 0.05 / 2)
     tp.finish("r", now=20.0)
     assert tp.left_tokens("r") == 0 and tp.eta([], now=20.0) == 0.0
 
