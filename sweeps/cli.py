@@ -23,7 +23,7 @@ runs resume from their last checkpoint.
 Exit status: 0 success; 2 bad usage or a bad sweep file / override (nothing is submitted). `run`: 1 when a run
 failed. `status`: 0 only when every run is finished (done, or diverged: a run that ended with a non-finite loss and
 is not retried), 3 when any run is failed, timed out or unknown, else 4 while runs are pending, queued, preempted
-or running.
+or running. `cancel`: 1 when a job could not be cancelled. Stopped by Ctrl-C, SIGTERM or SIGHUP: 128 + the signal.
 """
 
 from __future__ import annotations
