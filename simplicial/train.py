@@ -427,7 +427,11 @@ def train_run(run: RunSpec, job: "TrainJob | None" = None) -> dict:
         trainer = Trainer(run, dist, device)
         if job is not None:
             job._trainer = trainer
-        state = load_checkpoint(run_dir / CHECKPOINT, log=lambda m: print(f"[{run.run_id}] {m}", flush=True))
+        def checkpoint_note(message: str) -> None:  # a damaged checkpoint: said in the log and in result.json
+            print(f"[{run.run_id}] {message}", flush=True)
+            result.setdefault("checkpoint_notes", []).append(message)
+
+        state = load_checkpoint(run_dir / CHECKPOINT, log=checkpoint_note)
         if state is not None and state.get("run_id") == run.run_id:
             trainer.restore(state)
             print(f"[{run.run_id}] resuming from step {trainer.step}/{trainer.total_steps}", flush=True)

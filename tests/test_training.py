@@ -122,6 +122,8 @@ def test_truncated_checkpoint_falls_back_to_the_previous_one(tmp_path, capsys):
     assert f"checkpoint {ckpt} is unreadable" in out and "moved to checkpoint.pt.bad" in out, out
     assert f"resuming from the previous checkpoint {prev}" in out and f"resuming from step {prev_step}/20" in out
     assert again["status"] == "done" and again["val_loss"] == ref["val_loss"]  # resumed bit-exact from the previous
+    notes = json.loads((run.run_dir / "result.json").read_text())["checkpoint_notes"]
+    assert any(f"checkpoint {ckpt} is unreadable" in n for n in notes), notes
 
 
 def test_unreadable_checkpoints_restart_the_run_and_say_so(tmp_path, capsys):
