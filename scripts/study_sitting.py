@@ -20,9 +20,9 @@ Refusals, before any compute: a committed run folder whose id the sweep no longe
 changed what a run is: finish the study on the commit its runs record, or start it again on purpose), a pending
 run whose estimate exceeds a whole sitting.
 
-The assumed rates (ASSUMED) are estimates for an H100, not measurements: a model's training FLOPs per token over an
-effective rate, capped for small models, whose step is bound by kernel launches rather than by arithmetic. They
-only order and pack the first sitting; later sittings use what the runs measured.
+The assumed rates (ASSUMED) are estimates for an H100, not measurements of this trainer: a model's training FLOPs
+per token over an effective rate, capped for small models, whose step is bound by kernel launches rather than by
+arithmetic. They only order and pack the first sitting; later sittings use what the runs measured.
 """
 
 from __future__ import annotations
@@ -48,12 +48,16 @@ SMALL_FILES = ("config.json", "metrics.jsonl", "result.json")
 TABLES = ("results.csv", "results_curves.csv", "sweep.yaml")
 SITTING_LOG = "sittings.log"
 
-# Assumed H100 rates for runs no finished run has measured yet (estimates; see the module docstring). effective
-# TFLOP/s of the model's own FLOP count (simplicial/counting.py) and a ceiling in tokens/s for launch-bound small
-# models; start-up covers process start, imports, the data cache and (2-simplicial) the Triton kernels' first build.
+# Assumed H100 rates for runs no finished run has measured yet (estimates; see the module docstring): an effective
+# TFLOP/s of the model's own FLOP count (simplicial/counting.py) and a ceiling in tokens/s for the small models, whose
+# steps are bound by kernel launches, not arithmetic; start-up covers the run's imports, data cache and (2-simplicial)
+# the Triton kernels' first build. From a bare model-step probe on an H100 (2026-12-07, bf16, fused AdamW, 16-32k
+# tokens a step: dot 0.76-1.25M tok/s and 2-simplicial 0.51-0.79M tok/s at 0.2M-26M parameters, 134 / 168 TFLOP/s
+# at 26M; studies/dot-vs-simplicial-h100/machine.md), taken at about 60% for the trainer's data path, logging and
+# evaluation, which the probe left out.
 ASSUMED = {
-    "dot": {"tflops": 120.0, "max_tokens_per_s": 4.0e5, "startup_s": 30.0},
-    "simplicial": {"tflops": 80.0, "max_tokens_per_s": 2.0e5, "startup_s": 60.0},
+    "dot": {"tflops": 100.0, "max_tokens_per_s": 5.0e5, "startup_s": 30.0},
+    "simplicial": {"tflops": 100.0, "max_tokens_per_s": 4.0e5, "startup_s": 45.0},
 }
 
 # A run's result.json times it from inside its process; starting that process (interpreter, imports, the job's
