@@ -71,9 +71,9 @@ def designs(scale: float = 1.0) -> list[Design]:
     r = lambda n: max(int(round(n * scale)), 4)  # noqa: E731
     nar, wid, two = tuple(NARROW), tuple(WIDE), tuple(TWO)
     return [
-        Design("wide, cell, 3 seeds, null", wid, 3, "cell", 0.0, r(150)),
+        Design("wide, cell, 3 seeds, null", wid, 3, "cell", 0.0, r(200)),
         Design("wide, cell, 3 seeds, +0.06", wid, 3, "cell", 0.06, r(60)),
-        Design("2 sizes, iid, null", two, 1, "iid", 0.0, r(10)),
+        Design("2 sizes, iid, null", two, 1, "iid", 0.0, r(20)),
         Design("wide, size, 1 seed, null", wid, 1, "size", 0.0, r(60)),
         Design("wide, size, 1 seed, +0.06", wid, 1, "size", 0.06, r(30)),
         Design("wide, iid, null", wid, 1, "iid", 0.0, r(40)),
@@ -81,8 +81,9 @@ def designs(scale: float = 1.0) -> list[Design]:
         Design("narrow, size, 1 seed, null", nar, 1, "size", 0.0, r(40)),
         Design("narrow, cell, 3 seeds, null", nar, 3, "cell", 0.0, r(40)),
         Design("narrow, cell, 3 seeds, +0.06", nar, 3, "cell", 0.06, r(30)),
-        Design("wide, cell, 3 seeds, null, wild cluster bootstrap", wid, 3, "cell", 0.0, r(30), "wild"),
-        Design("wide, cell, 3 seeds, null, case bootstrap over runs", wid, 3, "cell", 0.0, r(16), "runs"),
+        Design("wide, cell, 3 seeds, null, wild cluster bootstrap", wid, 3, "cell", 0.0, r(40), "wild"),
+        Design("wide, cell, 3 seeds, null, case bootstrap over runs", wid, 3, "cell", 0.0, r(24), "runs"),
+        Design("wide, size, 1 seed, null, case bootstrap over runs", wid, 1, "size", 0.0, r(50), "runs"),
     ]
 
 

@@ -381,17 +381,18 @@ def title_page(inputs: ReportInputs) -> Figure:
     widths = [0.6] + [1.0] * (len(header) - 1)
     _draw_table(fig, [0.04, y - h, 0.92, h], header, rows, fontsize=9, col_widths=widths)
     y -= h + 0.02
-    for line in tables.verdict_lines(inputs):
-        for i, part in enumerate(textwrap.wrap(line, 190)):
-            fig.text(0.04 + (0.015 if i else 0), y, part, fontsize=7.5, va="top")
-            y -= 0.0185
-    y -= 0.006
+    # verdicts, design and notes share the space above the caption: the line height shrinks to fit them all
+    block = [(ln, "black") for ln in tables.verdict_lines(inputs)] + [("", "black")]
     for line in design_lines(inputs):
         bad = line.strip().startswith("WARNING") or line.startswith("One seed")
-        for i, part in enumerate(textwrap.wrap(line, 190)):
-            fig.text(0.04 + (0.015 if i else 0), y, part, fontsize=7.5, va="top",
-                     color="#A00000" if bad else "0.1")
-            y -= 0.0185
+        block.append((line, "#A00000" if bad else "0.1"))
+    block += [("Note: " + ln, "#A00000") for ln in inputs.notes]
+    wrapped = [(part if i == 0 else "    " + part, color) for text, color in block
+               for i, part in enumerate(textwrap.wrap(text, 190) or [""])]
+    step = min(0.0185, (y - 0.105) / max(len(wrapped), 1))
+    for text, color in wrapped:
+        fig.text(0.04, y, text, fontsize=min(7.5, 400 * step), va="top", color=color)
+        y -= step
     lv = tables.level(inputs)
     caption = (f"Exponents of the joint fit L(N, D) = E + A/N^alpha + B/D^beta (Chinchilla Approach 3), N = "
                f"non-embedding parameters, D = training tokens; a = beta/(alpha+beta) is the exponent of the "
@@ -399,10 +400,6 @@ def title_page(inputs: ReportInputs) -> Figure:
                f"A verdict is 'larger'/'smaller' only when the interval of the difference excludes 0; 'not "
                f"identified' means the data do not pin the number down (reasons on the parameters page). Larger "
                f"alpha means loss falls faster with model size.")
-    for ln in inputs.notes:
-        for part in textwrap.wrap("Note: " + ln, 190):
-            fig.text(0.04, y, part, fontsize=7.5, va="top", color="#A00000")
-            y -= 0.0185
     caption_text(fig, caption)
     return fig
 
@@ -420,9 +417,10 @@ def design_lines(inputs: ReportInputs) -> list[str]:
     out += ["  " + ln for ln in summary_lines(d)]
     comps = (inputs.fits or {}).get("meta", {}).get("noise_components")
     if comps:
+        cell = (f"per (size, seed) cell SD {comps['sigma_cell']:.4f} ({comps['df_cell']} df)" if comps["df_cell"] > 0
+                else "per (size, seed) cell SD not estimable (0 df: 3 sizes fit the law's 3 N-terms exactly)")
         out.append(f"  Residual errors estimated from the runs: per run SD {comps['sigma_run']:.4f} "
-                   f"({comps['df_run']} df), per (size, seed) cell SD {comps['sigma_cell']:.4f} ({comps['df_cell']} df), "
-                   f"cross-architecture correlation of cell errors {comps['rho']:.2f}.")
+                   f"({comps['df_run']} df), {cell}, cross-architecture correlation of cell errors {comps['rho']:.2f}.")
     seeds = inputs.done["seed"].nunique() if "seed" in inputs.done.columns and len(inputs.done) else 1
     if seeds <= 1:
         out.append("One seed per size: a size's runs share one initialisation and batch order, so its error is "
@@ -705,18 +703,18 @@ def parameter_table(inputs: ReportInputs) -> Figure:
                    "is alpha A N^-alpha / L, not alpha, so it can move opposite to alpha between architectures. "
                    "'difference' = second architecture minus first; 'sat. fit' = the exponent of the saturating form "
                    "L = E + A/N^alpha (or E + B/D^beta) at that budget.")
-    y, row_h, gap = 0.88, 0.026, 0.075
+    y, row_h, gap = 0.88, 0.025, 0.06
     if inputs.fits:
         header, rows = tables.parameter_rows(inputs)
         h = row_h * (len(rows) + 1)
-        widths = [0.07, 0.08] + [0.12] * 6 + [0.04, 0.13]
+        widths = [0.07, 0.08] + [0.11] * 6 + [0.04, 0.19]
         _draw_table(fig, [0.04, y - h - 0.02, 0.92, h], header, rows, fontsize=7.5,
                     title="Joint fit L(N, D)", col_widths=widths)
         y -= h + 0.035
         for line in tables.fit_notes(inputs):
-            for part in textwrap.wrap(line, 175):
-                fig.text(0.04, y, part, fontsize=8, va="top", color="#A00000")
-                y -= 0.019
+            for part in textwrap.wrap(line, 200):
+                fig.text(0.04, y, part, fontsize=7, va="top", color="#A00000")
+                y -= 0.0165
         y -= gap - 0.035
         header, rows = tables.comparison_rows(inputs)
         if rows:
@@ -736,7 +734,11 @@ def parameter_table(inputs: ReportInputs) -> Figure:
                 dropped = len(rows) - max(room - 1, 0)
                 rows = rows[: max(room - 1, 0)] + [[f"... {dropped} more"] + [""] * (len(header) - 1)]
             h = row_h * (len(rows) + 1)
-            _draw_table(fig, [0.04, y - h - 0.02, 0.92, h], header, rows, fontsize=7.5, title=title)
+            n_arch = sum(h.endswith(": pts") for h in header)
+            widths = ([0.08] + [0.05] * n_arch + [0.15] * n_arch + ([0.15] if "difference" in header else [])
+                      + [0.06] * n_arch + [0.07] * n_arch)
+            _draw_table(fig, [0.04, y - h - 0.02, 0.92, h], header, rows, fontsize=6.5, title=title,
+                        col_widths=widths if len(widths) == len(header) else None)
             y -= h + gap
     else:
         fig.text(0.04, y, "no fixed-budget fits: run `python -m fitting fixed-budget "

@@ -191,29 +191,34 @@ def headline_rows(inputs: ReportInputs) -> tuple[list[str], list[list[str]]]:
 
 
 def verdict_lines(inputs: ReportInputs) -> list[str]:
-    """Plain sentences: for each difference its verdict, the method behind it, and why when not identified."""
+    """Plain sentences: for each difference its verdict, the method behind it, and why when not identified
+    (exponents not identified for one shared set of reasons share one sentence)."""
     comps = (inputs.fits or {}).get("comparison", {}) or {}
     lv = level(inputs)
     out = []
     methods = set()
+    decided = False
     for key in sorted(comps):
         b, a = parse_comparison_key(key)
+        unidentified: dict[str, list[str]] = {}
         for name in ("alpha", "beta", "a"):
             c = comps[key].get(name)
             if not c or c.get("diff") is None:
                 continue
-            if c.get("method"):
-                methods.add(c["method"])
             what = EXPONENT_WORDS[name]
             if verdict_of(c, lv) == NOT_IDENTIFIED:
-                why = "; ".join(c.get("identifiability") or [])
-                out.append(f"{what}: {b} - {a} not identified" + (f" ({why})." if why else "."))
+                unidentified.setdefault("; ".join(c.get("identifiability") or []), []).append(name)
                 continue
+            decided = True
+            if c.get("method"):
+                methods.add(c["method"])
             out.append(f"{what}: {b} - {a} = {fmt_ci(c['diff'], c.get('ci'), 'signed')}: "
                        f"{verdict_text(c, b, lv)}.")
+        for why, names in unidentified.items():
+            out.append(f"{', '.join(names)}: {b} - {a} not identified" + (f" ({why})." if why else "."))
     for m in sorted(methods):
         out.append(f"Intervals: {m}.")
-    if out:
+    if decided:
         out.append(f"Multiplicity: three exponents are compared (a is a function of alpha and beta, so two "
                    f"independent ones); each interval holds {lv:.0%} on its own, and the chance that at least one "
                    f"of two true nulls reads 'larger' or 'smaller' is up to {1 - lv ** 2:.0%}.")
@@ -254,7 +259,7 @@ def parameter_rows(inputs: ReportInputs) -> tuple[list[str], list[list[str]]]:
             boot = gm.get("bootstrap") or {}
             dropped = int(boot.get("n", 0)) - int(boot.get("n_converged", 0))
             if boot.get("n"):
-                status += f"; {dropped}/{boot['n']} resamples dropped"
+                status += f", {dropped}/{boot['n']} dropped"
             rows.append([arch, m + (" *" if m == primary else ""), *cells, str(gm.get("n_runs", g_all.get("n_runs", "-"))),
                          status])
     return header, rows
@@ -265,8 +270,11 @@ def fit_notes(inputs: ReportInputs) -> list[str]:
     out = []
     for arch in inputs.archs:
         g = (inputs.fits or {}).get("fits", {}).get(arch) or {}
-        for m, gm in sorted((g.get("methods") or {}).items()):
-            if gm.get("identified") is False:
+        said = set()
+        for m, gm in sorted((g.get("methods") or {}).items(), key=lambda kv: kv[0] != g.get("method")):
+            why = [w.split(" = ")[0] if w.startswith("E = ") else w for w in gm.get("identifiability") or []]
+            if gm.get("identified") is False and tuple(why) not in said:  # the other method's same reasons: once
+                said.add(tuple(why))
                 out.append(f"{arch} ({m}): not identified: " + "; ".join(gm.get("identifiability") or []) + ".")
         bad = [k for k, v in (g.get("methods_agree") or {}).items() if v.get("within_cis") is False]
         if bad:
