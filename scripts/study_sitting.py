@@ -69,8 +69,22 @@ PROCESS_START_S = 15.0
 class Estimate:
     run_id: str
     seconds: float  # expected wall time of the run, start-up included, as if it had the GPU to itself
+    startup: float  # the part of `seconds` before training starts
     gpu_seconds: float  # the GPU's busy time it needs: its FLOPs at the assumed effective rate
     source: str  # "measured" (finished runs of this arch and size) or "assumed"
+
+
+@dataclass
+class Unit:
+    """Runs that must share a sitting: a wsd ladder's pending runs (their stable trunk is saved under the sweep
+    folder, which a sitting does not keep), or one cosine run. Its cost is the trunk once, to the furthest branch
+    point among them, plus each run's own decay (sweeps.grid.trained_flops's rule); its runs wait on the trunk's
+    lock in turn, so it holds about one slot for its wall time."""
+
+    run_ids: list
+    seconds: float
+    gpu_seconds: float
+    tier: int
 
 
 def _load(study: Path):
@@ -87,16 +101,34 @@ def committed_orphans(spec, runs) -> list[str]:
     return sorted(p.name for p in root.iterdir() if p.is_dir() and p.name not in known) if root.is_dir() else []
 
 
+def _own_rate(run_dir: Path) -> float | None:
+    """Tokens/s of the steps a run trained itself: the median of its metrics.jsonl windows. result.json's
+    tokens_per_s divides the whole budget by the run's own training time, too high for a wsd run that took a
+    trunk another run trained."""
+    rates = []
+    try:
+        for line in (run_dir / "metrics.jsonl").read_text().splitlines():
+            row = json.loads(line)
+            if row.get("tokens_per_s"):
+                rates.append(float(row["tokens_per_s"]))
+    except (OSError, ValueError):
+        return None
+    return statistics.median(rates) if rates else None
+
+
 def estimates(spec, runs, states, assumed: dict = ASSUMED) -> dict[str, Estimate]:
     """Every run's expected wall time (tokens / tokens-per-second + start-up) and GPU time (FLOPs / effective rate).
-    The wall time comes from the finished runs of the same (architecture, size) where there are any (medians of
-    their tokens/s and start-up, which carry whatever sharing of the GPU they met), else from the assumed rates."""
+    The wall time comes from the finished runs of the same (architecture, size) where there are any (the median of
+    the tokens/s they measured over their own steps, which carries whatever sharing of the GPU they met; the least
+    start-up among them, as a wsd run's also holds its wait for the trunk; plus PROCESS_START_S), else from the
+    assumed rates."""
     measured: dict[tuple[str, str], list[tuple[float, float]]] = {}
     for run, st in zip(runs, states):
         res = st.result or {}
-        if st.finished and res.get("tokens_per_s") and res.get("wall_time_s"):
-            startup = max(0.0, res["wall_time_s"] - res.get("train_time_s", res["tokens"] / res["tokens_per_s"]))
-            measured.setdefault((run.arch, run.size), []).append((res["tokens_per_s"], startup))
+        rate = _own_rate(run.run_dir) if st.finished else None
+        if rate and res.get("wall_time_s") is not None and res.get("train_time_s") is not None:
+            startup = max(0.0, res["wall_time_s"] - res["train_time_s"])
+            measured.setdefault((run.arch, run.size), []).append((rate, startup))
     out = {}
     for run in runs:
         a = assumed[spec.architectures[run.arch].type]
@@ -104,11 +136,12 @@ def estimates(spec, runs, states, assumed: dict = ASSUMED) -> dict[str, Estimate
         seen = measured.get((run.arch, run.size))
         if seen:
             rate = statistics.median(r for r, _ in seen)
-            startup = statistics.median(s for _, s in seen) + PROCESS_START_S
-            out[run.run_id] = Estimate(run.run_id, run.tokens / rate + startup, gpu, "measured")
+            startup = min(s for _, s in seen) + PROCESS_START_S
+            out[run.run_id] = Estimate(run.run_id, run.tokens / rate + startup, startup, gpu, "measured")
         else:
             rate = min(a["max_tokens_per_s"], run.tokens / gpu)
-            out[run.run_id] = Estimate(run.run_id, run.tokens / rate + a["startup_s"], gpu, "assumed")
+            start = a["startup_s"]
+            out[run.run_id] = Estimate(run.run_id, run.tokens / rate + start, start, gpu, "assumed")
     return out
 
 
@@ -118,27 +151,51 @@ def tier(run, first_seed: int) -> int:
     return 2 if run.seed != first_seed else (1 if run.lr_mult != 1.0 else 0)
 
 
+def units(spec, pending: list, est: dict[str, Estimate]) -> list[Unit]:
+    """The pending runs grouped into Units (wsd ladders by trunk id), each priced from its runs' estimates: the
+    share of a run's time after its branch point is its own decay; the trunk's is paid once."""
+    groups: dict[str, list] = {}
+    for r in pending:
+        groups.setdefault(r.trunk["id"] if r.trunk else r.run_id, []).append(r)
+    out = []
+    first_seed = spec.seeds[0]
+    for rs in groups.values():
+        startup = wall_trunk = gpu_trunk = wall_own = gpu_own = 0.0
+        for r in rs:
+            e = est[r.run_id]
+            frac = r.trunk["branch_step"] / r.steps if r.trunk else 0.0  # the share of its steps on the trunk
+            train = e.seconds - e.startup
+            startup = max(startup, e.startup)
+            wall_trunk, gpu_trunk = max(wall_trunk, train * frac), max(gpu_trunk, e.gpu_seconds * frac)
+            wall_own, gpu_own = wall_own + train * (1 - frac), gpu_own + e.gpu_seconds * (1 - frac)
+        out.append(Unit([r.run_id for r in rs], startup + wall_trunk + wall_own, gpu_trunk + gpu_own,
+                        min(tier(r, first_seed) for r in rs)))
+    return out
+
+
 def plan(spec, runs, states, seconds: float, assumed: dict = ASSUMED) -> tuple[list[str], float, list[str]]:
-    """(run ids to launch, expected duration, refusals). Pending runs are taken by tier (`tier`), longest first
-    within a tier, onto `executor.max_parallel` slots (list scheduling). A run joins when its slot still ends within
-    `seconds` and the GPU time of all chosen runs stays within `seconds` too (runs that share the GPU overlap their
-    start-up and launch gaps, not their arithmetic). The expected duration is the larger of the two. A pending run
-    longer than a whole sitting is refused: it could never finish."""
+    """(run ids to launch, expected duration, refusals). Pending runs go in Units (a wsd ladder's runs together),
+    taken by tier (`tier`), longest first within a tier, onto slots (list scheduling): `executor.max_parallel`
+    slots, divided by the largest ladder's size since a ladder's runs hold a process each while they wait for its
+    trunk. A unit joins when its slot still ends within `seconds` and the GPU time of all chosen units stays within
+    `seconds` too (runs that share the GPU overlap their start-up and launch gaps, not their arithmetic). The
+    expected duration is the larger of the two. A unit longer than a whole sitting is refused: it could never
+    finish."""
     est = estimates(spec, runs, states, assumed)
     pending = [r for r, st in zip(runs, states) if not (st.finished or st.active)]
-    too_long = [f"{r.run_id}: expected {est[r.run_id].seconds:.0f} s ({est[r.run_id].source}) > a sitting of "
-                f"{seconds:.0f} s" for r in pending if est[r.run_id].seconds > seconds]
-    slots = [0.0] * max(1, spec.executor.max_parallel)
+    us = units(spec, pending, est)
+    too_long = [f"{u.run_ids[0]}{f' (+{len(u.run_ids) - 1} of its ladder)' if len(u.run_ids) > 1 else ''}: expected "
+                f"{u.seconds:.0f} s > a sitting of {seconds:.0f} s" for u in us if u.seconds > seconds]
+    widest = max((len(u.run_ids) for u in us), default=1)
+    slots = [0.0] * max(1, spec.executor.max_parallel // widest)
     gpu = 0.0
     chosen = []
-    first_seed = spec.seeds[0]
-    for run in sorted(pending, key=lambda r: (tier(r, first_seed), -est[r.run_id].seconds)):
-        e = est[run.run_id]
+    for u in sorted(us, key=lambda u: (u.tier, -u.seconds)):
         i = min(range(len(slots)), key=lambda k: slots[k])
-        if slots[i] + e.seconds <= seconds and gpu + e.gpu_seconds <= seconds:
-            slots[i] += e.seconds
-            gpu += e.gpu_seconds
-            chosen.append(run.run_id)
+        if slots[i] + u.seconds <= seconds and gpu + u.gpu_seconds <= seconds:
+            slots[i] += u.seconds
+            gpu += u.gpu_seconds
+            chosen += u.run_ids
     return chosen, max(max(slots), gpu), too_long
 
 

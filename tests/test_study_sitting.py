@@ -34,7 +34,8 @@ def _finish(run, tokens_per_s: float, startup_s: float) -> None:
         "status": "done", "tokens": run.tokens, "tokens_per_s": tokens_per_s, "train_time_s": train,
         "wall_time_s": train + startup_s, "val_loss": 2.0}))
     (run.run_dir / "config.json").write_text(json.dumps(run.to_dict()))
-    (run.run_dir / "metrics.jsonl").write_text('{"step": 1}\n')
+    (run.run_dir / "metrics.jsonl").write_text("".join(json.dumps({"step": i, "tokens_per_s": tokens_per_s}) + "\n"
+                                                       for i in (10, 20, 30)))
     (run.run_dir / "checkpoint.pt").write_bytes(b"big")
 
 
@@ -204,3 +205,33 @@ def test_regenerate_runs_on_a_synthetic_table(tmp_path):
     assert abs(fits["fits"]["dot"]["alpha"] - 0.34) < 0.1
     assert paths["report"].read_bytes()[:5] == b"%PDF-" and any(paths["figures"].glob("*.png"))
     assert json.loads(paths["fixed_budget"].read_text())
+
+
+def test_a_wsd_ladder_is_planned_as_one_unit(tmp_path):
+    """A wsd ladder's runs share a trunk that a sitting does not keep: they are planned together, priced as the
+    trunk once plus each run's decay, and hold one slot of max_parallel per run of the widest ladder."""
+    path = write_sweep(tmp_path, budgets="2560, 5120, 10240", extra="""
+        seeds: [0, 1]
+    """)
+    path.write_text(path.read_text().replace("  lr: 3.0e-3\n", "  lr: 3.0e-3\n  schedule: wsd\n"))
+    spec = load_sweep(path)
+    runs = expand(spec)
+    assert all(r.trunk for r in runs)
+    states = run_states(runs, spec.sweep_dir, query_scheduler=False)
+    est = sitting.estimates(spec, runs, states, FLAT)
+    pending = list(runs)
+    us = sitting.units(spec, pending, est)
+    assert len(us) == 8 and all(len(u.run_ids) == 3 for u in us)  # 2 archs x 2 sizes x 2 seeds ladders of 3
+    for u in us:
+        ladder = [r for r in runs if r.run_id in u.run_ids]
+        longest = max(ladder, key=lambda r: r.tokens)
+        trunk = (longest.trunk["branch_step"] / longest.steps) * longest.tokens / 1e5
+        decays = sum((1 - r.trunk["branch_step"] / r.steps) * r.tokens / 1e5 for r in ladder)
+        assert math.isclose(u.seconds, 5.0 + trunk + decays)
+        assert u.seconds < sum(est[rid].seconds for rid in u.run_ids)  # cheaper than three separate runs
+    chosen, makespan, too_long = sitting.plan(spec, runs, states, 25.0, FLAT)
+    assert not too_long and chosen and makespan <= 25.0
+    for u in us:  # whole ladders or nothing
+        assert set(u.run_ids) <= set(chosen) or not set(u.run_ids) & set(chosen)
+    # max_parallel 2 holds less than one ladder of 3 at a time: one slot
+    assert len(chosen) // 3 <= max(1, 25.0 // min(u.seconds for u in us))
