@@ -34,7 +34,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 
 CACHE_VERSION = 1
 
@@ -618,6 +617,8 @@ def step_starts(n_tokens: int, seq_len: int, n_seq: int, seed: int, step: int) -
 
 def windows(tokens: np.ndarray, starts: np.ndarray, seq_len: int):
     """Inputs and next-token targets for the windows starting at `starts`: two (len(starts), seq_len) int64 tensors."""
+    import torch  # here only: reading a corpus, counting its tokens and run ids need no torch (analysis install)
+
     window = torch.from_numpy(np.stack([np.asarray(tokens[s : s + seq_len + 1], dtype=np.int64) for s in starts]))
     return window[:, :-1], window[:, 1:]
 

@@ -291,6 +291,12 @@ def cmd_run(args, spec, runs, out=print) -> int:
                 f"FLOPs ({sum(r.flops for r in runs) / trained_flops(runs):.2f}x less than separate runs)")
         out("")
         return cmd_design(args, spec, runs, out)
+    try:
+        import torch  # noqa: F401 - training's one hard requirement; the analysis install has none
+    except ImportError:
+        print(f"{args.prog}: error: training needs torch, not importable here: pip install 'simplex-scaling[train]' "
+              f"(this install can plan, follow, collect, fit and report)", file=sys.stderr)
+        return EXIT_USAGE
     todo = [r for r, st in zip(runs, states)
             if not (st.finished or st.active) or (args.resubmit_unknown and st.status == "unknown")]
     skipped = len(runs) - len(todo)

@@ -11,12 +11,19 @@ import tomllib
 from tests.conftest import REPO_ROOT
 from tests.test_reports_synthetic import make_sweep
 
-# torch and triton made unimportable: `import torch` raises ImportError in the child, as on a laptop without them
-BLOCK = "import sys, runpy; sys.modules['torch'] = sys.modules['triton'] = None; "
+# torch and triton made unimportable in the child, as on a laptop without them: a finder ahead of all others refuses
+# them (not sys.modules[name] = None: libraries such as scipy's array-api layer read "'torch' in sys.modules" as
+# "torch is loaded" and then fail on the None)
+BLOCK = ("import sys, runpy\n"
+         "class NoTorch:\n"
+         "    def find_spec(self, name, path=None, target=None):\n"
+         "        if name.partition('.')[0] in ('torch', 'triton'):\n"
+         "            raise ImportError(f'{name} is blocked (no torch or triton in this install)')\n"
+         "sys.meta_path.insert(0, NoTorch())\n")
 
 
 def _without_torch(module: str, *args, cwd) -> subprocess.CompletedProcess:
-    code = BLOCK + f"sys.argv = [{module!r}, *sys.argv[1:]]; runpy.run_module({module!r}, run_name='__main__')"
+    code = BLOCK + f"sys.argv = [{module!r}, *sys.argv[1:]]; runpy.run_module({module!r}, run_name='__main__')\n"
     return subprocess.run([sys.executable, "-c", code, *map(str, args)], cwd=cwd, capture_output=True, text=True,
                           timeout=300, env={**os.environ, "PYTHONPATH": str(REPO_ROOT), "MPLBACKEND": "Agg"})
 
@@ -34,8 +41,15 @@ def test_fitting_and_reports_work_without_torch(tmp_path):
     report = _without_torch("reports", sweep, cwd=tmp_path)  # reads the sweep file: the loader needs no torch
     assert report.returncode == 0, report.stderr[-3000:]
     assert (sweep_dir / "report.pdf").read_bytes()[:5] == b"%PDF-"
+    # the analysis install follows a sweep and plans it; training asks for the train extra
+    status = _without_torch("sweeps.cli", "status", sweep, cwd=tmp_path)
+    assert status.returncode == 4 and "pending 1 (of 1)" in status.stdout, status.stderr[-3000:]
+    plan = _without_torch("sweeps.cli", "run", sweep, "--dry-run", cwd=tmp_path)
+    assert plan.returncode == 0 and "1 runs, 1 to submit" in plan.stdout, plan.stderr[-3000:]
+    train = _without_torch("sweeps.cli", "run", sweep, cwd=tmp_path)
+    assert train.returncode == 2 and "pip install 'simplex-scaling[train]'" in train.stderr, train.stderr[-3000:]
     probe = subprocess.run([sys.executable, "-c", BLOCK + "import torch"], capture_output=True, text=True)
-    assert probe.returncode != 0 and "torch" in probe.stderr  # the block really blocks
+    assert probe.returncode != 0 and "torch is blocked" in probe.stderr  # the block really blocks
 
 
 def test_base_install_has_no_torch_and_triton_only_on_linux():
