@@ -19,7 +19,7 @@ from sweeps.spec import SweepError, resolved_document
 from sweeps.state import RunState
 from tests.conftest import REPO_ROOT
 
-SUBCOMMANDS = ("run", "status", "collect", "cancel", "fit", "report")
+SUBCOMMANDS = ("run", "design", "status", "collect", "cancel", "fit", "report")
 
 
 def cli(*args, timeout=120) -> subprocess.CompletedProcess:
