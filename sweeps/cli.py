@@ -284,6 +284,15 @@ def cmd_run(args, spec, runs, out=print) -> int:
             f"(executor: {executor}; FLOPs = tokens x 3 x forward FLOPs/token, attention included; epochs = tokens / "
             f"unique training tokens, '?' until a BPE cache is built; 2-simplicial = such blocks / layers; "
             f"lr = peak, batch in tokens, warmup in steps)")
+        for size_name, size in spec.sizes.items():  # sizes given as a parameter target: what the family reached
+            if size.params is not None:
+                from simplicial.counting import param_counts
+
+                got = next(r for r in runs if r.size == size_name)
+                n = param_counts(dataclasses.replace(got.model_config, arch="dot"))["params_non_embedding"]
+                out(f"size {size_name}: target {size.params:,.0f} non-embedding parameters; the family's nearest "
+                    f"shape {_shape(got)} has {n:,} with dot-product attention ({n / size.params - 1:+.1%}, "
+                    f"tolerance {size.tolerance:g}; each run's own count is in the table)")
         if any(r.trunk for r in runs):
             from sweeps.grid import trained_flops
 

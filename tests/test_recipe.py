@@ -429,3 +429,26 @@ def test_resolved_sweep_round_trips_recipes_and_eval_sets(tmp_path):
     again = parse_sweep(resolved_document(spec))
     assert [r.run_id for r in expand(again)] == [r.run_id for r in expand(spec)]
     assert again.evals == spec.evals and again.sizes["a"].training == {"lr_multipliers": [0.5, 1.0, 2.0]}
+
+
+def test_dry_run_shows_recipe_blocks_epochs_and_params_targets(tmp_path):
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO_ROOT
+
+    raw = _raw(tmp_path, budgets="12800, 25600", sizes={"p": {"params": 4.0e5, "training": {"lr": 1e-3}}},
+               training__schedule="wsd")
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    out = subprocess.run([sys.executable, "launch.py", str(path), "--dry-run"], cwd=REPO_ROOT, capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    header = out.stdout.splitlines()[0].split()
+    for col in ("2-simplicial", "epochs", "lr", "batch", "warmup", "schedule"):
+        assert col in header, header
+    rows = [l for l in out.stdout.splitlines() if l.startswith(("dot-", "simplicial-"))]
+    assert len(rows) == 4 and all(" 0.001 " in r and "wsd: 1-sqrt" in r for r in rows)
+    assert any(" 1/2 " in r for r in rows if r.startswith("simplicial-"))
+    assert "size p: target 400,000 non-embedding parameters" in out.stdout and "393,856" in out.stdout
+    assert "wsd: the budgets of each ladder share a stable trunk" in out.stdout
