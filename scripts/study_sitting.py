@@ -7,18 +7,20 @@
 
 A study's sweep writes into its own folder (`output: ..` and `name:` equal to the folder's name), so finished runs
 land in `studies/NAME/runs/<run_id>/`. A sitting is one command on a machine that lasts minutes: `run` plans the
-pending runs that fit in `--seconds` (each run's time from the tokens/s and start-up that finished runs of the same
-architecture and size measured, else from its FLOPs at an assumed rate, below), launches exactly those through the
-product's CLI (`launch.py run STUDY --only ID ...`, the sweep's own executor), stops the launcher at a hard limit,
+pending runs that fit in `--seconds` (`plan`: whole wsd ladders, by tier, longest first; each run's time from the
+tokens/s and start-up that finished runs of the same architecture and size measured, else from its FLOPs at an
+assumed rate, below), builds the data and evaluation caches, launches exactly those runs through the product's CLI
+(`launch.py run STUDY --only ID ...`, the sweep's own executor), stops the launcher and its runs at a hard limit,
 collects `results.csv`, and packs the small files of every finished run (config.json, metrics.jsonl, result.json;
 never checkpoints) with the tables into `DIR/<name>-sitting.tar.gz`. `unpack` puts them into the study folder here;
 committing them makes the next sitting skip those runs. A run that a sitting could not finish is not packed and
-starts from scratch next time (its checkpoint lives only on the machine that is given back), which is why the plan
-takes only runs whose estimate fits, longest expected first, and why every run of a study must fit one sitting.
+starts from scratch next time (its checkpoint and its ladder's trunk live only on the machine that is given back),
+which is why the plan takes only what its estimates fit and every ladder of a study must fit one sitting.
 
-Refusals, before any compute: a committed run folder whose id the sweep no longer produces (the code or the sweep
-changed what a run is: finish the study on the commit its runs record, or start it again on purpose), a pending
-run whose estimate exceeds a whole sitting.
+Refusals, before any compute: a committed run folder whose id the sweep no longer produces (the code, the sweep or
+the corpus changed what a run is: the data fingerprint is part of every run id; finish the study with the code and
+image its sittings recorded, or start it again on purpose), a pending ladder or run whose estimate exceeds a whole
+sitting.
 
 The assumed rates (ASSUMED) are estimates for an H100, not measurements of this trainer: a model's training FLOPs
 per token over an effective rate, capped for small models, whose step is bound by kernel launches rather than by
@@ -219,8 +221,10 @@ def _plan_or_refuse(study: Path, seconds: float):
     orphans = committed_orphans(spec, runs)
     if orphans:
         raise SystemExit(f"{study}: {len(orphans)} committed run folder(s) are not runs of this sweep as the code now "
-                         f"expands it (e.g. {orphans[0]}): the run identity changed since they ran. Finish the study "
-                         f"on the commit in their result.json versions, or move them aside to start again.")
+                         f"expands it (e.g. {orphans[0]}): the run identity changed since they ran (the code, the "
+                         f"sweep, or the corpus: the installed packages' content is in every run id). Finish the "
+                         f"study with the code and machine image its sittings.log names, or move them aside to start "
+                         f"again.")
     states = run_states(runs, spec.sweep_dir, query_scheduler=False)
     chosen, makespan, too_long = plan(spec, runs, states, seconds)
     if too_long:
