@@ -56,10 +56,13 @@ def explicit(spec: SweepSpec, arch: str, size: str) -> set[str]:
 
 def check_recipes(spec: SweepSpec) -> None:
     """Every (architecture, size) recipe must itself be valid; errors name the most specific section involved."""
+    for arch, a in spec.architectures.items():  # each override on its own first, so an error names its section
+        dataclasses.replace(spec.training, **a.training).check(f"architectures.{arch}.training")
+    for size, z in spec.sizes.items():
+        dataclasses.replace(spec.training, **z.training).check(f"sizes.{size}.training")
     for arch in spec.architectures:
         for size in spec.sizes:
-            key = (f"sizes.{size}.training" if spec.sizes[size].training
-                   else f"architectures.{arch}.training" if spec.architectures[arch].training else "training")
+            key = f"sizes.{size}.training (with architectures.{arch}.training)"
             tr = training_for(spec, arch, size)
             tr.check(key)
             if tr.schedule == "wsd":

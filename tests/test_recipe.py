@@ -452,3 +452,12 @@ def test_dry_run_shows_recipe_blocks_epochs_and_params_targets(tmp_path):
     assert any(" 1/2 " in r for r in rows if r.startswith("simplicial-"))
     assert "size p: target 400,000 non-embedding parameters" in out.stdout and "393,856" in out.stdout
     assert "wsd: the budgets of each ladder share a stable trunk" in out.stdout
+
+
+def test_a_bad_override_is_named_where_it_is_written():
+    with pytest.raises(SweepError) as err:
+        parse_sweep(_raw(architectures__dot__training={"batch_tokens": 100}, sizes__a__training={"lr": 1e-3}), "x.yaml")
+    assert str(err.value).startswith("x.yaml: architectures.dot.training.batch_tokens:"), str(err.value)
+    with pytest.raises(SweepError) as err:  # valid alone, invalid together: both sections named
+        parse_sweep(_raw(architectures__dot__training={"seq_len": 64}, sizes__a__training={"batch_tokens": 96}), "x.yaml")
+    assert "sizes.a.training (with architectures.dot.training).batch_tokens" in str(err.value), str(err.value)
