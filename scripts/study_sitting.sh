@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One sitting of a study on a GPU machine, through the product's CLI (scripts/study_sitting.py says how).
 #
-# Here, once:   scripts/study_sitting.sh --wheels      # pure-Python wheels the GPU image may lack, into .whl/
+# Here, once:   scripts/study_sitting.sh --wheels      # submitit (the GPU image lacked it before) as a wheel, into .whl/
 # On the GPU:   scripts/study_sitting.sh studies/dot-vs-simplicial-h100/study.yaml [SECONDS]
 #               (device tool: run, carry [".whl"], timeout_s 600; SECONDS of training, default 420, fit a
 #               10-minute command with the cache build, the hard-stop grace and the packing)
@@ -10,7 +10,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-WHEELS="submitit==1.5.4 cloudpickle==3.1.1 threadpoolctl==3.6.0"
+# the H100 image (studies/dot-vs-simplicial-h100/machine.md) has cloudpickle, typing_extensions and threadpoolctl
+WHEELS="submitit==1.5.4"
 if [ "${1:-}" = "--wheels" ]; then
   mkdir -p .whl
   grep -qx '/.whl/' .gitignore || { echo "scripts/study_sitting.sh: .whl/ must be ignored by git" >&2; exit 2; }
