@@ -70,7 +70,7 @@ def check_recipes(spec: SweepSpec) -> None:
 
                 tasks = resources_for(spec, arch, size).tasks_per_node or 1
                 if tasks > 1:
-                    raise SweepError(spec.source_path, f"{key}.schedule",
+                    raise SweepError(spec.source_path, "training.schedule",
                                      f"wsd trunks are shared by single-process runs only; {arch}/{size} runs "
                                      f"{tasks} processes (executor tasks_per_node): use cosine there")
 

@@ -461,3 +461,14 @@ def test_a_bad_override_is_named_where_it_is_written():
     with pytest.raises(SweepError) as err:  # valid alone, invalid together: both sections named
         parse_sweep(_raw(architectures__dot__training={"seq_len": 64}, sizes__a__training={"batch_tokens": 96}), "x.yaml")
     assert "sizes.a.training (with architectures.dot.training).batch_tokens" in str(err.value), str(err.value)
+
+
+def test_wsd_ladder_shares_the_rule_lr_and_is_refused_with_several_processes():
+    spec = parse_sweep(_raw(budgets="1e5, 2e5, 4e5", training__schedule="wsd", training__scaling_rule="deepseek-llm",
+                            training__lr=KeyError, training__batch_tokens=KeyError))
+    ladder = [r for r in expand(spec) if (r.arch, r.size) == ("dot", "a")]
+    assert len({(r.training["lr"], r.training["batch_tokens"], r.trunk["id"]) for r in ladder}) == 1
+    with pytest.raises(SweepError) as err:
+        parse_sweep(_raw(training__schedule="wsd", executor={"name": "local", "per_size": {"a": {"tasks_per_node": 2}}}),
+                    "x.yaml")
+    assert str(err.value).startswith("x.yaml: training.schedule:") and "single-process" in str(err.value)
