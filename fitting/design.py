@@ -110,7 +110,8 @@ def analyse(groups: dict, *, noise: float = DEFAULT_NOISE, shared: float = DEFAU
 
     Returns the fits.json ``design`` object: per-architecture ``sd_alpha``/``sd_beta``, the first two
     architectures' ``sd_delta_alpha`` and ``min_detectable_delta_alpha``, ``resolvable`` (the stated effect at
-    least that large: 80% power), ``demonstration`` (under 50% power, or a structural problem), the structural reasons a grid cannot identify alpha (``problems``), and with
+    least that large: 80% power), ``demonstration`` (under 50% power, or a structural problem), the structural
+    reasons a grid cannot identify alpha (``problems``), and with
     ``alternatives`` what would resolve the effect (more seeds, a wider N range). ``group_params`` overrides
     ``params`` for the groups it names (each architecture at its own fitted law).
     """

@@ -3,7 +3,8 @@
 Conventions stated in the captions: N = non-embedding parameters (the `params` column), D = training tokens,
 C = each run's own training FLOPs (the results' `flops` column, attention included) on the frontier and IsoFLOP
 pages, with C = 6ND drawn only as a labelled alternative: a 2-simplicial layer costs more FLOPs per token than
-6 N, so at one C the two architectures train different (N, D). Fitted curves come from the fits file's joint fit L(N, D) = E + A/N^alpha + B/D^beta;
+6 N, so at one C the two architectures train different (N, D).
+Fitted curves come from the fits file's joint fit L(N, D) = E + A/N^alpha + B/D^beta;
 bands are pointwise quantiles of the curve over the bootstrap samples. A fit that did not converge is drawn dashed
 and labelled "(not converged)".
 """
@@ -538,7 +539,8 @@ def isoflop(inputs: ReportInputs) -> Figure:
     """Page 4: loss vs N inside compute bands of each run's own training FLOPs, with each fitted optimum."""
     fig = new_page("IsoFLOP view: loss vs model size at fixed compute",
                    "C = each run's own training FLOPs (the `flops` column: forward + backward, attention included), "
-                   "not 6ND: a 2-simplicial layer costs more per token, so at one C it trains on fewer tokens. Runs are "
+                   "not 6ND: a 2-simplicial layer costs more per token, so at one C it trains on fewer tokens. "
+                   "Runs are "
                    "grouped into half-decade bands of C; lines: the joint fit along the band's centre C, D = C / "
                    "(k N^gamma) with k N^gamma each architecture's FLOPs per token fitted to its runs; stars: the "
                    "fitted optimum N_opt(C) along that line; shaded: bootstrap band.")
@@ -588,8 +590,9 @@ def frontier_page(inputs: ReportInputs) -> Figure:
     """Page 5: compute-optimal N_opt(C) and D_opt(C) per architecture on its own FLOPs, with bootstrap bands; the
     C = 6ND closed form as a thin labelled alternative."""
     fig = new_page("Compute-optimal frontier",
-                   "C = training FLOPs as each architecture really spends them: k N^gamma per token, fitted to its runs' "
-                   "`flops` column (attention included). N_opt(C) minimises the joint fit L(N, D) along C = k N^gamma D; "
+                   "C = training FLOPs as each architecture really spends them: k N^gamma per token, fitted to its "
+                   "runs' `flops` column (attention included). N_opt(C) minimises the joint fit L(N, D) along "
+                   "C = k N^gamma D; "
                    "shaded: bootstrap band. Thin dotted: the alternative C = 6ND closed form N_opt = G (C/6)^a, "
                    "G = (alpha A / (beta B))^(1/(alpha+beta)), a = beta/(alpha+beta), which ignores attention FLOPs. "
                    "Grey: the C range of done runs; beyond it the curves extrapolate.")

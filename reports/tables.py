@@ -260,7 +260,8 @@ def parameter_rows(inputs: ReportInputs) -> tuple[list[str], list[list[str]]]:
             dropped = int(boot.get("n", 0)) - int(boot.get("n_converged", 0))
             if boot.get("n"):
                 status += f", {dropped}/{boot['n']} dropped"
-            rows.append([arch, m + (" *" if m == primary else ""), *cells, str(gm.get("n_runs", g_all.get("n_runs", "-"))),
+            rows.append([arch, m + (" *" if m == primary else ""), *cells,
+                         str(gm.get("n_runs", g_all.get("n_runs", "-"))),
                          status])
     return header, rows
 
