@@ -191,9 +191,9 @@ def load_fits(path: str | Path) -> dict:
         ci = g.get("ci", {})
         if not isinstance(ci, dict):
             raise ReportInputError(f"{where}.ci is not an object")
-        for k, v in ci.items():
-            if not (isinstance(v, list) and len(v) == 2):
-                raise ReportInputError(f"{where}.ci.{k} should be [lo, hi], got {v!r}")
+        for k, v in ci.items():  # null: no interval (fewer than 2 converged resamples)
+            if v is not None and not (isinstance(v, list) and len(v) == 2):
+                raise ReportInputError(f"{where}.ci.{k} should be [lo, hi] or null, got {v!r}")
         boot = g.get("bootstrap")
         if boot is not None:
             samples = boot.get("samples", []) if isinstance(boot, dict) else None

@@ -268,3 +268,15 @@ def test_negative_difference_reads_smaller_with_its_method(tmp_path):
     assert "Pipeline demonstration" in pages[0]
     dot = fits["fits"]["dot"]
     assert ci_text(dot["alpha"], dot["ci"]["alpha"]) not in pages[0]  # the unidentified fit shows no number
+
+
+def test_null_interval_of_an_unidentified_fit_renders(tmp_path):
+    """A fit whose resamples all failed has null intervals (fits.json writes NaN as null): the report draws it as
+    not identified instead of refusing the file."""
+    s = make_sweep(tmp_path)
+    fits = json.loads(s["paths"]["fits"].read_text())
+    fits["fits"]["dot"]["ci"]["alpha"] = None
+    fits["fits"]["dot"].update(identified=False, identifiability=["no resample converged"])
+    s["paths"]["fits"].write_text(json.dumps(fits))
+    title = pdf_text(build_report(s["paths"]["results"], tmp_path / "null.pdf"))[0]
+    assert "not identified" in title
