@@ -244,13 +244,16 @@ def _fixed_budget(args) -> int:
     doc = fixed_budget(df, rel_tol=args.rel_tol)
     doc["skipped"] = skipped
     for form, key, exp in (("fixed_tokens", "tokens", "alpha"), ("fixed_params", "params", "beta")):
-        print(f"\n== {form} ==")
+        print(f"\n== {form} == (local slope: the log-log slope at this {key}, with a t interval; not the joint "
+              f"fit's {exp}, and it can move opposite to it: docs/FITTING.md)")
         for g, rows in doc[form].items():
             for r in rows:
                 ll = r["loglinear"]
                 print(f"   {g:12s} {key}={r[key]:.4g} n={r['n_points']} E'={_fmt(r['E'])} {exp}'={_fmt(r[exp])} "
                       f"{'converged' if r['converged'] else 'not converged: ' + r['message']}"
-                      + (f" | loglinear slope {ll['alpha']:.4g} R^2 {_fmt(ll['r2'])}" if ll else ""))
+                      + (f" | local slope {ll['alpha']:.4g}"
+                         + (f" [{ll['ci'][0]:.4g}, {ll['ci'][1]:.4g}]" if ll.get("ci") else "")
+                         + f" R^2 {_fmt(ll['r2'])}" if ll else ""))
     doc["meta"] = {"csv": str(args.csv), "params_col": args.params_col, "tokens_col": table.tokens_col,
                    "flops_col": table.flops_col, "loss_col": args.loss_col, "group_col": table.group_col,
                    "rel_tol": args.rel_tol, "best_lr_only": not args.all_lr, "table_sha256": table_sha256(table)}
