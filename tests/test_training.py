@@ -188,10 +188,11 @@ def test_prefetched_batches_equal_the_steps_own_batches():
 
 
 @pytest.mark.slow
-def test_compiled_training_matches_eager(tmp_path):
+@pytest.mark.parametrize("index", [0, 2], ids=["dot", "simplicial"])
+def test_compiled_training_matches_eager(tmp_path, index):
     """training.compile: the same run through torch.compile gives eager's losses (CPU: float32, tight)."""
-    eager = train_run(_run(tmp_path / "e", budgets="2560"))
-    compiled_run = _run(tmp_path / "c", budgets="2560", compile=True)
+    eager = train_run(_run(tmp_path / "e", index, budgets="2560"))
+    compiled_run = _run(tmp_path / "c", index, budgets="2560", compile=True)
     compiled = train_run(compiled_run)
     assert compiled["status"] == "done", compiled.get("error")
     assert compiled["run_id"] == eager["run_id"]  # compile does not change what is trained: the same run
