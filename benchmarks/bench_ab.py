@@ -47,10 +47,17 @@ def main(argv=None) -> int:
     ap.add_argument("--baseline", required=True, metavar="DIR", help="a copy of the earlier package, renamed")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--rep", type=int, default=100, help="do_bench rep (ms)")
+    ap.add_argument("--windows", nargs="+", default=[f"{a},{b}" for a, b in WINDOWS], metavar="W1,W2",
+                    help="window classes (default: the target's and the grid's others)")
     args = ap.parse_args(argv)
     if not torch.cuda.is_available():
         print("bench_ab.py needs a CUDA GPU")
         return 1
+    try:
+        windows = [tuple(int(x) for x in w.split(",")) for w in args.windows]
+        assert all(len(w) == 2 and min(w) >= 1 for w in windows)
+    except (ValueError, AssertionError):
+        ap.error(f"--windows {args.windows!r}: expected W1,W2 pairs of positive integers")
     old = load_baseline(args.baseline)
     print(f"# {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())} | {torch.cuda.get_device_name()} | "
           f"torch {torch.__version__} | triton {triton.__version__} | command: python benchmarks/bench_ab.py "
@@ -60,7 +67,7 @@ def main(argv=None) -> int:
     print("| w1 | w2 | D | pass | old ms | new ms | new / old | same bits |")
     print("|---|---|---|---|---|---|---|---|")
     worst = 0.0
-    for (w1, w2) in WINDOWS:
+    for (w1, w2) in windows:
         for d in (64, 128):
             g = torch.Generator(device="cuda").manual_seed(0)
             xs = [torch.randn(B, N, H, d, device="cuda", dtype=torch.bfloat16, generator=g).requires_grad_()
