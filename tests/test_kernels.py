@@ -304,3 +304,19 @@ def test_torch_compile_traces_a_simplicial_model_without_graph_breaks():
     grads = torch.autograd.grad(loss, list(model.parameters()))
     assert abs(loss.item() - eager_loss.item()) < 1e-5, (loss.item(), eager_loss.item())
     assert max(rel_err(a, b) for a, b in zip(grads, eager_grads)) < 1e-4
+
+
+def test_backward_leaves_a_gluon_kernel_that_cannot_read_the_upstream_gradient():
+    """do is only known in the backward: where a planned Gluon backward kernel cannot read it (here: the interpreter,
+    where no Gluon kernel applies; on a GPU, a dO whose heads are not packed in rows), plan_backward re-plans both
+    backward passes to the tl kernels and keeps the forward."""
+    from triton_kernels.plan import default_launch, plan_backward
+
+    xs = make_inputs(1, 64, 2, 1, 64, torch.float16, "cpu")
+    plan = make_plan(*xs, 32, 8).replace("bwd_dq", kernel="gluon_bwd_dq").replace("bwd_dk1", kernel="gluon_bwd_dk1")
+    replanned = plan_backward(plan, torch.zeros_like(xs[0]), *xs, 32, 8)
+    assert replanned.fwd == plan.fwd
+    assert replanned.bwd_dq == default_launch("bwd_dq", False, 64, torch.float16, 32, 8)
+    assert replanned.bwd_dk1 == default_launch("bwd_dk1", False, 64, torch.float16, 32, 8)
+    tl_plan = make_plan(*xs, 32, 8)
+    assert plan_backward(tl_plan, torch.zeros_like(xs[0]), *xs, 32, 8) is tl_plan
