@@ -211,3 +211,23 @@ def test_device_failure_names_its_cause(tmp_path):
     st = run_states([run], run.run_dir.parents[1])[0]
     assert st.status == "failed"
     assert failure_cause(st).startswith("RuntimeError: training.device is 'cuda' but no CUDA device is visible")
+
+
+def test_loss_is_read_on_the_host_only_when_logging_evaluating_or_checkpointing(tmp_path):
+    """Reading the loss (.item()) is a host sync: the trainer does it at log, eval and checkpoint steps and the last,
+    not after every step (which left the GPU idle while the host waited)."""
+    from simplicial.distributed import DistInfo
+    from simplicial.train import Trainer
+
+    run = _run(tmp_path, budgets="5120", log_every=5, checkpoint_every=10, eval_every=0)  # 20 steps
+    trainer = Trainer(run, DistInfo(), torch.device("cpu"))
+    synced, checked = [], trainer.checked_loss
+
+    def counting(loss):
+        synced.append(trainer.step)
+        return checked(loss)
+
+    trainer.checked_loss = counting
+    data = load_tokens(run.data, tmp_path / "cache")
+    trainer.fit(data, lambda row: None)
+    assert synced == [5, 10, 15, 20]
