@@ -190,7 +190,9 @@ def signals_interrupt():
     def handler(signum, frame):
         raise LauncherSignal(signum)
 
-    old = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    # A signal the launcher was started with ignored stays ignored: `nohup` sets SIGHUP to SIG_IGN on purpose.
+    old = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGHUP)
+           if signal.getsignal(sig) is not signal.SIG_IGN}
     try:
         yield
     finally:

@@ -23,9 +23,22 @@ from tests.conftest import REPO_ROOT, write_sweep
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
 
 
-def _launch(*args) -> subprocess.Popen:
+def _default_signals():
+    # A job started in the background by a non-interactive shell (`make test &`, some CI runners) inherits SIGINT
+    # ignored, and Python then installs no KeyboardInterrupt handler: the launcher under test must see the
+    # dispositions a terminal gives it, whatever started pytest.
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_DFL)
+
+
+def _nohup_signals():
+    _default_signals()
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+
+def _launch(*args, preexec_fn=_default_signals) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "launch.py", *map(str, args)], cwd=REPO_ROOT, env=ENV, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=preexec_fn)
 
 
 def _wait(condition, timeout: float, what: str):
@@ -212,3 +225,31 @@ def test_legacy_journal_line_is_not_trusted_for_a_newer_process(tmp_path):
     finally:
         bystander.kill()
         bystander.wait()
+
+
+@pytest.mark.timeout(300)
+def test_launcher_under_nohup_keeps_sighup_ignored(tmp_path):
+    """`nohup launch.py ...` means a closed terminal must not stop the sweep: SIGHUP, ignored at start, stays so."""
+    path = _long_sweep(tmp_path)
+    run = expand(load_sweep(path))[0]
+    launcher = _launch(path, preexec_fn=_nohup_signals)
+    proc = _started_job(tmp_path / "out" / "tiny")
+
+    def steps() -> int:
+        text = run.paths.metrics.read_text() if run.paths.metrics.exists() else ""
+        return len(text.splitlines())
+
+    try:
+        _wait(steps, 120, "training steps")
+        launcher.send_signal(signal.SIGHUP)
+        after = steps()
+        _wait(lambda: steps() >= after + 3 or launcher.poll() is not None, 120, "training to go on after SIGHUP")
+        assert launcher.poll() is None and proc.alive(), launcher.communicate(timeout=60)
+        launcher.send_signal(signal.SIGTERM)
+        stdout, stderr = launcher.communicate(timeout=120)
+        assert launcher.returncode == 128 + signal.SIGTERM, (launcher.returncode, stdout, stderr)
+        assert "SIGHUP" not in stdout + stderr, stdout + stderr
+    finally:
+        _kill_tree(proc)
+        launcher.kill()
+        launcher.communicate()
