@@ -48,12 +48,15 @@ class _Clock:
     def spent(self, now: float) -> float:
         return self.core_s + (0.0 if self.finished else self.threads * max(now - self.since, 0.0))
 
-    def rate(self, now: float) -> float | None:
+    def rate(self, now: float, overhead: float = 0.0) -> float | None:
         """Core-seconds per token: after the first progress seen (start-up, data loading and the first steps' warm-up
-        excluded) once there is more, else overall."""
+        excluded) once there is more; for a run that ended before a second look, its whole cost less a typical
+        start-up (`overhead`); else None (one look at a running run mixes start-up into its pace)."""
         if self.first is not None and self.done_tokens > self.first[1]:
             return (self.spent(now) - self.first[0]) / (self.done_tokens - self.first[1])
-        return self.spent(now) / self.done_tokens if self.done_tokens > 0 else None
+        if self.finished and self.done_tokens > 0:
+            return max(self.spent(now) - overhead, 0.5 * self.spent(now)) / self.done_tokens
+        return None
 
     def overhead(self, now: float) -> float | None:
         """Core-seconds before training proper (process start, imports, data), once a pace after it is known."""
@@ -94,8 +97,10 @@ class Throughput:
         c.core_s, c.since, c.finished, c.done_tokens = c.spent(now), now, True, c.tokens
 
     def _rates(self, now: float) -> list[tuple[tuple, float, float]]:
-        """(kind, flops per token, core-seconds per token) of every run with measured progress."""
-        return [(c.kind, c.flops_per_token, c.rate(now)) for c in self.clocks.values() if c.done_tokens > 0]
+        """(kind, flops per token, core-seconds per token) of every run with a measured pace."""
+        overhead = self.overhead(now)
+        rates = [(c.kind, c.flops_per_token, c.rate(now, overhead)) for c in self.clocks.values()]
+        return [r for r in rates if r[2] is not None]
 
     def overhead(self, now: float) -> float:
         """A run's typical core-seconds before training proper (0 until measured)."""
@@ -118,13 +123,16 @@ class Throughput:
         for c in self.clocks.values():
             if c.finished:
                 continue
-            if c.done_tokens > 0:  # its own pace so far
-                left += c.rate(now) * (c.tokens - c.done_tokens)
+            own = c.rate(now)
+            if own is not None:  # its own pace so far
+                left += own * (c.tokens - c.done_tokens)
                 continue
             rate = self.cost_per_token(c.kind, c.flops_per_token, now)
+            if rate is None and c.done_tokens > 0:  # nothing else measured: one look, start-up included
+                rate = c.spent(now) / c.done_tokens
             if rate is None:
                 return None
-            left += max(self.overhead(now) + c.tokens * rate - c.spent(now), c.tokens * rate * 0.1)  # no step yet
+            left += max(self.overhead(now) + c.tokens * rate - c.spent(now), (c.tokens - c.done_tokens) * rate * 0.5)
         for run in queued:
             rate = self.cost_per_token((run.arch, run.size), run.flops / max(run.tokens, 1), now)
             if rate is None:

@@ -51,6 +51,21 @@ def test_eta_from_measured_pace_not_flops():
     assert tp.eta(queued, now=12.0) == pytest.approx((80.0 + (2 + 1000 * 0.02) + (2 + 1000 * 0.08 * 2)) / 2)
 
 
+def test_a_run_seen_once_is_forecast_from_its_kind_not_its_start_up():
+    """One look at a run just started mixes its start-up into its pace (5x too slow here); until a second look it
+    is forecast from the measured runs (start-up + tokens x pace, scaled by FLOPs per token)."""
+    tp = Throughput(budget=2)
+    tp.start(_run("a", "dot", "s", 1000, 1.0), 1, now=0.0)
+    tp.progress("a", 100, now=4.0)
+    tp.progress("a", 500, now=12.0)  # 0.02 core-s per token after 2 s of start-up
+    tp.start(_run("b", "dot", "xs", 1000, 0.5), 1, now=10.0)
+    tp.progress("b", 20, now=12.0)  # 2 s in, 20 tokens: its start-up
+    assert tp.eta([], now=12.0) == pytest.approx((500 * 0.02 + (2 + 1000 * 0.01 - 2)) / 2)
+    tp.progress("b", 220, now=14.0)  # a second look: its own pace, 0.01 core-s per token
+    tp.progress("a", 600, now=14.0)
+    assert tp.eta([], now=14.0) == pytest.approx((400 * 0.02 + 780 * 0.01) / 2)
+
+
 def test_threads_count_in_the_cost_and_resumed_steps_do_not():
     tp = Throughput(budget=2)
     run = _run("r", "dot", "s", 1000, 1.0)
