@@ -8,12 +8,12 @@ its setting.
 
 ETA. Runs of different architectures cost very different time per FLOP on a CPU (the 2-simplicial reference path is
 several times slower per FLOP than dot-product attention at the demo's sizes), so a FLOP share of the elapsed time is
-no forecast. `Throughput` measures each run's cost in core-seconds (wall seconds x the threads it held) per training
-token, from the runs that finished and the progress of the running ones (counted from the first progress seen, so a
-run's start-up is not read as slow training; start-up is measured apart and added once per run still to start), and
-predicts every other run from the closest measured kind: the same architecture and size, else the same
-architecture scaled by FLOPs per token, else any run scaled the same way. ETA = the predicted core-seconds left / the
-thread budget.
+no forecast. `Throughput` measures each run's pace in core-seconds (wall seconds x the threads it held) per training
+token between two looks at its logged steps while it runs, and what a run costs beyond that (start-up, data, final
+evaluation, exit: a finished run's core-seconds less tokens x pace); it predicts every other run from the closest
+measured kind: the same architecture and size, else the same architecture scaled by FLOPs per token, else any run
+scaled the same way. ETA = the predicted core-seconds left / the thread budget. It assumes the machine stays as busy
+as it was while measured: on a shared machine whose load changes, the ETA moves with it.
 """
 
 from __future__ import annotations
@@ -43,26 +43,23 @@ class _Clock:
     core_s: float = 0.0  # core-seconds spent before `since`
     done_tokens: int = 0
     finished: bool = False
-    first: tuple | None = None  # (core-seconds, tokens) at the first progress seen: start-up is before it
+    first: tuple | None = None  # (core-seconds, tokens) at the first look with progress: start-up is before it
+    last: tuple | None = None  # (core-seconds, tokens) at the latest look while it ran
 
     def spent(self, now: float) -> float:
         return self.core_s + (0.0 if self.finished else self.threads * max(now - self.since, 0.0))
 
-    def rate(self, now: float, overhead: float = 0.0) -> float | None:
-        """Core-seconds per token: after the first progress seen (start-up, data loading and the first steps' warm-up
-        excluded) once there is more; for a run that ended before a second look, its whole cost less a typical
-        start-up (`overhead`); else None (one look at a running run mixes start-up into its pace)."""
-        if self.first is not None and self.done_tokens > self.first[1]:
-            return (self.spent(now) - self.first[0]) / (self.done_tokens - self.first[1])
-        if self.finished and self.done_tokens > 0:
-            return max(self.spent(now) - overhead, 0.5 * self.spent(now)) / self.done_tokens
-        return None
-
-    def overhead(self, now: float) -> float | None:
-        """Core-seconds before training proper (process start, imports, data), once a pace after it is known."""
-        if self.first is None or self.done_tokens <= self.first[1]:
+    def pace(self) -> float | None:
+        """Core-seconds per token of training proper: between its first and latest looks while it ran (start-up
+        before, final evaluation and exit after are not in it); None before two looks."""
+        if self.first is None or self.last is None or self.last[1] <= self.first[1]:
             return None
-        return max(self.first[0] - self.first[1] * self.rate(now), 0.0)
+        return (self.last[0] - self.first[0]) / (self.last[1] - self.first[1])
+
+    def overhead(self) -> float | None:
+        """Core-seconds of a finished run beyond tokens x pace: start-up, data, final evaluation, exit."""
+        p = self.pace()
+        return None if p is None or not self.finished else max(self.core_s - self.tokens * p, 0.0)
 
 
 @dataclass
@@ -85,8 +82,9 @@ class Throughput:
         """The run has trained `trained_tokens` in all (its last logged step x batch tokens) at `now`."""
         c = self.clocks[run_id]
         c.done_tokens = min(max(trained_tokens - c.base_tokens, 0), c.tokens)
-        if c.first is None and c.done_tokens > 0:
-            c.first = (c.spent(now), c.done_tokens)
+        if c.done_tokens > 0 and not c.finished:
+            c.last = (c.spent(now), c.done_tokens)
+            c.first = c.first or c.last
 
     def left_tokens(self, run_id: str) -> int:
         c = self.clocks[run_id]
@@ -96,16 +94,22 @@ class Throughput:
         c = self.clocks[run_id]
         c.core_s, c.since, c.finished, c.done_tokens = c.spent(now), now, True, c.tokens
 
-    def _rates(self, now: float) -> list[tuple[tuple, float, float]]:
-        """(kind, flops per token, core-seconds per token) of every run with a measured pace."""
-        overhead = self.overhead(now)
-        rates = [(c.kind, c.flops_per_token, c.rate(now, overhead)) for c in self.clocks.values()]
-        return [r for r in rates if r[2] is not None]
-
-    def overhead(self, now: float) -> float:
-        """A run's typical core-seconds before training proper (0 until measured)."""
-        known = [o for o in (c.overhead(now) for c in self.clocks.values()) if o is not None]
+    def overhead(self) -> float:
+        """A run's typical core-seconds beyond its training proper (0 until a run has ended after two looks)."""
+        known = [o for o in (c.overhead() for c in self.clocks.values()) if o is not None]
         return statistics.median(known) if known else 0.0
+
+    def _rates(self, now: float) -> list[tuple[tuple, float, float]]:
+        """(kind, flops per token, core-seconds per token) of every run with a measured pace: two looks, or ended
+        (its whole cost less the typical overhead)."""
+        overhead, rates = self.overhead(), []
+        for c in self.clocks.values():
+            rate = c.pace()
+            if rate is None and c.finished and c.tokens > 0:
+                rate = max(c.core_s - overhead, 0.5 * c.core_s) / c.tokens
+            if rate is not None:
+                rates.append((c.kind, c.flops_per_token, rate))
+        return rates
 
     def cost_per_token(self, kind: tuple, flops_per_token: float, now: float) -> float | None:
         rates = self._rates(now)
@@ -119,23 +123,20 @@ class Throughput:
 
     def eta(self, queued: list, now: float) -> float | None:
         """Seconds until every run in `queued` and every started run is done; None before any measurement."""
-        left = 0.0
+        overhead, left = self.overhead(), 0.0
         for c in self.clocks.values():
             if c.finished:
                 continue
-            own = c.rate(now)
-            if own is not None:  # its own pace so far
-                left += own * (c.tokens - c.done_tokens)
-                continue
-            rate = self.cost_per_token(c.kind, c.flops_per_token, now)
+            rate = c.pace() or self.cost_per_token(c.kind, c.flops_per_token, now)
             if rate is None and c.done_tokens > 0:  # nothing else measured: one look, start-up included
                 rate = c.spent(now) / c.done_tokens
             if rate is None:
                 return None
-            left += max(self.overhead(now) + c.tokens * rate - c.spent(now), (c.tokens - c.done_tokens) * rate * 0.5)
+            # its whole expected cost less what it spent, but never less than its tokens left at its pace
+            left += max(overhead + c.tokens * rate - c.spent(now), (c.tokens - c.done_tokens) * rate)
         for run in queued:
             rate = self.cost_per_token((run.arch, run.size), run.flops / max(run.tokens, 1), now)
             if rate is None:
                 return None
-            left += self.overhead(now) + run.tokens * rate
+            left += overhead + run.tokens * rate
         return left / max(self.budget, 1)

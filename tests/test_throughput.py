@@ -32,7 +32,7 @@ def test_share_threads_gives_every_core_away():
 
 def test_eta_from_measured_pace_not_flops():
     """Two kinds with equal FLOPs per token, one 4x slower per token on this machine: the ETA follows the pace, and
-    each run's start-up (2 s here) is measured apart from its training pace."""
+    what a run costs beyond its training proper (start-up, final evaluation, exit) is measured apart."""
     tp = Throughput(budget=2)
     fast, slow = _run("f", "dot", "s", 1000, 1.0), _run("s", "simplicial", "s", 1000, 1.0)
     tp.start(fast, 1, now=0.0)
@@ -42,13 +42,16 @@ def test_eta_from_measured_pace_not_flops():
     tp.progress("s", 25, now=4.0)  # ... and 12.5 tokens/s (0.08 core-s per token)
     tp.progress("f", 500, now=12.0)
     tp.progress("s", 125, now=12.0)
-    assert tp.overhead(12.0) == pytest.approx(2.0)
     # left: fast 500 x 0.02 = 10 core-s, slow 875 x 0.08 = 70 core-s; 2 threads -> 40 s
     assert tp.eta([], now=12.0) == pytest.approx(40.0)
-    # a queued run of each kind: start-up + its measured cost; an unmeasured size of a measured arch scales by
+    tp.progress("f", 900, now=20.0)
+    tp.progress("s", 225, now=20.0)
+    tp.finish("f", now=24.0)  # 2 s of evaluation and exit after its last step
+    assert tp.overhead() == pytest.approx(4.0)  # 24 core-s less 1000 x 0.02
+    # a queued run of each kind: overhead + its measured cost; an unmeasured size of a measured arch scales by
     # FLOPs per token (simplicial m: twice the FLOPs per token of simplicial s)
     queued = [_run("f2", "dot", "s", 1000, 1.0), _run("s2", "simplicial", "m", 1000, 2.0)]
-    assert tp.eta(queued, now=12.0) == pytest.approx((80.0 + (2 + 1000 * 0.02) + (2 + 1000 * 0.08 * 2)) / 2)
+    assert tp.eta(queued, now=24.0) == pytest.approx((775 * 0.08 + (4 + 1000 * 0.02) + (4 + 1000 * 0.08 * 2)) / 2)
 
 
 def test_a_run_seen_once_is_forecast_from_its_kind_not_its_start_up():
@@ -60,7 +63,7 @@ def test_a_run_seen_once_is_forecast_from_its_kind_not_its_start_up():
     tp.progress("a", 500, now=12.0)  # 0.02 core-s per token after 2 s of start-up
     tp.start(_run("b", "dot", "xs", 1000, 0.5), 1, now=10.0)
     tp.progress("b", 20, now=12.0)  # 2 s in, 20 tokens: its start-up
-    assert tp.eta([], now=12.0) == pytest.approx((500 * 0.02 + (2 + 1000 * 0.01 - 2)) / 2)
+    assert tp.eta([], now=12.0) == pytest.approx((500 * 0.02 + 980 * 0.01) / 2)
     tp.progress("b", 220, now=14.0)  # a second look: its own pace, 0.01 core-s per token
     tp.progress("a", 600, now=14.0)
     assert tp.eta([], now=14.0) == pytest.approx((400 * 0.02 + 780 * 0.01) / 2)
