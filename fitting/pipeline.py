@@ -209,6 +209,9 @@ def fit_groups(table: RunTable | pd.DataFrame, *, method: str = "both", n_boot: 
             entries[m]["bootstrap"]["level"] = level
             why = identify.check_fit(N, D, L, entries[m], entries[m]["ci"], samples[(g, m)], bound_e=bound_e,
                                      level=level)
+            if comps is not None and comps["df_cell"] <= 0:  # no cell error drawn, no t widening: too narrow
+                why.append("the error shared by a (size, seed) cell has 0 degrees of freedom (the law's N-terms fit "
+                           "the cells exactly), so the intervals cannot include it")
             entries[m].update(identified=not why, identifiability=why)
         top = dict(entries[primary])
         top.update(methods=entries, status="ok", reason=None)

@@ -157,3 +157,14 @@ def test_wide_grid_report_shows_calibrated_verdict(tmp_path):
     assert "larger for simplicial at 95%" in title and "Headline: fitted exponents" in title
     assert "Pipeline demonstration" not in title and "smallest delta alpha detectable" in title
     assert "P(" not in title
+
+
+def test_three_sizes_one_seed_cannot_include_the_cell_error():
+    """3 sizes x 1 seed: the law's three N-terms fit the 3 cells exactly, so the shared per-cell error has 0 df and
+    the parametric bootstrap draws none of it (and no t widening): the fit must not read as identified."""
+    df = _table(bench.WIDE[::2][:3], noise="size")
+    doc = fit_groups(df, method="approach3", n_boot=20, starts="small")
+    for g in ("dot", "simplicial"):
+        reasons = doc["fits"][g]["identifiability"]
+        assert doc["fits"][g]["identified"] is False
+        assert any("0 degrees of freedom" in r for r in reasons), reasons
