@@ -101,6 +101,8 @@ def load_checkpoint(path: Path, log=print) -> dict | None:
             state = _load(candidate)
             if not isinstance(state, dict):
                 raise ValueError(f"holds a {type(state).__name__}, not a state dict")
+        except OSError:  # the file system failed, not the file (an NFS hiccup): keep it, and say so by raising
+            raise
         except Exception as e:  # torch raises RuntimeError, EOFError, UnpicklingError ... by the kind of damage
             reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             bad = candidate.with_name(candidate.name + ".bad")

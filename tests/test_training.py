@@ -106,6 +106,22 @@ def test_killed_run_resumes_from_checkpoint_bit_exact(tmp_path):
 # ---- issue 28: checkpoints that cannot be trusted, files teammates cannot read ------------------------------------
 
 
+def test_file_system_error_keeps_the_checkpoint(tmp_path, monkeypatch):
+    """An OSError while reading (the file system, not the file) must not rename a good checkpoint to .bad."""
+    from simplicial import checkpoint
+
+    path = tmp_path / "checkpoint.pt"
+    torch.save({"step": 3}, path)
+
+    def flaky(_):
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(checkpoint, "_load", flaky)
+    with pytest.raises(OSError):
+        checkpoint.load_checkpoint(path, log=lambda _: None)
+    assert path.exists() and not (tmp_path / "checkpoint.pt.bad").exists()
+
+
 def test_truncated_checkpoint_falls_back_to_the_previous_one(tmp_path, capsys):
     """A truncated checkpoint.pt used to fail every re-launch with torch's zip error, naming no file."""
     run = _run(tmp_path, budgets="5120")  # 20 steps, checkpoint every 5
