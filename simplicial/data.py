@@ -574,7 +574,10 @@ def load_eval(data: dict, name: str, ev: dict, cache_root: Path) -> np.ndarray:
         if len(arr) and int(np.asarray(arr[: 1 << 20]).max()) >= data["vocab_size"]:
             raise DataError(f"evals.{name}.path {ev['path']!r}: token ids >= data.vocab_size={data['vocab_size']}")
         return arr
-    content = files_fingerprint(gather_files(ev, f"evals.{name}"))["sha256"] if ev["source"] == "files" else None
+    # the cache follows the set's content, as the training cache does (data_fingerprint): an edited set is re-read
+    content = (files_fingerprint(gather_files(ev, f"evals.{name}"))["sha256"] if ev["source"] == "files"
+               else data_fingerprint({"source": "text", "path": ev["path"]})["sha256"] if ev["source"] == "text"
+               else None)
     key = hashlib.sha256(json.dumps({**ev, "python": sys.version.split()[0], "version": CACHE_VERSION,
                                      "content": content}, sort_keys=True).encode()).hexdigest()[:12]
     folder = Path(data.get("cache_dir") or cache_root) / cache_key(data)

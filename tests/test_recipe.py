@@ -289,6 +289,24 @@ def test_text_eval_set_identical_to_a_training_document_is_refused(tmp_path):
     assert bytes(np.asarray(arr, dtype=np.uint8)).startswith(b"something never")
 
 
+def test_edited_text_eval_set_is_read_again(tmp_path):
+    """The eval cache follows the set's content: an edited `text` set was served from its old tokens."""
+    from simplicial.data import load_eval
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for i in range(10):
+        (corpus / f"doc{i}.txt").write_text(f"document {i} " * 100)
+    data = {"source": "text", "path": str(corpus), "tokenizer": "byte", "vocab_size": 256, "val_fraction": 0.1,
+            "max_bytes": None, "token_dtype": "uint16", "cache_dir": None}
+    ev = {"source": "text", "path": str(tmp_path / "ev.txt")}
+    (tmp_path / "ev.txt").write_text("first version " * 50)
+    first = bytes(np.asarray(load_eval(data, "ev", ev, tmp_path / "cache"), dtype=np.uint8))
+    (tmp_path / "ev.txt").write_text("second, longer version " * 80)
+    second = bytes(np.asarray(load_eval(data, "ev", ev, tmp_path / "cache"), dtype=np.uint8))
+    assert first.startswith(b"first version") and second.startswith(b"second, longer version")
+
+
 @pytest.mark.parametrize("over, key, words", [
     ({"evals": {"code": {"source": "stdlib-poetry"}}}, "evals.code.source", "must be one of"),
     ({"evals": {"val": {"source": "stdlib-code"}}}, "evals.val", "names must be identifiers"),
