@@ -18,7 +18,7 @@ from pathlib import Path
 from .chinchilla import DEFAULT_DELTA
 from .data import FittingInputError, insufficiency, read_table, table_sha256
 from .fixed_budget import fixed_budget
-from .pipeline import clean_json, fit_groups
+from .pipeline import RESAMPLE, clean_json, fit_groups
 
 
 def _floats(text: str) -> list[float]:
@@ -80,10 +80,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="compare group B against A (default: every group against the first, sorted)")
     c.add_argument("--pair-tol", type=float, default=0.01,
                    help="--resample runs: relative N and D tolerance for the paired comparison")
-    c.add_argument("--resample", choices=["auto", "cells", "runs"], default="auto",
-                   help="resampling unit: cells = wild cluster bootstrap over (size, seed) cells, paired across "
-                        "architectures; runs = case bootstrap over runs (Hoffmann et al., Epoch); auto (default): "
-                        "cells when the table has a size column")
+    c.add_argument("--resample", choices=list(RESAMPLE), default="auto",
+                   help="cells = parametric bootstrap on the fixed design, errors shared by a (size, seed) cell, "
+                        "paired across architectures; wild = wild cluster bootstrap over those cells; runs = case "
+                        "bootstrap over runs (Hoffmann et al., Epoch); auto (default): cells when the table has a "
+                        "size column, else runs (docs/FITTING.md has each one's measured calibration)")
     c.add_argument("--effect", type=float, default=0.06,
                    help="the delta alpha the design analysis asks about (default 0.06)")
     f = sub.add_parser("fixed-budget", help="L(N) at each token budget and L(D) at each model size")

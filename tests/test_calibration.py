@@ -168,3 +168,15 @@ def test_three_sizes_one_seed_cannot_include_the_cell_error():
         reasons = doc["fits"][g]["identifiability"]
         assert doc["fits"][g]["identified"] is False
         assert any("0 degrees of freedom" in r for r in reasons), reasons
+
+
+def test_every_resampling_method_is_reachable_from_the_cli(tmp_path):
+    """docs/FITTING.md names cells, wild and runs as `--resample` choices; each one runs and is named in fits.json."""
+    path = tmp_path / "r.csv"
+    _table(bench.WIDE).to_csv(path, index=False)
+    for kind, words in (("cells", "parametric bootstrap"), ("wild", "wild cluster bootstrap"), ("runs", "case")):
+        out = tmp_path / f"{kind}.json"
+        assert fitting_main(["chinchilla", str(path), "--bootstrap", "10", "--starts", "small", "--method",
+                             "approach3", "--resample", kind, "--json", str(out)]) == 0
+        methods = {v["method"] for c in json.loads(out.read_text())["comparison"].values() for v in c.values()}
+        assert any(words in m for m in methods), (kind, methods)
