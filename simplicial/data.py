@@ -571,8 +571,10 @@ def load_eval(data: dict, name: str, ev: dict, cache_root: Path) -> np.ndarray:
         if not f.is_file() or f.stat().st_size % dtype.itemsize:
             raise DataError(f"evals.{name}.path {ev['path']!r}: not a file of {data['token_dtype']} tokens")
         arr = np.memmap(f, dtype=dtype, mode="r")
-        if len(arr) and int(np.asarray(arr[: 1 << 20]).max()) >= data["vocab_size"]:
-            raise DataError(f"evals.{name}.path {ev['path']!r}: token ids >= data.vocab_size={data['vocab_size']}")
+        top, at = max_token(arr)  # every id, as the training splits are checked
+        if top >= data["vocab_size"]:
+            raise DataError(f"evals.{name}.path {ev['path']!r}: token id {top} at position {at} is >= "
+                            f"data.vocab_size={data['vocab_size']}")
         return arr
     # the cache follows the set's content, as the training cache does (data_fingerprint): an edited set is re-read
     content = (files_fingerprint(gather_files(ev, f"evals.{name}"))["sha256"] if ev["source"] == "files"

@@ -490,3 +490,15 @@ def test_wsd_ladder_shares_the_rule_lr_and_is_refused_with_several_processes():
         parse_sweep(_raw(training__schedule="wsd", executor={"name": "local", "per_size": {"a": {"tasks_per_node": 2}}}),
                     "x.yaml")
     assert str(err.value).startswith("x.yaml: training.schedule:") and "single-process" in str(err.value)
+
+
+def test_tokens_eval_set_is_checked_past_its_first_million_ids(tmp_path):
+    """A bad id after the first 2^20 tokens of a `tokens` evaluation set was never seen (a device assert on GPU)."""
+    from simplicial.data import DataError, load_eval
+
+    arr = np.zeros((1 << 20) + 10, dtype=np.uint16)
+    arr[-3] = 300
+    arr.tofile(tmp_path / "ev.bin")
+    data = {"source": "tokens", "path": str(tmp_path), "tokenizer": "byte", "vocab_size": 256, "token_dtype": "uint16"}
+    with pytest.raises(DataError, match="token id 300 at position 1048583"):
+        load_eval(data, "ev", {"source": "tokens", "path": str(tmp_path / "ev.bin")}, tmp_path / "cache")
