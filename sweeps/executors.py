@@ -28,11 +28,10 @@ from sweeps.grid import RunSpec
 from sweeps.claims import Claim, try_claim
 from sweeps.journal import JournalEntry, now, record
 from sweeps.procs import ProcessId, stop
-from sweeps.snapshot import snapshot_code
+from sweeps.snapshot import REPO_ROOT, snapshot_code
 from sweeps.state import last_step, run_states
 from sweeps.throughput import Throughput, share_threads
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MAX_ARRAY_SIZE = 1001  # SLURM's default MaxArraySize (docs/REFERENCE.md section 5)
 DEFAULT_TIMEOUT_MIN = 24 * 60
 
@@ -369,8 +368,6 @@ def _cause(e: BaseException) -> str:
     """The last line of a failed job's error: the exception that ended it (submitit's message holds the traceback)."""
     lines = [line for line in str(e).strip().splitlines() if line.strip()]
     return lines[-1].strip() if lines else repr(e)
-
-
 
 
 def run_debug(runs: list[RunSpec], sweep_dir: Path, log=print) -> dict[str, str]:
