@@ -23,6 +23,9 @@ PLAUSIBLE_EXPONENT = (0.02, 2.0)
 MAX_CI_WIDTH = 0.5
 E_FLOOR = 0.01  # E below 1% of the smallest loss is at its lower boundary
 E_ZERO_SHARE = 0.25  # ... and so is an E that reaches that floor in a quarter of the resamples
+# A comparison whose interval rests on fewer converged resample pairs is not given a verdict: the resamples
+# that fail are not a random tenth (they are the ones pushed to a boundary), so the rest understate the spread.
+MIN_CONVERGED_SHARE = 0.9
 
 
 def structural(N, D) -> list[str]:

@@ -250,8 +250,10 @@ def fit_groups(table: RunTable | pd.DataFrame, *, method: str = "both", n_boot: 
             c["ci"] = bs.widen(c["diff"], c["ci"], factor)
             c["t_factor"] = factor
             c["method"] = method_text(kind, df, n_boot) if n_boot > 0 else "none (--bootstrap 0)"
-            c["verdict"] = identify.verdict(c["ci"], level, why)
-            c["identifiability"] = why
+            few = ([f"only {c['n']} of {n_boot} resample pairs converged (< {identify.MIN_CONVERGED_SHARE:.0%})"]
+                   if n_boot > 0 and c["n"] < identify.MIN_CONVERGED_SHARE * n_boot else [])
+            c["verdict"] = identify.verdict(c["ci"], level, why + few)
+            c["identifiability"] = why + few
         comparison[key] = comp
         if kind == "runs":
             paired[key] = paired_comparison(sub_a, sub_b, method=primary, n_boot=n_boot, seed=seed, level=level,

@@ -180,3 +180,23 @@ def test_every_resampling_method_is_reachable_from_the_cli(tmp_path):
                              "approach3", "--resample", kind, "--json", str(out)]) == 0
         methods = {v["method"] for c in json.loads(out.read_text())["comparison"].values() for v in c.values()}
         assert any(words in m for m in methods), (kind, methods)
+
+
+def test_no_verdict_on_too_few_converged_resamples(monkeypatch):
+    """A verdict that rests on a few converged resample pairs is withheld and the count is given."""
+    import fitting.pipeline as pipeline
+
+    real = pipeline.compare_samples
+
+    def few_converged(*args, **kwargs):
+        out = real(*args, **kwargs)
+        for c in out.values():
+            c["n"], c["n_dropped"] = 5, c["n"] + c["n_dropped"] - 5
+        return out
+
+    monkeypatch.setattr(pipeline, "compare_samples", few_converged)
+    doc = fit_groups(_table(bench.WIDE, seeds=3, delta_alpha=0.3, noise="cell"), method="approach3", n_boot=20,
+                     starts="small")
+    alpha = doc["comparison"]["simplicial - dot"]["alpha"]
+    assert alpha["verdict"] == "not identified"
+    assert any("only 5 of 20 resample pairs converged" in r for r in alpha["identifiability"]), alpha
