@@ -266,7 +266,7 @@ def fit_groups(table: RunTable | pd.DataFrame, *, method: str = "both", n_boot: 
                         resample=kind, resample_method=method_text(kind, df, n_boot),
                         noise_components=comps),
            "fits": fits, "comparison": comparison, "comparison_paired": paired, "notes": notes,
-           "design": _design(df, fits, ok_groups, primary, delta, effect)}
+           "design": _design(df, fits, ok_groups, primary, delta, effect, comps)}
     return clean_json(doc)
 
 
@@ -284,9 +284,11 @@ def residual_noise(df: pd.DataFrame, fits: dict, ok_groups: list[str]) -> float 
     return float(np.sqrt(ss / dof)) if dof > 0 else None
 
 
-def _design(df, fits, ok_groups, primary, delta, effect) -> dict:
+def _design(df, fits, ok_groups, primary, delta, effect, comps: dict | None = None) -> dict:
     """The design analysis (fitting.design) of the grid as run, at the residual noise the fits observed and at
-    the first identified fit's parameters (the published Chinchilla law if none is identified)."""
+    the first identified fit's parameters (the published Chinchilla law if none is identified). Where the
+    resampling estimated the noise's components (a cell error with degrees of freedom), the shared share of the
+    variance and its correlation across architectures are those estimates, not design.analyse's defaults."""
     noise_obs = residual_noise(df, fits, ok_groups)
     params = next((dict((k, fits[g][k]) for k in bs.SAMPLE_NAMES) for g in ok_groups if fits[g].get("identified")),
                   None)
@@ -299,7 +301,13 @@ def _design(df, fits, ok_groups, primary, delta, effect) -> dict:
             groups[g].pop("size")
     noise = noise_obs if noise_obs and noise_obs > 0 else design.DEFAULT_NOISE
     own = {g: {k: fits[g][k] for k in bs.SAMPLE_NAMES} for g in ok_groups if fits[g].get("identified")}
-    out = design.analyse(groups, noise=noise, effect=effect, params=params, delta=delta, group_params=own)
+    shared, cross = design.DEFAULT_SHARED, 0.0
+    if comps is not None and comps["df_cell"] > 0:
+        total = comps["sigma_run"] ** 2 + comps["sigma_cell"] ** 2
+        if total > 0:
+            shared, cross = comps["sigma_cell"] ** 2 / total, comps["rho"]
+    out = design.analyse(groups, noise=noise, shared=shared, cross_arch=cross, effect=effect, params=params,
+                         delta=delta, group_params=own)
     out.update(noise_observed=noise_obs, params_source="first identified fit" if params else
                "Hoffmann et al. 2022 (no identified fit)")
     return out

@@ -200,3 +200,15 @@ def test_no_verdict_on_too_few_converged_resamples(monkeypatch):
     alpha = doc["comparison"]["simplicial - dot"]["alpha"]
     assert alpha["verdict"] == "not identified"
     assert any("only 5 of 20 resample pairs converged" in r for r in alpha["identifiability"]), alpha
+
+
+def test_design_of_the_sweep_as_run_uses_the_estimated_noise_components():
+    """The report's design numbers are 'at the observed noise': the shared share and the cross-architecture
+    correlation are the resampling's estimates, not the analysis's 50% / 0 defaults."""
+    doc = fit_groups(_table(bench.WIDE, seeds=3, noise="cell"), method="approach3", n_boot=10, starts="small")
+    comps = doc["meta"]["noise_components"]
+    assert comps["df_cell"] > 0
+    total = comps["sigma_run"] ** 2 + comps["sigma_cell"] ** 2
+    assert doc["design"]["shared"] == pytest.approx(comps["sigma_cell"] ** 2 / total)
+    assert doc["design"]["cross_arch"] == pytest.approx(comps["rho"])
+    assert doc["design"]["shared"] != design.DEFAULT_SHARED
