@@ -197,11 +197,10 @@ def adjusted_residuals(N, D, L, x, cells) -> np.ndarray:
     A fitted model absorbs part of every cluster's shared error (most of it when clusters are few), so raw
     residuals understate the errors a resample should carry; CR2 undoes that shrinkage to first order.
     """
-    from .design import log_law_jacobian
 
     prob = chinchilla.Problem(N, D, L)
     r = prob.logL - prob._lse(np.asarray(x, float)[None, :])[0][0]
-    J = log_law_jacobian(chinchilla.to_params(x), N, D)
+    J = chinchilla.log_law_jacobian(chinchilla.to_params(x), N, D)
     s = np.sqrt(np.maximum((J * J).sum(axis=0), 1e-300))
     Jn = J / s
     H = Jn @ np.linalg.pinv(Jn.T @ Jn) @ Jn.T

@@ -302,10 +302,26 @@ def fit_approach3(N, D, L, *, weights=None, delta: float = DEFAULT_DELTA, starts
 
 
 # ------------------------------------------------------------------------------------------ derived numbers
+def law(E, A, B, alpha, beta, N, D):
+    """L(N, D) = E + A N^-alpha + B D^-beta, broadcasting over arrays of parameters (bootstrap samples) and of N, D.
+    The one home of the formula outside the fitter's log-space form (Problem); fits, design and figures call it."""
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        return E + A * np.asarray(N, float) ** -alpha + B * np.asarray(D, float) ** -beta
+
+
+def log_law_jacobian(params: dict, N, D) -> np.ndarray:
+    """d log L / d (log A, log B, log E, alpha, beta) at each run: (n, 5), the order of the fitter's x."""
+    N, D = np.asarray(N, float), np.asarray(D, float)
+    tA = params["A"] * N ** -params["alpha"]
+    tB = params["B"] * D ** -params["beta"]
+    L = params["E"] + tA + tB
+    return np.column_stack([tA / L, tB / L, np.full_like(L, params["E"]) / L,
+                            -tA * np.log(N) / L, -tB * np.log(D) / L])
+
+
 def predict_loss(params: dict, N, D) -> np.ndarray:
-    """L(N, D) = E + A N^-alpha + B D^-beta."""
-    N, D = np.asarray(N, dtype=float), np.asarray(D, dtype=float)
-    return params["E"] + params["A"] * N ** -params["alpha"] + params["B"] * D ** -params["beta"]
+    """L(N, D) at a fit's parameters."""
+    return law(params["E"], params["A"], params["B"], params["alpha"], params["beta"], N, D)
 
 
 def compute_optimal(params: dict, C) -> tuple[np.ndarray, np.ndarray]:

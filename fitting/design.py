@@ -23,6 +23,8 @@ import math
 
 import numpy as np
 
+from .chinchilla import log_law_jacobian
+
 # Hoffmann et al. 2022 (eq. 10): the plausible parameters when the sweep has no identified fit of its own.
 PLAUSIBLE = {"E": 1.69, "A": 406.4, "B": 410.7, "alpha": 0.34, "beta": 0.28}
 DEFAULT_NOISE = 0.01  # SD of log(final loss) between repeat runs; ~1% is what seeds give at these scales
@@ -31,16 +33,6 @@ DEFAULT_EFFECT = 0.06  # the delta-alpha the comparison is meant to resolve (iss
 Z_TWO_SIDED_5 = 1.959963984540054
 Z_POWER_80 = 0.8416212335729143
 DETECT_FACTOR = Z_TWO_SIDED_5 + Z_POWER_80  # 2.80
-
-
-def log_law_jacobian(params: dict, N, D) -> np.ndarray:
-    """d log L / d (log A, log B, log E, alpha, beta) at each run: (n, 5), the order of chinchilla's x."""
-    N, D = np.asarray(N, float), np.asarray(D, float)
-    tA = params["A"] * N ** -params["alpha"]
-    tB = params["B"] * D ** -params["beta"]
-    L = params["E"] + tA + tB
-    return np.column_stack([tA / L, tB / L, np.full_like(L, params["E"]) / L,
-                            -tA * np.log(N) / L, -tB * np.log(D) / L])
 
 
 _GH_X, _GH_W = np.polynomial.hermite_e.hermegauss(48)  # probabilists' Hermite: weight exp(-x^2/2)

@@ -9,7 +9,7 @@ import pandas as pd
 
 from . import bootstrap as bs
 from . import design, identify
-from .chinchilla import DEFAULT_DELTA, ConvergenceWarning, fit_approach3, predict_loss
+from .chinchilla import DEFAULT_DELTA, ConvergenceWarning, fit_approach3, log_law_jacobian, predict_loss
 from .compare import compare_samples, paired_comparison
 from .data import FittingInputError, RunTable, insufficiency, read_table
 from .varpro import fit_varpro
@@ -169,7 +169,7 @@ def fit_groups(table: RunTable | pd.DataFrame, *, method: str = "both", n_boot: 
                      cell_index[subs[g].index].to_numpy()) for g in ok_groups}
         comps = bs.variance_components(resid)
         z_common = rng.standard_normal((n_boot, len(cells)))
-        jac = {g: design.log_law_jacobian(full[(g, primary)].params, subs[g]["N"].values, subs[g]["D"].values)
+        jac = {g: log_law_jacobian(full[(g, primary)].params, subs[g]["N"].values, subs[g]["D"].values)
                for g in ok_groups}
         for g in ok_groups:
             c = np.zeros(5)
@@ -237,7 +237,7 @@ def fit_groups(table: RunTable | pd.DataFrame, *, method: str = "both", n_boot: 
         comp = compare_samples(fits[a], fits[b], samples.get((a, primary)), samples.get((b, primary)), level)
         factor = 1.0
         if comps is not None:
-            jac = [design.log_law_jacobian(full[(g, primary)].params, subs[g]["N"].values, subs[g]["D"].values)
+            jac = [log_law_jacobian(full[(g, primary)].params, subs[g]["N"].values, subs[g]["D"].values)
                    for g in (a, b)]
             cb = [cell_index[subs[g].index].to_numpy() for g in (a, b)]
             dfs = []

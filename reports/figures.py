@@ -22,6 +22,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
+from fitting import chinchilla
 from reports import tables
 from reports.inputs import ReportInputs
 
@@ -69,27 +70,18 @@ def law(p, n, d):
     """L(N, D) for a fit dict, or for a (S, 5) array of samples (rows E, A, B, alpha, beta) -> (S, len(n))."""
     n, d = np.asarray(n, float), np.asarray(d, float)
     if isinstance(p, dict):
-        return p["E"] + p["A"] / n ** p["alpha"] + p["B"] / d ** p["beta"]
+        return chinchilla.predict_loss(p, n, d)
     E, A, B, al, be = (p[:, i:i + 1] for i in range(5))
-    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        return E + A / n[None, :] ** al + B / d[None, :] ** be
+    return chinchilla.law(E, A, B, al, be, n[None, :], d[None, :])
 
 
 def frontier(p, c):
     """Compute-optimal N_opt(C), D_opt(C) for C = 6ND (docs/REFERENCE.md section 4); p a fit dict or (S, 5) samples."""
     c = np.asarray(c, float)
     if isinstance(p, dict):
-        E, A, B, al, be = (np.asarray([p[k]], float)[:, None] for k in ("E", "A", "B", "alpha", "beta"))
-    else:
-        E, A, B, al, be = (p[:, i:i + 1] for i in range(5))
-    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        G = (al * A / (be * B)) ** (1.0 / (al + be))
-        a, b = be / (al + be), al / (al + be)
-        n_opt = G * (c[None, :] / 6.0) ** a
-        d_opt = (c[None, :] / 6.0) ** b / G
-    if isinstance(p, dict):
-        return n_opt[0], d_opt[0]
-    return n_opt, d_opt
+        return chinchilla.compute_optimal(p, c)
+    cols = {k: p[:, i:i + 1] for i, k in enumerate(("E", "A", "B", "alpha", "beta"))}
+    return chinchilla.compute_optimal(cols, c[None, :])
 
 
 def flops_law(inputs: ReportInputs, arch: str) -> tuple[float, float, str]:
@@ -124,8 +116,7 @@ def frontier_flops(p, c, k: float, gamma: float, n_lo: float, n_hi: float, point
     else:
         P = np.asarray(p, float)
     E, A, B, al, be = (P[:, i][:, None, None] for i in range(5))
-    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        L = E + A / ng[None, None, :] ** al + B / dg[None, :, :] ** be  # (S, C, G)
+    L = chinchilla.law(E, A, B, al, be, ng[None, None, :], dg[None, :, :])  # (S, C, G)
     L = np.where(np.isfinite(L), L, np.inf)
     i = np.argmin(L, axis=2)
     n_opt = ng[i]
