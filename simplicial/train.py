@@ -89,7 +89,8 @@ def resolve_device(preference: str) -> tuple[torch.device, str | None]:
     return torch.device("cpu"), None
 
 
-def versions() -> dict:
+def versions(code: dict) -> dict:
+    """Library versions and the commit of `code` (sweeps.snapshot.running_code(): git runs once per result)."""
     out = {"python": platform.python_version(), "torch": torch.__version__}
     try:
         import triton
@@ -103,8 +104,7 @@ def versions() -> dict:
         out["simplex_scaling"] = version("simplex-scaling")
     except Exception:
         out["simplex_scaling"] = None
-    commit = running_code()["commit"]
-    out["git_commit"] = commit[:12] if commit else None
+    out["git_commit"] = code["commit"][:12] if code["commit"] else None
     return out
 
 
@@ -467,6 +467,7 @@ def _write_result(run: RunSpec, result: dict, trainer: Trainer | None, started: 
     tokens = steps * run.training["batch_tokens"]
     train_time = trainer.train_time_s if trainer else 0.0
     cfg = run.model_config
+    code = running_code()
     result.update(
         params=counts["params_non_embedding"], params_non_embedding=counts["params_non_embedding"],
         params_with_embeddings=counts["params_with_embeddings"], tokens=tokens, flops=tokens * per_token["train"],
@@ -476,7 +477,7 @@ def _write_result(run: RunSpec, result: dict, trainer: Trainer | None, started: 
         w1=cfg.w1, w2=cfg.w2, seq_len=cfg.seq_len, batch_tokens=run.training["batch_tokens"],
         world_size=dist.world_size,
         device=torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({os.cpu_count()} cores)",
-        versions=versions(), code=running_code(), finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+        versions=versions(code), code=code, finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
     for key in ("train_loss", "val_loss"):  # JSON has no NaN
         if result.get(key) is not None and not math.isfinite(result[key]):
             result[key] = None
