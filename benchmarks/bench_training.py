@@ -203,13 +203,21 @@ def loss_curve(shape: str, arch: str, compile: bool, steps: int, workdir: str) -
 
 
 def compare_curves(eager: list[float], compiled: list[float]) -> dict:
-    """Largest and final |difference| of two loss curves, and the eager curve's own step-to-step noise (the
-    median |loss_t - loss_{t-1}| over the last half of the curve) as the scale bf16 runs differ on."""
+    """Largest, median and final |difference| of two loss curves, the eager curve's own step-to-step noise (the
+    median |loss_t - loss_{t-1}| over the last half of the curve) as the scale bf16 runs differ on, and `follows`:
+    whether the compiled curve is the eager one up to that noise. The test is on the median and the final
+    difference, not the largest: at this short warm-up a run can spike for a step (loss up by 1-2 nats, then back),
+    and two bf16 runs whose rounding differs spike at different steps (seen on an H100: the dot model's eager curve
+    spiked at step 18, its compiled one at step 26, both back on the common curve a step later), so one step's
+    difference says nothing about whether compile changed the model."""
     diffs = [abs(a - b) for a, b in zip(eager, compiled)]
     tail = eager[len(eager) // 2:]
     noise = sorted(abs(a - b) for a, b in zip(tail[1:], tail[:-1]))
-    return {"max_abs_diff": max(diffs), "final_abs_diff": diffs[-1],
-            "eager_step_noise": noise[len(noise) // 2] if noise else float("nan"),
+    step_noise = noise[len(noise) // 2] if noise else float("nan")
+    median = sorted(diffs)[len(diffs) // 2]
+    return {"max_abs_diff": max(diffs), "median_abs_diff": median, "final_abs_diff": diffs[-1],
+            "eager_step_noise": step_noise,
+            "follows": median < max(0.05, step_noise) and diffs[-1] < max(0.05, 2 * step_noise),
             "eager_first_last": (eager[0], eager[-1]), "compiled_first_last": (compiled[0], compiled[-1])}
 
 
@@ -290,8 +298,9 @@ def main(argv: list[str] | None = None) -> int:
             continue
         print(f"\ncurve {arch} ({shapes[0]}, {args.curve} steps, lr 3e-3): eager {c['eager_first_last'][0]:.4f} -> "
               f"{c['eager_first_last'][1]:.4f}, compiled {c['compiled_first_last'][0]:.4f} -> "
-              f"{c['compiled_first_last'][1]:.4f}; max |diff| {c['max_abs_diff']:.4f}, final |diff| "
-              f"{c['final_abs_diff']:.4f}, eager step-to-step noise {c['eager_step_noise']:.4f}")
+              f"{c['compiled_first_last'][1]:.4f}; |diff| max {c['max_abs_diff']:.4f}, median "
+              f"{c['median_abs_diff']:.4f}, final {c['final_abs_diff']:.4f}; eager step-to-step noise "
+              f"{c['eager_step_noise']:.4f}: compiled {'follows' if c['follows'] else 'DOES NOT follow'} eager")
     if args.json:
         Path(args.json).write_text(json.dumps({"header": header(), "rows": [r.__dict__ for r in rows],
                                                "curves": curves}, indent=1))

@@ -61,9 +61,27 @@ def test_compiled_model_follows_the_eager_curve(tmp_path, arch):
     compiled = bench_training.loss_curve("small", arch, True, 30, str(tmp_path))
     c = bench_training.compare_curves(eager, compiled)
     print(f"\ncurve {arch} small 30 steps: eager {eager[0]:.4f} -> {eager[-1]:.4f}, compiled {compiled[0]:.4f} -> "
-          f"{compiled[-1]:.4f}; max |diff| {c['max_abs_diff']:.4f}, final |diff| {c['final_abs_diff']:.4f}, eager "
-          f"step-to-step noise {c['eager_step_noise']:.4f}\neager    {[round(x, 3) for x in eager]}\n"
-          f"compiled {[round(x, 3) for x in compiled]}")
+          f"{compiled[-1]:.4f}; |diff| max {c['max_abs_diff']:.4f}, median {c['median_abs_diff']:.4f}, final "
+          f"{c['final_abs_diff']:.4f}; eager step-to-step noise {c['eager_step_noise']:.4f}\n"
+          f"eager    {[round(x, 3) for x in eager]}\ncompiled {[round(x, 3) for x in compiled]}")
     assert eager[-1] < eager[0] - 1.0  # it learns
-    # bf16 noise: the curves differ by less than the eager curve moves from one step to the next
-    assert c["max_abs_diff"] < max(0.05, 2 * c["eager_step_noise"]), c
+    # bf16 noise: the curves differ by less than the eager curve moves from one step to the next (compare_curves)
+    assert c["follows"], c
+
+
+# The small dot model's curves on an H100 (2026-12-07, benchmarks/results/training-2026-12-07.md): each spikes once,
+# at a different step, and is back on the common curve a step later.
+H100_DOT_EAGER = [5.424, 4.362, 5.015, 3.407, 3.411, 3.653, 3.38, 3.332, 3.431, 3.393, 3.422, 3.383, 3.459, 3.399,
+                  3.311, 3.228, 3.281, 3.151, 5.845, 3.3, 3.353, 3.196, 3.227, 3.161, 3.186, 3.046, 3.109, 3.252,
+                  3.164, 3.197]
+H100_DOT_COMPILED = [5.424, 4.362, 5.018, 3.407, 3.41, 3.653, 3.469, 3.388, 3.48, 3.407, 3.444, 3.422, 3.486,
+                     3.414, 3.324, 3.25, 3.323, 3.203, 3.291, 3.346, 3.391, 3.248, 3.279, 3.213, 3.241, 3.102, 3.96,
+                     3.297, 3.223, 3.255]
+
+
+def test_curve_comparison_forgives_a_spike_not_a_shift():
+    c = bench_training.compare_curves(H100_DOT_EAGER, H100_DOT_COMPILED)
+    assert c["max_abs_diff"] > 2 and c["follows"], c  # one spike each: the same model
+    shifted = [x + (0.3 if i >= 10 else 0.0) for i, x in enumerate(H100_DOT_EAGER)]
+    assert not bench_training.compare_curves(H100_DOT_EAGER, shifted)["follows"]  # a model that learns worse
+    assert not bench_training.compare_curves(H100_DOT_EAGER, H100_DOT_EAGER[:-1] + [3.6])["follows"]
