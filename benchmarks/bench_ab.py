@@ -13,9 +13,11 @@ them the table gives the largest difference relative to the tensor's largest mag
 
 Shapes: issue 4's target (B=4, H=8, N=8192, (w1, w2) = (512, 32), D = 64 and 128, bf16) and the grid's other window
 classes at N = 8192. Reported per shape: each version's median over rounds of triton.testing.do_bench medians, and
-new / old (above 1.02: slower by more than 2%), with each version's spread over rounds (max / min - 1): a
+new / old: the median over rounds of each round's ratio (the two versions' calls of one round are seconds apart,
+so the clock and temperature drift that moves a version's time by several percent between rounds cancels); above
+1.02 it is slower by more than 2%. Also each version's spread over rounds (max / min - 1): a
 forward+backward runs its two kernels on two streams, whose overlap varies from launch to launch, so it needs a
-longer `--rep` than one kernel does (a 30 ms pass at rep 50 is two calls).
+`--rep` of several of its calls (a 30 ms pass at rep 50 is two calls).
 """
 
 from __future__ import annotations
@@ -49,8 +51,8 @@ def load_baseline(path: str):
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--baseline", required=True, metavar="DIR", help="a copy of the earlier package, renamed")
-    ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--rep", type=int, default=300, help="do_bench rep (ms)")
+    ap.add_argument("--rounds", type=int, default=11)
+    ap.add_argument("--rep", type=int, default=100, help="do_bench rep (ms)")
     ap.add_argument("--windows", nargs="+", default=[f"{a},{b}" for a, b in WINDOWS], metavar="W1,W2",
                     help="window classes (default: the target's and the grid's others)")
     args = ap.parse_args(argv)
@@ -100,9 +102,10 @@ def main(argv=None) -> int:
                         rep=args.rep, return_mode="median"))
             for p in ("fwd", "f+b"):
                 t_old, t_new = statistics.median(times["old", p]), statistics.median(times["new", p])
+                ratio = statistics.median(n / o for n, o in zip(times["new", p], times["old", p]))
                 spread = [max(times[v, p]) / min(times[v, p]) - 1 for v in ("old", "new")]
-                worst = max(worst, t_new / t_old)
-                print(f"| {w1} | {w2} | {d} | {p} | {t_old:.3f} | {t_new:.3f} | {t_new / t_old:.3f} "
+                worst = max(worst, ratio)
+                print(f"| {w1} | {w2} | {d} | {p} | {t_old:.3f} | {t_new:.3f} | {ratio:.3f} "
                       f"| {spread[0]:.1%}, {spread[1]:.1%} | {'yes' if same else 'NO'} | {rel:.1e} |", flush=True)
             del xs, results
             torch.cuda.empty_cache()
