@@ -209,7 +209,10 @@ def compare_curves(eager: list[float], compiled: list[float]) -> dict:
     difference, not the largest: at this short warm-up a run can spike for a step (loss up by 1-2 nats, then back),
     and two bf16 runs whose rounding differs spike at different steps (seen on an H100: the dot model's eager curve
     spiked at step 18, its compiled one at step 26, both back on the common curve a step later), so one step's
-    difference says nothing about whether compile changed the model."""
+    difference says nothing about whether compile changed the model. The bound is twice the step noise: after an
+    early spike the two curves drift apart chaotically by up to about one step's noise (two H100 runs of the dot
+    model: median difference 0.045 and 0.066 against a step noise of 0.088 and 0.073), while a model that learns
+    worse sits off the curve for good."""
     diffs = [abs(a - b) for a, b in zip(eager, compiled)]
     tail = eager[len(eager) // 2:]
     noise = sorted(abs(a - b) for a, b in zip(tail[1:], tail[:-1]))
@@ -217,7 +220,7 @@ def compare_curves(eager: list[float], compiled: list[float]) -> dict:
     median = sorted(diffs)[len(diffs) // 2]
     return {"max_abs_diff": max(diffs), "median_abs_diff": median, "final_abs_diff": diffs[-1],
             "eager_step_noise": step_noise,
-            "follows": median < max(0.05, step_noise) and diffs[-1] < max(0.05, 2 * step_noise),
+            "follows": max(median, diffs[-1]) < max(0.05, 2 * step_noise),
             "eager_first_last": (eager[0], eager[-1]), "compiled_first_last": (compiled[0], compiled[-1])}
 
 

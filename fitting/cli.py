@@ -131,11 +131,13 @@ def _print_fits(doc: dict) -> None:
             continue
         for m, e in fit["methods"].items():
             b = e["bootstrap"]
-            print(f"-- {m}: {'converged' if e['converged'] else 'NOT CONVERGED'}; objective {e['objective']:.6g}, "
+            print(f"-- {m}: {'converged' if e['converged'] else 'NOT CONVERGED'}; objective {_fmt(e['objective'])}, "
                   f"|grad| {_fmt(e['grad_norm'])}; resamples {b['n_converged']}/{b['n']} converged"
                   + (f", {b.get('n_unconverged')} unconverged (dropped)" if b.get("n_unconverged") else "")
                   + (f", {b['n_skipped_unidentifiable']} unidentifiable (dropped)"
                      if b.get("n_skipped_unidentifiable") else ""))
+            if not e["converged"] and e.get("message"):
+                print(f"   {e['message']}")
             if not e.get("identified", True):
                 print(f"   NOT IDENTIFIED: {'; '.join(e['identifiability'])}")
             print(f"   {'':24s} {'value':>12s}   {int(round(level * 100))}% CI")
