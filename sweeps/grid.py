@@ -197,7 +197,7 @@ def _check_budget(spec: SweepSpec, kind: str, i: int, value: float, target: floa
 
 def expand(spec: SweepSpec) -> list[RunSpec]:
     """All runs of the grid, in a stable order (architecture, size, budget, lr multiplier, seed as written)."""
-    from sweeps.recipe import resolve, wsd_branch_step
+    from sweeps.recipe import cell_compute, resolve, wsd_branch_step
 
     from simplicial.data import DataError, data_fingerprint
 
@@ -207,19 +207,23 @@ def expand(spec: SweepSpec) -> list[RunSpec]:
         data["fingerprint"] = data_fingerprint(data)["sha256"]
     except (DataError, OSError) as e:
         raise SweepError(spec.source_path, getattr(e, "key", None) or "data", getattr(e, "reason", None) or str(e))
+    kind = "tokens" if spec.budgets.tokens else "flops"
+    budgets = [{kind: float(b)} for b in getattr(spec.budgets, kind)]
+    cfgs = {(a, z): model_config_for(spec, a, z) for a in spec.architectures for z in spec.sizes}
+    targets_of = {key: [b.get("tokens") or b["flops"] / flops_per_token(cfg)["train"] for b in budgets]
+                  for key, cfg in cfgs.items()}  # the tokens each budget asks of each (arch, size)
     runs = []
     for arch in spec.architectures:
         for size in spec.sizes:
-            cfg = model_config_for(spec, arch, size)
-            per_token = flops_per_token(cfg)["train"]
-            kind = "tokens" if spec.budgets.tokens else "flops"
-            budgets = [{kind: float(b)} for b in getattr(spec.budgets, kind)]
+            cfg = cfgs[arch, size]
             trained: dict[int, int] = {}  # tokens -> index of the budget that trains them
-            targets = [b.get("tokens") or b["flops"] / per_token for b in budgets]
+            targets = targets_of[arch, size]
             warmup = None
             for i, budget in enumerate(budgets):
                 target = targets[i]
-                recipe = resolve(spec, arch, size, cfg, target, max(targets))
+                compute = cell_compute(spec, size, {a: cfgs[a, size] for a in spec.architectures},
+                                       {a: targets_of[a, size] for a in spec.architectures}, i)
+                recipe = resolve(spec, arch, size, compute)
                 batch = recipe.batch_tokens
                 tokens = max(1, math.ceil(target / batch)) * batch  # whole global batches
                 _check_budget(spec, kind, i, budget[kind], target, tokens, trained, arch, size, batch)
@@ -320,3 +324,30 @@ def check_epochs(spec: SweepSpec, runs: list[RunSpec], epochs: list[float | None
                          f"tokens); give more data (data.max_bytes), smaller budgets, or a larger data.max_epochs")
     return [f"warning: {r.run_id} passes over its unique training tokens {e:.2f} times (> 1 epoch)"
             for r, e in zip(runs, epochs) if e is not None and e > 1]
+
+
+def check_cells(runs: list[RunSpec]) -> list[str]:
+    """A warning for each size whose architectures do not train alike at a budget: a different batch (then a seed's
+    batches and the number of optimizer steps differ between them, and the comparison is no longer paired) or,
+    without an lr axis to tune it, a different peak lr. The scaling rule gives a cell one recipe; explicit per-
+    architecture `lr` or `batch_tokens` can split it, which is allowed but must not pass unseen."""
+    cells: dict[tuple, dict[str, tuple]] = {}
+    for r in runs:
+        key = (r.size, json.dumps(r.budget, sort_keys=True), r.lr_mult)
+        axis = list(r.training.get("lr_multipliers", [1.0])) != [1.0]
+        cells.setdefault(key, {})[r.arch] = (r.training["batch_tokens"], r.training["lr"], axis)
+    out, seen = [], set()
+    for (size, budget, _), archs in cells.items():
+        if len(archs) < 2 or size in seen:
+            continue
+        batches = {a: v[0] for a, v in archs.items()}
+        lrs = {a: v[1] for a, v in archs.items() if not v[2]}
+        what = []
+        if len(set(batches.values())) > 1:
+            what.append(f"batch_tokens {batches} (different batches and step counts per seed)")
+        if len(set(lrs.values())) > 1:
+            what.append(f"lr {lrs} (no lr axis at this size to tune it)")
+        if what:
+            seen.add(size)
+            out.append(f"warning: size {size}, budget {budget}: the architectures train unlike: {'; '.join(what)}")
+    return out

@@ -11,9 +11,17 @@ The rule (`training.scaling_rule`):
 
       lr_opt = 0.3118 * C ** -0.1250        B_opt = 0.2920 * C ** 0.3271   (B in tokens)
 
-  Why this rule: it gives both the learning rate and the batch from one published fit, and it is a function of
-  compute with attention's FLOPs in M, so an architecture whose attention costs more per token (2-simplicial) is
-  placed by what it spends rather than by its parameter count alone. OLMo-core's ladder configurators scale by
+  Why this rule: it gives both the learning rate and the batch from one published fit, as a function of compute
+  with attention's FLOPs in M.
+
+  One cell, one recipe: the rule is evaluated once per (size, budget) cell, at the least compute among the sweep's
+  architectures at that size (the dot-product model's, when there is one; `cell_compute`), and every architecture
+  of the cell trains with that lr and batch. Evaluated per architecture, the 2-simplicial model's larger M gave it
+  a larger batch at the same tokens, hence fewer optimizer steps (27% fewer at 3M parameters and 36M tokens in the
+  pilot of studies/dot-vs-simplicial-h100), and a seed's batches were no longer the same in both architectures:
+  in the short runs of a scaling grid, where loss still falls steeply at the end, the architecture with fewer steps
+  loses by a margin that is the recipe's, not the attention's. The lr axis (`lr_multipliers`) then tunes the lr
+  per architecture and size around the shared value. OLMo-core's ladder configurators scale by
   parameter count and were tuned for its own architecture and data. The fit was made on runs of 1e17 FLOPs and
   more, far above a CPU ladder's 1e10-1e13: there it is an extrapolation, which is why `lr_multipliers` exists (sweep
   a few multiples of the rule's lr, and the report flags a cell whose best lr sits at the edge of the range).
@@ -75,16 +83,28 @@ def check_recipes(spec: SweepSpec) -> None:
                                      f"{tasks} processes (executor tasks_per_node): use cosine there")
 
 
-def resolve(spec: SweepSpec, arch: str, size: str, cfg: ModelConfig, target_tokens: float,
-            ladder_tokens: float | None = None) -> TrainingSpec:
-    """The recipe of the runs of one (arch, size, budget) cell before the LR axis: overrides, then the rule. With
-    the wsd schedule every budget of the ladder shares one trunk, hence one lr and batch: the rule is evaluated at
-    the ladder's largest budget (`ladder_tokens`)."""
+def rule_tokens(spec: SweepSpec, arch: str, size: str, targets: list[float], i: int) -> float:
+    """The tokens the rule is evaluated at for budget `i` of an (arch, size) ladder whose budgets train `targets`
+    tokens: that budget's, or with the wsd schedule, whose budgets share one trunk and hence one lr and batch, the
+    ladder's largest."""
+    return max(targets) if training_for(spec, arch, size).schedule == "wsd" else targets[i]
+
+
+def cell_compute(spec: SweepSpec, size: str, cfgs: dict[str, ModelConfig], targets: dict[str, list[float]],
+                 i: int) -> float:
+    """The rule's compute for budget `i` of size `size`, shared by every architecture (see the module docstring):
+    the least of the architectures' C = M * D. `cfgs` and `targets` are per architecture (with FLOP budgets the
+    tokens differ between architectures; with token budgets they are the same)."""
+    return min(rule_compute(cfgs[a], rule_tokens(spec, a, size, targets[a], i)) for a in spec.architectures)
+
+
+def resolve(spec: SweepSpec, arch: str, size: str, compute: float) -> TrainingSpec:
+    """The recipe of the runs of one (arch, size, budget) cell before the LR axis: overrides, then the rule at
+    `compute` (cell_compute)."""
     tr = training_for(spec, arch, size)
     if tr.scaling_rule == "none":
         return tr
-    at = ladder_tokens if tr.schedule == "wsd" and ladder_tokens else target_tokens
-    lr, batch = deepseek_llm(rule_compute(cfg, at))
+    lr, batch = deepseek_llm(compute)
     given = explicit(spec, arch, size)
     values = {}
     if "lr" not in given:

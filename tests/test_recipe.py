@@ -140,13 +140,40 @@ def test_deepseek_rule_sets_lr_and_batch_from_compute_and_explicit_settings_win(
     spec = parse_sweep(_raw(budgets="1e5, 4e5", training__scaling_rule="deepseek-llm", training__lr=KeyError,
                             training__batch_tokens=KeyError, sizes__b__training={"lr": 1e-3}))
     runs = expand(spec)
+    dot = {(r.size, r.budget["tokens"]): r for r in runs if r.arch == "dot"}
     for r in runs:
-        exp_lr, exp_batch = deepseek_llm(rule_compute(r.model_config, r.budget["tokens"]))
+        # every architecture of a cell at the dot model's compute, the least of the cell's (sweeps/recipe.py)
+        ref = dot[r.size, r.budget["tokens"]]
+        assert rule_compute(ref.model_config, r.budget["tokens"]) < rule_compute(
+            r.model_config, r.budget["tokens"]) or r.arch == "dot"
+        exp_lr, exp_batch = deepseek_llm(rule_compute(ref.model_config, r.budget["tokens"]))
         assert r.training["batch_tokens"] % 32 == 0 and abs(r.training["batch_tokens"] - exp_batch) <= 16
         assert r.training["lr"] == (1e-3 if r.size == "b" else pytest.approx(exp_lr, rel=1e-3))
         assert r.tokens % r.training["batch_tokens"] == 0
+        # so both architectures of a cell take the same steps over the same batches
+        assert (r.training["batch_tokens"], r.tokens) == (ref.training["batch_tokens"], ref.tokens)
+        if r.size == "a":
+            assert r.training["lr"] == ref.training["lr"]
     a = sorted((r for r in runs if (r.arch, r.size) == ("dot", "a")), key=lambda r: r.tokens)
     assert a[1].training["lr"] < a[0].training["lr"] and a[1].training["batch_tokens"] > a[0].training["batch_tokens"]
+
+
+def test_deepseek_rule_with_flop_budgets_shares_the_cells_recipe():
+    """With FLOP budgets each architecture trains the tokens its budget buys (fewer for the costlier 2-simplicial
+    model); the cell's recipe is still one: the least compute of the cell's architectures."""
+    from sweeps.recipe import deepseek_llm, rule_compute
+
+    spec = parse_sweep(_raw(budgets__tokens=KeyError, training__scaling_rule="deepseek-llm", training__lr=KeyError,
+                            training__batch_tokens=KeyError, **{"budgets__flops": [2e9, 8e9]}))
+    runs = expand(spec)
+    for size in ("a", "b"):
+        for flops in (2e9, 8e9):
+            cell = {r.arch: r for r in runs if r.size == size and r.budget["flops"] == flops}
+            assert cell["dot"].tokens > cell["simplicial"].tokens
+            least = min(rule_compute(r.model_config, flops / (r.flops / r.tokens)) for r in cell.values())
+            lr, _ = deepseek_llm(least)
+            assert cell["dot"].training["lr"] == cell["simplicial"].training["lr"] == pytest.approx(lr, rel=1e-3)
+            assert cell["dot"].training["batch_tokens"] == cell["simplicial"].training["batch_tokens"]
 
 
 @pytest.mark.parametrize("over, key, words", [
@@ -470,6 +497,12 @@ def test_dry_run_shows_recipe_blocks_epochs_and_params_targets(tmp_path):
     assert any(" 1/2 " in r for r in rows if r.startswith("simplicial-"))
     assert "size p: target 400,000 non-embedding parameters" in out.stdout and "393,856" in out.stdout
     assert "wsd: the budgets of each ladder share a stable trunk" in out.stdout
+    assert "train unlike" not in out.stderr  # one recipe per cell
+    raw["architectures"]["simplicial"]["training"] = {"batch_tokens": 2 * raw["training"]["batch_tokens"]}
+    path.write_text(yaml.safe_dump(raw))
+    out = subprocess.run([sys.executable, "launch.py", str(path), "--dry-run"], cwd=REPO_ROOT, capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0 and "the architectures train unlike: batch_tokens" in out.stderr, out.stderr
 
 
 def test_a_bad_override_is_named_where_it_is_written():
@@ -502,3 +535,19 @@ def test_tokens_eval_set_is_checked_past_its_first_million_ids(tmp_path):
     data = {"source": "tokens", "path": str(tmp_path), "tokenizer": "byte", "vocab_size": 256, "token_dtype": "uint16"}
     with pytest.raises(DataError, match="token id 300 at position 1048583"):
         load_eval(data, "ev", {"source": "tokens", "path": str(tmp_path / "ev.bin")}, tmp_path / "cache")
+
+
+def test_architectures_trained_unlike_are_flagged(tmp_path, capsys):
+    """The rule gives a cell one recipe (no warning); an explicit per-architecture batch or lr splits it, and the
+    run command says so before anything trains."""
+    from sweeps.grid import check_cells
+
+    same = expand(parse_sweep(_raw(budgets="1e5", training__scaling_rule="deepseek-llm", training__lr=KeyError,
+                                   training__batch_tokens=KeyError)))
+    assert check_cells(same) == []
+    split = expand(parse_sweep(_raw(architectures__simplicial__training={"batch_tokens": 512, "lr": 1e-3})))
+    warnings = check_cells(split)
+    assert len(warnings) == 2 and all("train unlike" in w and "batch_tokens" in w and "lr" in w for w in warnings)
+    tuned = expand(parse_sweep(_raw(architectures__simplicial__training={"lr": 1e-3},
+                                    training__lr_multipliers=[0.5, 1.0])))
+    assert check_cells(tuned) == []  # an lr axis tunes each architecture's lr: a different lr is the point
