@@ -70,8 +70,8 @@ def main(argv=None) -> int:
           f"{' '.join(argv if argv is not None else sys.argv[1:])}", flush=True)
     print(f"# bf16, B={B}, H={H}, N={N}; old = {old.__name__} ({args.baseline}), new = triton_kernels; "
           f"{args.rounds} alternating rounds, median of do_bench medians")
-    print("| w1 | w2 | D | pass | old ms | new ms | new / old | spread old, new | out, dq, dk1, dv1 same bits | dk2, dv2 "
-          "max rel diff |")
+    print("| w1 | w2 | D | pass | old ms | new ms | new / old | spread old, new "
+          "| out, dq, dk1, dv1 same bits | dk2, dv2 max rel diff |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     worst = 0.0
     for (w1, w2) in windows:

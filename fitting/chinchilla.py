@@ -327,10 +327,12 @@ def predict_loss(params: dict, N, D) -> np.ndarray:
 def compute_optimal(params: dict, C) -> tuple[np.ndarray, np.ndarray]:
     """(N_opt, D_opt) at compute C with C = 6 N D (docs/REFERENCE.md section 4, Hoffmann et al. 2022 eq. 4):
     N_opt = G (C/6)^a, D_opt = G^-1 (C/6)^b, G = (alpha A / (beta B))^(1/(alpha+beta)),
-    a = beta/(alpha+beta), b = alpha/(alpha+beta)."""
-    al, be, A, B = params["alpha"], params["beta"], params["A"], params["B"]
+    a = beta/(alpha+beta), b = alpha/(alpha+beta). NaN where the law has no such minimum (alpha, beta, A or B not
+    positive: an unidentified fit), never a complex number (Python's float power of a negative base is one)."""
+    al, be, A, B = (np.asarray(params[k], dtype=float) for k in ("alpha", "beta", "A", "B"))
     C = np.asarray(C, dtype=float)
     with np.errstate(all="ignore"):
-        s = al + be
+        ok = (al > 0) & (be > 0) & (A > 0) & (B > 0)
+        s = np.where(ok, al + be, np.nan)
         G = (al * A / (be * B)) ** (1.0 / s)
         return G * (C / 6.0) ** (be / s), (C / 6.0) ** (al / s) / G

@@ -619,11 +619,12 @@ def frontier_page(inputs: ReportInputs) -> Figure:
         ls, suffix = fit_style(g)
         kf, gam, src = laws[arch]
         n_opt, d_opt = frontier_flops(g, c, kf, gam, n_lo, n_hi)
-        axes[0].plot(c, n_opt, color=colors[arch], ls=ls, zorder=3)
-        axes[1].plot(c, d_opt, color=colors[arch], ls=ls, zorder=3)
-        n6, d6 = frontier(g, c)
-        axes[0].plot(c, n6, color=colors[arch], ls=":", lw=0.9, zorder=2)
-        axes[1].plot(c, d6, color=colors[arch], ls=":", lw=0.9, zorder=2)
+        n6, d6 = frontier(g, c)  # NaN where the law has no minimum (an unidentified fit): nothing drawn
+        thin = dict(ls=":", lw=0.9, zorder=2)
+        for ax, y, style in ((axes[0], n_opt, dict(ls=ls, zorder=3)), (axes[1], d_opt, dict(ls=ls, zorder=3)),
+                             (axes[0], n6, thin), (axes[1], d6, thin)):
+            if np.any(np.isfinite(y) & (np.asarray(y) > 0)):
+                ax.plot(c, y, color=colors[arch], **style)
         s = samples_of(g)
         if s is not None:
             sn, sd = frontier_flops(s, c, kf, gam, n_lo, n_hi)

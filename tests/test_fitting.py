@@ -284,3 +284,12 @@ def test_cli_fixed_budget_bad_input_exits_2(tmp_path, capsys):
     out = tmp_path / "fixed.json"
     assert main(["fixed-budget", _write(tmp_path, df), "--json", str(out)]) == 2
     assert "'tokens'" in capsys.readouterr().err and not out.exists()
+
+
+def test_compute_optimal_is_nan_where_the_law_has_no_minimum():
+    """An unidentified fit (here the dot fit of the H100 pilot: alpha < 0) has no compute-optimal frontier: NaN,
+    not the complex number Python's power of a negative float gives (which matplotlib once cast to real)."""
+    n, d = chinchilla.compute_optimal({"alpha": -8.43, "beta": 0.47, "A": 2.2e-64, "B": 3129.0}, [1e15, 1e16])
+    assert n.dtype == d.dtype == np.float64 and np.isnan(n).all() and np.isnan(d).all()
+    n, d = chinchilla.compute_optimal(TRUE, 5.76e23)  # Chinchilla's budget: about 70B parameters, 1.4T tokens
+    assert 3e10 < n < 1.5e11 and n * d * 6 == pytest.approx(5.76e23)
