@@ -129,9 +129,9 @@ def load_results(path: str | Path, missing_hint: str = "") -> pd.DataFrame:
     for col in TEXT_RESULTS_COLUMNS:
         if col not in df.columns:
             df[col] = ""
-        df[col] = df[col].fillna("").astype(str)
+        df[col] = df[col].astype(object).fillna("").astype(str)  # an all-empty column reads as float64
     for col in ("run_id", "arch", "size", "status"):
-        df[col] = df[col].fillna("").astype(str)
+        df[col] = df[col].astype(object).fillna("").astype(str)
     if (df["arch"] == "").any():
         raise ReportInputError(f"results table {path}: column 'arch' is empty on row "
                                f"{int(np.flatnonzero(df['arch'] == '')[0]) + 2}")
