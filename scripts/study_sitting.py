@@ -35,7 +35,6 @@ import json
 import os
 import shutil
 import signal
-import statistics
 import subprocess
 import sys
 import tarfile
@@ -103,42 +102,45 @@ def committed_orphans(spec, runs) -> list[str]:
     return sorted(p.name for p in root.iterdir() if p.is_dir() and p.name not in known) if root.is_dir() else []
 
 
-def _own_rate(run_dir: Path) -> float | None:
-    """Tokens/s of the steps a run trained itself: the median of its metrics.jsonl windows. result.json's
+def _own_rates(run_dir: Path) -> list[float]:
+    """Tokens/s of each logged window of the steps a run trained itself (metrics.jsonl). result.json's
     tokens_per_s divides the whole budget by the run's own training time, too high for a wsd run that took a
     trunk another run trained."""
-    rates = []
     try:
-        for line in (run_dir / "metrics.jsonl").read_text().splitlines():
-            row = json.loads(line)
-            if row.get("tokens_per_s"):
-                rates.append(float(row["tokens_per_s"]))
+        rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     except (OSError, ValueError):
-        return None
-    return statistics.median(rates) if rates else None
+        return []
+    return [float(r["tokens_per_s"]) for r in rows if r.get("tokens_per_s")]
 
 
 def estimates(spec, runs, states, assumed: dict = ASSUMED) -> dict[str, Estimate]:
     """Every run's expected wall time (tokens / tokens-per-second + start-up) and GPU time (FLOPs / effective rate).
-    The wall time comes from the finished runs of the same (architecture, size) where there are any (the median of
-    the tokens/s they measured over their own steps, which carries whatever sharing of the GPU they met; the least
+    The wall time comes from the finished runs of the same (architecture, size) where there are any (the tokens/s
+    they measured over their own steps, all their logged windows together, which carries whatever sharing of the
+    GPU they met; the least
     start-up among them, as a wsd run's also holds its wait for the trunk; plus PROCESS_START_S), else from the
     assumed rates."""
-    measured: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    measured: dict[tuple[str, str], tuple[list[float], list[float]]] = {}  # window rates, start-ups
     for run, st in zip(runs, states):
         res = st.result or {}
-        rate = _own_rate(run.run_dir) if st.finished else None
-        if rate and res.get("wall_time_s") is not None and res.get("train_time_s") is not None:
-            startup = max(0.0, res["wall_time_s"] - res["train_time_s"])
-            measured.setdefault((run.arch, run.size), []).append((rate, startup))
+        rates = _own_rates(run.run_dir) if st.finished else []
+        if rates and res.get("wall_time_s") is not None and res.get("train_time_s") is not None:
+            seen = measured.setdefault((run.arch, run.size), ([], []))
+            seen[0].extend(rates)
+            seen[1].append(max(0.0, res["wall_time_s"] - res["train_time_s"]))
     out = {}
     for run in runs:
         a = assumed[spec.architectures[run.arch].type]
         gpu = run.flops / (a["tflops"] * 1e12)
         seen = measured.get((run.arch, run.size))
         if seen:
-            rate = statistics.median(r for r, _ in seen)
-            startup = min(s for _, s in seen) + PROCESS_START_S
+            # the windows' harmonic mean: their tokens over their time (a window is log_every steps, the same
+            # tokens in every run of the cell). A median over runs let a ladder's short decays, a few windows each
+            # and timed while other runs shared the GPU, outvote its long trunk: in the H100 pilot the dot xxl
+            # ladder's runs measured 62k, 75k and 177k tok/s, and the median (75k) priced the ladder at 8.7 min
+            # where it took about 4.6; the harmonic mean of its 43 windows (132k) prices it at 4.9
+            rate = len(seen[0]) / sum(1.0 / r for r in seen[0])
+            startup = min(seen[1]) + PROCESS_START_S
             out[run.run_id] = Estimate(run.run_id, run.tokens / rate + startup, startup, gpu, "measured")
         else:
             rate = min(a["max_tokens_per_s"], run.tokens / gpu)

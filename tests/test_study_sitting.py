@@ -27,7 +27,7 @@ _spec.loader.exec_module(sitting)
 FLAT = {k: {"tflops": 1e9, "max_tokens_per_s": 1e5, "startup_s": 5.0} for k in ("dot", "simplicial")}
 
 
-def _finish(run, tokens_per_s: float, startup_s: float) -> None:
+def _finish(run, tokens_per_s: float, startup_s: float, windows: int = 3) -> None:
     run.run_dir.mkdir(parents=True, exist_ok=True)
     train = run.tokens / tokens_per_s
     (run.run_dir / "result.json").write_text(json.dumps({
@@ -35,7 +35,7 @@ def _finish(run, tokens_per_s: float, startup_s: float) -> None:
         "wall_time_s": train + startup_s, "val_loss": 2.0}))
     (run.run_dir / "config.json").write_text(json.dumps(run.to_dict()))
     (run.run_dir / "metrics.jsonl").write_text("".join(json.dumps({"step": i, "tokens_per_s": tokens_per_s}) + "\n"
-                                                       for i in (10, 20, 30)))
+                                                       for i in range(10, 10 * windows + 1, 10)))
     (run.run_dir / "checkpoint.pt").write_bytes(b"big")
 
 
@@ -80,6 +80,24 @@ def test_plan_fits_the_sitting_and_prefers_measured_rates(tmp_path):
     assert est[[r for r in runs if r.arch == "dot" and r.size == "b"][0].run_id].source == "assumed"
     chosen, _, _ = sitting.plan(spec, runs, states, 1000.0, FLAT)
     assert dot_a[0].run_id not in chosen and len(chosen) == len(runs) - 1
+
+
+def test_measured_rate_weights_a_ladders_windows_not_its_runs(tmp_path):
+    """A ladder's long trunk run logs many windows, its decays a few, slower ones (timed while other runs shared the
+    GPU): the rate is all windows' tokens over their time (the harmonic mean), not a median over runs, which the
+    short runs would decide."""
+    spec = load_sweep(write_sweep(tmp_path, budgets="2560, 5120, 10240"))
+    runs = expand(spec)
+    dot_a = sorted((r for r in runs if r.arch == "dot" and r.size == "a"), key=lambda r: r.tokens)
+    _finish(dot_a[2], 1e4, 2.0, windows=30)
+    _finish(dot_a[1], 2e3, 2.0, windows=1)
+    _finish(dot_a[0], 2e3, 2.0, windows=1)
+    states = run_states(runs, spec.sweep_dir, query_scheduler=False)
+    est = sitting.estimates(spec, runs, states, FLAT)
+    rate = 32 / (30 / 1e4 + 2 / 2e3)  # 8,000 tok/s; the median of the runs' rates would be 2,000
+    for r in dot_a:
+        assert est[r.run_id].source == "measured"
+        assert math.isclose(est[r.run_id].seconds, r.tokens / rate + 2.0 + sitting.PROCESS_START_S)
 
 
 def test_orphan_committed_runs_refuse_a_sitting(tmp_path):
