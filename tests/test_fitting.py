@@ -14,7 +14,7 @@ from fitting.cli import main
 from fitting.compare import compare_samples, paired_comparison
 from fitting.fixed_budget import fit_power_law
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "chinchilla_fig4_epoch_reconstruction.csv"
+DATA = Path(__file__).resolve().parent / "data" / "chinchilla_fig4_epoch_reconstruction.csv"  # tests/data/README.md
 # Hoffmann et al. 2022 published values (docs/REFERENCE.md section 4), used as the synthetic truth.
 TRUE = {"E": 1.69, "A": 406.4, "B": 410.7, "alpha": 0.34, "beta": 0.28}
 
@@ -31,8 +31,6 @@ def synth(n_sizes, n_tokens, sigma, seed, params=TRUE, arch=None):
 
 
 def chinchilla_data():
-    if not DATA.is_file():
-        pytest.skip(f"real data missing: {DATA} (expected shared/ beside the repository clone)")
     df = pd.read_csv(DATA).sort_values("loss").iloc[:-5]  # the replication drops the 5 highest-loss points
     N = df["Model Size"].to_numpy(float)
     return N, df["Training FLOP"].to_numpy(float) / (6 * N), df["loss"].to_numpy(float)
@@ -233,7 +231,6 @@ def test_cli_flops_col_and_fixed_budget(tmp_path):
 
 
 def test_cli_on_chinchilla_csv_with_flops(tmp_path, capsys):
-    chinchilla_data()  # skips with a message when shared/ is missing
     out = tmp_path / "fits.json"
     rc = main(["chinchilla", str(DATA), "--params-col", "Model Size", "--flops-col", "Training FLOP",
                "--bootstrap", "0", "--starts", "small", "--method", "approach3", "--json", str(out)])
