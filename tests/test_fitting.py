@@ -290,3 +290,22 @@ def test_compute_optimal_is_nan_where_the_law_has_no_minimum():
     assert n.dtype == d.dtype == np.float64 and np.isnan(n).all() and np.isnan(d).all()
     n, d = chinchilla.compute_optimal(TRUE, 5.76e23)  # Chinchilla's budget: about 70B parameters, 1.4T tokens
     assert 3e10 < n < 1.5e11 and n * d * 6 == pytest.approx(5.76e23)
+
+
+def test_loss_rising_with_size_at_a_fixed_budget_is_not_identified():
+    """L(N, D) only falls along N and D: a grid whose loss rises with N at fixed D in a good share of neighbouring
+    cells is flagged whatever the optimiser returns; noise of the calibrated size on the law is not."""
+    from fitting import identify
+
+    df = synth(5, 3, 0.01, 0)
+    assert identify.rising(df.params, df.tokens, df.loss) == []
+    bad = df.copy()
+    bad["loss"] = bad["loss"] * (bad["params"] / bad["params"].min()) ** 0.3  # larger models worse at each D
+    why = identify.rising(bad.params, bad.tokens, bad.loss)
+    assert len(why) == 1 and why[0].startswith("the loss rises with N at fixed D in 12 of 12 neighbouring pairs")
+    one = df.copy()
+    one.loc[one.index[1], "loss"] *= 1.5  # one outlier: one rising pair of 12, not a pattern
+    assert identify.rising(one.params, one.tokens, one.loss) == []
+    # token budgets trained in whole batches differ by a fraction of a percent between sizes: still one budget
+    jitter = bad.assign(tokens=bad.tokens * (1 + 0.004 * (bad.params == bad.params.max())))
+    assert identify.rising(jitter.params, jitter.tokens, jitter.loss) == why

@@ -267,6 +267,7 @@ def test_pilot_regenerates_and_says_it_identifies_nothing(tmp_path, capsys):
     for group in ("dot", "simplicial"):
         assert not any(m["identified"] for m in doc["fits"][group]["methods"].values()), group
     assert "no (alpha, beta) on the grid gives non-negative E, A, B" in out
+    assert "the loss rises with N at fixed D" in out  # and why: the pilot's larger models took fewer steps
     assert "NOT IDENTIFIED" in out and paths["report"].read_bytes()[:5] == b"%PDF-"
     verdict = doc["comparison"]["simplicial - dot"]["alpha"]["verdict"]
     assert "not" in verdict.lower() or "unidentified" in verdict.lower(), verdict
