@@ -19,8 +19,10 @@ which is why the plan takes only what its estimates fit and every ladder of a st
 
 Refusals, before any compute: a committed run folder whose id the sweep no longer produces (the code, the sweep or
 the corpus changed what a run is: the data fingerprint is part of every run id; finish the study with the code and
-image its sittings recorded, or start it again on purpose), a pending ladder or run whose estimate exceeds a whole
-sitting.
+image its sittings recorded, or start it again on purpose), and a sitting in which nothing fits while pending
+ladders or runs remain whose estimates exceed a whole sitting. Where such units remain beside others that fit, the
+sitting runs the others and names the long ones (on its output and in sittings.log): estimates from runs that
+shared the GPU can be pessimistic, and the rest of the study should not wait on them.
 
 The assumed rates (ASSUMED) are estimates for an H100, not measurements of this trainer: a model's training FLOPs
 per token over an effective rate, capped for small models, whose step is bound by kernel launches rather than by
@@ -216,7 +218,7 @@ def code_fingerprint(root: Path = REPO) -> str:
     return digest.hexdigest()[:16]
 
 
-def _plan_or_refuse(study: Path, seconds: float):
+def _plan_or_refuse(study: Path, seconds: float, assumed: dict = ASSUMED):
     from sweeps.state import run_states
 
     spec, runs = _load(study)
@@ -228,15 +230,19 @@ def _plan_or_refuse(study: Path, seconds: float):
                          f"study with the code and machine image its sittings.log names, or move them aside to start "
                          f"again.")
     states = run_states(runs, spec.sweep_dir, query_scheduler=False)
-    chosen, makespan, too_long = plan(spec, runs, states, seconds)
-    if too_long:
+    chosen, makespan, too_long = plan(spec, runs, states, seconds, assumed)
+    if too_long and not chosen:
         raise SystemExit(f"{study}: pending run(s) cannot finish in one sitting:\n  " + "\n  ".join(too_long))
+    warnings = [f"warning: not in this sitting, expected longer than a whole sitting (a longer --seconds, or a "
+                f"design whose ladders are shorter): {t}" for t in too_long]
+    for w in warnings:
+        print(w, file=sys.stderr)
     done = sum(st.finished for st in states)
-    return spec, runs, states, chosen, makespan, done
+    return spec, runs, states, chosen, makespan, done, warnings
 
 
 def cmd_plan(args) -> int:
-    spec, runs, states, chosen, makespan, done = _plan_or_refuse(args.study, args.seconds)
+    spec, runs, states, chosen, makespan, done, _ = _plan_or_refuse(args.study, args.seconds)
     est = estimates(spec, runs, states)
     pending = [r for r, st in zip(runs, states) if not st.finished]
     k = max(1, spec.executor.max_parallel)
@@ -291,11 +297,12 @@ def preflight(runs) -> list[str]:
 
 
 def cmd_run(args) -> int:
-    spec, runs, states, chosen, makespan, done = _plan_or_refuse(args.study, args.seconds)
+    spec, runs, states, chosen, makespan, done, warnings = _plan_or_refuse(args.study, args.seconds)
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     log = [f"# sitting {stamp}: code {code_fingerprint()}; {done}/{len(runs)} done before; launching "
            f"{len(chosen)} run(s), expected {makespan:.0f} s of {args.seconds:.0f} s"]
     print(log[0], flush=True)
+    log += warnings
     if chosen:
         log += preflight(runs)
         print("\n".join(log[-len(runs[0].evals) - 2:]), flush=True)

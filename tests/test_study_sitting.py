@@ -271,3 +271,20 @@ def test_pilot_regenerates_and_says_it_identifies_nothing(tmp_path, capsys):
     assert "NOT IDENTIFIED" in out and paths["report"].read_bytes()[:5] == b"%PDF-"
     verdict = doc["comparison"]["simplicial - dot"]["alpha"]["verdict"]
     assert "not" in verdict.lower() or "unidentified" in verdict.lower(), verdict
+
+
+def test_a_sitting_runs_what_fits_and_names_what_never_will(tmp_path, capsys):
+    """Units whose estimate exceeds a whole sitting are named, not a reason to run nothing (estimates measured
+    while runs shared the GPU can be pessimistic); a sitting with nothing else to run refuses."""
+    path = write_sweep(tmp_path, budgets="2560, 5120, 10240")
+    # FLAT: tokens / 1e5 + 5 s, so 5.03, 5.05 and 5.10 s: the 10240-token runs do not fit 5.07 s
+    spec, runs, _, chosen, _, _, warnings = sitting._plan_or_refuse(path, 5.07, FLAT)
+    long = {r.run_id for r in runs if r.tokens == 10240}
+    assert chosen and not long & set(chosen) and len(warnings) == len(long)
+    assert all(w.startswith("warning: not in this sitting") for w in warnings)
+    assert "warning: not in this sitting" in capsys.readouterr().err
+    for r in runs:
+        if r.tokens != 10240:
+            _finish(r, 1e5, 5.0)
+    with pytest.raises(SystemExit, match="cannot finish in one sitting"):
+        sitting._plan_or_refuse(path, 5.07, FLAT)
