@@ -228,26 +228,12 @@ class _RowsProblem(chinchilla.Problem):
         self.reduction = "sum"
         self.e_max = np.inf if e_max is None else e_max  # scalar or (S,)
 
-
-def _lm_rows(prob: _RowsProblem, X: np.ndarray, iters: int, lam0: float = 1e-2) -> tuple[np.ndarray, np.ndarray]:
-    """chinchilla.lm_batch for a problem whose data differ by row: every row steps every iteration."""
-    X = np.array(X, dtype=float, copy=True)
-    X[:, 2] = np.minimum(X[:, 2], prob.e_max)
-    lam = np.full(len(X), lam0)
-    f, g, M = prob.values_grads(X, gn=True)
-    eye = np.eye(5)
-    for _ in range(iters):
-        d = np.diagonal(M, axis1=1, axis2=2)
-        scale = np.maximum(d, 1e-9 * (d.max(axis=1, keepdims=True) + 1e-300))
-        A = M + lam[:, None, None] * (scale[:, :, None] * eye)
-        step = -np.linalg.solve(A, g[..., None])[..., 0]
-        Xn = X + step
-        Xn[:, 2] = np.minimum(Xn[:, 2], prob.e_max)
-        fn, gn_, Mn = prob.values_grads(Xn, gn=True)
-        ok = np.isfinite(fn) & (fn < f)
-        X[ok], f[ok], g[ok], M[ok] = Xn[ok], fn[ok], gn_[ok], Mn[ok]
-        lam = np.where(ok, np.maximum(lam / 3.0, 1e-12), np.minimum(lam * 4.0, 1e12))
-    return X, f
+    def rows(self, mask: np.ndarray) -> "_RowsProblem":
+        """The rows `mask` selects, with their own data (and bounds)."""
+        sub = object.__new__(_RowsProblem)
+        sub.__dict__.update(self.__dict__, logL=self.logL[mask],
+                            e_max=self.e_max[mask] if np.ndim(self.e_max) else self.e_max)
+        return sub
 
 
 def refit_rows(N, D, logY: np.ndarray, x_full, *, delta=chinchilla.DEFAULT_DELTA, bound_e=False,
@@ -268,7 +254,7 @@ def refit_rows(N, D, logY: np.ndarray, x_full, *, delta=chinchilla.DEFAULT_DELTA
     e_max = Y.min(axis=1) if bound_e else None
     with single_blas_thread():
         prob = _RowsProblem(N, D, Y, delta=delta, e_max=e_max)
-        X, f = _lm_rows(prob, X0, lm_iters)
+        X, f = chinchilla.lm_batch(prob, X0, lm_iters)
         f = np.where(np.isfinite(f), f, np.inf).reshape(B, K)
         best = np.argmin(f, axis=1)
         X = X.reshape(B, K, 5)[np.arange(B), best]

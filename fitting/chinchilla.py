@@ -95,6 +95,11 @@ class Problem:
     def n_points(self) -> int:
         return int(self.logL.size)
 
+    def rows(self, mask: np.ndarray) -> "Problem":
+        """The problem of the rows of X selected by `mask` (lm_batch's accepted steps): every row shares this
+        problem's data, so itself (a problem whose data differ by row narrows them)."""
+        return self
+
     def _lse(self, X):
         u1 = X[:, 0, None] - X[:, 3, None] * self.logN  # (S, n)
         u2 = X[:, 1, None] - X[:, 4, None] * self.logD  # (S, n)
@@ -142,7 +147,9 @@ class Problem:
 
 # ------------------------------------------------------------------------------- batched Levenberg-Marquardt
 def lm_batch(prob: Problem, X: np.ndarray, iters: int, lam0: float = 1e-2):
-    """Refine every row of X at once by damped IRLS Gauss-Newton steps; returns (X, f)."""
+    """Refine every row of X at once by damped IRLS Gauss-Newton steps; returns (X, f). Every row steps every
+    iteration; a step is kept where it lowers that row's objective. `prob` may hold one data vector for all rows
+    (many starts of one fit) or one per row (many resampled fits: bootstrap._RowsProblem), hence prob.rows."""
     X = np.array(X, dtype=float, copy=True)
     X[:, 2] = np.minimum(X[:, 2], prob.e_max)
     S = len(X)
@@ -163,7 +170,7 @@ def lm_batch(prob: Problem, X: np.ndarray, iters: int, lam0: float = 1e-2):
         ok = np.isfinite(fn) & (fn < f)
         if ok.any():
             X[ok] = Xn[ok]
-            fo, go, Mo = prob.values_grads(X[ok], gn=True)
+            fo, go, Mo = prob.rows(ok).values_grads(X[ok], gn=True)
             f[ok], g[ok], M[ok] = fo, go, Mo
         lam = np.where(ok, np.maximum(lam / 3.0, 1e-12), np.minimum(lam * 4.0, 1e12))
     return X, f

@@ -309,3 +309,20 @@ def test_loss_rising_with_size_at_a_fixed_budget_is_not_identified():
     # token budgets trained in whole batches differ by a fraction of a percent between sizes: still one budget
     jitter = bad.assign(tokens=bad.tokens * (1 + 0.004 * (bad.params == bad.params.max())))
     assert identify.rising(jitter.params, jitter.tokens, jitter.loss) == why
+
+
+def test_lm_batch_on_rows_of_different_data_is_each_rows_own_fit():
+    """One Levenberg-Marquardt (chinchilla.lm_batch) serves both batched uses: many starts of one fit, and many
+    resampled loss vectors on one design (bootstrap._RowsProblem, whose accepted steps narrow to their own rows)."""
+    df = synth(4, 4, 0.02, 3)
+    rng = np.random.default_rng(1)
+    logY = np.log(df.loss.to_numpy())[None, :] + 0.02 * rng.standard_normal((3, len(df)))
+    x0 = np.tile([6.0, 6.0, 0.5, 0.34, 0.28], (3, 1))
+    rows = bs._RowsProblem(df.params, df.tokens, logY, delta=chinchilla.DEFAULT_DELTA)
+    X, f = chinchilla.lm_batch(rows, x0, 40)
+    for i in range(3):
+        one = chinchilla.Problem(df.params, df.tokens, np.exp(logY[i]), delta=chinchilla.DEFAULT_DELTA)
+        xi, fi = chinchilla.lm_batch(one, x0[i:i + 1], 40)
+        # the same path to 1e-6 (exp then log of the losses moves the data by an ulp); another row's data is far off
+        np.testing.assert_allclose(X[i], xi[0], rtol=1e-6)
+        assert f[i] == pytest.approx(fi[0], rel=1e-6)
