@@ -367,11 +367,12 @@ def cmd_run(args, spec, runs, out=print) -> int:
 def failure_cause(st) -> str:
     """One line saying why a run failed: the exception that ended it, from result.json's traceback or, for a job
     that ended without one, the last line of its log (where the traceback landed)."""
-    lines = [line.strip() for line in (st.error or "").strip().splitlines() if line.strip()]
-    cause = lines[-1] if lines else "no result"
-    tail = [line.strip() for line in (st.log_tail or "").splitlines() if line.strip()]
+    from sweeps.state import last_line
+
+    cause = last_line(st.error) or "no result"
+    tail = last_line(st.log_tail)
     if tail and "without writing result.json" in cause:
-        cause = f"{cause}: {tail[-1]}"
+        cause = f"{cause}: {tail}"
     return cause
 
 

@@ -29,7 +29,7 @@ from sweeps.claims import Claim, try_claim
 from sweeps.journal import JournalEntry, now, record
 from sweeps.procs import ProcessId, stop
 from sweeps.snapshot import REPO_ROOT, snapshot_code
-from sweeps.state import last_step, run_states
+from sweeps.state import last_line, last_step, run_states
 from sweeps.throughput import Throughput, share_threads
 
 DEFAULT_MAX_ARRAY_SIZE = 1001  # SLURM's default MaxArraySize (docs/REFERENCE.md section 5)
@@ -298,7 +298,8 @@ def run_local(runs: list[RunSpec], sweep_dir: Path, max_parallel: int, log=print
                                   else result.get("error", ""))
                         detail += f" on {result['device']}" if result.get("device") else ""
                     except Exception as e:  # the run raised; result.json (if any) holds the traceback
-                        status, detail = "failed", _cause(e)
+                        # submitit's message holds the traceback: its last line is the exception that ended the job
+                        status, detail = "failed", last_line(str(e)) or repr(e)
                     outcome[run.run_id] = status
                     throughput.finish(run.run_id, time.time())
                     if not queue:
@@ -362,12 +363,6 @@ def _measure(active: dict, throughput: Throughput) -> None:
 def _eta(throughput: Throughput, queue: list[RunSpec]) -> str:
     eta = throughput.eta(queue, time.time())
     return "? (no run has logged a step yet)" if eta is None else _fmt_s(eta)
-
-
-def _cause(e: BaseException) -> str:
-    """The last line of a failed job's error: the exception that ended it (submitit's message holds the traceback)."""
-    lines = [line for line in str(e).strip().splitlines() if line.strip()]
-    return lines[-1].strip() if lines else repr(e)
 
 
 def run_debug(runs: list[RunSpec], sweep_dir: Path, log=print) -> dict[str, str]:

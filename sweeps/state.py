@@ -70,6 +70,12 @@ class SchedulerInfo:
     elapsed_s: float | None = None
 
 
+def last_line(text: str | None) -> str | None:
+    """The last non-blank line of a traceback or log, stripped (the exception that ended a run); None if none."""
+    lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
+    return lines[-1] if lines else None
+
+
 def read_result(run_dir: Path) -> dict | None:
     path = Path(run_dir) / "result.json"
     try:
