@@ -203,7 +203,14 @@ def load_fits(path: str | Path) -> dict:
                 raise ReportInputError(f"{where}.bootstrap.samples should be rows of [E, A, B, alpha, beta]") from None
             g["_samples"] = arr
     obj.setdefault("meta", {})
-    obj.setdefault("comparison", {})
+    for key, comp in obj.setdefault("comparison", {}).items():
+        if not isinstance(comp, dict) or "status" in comp:
+            continue  # a comparison not made: shown with its reason
+        for param, c in comp.items():
+            if isinstance(c, dict) and "ci" in c and not c.get("verdict"):
+                # the verdict carries identifiability, which an interval alone cannot: never guessed from it
+                raise ReportInputError(f"fits file {path}: comparison.{key}.{param}.verdict missing (a fits file "
+                                       f"from before verdicts); write it again with python -m fitting chinchilla")
     return obj
 
 

@@ -113,19 +113,9 @@ def identified(g: dict | None) -> bool:
     return bool(g) and g.get("identified", True) is not False
 
 
-def verdict_of(c: dict, lv: float) -> str:
-    """The comparison's verdict: the fits file's, or (older files) from the interval alone."""
-    v = c.get("verdict")
-    if v:
-        return v
-    ci = c.get("ci")
-    if ci is None:
-        return "not resolved"
-    return "larger" if ci[0] > 0 else "smaller" if ci[1] < 0 else "not resolved"
-
-
 def verdict_text(c: dict, b: str, lv: float) -> str:
-    v = verdict_of(c, lv)
+    """The fits file's verdict in words (reports.inputs.load_fits requires one on every comparison)."""
+    v = c["verdict"]
     if v == "larger":
         return f"larger for {b} at {lv:.0%}"
     if v == "smaller":
@@ -147,7 +137,7 @@ def demonstration_only(inputs: ReportInputs) -> bool:
     if d is not None and len(d.get("per_arch", {})) >= 2 and d.get("demonstration", not d.get("resolvable", False)):
         return True
     comps = (inputs.fits or {}).get("comparison", {}) or {}
-    verdicts = [verdict_of(c, 0.95) for comp in comps.values() if isinstance(comp, dict) and "status" not in comp
+    verdicts = [c.get("verdict") for comp in comps.values() if isinstance(comp, dict) and "status" not in comp
                 for c in comp.values() if isinstance(c, dict)]
     return bool(verdicts) and all(v == NOT_IDENTIFIED for v in verdicts)
 
@@ -182,7 +172,7 @@ def headline_rows(inputs: ReportInputs) -> tuple[list[str], list[list[str]]]:
                 row += ["-", "-"]
                 continue
             b, _ = parse_comparison_key(key)
-            if verdict_of(c, lv) == NOT_IDENTIFIED:
+            if c["verdict"] == NOT_IDENTIFIED:
                 row += [NOT_IDENTIFIED, NOT_IDENTIFIED]
                 continue
             row += [fmt_ci(c.get("diff"), c.get("ci"), "signed"), verdict_text(c, b, lv)]
@@ -206,7 +196,7 @@ def verdict_lines(inputs: ReportInputs) -> list[str]:
             if not c or c.get("diff") is None:
                 continue
             what = EXPONENT_WORDS[name]
-            if verdict_of(c, lv) == NOT_IDENTIFIED:
+            if c["verdict"] == NOT_IDENTIFIED:
                 unidentified.setdefault("; ".join(c.get("identifiability") or []), []).append(name)
                 continue
             decided = True
@@ -294,7 +284,7 @@ def comparison_rows(inputs: ReportInputs) -> tuple[list[str], list[list[str]]]:
             c = comp.get(name)
             if not c:
                 continue
-            if verdict_of(c, lv) == NOT_IDENTIFIED:
+            if c["verdict"] == NOT_IDENTIFIED:
                 rows.append([key, name, NOT_IDENTIFIED, NOT_IDENTIFIED, NOT_IDENTIFIED])
                 continue
             rows.append([key, name, fmt_ci(c.get("diff"), c.get("ci"), "signed"),

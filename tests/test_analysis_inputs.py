@@ -79,6 +79,22 @@ def test_report_refuses_fits_of_another_table(tmp_path, capsys):
     assert not (tmp_path / "b" / "r.pdf").exists()
 
 
+def test_report_refuses_a_comparison_without_its_verdict(tmp_path, capsys):
+    """The verdict carries identifiability; a fits.json without one (written before verdicts) was once given a
+    verdict from its interval alone, which could call an unidentified comparison 'larger'."""
+    path = _csv(tmp_path, _table())
+    fits = tmp_path / "fits.json"
+    assert fit_main(["chinchilla", str(path), *FAST, "--json", str(fits)]) == 0
+    doc = json.loads(fits.read_text())
+    key = next(iter(doc["comparison"]))
+    del doc["comparison"][key]["alpha"]["verdict"]
+    fits.write_text(json.dumps(doc))
+    capsys.readouterr()
+    assert report_main([str(path), "--fits", str(fits), "-o", str(tmp_path / "r.pdf")]) == 2
+    assert f"comparison.{key}.alpha.verdict missing" in capsys.readouterr().err
+    assert not (tmp_path / "r.pdf").exists()
+
+
 def test_report_output_naming_a_folder_is_a_message(tmp_path, capsys):
     path = _csv(tmp_path, _table())
     (tmp_path / "pdfs").mkdir()
