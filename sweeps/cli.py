@@ -239,7 +239,7 @@ def cmd_design(args, spec, runs, out=print) -> int:
 
 def cmd_run(args, spec, runs, out=print) -> int:
     from sweeps import SweepError
-    from sweeps.grid import check_cells, check_epochs, data_epochs, simplicial_blocks
+    from sweeps.grid import check_cells, check_epochs, check_steps, data_epochs, simplicial_blocks
     from simplicial.tracking import missing_packages
     from sweeps.state import run_states
 
@@ -251,7 +251,7 @@ def cmd_run(args, spec, runs, out=print) -> int:
         if runs:  # the data, checked here rather than once per job after queueing (the longest seq_len decides)
             preflight(runs[0].data, max(r.model["seq_len"] for r in runs))
         epochs = data_epochs(spec, runs)
-        warnings = check_epochs(spec, runs, epochs) + check_cells(runs)
+        warnings = check_epochs(spec, runs, epochs) + check_cells(runs) + check_steps(runs)
     except DataError as e:  # a corpus that cannot be read: refused before anything is submitted
         print(f"{args.prog}: error: {spec.source_path}: {e}", file=sys.stderr)
         return EXIT_USAGE

@@ -351,3 +351,28 @@ def check_cells(runs: list[RunSpec]) -> list[str]:
             seen.add(size)
             out.append(f"warning: size {size}, budget {budget}: the architectures train unlike: {'; '.join(what)}")
     return out
+
+
+# check_steps: a budget whose sizes take optimizer steps this far apart, with the fewest under FEW_STEPS, is named
+STEP_SPREAD = 2.0
+FEW_STEPS = 2000
+
+
+def check_steps(runs: list[RunSpec]) -> list[str]:
+    """A warning for each (architecture, budget) whose sizes take optimizer steps more than STEP_SPREAD-fold apart,
+    the fewest under FEW_STEPS: a batch that grows with the model (the scaling rule's does) gives the larger sizes
+    fewer updates at the same tokens, and in runs this short the loss can reflect the step count more than the size.
+    The H100 pilot of studies/dot-vs-simplicial-h100 took 652 steps at its largest size and 2,069 at its smallest
+    at 36M tokens, and its loss rose with N (fitting.identify.rising flags that after the fact)."""
+    cells: dict[tuple, dict[str, int]] = {}
+    for r in runs:
+        cells.setdefault((r.arch, json.dumps(r.budget, sort_keys=True)), {})[r.size] = r.steps
+    out = []
+    for (arch, budget), steps in cells.items():
+        lo, hi = min(steps.values()), max(steps.values())
+        if hi > STEP_SPREAD * lo and lo < FEW_STEPS:
+            few = min(steps, key=steps.get)
+            out.append(f"warning: {arch}, budget {budget}: size {few} takes {lo:,} optimizer steps, "
+                       f"{max(steps, key=steps.get)} {hi:,}: in runs this short the loss can follow the step count "
+                       f"more than the size (give the sizes one batch_tokens)")
+    return out

@@ -551,3 +551,19 @@ def test_architectures_trained_unlike_are_flagged(tmp_path, capsys):
     tuned = expand(parse_sweep(_raw(architectures__simplicial__training={"lr": 1e-3},
                                     training__lr_multipliers=[0.5, 1.0])))
     assert check_cells(tuned) == []  # an lr axis tunes each architecture's lr: a different lr is the point
+
+
+def test_sizes_far_apart_in_steps_at_one_budget_are_flagged():
+    """The scaling rule's batch grows with the model, so at one token budget the larger sizes take fewer steps; in
+    short runs that is flagged before anything trains. One batch for all sizes is not."""
+    from sweeps.grid import check_steps
+
+    rule = expand(parse_sweep(_raw(budgets="2e5", training__scaling_rule="deepseek-llm", training__lr=KeyError,
+                                   training__batch_tokens=KeyError,
+                                   sizes={"a": {"n_layers": 2, "d_model": 32, "n_heads": 2},
+                                          "b": {"n_layers": 2, "d_model": 256, "n_heads": 4}})))
+    steps = {r.size: r.steps for r in rule if r.arch == "dot"}
+    assert steps["a"] > 2 * steps["b"], steps
+    warnings = check_steps(rule)
+    assert len(warnings) == 2 and all("optimizer steps" in w and "size b" in w for w in warnings), warnings
+    assert check_steps(expand(parse_sweep(_raw(budgets="2e5")))) == []  # the tiny sweep's one batch
