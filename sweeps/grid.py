@@ -212,6 +212,8 @@ def expand(spec: SweepSpec) -> list[RunSpec]:
     cfgs = {(a, z): model_config_for(spec, a, z) for a in spec.architectures for z in spec.sizes}
     targets_of = {key: [b.get("tokens") or b["flops"] / flops_per_token(cfg)["train"] for b in budgets]
                   for key, cfg in cfgs.items()}  # the tokens each budget asks of each (arch, size)
+    # the scaling rule's compute, one per (size, budget) for all architectures
+    computes = {(z, i): cell_compute(spec, z, i, cfgs, targets_of) for z in spec.sizes for i in range(len(budgets))}
     runs = []
     for arch in spec.architectures:
         for size in spec.sizes:
@@ -221,9 +223,7 @@ def expand(spec: SweepSpec) -> list[RunSpec]:
             warmup = None
             for i, budget in enumerate(budgets):
                 target = targets[i]
-                compute = cell_compute(spec, size, {a: cfgs[a, size] for a in spec.architectures},
-                                       {a: targets_of[a, size] for a in spec.architectures}, i)
-                recipe = resolve(spec, arch, size, compute)
+                recipe = resolve(spec, arch, size, computes[size, i])
                 batch = recipe.batch_tokens
                 tokens = max(1, math.ceil(target / batch)) * batch  # whole global batches
                 _check_budget(spec, kind, i, budget[kind], target, tokens, trained, arch, size, batch)

@@ -90,12 +90,12 @@ def rule_tokens(spec: SweepSpec, arch: str, size: str, targets: list[float], i: 
     return max(targets) if training_for(spec, arch, size).schedule == "wsd" else targets[i]
 
 
-def cell_compute(spec: SweepSpec, size: str, cfgs: dict[str, ModelConfig], targets: dict[str, list[float]],
-                 i: int) -> float:
+def cell_compute(spec: SweepSpec, size: str, i: int, cfgs: dict[tuple[str, str], ModelConfig],
+                 targets: dict[tuple[str, str], list[float]]) -> float:
     """The rule's compute for budget `i` of size `size`, shared by every architecture (see the module docstring):
-    the least of the architectures' C = M * D. `cfgs` and `targets` are per architecture (with FLOP budgets the
-    tokens differ between architectures; with token budgets they are the same)."""
-    return min(rule_compute(cfgs[a], rule_tokens(spec, a, size, targets[a], i)) for a in spec.architectures)
+    the least of the architectures' C = M * D. `cfgs` and `targets` (the tokens each budget asks) are keyed by
+    (arch, size): with FLOP budgets the tokens differ between architectures, with token budgets they are the same."""
+    return min(rule_compute(cfgs[a, size], rule_tokens(spec, a, size, targets[a, size], i)) for a in spec.architectures)
 
 
 def resolve(spec: SweepSpec, arch: str, size: str, compute: float) -> TrainingSpec:
