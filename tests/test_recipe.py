@@ -296,15 +296,20 @@ def test_builtin_eval_sets_are_held_out_documents_by_kind():
     assert prose(b'def f():\n    """Read a buffer"""\n    return 1  # one\n') == b"Read a buffer\n\none"
 
 
+def _text_corpus(tmp_path, docs: int, repeat: int) -> dict:
+    """A `text` data section over `docs` small byte-level documents ("document i " repeated) under tmp_path."""
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for i in range(docs):
+        (corpus / f"doc{i}.txt").write_text(f"document {i} " * repeat)
+    return {"source": "text", "path": str(corpus), "tokenizer": "byte", "vocab_size": 256, "val_fraction": 0.1,
+            "max_bytes": None, "token_dtype": "uint16", "cache_dir": None}
+
+
 def test_text_eval_set_identical_to_a_training_document_is_refused(tmp_path):
     from simplicial.data import DataError, load_eval
 
-    corpus = tmp_path / "corpus"
-    corpus.mkdir()
-    for i in range(40):
-        (corpus / f"doc{i}.txt").write_text(f"document {i} " * 200)
-    data = {"source": "text", "path": str(corpus), "tokenizer": "byte", "vocab_size": 256, "val_fraction": 0.1,
-            "max_bytes": None, "token_dtype": "uint16", "cache_dir": None}
+    data = _text_corpus(tmp_path, docs=40, repeat=200)
     from simplicial.data import _is_validation
 
     trained = next(i for i in range(40) if not _is_validation(f"doc{i}.txt", 0.1))
@@ -320,12 +325,7 @@ def test_edited_text_eval_set_is_read_again(tmp_path):
     """The eval cache follows the set's content: an edited `text` set was served from its old tokens."""
     from simplicial.data import load_eval
 
-    corpus = tmp_path / "corpus"
-    corpus.mkdir()
-    for i in range(10):
-        (corpus / f"doc{i}.txt").write_text(f"document {i} " * 100)
-    data = {"source": "text", "path": str(corpus), "tokenizer": "byte", "vocab_size": 256, "val_fraction": 0.1,
-            "max_bytes": None, "token_dtype": "uint16", "cache_dir": None}
+    data = _text_corpus(tmp_path, docs=10, repeat=100)
     ev = {"source": "text", "path": str(tmp_path / "ev.txt")}
     (tmp_path / "ev.txt").write_text("first version " * 50)
     first = bytes(np.asarray(load_eval(data, "ev", ev, tmp_path / "cache"), dtype=np.uint8))
