@@ -188,7 +188,7 @@ def plan(spec, runs, states, seconds: float, assumed: dict = ASSUMED) -> tuple[l
     expected duration is the larger of the two. A unit longer than a whole sitting is refused: it could never
     finish."""
     est = estimates(spec, runs, states, assumed)
-    pending = [r for r, st in zip(runs, states) if not (st.finished or st.active)]
+    pending = [r for r, st in zip(runs, states) if st.to_run]
     us = units(spec, pending, est)
     too_long = [f"{u.run_ids[0]}{f' (+{len(u.run_ids) - 1} of its ladder)' if len(u.run_ids) > 1 else ''}: expected "
                 f"{u.seconds:.0f} s > a sitting of {seconds:.0f} s" for u in us if u.seconds > seconds]
@@ -237,18 +237,20 @@ def _plan_or_refuse(study: Path, seconds: float, assumed: dict = ASSUMED):
                 f"design whose ladders are shorter): {t}" for t in too_long]
     for w in warnings:
         print(w, file=sys.stderr)
-    done = sum(st.finished for st in states)
+    done = sum(st.trained for st in states)
     return spec, runs, states, chosen, makespan, done, warnings
 
 
 def cmd_plan(args) -> int:
     spec, runs, states, chosen, makespan, done, _ = _plan_or_refuse(args.study, args.seconds)
     est = estimates(spec, runs, states)
-    pending = [r for r, st in zip(runs, states) if not st.finished]
+    # a run awaiting its lr is one of len(lr_multipliers) runs of which one will train
+    share = {r.run_id: 1.0 if st.to_run else 1.0 / len(r.training["lr_multipliers"])
+             for r, st in zip(runs, states) if st.to_run or st.status == "awaiting-lr"}
     k = max(1, spec.executor.max_parallel)
-    left = max(sum(est[r.run_id].seconds for r in pending) / k, sum(est[r.run_id].gpu_seconds for r in pending))
-    print(f"{spec.name}: {done}/{len(runs)} runs done, {len(pending)} pending, about {left / 60:.1f} min of sittings "
-          f"left (the larger of the runs' wall time over {k} slots and their GPU time)")
+    left = max(sum(est[i].seconds * w for i, w in share.items()) / k, sum(est[i].gpu_seconds * w for i, w in share.items()))
+    print(f"{spec.name}: {done}/{len(runs)} runs done, {round(sum(share.values()))} to train, about {left / 60:.1f} "
+          f"min of sittings left (the larger of the runs' wall time over {k} slots and their GPU time)")
     for rid in chosen:
         print(f"  {rid}  wall {est[rid].seconds:5.0f} s  GPU {est[rid].gpu_seconds:5.0f} s  ({est[rid].source})")
     print(f"this sitting: {len(chosen)} run(s), expected {makespan:.0f} s of {args.seconds:.0f} s")
@@ -343,7 +345,9 @@ def cmd_run(args) -> int:
             res = st.result or {}
             log.append(f"{run.run_id}: {st.status} wall {res.get('wall_time_s', '-')} s, "
                        f"{res.get('tokens_per_s') or 0:.0f} tok/s, device {res.get('device', '-')}")
-    log.append(f"{sum(st.finished for st in after)}/{len(runs)} done after this sitting")
+    log.append(f"{sum(st.trained for st in after)}/{len(runs)} done after this sitting"
+               + (f" ({sum(st.status == 'not-tuned' for st in after)} not needed: another lr won the tuning)"
+                  if any(st.status == "not-tuned" for st in after) else ""))
     print("\n".join(log[log.index(launched) + 1:] if chosen else log[1:]), flush=True)
     tar = _pack(spec, Path(args.out or os.environ.get("OUT") or "."), log)
     print(f"packed {tar}")

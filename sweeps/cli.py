@@ -102,6 +102,7 @@ def cmd_status(args, spec, runs, out=print) -> int:
             f"since (another data fingerprint); kept, not counted above, and not fitted:")
         out(_table([[s.run_id, s.arch, s.size, f"{s.tokens:,}", "-" if s.val_loss is None else f"{s.val_loss:.4f}"]
                     for s in stale], ["run", "arch", "size", "tokens", "val_loss"]))
+    _say_tuning(states, out)
     unknown = [st.run_id for st in states if st.status == "unknown"]
     if unknown:
         out(f"\n{len(unknown)} run(s) unknown: neither squeue nor sacct knows their job (scheduler unreachable, or "
@@ -237,6 +238,23 @@ def cmd_design(args, spec, runs, out=print) -> int:
     return EXIT_OK
 
 
+def _selected(run, only: list[str] | None) -> bool:
+    from fnmatch import fnmatchcase
+
+    return not only or any(fnmatchcase(run.run_id, p) for p in only)
+
+
+def _say_tuning(states, out) -> None:
+    """Where replicate seeds wait for, or were spared by, the lr tuning (training.lr_tuning_seeds)."""
+    waiting = [st for st in states if st.status == "awaiting-lr"]
+    spared = sum(st.status == "not-tuned" for st in states)
+    if waiting:
+        out(f"{len(waiting)} run(s) of replicate seeds wait for their lr to be tuned (e.g. {waiting[0].run_id}: "
+            f"{waiting[0].error}); they are not launched now")
+    if spared:
+        out(f"{spared} run(s) of replicate seeds are not needed: another lr won the tuning (status not-tuned)")
+
+
 def cmd_run(args, spec, runs, out=print) -> int:
     from sweeps import SweepError
     from sweeps.grid import check_cells, check_epochs, check_steps, data_epochs, simplicial_blocks
@@ -279,7 +297,7 @@ def cmd_run(args, spec, runs, out=print) -> int:
                          st.status])
         out(_table(rows, ["run", "arch", "size", "shape", "2-simplicial", "params (non-emb)", "tokens", "epochs",
                           "FLOPs", "lr", "batch", "warmup", "schedule", "status"]))
-        todo = sum(not (st.finished or st.active) for st in states)
+        todo = sum(st.to_run for st in states)
         out(f"\n{len(runs)} runs, {todo} to submit, {sum(r.flops for r in runs):.3e} training FLOPs in all "
             f"(executor: {executor}; FLOPs = tokens x 3 x forward FLOPs/token, attention included; epochs = tokens / "
             f"unique training tokens, '?' until a BPE cache is built; 2-simplicial = such blocks / layers; "
@@ -298,6 +316,14 @@ def cmd_run(args, spec, runs, out=print) -> int:
 
             out(f"wsd: the budgets of each ladder share a stable trunk, so training spends {trained_flops(runs):.3e} "
                 f"FLOPs ({sum(r.flops for r in runs) / trained_flops(runs):.2f}x less than separate runs)")
+        replicas = [r for r in runs if r.training.get("lr_tuning_seeds") and len(r.training["lr_multipliers"]) > 1
+                    and r.seed not in r.training["lr_tuning_seeds"]]
+        if replicas:
+            k = {r.run_id: len(r.training["lr_multipliers"]) for r in replicas}
+            out(f"lr_tuning_seeds: {len(replicas)} runs of replicate seeds wait for the tuning seeds' runs, then "
+                f"only the winning lr of each (arch, size) trains: {sum(1 / k[r.run_id] for r in replicas):.0f} of "
+                f"them, {sum(r.flops / k[r.run_id] for r in replicas):.3e} of their "
+                f"{sum(r.flops for r in replicas):.3e} FLOPs")
         out("")
         return cmd_design(args, spec, runs, out)
     try:
@@ -307,7 +333,7 @@ def cmd_run(args, spec, runs, out=print) -> int:
               f"(this install can plan, follow, collect, fit and report)", file=sys.stderr)
         return EXIT_USAGE
     todo = [r for r, st in zip(runs, states)
-            if not (st.finished or st.active) or (args.resubmit_unknown and st.status == "unknown")]
+            if st.to_run or (args.resubmit_unknown and st.status == "unknown")]
     skipped = len(runs) - len(todo)
     if args.only:
         from fnmatch import fnmatchcase
@@ -316,13 +342,15 @@ def cmd_run(args, spec, runs, out=print) -> int:
         if unmatched:
             print(f"{args.prog}: error: --only {unmatched[0]!r} matches no run of sweep {spec.name!r}", file=sys.stderr)
             return EXIT_USAGE
-        todo = [r for r in todo if any(fnmatchcase(r.run_id, p) for p in args.only)]
+        todo = [r for r in todo if _selected(r, args.only)]
         skipped = len(runs) - len(todo)
     out(f"sweep {spec.name}: {len(runs)} runs, {skipped} done or in flight{' or not selected' if args.only else ''}, "
         f"{len(todo)} to run ({executor}) -> {spec.sweep_dir}")
+    _say_tuning(states, out)
     spec.sweep_dir.mkdir(parents=True, exist_ok=True)
     save_resolved(spec, args.overrides, out)
     t0 = time.time()
+    launched = bool(todo)
     if todo and executor == "slurm":
         from sweeps.executors import SubmissionError, submit_slurm
 
@@ -335,20 +363,26 @@ def cmd_run(args, spec, runs, out=print) -> int:
         if not args.wait:
             return EXIT_OK
         _wait_for(spec, runs, out)
-    elif todo and executor == "debug":
-        from sweeps.executors import run_debug
-
-        run_debug(todo, spec.sweep_dir, log=out)
     elif todo:
-        from sweeps.executors import run_local
+        from sweeps.executors import run_debug, run_local
         from sweeps.gpus import GpuAllocationError
 
-        try:
-            run_local(todo, spec.sweep_dir, max_parallel, log=out, runs_per_gpu=spec.executor.runs_per_gpu)
-        except GpuAllocationError as e:
-            print(f"{args.prog}: error: {spec.source_path}: {e}", file=sys.stderr)
-            return EXIT_USAGE
-    if todo:
+        tried: set[str] = set()
+        while todo:  # on this machine, replicates whose lr the tuning runs just settled follow in the same launch
+            tried |= {r.run_id for r in todo}
+            if executor == "debug":
+                run_debug(todo, spec.sweep_dir, log=out)
+            else:
+                try:
+                    run_local(todo, spec.sweep_dir, max_parallel, log=out, runs_per_gpu=spec.executor.runs_per_gpu)
+                except GpuAllocationError as e:
+                    print(f"{args.prog}: error: {spec.source_path}: {e}", file=sys.stderr)
+                    return EXIT_USAGE
+            todo = [r for r, st in zip(runs, run_states(runs, spec.sweep_dir))
+                    if st.to_run and r.run_id not in tried and _selected(r, args.only)]
+            if todo:
+                out(f"lr tuned: {len(todo)} run(s) of replicate seeds now train at the winning lr")
+    if launched:
         out(f"training finished in {time.time() - t0:.0f} s")
     final = run_states(runs, spec.sweep_dir)
     failed = [st for st in final if st.status == "failed"]

@@ -24,8 +24,8 @@ from sweeps.spec import ResourceSpec, SweepError, SweepSpec
 # TrainingSpec / DataSpec fields that do not change the trained model (excluded from the run id)
 _NOT_IDENTITY = {"threads", "device", "compile", "log_every", "checkpoint_every", "cache_dir", "max_epochs"}
 # recipe definitions: the values they resolve to (lr, batch_tokens) are in the identity, so a rule that yields the
-# lr one would write by hand gives the same run
-_NOT_IDENTITY |= {"scaling_rule", "lr_multipliers"}
+# lr one would write by hand gives the same run; lr_tuning_seeds says which runs train, not what a run is
+_NOT_IDENTITY |= {"scaling_rule", "lr_multipliers", "lr_tuning_seeds"}
 
 
 @dataclass(frozen=True)

@@ -249,7 +249,9 @@ class TrainingSpec:
     any of its keys (but `seed`) for that architecture or size, the size winning (as executor resources do).
     `scaling_rule` sets lr and batch_tokens from each run's compute (sweeps/recipe.py: the rule, its source and
     why); an lr or batch_tokens set under an architecture or size still wins over the rule. `lr_multipliers`
-    makes the learning rate a grid axis: every (arch, size, budget, seed) cell trains each multiple of its lr."""
+    makes the learning rate a grid axis: every (arch, size, budget, seed) cell trains each multiple of its lr.
+    `lr_tuning_seeds` restricts that axis to the seeds it names: the sweep's other seeds (the replicates) train
+    only the multiplier that won on them (sweeps/state.py, `tune_lr`), once their runs are done."""
 
     seq_len: int = 256
     batch_tokens: int = 16384  # global batch in tokens; reached by gradient accumulation
@@ -271,6 +273,7 @@ class TrainingSpec:
     threads: int | None = None  # torch CPU threads per run (default: cores / parallel runs)
     scaling_rule: str = "none"  # none | deepseek-llm (sweeps/recipe.py)
     lr_multipliers: list = field(default_factory=lambda: [1.0], metadata={"items": float})
+    lr_tuning_seeds: list = field(default_factory=list, metadata={"items": int})  # empty: every seed sweeps the lr
     # cosine: warm-up, cosine decay over each run's budget. wsd: warm-up, stable, then a 1-sqrt decay over the last
     # decay_fraction of each budget's steps, every budget of an (arch, size, lr, seed) ladder branching off one
     # shared stable trunk (Hagele et al. 2024, arXiv 2405.18392; simplicial/train.py)
@@ -486,6 +489,18 @@ class SweepSpec:
         for i, s in enumerate(self.seeds):
             if not 0 <= s <= MAX_SEED:
                 raise SweepError("", f"seeds[{i}]", f"must be in [0, 2^63 - 1], got {s}")
+        sections = [("training", self.training.lr_tuning_seeds)]
+        sections += [(f"{g}.{n}.training", e.training["lr_tuning_seeds"]) for g in ("architectures", "sizes")
+                     for n, e in getattr(self, g).items() if "lr_tuning_seeds" in e.training]
+        for key, tuning in sections:
+            for i, s in enumerate(tuning):
+                if s not in self.seeds:
+                    raise SweepError("", f"{key}.lr_tuning_seeds[{i}]", f"{s} is not one of the sweep's seeds {self.seeds}")
+            if len(set(tuning)) != len(tuning):
+                raise SweepError("", f"{key}.lr_tuning_seeds", f"has duplicates: {tuning}")
+            if tuning and set(tuning) == set(self.seeds):
+                raise SweepError("", f"{key}.lr_tuning_seeds", f"names every seed {self.seeds}: no seed is left to "
+                                 f"train at the tuned lr alone; leave it out (every seed sweeps the lr axis)")
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -42,7 +42,8 @@ class RunState:
     run_id: str
     arch: str
     size: str
-    # done | diverged | failed | timeout | running | queued | preempted | pending (no live job) | unknown
+    # done | diverged | failed | timeout | running | queued | preempted | pending (no live job) | unknown, and for a
+    # replicate seed's run on an lr axis with lr_tuning_seeds (`tune_lr`): awaiting-lr | not-tuned
     status: str
     error: str | None = None
     job_id: str | None = None
@@ -54,12 +55,22 @@ class RunState:
     result: dict | None = None
 
     @property
-    def finished(self) -> bool:
+    def trained(self) -> bool:
         return self.status in ("done", "diverged")
+
+    @property
+    def finished(self) -> bool:
+        """Nothing is left to do: the run trained, or another lr won the tuning (not-tuned)."""
+        return self.trained or self.status == "not-tuned"
 
     @property
     def active(self) -> bool:
         return self.status in ACTIVE
+
+    @property
+    def to_run(self) -> bool:
+        """A launch should start it: not finished, no job of it alive, and not waiting for its lr to be tuned."""
+        return not (self.finished or self.active or self.status == "awaiting-lr")
 
 
 @dataclass(frozen=True)
@@ -290,7 +301,58 @@ def run_states(runs: list[RunSpec], sweep_dir: Path, query_scheduler: bool = Tru
                 st.log_tail = log_tail(entry)
             else:
                 st.status = status
+    tune_lr(runs, states)
     return states
+
+
+def tune_lr(runs: list[RunSpec], states: list[RunState]) -> None:
+    """Resolve the lr of replicate seeds (`training.lr_tuning_seeds`), in place. On an lr axis, only the tuning
+    seeds train every multiplier; another seed's run waits (`awaiting-lr`) until every tuning run of its
+    (architecture, size) at the largest budget has finished, then trains if its multiplier has the lowest
+    validation loss there, averaged over the tuning seeds (a diverged run counts as infinite), and is otherwise
+    `not-tuned`: nothing to do. The largest budget decides because one lr serves a whole wsd ladder, and its
+    longest run is where a wrong lr costs most. A replicate that ran or has a job keeps its own state: no result
+    is discarded.
+
+    Why: a tuned lr per size is what a fair comparison needs (an untuned one biases the fitted exponents), and
+    tuning it on every seed multiplies the cost of the replicates that estimate the noise by the axis's length. The
+    replicates' lr is chosen without their own losses, so their errors stay honest; the tuning seed's best row
+    carries the small optimism of a best-of-k choice."""
+    groups: dict[tuple[str, str], list[tuple[RunSpec, RunState]]] = {}
+    for run, st in zip(runs, states):
+        if run.training.get("lr_tuning_seeds") and len(run.training.get("lr_multipliers", [1.0])) > 1:
+            groups.setdefault((run.arch, run.size), []).append((run, st))
+    for (arch, size), members in groups.items():
+        tuning = sorted(members[0][0].training["lr_tuning_seeds"])
+        top = max(r.tokens for r, _ in members)
+        trials = [(r, st) for r, st in members if r.seed in tuning and r.tokens == top]
+        if len(trials) != len(tuning) * len(members[0][0].training["lr_multipliers"]):
+            continue  # states of a subset of the sweep (one run being claimed): the tuning is not all here
+        left = sum(not st.finished for _, st in trials)
+        best = None
+        if not left:
+            losses: dict[float, list[float]] = {}
+            for r, st in trials:
+                loss = (st.result or {}).get("val_loss") if st.status == "done" else None
+                losses.setdefault(r.lr_mult, []).append(float("inf") if loss is None else float(loss))
+            mean = {m: sum(v) / len(v) for m, v in losses.items()}
+            best = min(mean, key=mean.get)
+            if mean[best] == float("inf"):
+                best = None  # every multiplier diverged: no lr to replicate
+        for r, st in members:
+            if r.seed in tuning or st.status != "pending" or st.job_id is not None:
+                continue
+            if left:
+                st.status = "awaiting-lr"
+                st.error = (f"waits for the lr tuning of seed(s) {tuning} at {arch}/{size}: {left} of "
+                            f"{len(trials)} tuning run(s) at {top:,} tokens still to finish; launch again after")
+            elif best is None:
+                st.status = "not-tuned"
+                st.error = f"every lr of seed(s) {tuning} at {arch}/{size} and {top:,} tokens diverged"
+            elif r.lr_mult != best:
+                st.status = "not-tuned"
+                st.error = (f"lr x{r.lr_mult:g} lost the tuning: x{best:g} has the lowest validation loss of seed(s) "
+                            f"{tuning} at {arch}/{size} and {top:,} tokens")
 
 
 def _ended_without_result(st: RunState, entry: JournalEntry, word: str) -> None:

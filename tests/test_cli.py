@@ -155,3 +155,29 @@ def test_run_only_takes_the_runs_matching_its_globs(tiny_sweep):
     assert json.loads((runs[0].run_dir / "result.json").read_text())["status"] == "done"
     assert not runs[5].run_dir.exists()  # not selected: still pending
     assert cli("status", tiny_sweep).returncode == 4
+
+
+def test_one_local_launch_tunes_the_lr_then_trains_the_replicate_at_the_winner(tmp_path):
+    """lr_tuning_seeds through the CLI: the dry run prices the replicates at one lr each; `run` trains the tuning
+    seed's axis, then in the same launch the replicate at the winning multiplier; `status` is then complete."""
+    from tests.conftest import write_sweep
+
+    sweep = write_sweep(tmp_path, budgets="2560", extra="seeds: [0, 1]\n")
+    doc = yaml.safe_load(sweep.read_text())
+    doc["sizes"]["a"]["training"] = {"lr_multipliers": [0.5, 1.0], "lr_tuning_seeds": [0]}
+    sweep.write_text(yaml.safe_dump(doc))
+    dry = cli("run", sweep, "--dry-run", "--only", "dot-a-*")
+    assert dry.returncode == 0, dry.stderr
+    assert "lr_tuning_seeds: 4 runs of replicate seeds wait for the tuning seeds' runs, then only the winning lr " \
+           "of each (arch, size) trains: 2 of them" in dry.stdout, dry.stdout
+    out = cli("run", sweep, "--executor", "debug", "--only", "dot-a-*", timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "4 run(s) of replicate seeds wait for their lr to be tuned" in out.stdout, out.stdout  # both archs
+    assert "lr tuned: 1 run(s) of replicate seeds now train at the winning lr" in out.stdout, out.stdout
+    runs = {(r.seed, r.lr_mult): r for r in expand(load_sweep(sweep)) if r.arch == "dot" and r.size == "a"}
+    loss = {k: json.loads((r.run_dir / "result.json").read_text())["val_loss"]
+            for k, r in runs.items() if (r.run_dir / "result.json").exists()}
+    assert set(loss) == {(0, 0.5), (0, 1.0), (1, min((0.5, 1.0), key=lambda m: loss[0, m]))}, loss
+    status = cli("status", sweep)
+    assert "not-tuned 1" in status.stdout and "1 run(s) of replicate seeds are not needed" in status.stdout, \
+        status.stdout

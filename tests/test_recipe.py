@@ -4,6 +4,7 @@ seeds that replicate (common batches across architectures)."""
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ import yaml
 from simplicial.data import load_tokens, train_token_count
 from sweeps import SweepError, expand, parse_sweep
 from sweeps.grid import check_epochs, data_epochs, simplicial_blocks
+from sweeps.state import run_states
 from tests.conftest import TINY_SWEEP
 
 
@@ -192,6 +194,72 @@ def test_bad_recipes_name_key(over, key, words):
         parse_sweep(_raw(**over), "sweeps/x.yaml")
     msg = str(err.value)
     assert msg.startswith(f"sweeps/x.yaml: {key}:") and words in msg, msg
+
+
+@pytest.mark.parametrize("over, key, words", [
+    ({"sizes__a__training": {"lr_tuning_seeds": [7]}}, "sizes.a.training.lr_tuning_seeds[0]",
+     "7 is not one of the sweep's seeds [0, 1]"),
+    ({"training__lr_tuning_seeds": [0, 1]}, "training.lr_tuning_seeds", "names every seed [0, 1]"),
+    ({"training__lr_tuning_seeds": [0, 0]}, "training.lr_tuning_seeds", "duplicates"),
+])
+def test_bad_lr_tuning_seeds_name_key(over, key, words):
+    with pytest.raises(SweepError) as err:
+        parse_sweep(_raw(seeds=[0, 1], **over), "sweeps/x.yaml")
+    msg = str(err.value)
+    assert msg.startswith(f"sweeps/x.yaml: {key}:") and words in msg, msg
+
+
+def _result(run, status: str, val_loss: float | None) -> None:
+    run.run_dir.mkdir(parents=True, exist_ok=True)
+    (run.run_dir / "result.json").write_text(json.dumps({"status": status, "val_loss": val_loss}))
+
+
+def test_replicate_seeds_wait_for_the_tuning_then_train_only_its_winner(tmp_path):
+    """lr_tuning_seeds: the tuning seed sweeps the axis; the replicates wait, then only the multiplier of lowest
+    validation loss at the largest budget (mean over tuning seeds) trains; the ids are those of the plain axis."""
+    over = dict(seeds=[0, 1, 2], sizes__a__training={"lr_multipliers": [0.5, 1, 2], "lr_tuning_seeds": [0]})
+    spec = parse_sweep(_raw(tmp_path, budgets="2560, 5120", **over))
+    runs = expand(spec)
+    plain = expand(parse_sweep(_raw(tmp_path, budgets="2560, 5120", seeds=[0, 1, 2],
+                                    sizes__a__training={"lr_multipliers": [0.5, 1, 2]})))
+    assert [r.run_id for r in runs] == [r.run_id for r in plain]  # which runs train is not what a run is
+
+    def states():
+        return {r.run_id: st for r, st in zip(runs, run_states(runs, spec.sweep_dir, query_scheduler=False))}
+
+    a = [r for r in runs if r.size == "a"]
+    replicas = [r for r in a if r.seed != 0]
+    st = states()
+    assert {st[r.run_id].status for r in replicas} == {"awaiting-lr"}
+    assert all(st[r.run_id].to_run for r in runs if r not in replicas)  # tuning runs and size b's run
+    assert "3 of 3 tuning run(s) at 5,120 tokens still to finish" in st[replicas[0].run_id].error
+
+    top = {(r.arch, r.lr_mult): r for r in a if r.seed == 0 and r.tokens == 5120}
+    for (arch, mult), run in top.items():  # dot: x2 wins; simplicial: x1 diverged, x0.5 wins
+        if arch == "dot":
+            _result(run, "done", {0.5: 2.3, 1.0: 2.2, 2.0: 2.1}[mult])
+        elif mult != 1.0:
+            _result(run, "done", {0.5: 2.0, 2.0: 2.4}[mult])
+        else:
+            _result(run, "diverged", None)
+    st = states()
+    for r in replicas:
+        want = 2.0 if r.arch == "dot" else 0.5
+        if r.lr_mult == want:
+            assert st[r.run_id].status == "pending" and st[r.run_id].to_run, r.run_id
+        else:
+            assert st[r.run_id].status == "not-tuned" and st[r.run_id].finished and not st[r.run_id].to_run
+            assert f"x{want:g} has the lowest validation loss of seed(s) [0]" in st[r.run_id].error
+    # a replicate that already trained keeps its result, whatever won
+    loser = next(r for r in replicas if r.arch == "dot" and r.lr_mult == 0.5)
+    _result(loser, "done", 2.25)
+    assert states()[loser.run_id].status == "done"
+    # every multiplier diverged: nothing to replicate
+    for run in (r for r in top.values() if r.arch == "simplicial"):
+        _result(run, "diverged", None)
+    st = states()
+    assert all(st[r.run_id].status == "not-tuned" and "diverged" in st[r.run_id].error
+               for r in replicas if r.arch == "simplicial")
 
 
 def test_lr_axis_trains_every_cell_at_each_multiplier():
