@@ -316,13 +316,12 @@ def cmd_run(args, spec, runs, out=print) -> int:
 
             out(f"wsd: the budgets of each ladder share a stable trunk, so training spends {trained_flops(runs):.3e} "
                 f"FLOPs ({sum(r.flops for r in runs) / trained_flops(runs):.2f}x less than separate runs)")
-        replicas = [r for r in runs if r.training.get("lr_tuning_seeds") and len(r.training["lr_multipliers"]) > 1
-                    and r.seed not in r.training["lr_tuning_seeds"]]
+        replicas = [r for r in runs if r.lr_replicate]
         if replicas:
-            k = {r.run_id: len(r.training["lr_multipliers"]) for r in replicas}
+            share = {r.run_id: 1 / len(r.training["lr_multipliers"]) for r in replicas}
             out(f"lr_tuning_seeds: {len(replicas)} runs of replicate seeds wait for the tuning seeds' runs, then "
-                f"only the winning lr of each (arch, size) trains: {sum(1 / k[r.run_id] for r in replicas):.0f} of "
-                f"them, {sum(r.flops / k[r.run_id] for r in replicas):.3e} of their "
+                f"only the winning lr of each (arch, size) trains: {sum(share.values()):.0f} of "
+                f"them, {sum(r.flops * share[r.run_id] for r in replicas):.3e} of their "
                 f"{sum(r.flops for r in replicas):.3e} FLOPs")
         out("")
         return cmd_design(args, spec, runs, out)

@@ -63,6 +63,17 @@ class RunSpec:
         return Path(self.sweep_dir) / "runs" / self.run_id
 
     @property
+    def tuned_axis(self) -> bool:
+        """Its cell sweeps the lr (more than one multiplier) and `lr_tuning_seeds` tunes it on some seeds."""
+        return bool(self.training.get("lr_tuning_seeds")) and len(self.training.get("lr_multipliers", [1.0])) > 1
+
+    @property
+    def lr_replicate(self) -> bool:
+        """A run of a seed that trains only the multiplier its cell's tuning seeds pick (sweeps/state.py tune_lr):
+        before the tuning, one of len(lr_multipliers) such runs of its (arch, size, budget, seed) will train."""
+        return self.tuned_axis and self.seed not in self.training["lr_tuning_seeds"]
+
+    @property
     def paths(self) -> RunPaths:
         return RunPaths(self.run_dir)
 

@@ -320,15 +320,15 @@ def tune_lr(runs: list[RunSpec], states: list[RunState]) -> None:
     carries the small optimism of a best-of-k choice."""
     groups: dict[tuple[str, str], list[tuple[RunSpec, RunState]]] = {}
     for run, st in zip(runs, states):
-        if run.training.get("lr_tuning_seeds") and len(run.training.get("lr_multipliers", [1.0])) > 1:
+        if run.tuned_axis:
             groups.setdefault((run.arch, run.size), []).append((run, st))
     for (arch, size), members in groups.items():
         tuning = sorted(members[0][0].training["lr_tuning_seeds"])
         top = max(r.tokens for r, _ in members)
-        trials = [(r, st) for r, st in members if r.seed in tuning and r.tokens == top]
+        trials = [(r, st) for r, st in members if not r.lr_replicate and r.tokens == top]
         if len(trials) != len(tuning) * len(members[0][0].training["lr_multipliers"]):
             continue  # states of a subset of the sweep (one run being claimed): the tuning is not all here
-        left = sum(not st.finished for _, st in trials)
+        left = sum(not st.trained for _, st in trials)
         best = None
         if not left:
             losses: dict[float, list[float]] = {}
@@ -340,7 +340,7 @@ def tune_lr(runs: list[RunSpec], states: list[RunState]) -> None:
             if mean[best] == float("inf"):
                 best = None  # every multiplier diverged: no lr to replicate
         for r, st in members:
-            if r.seed in tuning or st.status != "pending" or st.job_id is not None:
+            if not r.lr_replicate or st.status != "pending" or st.job_id is not None:
                 continue
             if left:
                 st.status = "awaiting-lr"
