@@ -278,3 +278,22 @@ def main(argv: list[str] | None = None) -> int:
     except FittingInputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+
+
+def fit_results(results: str | Path, out_dir: str | Path, evals: list[str], *, bootstrap: int, seed: int,
+                eval_starts: str = "small") -> int:
+    """Every fit file of a results table, into `out_dir`: fits.json (validation loss), fixed_budget.json and, per
+    evaluation set `name`, fits_<name>.json (its column loss_<name>). A group with too few runs is marked, not an
+    error, so a partial sweep fits what it can. `eval_starts`: the start grid of the evaluation-set fits ("small",
+    243 starts, for time; "published" as the validation fit). Returns the first non-zero exit status, else 0."""
+    results, out_dir = str(results), Path(out_dir)
+    common = ["--bootstrap", str(bootstrap), "--seed", str(seed), "--method", "both", "--insufficient", "mark"]
+    argvs = [["chinchilla", results, *common, "--json", str(out_dir / "fits.json")],
+             ["fixed-budget", results, "--insufficient", "mark", "--json", str(out_dir / "fixed_budget.json")]]
+    argvs += [["chinchilla", results, "--loss-col", f"loss_{name}", *common, "--starts", eval_starts,
+               "--json", str(out_dir / f"fits_{name}.json")] for name in evals]
+    for argv in argvs:
+        rc = main(argv)
+        if rc:
+            return rc
+    return 0

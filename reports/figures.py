@@ -24,7 +24,7 @@ from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormat
 
 from fitting import chinchilla
 from reports import tables
-from reports.inputs import ReportInputs
+from reports.inputs import ReportInputs, eval_sets
 
 PAGE_SIZE = (11.69, 8.27)  # A4 landscape, inches
 # Okabe-Ito colours (colour-blind safe), assigned to architectures in sorted-name order on every page.
@@ -910,11 +910,6 @@ def loss_vs_lr(inputs: ReportInputs) -> list[Figure]:
     return [fig]
 
 
-def eval_sets(results: pd.DataFrame) -> list[str]:
-    """Names of the evaluation sets in a results table (columns loss_<name>, collect's convention)."""
-    return sorted(c.removeprefix("loss_") for c in results.columns if c.startswith("loss_"))
-
-
 def loss_per_eval_set(inputs: ReportInputs) -> list[Figure]:
     """The architectures compared on each evaluation set: loss minus the first architecture's loss at the same
     (size, budget, seed), against N, one line per budget. No page when the sweep has no evaluation sets."""
@@ -960,6 +955,34 @@ def loss_per_eval_set(inputs: ReportInputs) -> list[Figure]:
     return [fig]
 
 
+def eval_set_fits(inputs: ReportInputs) -> list[Figure]:
+    """The exponents and their differences fitted on each evaluation set (fits_<name>.json beside fits.json), with
+    each set's reasons where a difference is not identified. No page without evaluation-set fits."""
+    header, rows = tables.eval_set_rows(inputs)
+    if not inputs.eval_fits or not rows:
+        return []
+    lv = tables.level(inputs)
+    fig = new_page("Exponents per evaluation set",
+                   f"L(N, D) fitted separately to the final loss on each evaluation set (val: the training corpus's "
+                   f"validation split, fits.json; the others: fits_<name>.json), the same runs and cells as the "
+                   f"headline. {lv:.0%} intervals in brackets, calibrated as the headline's. The sets share the "
+                   f"runs, so their verdicts are not independent evidence.")
+    row_h, y = 0.03, 0.86
+    h = row_h * (len(rows) + 1)
+    _draw_table(fig, [0.04, y - h, 0.92, h], header, rows, fontsize=8, left_cols=(0,))
+    y -= h + 0.04
+    for name, view in tables.eval_set_views(inputs):
+        for line in tables.verdict_lines(view):
+            if line.startswith(("Intervals:", "Multiplicity:")):
+                continue
+            for part in textwrap.wrap(f"{name}: {line}", 170):
+                fig.text(0.04, y, part, fontsize=7.5, va="top")
+                y -= 0.018
+            if y < 0.06:
+                return [fig]
+    return [fig]
+
+
 PAGES = (
     ("01_title", title_page),
     ("02_loss_vs_params", loss_vs_params),
@@ -971,5 +994,6 @@ PAGES = (
     ("08_training_curves", training_curves),
     ("08b_loss_vs_lr", loss_vs_lr),
     ("08c_eval_sets", loss_per_eval_set),
+    ("08d_eval_set_fits", eval_set_fits),
     ("09_runs", runs_table),
 )

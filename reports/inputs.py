@@ -56,6 +56,9 @@ class ReportInputs:
     fits_path: Path | None = None
     fixed_budget: dict | None = None
     fixed_budget_path: Path | None = None
+    # evaluation set name -> its own fits (fits_<name>.json beside fits.json, fitting.cli.fit_results), and paths
+    eval_fits: dict[str, dict] = field(default_factory=dict)
+    eval_fits_paths: dict[str, Path] = field(default_factory=dict)
     sweep_name: str = ""
     notes: list[str] = field(default_factory=list)  # non-fatal problems worth stating on the title page
 
@@ -85,6 +88,11 @@ class ReportInputs:
         if not g or g.get("status", "ok") != "ok" or not all(k in g for k in LAW_PARAMS):
             return None
         return g
+
+
+def eval_sets(results: pd.DataFrame) -> list[str]:
+    """Names of the evaluation sets in a results table (columns loss_<name>, collect's convention)."""
+    return sorted(c.removeprefix("loss_") for c in results.columns if c.startswith("loss_"))
 
 
 def _read_csv(path: Path, what: str, missing_hint: str = "") -> pd.DataFrame:
@@ -243,7 +251,8 @@ def resolve_inputs(source: str | Path, *, fits: str | Path | None = None, fixed_
 
     `source` is a sweep YAML (files from its sweep folder) or a results.csv (other files beside it:
     `<stem>_curves.csv`, fits.json, fixed_budget.json). A file named explicitly must exist; a default one may be
-    absent, and the pages that need it say so.
+    absent, and the pages that need it say so. Each evaluation set's fits, fits_<name>.json, are read from beside
+    fits.json when present.
     """
     source = Path(source)
     if source.suffix.lower() in (".yaml", ".yml"):
@@ -268,7 +277,12 @@ def resolve_inputs(source: str | Path, *, fits: str | Path | None = None, fixed_
     fb_path = Path(fixed_budget) if fixed_budget else folder / FIXED_BUDGET_NAME
     if fixed_budget or fb_path.is_file():
         inputs.fixed_budget, inputs.fixed_budget_path = load_fixed_budget(fb_path), fb_path
-    for doc, path in ((inputs.fits, inputs.fits_path), (inputs.fixed_budget, inputs.fixed_budget_path)):
+    for name in eval_sets(results):
+        path = fits_path.with_name(f"fits_{name}.json")
+        if path.is_file():
+            inputs.eval_fits[name], inputs.eval_fits_paths[name] = load_fits(path), path
+    for doc, path in ((inputs.fits, inputs.fits_path), (inputs.fixed_budget, inputs.fixed_budget_path),
+                      *((inputs.eval_fits[n], inputs.eval_fits_paths[n]) for n in inputs.eval_fits)):
         if doc is not None:
             _check_provenance(doc, path, results_path, inputs.notes)
     _cross_check(inputs)

@@ -5,6 +5,7 @@ Kept apart from drawing so the numbers a page shows can be checked without rende
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -177,6 +178,24 @@ def headline_rows(inputs: ReportInputs) -> tuple[list[str], list[list[str]]]:
                 continue
             row += [fmt_ci(c.get("diff"), c.get("ci"), "signed"), verdict_text(c, b, lv)]
         rows.append(row)
+    return header, rows
+
+
+def eval_set_views(inputs: ReportInputs) -> list[tuple[str, ReportInputs]]:
+    """(name, inputs whose fits are that set's) for validation ("val", fits.json) and each evaluation set with its
+    own fits (fits_<name>.json): every table of one set reads from the same functions as the headline."""
+    views = [("val", inputs)] if inputs.fits else []
+    return views + [(name, dataclasses.replace(inputs, fits=doc)) for name, doc in sorted(inputs.eval_fits.items())]
+
+
+def eval_set_rows(inputs: ReportInputs) -> tuple[list[str], list[list[str]]]:
+    """The headline's alpha and beta rows per evaluation set (the set's name first): what each set says about the
+    difference in exponents, and where it cannot say."""
+    header, rows = [], []
+    for name, view in eval_set_views(inputs):
+        h, r = headline_rows(view)
+        header = ["evaluation set"] + h
+        rows += [[name] + row for row in r if row[0] in ("alpha", "beta")]
     return header, rows
 
 

@@ -4,6 +4,7 @@
     python3 scripts/study_sitting.py run    studies/NAME/study.yaml [--seconds 450] [--out DIR]   # on the GPU
     python3 scripts/study_sitting.py unpack studies/NAME TARBALL                      # here, then git commit
     python3 scripts/study_sitting.py report studies/NAME [--bootstrap 1000] [--out DIR]  # fits + PDF from results.csv
+    python3 scripts/study_sitting.py headline studies/NAME                            # README's headline from the fits
 
 A study's sweep writes into its own folder (`output: ..` and `name:` equal to the folder's name), so finished runs
 land in `studies/NAME/runs/<run_id>/`. A sitting is one command on a machine that lasts minutes: `run` plans the
@@ -386,24 +387,26 @@ def cmd_unpack(args) -> int:
 
 
 def regenerate(study_dir: Path, out: Path, bootstrap: int, seed: int = 0) -> dict[str, Path]:
-    """fits.json, fixed_budget.json, report.pdf and the figures from the study's committed results.csv alone (no
-    run folders, no GPU): what CI re-runs so the committed answer keeps following the code."""
-    from fitting.cli import main as fitting_main
+    """fits.json, fits_<set>.json per evaluation set, fixed_budget.json, report.pdf and the figures from the study's
+    committed results.csv alone (no run folders, no GPU): what CI re-runs so the committed answer keeps following
+    the code. Every evaluation set is fitted as the validation loss is (the published start grid): each is part
+    of the headline."""
+    import pandas as pd
+
+    from fitting.cli import fit_results
     from reports.cli import main as reports_main
+    from reports.inputs import eval_sets
 
     results = study_dir / "results.csv"
     if not results.is_file():
         raise SystemExit(f"{study_dir}: no results.csv yet (a sitting writes it)")
     out.mkdir(parents=True, exist_ok=True)
-    paths = {"fits": out / "fits.json", "fixed_budget": out / "fixed_budget.json", "report": out / "report.pdf",
-             "figures": out / "figures"}
-    rc = fitting_main(["chinchilla", str(results), "--bootstrap", str(bootstrap), "--seed", str(seed),
-                       "--insufficient", "mark", "--json", str(paths["fits"])])
+    names = eval_sets(pd.read_csv(results, nrows=0))
+    paths = {"fits": out / "fits.json", **{f"fits_{n}": out / f"fits_{n}.json" for n in names},
+             "fixed_budget": out / "fixed_budget.json", "report": out / "report.pdf", "figures": out / "figures"}
+    rc = fit_results(results, out, names, bootstrap=bootstrap, seed=seed, eval_starts="published")
     if rc:
-        raise SystemExit(f"fitting chinchilla exited {rc}")
-    rc = fitting_main(["fixed-budget", str(results), "--json", str(paths["fixed_budget"])])
-    if rc:
-        raise SystemExit(f"fitting fixed-budget exited {rc}")
+        raise SystemExit(f"fitting exited {rc}")
     curves = study_dir / "results_curves.csv"
     rc = reports_main([str(results), "--fits", str(paths["fits"]), "--fixed-budget", str(paths["fixed_budget"]),
                        *(["--curves", str(curves)] if curves.is_file() else []), "-o", str(paths["report"]),
@@ -413,9 +416,60 @@ def regenerate(study_dir: Path, out: Path, bootstrap: int, seed: int = 0) -> dic
     return paths
 
 
+HEADLINE_BEGIN = "<!-- headline: written by `scripts/study_sitting.py headline` from fits*.json; do not edit -->"
+HEADLINE_END = "<!-- /headline -->"
+
+
+def headline(study_dir: Path) -> str:
+    """The README's headline, in Markdown, from the study's committed results.csv and fit files alone: per
+    evaluation set each architecture's alpha and beta and their difference with its interval and verdict (the
+    report's tables, reports.tables.eval_set_rows), then what the design could resolve at the noise the runs
+    showed (fits.json's design analysis)."""
+    from reports import tables
+    from reports.inputs import resolve_inputs
+
+    inputs = resolve_inputs(study_dir / "results.csv")
+    if inputs.fits is None:
+        raise SystemExit(f"{study_dir}: no fits.json yet (`python3 scripts/study_sitting.py report {study_dir}`)")
+    header, rows = tables.eval_set_rows(inputs)
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    meta, design = inputs.fits["meta"], inputs.fits.get("design") or {}
+    lines.append("")
+    lines.append(f"{meta['level']:.0%} intervals: {meta.get('resample_method', '-')}; {meta['n_runs']} runs "
+                 f"(each cell's best lr, column best_lr).")
+    if design.get("min_detectable_delta_alpha") is not None:
+        lines.append(f"At the noise the runs showed (SD of log loss {design['noise_observed']:.3g}), this grid "
+                     f"detects a difference in alpha of {design['min_detectable_delta_alpha']:.3g} with 80% power "
+                     f"(SD of the difference {design['sd_delta_alpha']:.3g}; fitting.design, parameters: "
+                     f"{design.get('params_source', '-')}).")
+    return "\n".join(lines)
+
+
+def write_headline(study_dir: Path) -> Path:
+    """Replace the README's headline block (between HEADLINE_BEGIN and HEADLINE_END) with `headline`."""
+    readme = study_dir / "README.md"
+    text = readme.read_text()
+    if HEADLINE_BEGIN not in text or HEADLINE_END not in text:
+        raise SystemExit(f"{readme}: no headline block; put the two lines\n{HEADLINE_BEGIN}\n{HEADLINE_END}\n"
+                         f"where the headline goes")
+    before, rest = text.split(HEADLINE_BEGIN, 1)
+    _, after = rest.split(HEADLINE_END, 1)
+    from simplicial.checkpoint import atomic_path
+
+    with atomic_path(readme) as tmp:
+        Path(tmp).write_text(f"{before}{HEADLINE_BEGIN}\n{headline(study_dir)}\n{HEADLINE_END}{after}")
+    return readme
+
+
 def cmd_report(args) -> int:
     paths = regenerate(args.study_dir, Path(args.out or args.study_dir), args.bootstrap)
     print("\n".join(str(p) for p in paths.values()))
+    return 0
+
+
+def cmd_headline(args) -> int:
+    print(write_headline(args.study_dir))
     return 0
 
 
@@ -439,8 +493,11 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("study_dir", type=Path, help="studies/NAME (reads its results.csv)")
     r.add_argument("--bootstrap", type=int, default=1000)
     r.add_argument("--out", help="output folder (default: the study folder)")
+    h = sub.add_parser("headline")
+    h.add_argument("study_dir", type=Path, help="studies/NAME (reads its results.csv and fit files)")
     args = p.parse_args(argv)
-    return {"plan": cmd_plan, "run": cmd_run, "unpack": cmd_unpack, "report": cmd_report}[args.command](args)
+    return {"plan": cmd_plan, "run": cmd_run, "unpack": cmd_unpack, "report": cmd_report,
+            "headline": cmd_headline}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -127,21 +127,9 @@ def cmd_collect(args, spec, runs, out=print) -> int:
 
 
 def _fit(spec, results: Path, bootstrap: int, seed: int) -> int:
-    from fitting.cli import main as fitting_main
+    from fitting.cli import fit_results
 
-    fits = spec.sweep_dir / "fits.json"
-    # a partial sweep fits the groups it can and marks the others "not enough runs" (the report says so)
-    rc = fitting_main(["chinchilla", str(results), "--bootstrap", str(bootstrap), "--seed", str(seed),
-                       "--method", "both", "--insufficient", "mark", "--json", str(fits)])
-    if rc == 0:
-        rc = fitting_main(["fixed-budget", str(results), "--insufficient", "mark",
-                           "--json", str(spec.sweep_dir / "fixed_budget.json")])
-    for name in spec.evals:  # each evaluation set's own L(N, D): fits_<name>.json (the 243-start grid, for time)
-        if rc == 0:
-            rc = fitting_main(["chinchilla", str(results), "--loss-col", f"loss_{name}", "--bootstrap", str(bootstrap),
-                               "--seed", str(seed), "--method", "both", "--starts", "small", "--insufficient", "mark",
-                               "--json", str(spec.sweep_dir / f"fits_{name}.json")])
-    return rc
+    return fit_results(results, spec.sweep_dir, list(spec.evals), bootstrap=bootstrap, seed=seed)
 
 
 def _report(spec, results: Path) -> int:

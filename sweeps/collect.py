@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from sweeps.grid import RunSpec
-from sweeps.state import RunState, run_states
+from sweeps.state import RunState, lr_tunings, run_states
 
 COLUMNS = [
     "run_id", "sweep", "arch", "size", "seed", "status", "params", "params_with_embeddings", "tokens", "flops",
@@ -21,7 +21,7 @@ COLUMNS = [
     "vocab_size", "torch_version", "triton_version", "git_commit", "code_dirty", "budget_tokens", "budget_flops",
     "lr", "lr_mult", "best_lr", "lr_at_edge",
 ]
-# A grid cell: the runs that differ only by learning rate (the LR axis); best_lr marks its lowest validation loss.
+# A grid cell: the runs that differ only by learning rate (the LR axis); best_lr marks the one the fits use.
 CELL = ["arch", "size", "budget_tokens", "budget_flops", "seed"]
 CURVE_COLUMNS = ["run_id", "arch", "size", "params", "step", "tokens", "train_loss", "val_loss"]
 
@@ -59,25 +59,40 @@ def _row(run: RunSpec, state: RunState) -> dict:
 def results_table(runs: list[RunSpec], sweep_dir: Path, states: list[RunState] | None = None) -> pd.DataFrame:
     states = states if states is not None else run_states(runs, sweep_dir)
     evals = sorted({f"loss_{name}" for run in runs for name in run.evals})  # one column per evaluation set
-    return mark_best_lr(pd.DataFrame([_row(run, st) for run, st in zip(runs, states)], columns=COLUMNS + evals))
+    tuned = {key: t.best for key, t in lr_tunings(runs, states).items() if not t.left and t.best is not None}
+    return mark_best_lr(pd.DataFrame([_row(run, st) for run, st in zip(runs, states)], columns=COLUMNS + evals),
+                        tuned)
 
 
-def mark_best_lr(table: pd.DataFrame) -> pd.DataFrame:
-    """Fill `best_lr` (the done run of lowest validation loss in its cell; fits use only these by default, so a
-    cell with one learning rate is its own best) and `lr_at_edge` (on a best row of a cell that swept several
-    learning rates: its lr is the smallest or largest swept, so the optimum may lie outside the range)."""
+def mark_best_lr(table: pd.DataFrame, tuned: dict[tuple[str, str], float] | None = None) -> pd.DataFrame:
+    """Fill `best_lr`, the rows the fits use by default (a cell with one learning rate is its own best), and
+    `lr_at_edge` (on a best row of an lr axis: its multiplier is the smallest or largest swept, so the optimum may
+    lie outside the range).
+
+    `tuned` maps an (arch, size) whose lr axis is tuned on some seeds (`training.lr_tuning_seeds`, sweeps/state.py
+    `lr_tunings`) to the winning multiplier: in every cell of that (arch, size), whatever its seed or budget, the
+    best row is the winner's, so every fitted row of a size shares one lr and the replicate seeds, which trained
+    only the winner, are the same experiment as the tuning seeds. Elsewhere the best row is the done run of lowest
+    validation loss in its cell (each cell tuned on its own loss)."""
+    tuned = tuned or {}
     table = table.copy()
     table["best_lr"] = False
     table["lr_at_edge"] = False
-    for _, cell in table.groupby(CELL, dropna=False, sort=False):
-        done = cell[(cell["status"] == "done") & cell["val_loss"].notna()]
-        if done.empty:
-            continue
-        best = done["val_loss"].astype(float).idxmin()
-        table.loc[best, "best_lr"] = True
-        swept = cell["lr"].astype(float)
-        if swept.nunique() > 1:
-            table.loc[best, "lr_at_edge"] = bool(table.loc[best, "lr"] in (swept.min(), swept.max()))
+    for (arch, size), axis in table.groupby(["arch", "size"], dropna=False, sort=False):
+        winner = tuned.get((arch, size))
+        for _, cell in axis.groupby([c for c in CELL if c not in ("arch", "size")], dropna=False, sort=False):
+            done = cell[(cell["status"] == "done") & cell["val_loss"].notna()]
+            if winner is not None:
+                done = done[done["lr_mult"].astype(float) == winner]
+            if done.empty:
+                continue
+            best = done["val_loss"].astype(float).idxmin()
+            table.loc[best, "best_lr"] = True
+            if winner is not None:
+                swept, chosen = axis["lr_mult"].astype(float), winner
+            else:
+                swept, chosen = cell["lr"].astype(float), table.loc[best, "lr"]
+            table.loc[best, "lr_at_edge"] = bool(swept.nunique() > 1 and chosen in (swept.min(), swept.max()))
     return table
 
 

@@ -305,29 +305,33 @@ def run_states(runs: list[RunSpec], sweep_dir: Path, query_scheduler: bool = Tru
     return states
 
 
-def tune_lr(runs: list[RunSpec], states: list[RunState]) -> None:
-    """Resolve the lr of replicate seeds (`training.lr_tuning_seeds`), in place. On an lr axis, only the tuning
-    seeds train every multiplier; another seed's run waits (`awaiting-lr`) until every tuning run of its
-    (architecture, size) at the largest budget has finished, then trains if its multiplier has the lowest
-    validation loss there, averaged over the tuning seeds (a diverged run counts as infinite), and is otherwise
-    `not-tuned`: nothing to do. The largest budget decides because one lr serves a whole wsd ladder, and its
-    longest run is where a wrong lr costs most. A replicate that ran or has a job keeps its own state: no result
-    is discarded.
+@dataclass(frozen=True)
+class LrTuning:
+    """The lr tuning of one (arch, size) under `training.lr_tuning_seeds`: `left` tuning runs at the largest budget
+    (`top` tokens) still to finish, else the winning multiplier `best` (None: every multiplier diverged)."""
+    tuning_seeds: tuple[int, ...]
+    top: int
+    n_trials: int
+    left: int
+    best: float | None
 
-    Why: a tuned lr per size is what a fair comparison needs (an untuned one biases the fitted exponents), and
-    tuning it on every seed multiplies the cost of the replicates that estimate the noise by the axis's length. The
-    replicates' lr is chosen without their own losses, so their errors stay honest; the tuning seed's best row
-    carries the small optimism of a best-of-k choice."""
+
+def lr_tunings(runs: list[RunSpec], states: list[RunState]) -> dict[tuple[str, str], LrTuning]:
+    """The lr tuning of every (arch, size) on a tuned lr axis whose tuning runs are all among `runs` (a subset of
+    the sweep, one run being claimed, has none). The winner is the multiplier of lowest validation loss at the
+    largest budget, averaged over the tuning seeds (a diverged run counts as infinite): one lr serves a whole wsd
+    ladder, and its longest run is where a wrong lr costs most."""
     groups: dict[tuple[str, str], list[tuple[RunSpec, RunState]]] = {}
     for run, st in zip(runs, states):
         if run.tuned_axis:
             groups.setdefault((run.arch, run.size), []).append((run, st))
-    for (arch, size), members in groups.items():
-        tuning = sorted(members[0][0].training["lr_tuning_seeds"])
+    out = {}
+    for key, members in groups.items():
+        tuning = tuple(sorted(members[0][0].training["lr_tuning_seeds"]))
         top = max(r.tokens for r, _ in members)
         trials = [(r, st) for r, st in members if not r.lr_replicate and r.tokens == top]
         if len(trials) != len(tuning) * len(members[0][0].training["lr_multipliers"]):
-            continue  # states of a subset of the sweep (one run being claimed): the tuning is not all here
+            continue
         left = sum(not st.trained for _, st in trials)
         best = None
         if not left:
@@ -338,21 +342,41 @@ def tune_lr(runs: list[RunSpec], states: list[RunState]) -> None:
             mean = {m: sum(v) / len(v) for m, v in losses.items()}
             best = min(mean, key=mean.get)
             if mean[best] == float("inf"):
-                best = None  # every multiplier diverged: no lr to replicate
-        for r, st in members:
-            if not r.lr_replicate or st.status != "pending" or st.job_id is not None:
-                continue
-            if left:
-                st.status = "awaiting-lr"
-                st.error = (f"waits for the lr tuning of seed(s) {tuning} at {arch}/{size}: {left} of "
-                            f"{len(trials)} tuning run(s) at {top:,} tokens still to finish; launch again after")
-            elif best is None:
-                st.status = "not-tuned"
-                st.error = f"every lr of seed(s) {tuning} at {arch}/{size} and {top:,} tokens diverged"
-            elif r.lr_mult != best:
-                st.status = "not-tuned"
-                st.error = (f"lr x{r.lr_mult:g} lost the tuning: x{best:g} has the lowest validation loss of seed(s) "
-                            f"{tuning} at {arch}/{size} and {top:,} tokens")
+                best = None
+        out[key] = LrTuning(tuning, top, len(trials), left, best)
+    return out
+
+
+def tune_lr(runs: list[RunSpec], states: list[RunState]) -> None:
+    """Resolve the lr of replicate seeds (`training.lr_tuning_seeds`), in place. On an lr axis, only the tuning
+    seeds train every multiplier; another seed's run waits (`awaiting-lr`) until every tuning run of its
+    (architecture, size) at the largest budget has finished, then trains if its multiplier won the tuning
+    (`lr_tunings`) and is otherwise `not-tuned`: nothing to do. A replicate that ran or has a job keeps its own
+    state: no result is discarded.
+
+    Why: a tuned lr per size is what a fair comparison needs (an untuned one biases the fitted exponents), and
+    tuning it on every seed multiplies the cost of the replicates that estimate the noise by the axis's length. The
+    replicates' lr is chosen without their own losses, so their errors stay honest; the results table then marks
+    the winner as the best lr of every seed and budget (sweeps/collect.py), so all the fitted rows of an (arch,
+    size) share one lr."""
+    tunings = lr_tunings(runs, states)
+    for run, st in zip(runs, states):
+        t = tunings.get((run.arch, run.size))
+        if t is None or not run.lr_replicate or st.status != "pending" or st.job_id is not None:
+            continue
+        where = f"{run.arch}/{run.size} and {t.top:,} tokens"
+        if t.left:
+            st.status = "awaiting-lr"
+            st.error = (f"waits for the lr tuning of seed(s) {list(t.tuning_seeds)} at {run.arch}/{run.size}: "
+                        f"{t.left} of {t.n_trials} tuning run(s) at {t.top:,} tokens still to finish; launch again "
+                        f"after")
+        elif t.best is None:
+            st.status = "not-tuned"
+            st.error = f"every lr of seed(s) {list(t.tuning_seeds)} at {where} diverged"
+        elif run.lr_mult != t.best:
+            st.status = "not-tuned"
+            st.error = (f"lr x{run.lr_mult:g} lost the tuning: x{t.best:g} has the lowest validation loss of seed(s) "
+                        f"{list(t.tuning_seeds)} at {where}")
 
 
 def _ended_without_result(st: RunState, entry: JournalEntry, word: str) -> None:

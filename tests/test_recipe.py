@@ -446,7 +446,7 @@ def test_report_compares_architectures_per_eval_set(tmp_path):
     import pandas as pd
 
     from reports import figures
-    from reports.inputs import ReportInputs
+    from reports.inputs import ReportInputs, eval_sets
 
     rows = []
     for arch, gain in (("dot", 0.0), ("simplicial", -0.05)):
@@ -457,7 +457,7 @@ def test_report_compares_architectures_per_eval_set(tmp_path):
                              "params": n, "tokens": d, "loss": base, "val_loss": base, "loss_code": base + gain,
                              "loss_prose": base + 1 - gain, "best_lr": True})
     inputs = ReportInputs(results=pd.DataFrame(rows), results_path=tmp_path / "results.csv")
-    assert figures.eval_sets(inputs.results) == ["code", "prose"]
+    assert eval_sets(inputs.results) == ["code", "prose"]
     [fig] = figures.loss_per_eval_set(inputs)
     panels = {ax.get_title(): ax for ax in fig.axes if ax.get_visible() and ax.get_title()}
     assert set(panels) == {"val", "code", "prose"}
@@ -531,6 +531,44 @@ def test_wsd_trunk_with_two_branches_resumes_after_a_kill(tmp_path):
     for got, ref in zip((got_short, got_long), reference):
         assert got["status"] == "done" and got["steps"] == ref["steps"]
         assert got["val_loss"] == ref["val_loss"] and got["train_loss"] == ref["train_loss"]
+
+
+def test_each_eval_set_is_fitted_and_its_verdict_reported(tmp_path):
+    """fit_results writes fits_<set>.json per evaluation set; the report reads them from beside fits.json and gives
+    each set its own exponents and verdict: here the sets disagree by construction (on `code` the 2-simplicial
+    model's alpha is 0.15 larger, on val the same), and the page says so."""
+    import pandas as pd
+
+    from fitting.cli import fit_results
+    from reports import figures, tables
+    from reports.inputs import resolve_inputs
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for arch in ("dot", "simplicial"):
+        for i, n in enumerate((1e5, 3e5, 1e6, 3e6, 1e7)):
+            for d in (1e7, 3e7, 1e8, 3e8):
+                for seed in (0, 1):
+                    noise = np.exp(rng.normal(0, 0.002))
+                    val = (1.7 + 400 / n ** 0.34 + 400 / d ** 0.28) * noise
+                    code_alpha = 0.49 if arch == "simplicial" else 0.34
+                    code = (1.7 + 400 / n ** code_alpha + 400 / d ** 0.28) * noise
+                    rows.append({"run_id": f"{arch}-{i}-{d:g}-{seed}", "arch": arch, "size": f"s{i}", "seed": seed,
+                                 "status": "done", "params": n, "tokens": d, "loss": val, "val_loss": val,
+                                 "loss_code": code, "best_lr": True})
+    csv = tmp_path / "results.csv"
+    pd.DataFrame(rows).to_csv(csv, index=False)
+    assert fit_results(csv, tmp_path, ["code"], bootstrap=20, seed=0) == 0
+    inputs = resolve_inputs(csv)
+    assert set(inputs.eval_fits) == {"code"}
+    header, rows_ = tables.eval_set_rows(inputs)
+    got = {(r[0], r[1]): r[-1] for r in rows_}
+    assert header[:2] == ["evaluation set", "exponent"] and set(got) == {
+        (s, e) for s in ("val", "code") for e in ("alpha", "beta")}
+    assert got[("val", "alpha")].startswith("not resolved"), rows_
+    assert got[("code", "alpha")] == "larger for simplicial at 95%", rows_
+    [page] = figures.eval_set_fits(inputs)
+    assert "Exponents per evaluation set" in page.texts[0].get_text()
 
 
 def test_resolved_sweep_round_trips_recipes_and_eval_sets(tmp_path):
@@ -635,3 +673,36 @@ def test_sizes_far_apart_in_steps_at_one_budget_are_flagged():
     warnings = check_steps(rule)
     assert len(warnings) == 2 and all("optimizer steps" in w and "size b" in w for w in warnings), warnings
     assert check_steps(expand(parse_sweep(_raw(budgets="2e5")))) == []  # the tiny sweep's one batch
+
+
+def test_tuned_axis_marks_the_winner_best_in_every_seed_and_budget(tmp_path):
+    """Under lr_tuning_seeds the fits use the tuned multiplier in every cell of its (arch, size): not the tuning
+    seed's per-budget best (a best-of-k choice the replicates do not get) nor a replicate's stray loser, even where
+    those have the lower loss. Before the tuning is done each cell's own best stands."""
+    from sweeps.collect import results_table
+
+    over = dict(seeds=[0, 1], sizes__a__training={"lr_multipliers": [0.5, 1, 2], "lr_tuning_seeds": [0]})
+    spec = parse_sweep(_raw(tmp_path, budgets="2560, 5120", **over))
+    runs = expand(spec)
+    a = [r for r in runs if r.size == "a" and r.arch == "dot"]
+    for r in a:  # seed 0: x0.5 best at the short budget, x1 at the long one (the tuning's budget)
+        if r.seed == 0 and r.tokens == 2560:
+            _result(r, "done", {0.5: 2.0, 1.0: 2.1, 2.0: 2.2}[r.lr_mult])
+    stray = next(r for r in a if r.seed == 1 and r.tokens == 5120 and r.lr_mult == 2.0)
+    _result(stray, "done", 1.0)  # a replicate that ran before the tuning, at a multiplier that will lose
+
+    def best():
+        t = results_table(runs, spec.sweep_dir, run_states(runs, spec.sweep_dir, query_scheduler=False))
+        t = t[(t["arch"] == "dot") & (t["size"] == "a") & t["best_lr"]]
+        return {(int(s), int(d)): (m, bool(e)) for s, d, m, e in
+                t[["seed", "budget_tokens", "lr_mult", "lr_at_edge"]].itertuples(index=False)}
+
+    assert best() == {(0, 2560): (0.5, True), (1, 5120): (2.0, True)}  # tuning not done: each cell its own best
+    for r in a:
+        if r.seed == 0 and r.tokens == 5120:
+            _result(r, "done", {0.5: 1.6, 1.0: 1.5, 2.0: 1.7}[r.lr_mult])
+    assert best() == {(0, 2560): (1.0, False), (0, 5120): (1.0, False)}  # the stray x2 is no cell's best
+    for r in a:
+        if r.seed == 1 and r.lr_mult == 1.0:
+            _result(r, "done", 1.55 if r.tokens == 5120 else 2.15)
+    assert best() == {(s, d): (1.0, False) for s in (0, 1) for d in (2560, 5120)}

@@ -149,21 +149,52 @@ STUDIES = sorted(p.parent for p in (REPO_ROOT / "studies").glob("*/study.yaml"))
 
 @pytest.mark.parametrize("study", STUDIES or [None], ids=[p.name for p in STUDIES] or ["none"])
 def test_committed_study_regenerates_from_its_results(study, tmp_path):
-    """Fits, fixed-budget fits and the PDF from the committed results.csv, on the CPU in seconds; the point
-    estimates must equal the committed fits.json (its intervals depend on the bootstrap count, not checked here)."""
+    """Fits (validation and each evaluation set), fixed-budget fits and the PDF from the committed results.csv, on
+    the CPU in seconds; the point estimates must equal the committed fit files' (their intervals depend on the
+    bootstrap count, not checked here), and the README's headline block must be what the committed fits say."""
     if study is None or not (study / "results.csv").is_file():
         pytest.skip(f"no committed study results yet ({'no study' if study is None else study.name}: no results.csv)")
     paths = sitting.regenerate(study, tmp_path, bootstrap=20)
-    fresh = json.loads(paths["fits"].read_text())
     assert paths["report"].read_bytes()[:5] == b"%PDF-"
-    committed = study / "fits.json"
-    if committed.is_file():
-        old = json.loads(committed.read_text())
+    for key, path in paths.items():
+        committed = study / path.name
+        if not key.startswith("fits") or not committed.is_file():
+            continue
+        old, fresh = json.loads(committed.read_text()), json.loads(path.read_text())
         for group, fit in old["fits"].items():
             for name in ("E", "A", "B", "alpha", "beta"):
                 a, b = fit.get(name), fresh["fits"][group].get(name)
                 if isinstance(a, (int, float)):
-                    assert math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-9), (study.name, group, name, a, b)
+                    assert math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-9), (study.name, key, group, name, a, b)
+    readme = (study / "README.md").read_text()
+    if sitting.HEADLINE_BEGIN in readme:
+        block = readme.split(sitting.HEADLINE_BEGIN, 1)[1].split(sitting.HEADLINE_END, 1)[0]
+        assert block.strip() == sitting.headline(study).strip(), "README headline differs from the fits: " \
+            f"python3 scripts/study_sitting.py headline {study.relative_to(REPO_ROOT)}"
+
+
+def test_headline_block_is_written_from_the_fits(tmp_path):
+    """`headline` rewrites only the README's marked block, from the fit files; a README without the block is
+    refused by name, untouched."""
+    import shutil
+
+    pilot = REPO_ROOT / "studies" / "dot-vs-simplicial-h100" / "pilot"
+    if not (pilot / "results.csv").is_file():
+        pytest.skip("no committed pilot")
+    study = tmp_path / "s"
+    study.mkdir()
+    shutil.copy(pilot / "results.csv", study / "results.csv")
+    (study / "README.md").write_text("# s\n\nno block\n")
+    sitting.regenerate(study, study, bootstrap=0)
+    with pytest.raises(SystemExit, match="no headline block"):
+        sitting.main(["headline", str(study)])
+    assert (study / "README.md").read_text() == "# s\n\nno block\n"
+    (study / "README.md").write_text(f"# s\n\n{sitting.HEADLINE_BEGIN}\nold\n{sitting.HEADLINE_END}\n\nafter\n")
+    assert sitting.main(["headline", str(study)]) == 0
+    text = (study / "README.md").read_text()
+    assert text.startswith(f"# s\n\n{sitting.HEADLINE_BEGIN}\n| evaluation set | exponent |") and "old" not in text
+    assert text.endswith(f"{sitting.HEADLINE_END}\n\nafter\n")
+    assert "| val | alpha | not identified |" in text  # the pilot identifies nothing, and the headline says so
 
 
 @pytest.mark.parametrize("study", STUDIES, ids=[p.name for p in STUDIES])
