@@ -246,6 +246,7 @@ def _say_tuning(states, out) -> None:
 def cmd_run(args, spec, runs, out=print) -> int:
     from sweeps import SweepError
     from sweeps.grid import check_cells, check_epochs, check_steps, data_epochs, simplicial_blocks
+    from sweeps.recipe import check_rule_batch
     from simplicial.tracking import missing_packages
     from sweeps.state import run_states
 
@@ -257,7 +258,8 @@ def cmd_run(args, spec, runs, out=print) -> int:
         if runs:  # the data, checked here rather than once per job after queueing (the longest seq_len decides)
             preflight(runs[0].data, max(r.model["seq_len"] for r in runs))
         epochs = data_epochs(spec, runs)
-        warnings = check_epochs(spec, runs, epochs) + check_cells(runs) + check_steps(runs)
+        warnings = (check_epochs(spec, runs, epochs) + check_cells(runs) + check_steps(runs)
+                    + check_rule_batch(spec, runs))
     except DataError as e:  # a corpus that cannot be read: refused before anything is submitted
         print(f"{args.prog}: error: {spec.source_path}: {e}", file=sys.stderr)
         return EXIT_USAGE

@@ -114,6 +114,36 @@ def resolve(spec: SweepSpec, arch: str, size: str, compute: float) -> TrainingSp
     return dataclasses.replace(tr, **values)
 
 
+# check_rule_batch: an explicit batch this many times off the rule's own batch, with the rule's lr and no lr axis
+RULE_BATCH_RATIO = 1.5
+
+
+def check_rule_batch(spec: SweepSpec, runs: list) -> list[str]:
+    """A warning for each (arch, size) that trains at the rule's lr but at an explicit batch_tokens more than
+    RULE_BATCH_RATIO-fold from the rule's own batch for that compute, with no lr axis to correct it. DeepSeek LLM
+    fitted its lr together with its batch; for Adam the optimal lr scales about as the square root of the batch
+    (Malladi et al. 2022, "On the SDEs and Scaling Rules for Adaptive Gradient Algorithms", NeurIPS, arXiv
+    2205.10287), so the rule's lr is then about sqrt(batch / rule batch) times off. In the H100 study
+    (studies/dot-vs-simplicial-h100, the second pilot) a fixed 16k batch at the rule's lr made the loss rise with N:
+    0.54x the rule's lr was predicted at the largest size, and 0.5x won there."""
+    out, seen = [], set()
+    for r in runs:
+        tr = training_for(spec, r.arch, r.size)
+        given = explicit(spec, r.arch, r.size)
+        if ((r.arch, r.size) in seen or tr.scaling_rule == "none" or "lr" in given or "batch_tokens" not in given
+                or len(tr.lr_multipliers) > 1):
+            continue
+        compute = (r.training["lr"] / r.lr_mult / 0.3118) ** -8.0  # inverts deepseek_llm's lr: the cell's compute
+        batch, rule_batch = r.training["batch_tokens"], deepseek_llm(compute)[1]
+        if max(batch / rule_batch, rule_batch / batch) > RULE_BATCH_RATIO:
+            seen.add((r.arch, r.size))
+            out.append(f"warning: {r.arch}/{r.size}: the {tr.scaling_rule} lr {r.training['lr']:.3g} goes with a "
+                       f"batch of about {rule_batch:,.0f} tokens, but this size trains at {batch:,}; by Adam's "
+                       f"square-root rule its best lr is near {(batch / rule_batch) ** 0.5:.2f}x the rule's (add "
+                       f"lr_multipliers around that, or set lr)")
+    return out
+
+
 def warmup_steps(training: dict, steps: int) -> int:
     """Linear warm-up length of a run of `steps` steps (at least one step)."""
     return max(1, int(training["warmup_fraction"] * steps))

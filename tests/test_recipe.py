@@ -675,6 +675,29 @@ def test_sizes_far_apart_in_steps_at_one_budget_are_flagged():
     assert check_steps(expand(parse_sweep(_raw(budgets="2e5")))) == []  # the tiny sweep's one batch
 
 
+def test_rule_lr_at_a_batch_far_from_the_rules_is_flagged():
+    """The rule's lr belongs with the rule's batch: an explicit batch far from it, with no lr axis, is named with
+    the square-root correction; a batch near it, or an lr axis to tune the lr, is not."""
+    from sweeps.recipe import check_rule_batch, deepseek_llm, rule_compute
+
+    def runs(batch: int, **over):
+        spec = parse_sweep(_raw(budgets="1e6", training__scaling_rule="deepseek-llm", training__lr=KeyError,
+                                training__batch_tokens=KeyError,
+                                architectures__dot__training={"batch_tokens": batch}, **over))
+        return spec, [r for r in expand(spec) if r.arch == "dot"]
+
+    spec, rs = runs(128)
+    rule_batch = deepseek_llm(rule_compute(rs[0].model_config, rs[0].tokens))[1]
+    assert rule_batch > 1.5 * 128  # the tiny sweep's rule wants a larger batch than 128
+    warnings = check_rule_batch(spec, rs)
+    assert len(warnings) == 2 and all("square-root rule" in w for w in warnings), warnings  # sizes a and b
+    factor = f"{(128 / rule_batch) ** 0.5:.2f}x"
+    assert any(factor in w and "dot/a" in w for w in warnings), (factor, warnings)
+    near = int(round(rule_batch / 64)) * 64
+    assert check_rule_batch(*runs(near)) == []
+    assert check_rule_batch(*runs(128, training__lr_multipliers=[0.5, 1.0])) == []
+
+
 def test_tuned_axis_marks_the_winner_best_in_every_seed_and_budget(tmp_path):
     """Under lr_tuning_seeds the fits use the tuned multiplier in every cell of its (arch, size): not the tuning
     seed's per-budget best (a best-of-k choice the replicates do not get) nor a replicate's stray loser, even where
