@@ -438,7 +438,7 @@ def headline(study_dir: Path) -> str:
     lines.append("")
     lines.append(f"{meta['level']:.0%} intervals: {meta.get('resample_method', '-')}; {meta['n_runs']} runs "
                  f"(each cell's best lr, column best_lr).")
-    if design.get("min_detectable_delta_alpha") is not None:
+    if all(design.get(k) is not None for k in ("min_detectable_delta_alpha", "noise_observed", "sd_delta_alpha")):
         lines.append(f"At the noise the runs showed (SD of log loss {design['noise_observed']:.3g}), this grid "
                      f"detects a difference in alpha of {design['min_detectable_delta_alpha']:.3g} with 80% power "
                      f"(SD of the difference {design['sd_delta_alpha']:.3g}; fitting.design, parameters: "
