@@ -12,7 +12,19 @@ law (Hoffmann et al. 2022: E 1.69, A 406.4, B 410.7, alpha 0.34, beta 0.28; the 
 - size (1 seed): a shared N(0, 0.007) per (architecture, size) plus N(0, 0.007) per run;
 - cell (3 seeds): a shared N(0, 0.007) per (architecture, size, seed) plus N(0, 0.007) per run.
 The shared error of a cell is half common to both architectures (correlation 0.5): the same seed gives the same
-batches in both. Per design: bias of alpha and delta alpha, their empirical SD against the design analysis
+batches in both.
+
+The `study` designs are the grid of studies/dot-vs-simplicial-h100 (its seven sizes' N for each architecture, its
+4M/12M/36M-token budgets, 3 seeds, a cell error of 0.5% shared by a seed's ladder and 0.5% per run: the seed
+noise its second pilot measured) with its learning-rate axis simulated: each (architecture, size) has an optimal
+lr multiplier (0.97x at the smallest size to 0.54x at the largest, the square-root batch correction of the study's
+README; 1.25x higher at 4M than at 36M tokens, as a shorter run prefers), and a run at multiplier m loses
+exp(0.1 ln(m / m_opt)^2) (about the 2-10% the study measured at 0.5x and 2x of its smallest size), each run with its
+own per-run error. The rows the fit sees are chosen by sweeps.collect.mark_best_lr:
+- tuned on seed 0 (the product's rule with `training.lr_tuning_seeds: [0]`): seed 0 trains the axis, seeds 1-2
+  only the multiplier of lowest seed-0 loss at 36M tokens; seed 0's cells use their own best, seeds 1-2 the winner;
+- winner in every cell (an alternative, not the product's rule): as above, but seed 0's cells also use the winner;
+- per cell: every seed trains the axis, each (size, budget, seed) cell its own best (no lr_tuning_seeds). Per design: bias of alpha and delta alpha, their empirical SD against the design analysis
 (fitting.design at the true noise) and against the mean resampling SD, coverage of the 95% intervals, the rate of
 "larger"/"smaller" verdicts (false-positive rate under a null, power otherwise), the share of "not identified"
 fits, and dropped resamples; rates with 95% Clopper-Pearson intervals.
@@ -50,6 +62,15 @@ TWO = np.array([50e6, 200e6])
 BUDGETS = np.geomspace(5e8, 8e9, 4)
 SIMPLICIAL_N = 1.083  # simplicial N / dot N at one size name in the real sweeps
 CROSS_ARCH = 0.5
+# studies/dot-vs-simplicial-h100: non-embedding N per size (dot; 2-simplicial), token budgets, lr axes, and the
+# optimal multiplier at 36M tokens, sqrt(16,384 / the rule's batch) (the study README's second pilot)
+STUDY_N = (1.972e5, 7.876e5, 1.771e6, 3.148e6, 7.377e6, 1.416e7, 3.147e7)
+STUDY_SIMPLICIAL_N = (2.054e5, 8.204e5, 1.845e6, 3.279e6, 7.582e6, 1.475e7, 3.252e7)
+STUDY_BUDGETS = (4.014e6, 1.201e7, 3.601e7)
+STUDY_AXES = ((0.5, 1.0, 2.0),) + ((0.25, 0.5, 1.0),) * 5 + ((0.25, 0.5, 1.0, 2.0),)
+STUDY_LR_OPT = tuple(np.geomspace(0.97, 0.54, 7))
+LR_CURVATURE = 0.1  # loss x exp(LR_CURVATURE * ln(m / m_opt)^2)
+LR_SHORT = 0.1  # m_opt(D) = m_opt * (36M / D)^LR_SHORT: 1.25x at 4M tokens
 
 
 @dataclass(frozen=True)
@@ -61,10 +82,19 @@ class Design:
     delta_alpha: float
     reps: int
     resample: str = "auto"
+    budgets: tuple = tuple(BUDGETS)
+    simplicial_n: tuple | None = None  # the 2-simplicial N per size (default: SIMPLICIAL_N x the dot N)
+    cell_sd: float = 0.007  # noise "cell"/"size": the shared error's SD, and the per-run one
+    lr: str = "none"  # none | tuned on seed 0 | winner in every cell | per cell (the study's lr axis, docstring)
 
     @property
     def shared(self) -> float:
         return 0.0 if self.noise == "iid" else 0.5
+
+    def n_of(self, arch: str) -> np.ndarray:
+        if arch == "dot":
+            return np.asarray(self.sizes, dtype=float)
+        return np.asarray(self.simplicial_n if self.simplicial_n else np.asarray(self.sizes) * SIMPLICIAL_N, float)
 
 
 def designs(scale: float = 1.0) -> list[Design]:
@@ -84,28 +114,53 @@ def designs(scale: float = 1.0) -> list[Design]:
         Design("wide, cell, 3 seeds, null, wild cluster bootstrap", wid, 3, "cell", 0.0, r(40), "wild"),
         Design("wide, cell, 3 seeds, null, case bootstrap over runs", wid, 3, "cell", 0.0, r(24), "runs"),
         Design("wide, size, 1 seed, null, case bootstrap over runs", wid, 1, "size", 0.0, r(50), "runs"),
+        *(Design(f"study, lr {lr}, {'null' if da == 0 else f'+{da:g}'}", STUDY_N, 3, "cell", da, r(n), **STUDY, lr=lr)
+          for lr, da, n in (("tuned on seed 0", 0.0, 400), ("tuned on seed 0", 0.03, 100),
+                            ("winner in every cell", 0.0, 400), ("per cell", 0.0, 200))),
     ]
 
 
+STUDY = dict(budgets=STUDY_BUDGETS, simplicial_n=STUDY_SIMPLICIAL_N, cell_sd=0.005)
+
+
 def simulate(d: Design, rng: np.random.Generator) -> pd.DataFrame:
+    """One synthetic results table of design `d`: with an lr axis (d.lr), every run of it, `best_lr` marking the
+    rows the fits use."""
     rows = []
     common = {}
-    for arch, scale_n, da in (("dot", 1.0, 0.0), ("simplicial", SIMPLICIAL_N, d.delta_alpha)):
+    top = max(d.budgets)
+    for arch, da in (("dot", 0.0), ("simplicial", d.delta_alpha)):
         p = dict(TRUE, alpha=TRUE["alpha"] + da)
-        for i, n in enumerate(d.sizes):
+        for i, N in enumerate(d.n_of(arch)):
             for seed in range(d.seeds):
                 if d.noise == "iid":
                     u, e_sd = 0.0, 0.01
                 else:
                     c = common.setdefault((i, seed), rng.standard_normal())
-                    u = 0.007 * (np.sqrt(CROSS_ARCH) * c + np.sqrt(1 - CROSS_ARCH) * rng.standard_normal())
-                    e_sd = 0.007
-                for D in BUDGETS:
-                    N = n * scale_n
-                    loss = predict_loss(p, N, D) * np.exp(u + e_sd * rng.standard_normal())
-                    rows.append({"arch": arch, "size": f"s{i}", "seed": seed, "params": N, "tokens": D,
-                                 "loss": float(loss), "status": "done"})
-    return pd.DataFrame(rows)
+                    u = d.cell_sd * (np.sqrt(CROSS_ARCH) * c + np.sqrt(1 - CROSS_ARCH) * rng.standard_normal())
+                    e_sd = d.cell_sd
+                axis = STUDY_AXES[i] if d.lr != "none" else (1.0,)
+                for D in d.budgets:
+                    for m in axis:
+                        opt = STUDY_LR_OPT[i] * (top / D) ** LR_SHORT if d.lr != "none" else 1.0
+                        loss = (predict_loss(p, N, D) * np.exp(LR_CURVATURE * np.log(m / opt) ** 2)
+                                * np.exp(u + e_sd * rng.standard_normal()))
+                        rows.append({"arch": arch, "size": f"s{i}", "seed": seed, "params": N, "tokens": D,
+                                     "budget_tokens": D, "budget_flops": np.nan, "lr": 1e-3 * m, "lr_mult": m,
+                                     "loss": float(loss), "val_loss": float(loss), "status": "done"})
+    df = pd.DataFrame(rows)
+    if d.lr == "none":
+        return df.assign(best_lr=True)
+    from sweeps.collect import mark_best_lr
+
+    seed0_top = df[(df["seed"] == 0) & (df["tokens"] == top)]
+    winner = {k: float(g.loc[g["val_loss"].idxmin(), "lr_mult"]) for k, g in seed0_top.groupby(["arch", "size"])}
+    if d.lr == "per cell":
+        return mark_best_lr(df)
+    # replicates train only the winner: the other multipliers' runs never happen
+    df = df[(df["seed"] == 0) | (df["lr_mult"] == df[["arch", "size"]].apply(tuple, axis=1).map(winner))]
+    tuning = (0,) if d.lr == "tuned on seed 0" else ()  # (): every seed's cells take the winner, as replicates do
+    return mark_best_lr(df.reset_index(drop=True), {k: (w, tuning) for k, w in winner.items()})
 
 
 def one_replicate(args) -> dict:
@@ -143,21 +198,21 @@ def rate(k: int, n: int) -> str:
 
 
 def true_design_sd(d: Design) -> tuple[float, float]:
-    """fitting.design's SD(alpha) and SD(delta alpha) at the simulation's own noise model and parameters."""
+    """fitting.design's SD(alpha) and SD(delta alpha) at the simulation's own noise model and parameters (the lr
+    axis left out: the design analysis assumes each cell at its best lr)."""
     groups = {}
-    for arch, s in (("dot", 1.0), ("simplicial", SIMPLICIAL_N)):
-        N = np.repeat(np.asarray(d.sizes) * s, len(BUDGETS) * d.seeds)
-        seed = np.tile(np.repeat(np.arange(d.seeds), len(BUDGETS)), len(d.sizes))
-        size = np.repeat([f"s{i}" for i in range(len(d.sizes))], len(BUDGETS) * d.seeds)
-        D = np.tile(BUDGETS, len(d.sizes) * d.seeds)
+    budgets = np.asarray(d.budgets)
+    for arch in ("dot", "simplicial"):
+        N = np.repeat(d.n_of(arch), len(budgets) * d.seeds)
+        seed = np.tile(np.repeat(np.arange(d.seeds), len(budgets)), len(d.sizes))
+        size = np.repeat([f"s{i}" for i in range(len(d.sizes))], len(budgets) * d.seeds)
+        D = np.tile(budgets, len(d.sizes) * d.seeds)
         groups[arch] = {"N": N, "D": D, "seed": seed, "size": size}
-    noise = 0.01 if d.noise == "iid" else float(np.hypot(0.007, 0.007))
+    noise = 0.01 if d.noise == "iid" else float(np.hypot(d.cell_sd, d.cell_sd))
     a = fdesign.analyse(groups, noise=noise, shared=d.shared, cross_arch=CROSS_ARCH if d.shared else 0.0,
                         params=TRUE, alternatives=False,
                         group_params={"simplicial": dict(TRUE, alpha=TRUE["alpha"] + d.delta_alpha)})
     return a["sd_alpha"], a["sd_delta_alpha"]
-
-
 def summarise(d: Design, res: list[dict]) -> dict:
     n = len(res)
     alpha = np.array([r["alpha"] if r["alpha"] is not None else np.nan for r in res])

@@ -41,6 +41,32 @@ class RunTable:
         return self.df[self.df["group"] == name]
 
 
+# Where every seed picks each cell's best lr on its own loss: the false-positive rate of the exponent comparison that
+# benchmarks/bench_calibration.py measured on the H100 study's grid (its "study, lr per cell, null" design)
+PER_CELL_FPR = "0.10 [0.06, 0.14] at a nominal 0.05"
+
+
+def _selected_on_every_seed(raw: pd.DataFrame) -> list[str]:
+    """A warning when more than one seed chose cells' best lr among several done runs on the loss being fitted:
+    that selection is not in the intervals' error model, and on the study's grid it doubled the false-positive
+    rate. Tuning on some seeds (`training.lr_tuning_seeds`) gives the other seeds one lr each, chosen without
+    their losses, and measured calibrated there."""
+    cols = ["arch", "size", "seed", "lr", "best_lr"]
+    if not set(cols) <= set(raw.columns):
+        return []
+    key = [c for c in ("arch", "size", "budget_tokens", "budget_flops", "seed") if c in raw.columns]
+    cells = raw.groupby(key, dropna=False)["lr"].nunique().rename("n_lr").reset_index()
+    on_axis = cells.groupby(["arch", "size"])["n_lr"].transform("max") > 1  # the (arch, size)s with an lr axis
+    share = (cells.loc[on_axis, "n_lr"] > 1).groupby(cells.loc[on_axis, "seed"]).mean()
+    chosen = int((share >= 0.5).sum())  # a stray second lr in a few of a seed's cells is not a choice per cell
+    if chosen < 2:
+        return []
+    return [f"WARNING {chosen} seeds chose each cell's best learning rate on its own loss (best_lr among several "
+            f"lrs): the intervals do not model that choice, and on the H100 study's grid it gave a false-positive "
+            f"rate of {PER_CELL_FPR} (benchmarks/results/calibration-2026-12-07.md); tune the lr on one seed "
+            f"(training.lr_tuning_seeds) and replicate the winner"]
+
+
 def read_table(csv, *, params_col: str = "params", tokens_col: str | None = None, flops_col: str | None = None,
                loss_col: str = "loss", group_col: str | None = "arch", group_col_explicit: bool = False,
                best_lr_only: bool = True) -> RunTable:
@@ -85,6 +111,7 @@ def read_table(csv, *, params_col: str = "params", tokens_col: str | None = None
         if other.any():
             notes.append(f"excluded {int(other.sum())} run(s) that are not their cell's best learning rate "
                          f"(best_lr; --all-lr fits them too)")
+            notes += _selected_on_every_seed(raw)
         raw = raw[~other]
     if raw.empty:
         raise FittingInputError(f"{source}: no runs to fit (after excluding runs whose status is not 'done')")

@@ -113,12 +113,9 @@ def fit_groups(table: RunTable | pd.DataFrame, *, method: str = "both", n_boot: 
     (wild cluster bootstrap over cells), "runs" (case bootstrap over runs, the procedure of Hoffmann et al. and
     Epoch's replication), "auto" (cells when the table has a ``size`` column, else runs).
     """
-    if isinstance(table, RunTable):
-        df = table.df
-    elif {"N", "D", "L", "group"} <= set(table.columns):
-        df = table
-    else:  # a raw results table (docs/DESIGN.md columns): validate it as the CLI does
-        df = read_table(table).df
+    if not isinstance(table, RunTable) and not {"N", "D", "L", "group"} <= set(table.columns):
+        table = read_table(table)  # a raw results table (docs/DESIGN.md columns): validated as the CLI does
+    df = table.df if isinstance(table, RunTable) else table
     if on_insufficient not in ("error", "mark"):
         raise ValueError(f"on_insufficient must be 'error' or 'mark', got {on_insufficient!r}")
     if not delta > 0:
@@ -133,7 +130,8 @@ def fit_groups(table: RunTable | pd.DataFrame, *, method: str = "both", n_boot: 
             if r:
                 raise FittingInputError(f"group {g!r}: {r}")
     seeds = np.random.SeedSequence(seed).spawn(len(groups))  # independent resamples per group
-    fits, samples, notes, full = {}, {}, [], {}
+    fits, samples, full = {}, {}, {}
+    notes = [n for n in table.notes if n.startswith("WARNING")] if isinstance(table, RunTable) else []
     subs = {g: df[df["group"].astype(str) == g] for g in groups}
     # pass 1: the fits
     for g in groups:

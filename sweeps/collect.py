@@ -59,36 +59,41 @@ def _row(run: RunSpec, state: RunState) -> dict:
 def results_table(runs: list[RunSpec], sweep_dir: Path, states: list[RunState] | None = None) -> pd.DataFrame:
     states = states if states is not None else run_states(runs, sweep_dir)
     evals = sorted({f"loss_{name}" for run in runs for name in run.evals})  # one column per evaluation set
-    tuned = {key: t.best for key, t in lr_tunings(runs, states).items() if not t.left and t.best is not None}
+    tuned = {key: (t.best, t.tuning_seeds) for key, t in lr_tunings(runs, states).items()
+             if not t.left and t.best is not None}
     return mark_best_lr(pd.DataFrame([_row(run, st) for run, st in zip(runs, states)], columns=COLUMNS + evals),
                         tuned)
 
 
-def mark_best_lr(table: pd.DataFrame, tuned: dict[tuple[str, str], float] | None = None) -> pd.DataFrame:
+def mark_best_lr(table: pd.DataFrame, tuned: dict[tuple[str, str], tuple[float, tuple]] | None = None) -> pd.DataFrame:
     """Fill `best_lr`, the rows the fits use by default (a cell with one learning rate is its own best), and
-    `lr_at_edge` (on a best row of an lr axis: its multiplier is the smallest or largest swept, so the optimum may
-    lie outside the range).
+    `lr_at_edge` (on a best row of an lr axis: its lr is the smallest or largest swept, so the optimum may lie
+    outside the range).
 
-    `tuned` maps an (arch, size) whose lr axis is tuned on some seeds (`training.lr_tuning_seeds`, sweeps/state.py
-    `lr_tunings`) to the winning multiplier: in every cell of that (arch, size), whatever its seed or budget, the
-    best row is the winner's, so every fitted row of a size shares one lr and the replicate seeds, which trained
-    only the winner, are the same experiment as the tuning seeds. Elsewhere the best row is the done run of lowest
-    validation loss in its cell (each cell tuned on its own loss)."""
+    A cell's best is its done run of lowest validation loss. `tuned` maps an (arch, size) whose lr axis is tuned on
+    some seeds (`training.lr_tuning_seeds`, sweeps/state.py `lr_tunings`) to (winning multiplier, tuning seeds):
+    in a cell of another seed (a replicate) the best is the winner's run, whatever else ran there (a run of that
+    seed at another lr, trained before the tuning, is never fitted), and the axis it sits at the edge of is the
+    tuning's. The tuning seeds' cells keep their own best: measured on the study's grid with its lr axis
+    (benchmarks/results/calibration-2026-12-07.md, "study" rows), that is better calibrated than the winner in
+    every cell, whose one choice per (arch, size) is an error shared by all its rows that the intervals do not
+    model."""
     tuned = tuned or {}
     table = table.copy()
     table["best_lr"] = False
     table["lr_at_edge"] = False
     for (arch, size), axis in table.groupby(["arch", "size"], dropna=False, sort=False):
-        winner = tuned.get((arch, size))
+        winner, tuning = tuned.get((arch, size), (None, ()))
         for _, cell in axis.groupby([c for c in CELL if c not in ("arch", "size")], dropna=False, sort=False):
             done = cell[(cell["status"] == "done") & cell["val_loss"].notna()]
-            if winner is not None:
+            replicate = winner is not None and int(cell["seed"].iloc[0]) not in tuning
+            if replicate:
                 done = done[done["lr_mult"].astype(float) == winner]
             if done.empty:
                 continue
             best = done["val_loss"].astype(float).idxmin()
             table.loc[best, "best_lr"] = True
-            if winner is not None:
+            if replicate:
                 swept, chosen = axis["lr_mult"].astype(float), winner
             else:
                 swept, chosen = cell["lr"].astype(float), table.loc[best, "lr"]

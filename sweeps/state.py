@@ -356,9 +356,8 @@ def tune_lr(runs: list[RunSpec], states: list[RunState]) -> None:
 
     Why: a tuned lr per size is what a fair comparison needs (an untuned one biases the fitted exponents), and
     tuning it on every seed multiplies the cost of the replicates that estimate the noise by the axis's length. The
-    replicates' lr is chosen without their own losses, so their errors stay honest; the results table then marks
-    the winner as the best lr of every seed and budget (sweeps/collect.py), so all the fitted rows of an (arch,
-    size) share one lr."""
+    replicates' lr is chosen without their own losses, so their errors stay honest; the results table fits the
+    winner in their cells (sweeps/collect.py mark_best_lr), and the tuning seeds' own best in theirs."""
     tunings = lr_tunings(runs, states)
     for run, st in zip(runs, states):
         t = tunings.get((run.arch, run.size))

@@ -212,3 +212,21 @@ def test_design_of_the_sweep_as_run_uses_the_estimated_noise_components():
     assert doc["design"]["shared"] == pytest.approx(comps["sigma_cell"] ** 2 / total)
     assert doc["design"]["cross_arch"] == pytest.approx(comps["rho"])
     assert doc["design"]["shared"] != design.DEFAULT_SHARED
+
+
+def test_study_grid_lr_selection_rules_and_the_per_cell_warning():
+    """The benchmark's study designs choose the fitted rows as the product does (sweeps.collect.mark_best_lr):
+    tuned on seed 0, the replicate seeds fit only the winner; every seed choosing its own best per cell is the
+    selection the calibration found at twice the nominal false-positive rate, and the fit says so in its notes."""
+    designs = {d.lr: d for d in bench.designs() if d.name.startswith("study") and d.delta_alpha == 0}
+    tuned = bench.simulate(designs["tuned on seed 0"], np.random.default_rng(1))
+    best = tuned[tuned["best_lr"]]
+    assert len(best) == 2 * 7 * 3 * 3  # one row per (arch, size, budget, seed)
+    replicate_lrs = best[best["seed"] > 0].groupby(["arch", "size"])["lr_mult"].nunique()
+    assert (replicate_lrs == 1).all()  # the winner, in every budget and replicate seed
+    everywhere = bench.simulate(designs["winner in every cell"], np.random.default_rng(1))
+    assert (everywhere[everywhere["best_lr"]].groupby(["arch", "size"])["lr_mult"].nunique() == 1).all()
+    per_cell = bench.simulate(designs["per cell"], np.random.default_rng(1))
+    for table, warned in ((tuned, False), (per_cell, True)):
+        doc = fit_groups(table, method="approach3", n_boot=0, starts="small")
+        assert any("chose each cell's best learning rate" in n for n in doc["notes"]) is warned
