@@ -24,8 +24,10 @@ own per-run error. The rows the fit sees are chosen by sweeps.collect.mark_best_
 - tuned on seed 0 (the product's rule with `training.lr_tuning_seeds: [0]`): seed 0 trains the axis, seeds 1-2
   only the multiplier of lowest seed-0 loss at 36M tokens; seed 0's cells use their own best, seeds 1-2 the winner;
 - winner in every cell (an alternative, not the product's rule): as above, but seed 0's cells also use the winner;
-- per cell: every seed trains the axis, each (size, budget, seed) cell its own best (no lr_tuning_seeds). Per design: bias of alpha and delta alpha, their empirical SD against the design analysis
-(fitting.design at the true noise) and against the mean resampling SD, coverage of the 95% intervals, the rate of
+- per cell: every seed trains the axis, each (size, budget, seed) cell its own best (no lr_tuning_seeds).
+
+Per design: bias of alpha and delta alpha, their empirical SD against the design analysis (fitting.design at the
+true noise) and against the mean resampling SD, coverage of the 95% intervals, the rate of
 "larger"/"smaller" verdicts (false-positive rate under a null, power otherwise), the share of "not identified"
 fits, and dropped resamples; rates with 95% Clopper-Pearson intervals.
 """
@@ -141,8 +143,8 @@ def simulate(d: Design, rng: np.random.Generator) -> pd.DataFrame:
                     e_sd = d.cell_sd
                 axis = STUDY_AXES[i] if d.lr != "none" else (1.0,)
                 for D in d.budgets:
+                    opt = STUDY_LR_OPT[i] * (top / D) ** LR_SHORT if d.lr != "none" else 1.0
                     for m in axis:
-                        opt = STUDY_LR_OPT[i] * (top / D) ** LR_SHORT if d.lr != "none" else 1.0
                         loss = (predict_loss(p, N, D) * np.exp(LR_CURVATURE * np.log(m / opt) ** 2)
                                 * np.exp(u + e_sd * rng.standard_normal()))
                         rows.append({"arch": arch, "size": f"s{i}", "seed": seed, "params": N, "tokens": D,
@@ -153,10 +155,10 @@ def simulate(d: Design, rng: np.random.Generator) -> pd.DataFrame:
         return df.assign(best_lr=True)
     from sweeps.collect import mark_best_lr
 
-    seed0_top = df[(df["seed"] == 0) & (df["tokens"] == top)]
-    winner = {k: float(g.loc[g["val_loss"].idxmin(), "lr_mult"]) for k, g in seed0_top.groupby(["arch", "size"])}
     if d.lr == "per cell":
         return mark_best_lr(df)
+    seed0_top = df[(df["seed"] == 0) & (df["tokens"] == top)]
+    winner = {k: float(g.loc[g["val_loss"].idxmin(), "lr_mult"]) for k, g in seed0_top.groupby(["arch", "size"])}
     # replicates train only the winner: the other multipliers' runs never happen
     df = df[(df["seed"] == 0) | (df["lr_mult"] == df[["arch", "size"]].apply(tuple, axis=1).map(winner))]
     tuning = (0,) if d.lr == "tuned on seed 0" else ()  # (): every seed's cells take the winner, as replicates do
@@ -213,6 +215,8 @@ def true_design_sd(d: Design) -> tuple[float, float]:
                         params=TRUE, alternatives=False,
                         group_params={"simplicial": dict(TRUE, alpha=TRUE["alpha"] + d.delta_alpha)})
     return a["sd_alpha"], a["sd_delta_alpha"]
+
+
 def summarise(d: Design, res: list[dict]) -> dict:
     n = len(res)
     alpha = np.array([r["alpha"] if r["alpha"] is not None else np.nan for r in res])

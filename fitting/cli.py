@@ -280,18 +280,31 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
+def eval_fits_path(folder: str | Path, name: str) -> Path:
+    """Where the fits of evaluation set `name` (column loss_<name>) live beside fits.json: fits_<name>.json."""
+    return Path(folder) / f"fits_{name}.json"
+
+
+def fit_files(out_dir: str | Path, evals: list[str]) -> dict[str, Path]:
+    """The files `fit_results` writes into `out_dir`, by key: fits (validation loss), fixed_budget, and fits_<name>
+    per evaluation set."""
+    out_dir = Path(out_dir)
+    return {"fits": out_dir / "fits.json", "fixed_budget": out_dir / "fixed_budget.json",
+            **{f"fits_{name}": eval_fits_path(out_dir, name) for name in evals}}
+
+
 def fit_results(results: str | Path, out_dir: str | Path, evals: list[str], *, bootstrap: int, seed: int,
                 eval_starts: str = "small") -> int:
-    """Every fit file of a results table, into `out_dir`: fits.json (validation loss), fixed_budget.json and, per
+    """Every fit file of a results table (`fit_files`): fits.json (validation loss), fixed_budget.json and, per
     evaluation set `name`, fits_<name>.json (its column loss_<name>). A group with too few runs is marked, not an
     error, so a partial sweep fits what it can. `eval_starts`: the start grid of the evaluation-set fits ("small",
     243 starts, for time; "published" as the validation fit). Returns the first non-zero exit status, else 0."""
-    results, out_dir = str(results), Path(out_dir)
+    results, files = str(results), fit_files(out_dir, evals)
     common = ["--bootstrap", str(bootstrap), "--seed", str(seed), "--method", "both", "--insufficient", "mark"]
-    argvs = [["chinchilla", results, *common, "--json", str(out_dir / "fits.json")],
-             ["fixed-budget", results, "--insufficient", "mark", "--json", str(out_dir / "fixed_budget.json")]]
+    argvs = [["chinchilla", results, *common, "--json", str(files["fits"])],
+             ["fixed-budget", results, "--insufficient", "mark", "--json", str(files["fixed_budget"])]]
     argvs += [["chinchilla", results, "--loss-col", f"loss_{name}", *common, "--starts", eval_starts,
-               "--json", str(out_dir / f"fits_{name}.json")] for name in evals]
+               "--json", str(files[f"fits_{name}"])] for name in evals]
     for argv in argvs:
         rc = main(argv)
         if rc:

@@ -277,8 +277,10 @@ def resolve_inputs(source: str | Path, *, fits: str | Path | None = None, fixed_
     fb_path = Path(fixed_budget) if fixed_budget else folder / FIXED_BUDGET_NAME
     if fixed_budget or fb_path.is_file():
         inputs.fixed_budget, inputs.fixed_budget_path = load_fixed_budget(fb_path), fb_path
+    from fitting.cli import eval_fits_path
+
     for name in eval_sets(results):
-        path = fits_path.with_name(f"fits_{name}.json")
+        path = eval_fits_path(fits_path.parent, name)
         if path.is_file():
             inputs.eval_fits[name], inputs.eval_fits_paths[name] = load_fits(path), path
     for doc, path in ((inputs.fits, inputs.fits_path), (inputs.fixed_budget, inputs.fixed_budget_path),

@@ -393,7 +393,7 @@ def regenerate(study_dir: Path, out: Path, bootstrap: int, seed: int = 0) -> dic
     of the headline."""
     import pandas as pd
 
-    from fitting.cli import fit_results
+    from fitting.cli import fit_files, fit_results
     from reports.cli import main as reports_main
     from reports.inputs import eval_sets
 
@@ -402,8 +402,7 @@ def regenerate(study_dir: Path, out: Path, bootstrap: int, seed: int = 0) -> dic
         raise SystemExit(f"{study_dir}: no results.csv yet (a sitting writes it)")
     out.mkdir(parents=True, exist_ok=True)
     names = eval_sets(pd.read_csv(results, nrows=0))
-    paths = {"fits": out / "fits.json", **{f"fits_{n}": out / f"fits_{n}.json" for n in names},
-             "fixed_budget": out / "fixed_budget.json", "report": out / "report.pdf", "figures": out / "figures"}
+    paths = {**fit_files(out, names), "report": out / "report.pdf", "figures": out / "figures"}
     rc = fit_results(results, out, names, bootstrap=bootstrap, seed=seed, eval_starts="published")
     if rc:
         raise SystemExit(f"fitting exited {rc}")
