@@ -249,7 +249,8 @@ def cmd_plan(args) -> int:
     share = {r.run_id: 1.0 if st.to_run else 1.0 / len(r.training["lr_multipliers"])
              for r, st in zip(runs, states) if st.to_run or st.status == "awaiting-lr"}
     k = max(1, spec.executor.max_parallel)
-    left = max(sum(est[i].seconds * w for i, w in share.items()) / k, sum(est[i].gpu_seconds * w for i, w in share.items()))
+    left = max(sum(est[i].seconds * w for i, w in share.items()) / k,
+               sum(est[i].gpu_seconds * w for i, w in share.items()))
     print(f"{spec.name}: {done}/{len(runs)} runs done, {round(sum(share.values()))} to train, about {left / 60:.1f} "
           f"min of sittings left (the larger of the runs' wall time over {k} slots and their GPU time)")
     for rid in chosen:

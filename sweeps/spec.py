@@ -495,7 +495,8 @@ class SweepSpec:
         for key, tuning in sections:
             for i, s in enumerate(tuning):
                 if s not in self.seeds:
-                    raise SweepError("", f"{key}.lr_tuning_seeds[{i}]", f"{s} is not one of the sweep's seeds {self.seeds}")
+                    raise SweepError("", f"{key}.lr_tuning_seeds[{i}]",
+                                     f"{s} is not one of the sweep's seeds {self.seeds}")
             if len(set(tuning)) != len(tuning):
                 raise SweepError("", f"{key}.lr_tuning_seeds", f"has duplicates: {tuning}")
             if tuning and set(tuning) == set(self.seeds):
