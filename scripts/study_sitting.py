@@ -434,6 +434,11 @@ def headline(study_dir: Path) -> str:
     header, rows = tables.eval_set_rows(inputs)
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
+    why = [f"{name}, {arch}: {'; '.join(g['identifiability'])}" for name, view in tables.eval_set_views(inputs)
+           for arch in view.archs if (g := view.group_fit(arch)) and not tables.identified(g)
+           and g.get("identifiability")]
+    if why:
+        lines += ["", "Not identified, as the fits say why:", *(f"- {w}" for w in why)]
     meta, design = inputs.fits["meta"], inputs.fits.get("design") or {}
     lines.append("")
     lines.append(f"{meta['level']:.0%} intervals: {meta.get('resample_method', '-')}; {meta['n_runs']} runs "

@@ -195,6 +195,7 @@ def test_headline_block_is_written_from_the_fits(tmp_path):
     assert text.startswith(f"# s\n\n{sitting.HEADLINE_BEGIN}\n| evaluation set | exponent |") and "old" not in text
     assert text.endswith(f"{sitting.HEADLINE_END}\n\nafter\n")
     assert "| val | alpha | not identified |" in text  # the pilot identifies nothing, and the headline says so
+    assert "Not identified, as the fits say why:\n- val, dot: " in text  # and why, from the fit's own reasons
 
 
 @pytest.mark.parametrize("study", STUDIES, ids=[p.name for p in STUDIES])
