@@ -366,6 +366,17 @@ def cmd_unpack(args) -> int:
     allowed_top = {*TABLES, SITTING_LOG}
     n = 0
     with tarfile.open(args.tarball) as tar:
+        # A sitting appends to the log it was given, so its log continues this folder's unless it ran on a tree
+        # without this folder's latest sittings (launched before the one before it was unpacked here). Its tables
+        # and log would then replace what is here with less: refused before anything is extracted.
+        here_log = folder / SITTING_LOG
+        theirs = tar.extractfile(SITTING_LOG) if SITTING_LOG in tar.getnames() else None
+        if here_log.is_file() and theirs is not None and not theirs.read().startswith(here_log.read_bytes()):
+            raise SystemExit(
+                f"{args.tarball}: its {SITTING_LOG} does not continue {here_log}: that sitting ran on a tree "
+                f"without this folder's latest sittings, and its tables would replace theirs; nothing was "
+                f"extracted. Unpack each sitting before the next one starts; to keep this one's runs, extract its "
+                f"runs/ by hand and let the next sitting rewrite the tables.")
         for m in tar.getmembers():
             parts = Path(m.name).parts
             ok = m.isfile() and (

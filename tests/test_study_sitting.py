@@ -133,6 +133,13 @@ def test_pack_and_unpack_small_files_only(tmp_path, capsys):
     assert sitting.main(["unpack", str(study), str(other)]) == 0
     assert "WARNING: the last sitting ran other code" in capsys.readouterr().out
     assert json.loads((study / "runs" / runs[0].run_id / "result.json").read_text())["status"] == "done"
+    # a sitting that ran on a tree without the latest unpacked sitting: its log does not continue this one's
+    before = (study / "sittings.log").read_text()
+    (spec.sweep_dir / "sittings.log").write_text("# sitting T: an older tree\n")
+    stale = sitting._pack(spec, tmp_path / "out3", ["# sitting V: code 0123456789abcdef; test"])
+    with pytest.raises(SystemExit, match="does not continue"):
+        sitting.main(["unpack", str(study), str(stale)])
+    assert (study / "sittings.log").read_text() == before
     assert not (study / "runs" / runs[0].run_id / "checkpoint.pt").exists()
 
     evil = tmp_path / "evil.tar.gz"
