@@ -25,6 +25,9 @@ own per-run error. The rows the fit sees are chosen by sweeps.collect.mark_best_
   only the multiplier of lowest seed-0 loss at 36M tokens; seed 0's cells use their own best, seeds 1-2 the winner;
 - winner in every cell (an alternative, not the product's rule): as above, but seed 0's cells also use the winner;
 - per cell: every seed trains the axis, each (size, budget, seed) cell its own best (no lr_tuning_seeds).
+The `study as run` designs take the axes the study finally swept (0.125x added from its third size on) and the
+optimum its seed 0 measured (1x at the smallest size to about 0.2x at the largest), at 0.5% and at 2% noise per
+cell and per run (2%: the seed spread the study saw at its small sizes), tuned on seed 0.
 
 Per design: bias of alpha and delta alpha, their empirical SD against the design analysis (fitting.design at the
 true noise) and against the mean resampling SD, coverage of the 95% intervals, the rate of
@@ -71,6 +74,11 @@ STUDY_SIMPLICIAL_N = (2.054e5, 8.204e5, 1.845e6, 3.279e6, 7.582e6, 1.475e7, 3.25
 STUDY_BUDGETS = (4.014e6, 1.201e7, 3.601e7)
 STUDY_AXES = ((0.5, 1.0, 2.0),) + ((0.25, 0.5, 1.0),) * 5 + ((0.25, 0.5, 1.0, 2.0),)
 STUDY_LR_OPT = tuple(np.geomspace(0.97, 0.54, 7))
+# The study as it ran: its axes once 0.125x was added from `s` to `xxl`, and the optimum seed 0 measured at 36M
+# tokens (per size the geometric mean of the two architectures' winning multipliers; 0.21x at `xxl`, where dot's
+# loss was flat between 0.125x and 0.25x): the study README's lr tuning table.
+STUDY_RUN_AXES = ((0.5, 1.0, 2.0), (0.25, 0.5, 1.0)) + ((0.125, 0.25, 0.5, 1.0),) * 4 + ((0.125, 0.25, 0.5, 1.0, 2.0),)
+STUDY_RUN_LR_OPT = (1.0, 0.71, 0.35, 0.35, 0.25, 0.25, 0.21)
 LR_CURVATURE = 0.1  # loss x exp(LR_CURVATURE * ln(m / m_opt)^2)
 LR_SHORT = 0.1  # m_opt(D) = m_opt * (36M / D)^LR_SHORT: 1.25x at 4M tokens
 
@@ -88,6 +96,8 @@ class Design:
     simplicial_n: tuple | None = None  # the 2-simplicial N per size (default: SIMPLICIAL_N x the dot N)
     cell_sd: float = 0.007  # noise "cell"/"size": the shared error's SD, and the per-run one
     lr: str = "none"  # none | tuned on seed 0 | winner in every cell | per cell (the study's lr axis, docstring)
+    axes: tuple = STUDY_AXES  # with an lr axis: the multipliers per size, and the optimum per size at 36M tokens
+    lr_opt: tuple = STUDY_LR_OPT
 
     @property
     def shared(self) -> float:
@@ -119,6 +129,9 @@ def designs(scale: float = 1.0) -> list[Design]:
         *(Design(f"study, lr {lr}, {'null' if da == 0 else f'+{da:g}'}", STUDY_N, 3, "cell", da, r(n), **STUDY, lr=lr)
           for lr, da, n in (("tuned on seed 0", 0.0, 400), ("tuned on seed 0", 0.03, 100),
                             ("winner in every cell", 0.0, 400), ("per cell", 0.0, 200))),
+        *(Design(f"study as run, {sd:.1%} noise, lr tuned on seed 0, null", STUDY_N, 3, "cell", 0.0, r(n),
+                 **{**STUDY, "cell_sd": sd}, lr="tuned on seed 0", axes=STUDY_RUN_AXES, lr_opt=STUDY_RUN_LR_OPT)
+          for sd, n in ((0.005, 300), (0.02, 300))),
     ]
 
 
@@ -141,9 +154,9 @@ def simulate(d: Design, rng: np.random.Generator) -> pd.DataFrame:
                     c = common.setdefault((i, seed), rng.standard_normal())
                     u = d.cell_sd * (np.sqrt(CROSS_ARCH) * c + np.sqrt(1 - CROSS_ARCH) * rng.standard_normal())
                     e_sd = d.cell_sd
-                axis = STUDY_AXES[i] if d.lr != "none" else (1.0,)
+                axis = d.axes[i] if d.lr != "none" else (1.0,)
                 for D in d.budgets:
-                    opt = STUDY_LR_OPT[i] * (top / D) ** LR_SHORT if d.lr != "none" else 1.0
+                    opt = d.lr_opt[i] * (top / D) ** LR_SHORT if d.lr != "none" else 1.0
                     for m in axis:
                         loss = (predict_loss(p, N, D) * np.exp(LR_CURVATURE * np.log(m / opt) ** 2)
                                 * np.exp(u + e_sd * rng.standard_normal()))
