@@ -67,6 +67,23 @@ def _selected_on_every_seed(raw: pd.DataFrame) -> list[str]:
             f"(training.lr_tuning_seeds) and replicate the winner"]
 
 
+# Where the fitted rows come from an lr axis: what benchmarks/bench_calibration.py measured on the H100 study's grid
+# as it ran (factor-2 axes, an optimum moving 5x across the sizes; its "study as run, 0.5% noise" design)
+LR_AXIS_ALPHA = "bias -0.024, coverage 0.63 at a nominal 0.95; delta alpha's coverage 0.97"
+
+
+def _lr_axis_offsets(raw: pd.DataFrame) -> list[str]:
+    """A warning when the fitted rows are each cell's best lr on an axis: a discrete axis leaves each size off its
+    optimum by its own amount, which the fit reads as part of the N and D terms and no resampling of the noise
+    sees. An offset both architectures share cancels in their difference; each one's own exponents keep it."""
+    if not {"arch", "size", "lr"} <= set(raw.columns) or not (raw.groupby(["arch", "size"])["lr"].nunique() > 1).any():
+        return []
+    return [f"WARNING the fitted rows are each cell's best lr on an lr axis: each architecture's exponents include "
+            f"the axis's offsets from the optimum, size by size, and their intervals do not (on the H100 study's grid "
+            f"alpha: {LR_AXIS_ALPHA}; benchmarks/results/calibration-2026-12-07.md); read the exponents' difference, "
+            f"not each architecture's value"]
+
+
 def read_table(csv, *, params_col: str = "params", tokens_col: str | None = None, flops_col: str | None = None,
                loss_col: str = "loss", group_col: str | None = "arch", group_col_explicit: bool = False,
                best_lr_only: bool = True) -> RunTable:
@@ -111,7 +128,7 @@ def read_table(csv, *, params_col: str = "params", tokens_col: str | None = None
         if other.any():
             notes.append(f"excluded {int(other.sum())} run(s) that are not their cell's best learning rate "
                          f"(best_lr; --all-lr fits them too)")
-            notes += _selected_on_every_seed(raw)
+            notes += _selected_on_every_seed(raw) + _lr_axis_offsets(raw)
         raw = raw[~other]
     if raw.empty:
         raise FittingInputError(f"{source}: no runs to fit (after excluding runs whose status is not 'done')")

@@ -450,6 +450,9 @@ def headline(study_dir: Path) -> str:
            and g.get("identifiability")]
     if why:
         lines += ["", "Not identified, as the fits say why:", *(f"- {w}" for w in why)]
+    warned = [n.removeprefix("WARNING ") for n in inputs.fits.get("notes", []) if n.startswith("WARNING")]
+    if warned:
+        lines += ["", "Warnings of the fits (fits.json):", *(f"- {w}" for w in warned)]
     meta, design = inputs.fits["meta"], inputs.fits.get("design") or {}
     lines.append("")
     lines.append(f"{meta['level']:.0%} intervals: {meta.get('resample_method', '-')}; {meta['n_runs']} runs "

@@ -319,6 +319,9 @@ def test_fits_use_the_best_lr_by_default_and_all_with_all_lr(tmp_path):
     table.to_csv(csv, index=False)
     t = read_table(str(csv))
     assert len(t.df) == 12 and t.df["best_lr"].all() and any("best learning rate" in n for n in t.notes)
+    assert any(n.startswith("WARNING the fitted rows are each cell's best lr on an lr axis") for n in t.notes)
+    one_lr = table[table["lr_mult"] == 1.0]
+    assert not any("lr axis" in n for n in read_table(one_lr).notes)  # no axis, no offsets to warn of
     assert len(read_table(str(csv), best_lr_only=False).df) == 36
     rc = fitting_main(["fixed-budget", str(csv), "--json", str(tmp_path / "fb.json")])
     assert rc == 0
