@@ -218,7 +218,7 @@ def test_study_grid_lr_selection_rules_and_the_per_cell_warning():
     """The benchmark's study designs choose the fitted rows as the product does (sweeps.collect.mark_best_lr):
     tuned on seed 0, the replicate seeds fit only the winner; every seed choosing its own best per cell is the
     selection the calibration found at twice the nominal false-positive rate, and the fit says so in its notes."""
-    designs = {d.lr: d for d in bench.designs() if d.name.startswith("study") and d.delta_alpha == 0}
+    designs = {d.lr: d for d in bench.designs() if d.name.startswith("study, ") and d.delta_alpha == 0}
     tuned = bench.simulate(designs["tuned on seed 0"], np.random.default_rng(1))
     best = tuned[tuned["best_lr"]]
     assert len(best) == 2 * 7 * 3 * 3  # one row per (arch, size, budget, seed)
