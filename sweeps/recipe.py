@@ -41,9 +41,20 @@ from sweeps.spec import SweepError, SweepSpec, TrainingSpec
 RULES = ("none", "deepseek-llm")
 
 
+DEEPSEEK_LR = (0.3118, -0.1250)  # lr_opt = 0.3118 C^-0.1250
+DEEPSEEK_BATCH = (0.2920, 0.3271)  # B_opt = 0.2920 C^0.3271 tokens
+
+
 def deepseek_llm(compute: float) -> tuple[float, float]:
     """(peak lr, batch in tokens) of DeepSeek LLM's fits for compute C = M * D (arXiv 2401.02954, section 3.1)."""
-    return 0.3118 * compute ** -0.1250, 0.2920 * compute ** 0.3271
+    (a, p), (b, q) = DEEPSEEK_LR, DEEPSEEK_BATCH
+    return a * compute ** p, b * compute ** q
+
+
+def deepseek_llm_compute(lr: float) -> float:
+    """The compute at which `deepseek_llm` gives peak lr `lr` (its inverse in lr)."""
+    a, p = DEEPSEEK_LR
+    return (lr / a) ** (1.0 / p)
 
 
 def rule_compute(cfg: ModelConfig, tokens: float) -> float:
@@ -133,7 +144,7 @@ def check_rule_batch(spec: SweepSpec, runs: list) -> list[str]:
         if ((r.arch, r.size) in seen or tr.scaling_rule == "none" or "lr" in given or "batch_tokens" not in given
                 or len(tr.lr_multipliers) > 1):
             continue
-        compute = (r.training["lr"] / r.lr_mult / 0.3118) ** -8.0  # inverts deepseek_llm's lr: the cell's compute
+        compute = deepseek_llm_compute(r.training["lr"] / r.lr_mult)  # the cell's compute, from its rule lr
         batch, rule_batch = r.training["batch_tokens"], deepseek_llm(compute)[1]
         if max(batch / rule_batch, rule_batch / batch) > RULE_BATCH_RATIO:
             seen.add((r.arch, r.size))
