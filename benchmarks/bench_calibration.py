@@ -58,6 +58,8 @@ from scipy.stats import beta as beta_dist  # noqa: E402
 
 from fitting import design as fdesign  # noqa: E402
 from fitting.chinchilla import predict_loss  # noqa: E402
+from fitting.data import read_table  # noqa: E402
+from fitting.fixed_budget import fit_power_law, fixed_budget, slope_difference  # noqa: E402
 from fitting.pipeline import fit_groups  # noqa: E402
 
 TRUE = dict(fdesign.PLAUSIBLE)
@@ -195,7 +197,37 @@ def one_replicate(args) -> dict:
            "dropped": sum((f.get("bootstrap") or {}).get("n", 0) - (f.get("bootstrap") or {}).get("n_converged", 0)
                           for f in (fd, fs)),
            "n_resamples": sum((f.get("bootstrap") or {}).get("n", 0) for f in (fd, fs)),
-           "design_sd_delta": doc["design"].get("sd_delta_alpha")}
+           "design_sd_delta": doc["design"].get("sd_delta_alpha"), "slopes": local_slopes(df, d)}
+    return out
+
+
+SLOPE_FORMS = (("fixed_tokens", "tokens", "L(N) at each budget"), ("fixed_params", "params", "L(D) at each size"))
+
+
+def local_slopes(df: pd.DataFrame, d: Design) -> dict:
+    """The report's local slopes (fitting.fixed_budget on the rows the fits use, as `python -m fitting
+    fixed-budget`) with their truth: the same log-linear slope of the noise-free law at the same N and D. Per form,
+    one entry per slice (budget, or size by rank), each: per-arch (estimate, interval, truth) and the difference's."""
+    fb = fixed_budget(read_table(df).df)
+    laws = {"dot": TRUE, "simplicial": dict(TRUE, alpha=TRUE["alpha"] + d.delta_alpha)}
+    budgets = np.asarray(d.budgets, dtype=float)
+    out = {}
+    for form, key, _ in SLOPE_FORMS:
+        slices = []
+        for j in range(len(budgets) if form == "fixed_tokens" else len(d.sizes)):
+            e = {}
+            for arch in ("dot", "simplicial"):
+                r = sorted(fb[form][arch], key=lambda r: r[key])[j]
+                N = d.n_of(arch) if form == "fixed_tokens" else np.full(len(budgets), d.n_of(arch)[j])
+                D = np.full(len(N), budgets[j]) if form == "fixed_tokens" else budgets
+                x = N if form == "fixed_tokens" else D
+                true = fit_power_law(x, predict_loss(laws[arch], N, D))["loglinear"]["alpha"]
+                ll = r["loglinear"] or {}
+                e[arch] = (ll.get("alpha"), ll.get("ci"), true)
+            diff, ci = slope_difference(e["dot"][0], e["dot"][1], e["simplicial"][0], e["simplicial"][1])
+            e["diff"] = (diff, ci, e["simplicial"][2] - e["dot"][2])
+            slices.append(e)
+        out[form] = slices
     return out
 
 
@@ -256,8 +288,31 @@ def summarise(d: Design, res: list[dict]) -> dict:
         "cov_alpha": (covered("alpha_ci", TRUE["alpha"]), n), "cov_da": (covered("diff_ci", d.delta_alpha), n),
         "decided": (decided, n), "larger": (larger, n), "not_identified": (not_id, n),
         "dropped": (sum(r["dropped"] for r in res), sum(r["n_resamples"] for r in res)),
-        "resample": d.resample,
+        "resample": d.resample, "slopes": summarise_slopes(res),
     }
+
+
+def summarise_slopes(res: list[dict]) -> dict:
+    """Per form: coverage of each architecture's local slope and of their difference, pooled over slices and
+    replicates (slices of one replicate share its noise, so the pooled rate's interval is optimistic), the worst
+    slice's coverage, the mean error of the difference, and how often the difference's interval excludes 0."""
+    out = {}
+    for form, _, _ in SLOPE_FORMS:
+        n_slices = len(res[0]["slopes"][form])
+        inside = lambda v: v[1] is not None and v[1][0] <= v[2] <= v[1][1]  # noqa: E731
+        per_slice_arch = [[inside(r["slopes"][form][j][a]) for r in res for a in ("dot", "simplicial")]
+                          for j in range(n_slices)]
+        per_slice_diff = [[inside(r["slopes"][form][j]["diff"]) for r in res] for j in range(n_slices)]
+        diffs = [r["slopes"][form][j]["diff"] for r in res for j in range(n_slices)]
+        out[form] = {
+            "cov_slope": (sum(map(sum, per_slice_arch)), sum(map(len, per_slice_arch))),
+            "cov_diff": (sum(map(sum, per_slice_diff)), sum(map(len, per_slice_diff))),
+            "worst_cov_diff": min(float(np.mean(v)) for v in per_slice_diff),
+            "bias_diff": float(np.mean([v[0] - v[2] for v in diffs if v[0] is not None])),
+            "excludes_0": (sum(v[1] is not None and not v[1][0] <= 0 <= v[1][1] for v in diffs), len(diffs)),
+            "true_diff": (min(v[2] for v in diffs), max(v[2] for v in diffs)),
+        }
+    return out
 
 
 def table(rows: list[dict]) -> str:
@@ -274,6 +329,20 @@ def table(rows: list[dict]) -> str:
             rate(*r["cov_alpha"]), rate(*r["cov_da"]),
             f"{kind} {rate(*(r['decided'] if kind == 'FPR' else r['larger']))}", rate(*r["not_identified"]),
             f"{r['dropped'][0]}/{r['dropped'][1]}"]) + " |")
+    return "\n".join(out)
+
+
+def slope_table(rows: list[dict]) -> str:
+    head = ["design", "form", "coverage of each local slope", "coverage of the difference (worst slice)",
+            "true difference (range over slices)", "bias of the difference", "difference's interval excludes 0"]
+    out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        for form, _, label in SLOPE_FORMS:
+            s = r["slopes"][form]
+            out.append("| " + " | ".join([
+                r["design"], label, rate(*s["cov_slope"]), f"{rate(*s['cov_diff'])} ({s['worst_cov_diff']:.2f})",
+                f"{s['true_diff'][0]:+.4f} to {s['true_diff'][1]:+.4f}", f"{s['bias_diff']:+.4f}",
+                rate(*s["excludes_0"])]) + " |")
     return "\n".join(out)
 
 
@@ -337,16 +406,21 @@ def main(argv=None) -> int:
             "of the 95% interval / 1.96. FPR = share of 'larger' or 'smaller' verdicts under a null; power = share of "
             "'larger' verdicts; 'not identified' verdicts are neither. Coverage counts every replicate, identified or "
             "not. Resamples per fit: Monte-Carlo error of a 95% percentile end from 100 resamples is about 0.25 SD "
-            "of the estimate, which moves coverage by about 1 point."]
+            "of the estimate, which moves coverage by about 1 point.",
+            "Local slopes (second table): the log-linear slopes the report prints beside the fit (fitting.fixed_budget, "
+            "the form of Roy et al. 2025's Table 3) and the difference's interval (fitting.fixed_budget."
+            "slope_difference); truth = the same slope of the noise-free law at the same points, without the lr "
+            "axis's offsets. Rates pool slices and replicates, so their intervals are optimistic."]
 
     def write(rows, final=False):
         if args.out:
             status = [f"Wall time {time.perf_counter() - t0:.0f} s" + ("" if final else
                       f" (partial: {len(rows)} of {len(ds)} designs)")]
-            Path(args.out).write_text("\n".join(head) + "\n" + table(rows) + "\n" + "\n".join(foot + status) + "\n")
+            Path(args.out).write_text("\n".join(head) + "\n" + table(rows) + "\n\n" + slope_table(rows) + "\n"
+                                      + "\n".join(foot + status) + "\n")
 
     rows = run(ds, n_boot, args.jobs, log=lambda s: print(s, flush=True), each=write)
-    print(table(rows) + "\n".join(foot))
+    print(table(rows) + "\n\n" + slope_table(rows) + "\n".join(foot))
     write(rows, final=True)
     if args.out:
         print(f"wrote {args.out}")

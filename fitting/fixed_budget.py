@@ -12,6 +12,8 @@ whole numbers of batches, so "the same D" can differ slightly between model size
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 from scipy.optimize import minimize_scalar
@@ -68,6 +70,20 @@ def slope_ci(lx: np.ndarray, y: np.ndarray, slope: float, level: float = 0.95):
     se = float(np.sqrt((resid @ resid) / (n - 2) / sxx))
     q = float(t.ppf((1 + level) / 2, n - 2))
     return [float(slope - q * se), float(slope + q * se)]
+
+
+def slope_difference(s0, ci0, s1, ci1):
+    """(s1 - s0, its interval or None) for two local slopes of different runs (two architectures' sizes or budgets):
+    the half-widths add in quadrature, as for independent estimates. Runs of one seed share their batches across
+    architectures, which correlates the slopes positively and makes this interval wider than it needs to be; its
+    coverage on the H100 study's grid is measured in benchmarks/results/calibration-2026-12-07.md."""
+    if s0 is None or s1 is None:
+        return None, None
+    d = float(s1 - s0)
+    if not (ci0 and ci1):
+        return d, None
+    hw = math.hypot((ci0[1] - ci0[0]) / 2, (ci1[1] - ci1[0]) / 2)
+    return d, [d - hw, d + hw]
 
 
 def fit_power_law(x, L) -> dict:

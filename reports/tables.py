@@ -11,6 +11,7 @@ import math
 import numpy as np
 import pandas as pd
 
+from fitting.fixed_budget import slope_difference
 from reports.inputs import NOT_ENOUGH_RUNS, ReportInputs
 
 EXPONENTS = ("alpha", "beta", "a")
@@ -359,15 +360,13 @@ def fixed_budget_rows(inputs: ReportInputs, which: str) -> tuple[list[str], list
             slopes[a], cis[a] = ll.get("alpha"), ll.get("ci")
             row.append(fmt_ci(slopes[a], cis[a]) if a in entry else "-")
         if len(archs) == 2:
-            s0, s1 = slopes[archs[0]], slopes[archs[1]]
-            c0, c1 = cis[archs[0]], cis[archs[1]]
-            if s0 is None or s1 is None:
+            diff, ci = slope_difference(slopes[archs[0]], cis[archs[0]], slopes[archs[1]], cis[archs[1]])
+            if diff is None:
                 row.append("-")
-            elif c0 and c1:  # independent runs at different sizes: the half-widths add in quadrature
-                hw = math.hypot((c0[1] - c0[0]) / 2, (c1[1] - c1[0]) / 2)
-                row.append(f"{s1 - s0:+.3f} [{s1 - s0 - hw:+.3f}, {s1 - s0 + hw:+.3f}]")
+            elif ci:
+                row.append(f"{diff:+.3f} [{ci[0]:+.3f}, {ci[1]:+.3f}]")
             else:
-                row.append(f"{s1 - s0:+.3f}")
+                row.append(f"{diff:+.3f}")
         for a in archs:
             ll = (entry.get(a) or {}).get("loglinear") or {}
             row.append(fmt(ll.get("r2"), "r2") if a in entry else "-")

@@ -230,3 +230,28 @@ def test_study_grid_lr_selection_rules_and_the_per_cell_warning():
     for table, warned in ((tuned, False), (per_cell, True)):
         doc = fit_groups(table, method="approach3", n_boot=0, starts="small")
         assert any("chose each cell's best learning rate" in n for n in doc["notes"]) is warned
+
+
+def test_local_slope_difference_interval_covers_on_the_study_grid():
+    """The local slopes the report prints beside the fit (fitting.fixed_budget) and their difference's interval
+    (half-widths in quadrature) cover the noise-free law's own slope on the H100 study's grid as it ran, with its lr
+    axis: the benchmark's "Local slopes" table at a few replicates."""
+    from fitting.fixed_budget import slope_difference
+
+    diff, ci = slope_difference(0.1, [0.0, 0.2], 0.3, [0.2, 0.4])
+    assert diff == pytest.approx(0.2) and ci == pytest.approx([0.2 - 0.1 * 2 ** 0.5, 0.2 + 0.1 * 2 ** 0.5])
+    assert slope_difference(0.1, None, 0.3, [0.2, 0.4]) == (pytest.approx(0.2), None)
+    assert slope_difference(None, None, 0.3, [0.2, 0.4]) == (None, None)
+    d = next(d for d in bench.designs() if d.name.startswith("study as run, 0.5%"))
+    inside = total = 0
+    for rep in range(8):
+        slopes = bench.local_slopes(bench.simulate(d, np.random.default_rng(rep)), d)
+        assert len(slopes["fixed_tokens"]) == 3 and len(slopes["fixed_params"]) == 7
+        for form in slopes.values():
+            for s in form:
+                est, ci, true = s["diff"]
+                assert est == pytest.approx(s["simplicial"][0] - s["dot"][0])
+                assert abs(true) < 0.002  # no difference in alpha: the slopes differ only by the 4% in N
+                inside += ci[0] <= true <= ci[1]
+                total += 1
+    assert inside >= 0.9 * total, (inside, total)
