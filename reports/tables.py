@@ -11,7 +11,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from fitting.fixed_budget import slope_difference
+from fitting.fixed_budget import cluster, slope_difference
 from reports.inputs import NOT_ENOUGH_RUNS, ReportInputs
 
 EXPONENTS = ("alpha", "beta", "a")
@@ -324,11 +324,18 @@ def fixed_budget_rows(inputs: ReportInputs, which: str) -> tuple[list[str], list
     archs = [a for a in inputs.archs if a in fb]
     key = "tokens" if which == "fixed_tokens" else "params"
     sym = "D" if which == "fixed_tokens" else "N"
+    # One row per budget: each architecture's mean D of a budget differs slightly (whole numbers of batches), so
+    # budgets within fitting's own tolerance are one row, as within an architecture.
+    found = [(a, r) for a in archs for r in fb[a] if isinstance(r, dict) and isinstance(r.get(key), (int, float))]
+    labels = cluster([r[key] for _, r in found]) if found else []
     budgets: dict[float, dict] = {}
-    for arch in archs:
-        for r in fb[arch]:
-            if isinstance(r, dict) and isinstance(r.get(key), (int, float)):
-                budgets.setdefault(float(r[key]), {})[arch] = r
+    for lab in sorted(set(labels)):
+        members = [(a, r) for (a, r), k in zip(found, labels) if k == lab]
+        if len({a for a, _ in members}) < len(members):  # chained through another arch's budget: keep them apart
+            for a, r in members:
+                budgets.setdefault(float(r[key]), {})[a] = r
+            continue
+        budgets[float(np.exp(np.mean([np.log(r[key]) for _, r in members])))] = dict(members)
     header = [sym] + [f"{a}: pts" for a in archs] + [f"{a}: local slope [CI]" for a in archs]
     if len(archs) == 2:
         header.append("difference")

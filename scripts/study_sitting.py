@@ -462,6 +462,18 @@ def headline(study_dir: Path) -> str:
                      f"detects a difference in alpha of {design['min_detectable_delta_alpha']:.3g} with 80% power "
                      f"(SD of the difference {design['sd_delta_alpha']:.3g}; fitting.design, parameters: "
                      f"{design.get('params_source', '-')}).")
+    header, rows = tables.fixed_budget_rows(inputs, "fixed_tokens")
+    keep = [i for i, h in enumerate(header) if h == "D" or h.endswith("local slope [CI]") or h == "difference"]
+    if rows and len(keep) > 1:
+        lines += ["", "Local slopes of the validation loss in N at each token budget (fixed_budget.json; the form of "
+                  "Roy et al. 2025's Table 3): the slope of log L on log N over this grid's sizes, with t intervals "
+                  "(their calibration: benchmarks/results/calibration-2026-12-07.md, \"Local slopes\"). Not alpha: "
+                  "at fixed D it is alpha A N^-alpha / L, which can move opposite to alpha, so a difference says "
+                  "which loss falls faster with N on this grid, not the sign of delta alpha.", "",
+                  "| " + " | ".join(header[i].replace(": local slope [CI]", "") if header[i] != "difference" else
+                                    " - ".join(reversed(inputs.archs[:2])) for i in keep) + " |",
+                  "|" + "---|" * len(keep)]
+        lines += ["| " + " | ".join(row[i] for i in keep) + " |" for row in rows]
     return "\n".join(lines)
 
 

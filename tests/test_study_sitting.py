@@ -203,6 +203,13 @@ def test_headline_block_is_written_from_the_fits(tmp_path):
     assert text.endswith(f"{sitting.HEADLINE_END}\n\nafter\n")
     assert "| val | alpha | not identified |" in text  # the pilot identifies nothing, and the headline says so
     assert "Not identified, as the fits say why:\n- val, dot: " in text  # and why, from the fit's own reasons
+    # the local slopes at each budget, from fixed_budget.json, each with its interval and their difference's
+    slopes = text.split("| D | dot | simplicial | simplicial - dot |\n|---|---|---|---|\n", 1)[1]
+    slopes = slopes.split(sitting.HEADLINE_END)[0].strip().splitlines()
+    assert len(slopes) >= 3 and all(ln.startswith("| ") and ln.count(" | ") == 3 for ln in slopes), slopes
+    # one row per budget, both architectures on it (the pilot's budgets differ by a few batches between them)
+    assert len(slopes) == 3 and not any(ln.endswith(" - |") for ln in slopes), slopes
+    assert any("[" in ln for ln in slopes), slopes
 
 
 @pytest.mark.parametrize("study", STUDIES, ids=[p.name for p in STUDIES])
