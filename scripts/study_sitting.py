@@ -16,7 +16,9 @@ collects `results.csv`, and packs the small files of every finished run (config.
 never checkpoints) with the tables into `DIR/<name>-sitting.tar.gz`. `unpack` puts them into the study folder here;
 committing them makes the next sitting skip those runs. A run that a sitting could not finish is not packed and
 starts from scratch next time (its checkpoint and its ladder's trunk live only on the machine that is given back),
-which is why the plan takes only what its estimates fit and every ladder of a study must fit one sitting.
+which is why the plan takes only what its estimates fit and every ladder of a study must fit one sitting. Those
+estimates run long, so when a sitting ends early `run` starts another with the time left (`refill`), until less
+than a minute of `--seconds` is left or nothing more fits; the tarball then holds every sitting of the command.
 
 Refusals, before any compute: a committed run folder whose id the sweep no longer produces (the code, the sweep or
 the corpus changed what a run is: the data fingerprint is part of every run id; finish the study with the code and
@@ -219,7 +221,9 @@ def code_fingerprint(root: Path = REPO) -> str:
     return digest.hexdigest()[:16]
 
 
-def _plan_or_refuse(study: Path, seconds: float, assumed: dict = ASSUMED):
+def _plan_or_refuse(study: Path, seconds: float, assumed: dict = ASSUMED, refuse: bool = True):
+    """The plan of a sitting of `seconds`, after the refusals (module docstring). ``refuse=False`` (a refill):
+    pending units longer than `seconds` are not an error, the plan is then empty."""
     from sweeps.state import run_states
 
     spec, runs = _load(study)
@@ -232,7 +236,7 @@ def _plan_or_refuse(study: Path, seconds: float, assumed: dict = ASSUMED):
                          f"again.")
     states = run_states(runs, spec.sweep_dir, query_scheduler=False)
     chosen, makespan, too_long = plan(spec, runs, states, seconds, assumed)
-    if too_long and not chosen:
+    if too_long and not chosen and refuse:
         raise SystemExit(f"{study}: pending run(s) cannot finish in one sitting:\n  " + "\n  ".join(too_long))
     warnings = [f"warning: not in this sitting, expected longer than a whole sitting (a longer --seconds, or a "
                 f"design whose ladders are shorter): {t}" for t in too_long]
@@ -269,7 +273,10 @@ def _pack(spec, out_dir: Path, log_lines: list[str]) -> Path:
         f.write("\n".join(log_lines) + "\n")
     out_dir.mkdir(parents=True, exist_ok=True)
     tar_path = out_dir / f"{spec.name}-sitting.tar.gz"
-    with tarfile.open(tar_path, "w:gz") as tar:
+    from simplicial.checkpoint import atomic_path
+
+    # atomic: a refill sitting repacks over the last tarball, which must stand if this one is cut off
+    with atomic_path(tar_path) as tmp, tarfile.open(tmp, "w:gz") as tar:
         for name in (*TABLES, SITTING_LOG):
             if (folder / name).is_file():
                 tar.add(folder / name, arcname=name)
@@ -300,23 +307,53 @@ def preflight(runs) -> list[str]:
     return lines
 
 
+# A refill sitting starts only with this much of --seconds left: less holds no ladder the study has measured.
+MIN_REFILL_S = 60.0
+
+
 def cmd_run(args) -> int:
-    spec, runs, states, chosen, makespan, done, warnings = _plan_or_refuse(args.study, args.seconds)
+    return refill(args.seconds, lambda left, refuse: _sitting(args, left, refuse))
+
+
+def refill(seconds: float, sitting, clock=time.time) -> int:
+    """Sittings back to back until `seconds` of training are spent, counted from the first one's launch: the plan's
+    estimates run long (the H100 study's sittings ended at 0.5-0.9 of them), so when one ends early the next plans
+    what fits in the time left. ``sitting(seconds_left, refuse)`` is one sitting (`_sitting`); the first refuses
+    a study in which nothing fits, a refill then just ends. Each sitting appends its block to sittings.log and
+    repacks the tarball, so the last tarball holds them all. Stops at a sitting that fails or launches nothing."""
+    start, first = None, True
+    while True:
+        left = seconds if start is None else seconds - (clock() - start)
+        if not first and left < MIN_REFILL_S:
+            return 0
+        t0, rc, launched = sitting(left, first)
+        start = t0 if start is None else start
+        if rc or not launched:
+            return rc
+        first = False
+
+
+def _sitting(args, seconds: float, refuse: bool) -> tuple[float, int, int]:
+    """One sitting of `seconds` (plan, caches, launch, hard stop, collect, pack): (the time its launch started,
+    exit code, runs launched)."""
+    spec, runs, states, chosen, makespan, done, warnings = _plan_or_refuse(args.study, seconds, refuse=refuse)
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     log = [f"# sitting {stamp}: code {code_fingerprint()}; {done}/{len(runs)} done before; launching "
-           f"{len(chosen)} run(s), expected {makespan:.0f} s of {args.seconds:.0f} s"]
+           f"{len(chosen)} run(s), expected {makespan:.0f} s of {seconds:.0f} s"]
     print(log[0], flush=True)
     log += warnings
+    if not chosen and not refuse:  # a refill with nothing that fits: the last tarball stands
+        return time.time(), 0, 0
     if chosen:
         log += preflight(runs)
         print("\n".join(log[-len(runs[0].evals) - 2:]), flush=True)
     rc = 0
+    t0 = time.time()
     if chosen:
         cmd = [sys.executable, str(REPO / "launch.py"), "run", str(args.study)]
         for rid in chosen:
             cmd += ["--only", rid]
-        hard = args.seconds + args.grace
-        t0 = time.time()
+        hard = seconds + args.grace
         # The launcher's output streams through. It and its runs (submitit's local jobs stay in its process group)
         # are stopped together at the hard limit, SIGTERM then SIGKILL (a local job may bypass SIGTERM), so nothing
         # keeps writing into the run folders while they are packed.
@@ -353,7 +390,7 @@ def cmd_run(args) -> int:
     print("\n".join(log[log.index(launched) + 1:] if chosen else log[1:]), flush=True)
     tar = _pack(spec, Path(args.out or os.environ.get("OUT") or "."), log)
     print(f"packed {tar}")
-    return 0 if rc == 0 else 1
+    return t0, (0 if rc == 0 else 1), len(chosen)
 
 
 def cmd_unpack(args) -> int:

@@ -333,3 +333,28 @@ def test_a_sitting_runs_what_fits_and_names_what_never_will(tmp_path, capsys):
             _finish(r, 1e5, 5.0)
     with pytest.raises(SystemExit, match="cannot finish in one sitting"):
         sitting._plan_or_refuse(path, 5.07, FLAT)
+    # a refill sitting (the time left after an earlier one) plans nothing instead
+    assert sitting._plan_or_refuse(path, 5.07, FLAT, refuse=False)[3] == []
+
+
+def test_sittings_refill_the_time_left():
+    """`run` plans again with the time left when a sitting ends early (the estimates run long), counting from the
+    first launch, until less than MIN_REFILL_S is left, a sitting launches nothing, or one fails."""
+    def fake(outcomes, share=0.6):
+        now, calls = [1000.0], []
+
+        def one(left, refuse):
+            calls.append((round(left, 6), refuse))
+            t0 = now[0] + 20.0  # plan and caches before the launch
+            now[0] = t0 + share * left + 15.0  # ends early, then collects and packs
+            return (t0, *outcomes[len(calls) - 1])
+        return one, calls, lambda: now[0]
+
+    one, calls, clock = fake([(0, 9), (0, 3), (0, 1), (0, 1)])
+    assert sitting.refill(500.0, one, clock) == 0
+    # 500; then 500 - (300 + 15) = 185; then 185 - (111 + 15 + 20) = 39 < MIN_REFILL_S: stop
+    assert calls == [(500.0, True), (185.0, False)]
+    one, calls, clock = fake([(0, 9), (0, 0)], share=0.1)
+    assert sitting.refill(500.0, one, clock) == 0 and len(calls) == 2  # the refill found nothing to run
+    one, calls, clock = fake([(1, 9)], share=0.1)
+    assert sitting.refill(500.0, one, clock) == 1 and len(calls) == 1  # a failed sitting is not refilled
