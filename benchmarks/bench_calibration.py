@@ -27,7 +27,9 @@ own per-run error. The rows the fit sees are chosen by sweeps.collect.mark_best_
 - per cell: every seed trains the axis, each (size, budget, seed) cell its own best (no lr_tuning_seeds).
 The `study as run` designs take the axes the study finally swept (0.125x added from its third size on) and the
 optimum its seed 0 measured (1x at the smallest size to about 0.2x at the largest), at 0.5% and at 2% noise per
-cell and per run (2%: the seed spread the study saw at its small sizes), tuned on seed 0.
+cell and per run (2%: the seed spread the study saw at its small sizes), tuned on seed 0. The `each arch's optimum`
+designs give each architecture the optimum its own seed-0 axis measured (STUDY_RUN_LR_OPT_DOT / _SIMPLICIAL), so the
+axis's offsets differ between them and need not cancel in delta alpha.
 
 Per design: bias of alpha and delta alpha, their empirical SD against the design analysis (fitting.design at the
 true noise) and against the mean resampling SD, coverage of the 95% intervals, the rate of
@@ -81,6 +83,12 @@ STUDY_LR_OPT = tuple(np.geomspace(0.97, 0.54, 7))
 # loss was flat between 0.125x and 0.25x): the study README's lr tuning table.
 STUDY_RUN_AXES = ((0.5, 1.0, 2.0), (0.25, 0.5, 1.0)) + ((0.125, 0.25, 0.5, 1.0),) * 4 + ((0.125, 0.25, 0.5, 1.0, 2.0),)
 STUDY_RUN_LR_OPT = (1.0, 0.71, 0.35, 0.35, 0.25, 0.25, 0.21)
+# Each architecture's own optimum, as seed 0 measured it at 36M tokens: the vertex of a parabola in ln(m) through the
+# best multiplier and its two neighbours (studies/dot-vs-simplicial-h100/results.csv); where the best is at an end
+# of the axis measured so far (dot `xs`, dot `xl`), from the two best points at LR_CURVATURE. The two differ by up
+# to 1.5x (`xs`), so the axis leaves each architecture off its optimum by a different amount.
+STUDY_RUN_LR_OPT_DOT = (0.79, 0.73, 0.31, 0.28, 0.28, 0.24, 0.18)
+STUDY_RUN_LR_OPT_SIMPLICIAL = (0.96, 0.50, 0.36, 0.36, 0.32, 0.22, 0.20)
 LR_CURVATURE = 0.1  # loss x exp(LR_CURVATURE * ln(m / m_opt)^2)
 LR_SHORT = 0.1  # m_opt(D) = m_opt * (36M / D)^LR_SHORT: 1.25x at 4M tokens
 
@@ -100,10 +108,14 @@ class Design:
     lr: str = "none"  # none | tuned on seed 0 | winner in every cell | per cell (the study's lr axis, docstring)
     axes: tuple = STUDY_AXES  # with an lr axis: the multipliers per size, and the optimum per size at 36M tokens
     lr_opt: tuple = STUDY_LR_OPT
+    lr_opt_simplicial: tuple | None = None  # the 2-simplicial model's own optimum per size (default: lr_opt)
 
     @property
     def shared(self) -> float:
         return 0.0 if self.noise == "iid" else 0.5
+
+    def opt_of(self, arch: str) -> tuple:
+        return self.lr_opt_simplicial if arch == "simplicial" and self.lr_opt_simplicial else self.lr_opt
 
     def n_of(self, arch: str) -> np.ndarray:
         if arch == "dot":
@@ -134,6 +146,10 @@ def designs(scale: float = 1.0) -> list[Design]:
         *(Design(f"study as run, {sd:.1%} noise, lr tuned on seed 0, null", STUDY_N, 3, "cell", 0.0, r(n),
                  **{**STUDY, "cell_sd": sd}, lr="tuned on seed 0", axes=STUDY_RUN_AXES, lr_opt=STUDY_RUN_LR_OPT)
           for sd, n in ((0.005, 300), (0.02, 300))),
+        *(Design(f"study as run, {sd:.1%} noise, each arch's optimum, null", STUDY_N, 3, "cell", 0.0, r(n),
+                 **{**STUDY, "cell_sd": sd}, lr="tuned on seed 0", axes=STUDY_RUN_AXES, lr_opt=STUDY_RUN_LR_OPT_DOT,
+                 lr_opt_simplicial=STUDY_RUN_LR_OPT_SIMPLICIAL)
+          for sd, n in ((0.005, 300), (0.02, 300))),
     ]
 
 
@@ -158,7 +174,7 @@ def simulate(d: Design, rng: np.random.Generator) -> pd.DataFrame:
                     e_sd = d.cell_sd
                 axis = d.axes[i] if d.lr != "none" else (1.0,)
                 for D in d.budgets:
-                    opt = d.lr_opt[i] * (top / D) ** LR_SHORT if d.lr != "none" else 1.0
+                    opt = d.opt_of(arch)[i] * (top / D) ** LR_SHORT if d.lr != "none" else 1.0
                     for m in axis:
                         loss = (predict_loss(p, N, D) * np.exp(LR_CURVATURE * np.log(m / opt) ** 2)
                                 * np.exp(u + e_sd * rng.standard_normal()))

@@ -320,6 +320,13 @@ def test_fits_use_the_best_lr_by_default_and_all_with_all_lr(tmp_path):
     t = read_table(str(csv))
     assert len(t.df) == 12 and t.df["best_lr"].all() and any("best learning rate" in n for n in t.notes)
     assert any(n.startswith("WARNING the fitted rows are each cell's best lr on an lr axis") for n in t.notes)
+    # simplicial s2's best lr is 2x, dot's 1x: their offsets differ there and reach the exponents' difference
+    assert [n for n in t.notes if "best lr differ" in n] == [n for n in t.notes if "best lr differ at size(s) s2:" in n]
+    assert any("best lr differ at size(s) s2:" in n for n in t.notes)
+    agree = table.assign(best_lr=table["best_lr"] & (table["arch"] + table["size"] != "simplicials2")
+                         | (table["arch"] + table["size"] + table["lr_mult"].astype(str) == "simplicials21.0"))
+    notes = read_table(agree).notes
+    assert any("on an lr axis" in n for n in notes) and not any("best lr differ" in n for n in notes)
     one_lr = table[table["lr_mult"] == 1.0]
     assert not any("lr axis" in n for n in read_table(one_lr).notes)  # no axis, no offsets to warn of
     assert len(read_table(str(csv), best_lr_only=False).df) == 36
