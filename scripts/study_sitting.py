@@ -312,30 +312,32 @@ MIN_REFILL_S = 60.0
 
 
 def cmd_run(args) -> int:
-    return refill(args.seconds, lambda left, refuse: _sitting(args, left, refuse))
+    return refill(args.seconds, lambda left, deadline: _sitting(args, left, deadline))
 
 
 def refill(seconds: float, sitting, clock=time.time) -> int:
     """Sittings back to back until `seconds` of training are spent, counted from the first one's launch: the plan's
     estimates run long (the H100 study's sittings ended at 0.5-0.9 of them), so when one ends early the next plans
-    what fits in the time left. ``sitting(seconds_left, refuse)`` is one sitting (`_sitting`); the first refuses
-    a study in which nothing fits, a refill then just ends. Each sitting appends its block to sittings.log and
-    repacks the tarball, so the last tarball holds them all. Stops at a sitting that fails or launches nothing."""
-    start, first = None, True
+    what fits in the time left. ``sitting(seconds_left, deadline)`` is one sitting (`_sitting`): the first has no
+    deadline (its --seconds start at its launch, after its caches are built) and refuses a study in which nothing
+    fits; a refill is stopped at that first launch + `seconds` (+ the grace) whatever its own set-up took, and one
+    with nothing that fits just ends. Each sitting appends its block to sittings.log and repacks the tarball, so the
+    last tarball holds them all. Stops at a sitting that fails or launches nothing."""
+    deadline = None
     while True:
-        left = seconds if start is None else seconds - (clock() - start)
-        if not first and left < MIN_REFILL_S:
+        left = seconds if deadline is None else deadline - clock()
+        if deadline is not None and left < MIN_REFILL_S:
             return 0
-        t0, rc, launched = sitting(left, first)
-        start = t0 if start is None else start
+        t0, rc, launched = sitting(left, deadline)
+        deadline = t0 + seconds if deadline is None else deadline
         if rc or not launched:
             return rc
-        first = False
 
 
-def _sitting(args, seconds: float, refuse: bool) -> tuple[float, int, int]:
-    """One sitting of `seconds` (plan, caches, launch, hard stop, collect, pack): (the time its launch started,
-    exit code, runs launched)."""
+def _sitting(args, seconds: float, deadline: float | None) -> tuple[float, int, int]:
+    """One sitting of `seconds` (plan, caches, launch, hard stop at `seconds` + grace after the launch or at
+    `deadline` + grace, collect, pack): (the time its launch started, exit code, runs launched)."""
+    refuse = deadline is None
     spec, runs, states, chosen, makespan, done, warnings = _plan_or_refuse(args.study, seconds, refuse=refuse)
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     log = [f"# sitting {stamp}: code {code_fingerprint()}; {done}/{len(runs)} done before; launching "
@@ -353,7 +355,7 @@ def _sitting(args, seconds: float, refuse: bool) -> tuple[float, int, int]:
         cmd = [sys.executable, str(REPO / "launch.py"), "run", str(args.study)]
         for rid in chosen:
             cmd += ["--only", rid]
-        hard = seconds + args.grace
+        hard = (seconds if deadline is None else max(deadline - time.time(), 0.0)) + args.grace
         # The launcher's output streams through. It and its runs (submitit's local jobs stay in its process group)
         # are stopped together at the hard limit, SIGTERM then SIGKILL (a local job may bypass SIGTERM), so nothing
         # keeps writing into the run folders while they are packed.

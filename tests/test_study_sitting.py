@@ -339,12 +339,13 @@ def test_a_sitting_runs_what_fits_and_names_what_never_will(tmp_path, capsys):
 
 def test_sittings_refill_the_time_left():
     """`run` plans again with the time left when a sitting ends early (the estimates run long), counting from the
-    first launch, until less than MIN_REFILL_S is left, a sitting launches nothing, or one fails."""
+    first launch, until less than MIN_REFILL_S is left, a sitting launches nothing, or one fails; refills stop at
+    the first launch + seconds, whatever their own set-up takes."""
     def fake(outcomes, share=0.6):
         now, calls = [1000.0], []
 
-        def one(left, refuse):
-            calls.append((round(left, 6), refuse))
+        def one(left, deadline):
+            calls.append((round(left, 6), deadline))
             t0 = now[0] + 20.0  # plan and caches before the launch
             now[0] = t0 + share * left + 15.0  # ends early, then collects and packs
             return (t0, *outcomes[len(calls) - 1])
@@ -353,7 +354,7 @@ def test_sittings_refill_the_time_left():
     one, calls, clock = fake([(0, 9), (0, 3), (0, 1), (0, 1)])
     assert sitting.refill(500.0, one, clock) == 0
     # 500; then 500 - (300 + 15) = 185; then 185 - (111 + 15 + 20) = 39 < MIN_REFILL_S: stop
-    assert calls == [(500.0, True), (185.0, False)]
+    assert calls == [(500.0, None), (185.0, 1520.0)]  # the first launched at 1020
     one, calls, clock = fake([(0, 9), (0, 0)], share=0.1)
     assert sitting.refill(500.0, one, clock) == 0 and len(calls) == 2  # the refill found nothing to run
     one, calls, clock = fake([(1, 9)], share=0.1)
