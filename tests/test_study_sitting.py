@@ -359,3 +359,23 @@ def test_sittings_refill_the_time_left():
     assert sitting.refill(500.0, one, clock) == 0 and len(calls) == 2  # the refill found nothing to run
     one, calls, clock = fake([(1, 9)], share=0.1)
     assert sitting.refill(500.0, one, clock) == 1 and len(calls) == 1  # a failed sitting is not refilled
+
+
+def test_run_refills_and_the_last_tarball_holds_every_sitting(tmp_path):
+    """A real `run` on this machine (local executor, tiny models): with the assumed H100 start-ups (30-45 s a run)
+    and 2 slots, a 150-s sitting plans 6 of the 8 runs; they end long before their estimate, so a refill plans the
+    other 2 in the time left (at least 60 s unless the first sitting took over 90 s; it takes seconds). The tarball
+    of the last sitting holds both sittings."""
+    path = write_sweep(tmp_path)
+    out = tmp_path / "pack"
+    assert sitting.main(["run", str(path), "--seconds", "150", "--out", str(out)]) == 0
+    spec = load_sweep(path)
+    runs = expand(spec)
+    assert all(st.status == "done" for st in run_states(runs, spec.sweep_dir, query_scheduler=False))
+    assert [p.name for p in out.iterdir()] == ["tiny-sitting.tar.gz"]  # no temporary file left behind
+    with tarfile.open(out / "tiny-sitting.tar.gz") as t:
+        names = set(t.getnames())
+        log = t.extractfile("sittings.log").read().decode()
+    assert all(f"runs/{r.run_id}/result.json" in names for r in runs)
+    blocks = [ln for ln in log.splitlines() if ln.startswith("# sitting")]
+    assert len(blocks) == 2 and "launching 6 run(s)" in blocks[0] and "launching 2 run(s)" in blocks[1], blocks
