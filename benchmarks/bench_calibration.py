@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import functools
 import multiprocessing as mp
 import os
 import platform
@@ -61,7 +62,7 @@ from scipy.stats import beta as beta_dist  # noqa: E402
 from fitting import design as fdesign  # noqa: E402
 from fitting.chinchilla import predict_loss  # noqa: E402
 from fitting.data import read_table  # noqa: E402
-from fitting.fixed_budget import fit_power_law, fixed_budget, slope_difference  # noqa: E402
+from fitting.fixed_budget import fixed_budget, loglinear, slope_difference  # noqa: E402
 from fitting.pipeline import fit_groups  # noqa: E402
 
 TRUE = dict(fdesign.PLAUSIBLE)
@@ -220,26 +221,37 @@ def one_replicate(args) -> dict:
 SLOPE_FORMS = (("fixed_tokens", "tokens", "L(N) at each budget"), ("fixed_params", "params", "L(D) at each size"))
 
 
-def local_slopes(df: pd.DataFrame, d: Design) -> dict:
-    """The report's local slopes (fitting.fixed_budget on the rows the fits use, as `python -m fitting
-    fixed-budget`) with their truth: the same log-linear slope of the noise-free law at the same N and D. Per form,
-    one entry per slice (budget, or size by rank), each: per-arch (estimate, interval, truth) and the difference's."""
-    fb = fixed_budget(read_table(df).df)
+@functools.cache
+def true_slopes(d: Design) -> dict:
+    """{form: [{arch: slope}] per slice}: the log-linear slope of the noise-free law at the design's N and D (the
+    truth of `local_slopes`; the same for every replicate of a design)."""
     laws = {"dot": TRUE, "simplicial": dict(TRUE, alpha=TRUE["alpha"] + d.delta_alpha)}
     budgets = np.asarray(d.budgets, dtype=float)
+    archs = ("dot", "simplicial")
+
+    def slope(arch, x, N, D):
+        return loglinear(x, predict_loss(laws[arch], N, D))["alpha"]
+
+    return {"fixed_tokens": [{a: slope(a, d.n_of(a), d.n_of(a), D) for a in archs} for D in budgets],
+            "fixed_params": [{a: slope(a, budgets, d.n_of(a)[j], budgets) for a in archs}
+                             for j in range(len(d.sizes))]}
+
+
+def local_slopes(df: pd.DataFrame, d: Design) -> dict:
+    """The report's local slopes (fitting.fixed_budget on the rows the fits use, as `python -m fitting
+    fixed-budget`) with their truth (`true_slopes`). Per form, one entry per slice (budget, or size by rank), each:
+    per-arch (estimate, interval, truth) and the difference's."""
+    fb = fixed_budget(read_table(df).df)
+    truth = true_slopes(d)
     out = {}
     for form, key, _ in SLOPE_FORMS:
+        rows = {arch: sorted(fb[form][arch], key=lambda r: r[key]) for arch in ("dot", "simplicial")}
         slices = []
-        for j in range(len(budgets) if form == "fixed_tokens" else len(d.sizes)):
+        for j, true in enumerate(truth[form]):
             e = {}
             for arch in ("dot", "simplicial"):
-                r = sorted(fb[form][arch], key=lambda r: r[key])[j]
-                N = d.n_of(arch) if form == "fixed_tokens" else np.full(len(budgets), d.n_of(arch)[j])
-                D = np.full(len(N), budgets[j]) if form == "fixed_tokens" else budgets
-                x = N if form == "fixed_tokens" else D
-                true = fit_power_law(x, predict_loss(laws[arch], N, D))["loglinear"]["alpha"]
-                ll = r["loglinear"] or {}
-                e[arch] = (ll.get("alpha"), ll.get("ci"), true)
+                ll = rows[arch][j]["loglinear"] or {}
+                e[arch] = (ll.get("alpha"), ll.get("ci"), true[arch])
             diff, ci = slope_difference(e["dot"][0], e["dot"][1], e["simplicial"][0], e["simplicial"][1])
             e["diff"] = (diff, ci, e["simplicial"][2] - e["dot"][2])
             slices.append(e)

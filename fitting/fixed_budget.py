@@ -86,19 +86,24 @@ def slope_difference(s0, ci0, s1, ci1):
     return d, [d - hw, d + hw]
 
 
+def loglinear(x, L) -> dict | None:
+    """The log-linear form -log L = alpha log x + beta of one slice: its local slope (alpha), intercept, R^2 and the
+    slope's t interval; None with fewer than two distinct x."""
+    x, L = np.asarray(x, dtype=float), np.asarray(L, dtype=float)
+    if len(np.unique(x)) < 2:
+        return None
+    lx, y = np.log(x), -np.log(L)
+    slope, intercept = np.polyfit(lx, y, 1)
+    ss_res = float(((y - (slope * lx + intercept)) ** 2).sum())
+    ss_tot = float(((y - y.mean()) ** 2).sum())
+    return {"alpha": float(slope), "beta": float(intercept),
+            "r2": (1.0 - ss_res / ss_tot) if ss_tot > 0 else None, "ci": slope_ci(lx, y, slope)}
+
+
 def fit_power_law(x, L) -> dict:
     """L(x) = E' + A' x^-alpha' and the log-linear form for one slice; JSON-ready dict (None where undefined)."""
     x, L = np.asarray(x, dtype=float), np.asarray(L, dtype=float)
-    out: dict = {"n_points": int(len(x))}
-    if len(np.unique(x)) >= 2:
-        lx, y = np.log(x), -np.log(L)
-        slope, intercept = np.polyfit(lx, y, 1)
-        ss_res = float(((y - (slope * lx + intercept)) ** 2).sum())
-        ss_tot = float(((y - y.mean()) ** 2).sum())
-        out["loglinear"] = {"alpha": float(slope), "beta": float(intercept),
-                            "r2": (1.0 - ss_res / ss_tot) if ss_tot > 0 else None, "ci": slope_ci(lx, y, slope)}
-    else:
-        out["loglinear"] = None
+    out: dict = {"n_points": int(len(x)), "loglinear": loglinear(x, L)}
     if len(np.unique(x)) < 3:
         out.update(E=None, A=None, alpha=None, converged=False, objective=None,
                    message=f"{STATUS_MESSAGES[5]}: {len(np.unique(x))} distinct value(s), the nonlinear form has 3 parameters")
