@@ -75,17 +75,18 @@ LR_AXIS_ALPHA = "bias -0.024, coverage 0.63 at a nominal 0.95; delta alpha's cov
 LR_AXIS_DELTA = "bias -0.011, coverage 0.90 at a nominal 0.95, false-positive rate 0.09 at a nominal 0.05"
 
 
-def _lr_axis_offsets(raw: pd.DataFrame) -> list[str]:
-    """A warning when the fitted rows are each cell's best lr on an axis: a discrete axis leaves each size off its
-    optimum by its own amount, which the fit reads as part of the N and D terms and no resampling of the noise
-    sees. An offset both architectures share cancels in their difference; each one's own exponents keep it."""
+def _lr_axis_offsets(raw: pd.DataFrame, best: pd.DataFrame) -> list[str]:
+    """A warning when the fitted rows (`best`, each cell's best lr among `raw`) come from an lr axis: a discrete
+    axis leaves each size off its optimum by its own amount, which the fit reads as part of the N and D terms and no
+    resampling of the noise sees. An offset both architectures share cancels in their difference; each one's own
+    exponents keep it, and a second warning names the sizes where the architectures' offsets differ."""
     if not {"arch", "size", "lr"} <= set(raw.columns) or not (raw.groupby(["arch", "size"])["lr"].nunique() > 1).any():
         return []
     notes = [f"WARNING the fitted rows are each cell's best lr on an lr axis: each architecture's exponents include "
              f"the axis's offsets from the optimum, size by size, and their intervals do not (on the H100 study's "
              f"grid alpha: {LR_AXIS_ALPHA}; benchmarks/results/calibration-2026-12-07.md); read the exponents' "
              f"difference, not each architecture's value"]
-    differ = _best_lr_differs(raw)
+    differ = _best_lr_differs(best)
     if differ:
         notes.append(f"WARNING the architectures' best lr differ at size(s) {', '.join(differ)}: there the axis leaves "
                      f"them off their optima by different amounts, which does not cancel in the exponents' "
@@ -95,13 +96,9 @@ def _lr_axis_offsets(raw: pd.DataFrame) -> list[str]:
     return notes
 
 
-def _best_lr_differs(raw: pd.DataFrame) -> list[str]:
-    """The sizes at which two architectures' fitted rows (best_lr) of one cell (size, budget, seed) took different
-    learning rates, in the table's order. Both share the rule's lr per cell, so a different lr is a different
-    multiplier."""
-    if "best_lr" not in raw.columns:
-        return []
-    best = raw[raw["best_lr"].astype(str).str.lower() == "true"]
+def _best_lr_differs(best: pd.DataFrame) -> list[str]:
+    """The sizes at which two architectures' fitted rows of one cell (size, budget, seed) took different learning
+    rates, in the table's order. Both share the rule's lr per cell, so a different lr is a different multiplier."""
     key = [c for c in ("size", "budget_tokens", "budget_flops", "seed") if c in best.columns]
     n_lr = best.groupby(key, dropna=False, sort=False).agg(archs=("arch", "nunique"), lrs=("lr", "nunique"))
     differ = n_lr[(n_lr["archs"] > 1) & (n_lr["lrs"] > 1)].reset_index()["size"]
@@ -152,7 +149,7 @@ def read_table(csv, *, params_col: str = "params", tokens_col: str | None = None
         if other.any():
             notes.append(f"excluded {int(other.sum())} run(s) that are not their cell's best learning rate "
                          f"(best_lr; --all-lr fits them too)")
-            notes += _selected_on_every_seed(raw) + _lr_axis_offsets(raw)
+            notes += _selected_on_every_seed(raw) + _lr_axis_offsets(raw, raw[~other])
         raw = raw[~other]
     if raw.empty:
         raise FittingInputError(f"{source}: no runs to fit (after excluding runs whose status is not 'done')")

@@ -312,6 +312,37 @@ def comparison_rows(inputs: ReportInputs) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
+def _slices(fb: dict, archs: list[str], which: str, key: str) -> dict[float, dict]:
+    """The rows of `fixed_budget_rows`: {sort key: {arch: that arch's fixed_budget.json entry}}.
+
+    Fixed params with two or more archs: the sizes of each arch, which differ between archs, matched by rank.
+    Otherwise one row per budget: each architecture's mean D of a budget differs slightly (whole numbers of
+    batches), so budgets within fitting's own tolerance (fitting.fixed_budget.cluster) are one row, as within an
+    architecture."""
+    if which == "fixed_params" and len(archs) > 1:
+        per_arch = {a: sorted(float(r[key]) for r in fb[a] if isinstance(r, dict) and key in r) for a in archs}
+        out = {}
+        for i in range(max(len(v) for v in per_arch.values())):
+            entry = {}
+            for a in archs:
+                if i < len(per_arch[a]):
+                    val = per_arch[a][i]
+                    entry[a] = next(r for r in fb[a] if float(r[key]) == val)
+            out[float(i)] = entry
+        return out
+    found = [(a, r) for a in archs for r in fb[a] if isinstance(r, dict) and isinstance(r.get(key), (int, float))]
+    labels = cluster([r[key] for _, r in found]) if found else []
+    out: dict[float, dict] = {}
+    for lab in sorted(set(labels)):
+        members = [(a, r) for (a, r), k in zip(found, labels) if k == lab]
+        if len({a for a, _ in members}) < len(members):  # chained through another arch's budget: keep them apart
+            for a, r in members:
+                out.setdefault(float(r[key]), {})[a] = r
+            continue
+        out[float(np.exp(np.mean([np.log(r[key]) for _, r in members])))] = dict(members)
+    return out
+
+
 def fixed_budget_rows(inputs: ReportInputs, which: str) -> tuple[list[str], list[list[str]]]:
     """The paper's Table 3 layout: one row per budget, each architecture's log-linear local slope with its
     interval and R^2, and the difference of the slopes (second architecture minus first).
@@ -324,35 +355,12 @@ def fixed_budget_rows(inputs: ReportInputs, which: str) -> tuple[list[str], list
     archs = [a for a in inputs.archs if a in fb]
     key = "tokens" if which == "fixed_tokens" else "params"
     sym = "D" if which == "fixed_tokens" else "N"
-    # One row per budget: each architecture's mean D of a budget differs slightly (whole numbers of batches), so
-    # budgets within fitting's own tolerance are one row, as within an architecture.
-    found = [(a, r) for a in archs for r in fb[a] if isinstance(r, dict) and isinstance(r.get(key), (int, float))]
-    labels = cluster([r[key] for _, r in found]) if found else []
-    budgets: dict[float, dict] = {}
-    for lab in sorted(set(labels)):
-        members = [(a, r) for (a, r), k in zip(found, labels) if k == lab]
-        if len({a for a, _ in members}) < len(members):  # chained through another arch's budget: keep them apart
-            for a, r in members:
-                budgets.setdefault(float(r[key]), {})[a] = r
-            continue
-        budgets[float(np.exp(np.mean([np.log(r[key]) for _, r in members])))] = dict(members)
     header = [sym] + [f"{a}: pts" for a in archs] + [f"{a}: local slope [CI]" for a in archs]
     if len(archs) == 2:
         header.append("difference")
     header += [f"{a}: R^2" for a in archs] + [f"{a}: sat. fit" for a in archs]
     rows = []
-    # Fixed params: budgets are the sizes of each arch, which differ between archs; match them by rank.
-    if which == "fixed_params" and len(archs) > 1:
-        per_arch = {a: sorted(float(r[key]) for r in fb[a] if isinstance(r, dict) and key in r) for a in archs}
-        n = max(len(v) for v in per_arch.values())
-        budgets = {}
-        for i in range(n):
-            entry = {}
-            for a in archs:
-                if i < len(per_arch[a]):
-                    val = per_arch[a][i]
-                    entry[a] = next(r for r in fb[a] if float(r[key]) == val)
-            budgets[float(i)] = entry
+    budgets = _slices(fb, archs, which, key)
     for b in sorted(budgets):
         entry = budgets[b]
         if which == "fixed_params" and len(archs) > 1:

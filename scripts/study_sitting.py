@@ -429,8 +429,8 @@ def cmd_unpack(args) -> int:
                 shutil.copyfileobj(src, dst)
             n += 1
     print(f"{n} file(s) into {folder}; commit them: git add {folder} && git commit")
-    log = folder / SITTING_LOG
-    last = [line for line in log.read_text().splitlines() if line.startswith("# sitting ")] if log.is_file() else []
+    last = ([line for line in here_log.read_text().splitlines() if line.startswith("# sitting ")]
+            if here_log.is_file() else [])
     here = code_fingerprint()
     if last and f"code {here};" not in last[-1]:
         print(f"WARNING: the last sitting ran other code than this checkout's (code {here}): {last[-1]}")
